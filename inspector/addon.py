@@ -1,0 +1,322 @@
+"""The mitmproxy addon: raw bytes after TLS in, capture records and connection records out.
+
+mitmproxy's HTTP and WebSocket layers rewrite what they relay, so this addon
+lets mitmproxy set up each connection (proxy mode, TLS on either side) and
+then puts a plain TCP relay where the HTTP layer would be. Every socket read
+is recorded and fed to the connection's analyzer before it is forwarded
+unchanged.
+
+Load it with ``mitmdump -s "$(rtinspect addon-path)"`` or add it to a master
+after mitmproxy's default addons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from mitmproxy import ctx, exceptions, tcp
+from mitmproxy.addonmanager import Loader
+from mitmproxy.connection import Client, ConnectionState, Server
+from mitmproxy.proxy import commands, events, layer, layers
+from mitmproxy.proxy.context import Context
+from mitmproxy.proxy.layers.http import HTTPMode
+from mitmproxy.proxy.layers.modes import ReverseProxy
+from mitmproxy.tls import ClientHelloData
+
+from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, TlsInfo
+from inspector.connection import ConnectionAnalyzer, ConnectionRecord
+from inspector.wire import Direction
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between flushes of the capture file.
+FLUSH_INTERVAL = 1.0
+
+_CLOSE_REASON = "rtinspect.close_reason"
+
+
+class InspectedTCPLayer(layers.TCPLayer):
+    """mitmproxy's TCP relay, noting in the flow's metadata how the connection ended.
+
+    The reason is taken from the first side to stop reading: "client closed"
+    or "server closed" for an end of stream (mitmproxy reads a reset the same
+    way), "timed out" when mitmproxy's idle timeout cut the client off, and
+    "reset" when mitmproxy stopped a side because sending to it failed.
+    """
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self._last_activity = time.time()
+
+    def handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if self.flow is not None:
+            if isinstance(event, events.DataReceived):
+                self._last_activity = time.time()
+            elif isinstance(event, events.ConnectionClosed) and _CLOSE_REASON not in self.flow.metadata:
+                self.flow.metadata[_CLOSE_REASON] = self._close_reason(event.connection)
+        yield from super().handle_event(event)
+
+    def _close_reason(self, connection: Client | Server) -> str:
+        side = "client" if connection is self.context.client else "server"
+        if connection.state is not ConnectionState.CLOSED:
+            return f"{side} closed"
+        idle = time.time() - self._last_activity
+        if side == "client" and idle >= self.context.options.tcp_timeout - 1:
+            return "timed out"
+        return "reset"
+
+
+class PlaintextRefused(layer.Layer):
+    """Closes a client connection that did not start with TLS."""
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self._closed = False
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if not self._closed:
+            self._closed = True
+            yield commands.CloseConnection(self.context.client)
+
+
+@dataclass(slots=True)
+class _LiveConnection:
+    connection_id: int
+    opened: ConnectionOpened | None = None
+    analyzer: ConnectionAnalyzer | None = None
+
+
+class RtInspect:
+    """Relays raw TCP after TLS, records it to a capture and analyses each connection."""
+
+    def __init__(self) -> None:
+        self._writer: CaptureWriter | None = None
+        self._live: dict[str, _LiveConnection] = {}
+        self._closed: list[ConnectionRecord] = []
+        self._next_id = 1
+        self._client_hello_at: dict[str, float] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    # -- options
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "rtinspect_write",
+            str | None,
+            None,
+            "Write raw traffic to this capture file (.rtcap), flushed at least once a second.",
+        )
+        loader.add_option(
+            "rtinspect_client_tls",
+            bool,
+            False,
+            "Refuse clients of a reverse proxy that do not start with TLS.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "http2" in updated and ctx.options.http2:
+            # Raw TCP mirrors the client's ALPN offer; HTTP/2 would be negotiated and left unanalysed.
+            ctx.options.http2 = False
+        if "rtinspect_write" in updated:
+            self._open_capture(ctx.options.rtinspect_write)
+
+    def _open_capture(self, path: str | None) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if not path:
+            return
+        path = os.path.expanduser(path)
+        try:
+            self._writer = CaptureWriter(path)
+        except OSError as e:
+            raise exceptions.OptionsError(f"cannot write capture {path}: {e.strerror or e}") from None
+        for live in self._live.values():
+            if live.opened is not None:
+                self._record(live.opened)
+
+    # -- lifecycle
+
+    def running(self) -> None:
+        if any(mode == "regular" or mode.startswith("regular@") for mode in ctx.options.mode):
+            logger.warning(
+                "forward proxy: CONNECT tunnels are inspected byte for byte; plain-HTTP requests "
+                "(GET http://...) are relayed by mitmproxy's HTTP layer and are not inspected"
+            )
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically())
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            if self._writer is not None:
+                try:
+                    self._writer.flush()
+                except OSError as e:
+                    self._capture_failed(e)
+
+    def done(self) -> None:
+        now = time.time()
+        for flow_id in list(self._live):
+            self._finish(flow_id, now, "proxy stopped")
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except OSError as e:
+                self._capture_failed(e)
+        self._writer = None
+        self._stopped = True
+
+    # -- what the runner reads
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._live)
+
+    def connection_records(self) -> list[ConnectionRecord]:
+        """Every connection so far: closed ones, then a snapshot of each open one."""
+        snapshots = [live.analyzer.snapshot() for live in self._live.values() if live.analyzer is not None]
+        return [*self._closed, *snapshots]
+
+    # -- layers
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        builtin = ctx.master.addons.get("nextlayer")
+        if builtin is not None:
+            builtin.next_layer(nextlayer)
+        context = nextlayer.context
+        parent: layer.Layer | None = None
+        child = nextlayer.layer
+        refuse_plaintext = ctx.options.rtinspect_client_tls and isinstance(context.layers[0], ReverseProxy)
+        while child is not None:
+            if isinstance(child, layers.ClientTLSLayer):
+                refuse_plaintext = False
+            if _is_relay_point(child):
+                context.layers.remove(child)
+                replacement = InspectedTCPLayer(context)
+                if parent is None:
+                    nextlayer.layer = replacement
+                else:
+                    parent.child_layer = replacement  # type: ignore[attr-defined]
+                break
+            parent, child = child, getattr(child, "child_layer", None)
+        if refuse_plaintext and nextlayer.layer is not None:
+            logger.warning(f"refused {_address(context.client.peername)}: it did not start with TLS")
+            nextlayer.layer = PlaintextRefused(context)
+
+    def tls_clienthello(self, data: ClientHelloData) -> None:
+        self._client_hello_at[data.context.client.id] = time.time()
+
+    def client_disconnected(self, client: Client) -> None:
+        self._client_hello_at.pop(client.id, None)
+
+    # -- traffic
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        if self._stopped:
+            return
+        self._live[flow.id] = _LiveConnection(self._next_id)
+        self._next_id += 1
+
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        live = self._live.get(flow.id)
+        if live is None:
+            return
+        message = flow.messages[-1]
+        del flow.messages[:-1]
+        analyzer = self._analyzer(live, flow)
+        direction = Direction.CLIENT_TO_SERVER if message.from_client else Direction.SERVER_TO_CLIENT
+        self._record(DataChunk(live.connection_id, message.timestamp, direction, message.content))
+        analyzer.feed(direction, message.content, message.timestamp)
+
+    def tcp_end(self, flow: tcp.TCPFlow) -> None:
+        if flow.id in self._live:
+            self._analyzer(self._live[flow.id], flow)
+            self._finish(flow.id, time.time(), flow.metadata.get(_CLOSE_REASON, "client closed"))
+
+    def tcp_error(self, flow: tcp.TCPFlow) -> None:
+        if flow.id in self._live:
+            self._analyzer(self._live[flow.id], flow)
+            message = flow.error.msg if flow.error else "unknown"
+            logger.warning(f"connection to {_address(flow.server_conn.address)} failed: {message}")
+            self._finish(flow.id, time.time(), f"error: {message}")
+
+    def _analyzer(self, live: _LiveConnection, flow: tcp.TCPFlow) -> ConnectionAnalyzer:
+        """The connection's analyzer, created once its facts (upstream TLS included) are known."""
+        if live.analyzer is None:
+            live.opened = _connection_opened(live.connection_id, flow, self._client_hello_at.get(flow.client_conn.id))
+            self._record(live.opened)
+            live.analyzer = ConnectionAnalyzer(live.opened)
+        return live.analyzer
+
+    def _finish(self, flow_id: str, timestamp: float, reason: str) -> None:
+        live = self._live.pop(flow_id)
+        if live.analyzer is None:
+            return
+        self._record(ConnectionClosed(live.connection_id, timestamp, reason))
+        self._closed.append(live.analyzer.close(timestamp, reason))
+
+    # -- capture
+
+    def _record(self, record: ConnectionOpened | DataChunk | ConnectionClosed) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._writer.write(record)
+        except OSError as e:
+            self._capture_failed(e)
+
+    def _capture_failed(self, error: OSError) -> None:
+        assert self._writer is not None
+        logger.error(f"stopped writing {self._writer.path}: {error.strerror or error}")
+        try:
+            self._writer.close()
+        except OSError:
+            pass
+        self._writer = None
+
+
+def _is_relay_point(candidate: layer.Layer) -> bool:
+    """Whether mitmproxy chose to carry application data on this layer: HTTP or a TCP relay."""
+    if isinstance(candidate, layers.HttpLayer):
+        return candidate.mode is HTTPMode.transparent
+    return type(candidate) is layers.TCPLayer and candidate.flow is not None
+
+
+def _address(address: tuple[str, int] | tuple[str, int, int, int] | None) -> str:
+    if not address:
+        return "?"
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _connection_opened(connection_id: int, flow: tcp.TCPFlow, client_hello_at: float | None) -> ConnectionOpened:
+    client, server = flow.client_conn, flow.server_conn
+    return ConnectionOpened(
+        connection_id=connection_id,
+        timestamp=client.timestamp_start,
+        client=_address(client.peername),
+        server=_address(server.address),
+        mode=client.proxy_mode.full_spec,
+        tls=_tls_info(client, client_hello_at) if client.tls_established else None,
+        upstream_tls=_tls_info(server, server.timestamp_tcp_setup) if server.tls_established else None,
+    )
+
+
+def _tls_info(connection: Client | Server, started: float | None) -> TlsInfo:
+    """A side's TLS facts; ``started`` is when its handshake began (ClientHello received or TCP connected)."""
+    return TlsInfo(
+        version=connection.tls_version,
+        sni=connection.sni,
+        alpn=connection.alpn.decode("ascii", "replace") if connection.alpn else None,
+        cipher=connection.cipher,
+        handshake_started=started,
+        handshake_finished=connection.timestamp_tls_setup,
+    )

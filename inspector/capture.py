@@ -1,0 +1,333 @@
+"""The capture file: recorded traffic, exactly as it crossed the proxy.
+
+A capture holds, for each TCP connection, its facts (addresses, proxy mode,
+TLS), every chunk of bytes in the order the proxy read it, and how the
+connection ended. It is written incrementally and append-only, so it can be
+read while it is still being written, and a process killed mid-run leaves a
+file that reads back up to the last record it flushed.
+
+Byte layout (all integers little-endian; extension ``.rtcap``)::
+
+    file    = header record*
+    header  = magic version                        (12 bytes)
+      magic   8 bytes  89 52 54 43 41 50 0D 0A      (b"\\x89RTCAP\\r\\n")
+      version u32      CAPTURE_VERSION
+    record  = type connection_id timestamp length body   (17 + length bytes)
+      type          u8   what the record is (below)
+      connection_id u32  numbers connections within one capture, from 1
+      timestamp     f64  seconds since the Unix epoch
+      length        u32  number of body bytes
+      body          length bytes
+
+    type  name                body
+    1     connection opened   UTF-8 JSON object: {"client": "host:port",
+                              "server": "host:port", "mode": str,
+                              "tls": tls | null, "upstream_tls": tls | null}
+                              with tls = {"version", "sni", "alpn", "cipher",
+                              "handshake_started", "handshake_finished"}
+                              (each a string, number or null)
+    2     client data         the bytes the client sent, as read by the proxy
+    3     server data         the bytes the server sent, as read by the proxy
+    4     connection closed   UTF-8 JSON object: {"reason": str}
+    5     event               UTF-8 JSON object: {"name": str, "data": object}
+
+Records appear in the order they were written, which is not always the order
+of their timestamps: a connection's "opened" record carries the time the
+client connected but is written once its facts (upstream TLS included) are
+known. Readers skip record types they do not know, so new types can be added
+without a new version. A file that ends inside a record has a truncated tail:
+the reader reports its length and reads everything before it.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from .wire import Direction
+
+CAPTURE_VERSION = 1
+MAGIC = b"\x89RTCAP\r\n"
+
+_FILE_HEADER = struct.Struct("<8sI")
+_RECORD_HEADER = struct.Struct("<BIdI")
+_LENGTH = struct.Struct("<I")
+_LENGTH_OFFSET = 13
+
+_OPENED = 1
+_CLIENT_DATA = 2
+_SERVER_DATA = 3
+_CLOSED = 4
+_EVENT = 5
+
+_DATA_TYPES = {Direction.CLIENT_TO_SERVER: _CLIENT_DATA, Direction.SERVER_TO_CLIENT: _SERVER_DATA}
+
+
+class CaptureError(Exception):
+    """A file that cannot be read as a capture; the message is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    """One side's TLS session as the proxy negotiated it."""
+
+    version: str | None = None
+    sni: str | None = None
+    alpn: str | None = None
+    cipher: str | None = None
+    handshake_started: float | None = None
+    handshake_finished: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOpened:
+    """A connection's facts. ``timestamp`` is when the client connected.
+
+    ``tls`` is the TLS session between client and proxy, ``upstream_tls`` the
+    one between proxy and server; either is None where that side is plaintext.
+    """
+
+    connection_id: int
+    timestamp: float
+    client: str
+    server: str
+    mode: str
+    tls: TlsInfo | None = None
+    upstream_tls: TlsInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DataChunk:
+    """Bytes from one socket read, in one direction, after TLS."""
+
+    connection_id: int
+    timestamp: float
+    direction: Direction
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """How a connection ended: "client closed", "server closed", "reset",
+    "timed out", "proxy stopped" or "error: <what happened>"."""
+
+    connection_id: int
+    timestamp: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something else worth recording; ``connection_id`` 0 means the capture as a whole."""
+
+    connection_id: int
+    timestamp: float
+    name: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+Record = ConnectionOpened | DataChunk | ConnectionClosed | Event
+
+
+def _tls_to_json(tls: TlsInfo | None) -> dict[str, Any] | None:
+    return None if tls is None else asdict(tls)
+
+
+def _tls_from_json(value: Any) -> TlsInfo | None:
+    if value is None:
+        return None
+    return TlsInfo(**{name: value.get(name) for name in TlsInfo.__slots__})
+
+
+def _encode_json(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class CaptureWriter:
+    """Appends records to a new capture file, created readable by its owner only.
+
+    Records are buffered and written out when the buffer passes
+    ``buffer_limit`` bytes and whenever :meth:`flush` is called; the owner
+    calls it on a timer so that a killed process loses at most that long.
+    An existing file at ``path`` is replaced.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, buffer_limit: int = 256 * 1024) -> None:
+        self.path = os.fspath(path)
+        self._buffer = bytearray()
+        self._buffer_limit = buffer_limit
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(self._fd, 0o600)
+            self._write_all(_FILE_HEADER.pack(MAGIC, CAPTURE_VERSION))
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def write(self, record: Record) -> None:
+        """Append one record."""
+        match record:
+            case DataChunk(connection_id, timestamp, direction, data):
+                self._append(_DATA_TYPES[direction], connection_id, timestamp, data)
+            case ConnectionOpened(connection_id, timestamp, client, server, mode, tls, upstream_tls):
+                body = {
+                    "client": client,
+                    "server": server,
+                    "mode": mode,
+                    "tls": _tls_to_json(tls),
+                    "upstream_tls": _tls_to_json(upstream_tls),
+                }
+                self._append(_OPENED, connection_id, timestamp, _encode_json(body))
+            case ConnectionClosed(connection_id, timestamp, reason):
+                self._append(_CLOSED, connection_id, timestamp, _encode_json({"reason": reason}))
+            case Event(connection_id, timestamp, name, data):
+                self._append(_EVENT, connection_id, timestamp, _encode_json({"name": name, "data": dict(data)}))
+            case _:
+                raise TypeError(f"not a capture record: {record!r}")
+
+    def _append(self, kind: int, connection_id: int, timestamp: float, body: bytes) -> None:
+        if self._fd is None:
+            raise ValueError("capture is closed")
+        self._buffer += _RECORD_HEADER.pack(kind, connection_id, timestamp, len(body))
+        self._buffer += body
+        if len(self._buffer) >= self._buffer_limit:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand every buffered record to the operating system."""
+        if self._buffer and self._fd is not None:
+            self._write_all(self._buffer)
+            self._buffer.clear()
+
+    def _write_all(self, data: bytes | bytearray) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def close(self) -> None:
+        """Flush and close; closing twice is harmless."""
+        if self._fd is None:
+            return
+        try:
+            self.flush()
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Capture:
+    """A capture file as it was when it was opened, iterated record by record.
+
+    ``truncated_tail`` is the number of bytes at the end that do not form a
+    whole record (0 for a cleanly closed capture); they are skipped.
+    """
+
+    def __init__(self, path: str, version: int, buffer: mmap.mmap | bytes) -> None:
+        self.path = path
+        self.version = version
+        self._buffer = buffer
+        self._end = _end_of_whole_records(buffer, _FILE_HEADER.size)
+        self.truncated_tail = len(buffer) - self._end
+
+    def __iter__(self) -> Iterator[Record]:
+        buffer, end = self._buffer, self._end
+        unpack = _RECORD_HEADER.unpack_from
+        header_size = _RECORD_HEADER.size
+        client_to_server, server_to_client = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
+        offset = _FILE_HEADER.size
+        while offset < end:
+            kind, connection_id, timestamp, length = unpack(buffer, offset)
+            start = offset + header_size
+            offset = start + length
+            if kind == _SERVER_DATA:
+                yield DataChunk(connection_id, timestamp, server_to_client, buffer[start:offset])
+            elif kind == _CLIENT_DATA:
+                yield DataChunk(connection_id, timestamp, client_to_server, buffer[start:offset])
+            elif kind in (_OPENED, _CLOSED, _EVENT):
+                yield self._json_record(kind, connection_id, timestamp, buffer[start:offset], start - header_size)
+
+    def _json_record(self, kind: int, connection_id: int, timestamp: float, body: bytes, offset: int) -> Record:
+        try:
+            value = json.loads(body)
+            if kind == _OPENED:
+                return ConnectionOpened(
+                    connection_id,
+                    timestamp,
+                    client=value["client"],
+                    server=value["server"],
+                    mode=value["mode"],
+                    tls=_tls_from_json(value.get("tls")),
+                    upstream_tls=_tls_from_json(value.get("upstream_tls")),
+                )
+            if kind == _CLOSED:
+                return ConnectionClosed(connection_id, timestamp, value["reason"])
+            return Event(connection_id, timestamp, value["name"], value.get("data") or {})
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise CaptureError(f"{self.path}: damaged record at byte {offset}: {e}") from None
+
+    def close(self) -> None:
+        if isinstance(self._buffer, mmap.mmap):
+            self._buffer.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _end_of_whole_records(buffer: mmap.mmap | bytes, offset: int) -> int:
+    """The offset just past the last record that is entirely in ``buffer``."""
+    size = len(buffer)
+    unpack_length = _LENGTH.unpack_from
+    header_size = _RECORD_HEADER.size
+    while offset + header_size <= size:
+        end = offset + header_size + unpack_length(buffer, offset + _LENGTH_OFFSET)[0]
+        if end > size:
+            break
+        offset = end
+    return offset
+
+
+def read_capture(path: str | os.PathLike[str]) -> Capture:
+    """Open a capture for reading.
+
+    Raises :class:`CaptureError` if the file cannot be read, is not a capture,
+    or has a version this code does not read.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as file:
+            header = file.read(_FILE_HEADER.size)
+            if len(header) < _FILE_HEADER.size or not header.startswith(MAGIC):
+                raise CaptureError(f"{name}: not an rtinspect capture")
+            _, version = _FILE_HEADER.unpack(header)
+            if version != CAPTURE_VERSION:
+                raise CaptureError(
+                    f"{name}: capture version {version} is not supported (this rtinspect reads version {CAPTURE_VERSION})"
+                )
+            buffer = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as e:
+        raise CaptureError(f"cannot read {name}: {e.strerror or e}") from None
+    return Capture(name, version, buffer)

@@ -1,0 +1,129 @@
+"""The ``rtinspect`` command line: thin shells around the core."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rtinspect")
+def main() -> None:
+    """Measure what each real-time transport costs on the wire.
+
+    \b
+    rtinspect proxy http://127.0.0.1:8000 -w chat.rtcap   # inspect and record
+    rtinspect report chat.rtcap                           # what each transport cost
+    rtinspect demo                                        # the experiment, end to end
+    """
+
+
+# `report` command: inspector/cli.py (core owner)
+# `proxy` command: below, owned with inspector/addon.py and inspector/proxy.py
+
+
+@main.command(context_settings={"max_content_width": 100})
+@click.argument("upstream", required=False, metavar="[URL]")
+@click.option("--upstream", "upstream_option", metavar="URL", help="The server to relay to (same as URL).")
+@click.option(
+    "--mode",
+    type=click.Choice(["reverse", "regular"]),
+    default="reverse",
+    show_default=True,
+    help="reverse: clients talk to the proxy as if it were the server. "
+    "regular: a forward proxy; CONNECT tunnels are inspected, plain-HTTP requests are not.",
+)
+@click.option("-p", "--listen-port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
+@click.option("--listen-host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--listen-tls", is_flag=True, help="Accept TLS clients only (certificates from mitmproxy's CA).")
+@click.option("--upstream-insecure", is_flag=True, help="Do not verify the upstream's certificate (self-signed).")
+@click.option("-w", "--write", metavar="CAPTURE", help="Record the raw traffic to this file (.rtcap).")
+@click.option("-q", "--quiet", is_flag=True, help="No live view and no summary; warnings and errors only.")
+@click.option("--report", metavar="FILE", help="Write the report to FILE on exit.")
+@click.option(
+    "--report-format",
+    type=click.Choice(["table", "json", "markdown", "csv", "html"]),
+    help="Format of --report (default: from FILE's suffix, else json).",
+)
+@click.option(
+    "--set",
+    "mitmproxy_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a mitmproxy option, e.g. confdir=~/.mitmproxy or tcp_timeout=60.",
+)
+def proxy(
+    upstream: str | None,
+    upstream_option: str | None,
+    mode: str,
+    listen_port: int,
+    listen_host: str,
+    listen_tls: bool,
+    upstream_insecure: bool,
+    write: str | None,
+    quiet: bool,
+    report: str | None,
+    report_format: str | None,
+    mitmproxy_options: tuple[str, ...],
+) -> None:
+    """Relay clients to a server and measure what each transport costs.
+
+    Every byte is relayed unchanged: after TLS, the proxy sees the raw TCP
+    stream and hands it to the analysers. Clients may also connect with TLS;
+    their certificates come from mitmproxy's CA (in ~/.mitmproxy unless
+    --set confdir=... says otherwise). Ctrl-C or SIGTERM stops the proxy,
+    prints the summary, writes --report and closes the capture.
+
+    In --mode regular (a forward proxy), CONNECT tunnels are inspected byte
+    for byte, after TLS interception where the client starts TLS. Plain-HTTP
+    requests (GET http://...) are relayed by mitmproxy's HTTP layer and are
+    not inspected.
+
+    \b
+    Examples:
+      rtinspect proxy http://127.0.0.1:8000 -w chat.rtcap
+      rtinspect proxy https://api.example.com -p 9000 --report cost.html
+      rtinspect proxy https://127.0.0.1:8443 --upstream-insecure --listen-tls
+      rtinspect proxy --mode regular -w browsing.rtcap
+      rtinspect report chat.rtcap
+    """
+    from inspector.proxy import ProxyError, ProxySettings, run
+
+    if upstream and upstream_option and upstream != upstream_option:
+        raise click.ClickException("give the upstream once: as URL or as --upstream")
+    settings = ProxySettings(
+        upstream=upstream or upstream_option,
+        mode=mode,
+        listen_host=listen_host,
+        listen_port=listen_port,
+        listen_tls=listen_tls,
+        upstream_insecure=upstream_insecure,
+        write=write,
+        quiet=quiet,
+        report=report,
+        report_format=report_format,
+        mitmproxy_options=mitmproxy_options,
+    )
+    try:
+        run(settings)
+    except ProxyError as e:
+        raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+@main.command("addon-path")
+def addon_path() -> None:
+    """Print the path of the mitmproxy script, to load rtinspect into mitmdump.
+
+    \b
+    Example:
+      mitmdump -s "$(rtinspect addon-path)" --mode reverse:http://127.0.0.1:8000 \\
+          --set rtinspect_write=chat.rtcap
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("inspector.mitmproxy_script")
+    assert spec is not None and spec.origin is not None
+    click.echo(spec.origin)
+
+# `demo` / `demo-server` commands: below, owned with demo_server/

@@ -1,0 +1,450 @@
+"""HTTP/1.1 as seen from the wire: both directions of one connection, passively.
+
+h11 parses; this module pairs requests with responses and says how many bytes
+each head, body piece and chunk-framing run took. h11 is built for one
+endpoint, so each direction uses a fresh h11 connection per message: a server
+role for requests, and a client role (primed with the request being answered)
+for responses. That keeps pipelining, interim responses and Upgrade in h11's
+hands without a second state machine here.
+
+Every byte fed comes back in exactly one event: in a head's ``size``, a body
+piece's ``data`` plus ``framing``, a ``MessageEnd``'s ``framing``, a
+``ProtocolSwitch``'s ``data`` or an ``Unparsed``'s ``size``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Union
+
+import h11
+
+from .wire import Anomaly, Direction
+
+C2S = Direction.CLIENT_TO_SERVER
+S2C = Direction.SERVER_TO_CLIENT
+
+Headers = tuple[tuple[str, str], ...]
+
+
+def _header(headers: Headers, name: str) -> str | None:
+    """The first value of a header (names are lower-case), or None."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """A request line and its header fields; ``exchange`` numbers requests from 0."""
+
+    exchange: int
+    method: str
+    target: str
+    http_version: str
+    headers: Headers
+    size: int
+    timestamp: float
+
+    def header(self, name: str) -> str | None:
+        return _header(self.headers, name.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """A status line and its header fields; ``interim`` for 1xx responses."""
+
+    exchange: int
+    status: int
+    reason: str
+    http_version: str
+    headers: Headers
+    size: int
+    timestamp: float
+
+    @property
+    def interim(self) -> bool:
+        return self.status < 200
+
+    def header(self, name: str) -> str | None:
+        return _header(self.headers, name.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class BodyData:
+    """A piece of a message body. ``data`` is the payload after de-chunking;
+    ``framing`` counts the chunk-size lines and CRLFs consumed with it."""
+
+    direction: Direction
+    #: The exchange this belongs to (None before the first request).
+    exchange: int | None
+    data: bytes
+    framing: int
+    chunk_start: bool
+    chunk_end: bool
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEnd:
+    """The end of a request or response; ``framing`` is the last chunk and trailers."""
+
+    direction: Direction
+    #: The exchange this belongs to (None before the first request).
+    exchange: int | None
+    framing: int
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolSwitch:
+    """The connection left HTTP (101 Switching Protocols or a 2xx answer to CONNECT).
+
+    ``data`` holds the bytes that followed the head in that direction; every
+    later byte of the direction belongs to the new protocol too.
+    """
+
+    direction: Direction
+    #: The exchange this belongs to (None before the first request).
+    exchange: int | None
+    data: bytes
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class Unparsed:
+    """Bytes this parser will not interpret (after an anomaly, or an incomplete tail)."""
+
+    direction: Direction
+    #: The exchange this belongs to (None before the first request).
+    exchange: int | None
+    size: int
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class ParseFailure:
+    """The direction stopped parsing; ``anomaly`` says where and why."""
+
+    anomaly: Anomaly
+
+
+HttpEvent = Union[RequestHead, ResponseHead, BodyData, MessageEnd, ProtocolSwitch, Unparsed, ParseFailure]
+
+
+def _headers(raw: h11._headers.Headers) -> Headers:  # type: ignore[name-defined]
+    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
+
+
+def _framing_ambiguity(headers: Headers) -> str | None:
+    """A reason when the head's message length is ambiguous (a request-smuggling shape)."""
+    content_lengths = [v for k, v in headers if k == "content-length"]
+    encodings = [v for k, v in headers if k == "transfer-encoding"]
+    if content_lengths and encodings:
+        return "both Content-Length and Transfer-Encoding are present (request smuggling shape)"
+    if len(encodings) > 1:
+        return "Transfer-Encoding appears more than once (request smuggling shape)"
+    if len(set(content_lengths)) > 1:
+        return "conflicting Content-Length values (request smuggling shape)"
+    return None
+
+
+def _buffered(conn: h11.Connection) -> int:
+    """Bytes h11 holds but has not turned into events yet."""
+    buffer = getattr(conn, "_receive_buffer", None)
+    if buffer is not None:
+        return len(buffer)
+    return len(conn.trailing_data[0])
+
+
+class _Direction:
+    """Byte bookkeeping for one direction: where we are and what h11 holds."""
+
+    def __init__(self, direction: Direction) -> None:
+        self.direction = direction
+        self.conn: h11.Connection | None = None
+        #: Bytes fed to ``conn`` and bytes already reported in events.
+        self.fed = 0
+        self.reported = 0
+        #: Offset in the TCP direction of the first byte fed to ``conn``.
+        self.base = 0
+        #: Bytes waiting for a message to belong to (responses before their request).
+        self.waiting = bytearray()
+        #: The exchange whose message is being parsed in this direction.
+        self.exchange: int | None = None
+        self.failed = False
+        self.switched = False
+        self.closed = False
+
+    @property
+    def offset(self) -> int:
+        """Offset in the TCP direction of the next byte not yet reported."""
+        return self.base + self.reported
+
+    def start(self, conn: h11.Connection, data: bytes) -> None:
+        """Parse the next message with ``conn``, beginning with ``data`` carried over."""
+        self.base = self.offset
+        self.conn = conn
+        self.fed = self.reported = 0
+        self.feed(data)
+        if self.closed:
+            conn.receive_data(b"")
+
+    def feed(self, data: bytes) -> None:
+        assert self.conn is not None
+        if data:
+            self.conn.receive_data(data)
+            self.fed += len(data)
+
+    def consumed_since_last(self) -> int:
+        """Bytes h11 consumed since the last event was reported."""
+        assert self.conn is not None
+        consumed = self.fed - _buffered(self.conn)
+        delta = consumed - self.reported
+        self.reported = consumed
+        return delta
+
+    def take_rest(self) -> bytes:
+        """Everything h11 holds, reported as handed on (a switch) or dropped (a failure)."""
+        rest = self.carry_over()
+        self.reported += len(rest)
+        return rest
+
+    def carry_over(self) -> bytes:
+        """Everything h11 holds, unreported: it belongs to the next message."""
+        assert self.conn is not None
+        return self.conn.trailing_data[0]
+
+
+class Http1Parser:
+    """Both directions of one HTTP/1.1 connection, parsed passively.
+
+    Feed bytes as they were seen, in either direction, with the time they were
+    seen; events come back in the order they completed. Protocol errors never
+    raise: the direction reports a :class:`ParseFailure` and then
+    :class:`Unparsed` bytes.
+    """
+
+    def __init__(self) -> None:
+        self._c2s = _Direction(C2S)
+        self._s2c = _Direction(S2C)
+        #: Requests whose responses have not started yet, oldest first.
+        self._unanswered: deque[RequestHead] = deque()
+        self._requests = 0
+        #: The request side waits for the response to an Upgrade or CONNECT request.
+        self._awaiting_switch = False
+        self._c2s.start(h11.Connection(h11.SERVER), b"")
+
+    # -- public -----------------------------------------------------------
+
+    def feed(self, direction: Direction, data: bytes, timestamp: float) -> list[HttpEvent]:
+        events: list[HttpEvent] = []
+        side = self._side(direction)
+        if not data or side.closed:
+            return events
+        if side.failed:
+            events.append(Unparsed(direction, side.exchange, len(data), timestamp))
+        elif side.switched:
+            events.append(ProtocolSwitch(direction, side.exchange, data, timestamp))
+        elif side.conn is None:
+            side.waiting += data
+        else:
+            side.feed(data)
+        self._pump(timestamp, events)
+        return events
+
+    def close(self, timestamp: float) -> list[HttpEvent]:
+        """The connection ended (FIN, reset or end of capture): finish both directions.
+
+        Bytes still held then belong to a message that never completed; they
+        are reported as unparsed with an anomaly.
+        """
+        events: list[HttpEvent] = []
+        for side in (self._c2s, self._s2c):
+            side.closed = True
+            if side.conn is not None and not (side.failed or side.switched):
+                side.conn.receive_data(b"")
+        self._pump(timestamp, events)
+        if self._awaiting_switch and not self._c2s.failed:
+            self._fail(self._c2s, "connection ended before the Upgrade request was answered", timestamp, events)
+        for side in (self._c2s, self._s2c):
+            if side.failed or side.switched:
+                continue
+            held = len(side.waiting) + (_buffered(side.conn) if side.conn is not None else 0)
+            if not held:
+                continue
+            if side.conn is None:
+                self._fail(side, "response bytes with no request to answer", timestamp, events)
+            else:
+                where = "a request" if side.direction is C2S else "a response"
+                self._fail(side, f"connection ended inside {where}", timestamp, events)
+        return events
+
+    def _pump(self, timestamp: float, events: list[HttpEvent]) -> None:
+        self._pump_requests(timestamp, events)
+        self._pump_responses(timestamp, events)
+
+    # -- requests (client to server) ---------------------------------------
+
+    def _pump_requests(self, timestamp: float, events: list[HttpEvent]) -> None:
+        side = self._c2s
+        while not side.failed and not side.switched and not self._awaiting_switch:
+            assert side.conn is not None
+            try:
+                event = side.conn.next_event()
+            except h11.RemoteProtocolError as error:
+                self._fail(side, f"invalid request: {error}", timestamp, events)
+                return
+            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+                return
+            if event is h11.PAUSED:
+                if side.conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:
+                    self._awaiting_switch = True
+                    return
+                # The request is complete; the next one starts on a fresh parser.
+                side.start(h11.Connection(h11.SERVER), side.carry_over())
+                continue
+            if self._report(side, event, timestamp, events):
+                return
+
+    # -- responses (server to client) --------------------------------------
+
+    def _pump_responses(self, timestamp: float, events: list[HttpEvent]) -> None:
+        side = self._s2c
+        while not side.failed and not side.switched:
+            if side.conn is None:
+                if not self._unanswered or not (side.waiting or not side.closed):
+                    return
+                self._answer(self._unanswered.popleft())
+            assert side.conn is not None
+            try:
+                event = side.conn.next_event()
+            except h11.RemoteProtocolError as error:
+                self._fail(side, f"invalid response: {error}", timestamp, events)
+                return
+            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+                return
+            if event is h11.PAUSED:
+                if side.conn.their_state is h11.SWITCHED_PROTOCOL:
+                    self._switch(timestamp, events)
+                    return
+                self._next_response()
+                continue
+            if self._report(side, event, timestamp, events):
+                return
+            if isinstance(event, h11.Response) and self._awaiting_switch:
+                # A refused Upgrade (or CONNECT): requests continue after the refusal.
+                self._resume_requests(timestamp, events)
+
+    def _answer(self, request: RequestHead) -> None:
+        """Start parsing the response to ``request`` on a client-role h11 primed with it."""
+        conn = h11.Connection(h11.CLIENT)
+        headers = [("Host", request.header("host") or "-")]
+        for name in ("connection", "upgrade"):
+            value = request.header(name)
+            if value is not None:
+                headers.append((name, value))
+        conn.send(h11.Request(method=request.method, target=request.target or "/", headers=headers))
+        conn.send(h11.EndOfMessage())
+        waiting = bytes(self._s2c.waiting)
+        self._s2c.waiting.clear()
+        self._s2c.exchange = request.exchange
+        self._s2c.start(conn, waiting)
+
+    def _next_response(self) -> None:
+        """The response is complete; keep what follows for the next one."""
+        side = self._s2c
+        rest = side.carry_over()
+        side.base = side.offset
+        side.conn = None
+        side.fed = side.reported = 0
+        side.waiting += rest
+
+    def _switch(self, timestamp: float, events: list[HttpEvent]) -> None:
+        for side in (self._s2c, self._c2s):
+            assert side.conn is not None
+            rest = side.take_rest()
+            side.switched = True
+            events.append(ProtocolSwitch(side.direction, side.exchange, rest, timestamp))
+        self._awaiting_switch = False
+
+    def _resume_requests(self, timestamp: float, events: list[HttpEvent]) -> None:
+        self._awaiting_switch = False
+        side = self._c2s
+        side.start(h11.Connection(h11.SERVER), side.carry_over())
+        self._pump_requests(timestamp, events)
+
+    # -- shared -------------------------------------------------------------
+
+    def _side(self, direction: Direction) -> _Direction:
+        return self._c2s if direction is C2S else self._s2c
+
+    def _report(self, side: _Direction, event: object, timestamp: float, events: list[HttpEvent]) -> bool:
+        """Turn one h11 event into ours; True when the direction must stop."""
+        size = side.consumed_since_last()
+        direction = side.direction
+        if isinstance(event, h11.Request):
+            side.exchange = self._requests
+            self._requests += 1
+            head = RequestHead(
+                side.exchange,
+                event.method.decode("latin-1"),
+                event.target.decode("latin-1"),
+                event.http_version.decode("latin-1"),
+                _headers(event.headers),
+                size,
+                timestamp,
+            )
+            events.append(head)
+            self._unanswered.append(head)
+            return self._check_framing(side, head.headers, size, timestamp, events)
+        if isinstance(event, (h11.Response, h11.InformationalResponse)):
+            assert side.exchange is not None
+            head = ResponseHead(
+                side.exchange,
+                event.status_code,
+                event.reason.decode("latin-1"),
+                event.http_version.decode("latin-1"),
+                _headers(event.headers),
+                size,
+                timestamp,
+            )
+            events.append(head)
+            return self._check_framing(side, head.headers, size, timestamp, events)
+        if isinstance(event, h11.Data):
+            data = bytes(event.data)
+            events.append(BodyData(direction, side.exchange, data, size - len(data), event.chunk_start, event.chunk_end, timestamp))
+            return False
+        if isinstance(event, h11.EndOfMessage):
+            events.append(MessageEnd(direction, side.exchange, size, timestamp))
+            return False
+        # ConnectionClosed carries no bytes.
+        return False
+
+    def _check_framing(
+        self, side: _Direction, headers: Headers, size: int, timestamp: float, events: list[HttpEvent]
+    ) -> bool:
+        reason = _framing_ambiguity(headers)
+        if reason is None:
+            return False
+        anomaly = Anomaly(side.direction, side.offset - size, reason, security=True)
+        events.append(ParseFailure(anomaly))
+        self._stop(side, timestamp, events)
+        return True
+
+    def _fail(self, side: _Direction, reason: str, timestamp: float, events: list[HttpEvent]) -> None:
+        events.append(ParseFailure(Anomaly(side.direction, side.offset, reason)))
+        self._stop(side, timestamp, events)
+
+    def _stop(self, side: _Direction, timestamp: float, events: list[HttpEvent]) -> None:
+        """Count everything held for this direction as unparsed from here on."""
+        held = len(side.waiting)
+        side.waiting.clear()
+        if side.conn is not None:
+            held += side.fed - side.reported
+            side.reported = side.fed
+        side.failed = True
+        if held:
+            events.append(Unparsed(side.direction, side.exchange, held, timestamp))

@@ -1,0 +1,312 @@
+"""``rtinspect proxy``: mitmproxy with the rtinspect addon, a live view and a final summary.
+
+This module turns the command's settings into mitmproxy options, starts the
+proxy in this process, shows what each transport has cost so far while it
+runs, and on SIGINT or SIGTERM prints the summary, writes the report and
+closes the capture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from mitmproxy import exceptions, master, options
+from mitmproxy.addons import default_addons
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from inspector.addon import RtInspect
+from inspector.render import render
+from inspector.render.table import table_renderables
+from inspector.report import Report
+from inspector.summary import build_report
+
+#: Report formats, and the one a report file's suffix implies.
+REPORT_FORMATS = ("table", "json", "markdown", "csv", "html")
+_FORMAT_BY_SUFFIX = {".json": "json", ".md": "markdown", ".csv": "csv", ".html": "html", ".htm": "html", ".txt": "table"}
+
+_UPSTREAM_SCHEMES = {"http": "http", "ws": "http", "https": "https", "wss": "https"}
+_LIVE_REFRESH = 1.0
+
+
+class ProxyError(Exception):
+    """A mistake in how the proxy was asked to run; the message is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """What ``rtinspect proxy`` was asked to do.
+
+    ``upstream`` is the server URL of a reverse proxy; a forward proxy
+    (``mode="regular"``) has none. ``mitmproxy_options`` are ``key=value``
+    settings passed to mitmproxy as given (its ``--set``).
+    """
+
+    upstream: str | None
+    mode: str = "reverse"
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    listen_tls: bool = False
+    upstream_insecure: bool = False
+    write: str | None = None
+    quiet: bool = False
+    report: str | None = None
+    report_format: str | None = None
+    mitmproxy_options: tuple[str, ...] = ()
+
+
+def mitmproxy_mode(settings: ProxySettings) -> str:
+    """The mitmproxy mode spec for these settings, e.g. ``reverse:https://example.com:443``."""
+    if settings.mode == "regular":
+        if settings.upstream:
+            raise ProxyError("a forward proxy (--mode regular) takes no upstream URL")
+        if settings.listen_tls:
+            raise ProxyError("--listen-tls applies to a reverse proxy only")
+        return "regular"
+    if settings.mode != "reverse":
+        raise ProxyError(f"unknown mode {settings.mode!r}: use reverse or regular")
+    if not settings.upstream:
+        raise ProxyError("give the upstream server's URL, e.g. rtinspect proxy http://127.0.0.1:8000")
+    return "reverse:" + upstream_origin(settings.upstream)
+
+
+def upstream_origin(url: str) -> str:
+    """``scheme://host:port`` of an upstream URL; ws and wss count as http and https."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = _UPSTREAM_SCHEMES.get(parts.scheme.lower())
+    if scheme is None:
+        raise ProxyError(f"upstream {url!r}: use an http:// or https:// URL")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ProxyError(f"upstream {url!r}: the port is not a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ProxyError(f"upstream {url!r} has no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ProxyError(
+            f"upstream {url!r}: give only scheme://host:port (the proxy relays whole connections and rewrites nothing)"
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{scheme}://{host}:{port or (443 if scheme == 'https' else 80)}"
+
+
+def report_format_for(path: str, explicit: str | None) -> str:
+    """The report format: the one asked for, else the one the file's suffix implies, else json."""
+    return explicit or _FORMAT_BY_SUFFIX.get(Path(path).suffix.lower(), "json")
+
+
+def run(settings: ProxySettings) -> None:
+    """Run the proxy until SIGINT or SIGTERM. Raises :class:`ProxyError` for user mistakes."""
+    asyncio.run(_ProxyRun(settings).serve())
+
+
+class _StderrLog(logging.Handler):
+    """Prints warnings and errors as lines on stderr; holds them while the proxy starts."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.WARNING)
+        self._console = console
+        self._held: list[str] | None = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = f"{record.levelname.lower()}: {record.getMessage()}"
+        if self._held is None:
+            self._console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            self._held.append(line)
+
+    def release(self) -> None:
+        """Print what was held and print from now on."""
+        held, self._held = self._held or [], None
+        for line in held:
+            self._console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+class _Started:
+    """Tells the runner that mitmproxy has finished starting up."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def running(self) -> None:
+        self.event.set()
+
+
+class _ProxyRun:
+    def __init__(self, settings: ProxySettings) -> None:
+        self.settings = settings
+        self.mode = mitmproxy_mode(settings)
+        self.out = Console()
+        self.err = Console(stderr=True)
+        self.inspect = RtInspect()
+
+    async def serve(self) -> None:
+        settings = self.settings
+        if settings.report:
+            _check_writable(settings.report)
+        log = _StderrLog(self.err)
+        root = logging.getLogger()
+        root.addHandler(log)
+        try:
+            proxy = self._make_master()
+            started = _Started()
+            proxy.addons.add(started)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, proxy.shutdown)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+            serving = asyncio.create_task(proxy.run())
+            waiting = asyncio.create_task(started.event.wait())
+            await asyncio.wait([serving, waiting], return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if failure := self._listen_failure(proxy):
+                proxy.shutdown()
+                await serving
+                raise ProxyError(failure)
+            log.release()
+            await self._announce()
+            if settings.quiet or not self.out.is_terminal:
+                await serving
+            else:
+                await self._show_live(serving)
+        finally:
+            root.removeHandler(log)
+        self._finish()
+
+    def _make_master(self) -> master.Master:
+        settings = self.settings
+        proxy = master.Master(options.Options())
+        proxy.addons.add(*default_addons(), self.inspect)
+        try:
+            proxy.options.update(
+                mode=[self.mode],
+                listen_host=settings.listen_host,
+                listen_port=settings.listen_port,
+                http2=False,
+                ssl_insecure=settings.upstream_insecure,
+                rtinspect_write=settings.write,
+                rtinspect_client_tls=settings.listen_tls,
+            )
+            proxy.options.set(*settings.mitmproxy_options)
+        except exceptions.OptionsError as e:
+            raise ProxyError(str(e)) from None
+        return proxy
+
+    def _listen_failure(self, proxy: master.Master) -> str | None:
+        servers = proxy.addons.get("proxyserver").servers
+        for server in servers:
+            if error := server.last_exception:
+                reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+                return f"cannot listen on {self._listen_address()}: {reason}"
+        if not any(server.is_running for server in servers):
+            return f"cannot listen on {self._listen_address()}"
+        return None
+
+    def _listen_address(self) -> str:
+        host = self.settings.listen_host or "0.0.0.0"
+        return f"[{host}]:{self.settings.listen_port}" if ":" in host else f"{host}:{self.settings.listen_port}"
+
+    async def _announce(self) -> None:
+        settings = self.settings
+        logger = logging.getLogger(__name__)
+        if not _is_loopback(settings.listen_host):
+            logger.warning(f"listening on {self._listen_address()}: the proxy is reachable from the network")
+        if settings.upstream and not await _reachable(upstream_origin(settings.upstream)):
+            logger.warning(f"upstream {settings.upstream} is not reachable now; serving anyway")
+        if settings.quiet:
+            return
+        scheme = "https" if settings.listen_tls else "http"
+        target = upstream_origin(settings.upstream) if settings.upstream else "forward proxy"
+        self.out.print(f"rtinspect: {scheme}://{self._listen_address()} → {target}", highlight=False)
+        if settings.write:
+            self.out.print(f"capture: {settings.write}", highlight=False)
+
+    async def _show_live(self, serving: asyncio.Task[None]) -> None:
+        with Live(self._live_view(), console=self.out, auto_refresh=False, transient=True) as live:
+            while not serving.done():
+                await asyncio.wait([serving], timeout=_LIVE_REFRESH)
+                live.update(self._live_view(), refresh=True)
+        await serving
+
+    def _live_view(self) -> RenderableType:
+        report = build_report(self.inspect.connection_records())
+        status = Text(
+            f"{self.inspect.open_connections} open · {len(report.connections)} seen · Ctrl-C stops and prints the summary",
+            style="dim",
+        )
+        return Group(status, live_table(report))
+
+    def _finish(self) -> None:
+        settings = self.settings
+        sources = (settings.write,) if settings.write else ()
+        report = build_report(self.inspect.connection_records(), sources=sources)
+        if settings.report:
+            fmt = report_format_for(settings.report, settings.report_format)
+            try:
+                Path(settings.report).write_text(render(report, fmt))
+            except OSError as e:
+                raise ProxyError(f"cannot write report {settings.report}: {e.strerror or e}") from None
+        if settings.quiet:
+            return
+        self.out.print(*table_renderables(report))
+        if settings.write:
+            self.out.print(f"capture written to {settings.write}", highlight=False)
+        if settings.report:
+            self.out.print(f"report written to {settings.report}", highlight=False)
+
+
+def live_table(report: Report) -> Table:
+    """A compact table of what each transport has cost so far."""
+    table = Table(box=None, pad_edge=False)
+    for heading in ("transport", "connections", "messages", "wire bytes", "payload bytes", "overhead"):
+        table.add_column(heading, justify="left" if heading == "transport" else "right")
+    for name, summary in report.transports.items():
+        table.add_row(
+            name,
+            f"{summary.connections:,}",
+            f"{summary.messages.total:,}",
+            f"{summary.wire_bytes.total:,}",
+            f"{summary.payload_bytes.total:,}",
+            f"{summary.overhead_ratio:.1%}",
+        )
+    return table
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _reachable(origin: str) -> bool:
+    parts = urllib.parse.urlsplit(origin)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port), 3)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+def _check_writable(path: str) -> None:
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise ProxyError(f"cannot write report {path}: it is a directory")
+    if not directory.is_dir():
+        raise ProxyError(f"cannot write report {path}: no directory {directory}")
+    if not os.access(target if target.exists() else directory, os.W_OK):
+        raise ProxyError(f"cannot write report {path}: permission denied")

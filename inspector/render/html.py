@@ -1,0 +1,311 @@
+"""The report as one self-contained HTML page, the view people share.
+
+Everything is inline (CSS and SVG charts); the page fetches nothing. Every
+string that came from traffic is escaped.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from html import escape
+
+from ..report import REPORT_FORMAT, REPORT_VERSION, Report, TransportSummary
+from .rows import (
+    CONNECTION_COLUMNS,
+    ESTIMATE_LEGEND,
+    TRANSPORT_COLUMNS,
+    Column,
+    connection_rows,
+    has_estimates,
+    transport_rows,
+    transports_in_order,
+)
+from .svg import Bar, Segment, Series, stacked_bars, step_lines
+from .units import count, human_bytes, is_number, seconds
+from .verdict import delivered, verdict
+
+#: Line colours of the transports in the time chart.
+TRANSPORT_COLORS = {
+    "websocket": "#2563eb",
+    "sse": "#16a34a",
+    "http_stream": "#9333ea",
+    "long_poll": "#ea580c",
+    "short_poll": "#dc2626",
+    "http": "#64748b",
+}
+_OTHER_TRANSPORT_COLOR = "#0891b2"
+
+#: The parts of a message's wire cost, in bar order, with their colours.
+COST_PARTS = (
+    ("payload", "#10b981"),
+    ("framing", "#f59e0b"),
+    ("heads", "#8b5cf6"),
+    ("handshakes", "#ec4899"),
+    ("other", "#94a3b8"),
+)
+
+_CSS = """
+:root {
+  --bg: #f6f7f9; --card: #ffffff; --text: #1f2430; --muted: #667085; --line: #e4e7ec;
+  --stripe: #f9fafb; --accent: #2563eb; --best: #ecfdf3; --best-line: #a6f4c5;
+}
+@media (prefers-color-scheme: dark) {
+  :root {
+    --bg: #0f1218; --card: #171b23; --text: #e6e8ec; --muted: #98a2b3; --line: #2a303c;
+    --stripe: #1b2029; --accent: #60a5fa; --best: #10261b; --best-line: #1f6f43;
+  }
+}
+* { box-sizing: border-box; }
+body {
+  margin: 0; background: var(--bg); color: var(--text);
+  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+}
+main { max-width: 1180px; margin: 0 auto; padding: 32px 24px 48px; }
+header h1 { margin: 0; font-size: 28px; letter-spacing: -0.02em; }
+header h1 span { color: var(--accent); }
+.meta { margin: 6px 0 0; color: var(--muted); font-size: 14px; }
+.meta code { font-size: 13px; }
+section {
+  background: var(--card); border: 1px solid var(--line); border-radius: 12px;
+  padding: 20px 24px; margin-top: 20px; box-shadow: 0 1px 2px rgba(16, 24, 40, 0.05);
+}
+h2 { margin: 0 0 4px; font-size: 18px; }
+.caption { margin: 0 0 14px; color: var(--muted); font-size: 14px; }
+.verdict { border-left: 4px solid var(--accent); }
+.verdict .headline { margin: 0; font-size: 20px; font-weight: 600; }
+.verdict ul { margin: 8px 0 0; padding-left: 20px; }
+.verdict li { margin: 2px 0; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; font-size: 13.5px; }
+th, td { padding: 7px 9px; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { text-align: left; font-weight: 600; color: var(--muted); font-size: 12.5px;
+     vertical-align: bottom; }
+td { font-variant-numeric: tabular-nums; }
+tbody tr:nth-child(even) { background: var(--stripe); }
+tr.best td { background: var(--best); }
+tr.best td:first-child { box-shadow: inset 3px 0 0 var(--best-line); }
+.num { text-align: right; }
+td.num { white-space: nowrap; }
+td.name { font-weight: 600; white-space: nowrap; }
+td.text { white-space: nowrap; }
+td.wrap { overflow-wrap: anywhere; min-width: 10em; }
+.notes { margin: 14px 0 0; padding-left: 20px; color: var(--muted); font-size: 13px; }
+.legend { display: flex; flex-wrap: wrap; gap: 6px 18px; margin: 0 0 10px; padding: 0;
+          list-style: none; font-size: 13px; color: var(--muted); }
+.legend li::before { content: ""; display: inline-block; width: 12px; height: 12px;
+                     border-radius: 3px; margin-right: 6px; vertical-align: -1px;
+                     background: var(--swatch); }
+svg.chart { width: 100%; height: auto; display: block; }
+svg .grid { stroke: var(--line); stroke-width: 1; }
+svg .axis { fill: var(--muted); font-size: 12px; }
+svg .axis.title { font-size: 13px; }
+svg .label { fill: var(--text); font-size: 14px; font-weight: 600; }
+svg .value { fill: var(--text); font-size: 13px; font-weight: 600; }
+svg .inside { fill: #ffffff; font-size: 12px; font-weight: 600; }
+details summary { cursor: pointer; font-size: 18px; font-weight: 600; }
+details[open] summary { margin-bottom: 12px; }
+footer { margin-top: 24px; color: var(--muted); font-size: 12px; text-align: center; }
+"""
+
+
+def _color(transport: str) -> str:
+    return TRANSPORT_COLORS.get(transport, _OTHER_TRANSPORT_COLOR)
+
+
+def message_cost_parts(t: TransportSummary) -> dict[str, float]:
+    """Wire bytes per message split into payload, framing, heads, handshakes and
+    other (control frames, unparsed bytes); the parts add up to the all-in figure.
+
+    Payload is counted as it travelled, so compressed WebSocket messages count
+    their compressed size here.
+    """
+    messages = t.messages.total
+    payload = t.websocket.wire_payload_bytes.total if t.websocket else t.payload_bytes.total
+    parts = {
+        "payload": payload,
+        "framing": t.framing_bytes,
+        "heads": t.head_bytes,
+        "handshakes": t.handshake_bytes,
+    }
+    parts["other"] = max(0, t.wire_bytes.total - sum(parts.values()))
+    return {name: n / messages for name, n in parts.items()}
+
+
+def _legend(items: list[tuple[str, str]]) -> str:
+    entries = "".join(f'<li style="--swatch: {color}">{escape(label)}</li>' for label, color in items)
+    return f'<ul class="legend">{entries}</ul>'
+
+
+def _table(columns: tuple[Column, ...], rows: list[tuple[str, ...]], best_row: int | None = None) -> str:
+    head = "".join(f'<th class="{"num" if c.numeric else ""}">{escape(c.title)}</th>' for c in columns)
+    body = []
+    for i, row in enumerate(rows):
+        cells = []
+        for j, (column, cell) in enumerate(zip(columns, row, strict=True)):
+            if column.numeric:
+                css = "num"
+            elif j == 0:
+                css = "name"
+            else:
+                css = "wrap" if len(cell) > 24 else "text"
+            cells.append(f'<td class="{css}">{escape(cell)}</td>')
+        css = ' class="best"' if i == best_row else ""
+        body.append(f"<tr{css}>{''.join(cells)}</tr>")
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _moment(ts: float | None) -> str | None:
+    if not is_number(ts):
+        return None
+    assert ts is not None
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _header(report: Report) -> str:
+    facts = []
+    start = _moment(report.started_at)
+    if start:
+        facts.append(escape(start))
+    if is_number(report.started_at) and is_number(report.ended_at):
+        facts.append(escape(seconds((report.ended_at or 0) - (report.started_at or 0))))
+    facts.append(f"{count(len(report.connections))} connections")
+    facts.append(f"{count(len(report.transports))} transports")
+    sources = ""
+    if report.sources:
+        names = ", ".join(f"<code>{escape(s)}</code>" for s in report.sources)
+        sources = f'<p class="meta">From {names}</p>'
+    return (
+        f"<header><h1><span>rtinspect</span> report</h1>"
+        f'<p class="meta">{" · ".join(facts)}</p>{sources}</header>'
+    )
+
+
+def _verdict(report: Report) -> str:
+    headline, *rest = verdict(report)
+    items = "".join(f"<li>{escape(s)}</li>" for s in rest)
+    return (
+        f'<section class="verdict"><p class="headline">{escape(headline)}</p>'
+        f"{f'<ul>{items}</ul>' if items else ''}</section>"
+    )
+
+
+def _cost_chart(report: Report) -> str:
+    cheap = {t.transport for t in delivered(report)}
+    ranked = [t for t in transports_in_order(report) if t.transport in cheap]
+    if not ranked:
+        return ""
+    colors = dict(COST_PARTS)
+    bars = [
+        Bar(
+            t.transport,
+            tuple(Segment(name, value, colors[name]) for name, value in message_cost_parts(t).items()),
+        )
+        for t in ranked
+    ]
+    return (
+        "<section><h2>Wire bytes per message, by transport</h2>"
+        '<p class="caption">All wire bytes of a transport divided by the messages it delivered, '
+        "split by what the bytes were for. Payload is counted as it travelled.</p>"
+        f"{_legend([(name, color) for name, color in COST_PARTS])}"
+        f"{stacked_bars(bars, human_bytes)}</section>"
+    )
+
+
+def _transport_table(report: Report) -> str:
+    ranked = delivered(report)
+    order = [t.transport for t in transports_in_order(report)]
+    best = order.index(ranked[0].transport) if len(ranked) > 1 else None
+    notes = list(report.notes)
+    if has_estimates(report):
+        notes.append(ESTIMATE_LEGEND)
+    notes_html = "".join(f"<li>{escape(n)}</li>" for n in notes)
+    return (
+        "<section><h2>Transports</h2>"
+        '<p class="caption">Wire bytes are HTTP and WebSocket bytes in both directions; '
+        "exact counts are in the JSON report.</p>"
+        f"{_table(TRANSPORT_COLUMNS, transport_rows(report), best)}"
+        f"{f'<ul class="notes">{notes_html}</ul>' if notes_html else ''}</section>"
+    )
+
+
+def _timeline_chart(report: Report) -> str:
+    points = sorted(report.timeline, key=lambda p: p.time)
+    points = [p for p in points if is_number(p.time)]
+    if not points:
+        return ""
+    origin = report.started_at if is_number(report.started_at) else points[0].time
+    assert origin is not None
+    arrivals: dict[str, list[float]] = defaultdict(list)
+    for p in points:
+        arrivals[p.transport].append(max(0.0, p.time - origin))
+    names = [t.transport for t in transports_in_order(report) if t.transport in arrivals]
+    names += [n for n in arrivals if n not in names]
+    series: list[Series] = []
+    sampled: list[str] = []
+    for name in names:
+        times = arrivals[name]
+        total = report.transports[name].messages.total if name in report.transports else 0
+        # A sampled time line stands for all of a transport's messages.
+        weight = total / len(times) if total > len(times) else 1.0
+        if weight > 1:
+            sampled.append(f"{name} ({count(len(times))} of {count(total)})")
+        cumulative = tuple((t, (i + 1) * weight) for i, t in enumerate(times))
+        series.append(Series(name, _color(name), cumulative))
+    caption = "Cumulative messages delivered by each transport (both directions)."
+    if sampled:
+        caption += (
+            " Lines drawn from a sample of arrivals are scaled to the transport's total: "
+            + ", ".join(sampled)
+            + "."
+        )
+    chart = step_lines(
+        series,
+        x_text=lambda x: f"{x:g} s",
+        y_text=lambda y: count(round(y)),
+        x_title="seconds since the start of the capture",
+        y_title="messages",
+    )
+    return (
+        f'<section><h2>Messages over time</h2><p class="caption">{escape(caption)}</p>'
+        f"{_legend([(n, _color(n)) for n in names])}{chart}</section>"
+    )
+
+
+def _connections(report: Report) -> str:
+    if not report.connections:
+        return ""
+    return (
+        f"<section><details><summary>Connections ({count(len(report.connections))})</summary>"
+        f"{_table(CONNECTION_COLUMNS, connection_rows(report))}</details></section>"
+    )
+
+
+def render_html(report: Report) -> str:
+    """The whole report as one HTML document."""
+    body = "".join(
+        [
+            _header(report),
+            _verdict(report),
+            _cost_chart(report),
+            _transport_table(report) if report.transports else "",
+            _timeline_chart(report),
+            _connections(report),
+            f"<footer>{escape(REPORT_FORMAT)} v{REPORT_VERSION}</footer>",
+        ]
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="color-scheme" content="light dark">'
+        "<title>rtinspect report</title>"
+        f"<style>{_CSS}</style></head>"
+        f"<body><main>{body}</main></body></html>\n"
+    )

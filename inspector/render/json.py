@@ -1,0 +1,131 @@
+"""The report as JSON: the machine-readable contract other tools rely on.
+
+Shape (``"format": "rtinspect-report"``, ``"version": 1``): ``transports`` is
+an object keyed by transport name (only transports seen, in report order) and
+``connections`` a list. Figures "by direction" are objects with exactly the keys
+``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
+messages, nothing to divide by) are ``null``, never NaN or Infinity.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..report import (
+    REPORT_FORMAT,
+    REPORT_VERSION,
+    ConnectionSummary,
+    MessagePoint,
+    Quantiles,
+    Report,
+    TransportSummary,
+    WebSocketFigures,
+)
+from ..wire import Anomaly
+from .rows import transports_in_order
+from .units import is_number
+
+
+def _number(value: float | None) -> float | None:
+    return value if is_number(value) else None
+
+
+def quantiles_to_dict(q: Quantiles | None) -> dict[str, Any] | None:
+    """``{"mean", "p50", "p95", "max", "count", "exact"}``, or None when empty."""
+    if q is None or q.count == 0:
+        return None
+    return {
+        "mean": _number(q.mean),
+        "p50": _number(q.p50),
+        "p95": _number(q.p95),
+        "max": _number(q.max),
+        "count": q.count,
+        "exact": q.exact,
+    }
+
+
+def _websocket_to_dict(ws: WebSocketFigures) -> dict[str, Any]:
+    return {
+        "frames": {"data": ws.data_frames.as_dict(), "control": ws.control_frames.as_dict()},
+        "frame_header_bytes": ws.frame_header_bytes.as_dict(),
+        "wire_payload_bytes": ws.wire_payload_bytes.as_dict(),
+        "compressed_messages": ws.compressed_messages.as_dict(),
+    }
+
+
+def transport_to_dict(t: TransportSummary) -> dict[str, Any]:
+    """One transport's figures; WebSocket adds its frame-level figures."""
+    d: dict[str, Any] = {
+        "connections": t.connections,
+        "tcp_connects": t.tcp_connects,
+        "handshakes": t.handshakes,
+        "handshake_bytes": t.handshake_bytes,
+        "messages": t.messages.as_dict(),
+        "payload_bytes": t.payload_bytes.as_dict(),
+        "wire_bytes": t.wire_bytes.as_dict(),
+        "overhead_bytes": t.overhead_bytes,
+        "overhead_ratio": _number(t.overhead_ratio),
+        "bytes_per_message": quantiles_to_dict(t.bytes_per_message),
+        "anomalies": t.anomalies,
+        "categories": {name: split.as_dict() for name, split in t.categories.items()},
+        "head_bytes": t.head_bytes,
+        "framing_bytes": t.framing_bytes,
+        "control_bytes": t.control_bytes,
+        "empty_polls": t.empty_polls,
+        "empty_poll_bytes": t.empty_poll_bytes,
+        "wire_bytes_per_message": _number(t.wire_bytes_per_message),
+        "inter_arrival": quantiles_to_dict(t.inter_arrival),
+        "time_to_first_byte": quantiles_to_dict(t.time_to_first_byte),
+        "time_to_first_message": quantiles_to_dict(t.time_to_first_message),
+        "handshake_duration": quantiles_to_dict(t.handshake_duration),
+    }
+    if t.websocket is not None:
+        d.update(_websocket_to_dict(t.websocket))
+    return d
+
+
+def anomaly_to_dict(a: Anomaly) -> dict[str, Any]:
+    return {"offset": a.offset, "direction": a.direction.value, "reason": a.reason, "security": a.security}
+
+
+def connection_to_dict(c: ConnectionSummary) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "transport": c.transport,
+        "client": c.client,
+        "server": c.server,
+        "opened_at": _number(c.opened_at),
+        "closed_at": _number(c.closed_at),
+        "close_reason": c.close_reason,
+        "exchanges": c.exchanges,
+        "wire_bytes": c.wire_bytes.as_dict(),
+        "payload_bytes": c.payload_bytes.as_dict(),
+        "messages": c.messages.as_dict(),
+        "anomalies": [anomaly_to_dict(a) for a in c.anomalies],
+        "targets": list(c.targets),
+    }
+
+
+def _point_to_dict(p: MessagePoint) -> dict[str, Any]:
+    return {"time": p.time, "transport": p.transport, "direction": p.direction.value, "wire_bytes": p.wire_bytes}
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    """The whole report as plain JSON-compatible data."""
+    return {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "sources": list(report.sources),
+        "started_at": _number(report.started_at),
+        "ended_at": _number(report.ended_at),
+        "notes": list(report.notes),
+        "transports": {t.transport: transport_to_dict(t) for t in transports_in_order(report)},
+        "connections": [connection_to_dict(c) for c in report.connections],
+        "timeline": [_point_to_dict(p) for p in report.timeline if is_number(p.time)],
+    }
+
+
+def render_json(report: Report) -> str:
+    """The report as indented JSON text (ends with a newline)."""
+    return json.dumps(report_to_dict(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -1,0 +1,55 @@
+"""The report as GitHub-flavoured Markdown, for pasting into issues and documents."""
+
+from __future__ import annotations
+
+import re
+
+from ..report import Report
+from .rows import (
+    CONNECTION_COLUMNS,
+    ESTIMATE_LEGEND,
+    TRANSPORT_COLUMNS,
+    Column,
+    connection_rows,
+    has_estimates,
+    transport_rows,
+)
+from .verdict import verdict
+
+# Characters that Markdown (or the HTML it may contain) would interpret.
+_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&#!])")
+
+
+def escape(text: str) -> str:
+    """Text that renders as itself in a Markdown paragraph or table cell."""
+    return _SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def _table(columns: tuple[Column, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    lines = [
+        "| " + " | ".join(escape(c.title) for c in columns) + " |",
+        "|" + "|".join("---:" if c.numeric else ":---" for c in columns) + "|",
+    ]
+    lines.extend("| " + " | ".join(escape(cell) for cell in row) + " |" for row in rows)
+    return lines
+
+
+def render_markdown(report: Report, connections: bool = False) -> str:
+    """The transport table, the verdict and the notes; with ``connections``, a
+    table of every connection after them."""
+    lines = ["# rtinspect report", ""]
+    if report.sources:
+        lines += ["Sources: " + ", ".join(escape(s) for s in report.sources), ""]
+    if report.transports:
+        lines += [*_table(TRANSPORT_COLUMNS, transport_rows(report)), ""]
+    sentences = verdict(report)
+    lines += [" ".join([f"**{escape(sentences[0])}**", *(escape(s) for s in sentences[1:])]), ""]
+    notes = list(report.notes)
+    if has_estimates(report):
+        notes.append(ESTIMATE_LEGEND)
+    if notes:
+        lines += [*(f"- {escape(note)}" for note in notes), ""]
+    if connections and report.connections:
+        lines += ["## Connections", "", *_table(CONNECTION_COLUMNS, connection_rows(report)), ""]
+    return "\n".join(lines)
+

@@ -1,0 +1,126 @@
+"""The rows of the readable transport and connection tables.
+
+The terminal, Markdown and HTML views show the same columns with the same
+figures; only the markup differs. Cells are plain text: strings that came from
+traffic (addresses, targets, anomaly reasons) are not escaped here, each view
+escapes them for its own markup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..report import TRANSPORTS, ConnectionSummary, Report, TransportSummary
+from ..wire import Anomaly, Direction
+from .units import MISSING, count, human_bytes, percent, quantile_bytes
+
+#: Legend for the ``~`` mark, shown when a report has estimated figures.
+ESTIMATE_LEGEND = "~ marks percentiles estimated from a sample (mean, max and counts are exact)."
+
+#: Short names of the directions, as the column titles use them.
+ARROWS = {Direction.CLIENT_TO_SERVER: "c→s", Direction.SERVER_TO_CLIENT: "s→c"}
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column title, whether its cells are figures (aligned right), and a
+    shorter title for narrow displays such as a terminal."""
+
+    title: str
+    numeric: bool = True
+    short: str | None = None
+
+
+TRANSPORT_COLUMNS = (
+    Column("Transport", numeric=False),
+    Column("Connections", short="Conns"),
+    Column("TCP connects", short="TCP"),
+    Column("Handshakes"),
+    Column("Messages s→c / c→s", short="Msgs s→c/c→s"),
+    Column("Payload"),
+    Column("Wire"),
+    Column("Overhead"),
+    Column("Wire per message", short="Wire/msg"),
+    Column("Per message p50 / p95", short="p50 / p95"),
+    Column("Anomalies"),
+)
+
+CONNECTION_COLUMNS = (
+    Column("ID", numeric=False),
+    Column("Transport", numeric=False),
+    Column("Client", numeric=False),
+    Column("Server", numeric=False),
+    Column("Exchanges"),
+    Column("Wire c→s"),
+    Column("Wire s→c"),
+    Column("Messages s→c / c→s", short="Msgs s→c/c→s"),
+    Column("Anomalies", numeric=False),
+    Column("Close", numeric=False),
+    Column("Targets", numeric=False),
+)
+
+
+def transports_in_order(report: Report) -> list[TransportSummary]:
+    """The transports seen, in :data:`~inspector.report.TRANSPORTS` order
+    (any other name after them, as the report lists it)."""
+    known = [report.transports[name] for name in TRANSPORTS if name in report.transports]
+    others = [t for name, t in report.transports.items() if name not in TRANSPORTS]
+    return known + others
+
+
+def has_estimates(report: Report) -> bool:
+    """Whether any figure in the transport table is a sampled estimate."""
+    return any(
+        t.bytes_per_message is not None and not t.bytes_per_message.exact
+        for t in report.transports.values()
+    )
+
+
+def transport_row(t: TransportSummary) -> tuple[str, ...]:
+    """One transport's cells, in :data:`TRANSPORT_COLUMNS` order."""
+    return (
+        t.transport,
+        count(t.connections),
+        count(t.tcp_connects),
+        count(t.handshakes),
+        f"{count(t.messages.server_to_client)} / {count(t.messages.client_to_server)}",
+        human_bytes(t.payload_bytes.total),
+        human_bytes(t.wire_bytes.total),
+        percent(t.overhead_ratio),
+        human_bytes(t.wire_bytes_per_message),
+        quantile_bytes(t.bytes_per_message),
+        count(t.anomalies),
+    )
+
+
+def transport_rows(report: Report) -> list[tuple[str, ...]]:
+    """The transport table, one row per transport seen."""
+    return [transport_row(t) for t in transports_in_order(report)]
+
+
+def anomaly_text(anomaly: Anomaly) -> str:
+    """``c→s @1234: reason``, flagged when it is a request-smuggling shape."""
+    flag = "security: " if anomaly.security else ""
+    return f"{flag}{ARROWS[anomaly.direction]} @{anomaly.offset}: {anomaly.reason}"
+
+
+def connection_row(c: ConnectionSummary) -> tuple[str, ...]:
+    """One connection's cells, in :data:`CONNECTION_COLUMNS` order."""
+    return (
+        c.id,
+        c.transport,
+        c.client,
+        c.server,
+        count(c.exchanges),
+        human_bytes(c.wire_bytes.client_to_server),
+        human_bytes(c.wire_bytes.server_to_client),
+        f"{count(c.messages.server_to_client)} / {count(c.messages.client_to_server)}",
+        "; ".join(anomaly_text(a) for a in c.anomalies) or MISSING,
+        c.close_reason or MISSING,
+        " ".join(c.targets) or MISSING,
+    )
+
+
+def connection_rows(report: Report) -> list[tuple[str, ...]]:
+    """The connection table, one row per connection in report order."""
+    return [connection_row(c) for c in report.connections]

@@ -1,0 +1,88 @@
+"""The report as terminal tables (rich): what ``rtinspect report`` prints by default."""
+
+from __future__ import annotations
+
+import io
+
+from rich import box
+from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ..report import Report
+from .rows import (
+    CONNECTION_COLUMNS,
+    ESTIMATE_LEGEND,
+    TRANSPORT_COLUMNS,
+    Column,
+    connection_rows,
+    has_estimates,
+    transport_rows,
+)
+from .verdict import verdict
+
+#: Width of the text export when no terminal decides it.
+TEXT_WIDTH = 120
+
+
+def _table(title: str, columns: tuple[Column, ...], rows: list[tuple[str, ...]]) -> Table:
+    table = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    for i, column in enumerate(columns):
+        # Figures, names and addresses keep their width; titles and long strings wrap.
+        widest = max((len(row[i]) for row in rows), default=0)
+        keep = column.numeric or i == 0 or widest <= 24
+        table.add_column(
+            column.short or column.title,
+            justify="right" if column.numeric else "left",
+            min_width=widest if keep else None,
+            overflow="fold",
+        )
+    for row in rows:
+        # Text, not markup: cells carry strings that came from traffic.
+        table.add_row(*map(Text, row))
+    return table
+
+
+def table_renderables(report: Report, connections: bool = False) -> list[RenderableType]:
+    """The transport table, the verdict, the notes and, with ``connections``, a
+    table of every connection: separate blocks for a rich console or live view."""
+    parts: list[RenderableType] = []
+    if report.transports:
+        parts.append(_table("Transports", TRANSPORT_COLUMNS, transport_rows(report)))
+    sentences = verdict(report)
+    parts.append(Text("\n").join([Text(sentences[0], style="bold"), *map(Text, sentences[1:])]))
+    notes = list(report.notes)
+    if has_estimates(report):
+        notes.append(ESTIMATE_LEGEND)
+    if notes:
+        parts.append(Text("\n".join(f"• {note}" for note in notes), style="dim"))
+    if connections and report.connections:
+        parts.append(_table("Connections", CONNECTION_COLUMNS, connection_rows(report)))
+    return parts
+
+
+def render_table(report: Report, connections: bool = False, width: int = TEXT_WIDTH) -> str:
+    """The terminal view as plain text (no colour codes), blocks separated by blank lines."""
+    out = io.StringIO()
+    console = Console(
+        file=out,
+        width=width,
+        color_system=None,
+        force_terminal=False,
+        force_jupyter=False,
+        force_interactive=False,
+        legacy_windows=False,
+    )
+    for i, renderable in enumerate(table_renderables(report, connections)):
+        if i:
+            console.line()
+        console.print(renderable)
+    return out.getvalue()

@@ -1,0 +1,170 @@
+"""The report: what each transport cost, as typed results.
+
+These dataclasses are the report. The JSON, Markdown, CSV, HTML and terminal
+renderers are views of them, never a second model. They are built from
+connection records by :mod:`inspector.summary`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .wire import Anomaly, Direction
+
+#: Transport names, in the order reports list them.
+TRANSPORTS = ("websocket", "sse", "http_stream", "long_poll", "short_poll", "http")
+
+REPORT_FORMAT = "rtinspect-report"
+REPORT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PerDirection:
+    """An integer for each direction of travel."""
+
+    client_to_server: int = 0
+    server_to_client: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.client_to_server + self.server_to_client
+
+    def __getitem__(self, direction: Direction) -> int:
+        return getattr(self, direction.value)
+
+    def __add__(self, other: PerDirection) -> PerDirection:
+        return PerDirection(
+            self.client_to_server + other.client_to_server,
+            self.server_to_client + other.server_to_client,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {"client_to_server": self.client_to_server, "server_to_client": self.server_to_client}
+
+
+@dataclass(frozen=True, slots=True)
+class Quantiles:
+    """Summary of a distribution. ``exact`` is False when p50/p95 come from a
+    bounded sample (mean, max and count are always exact)."""
+
+    count: int
+    mean: float
+    p50: float
+    p95: float
+    max: float
+    exact: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketFigures:
+    """Frame-level figures that only WebSocket has."""
+
+    data_frames: PerDirection
+    control_frames: PerDirection
+    #: Frame headers plus mask keys.
+    frame_header_bytes: PerDirection
+    #: Data-frame payload as on the wire (compressed where permessage-deflate is on).
+    wire_payload_bytes: PerDirection
+    #: Ping, pong and close payload.
+    control_bytes: PerDirection
+    #: Messages that used permessage-deflate.
+    compressed_messages: PerDirection
+
+
+@dataclass(frozen=True, slots=True)
+class TransportSummary:
+    """What one transport cost across all the connections that used it.
+
+    ``payload_bytes`` is what the application received (after decompression for
+    WebSocket). ``overhead_bytes`` is every wire byte that was not payload as it
+    travelled: heads, handshakes, chunk framing, SSE syntax, frame headers, mask
+    keys, control frames and unparsed bytes.
+    """
+
+    transport: str
+    connections: int
+    tcp_connects: int
+    handshakes: int
+    handshake_bytes: int
+    messages: PerDirection
+    payload_bytes: PerDirection
+    wire_bytes: PerDirection
+    overhead_bytes: int
+    overhead_ratio: float
+    #: Wire bytes attributed to each message (its frames, its SSE lines, its whole poll exchange).
+    bytes_per_message: Quantiles | None
+    anomalies: int
+    #: Every wire byte by category and direction (the parts that add up to ``wire_bytes``).
+    categories: dict[str, PerDirection]
+    #: Bytes of HTTP heads that are not handshakes (each poll's request and response heads).
+    head_bytes: int
+    #: Chunk framing, SSE syntax, NDJSON line ends, frame headers and mask keys.
+    framing_bytes: int
+    control_bytes: int
+    #: Polls (or other exchanges) whose response carried no data, and their wire bytes.
+    empty_polls: int
+    empty_poll_bytes: int
+    #: All wire bytes divided by all messages: the all-in cost of one message.
+    wire_bytes_per_message: float | None
+    #: Seconds between consecutive messages from the server on one connection.
+    inter_arrival: Quantiles | None
+    #: Seconds from a connection's first client byte to its first server byte.
+    time_to_first_byte: Quantiles | None
+    #: Seconds from a connection's first client byte to its first message from the server.
+    time_to_first_message: Quantiles | None
+    #: Seconds each handshake took (request head to response head).
+    handshake_duration: Quantiles | None
+    websocket: WebSocketFigures | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSummary:
+    """One TCP connection as the report lists it."""
+
+    id: str
+    transport: str
+    client: str
+    server: str
+    opened_at: float | None
+    closed_at: float | None
+    #: How the connection ended: "client closed", "server closed", "reset", "open", ...
+    close_reason: str | None
+    exchanges: int
+    wire_bytes: PerDirection
+    payload_bytes: PerDirection
+    messages: PerDirection
+    anomalies: tuple[Anomaly, ...]
+    #: Request targets seen on this connection (first few), for people reading the list.
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePoint:
+    """One delivered message on the time line (for charts). Bounded per report."""
+
+    time: float
+    transport: str
+    direction: Direction
+    wire_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The whole report of one or more captures."""
+
+    transports: dict[str, TransportSummary]
+    connections: tuple[ConnectionSummary, ...]
+    sources: tuple[str, ...] = ()
+    started_at: float | None = None
+    ended_at: float | None = None
+    #: Sentences a reader must see: what is not counted, what is estimated, what was skipped.
+    notes: tuple[str, ...] = ()
+    #: A sample of message arrivals for the "messages over time" chart.
+    timeline: tuple[MessagePoint, ...] = field(default=())
+
+    def transport(self, name: str) -> TransportSummary:
+        """The summary of one transport; KeyError names the transports present."""
+        try:
+            return self.transports[name]
+        except KeyError:
+            raise KeyError(f"no {name!r} traffic in this report (present: {', '.join(self.transports) or 'none'})") from None

@@ -1,0 +1,230 @@
+"""Server-Sent Events: the body of a ``text/event-stream`` response, as EventSource reads it.
+
+The interpretation follows the HTML standard's event stream parser: UTF-8 with a
+leading BOM skipped once, lines ended by CRLF, LF or CR, the fields ``data``,
+``event``, ``id`` and ``retry``, comment lines (heartbeats), and a blank line
+that dispatches the event being read. The HTML parser gives every byte sequence
+a meaning (invalid UTF-8 becomes U+FFFD), so an event stream has no anomalies.
+
+Every body byte is counted once: the values of ``data`` fields of dispatched
+events are :attr:`Category.PAYLOAD`; everything else (field names, colons, the
+space after a colon, line ends, comments, ``event``/``id``/``retry`` lines, the
+BOM, blank lines, and the data of an event the stream ended inside) is
+:attr:`Category.MESSAGE_SYNTAX`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .wire import ByteAccount, Category
+
+_BOM = b"\xef\xbb\xbf"
+_CR = 0x0D
+_LF = 0x0A
+_COLON = 0x3A
+_LINE_END = re.compile(rb"(\r\n|\r|\n)")
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    """One dispatched event, with what it cost on the wire."""
+
+    #: ``"message"`` unless an ``event`` field named it.
+    type: str
+    #: The data lines joined with ``"\\n"``.
+    data: str
+    #: The stream's last event ID when this event was dispatched (``id`` fields persist).
+    last_event_id: str
+    #: The reconnection time a ``retry`` field set since the previous blank line, if any.
+    retry: int | None
+    #: Body bytes from the end of the previous event (or the start of the body) up to
+    #: and including this event's dispatching blank line: comments and blank lines in
+    #: between are part of the event that follows them.
+    wire_bytes: int
+    #: Bytes of this event's ``data`` values: its :attr:`Category.PAYLOAD`.
+    payload_bytes: int
+    #: When the chunk holding the dispatching line end (its first byte) arrived.
+    timestamp: float
+
+
+class SseStream:
+    """Reads one event stream body, fed in chunks as they arrived.
+
+    Results do not depend on how the body was split into chunks. A line that ends
+    in CR at the very end of a chunk is held until the next byte shows whether an
+    LF completes its line end, so an event dispatched by such a line is returned by
+    the next :meth:`feed` (or by :meth:`close`), still with the time of the CR.
+
+    ``offset`` is where the body starts within the server-to-client byte stream of
+    the connection; :attr:`position` adds it to the bytes fed so far.
+    """
+
+    __slots__ = (
+        "_at_start",
+        "_buf",
+        "_data",
+        "_event_wire",
+        "_fed",
+        "_held_cr_timestamp",
+        "_last_event_id",
+        "_pending_payload",
+        "_retry",
+        "_type",
+        "account",
+        "comments",
+        "offset",
+    )
+
+    def __init__(self, *, offset: int = 0) -> None:
+        self.offset = offset
+        #: Body bytes by category, for every byte whose category is settled.
+        self.account = ByteAccount()
+        #: Comment lines seen (heartbeats).
+        self.comments = 0
+        self._fed = 0
+        # Bytes of the line being read (plus a held CR, or a partial BOM at the start).
+        self._buf = bytearray()
+        self._at_start = True
+        self._held_cr_timestamp: float | None = None
+        # Bytes consumed since the last dispatch.
+        self._event_wire = 0
+        # The data buffer: values of the data fields of the event being read.
+        self._data: list[bytes] = []
+        self._pending_payload = 0
+        self._type = ""
+        self._last_event_id = ""
+        self._retry: int | None = None
+
+    @property
+    def position(self) -> int:
+        """Offset within the server-to-client stream of the next byte to be fed."""
+        return self.offset + self._fed
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes fed whose category is not settled yet: the line being read and the
+        data of the event being read. ``account.total + pending_bytes`` is always
+        the number of bytes fed; after :meth:`close` it is zero."""
+        return len(self._buf) + self._pending_payload
+
+    def feed(self, data: bytes, timestamp: float) -> list[SseEvent]:
+        """Consume the next chunk of the body; return the events it dispatched."""
+        events: list[SseEvent] = []
+        if not data:
+            return events
+        self._fed += len(data)
+        buf = self._buf
+        if self._held_cr_timestamp is not None:
+            crlf = data[0] == _LF
+            self._end_held_line(self._held_cr_timestamp, 2 if crlf else 1, events)
+            if crlf:
+                data = data[1:]
+                if not data:
+                    return events
+        searched_from = len(buf)
+        buf += data
+        if self._at_start:
+            if len(buf) < len(_BOM) and _BOM.startswith(buf):
+                return events
+            self._at_start = False
+            if buf.startswith(_BOM):
+                del buf[: len(_BOM)]
+                self.account.add(Category.MESSAGE_SYNTAX, len(_BOM))
+                self._event_wire += len(_BOM)
+                searched_from = 0
+        cut = max(buf.rfind(b"\n", searched_from), buf.rfind(b"\r", searched_from)) + 1
+        if not cut:
+            return events
+        held_cr = cut == len(buf) and buf[-1] == _CR
+        region = bytes(buf[:cut])
+        del buf[:cut]
+        if b"\r" in region:
+            parts = _LINE_END.split(region)
+            lines = parts[0:-1:2]
+            ends = [len(end) for end in parts[1::2]]
+        else:
+            lines = region.split(b"\n")
+            lines.pop()
+            ends = [1] * len(lines)
+        if held_cr:
+            buf += lines.pop() + b"\r"
+            ends.pop()
+            self._held_cr_timestamp = timestamp
+        self._consume(lines, ends, timestamp, events)
+        return events
+
+    def close(self, timestamp: float) -> list[SseEvent]:
+        """End of the body: a held CR ends its line; an unfinished line or event is
+        discarded (its bytes are :attr:`Category.MESSAGE_SYNTAX`)."""
+        events: list[SseEvent] = []
+        if self._held_cr_timestamp is not None:
+            self._end_held_line(self._held_cr_timestamp, 1, events)
+        self.account.add(Category.MESSAGE_SYNTAX, len(self._buf) + self._pending_payload)
+        self._buf.clear()
+        self._at_start = False
+        self._data = []
+        self._pending_payload = 0
+        return events
+
+    def _end_held_line(self, timestamp: float, end: int, events: list[SseEvent]) -> None:
+        """Interpret the held line now that its line end is known to be ``end`` bytes long."""
+        line = bytes(self._buf[:-1])
+        self._buf.clear()
+        self._held_cr_timestamp = None
+        self._consume([line], [end], timestamp, events)
+
+    def _consume(self, lines: list[bytes], ends: list[int], timestamp: float, events: list[SseEvent]) -> None:
+        """Interpret complete lines; ``ends`` holds the length of each line's line end."""
+        consumed = sum(map(len, lines)) + sum(ends)
+        payload = 0
+        wire = self._event_wire
+        data = self._data
+        pending_before = pending = self._pending_payload
+        event_type, last_event_id, retry = self._type, self._last_event_id, self._retry
+        for line, end in zip(lines, ends):
+            wire += len(line) + end
+            if not line:
+                if data:
+                    payload += pending
+                    events.append(
+                        SseEvent(
+                            event_type or "message",
+                            b"\n".join(data).decode("utf-8", "replace"),
+                            last_event_id,
+                            retry,
+                            wire,
+                            pending,
+                            timestamp,
+                        )
+                    )
+                    wire = 0
+                    data = []
+                    pending = 0
+                event_type, retry = "", None
+            elif line[0] == _COLON:
+                self.comments += 1
+            else:
+                name, _, value = line.partition(b":")
+                if value[:1] == b" ":
+                    value = value[1:]
+                if name == b"data":
+                    data.append(value)
+                    pending += len(value)
+                elif name == b"event":
+                    event_type = value.decode("utf-8", "replace")
+                elif name == b"id":
+                    if b"\0" not in value:
+                        last_event_id = value.decode("utf-8", "replace")
+                elif name == b"retry" and value.isdigit():
+                    try:
+                        retry = int(value)
+                    except ValueError:
+                        pass  # too many digits for int(): ignored, as an overflowing value is by browsers
+        self._type, self._last_event_id, self._retry = event_type, last_event_id, retry
+        self._event_wire = wire
+        self._data = data
+        self._pending_payload = pending
+        self.account.add(Category.PAYLOAD, payload)
+        self.account.add(Category.MESSAGE_SYNTAX, consumed - payload - (pending - pending_before))

@@ -1,0 +1,100 @@
+"""The vocabulary of wire accounting: directions, byte categories and anomalies.
+
+Every byte of a TCP stream is assigned to exactly one :class:`Category` by the
+parser that consumed it. Totals are sums of those assignments and are never
+recomputed elsewhere.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Direction(enum.StrEnum):
+    """Which way a byte travelled."""
+
+    CLIENT_TO_SERVER = "client_to_server"
+    SERVER_TO_CLIENT = "server_to_client"
+
+    @property
+    def opposite(self) -> Direction:
+        if self is Direction.CLIENT_TO_SERVER:
+            return Direction.SERVER_TO_CLIENT
+        return Direction.CLIENT_TO_SERVER
+
+
+class Category(enum.StrEnum):
+    """What a byte on the wire was for."""
+
+    #: HTTP request, response and interim (1xx) heads, Upgrade handshakes included.
+    HEAD = "head"
+    #: Message content as it travelled (compressed where permessage-deflate is on).
+    PAYLOAD = "payload"
+    #: Chunked transfer coding: chunk-size lines, chunk CRLFs, the last chunk, trailers.
+    CHUNK_FRAMING = "chunk_framing"
+    #: Structure inside a body that is not payload: SSE field names, colons, line
+    #: ends, comments, id/event/retry lines; NDJSON line ends.
+    MESSAGE_SYNTAX = "message_syntax"
+    #: WebSocket frame headers (2, 4 or 10 bytes), without the mask key.
+    FRAME_HEADER = "frame_header"
+    #: WebSocket masking keys (4 bytes per masked frame).
+    MASK_KEY = "mask_key"
+    #: Payload of WebSocket control frames (ping, pong, close).
+    CONTROL = "control"
+    #: Bytes after an anomaly, or an incomplete tail when the stream ended.
+    UNPARSED = "unparsed"
+
+
+class ByteAccount:
+    """Byte counts by category for one direction of one stream (or a sum of them)."""
+
+    __slots__ = ("_counts",)
+
+    def __init__(self, counts: dict[Category, int] | None = None) -> None:
+        self._counts: dict[Category, int] = dict.fromkeys(Category, 0)
+        if counts:
+            for category, n in counts.items():
+                self._counts[Category(category)] += n
+
+    def add(self, category: Category, n: int) -> None:
+        if n:
+            self._counts[category] += n
+
+    def merge(self, other: ByteAccount) -> None:
+        for category, n in other._counts.items():
+            self._counts[category] += n
+
+    def __getitem__(self, category: Category) -> int:
+        return self._counts[category]
+
+    @property
+    def total(self) -> int:
+        return sum(self._counts.values())
+
+    def as_dict(self) -> dict[str, int]:
+        return {category.value: n for category, n in self._counts.items()}
+
+    def copy(self) -> ByteAccount:
+        return ByteAccount(self._counts)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ByteAccount) and self._counts == other._counts
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{c.value}={n}" for c, n in self._counts.items() if n)
+        return f"ByteAccount({parts})"
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """Where and why a byte stream stopped parsing (or broke a protocol rule).
+
+    ``offset`` counts bytes from the start of that direction of the TCP
+    connection. A ``security`` anomaly is a shape used for request smuggling.
+    """
+
+    direction: Direction
+    offset: int
+    reason: str
+    security: bool = False

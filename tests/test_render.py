@@ -1,0 +1,597 @@
+"""The report views: the JSON contract, CSV, Markdown, HTML and the terminal table."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inspector.render import FORMATS, render, report_to_dict, table_renderables
+from inspector.render.html import message_cost_parts
+from inspector.render.svg import nice_ticks
+from inspector.render.table import render_table
+from inspector.render.units import factor, human_bytes
+from inspector.render.verdict import verdict
+from inspector.report import (
+    TRANSPORTS,
+    ConnectionSummary,
+    MessagePoint,
+    PerDirection,
+    Quantiles,
+    Report,
+    TransportSummary,
+    WebSocketFigures,
+)
+from inspector.wire import Anomaly, Direction
+
+START = 1_760_000_000.0
+HOSTILE_TARGET = "/poll?q=<script>alert(1)</script>"
+HOSTILE_REASON = 'invalid chunk size <img src="https://evil.example/x.png">'
+
+
+def pd(c2s: int, s2c: int) -> PerDirection:
+    return PerDirection(client_to_server=c2s, server_to_client=s2c)
+
+
+def transport(
+    name: str,
+    *,
+    connections: int = 1,
+    tcp_connects: int = 1,
+    handshakes: int = 0,
+    handshake_bytes: int = 0,
+    messages: PerDirection,
+    payload: PerDirection,
+    categories: dict[str, PerDirection],
+    head_bytes: int = 0,
+    framing_bytes: int = 0,
+    control_bytes: int = 0,
+    empty_polls: int = 0,
+    empty_poll_bytes: int = 0,
+    exact: bool = True,
+    anomalies: int = 0,
+    websocket: WebSocketFigures | None = None,
+) -> TransportSummary:
+    """A transport summary whose totals follow from its categories."""
+    wire = PerDirection()
+    for split in categories.values():
+        wire = wire + split
+    wire_payload = categories["payload"].total
+    n = messages.total
+    per_message = wire.total / n if n else None
+    return TransportSummary(
+        transport=name,
+        connections=connections,
+        tcp_connects=tcp_connects,
+        handshakes=handshakes,
+        handshake_bytes=handshake_bytes,
+        messages=messages,
+        payload_bytes=payload,
+        wire_bytes=wire,
+        overhead_bytes=wire.total - wire_payload,
+        overhead_ratio=(wire.total - wire_payload) / wire.total if wire.total else math.nan,
+        bytes_per_message=(
+            Quantiles(n, per_message, per_message * 0.97, per_message * 1.2, per_message * 3, exact)
+            if n and per_message
+            else None
+        ),
+        anomalies=anomalies,
+        categories=categories,
+        head_bytes=head_bytes,
+        framing_bytes=framing_bytes,
+        control_bytes=control_bytes,
+        empty_polls=empty_polls,
+        empty_poll_bytes=empty_poll_bytes,
+        wire_bytes_per_message=per_message,
+        inter_arrival=Quantiles(max(n - 1, 0), 0.1, 0.1, 0.12, 0.5) if n else None,
+        time_to_first_byte=Quantiles(connections, 0.004, 0.004, 0.006, 0.008),
+        time_to_first_message=Quantiles(connections, 0.11, 0.11, 0.2, 0.25) if n else None,
+        handshake_duration=Quantiles(handshakes, 0.003, 0.003, 0.004, 0.004) if handshakes else None,
+        websocket=websocket,
+    )
+
+
+def sample_transports() -> dict[str, TransportSummary]:
+    websocket = transport(
+        "websocket",
+        handshakes=1,
+        handshake_bytes=420,
+        messages=pd(20, 600),
+        payload=pd(800, 66_000),
+        categories={
+            "head": pd(250, 170),
+            "payload": pd(800, 66_000),
+            "frame_header": pd(44, 1206),
+            "mask_key": pd(88, 0),
+            "control": pd(4, 6),
+        },
+        framing_bytes=1338,
+        control_bytes=10,
+        websocket=WebSocketFigures(
+            data_frames=pd(20, 600),
+            control_frames=pd(2, 3),
+            frame_header_bytes=pd(132, 1206),
+            wire_payload_bytes=pd(800, 66_000),
+            control_bytes=pd(4, 6),
+            compressed_messages=pd(0, 0),
+        ),
+    )
+    sse = transport(
+        "sse",
+        handshakes=1,
+        handshake_bytes=380,
+        messages=pd(0, 600),
+        payload=pd(0, 66_000),
+        categories={
+            "head": pd(230, 150),
+            "payload": pd(0, 66_000),
+            "message_syntax": pd(0, 10_200),
+            "chunk_framing": pd(0, 3605),
+        },
+        framing_bytes=13_805,
+    )
+    http_stream = transport(
+        "http_stream",
+        handshakes=1,
+        handshake_bytes=360,
+        messages=pd(0, 600),
+        payload=pd(0, 66_000),
+        categories={
+            "head": pd(220, 140),
+            "payload": pd(0, 66_000),
+            "message_syntax": pd(0, 600),
+            "chunk_framing": pd(0, 3605),
+        },
+        framing_bytes=4205,
+        exact=False,
+    )
+    long_poll = transport(
+        "long_poll",
+        messages=pd(0, 600),
+        payload=pd(0, 66_000),
+        categories={
+            "head": pd(110_160, 85_680),
+            "payload": pd(0, 66_000),
+            "message_syntax": pd(0, 1224),
+        },
+        head_bytes=195_840,
+        framing_bytes=1224,
+        empty_polls=12,
+        empty_poll_bytes=3864,
+    )
+    short_poll = transport(
+        "short_poll",
+        connections=3,
+        tcp_connects=3,
+        messages=pd(0, 600),
+        payload=pd(0, 66_000),
+        categories={
+            "head": pd(432_000, 336_000),
+            "payload": pd(0, 66_000),
+            "message_syntax": pd(0, 4800),
+            "unparsed": pd(0, 17),
+        },
+        head_bytes=768_000,
+        framing_bytes=4800,
+        empty_polls=1800,
+        empty_poll_bytes=579_600,
+        anomalies=1,
+    )
+    return {t.transport: t for t in (short_poll, websocket, sse, long_poll, http_stream)}
+
+
+def connection(
+    id: str,
+    name: str,
+    wire: PerDirection,
+    messages: PerDirection,
+    *,
+    exchanges: int = 1,
+    targets: tuple[str, ...] = (),
+    anomalies: tuple[Anomaly, ...] = (),
+    port: int = 50_000,
+) -> ConnectionSummary:
+    return ConnectionSummary(
+        id=id,
+        transport=name,
+        client=f"127.0.0.1:{port}",
+        server="127.0.0.1:8000",
+        opened_at=START,
+        closed_at=START + 60,
+        close_reason="client closed",
+        exchanges=exchanges,
+        wire_bytes=wire,
+        payload_bytes=pd(0, 66_000),
+        messages=messages,
+        anomalies=anomalies,
+        targets=targets,
+    )
+
+
+def sample_report() -> Report:
+    transports = sample_transports()
+    anomaly = Anomaly(Direction.SERVER_TO_CLIENT, 412_388, HOSTILE_REASON, security=True)
+    connections = (
+        connection("c1", "websocket", transports["websocket"].wire_bytes, pd(20, 600), targets=("/ws",), port=50_001),
+        connection("c2", "sse", transports["sse"].wire_bytes, pd(0, 600), targets=("/events",), port=50_002),
+        connection("c3", "http_stream", transports["http_stream"].wire_bytes, pd(0, 600), port=50_003),
+        connection("c4", "long_poll", transports["long_poll"].wire_bytes, pd(0, 600), exchanges=612, port=50_004),
+        connection("c5", "short_poll", pd(144_000, 140_000), pd(0, 200), exchanges=800, port=50_005),
+        connection("c6", "short_poll", pd(144_000, 130_000), pd(0, 200), exchanges=800, port=50_006),
+        connection(
+            "c7",
+            "short_poll",
+            pd(144_000, 136_817),
+            pd(0, 200),
+            exchanges=800,
+            targets=(HOSTILE_TARGET, "[bold red]markup[/]"),
+            anomalies=(anomaly,),
+            port=50_007,
+        ),
+    )
+    timeline = [
+        MessagePoint(START + 0.5 + i * 3, "websocket", Direction.CLIENT_TO_SERVER, 46) for i in range(20)
+    ]
+    for name, delay, poll in (
+        ("websocket", 0.002, None),
+        ("sse", 0.003, None),
+        ("http_stream", 0.003, None),
+        ("long_poll", 0.01, None),
+        ("short_poll", 0.0, 2.0),
+    ):
+        for i in range(600):
+            sent = 1.0 + i * 0.1
+            arrived = math.ceil(sent / poll) * poll if poll else sent + delay
+            if name != "short_poll" or i % 3 == 0:
+                timeline.append(MessagePoint(START + arrived, name, Direction.SERVER_TO_CLIENT, 110))
+    return Report(
+        transports=transports,
+        connections=connections,
+        sources=("chat-demo.rtcap",),
+        started_at=START,
+        ended_at=START + 61.5,
+        notes=(
+            "TCP/IP and TLS record bytes are not in the wire byte counts.",
+            "Percentiles of http_stream are estimated from a sample of 512 messages.",
+        ),
+        timeline=tuple(sorted(timeline, key=lambda p: p.time)),
+    )
+
+
+def single_report() -> Report:
+    ws = sample_transports()["websocket"]
+    return Report(transports={"websocket": ws}, connections=())
+
+
+# ---------------------------------------------------------------- JSON contract
+
+BY_DIRECTION = {"client_to_server", "server_to_client"}
+TRANSPORT_KEYS = {
+    "connections": int,
+    "tcp_connects": int,
+    "handshakes": int,
+    "handshake_bytes": int,
+    "messages": "by_direction",
+    "payload_bytes": "by_direction",
+    "wire_bytes": "by_direction",
+    "overhead_bytes": int,
+    "overhead_ratio": (float, type(None)),
+    "bytes_per_message": "quantiles",
+    "anomalies": int,
+}
+CONNECTION_KEYS = {
+    "id": str,
+    "transport": str,
+    "client": str,
+    "server": str,
+    "wire_bytes": "by_direction",
+    "messages": "by_direction",
+    "anomalies": list,
+}
+
+
+def check_by_direction(value: Any) -> None:
+    assert isinstance(value, dict) and set(value) == BY_DIRECTION, value
+    assert all(type(v) is int for v in value.values()), value
+
+
+def check_shape(obj: dict[str, Any], spec: dict[str, Any]) -> None:
+    for key, kind in spec.items():
+        assert key in obj, key
+        value = obj[key]
+        if kind == "by_direction":
+            check_by_direction(value)
+        elif kind == "quantiles":
+            assert value is None or (
+                {"mean", "p50", "p95", "max"} <= set(value)
+                and all(isinstance(value[k], (int, float, type(None))) for k in ("mean", "p50", "p95", "max"))
+            ), (key, value)
+        elif kind is int:
+            assert type(value) is int, (key, value)
+        else:
+            assert isinstance(value, kind), (key, value)
+
+
+def check_contract(doc: dict[str, Any]) -> None:
+    """The keys and shapes other tools rely on."""
+    assert doc["format"] == "rtinspect-report"
+    assert doc["version"] == 1
+    assert list(doc["transports"]) == [n for n in TRANSPORTS if n in doc["transports"]]
+    for name, t in doc["transports"].items():
+        check_shape(t, TRANSPORT_KEYS)
+        if name == "websocket":
+            assert set(t["frames"]) == {"data", "control"}
+            check_by_direction(t["frames"]["data"])
+            check_by_direction(t["frames"]["control"])
+            check_by_direction(t["frame_header_bytes"])
+            check_by_direction(t["wire_payload_bytes"])
+    assert isinstance(doc["connections"], list)
+    for c in doc["connections"]:
+        check_shape(c, CONNECTION_KEYS)
+        for a in c["anomalies"]:
+            assert {"offset", "direction", "reason"} <= set(a)
+            assert type(a["offset"]) is int and a["direction"] in BY_DIRECTION
+
+
+def test_json_follows_the_contract() -> None:
+    doc = json.loads(render(sample_report(), "json"))
+    check_contract(doc)
+    assert list(doc["transports"]) == ["websocket", "sse", "http_stream", "long_poll", "short_poll"]
+    ws = doc["transports"]["websocket"]
+    assert ws["frames"] == {
+        "data": {"client_to_server": 20, "server_to_client": 600},
+        "control": {"client_to_server": 2, "server_to_client": 3},
+    }
+    assert ws["frame_header_bytes"] == {"client_to_server": 132, "server_to_client": 1206}
+    assert ws["wire_bytes"] == {"client_to_server": 1186, "server_to_client": 67_382}
+    assert ws["bytes_per_message"]["exact"] is True
+    assert doc["transports"]["http_stream"]["bytes_per_message"]["exact"] is False
+    assert "frames" not in doc["transports"]["sse"]
+    c7 = doc["connections"][-1]
+    assert c7["anomalies"] == [
+        {"offset": 412_388, "direction": "server_to_client", "reason": HOSTILE_REASON, "security": True}
+    ]
+
+
+def test_json_has_no_nan_and_uses_null() -> None:
+    t = transport("short_poll", messages=pd(0, 0), payload=pd(0, 0), categories={"payload": pd(0, 0)})
+    report = Report(transports={"short_poll": t}, connections=())
+    text = render(report, "json")
+    assert "NaN" not in text and "Infinity" not in text
+    doc = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    check_contract(doc)
+    short_poll = doc["transports"]["short_poll"]
+    assert short_poll["overhead_ratio"] is None
+    assert short_poll["bytes_per_message"] is None
+    assert short_poll["wire_bytes_per_message"] is None
+
+
+def test_report_to_dict_is_plain_data() -> None:
+    doc = report_to_dict(sample_report())
+    assert json.loads(json.dumps(doc, allow_nan=False)) == doc
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def test_csv_has_one_row_per_transport_with_exact_integers() -> None:
+    report = sample_report()
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv"))))
+    assert [r["transport"] for r in rows] == ["websocket", "sse", "http_stream", "long_poll", "short_poll"]
+    for row in rows:
+        t = report.transports[row["transport"]]
+        assert int(row["wire_bytes_client_to_server"]) == t.wire_bytes.client_to_server
+        assert int(row["wire_bytes_server_to_client"]) == t.wire_bytes.server_to_client
+        assert int(row["messages_server_to_client"]) == t.messages.server_to_client
+        assert int(row["handshake_bytes"]) == t.handshake_bytes
+        assert int(row["overhead_bytes"]) == t.overhead_bytes
+        assert float(row["wire_bytes_per_message"]) == t.wire_bytes_per_message
+    assert rows[2]["bytes_per_message_exact"] == "false"
+
+
+def test_csv_with_connections_has_one_row_per_connection() -> None:
+    report = sample_report()
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv", connections=True))))
+    assert [r["id"] for r in rows] == [c.id for c in report.connections]
+    assert int(rows[-1]["wire_bytes_server_to_client"]) == 136_817
+    assert int(rows[-1]["anomalies"]) == 1
+    assert HOSTILE_TARGET in rows[-1]["targets"]
+
+
+def test_csv_leaves_missing_figures_empty() -> None:
+    t = transport("sse", messages=pd(0, 0), payload=pd(0, 0), categories={"head": pd(200, 0), "payload": pd(0, 0)})
+    (row,) = csv.DictReader(io.StringIO(render(Report({"sse": t}, ()), "csv")))
+    assert row["wire_bytes_per_message"] == "" and row["bytes_per_message_p50"] == ""
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def test_markdown_has_a_row_per_transport_the_verdict_and_notes() -> None:
+    text = render(sample_report(), "markdown")
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 5  # header and one row per transport
+    for name in ("websocket", "sse", "http\\_stream", "long\\_poll", "short\\_poll"):
+        assert any(row.startswith(f"| {name} |") for row in rows), name
+    assert "**websocket spent the fewest wire bytes per message" in text
+    assert "TLS record bytes are not in the wire byte counts" in text
+    assert "\\~" in text  # the estimate mark is escaped, not strikethrough
+    assert "## Connections" not in text
+
+
+def test_markdown_connections_escape_traffic() -> None:
+    text = render(sample_report(), "markdown", connections=True)
+    assert "## Connections" in text
+    assert "<script>" not in text and "\\<script\\>" in text
+    c7 = next(line for line in text.splitlines() if line.startswith("| c7 |"))
+    assert c7.count(" | ") == 10  # pipes inside cells are escaped
+
+
+# ---------------------------------------------------------------- HTML
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs.extend(attrs)
+
+
+def parse(text: str) -> _Tags:
+    parser = _Tags()
+    parser.feed(text)
+    parser.close()
+    return parser
+
+
+def test_html_is_self_contained_and_escapes_traffic() -> None:
+    text = render(sample_report(), "html")
+    tags = parse(text)
+    assert "script" not in tags.tags and "img" not in tags.tags and "link" not in tags.tags
+    for name, value in tags.attrs:
+        assert name not in ("src", "href", "srcset", "xlink:href"), (name, value)
+    assert "url(" not in text and "@import" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert tags.tags.count("svg") == 2
+    assert "details" in tags.tags
+
+
+def test_html_cost_chart_parts_add_up_to_wire_bytes_per_message() -> None:
+    for t in sample_transports().values():
+        parts = message_cost_parts(t)
+        assert set(parts) == {"payload", "framing", "heads", "handshakes", "other"}
+        assert sum(parts.values()) == pytest.approx(t.wire_bytes_per_message)
+        assert all(v >= 0 for v in parts.values())
+    ws = message_cost_parts(sample_transports()["websocket"])
+    assert ws["other"] == pytest.approx(10 / 620)  # control frame payload
+
+
+def test_html_sample_is_written_for_viewing() -> None:
+    text = render(sample_report(), "html")
+    with open("/tmp/rtinspect-sample.html", "w", encoding="utf-8") as f:
+        f.write(text)
+    assert "Wire bytes per message, by transport" in text and "Messages over time" in text
+
+
+def test_html_without_messages_or_timeline() -> None:
+    t = transport("sse", messages=pd(0, 0), payload=pd(0, 0), categories={"head": pd(200, 0), "payload": pd(0, 0)})
+    tags = parse(render(Report({"sse": t}, ()), "html"))
+    assert "svg" not in tags.tags
+
+
+# ---------------------------------------------------------------- terminal table
+
+
+def test_table_lists_each_transport_and_the_verdict() -> None:
+    text = render(sample_report(), "table")
+    for name in ("websocket", "sse", "http_stream", "long_poll", "short_poll"):
+        assert name in text
+    assert "websocket spent the fewest wire bytes per message" in text
+    assert "short_poll spent 13× the wire bytes per message of websocket" in text
+    assert "TCP/IP and TLS record bytes are not in the wire byte counts." in text
+    assert "~" in text
+    assert "Connections" not in text.split("\n", 3)[0]
+
+
+def test_table_with_connections_shows_traffic_literally() -> None:
+    text = render_table(sample_report(), connections=True, width=400)
+    assert "[bold red]markup[/]" in text  # not read as rich markup
+    assert "security: s→c @412388: invalid chunk size <img" in text
+    assert "127.0.0.1:50007" in text and "client closed" in text
+
+
+def test_table_renderables_for_a_live_view() -> None:
+    assert len(table_renderables(sample_report(), connections=True)) >= 4
+
+
+# ---------------------------------------------------------------- verdict and units
+
+
+def test_verdict_compares_every_transport_with_the_cheapest() -> None:
+    headline, *rest = verdict(sample_report())
+    assert headline.startswith("websocket spent the fewest wire bytes per message")
+    assert [s.split()[0] for s in rest] == ["http_stream", "sse", "long_poll", "short_poll"]
+
+
+def test_verdict_with_one_transport() -> None:
+    (sentence,) = verdict(single_report())
+    assert "Only one transport" in sentence and "websocket" in sentence
+
+
+def test_verdict_ignores_transports_without_messages() -> None:
+    transports = sample_transports()
+    idle = transport("sse", messages=pd(0, 0), payload=pd(0, 0), categories={"head": pd(200, 0), "payload": pd(0, 0)})
+    (sentence,) = verdict(Report({"websocket": transports["websocket"], "sse": idle}, ()))
+    assert sentence.startswith("Only websocket delivered messages")
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(0, "0 B"), (812, "812 B"), (48.25, "48.2 B"), (1234, "1.2 KB"), (123_456, "123 KB"),
+     (999_960, "1.0 MB"), (4_500_000, "4.5 MB"), (None, "–"), (math.nan, "–")],
+)
+def test_human_bytes(n: float | None, text: str) -> None:
+    assert human_bytes(n) == text
+
+
+def test_factor_never_rounds_a_difference_to_one() -> None:
+    assert factor(3.14) == "3.1×"
+    assert factor(1.004) == "1.00×"
+    assert factor(1.04) == "1.04×"
+    assert factor(12.4) == "12×"
+
+
+def test_nice_ticks_cover_the_maximum() -> None:
+    assert nice_ticks(1398) == [0, 500, 1000, 1500]
+    assert nice_ticks(0) == [0.0, 1.0]
+    assert nice_ticks(61.5, 8)[-1] >= 61.5
+
+
+any_float = st.floats(allow_nan=True, allow_infinity=True)
+NOT_A_NUMBER = re.compile(r"\bnan\b|\binf\b|infinity", re.IGNORECASE)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ratio=any_float, per_message=st.none() | any_float, p50=any_float, started=st.none() | any_float)
+def test_odd_numbers_never_break_a_view(
+    ratio: float, per_message: float | None, p50: float, started: float | None
+) -> None:
+    base = sample_transports()["sse"]
+    odd = dataclasses.replace(
+        base,
+        overhead_ratio=ratio,
+        wire_bytes_per_message=per_message,
+        bytes_per_message=Quantiles(3, p50, p50, p50, p50, exact=False),
+    )
+    report = Report(
+        {"sse": odd, "websocket": sample_transports()["websocket"]},
+        (),
+        started_at=started,
+        timeline=(MessagePoint(p50, "sse", Direction.SERVER_TO_CLIENT, 10),),
+    )
+    check_contract(json.loads(render(report, "json")))
+    for fmt in FORMATS:
+        assert not NOT_A_NUMBER.search(render(report, fmt)), fmt
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_renders_an_empty_report(fmt: str) -> None:
+    assert isinstance(render(Report({}, ()), fmt), str)
+
+
+def test_unknown_format() -> None:
+    with pytest.raises(ValueError, match="table, json"):
+        render(sample_report(), "xml")
