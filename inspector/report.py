@@ -115,6 +115,9 @@ class TransportSummary:
     #: Seconds each handshake took (request head to response head).
     handshake_duration: Quantiles | None
     websocket: WebSocketFigures | None = None
+    #: TLS handshakes with clients (their bytes are not in the wire counts) and how long they took.
+    tls_handshakes: int = 0
+    tls_handshake_duration: Quantiles | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,3 +129,36 @@ class Distribution:
 
     def __repr__(self) -> str:
         return f"Distribution(count={self.count}, mean={self.mean}, max={self.max}, exact={self.exact})"
+
+
+class EvenSample:
+    """Up to ``capacity`` items spread evenly over everything offered: every
+    ``stride``-th item is kept, and the stride doubles (dropping every other
+    kept item) whenever the sample fills. ``offered`` counts every item."""
+
+    __slots__ = ("_capacity", "_items", "_skip", "offered", "stride")
+
+    def __init__(self, capacity: int = 512) -> None:
+        if capacity < 2:
+            raise ValueError(f"capacity must be at least 2, not {capacity}")
+        self._capacity = capacity
+        self._items: list[object] = []
+        self._skip = 0
+        self.offered = 0
+        self.stride = 1
+
+    def offer(self, item: object) -> None:
+        self.offered += 1
+        if self._skip:
+            self._skip -= 1
+            return
+        self._items.append(item)
+        self._skip = self.stride - 1
+        if len(self._items) >= self._capacity:
+            # Keeps items 0, 2s, 4s, ...; the next one due is still s - 1 items away.
+            del self._items[1::2]
+            self.stride *= 2
+
+    @property
+    def items(self) -> list[object]:
+        return list(self._items)

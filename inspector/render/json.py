@@ -79,6 +79,8 @@ def transport_to_dict(t: TransportSummary) -> dict[str, Any]:
         "time_to_first_byte": quantiles_to_dict(t.time_to_first_byte),
         "time_to_first_message": quantiles_to_dict(t.time_to_first_message),
         "handshake_duration": quantiles_to_dict(t.handshake_duration),
+        "tls_handshakes": t.tls_handshakes,
+        "tls_handshake_duration": quantiles_to_dict(t.tls_handshake_duration),
     }
     if t.websocket is not None:
         d.update(_websocket_to_dict(t.websocket))

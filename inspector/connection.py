@@ -1,0 +1,445 @@
+"""Per-connection accounting: the two byte streams of one TCP connection in,
+an exact :class:`ConnectionRecord` out.
+
+The HTTP/1.1 parser splits the streams into exchanges; each response body goes
+to the parser its media type calls for (SSE, NDJSON, or plain chunks), and an
+accepted WebSocket Upgrade hands the rest of both streams to the WebSocket
+parser. Every byte lands in exactly one category of exactly one exchange (or,
+when it belongs to no request at all, in the connection's ``unattributed``
+account).
+
+Which transport an exchange was (a poll, a stream, ...) is decided later, with
+all connections in view, by :mod:`inspector.classify`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .capture import ConnectionOpened
+from .http1 import (
+    BodyData,
+    Http1Parser,
+    HttpEvent,
+    MessageEnd,
+    ParseFailure,
+    ProtocolSwitch,
+    RequestHead,
+    ResponseHead,
+    Unparsed,
+)
+from .ndjson import LineStream
+from .sse import SseStream
+from .stats import Distribution, EvenSample
+from .websocket import ControlFrame, DeflateParams, WebSocketEvent, WebSocketMessage, WebSocketStream
+from .wire import Anomaly, ByteAccount, Category, Direction
+
+C2S = Direction.CLIENT_TO_SERVER
+S2C = Direction.SERVER_TO_CLIENT
+
+#: Response media types whose bodies are a stream of lines, one message each.
+LINE_STREAM_TYPES = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines", "application/json-seq"}
+)
+
+
+class BodyKind(enum.StrEnum):
+    """How a response body was split into messages."""
+
+    NONE = "none"  #: no response body bytes
+    PLAIN = "plain"  #: a body; each transfer-coding chunk counts as one stream message
+    SSE = "sse"  #: text/event-stream events
+    LINES = "lines"  #: NDJSON and other line-delimited streams
+    WEBSOCKET = "websocket"  #: the connection switched to WebSocket
+    OPAQUE = "opaque"  #: switched to some other protocol (CONNECT tunnel, h2c); not parsed
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTime:
+    """When a message arrived and the wire bytes that carried it."""
+
+    time: float
+    direction: Direction
+    wire_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketCounts:
+    """Frame counts of one WebSocket session, by direction."""
+
+    data_frames: dict[Direction, int]
+    control_frames: dict[Direction, int]
+    compressed_messages: dict[Direction, int]
+    deflate: DeflateParams | None
+    close_codes: dict[Direction, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRecord:
+    """One request and its response (and, after an Upgrade, the WebSocket session).
+
+    ``stream_messages`` are the messages inside the response body (SSE events,
+    NDJSON lines, transfer-coding chunks) or the WebSocket messages; whether
+    they or the exchange itself count as the messages depends on the transport.
+    """
+
+    index: int
+    request: RequestHead | None
+    response: ResponseHead | None
+    interim: tuple[ResponseHead, ...]
+    body_kind: BodyKind
+    accounts: dict[Direction, ByteAccount]
+    request_ended_at: float | None
+    response_ended_at: float | None
+    first_body_at: float | None
+    last_body_at: float | None
+    #: Messages inside the body or WebSocket session, by direction.
+    stream_messages: dict[Direction, int]
+    #: Payload the application received from those messages (decompressed for WebSocket).
+    stream_payload: dict[Direction, int]
+    #: Wire bytes attributed to each stream message.
+    stream_message_sizes: Distribution
+    #: Seconds between consecutive server-to-client stream messages.
+    inter_arrival: Distribution
+    first_server_message_at: float | None
+    timeline: tuple[MessageTime, ...]
+    websocket: WebSocketCounts | None = None
+
+    @property
+    def wire_bytes(self) -> int:
+        return self.accounts[C2S].total + self.accounts[S2C].total
+
+    def stream_messages_total(self) -> int:
+        return self.stream_messages[C2S] + self.stream_messages[S2C]
+
+    def head_bytes(self) -> int:
+        return self.accounts[C2S][Category.HEAD] + self.accounts[S2C][Category.HEAD]
+
+    @property
+    def response_wait(self) -> float | None:
+        """Seconds the server held the request before its response head."""
+        if self.response is None or self.request is None:
+            return None
+        asked = self.request_ended_at if self.request_ended_at is not None else self.request.timestamp
+        return max(0.0, self.response.timestamp - asked)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    """Everything one TCP connection carried, accounted."""
+
+    id: str
+    opened: ConnectionOpened
+    exchanges: tuple[ExchangeRecord, ...]
+    #: Bytes that belong to no exchange (e.g. garbage before any request).
+    unattributed: dict[Direction, ByteAccount]
+    anomalies: tuple[Anomaly, ...]
+    first_byte_at: dict[Direction, float]
+    closed_at: float | None
+    close_reason: str | None
+
+    @property
+    def client(self) -> str:
+        return self.opened.client
+
+    @property
+    def server(self) -> str:
+        return self.opened.server
+
+    def account(self, direction: Direction) -> ByteAccount:
+        """Every byte of one direction, by category."""
+        total = self.unattributed[direction].copy()
+        for exchange in self.exchanges:
+            total.merge(exchange.accounts[direction])
+        return total
+
+    def wire_bytes(self, direction: Direction) -> int:
+        return self.account(direction).total
+
+
+class _Exchange:
+    """An exchange while it is being parsed."""
+
+    def __init__(self, head: RequestHead) -> None:
+        self.index = head.exchange
+        self.request = head
+        self.response: ResponseHead | None = None
+        self.interim: list[ResponseHead] = []
+        self.body_kind = BodyKind.NONE
+        self.accounts = {C2S: ByteAccount(), S2C: ByteAccount()}
+        self.request_ended_at: float | None = None
+        self.response_ended_at: float | None = None
+        self.first_body_at: float | None = None
+        self.last_body_at: float | None = None
+        self.stream_messages = {C2S: 0, S2C: 0}
+        self.stream_payload = {C2S: 0, S2C: 0}
+        self.sizes = Distribution()
+        self.inter_arrival = Distribution()
+        self.first_server_message_at: float | None = None
+        self.last_server_message_at: float | None = None
+        self.timeline = EvenSample()
+        self.body_parser: SseStream | LineStream | None = None
+        self.chunk_bytes = 0
+        self.websocket: dict[Direction, WebSocketStream] = {}
+        self.deflate: DeflateParams | None = None
+        self.compressed = {C2S: 0, S2C: 0}
+        self.close_codes: dict[Direction, int | None] = {C2S: None, S2C: None}
+
+    def message(self, direction: Direction, wire_bytes: int, payload_bytes: int, timestamp: float) -> None:
+        self.stream_messages[direction] += 1
+        self.stream_payload[direction] += payload_bytes
+        self.sizes.add(wire_bytes)
+        self.timeline.offer(MessageTime(timestamp, direction, wire_bytes))
+        if direction is S2C:
+            if self.last_server_message_at is None:
+                self.first_server_message_at = timestamp
+            else:
+                self.inter_arrival.add(timestamp - self.last_server_message_at)
+            self.last_server_message_at = timestamp
+
+    def record(self, *, final: bool) -> ExchangeRecord:
+        accounts = {direction: account.copy() for direction, account in self.accounts.items()}
+        if isinstance(self.body_parser, (SseStream, LineStream)):
+            accounts[S2C].merge(self.body_parser.account)
+            if not final:
+                accounts[S2C].add(Category.MESSAGE_SYNTAX, self.body_parser.pending_bytes)
+        websocket = None
+        if self.websocket:
+            for direction, stream in self.websocket.items():
+                accounts[direction].merge(stream.account)
+                if not final:
+                    accounts[direction].add(Category.UNPARSED, stream.buffered)
+            websocket = WebSocketCounts(
+                data_frames={d: s.data_frames for d, s in self.websocket.items()},
+                control_frames={d: s.control_frames for d, s in self.websocket.items()},
+                compressed_messages=dict(self.compressed),
+                deflate=self.deflate,
+                close_codes=dict(self.close_codes),
+            )
+        return ExchangeRecord(
+            index=self.index,
+            request=self.request,
+            response=self.response,
+            interim=tuple(self.interim),
+            body_kind=self.body_kind,
+            accounts=accounts,
+            request_ended_at=self.request_ended_at,
+            response_ended_at=self.response_ended_at,
+            first_body_at=self.first_body_at,
+            last_body_at=self.last_body_at,
+            stream_messages=dict(self.stream_messages),
+            stream_payload=dict(self.stream_payload),
+            stream_message_sizes=self.sizes,
+            inter_arrival=self.inter_arrival,
+            first_server_message_at=self.first_server_message_at,
+            timeline=tuple(self.timeline.items),  # type: ignore[arg-type]
+            websocket=websocket,
+        )
+
+
+def _media_type(head: ResponseHead) -> str:
+    value = head.header("content-type") or ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _is_websocket_accept(exchange: _Exchange) -> bool:
+    response = exchange.response or (exchange.interim[-1] if exchange.interim else None)
+    if response is None or response.status != 101:
+        return False
+    return (response.header("upgrade") or "").strip().lower() == "websocket"
+
+
+class ConnectionAnalyzer:
+    """Accounts one TCP connection from its two byte streams.
+
+    Feed chunks in the order they were seen, each with its direction and the
+    time it was seen; :meth:`close` returns the finished record. Nothing here
+    raises on bad traffic: anomalies are recorded and the bytes counted.
+    """
+
+    def __init__(self, opened: ConnectionOpened, *, id: str | None = None) -> None:
+        self._id = id if id is not None else str(opened.connection_id)
+        self._opened = opened
+        self._http = Http1Parser()
+        self._exchanges: list[_Exchange] = []
+        self._unattributed = {C2S: ByteAccount(), S2C: ByteAccount()}
+        self._anomalies: list[Anomaly] = []
+        self._fed = {C2S: 0, S2C: 0}
+        self._first_byte_at: dict[Direction, float] = {}
+        #: Once the connection speaks WebSocket, chunks go straight to its streams.
+        self._websocket: _Exchange | None = None
+        self._record: ConnectionRecord | None = None
+
+    @property
+    def opened(self) -> ConnectionOpened:
+        return self._opened
+
+    def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        if not data or self._record is not None:
+            return
+        self._first_byte_at.setdefault(direction, timestamp)
+        self._fed[direction] += len(data)
+        if self._websocket is not None and direction in self._websocket.websocket:
+            self._websocket_events(self._websocket, direction, self._websocket.websocket[direction].feed(data, timestamp))
+            return
+        for event in self._http.feed(direction, data, timestamp):
+            self._http_event(event, timestamp)
+
+    def close(self, timestamp: float, reason: str | None = None) -> ConnectionRecord:
+        """The connection ended; finish every parser and return the record."""
+        if self._record is not None:
+            return self._record
+        for event in self._http.close(timestamp):
+            self._http_event(event, timestamp)
+        for exchange in self._exchanges:
+            self._finish_body(exchange, timestamp)
+            for direction, stream in exchange.websocket.items():
+                self._websocket_events(exchange, direction, stream.close(timestamp))
+        self._record = self._build(closed_at=timestamp, reason=reason, final=True)
+        return self._record
+
+    def snapshot(self) -> ConnectionRecord:
+        """The record so far, while the connection is open (bytes still being
+        parsed are counted as syntax or unparsed until they complete)."""
+        if self._record is not None:
+            return self._record
+        return self._build(closed_at=None, reason=None, final=False)
+
+    # -- HTTP ---------------------------------------------------------------
+
+    def _http_event(self, event: HttpEvent, timestamp: float) -> None:
+        if isinstance(event, RequestHead):
+            exchange = _Exchange(event)
+            self._exchanges.append(exchange)
+            exchange.accounts[C2S].add(Category.HEAD, event.size)
+        elif isinstance(event, ResponseHead):
+            exchange = self._exchanges[event.exchange]
+            exchange.accounts[S2C].add(Category.HEAD, event.size)
+            if event.interim:
+                exchange.interim.append(event)
+            else:
+                exchange.response = event
+                media_type = _media_type(event)
+                if media_type == "text/event-stream":
+                    exchange.body_parser = SseStream(offset=self._fed[S2C])
+                elif media_type in LINE_STREAM_TYPES:
+                    exchange.body_parser = LineStream()
+        elif isinstance(event, BodyData):
+            self._body(event)
+        elif isinstance(event, MessageEnd):
+            exchange = self._exchange(event.exchange)
+            if exchange is None:
+                return
+            exchange.accounts[event.direction].add(Category.CHUNK_FRAMING, event.framing)
+            if event.direction is C2S:
+                exchange.request_ended_at = event.timestamp
+            else:
+                exchange.response_ended_at = event.timestamp
+                self._finish_body(exchange, event.timestamp)
+        elif isinstance(event, ProtocolSwitch):
+            self._switch(event)
+        elif isinstance(event, Unparsed):
+            exchange = self._exchange(event.exchange)
+            account = exchange.accounts[event.direction] if exchange else self._unattributed[event.direction]
+            account.add(Category.UNPARSED, event.size)
+        elif isinstance(event, ParseFailure):
+            self._anomalies.append(event.anomaly)
+
+    def _exchange(self, index: int | None) -> _Exchange | None:
+        return None if index is None else self._exchanges[index]
+
+    def _body(self, event: BodyData) -> None:
+        exchange = self._exchanges[event.exchange]  # type: ignore[index]
+        account = exchange.accounts[event.direction]
+        account.add(Category.CHUNK_FRAMING, event.framing)
+        if event.direction is C2S:
+            account.add(Category.PAYLOAD, len(event.data))
+            return
+        if exchange.first_body_at is None:
+            exchange.first_body_at = event.timestamp
+        exchange.last_body_at = event.timestamp
+        parser = exchange.body_parser
+        if isinstance(parser, SseStream):
+            exchange.body_kind = BodyKind.SSE
+            for sse_event in parser.feed(event.data, event.timestamp):
+                exchange.message(S2C, sse_event.wire_bytes, sse_event.payload_bytes, sse_event.timestamp)
+        elif isinstance(parser, LineStream):
+            exchange.body_kind = BodyKind.LINES
+            for line in parser.feed(event.data, event.timestamp):
+                exchange.message(S2C, line.wire_bytes, line.payload_bytes, line.timestamp)
+        else:
+            exchange.body_kind = BodyKind.PLAIN
+            account.add(Category.PAYLOAD, len(event.data))
+            exchange.chunk_bytes += len(event.data) + event.framing
+            if event.chunk_end:
+                exchange.message(S2C, exchange.chunk_bytes, exchange.chunk_bytes - event.framing, event.timestamp)
+                exchange.chunk_bytes = 0
+
+    def _finish_body(self, exchange: _Exchange, timestamp: float) -> None:
+        """The response body ended: flush its parser (an unfinished SSE event is dropped)."""
+        parser = exchange.body_parser
+        if parser is not None:
+            for message in parser.close(timestamp):
+                exchange.message(S2C, message.wire_bytes, message.payload_bytes, message.timestamp)
+            exchange.body_parser = None
+            exchange.accounts[S2C].merge(parser.account)
+        elif exchange.body_kind is BodyKind.PLAIN and exchange.chunk_bytes:
+            # A body without transfer-coding chunks is one stream message.
+            size = exchange.chunk_bytes
+            exchange.message(S2C, size, size, exchange.last_body_at or timestamp)
+            exchange.chunk_bytes = 0
+
+    # -- WebSocket ----------------------------------------------------------
+
+    def _switch(self, event: ProtocolSwitch) -> None:
+        exchange = self._exchange(event.exchange)
+        if exchange is None:
+            return
+        direction = event.direction
+        stream = exchange.websocket.get(direction)
+        if stream is None and exchange.body_kind is not BodyKind.OPAQUE:
+            if _is_websocket_accept(exchange):
+                response = exchange.response or exchange.interim[-1]
+                exchange.body_kind = BodyKind.WEBSOCKET
+                exchange.deflate = DeflateParams.from_response_header(response.header("sec-websocket-extensions"))
+                offset = self._fed[direction] - len(event.data)
+                stream = exchange.websocket[direction] = WebSocketStream(direction, offset=offset, deflate=exchange.deflate)
+                self._websocket = exchange
+            else:
+                exchange.body_kind = BodyKind.OPAQUE
+                offset = self._fed[direction] - len(event.data)
+                self._anomalies.append(
+                    Anomaly(direction, offset, "the connection switched to a protocol other than WebSocket; not parsed")
+                )
+        if stream is None:
+            exchange.accounts[direction].add(Category.UNPARSED, len(event.data))
+            return
+        self._websocket_events(exchange, direction, stream.feed(event.data, event.timestamp))
+
+    def _websocket_events(self, exchange: _Exchange, direction: Direction, events: list[WebSocketEvent]) -> None:
+        for event in events:
+            if isinstance(event, WebSocketMessage):
+                exchange.message(direction, event.wire_bytes, event.payload_bytes, event.timestamp)
+                if event.compressed:
+                    exchange.compressed[direction] += 1
+            elif isinstance(event, ControlFrame) and event.close_code is not None:
+                if exchange.close_codes[direction] is None:
+                    exchange.close_codes[direction] = event.close_code
+        stream = exchange.websocket[direction]
+        if stream.anomaly is not None and stream.anomaly not in self._anomalies:
+            self._anomalies.append(stream.anomaly)
+
+    # -- the record ---------------------------------------------------------
+
+    def _build(self, *, closed_at: float | None, reason: str | None, final: bool) -> ConnectionRecord:
+        return ConnectionRecord(
+            id=self._id,
+            opened=self._opened,
+            exchanges=tuple(exchange.record(final=final) for exchange in self._exchanges),
+            unattributed={d: a.copy() for d, a in self._unattributed.items()},
+            anomalies=tuple(self._anomalies),
+            first_byte_at=dict(self._first_byte_at),
+            closed_at=closed_at,
+            close_reason=reason,
+        )
