@@ -180,7 +180,9 @@ class _Exchange:
         self.last_server_message_at: float | None = None
         self.timeline = EvenSample()
         self.body_parser: SseStream | LineStream | None = None
-        self.chunk_bytes = 0
+        #: The transfer-coding chunk (or unchunked body) being read: wire and payload bytes.
+        self.chunk_wire = 0
+        self.chunk_payload = 0
         self.websocket: dict[Direction, WebSocketStream] = {}
         self.deflate: DeflateParams | None = None
         self.compressed = {C2S: 0, S2C: 0}
@@ -371,10 +373,11 @@ class ConnectionAnalyzer:
         else:
             exchange.body_kind = BodyKind.PLAIN
             account.add(Category.PAYLOAD, len(event.data))
-            exchange.chunk_bytes += len(event.data) + event.framing
+            exchange.chunk_wire += len(event.data) + event.framing
+            exchange.chunk_payload += len(event.data)
             if event.chunk_end:
-                exchange.message(S2C, exchange.chunk_bytes, exchange.chunk_bytes - event.framing, event.timestamp)
-                exchange.chunk_bytes = 0
+                exchange.message(S2C, exchange.chunk_wire, exchange.chunk_payload, event.timestamp)
+                exchange.chunk_wire = exchange.chunk_payload = 0
 
     def _finish_body(self, exchange: _Exchange, timestamp: float) -> None:
         """The response body ended: flush its parser (an unfinished SSE event is dropped)."""
@@ -384,11 +387,10 @@ class ConnectionAnalyzer:
                 exchange.message(S2C, message.wire_bytes, message.payload_bytes, message.timestamp)
             exchange.body_parser = None
             exchange.accounts[S2C].merge(parser.account)
-        elif exchange.body_kind is BodyKind.PLAIN and exchange.chunk_bytes:
+        elif exchange.body_kind is BodyKind.PLAIN and exchange.chunk_payload:
             # A body without transfer-coding chunks is one stream message.
-            size = exchange.chunk_bytes
-            exchange.message(S2C, size, size, exchange.last_body_at or timestamp)
-            exchange.chunk_bytes = 0
+            exchange.message(S2C, exchange.chunk_wire, exchange.chunk_payload, exchange.last_body_at or timestamp)
+            exchange.chunk_wire = exchange.chunk_payload = 0
 
     # -- WebSocket ----------------------------------------------------------
 
@@ -438,7 +440,7 @@ class ConnectionAnalyzer:
             opened=self._opened,
             exchanges=tuple(exchange.record(final=final) for exchange in self._exchanges),
             unattributed={d: a.copy() for d, a in self._unattributed.items()},
-            anomalies=tuple(self._anomalies),
+            anomalies=tuple(sorted(self._anomalies, key=lambda a: (a.direction != C2S, a.offset))),
             first_byte_at=dict(self._first_byte_at),
             closed_at=closed_at,
             close_reason=reason,

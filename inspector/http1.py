@@ -10,6 +10,10 @@ hands without a second state machine here.
 Every byte fed comes back in exactly one event: in a head's ``size``, a body
 piece's ``data`` plus ``framing``, a ``MessageEnd``'s ``framing``, a
 ``ProtocolSwitch``'s ``data`` or an ``Unparsed``'s ``size``.
+
+Where bytes are malformed, the anomaly's offset and kind ("invalid request",
+"invalid response") never depend on how the bytes arrived; h11's detail after
+the colon can, when the bytes are malformed in more than one way.
 """
 
 from __future__ import annotations
@@ -151,6 +155,11 @@ def _framing_ambiguity(headers: Headers) -> str | None:
     return None
 
 
+def _reason(error: h11.RemoteProtocolError) -> str:
+    """h11's reason without the bytes it quotes (which depend on how the data arrived)."""
+    return str(error).split(": bytearray(", 1)[0]
+
+
 def _buffered(conn: h11.Connection) -> int:
     """Bytes h11 holds but has not turned into events yet."""
     buffer = getattr(conn, "_receive_buffer", None)
@@ -264,7 +273,11 @@ class Http1Parser:
         events: list[HttpEvent] = []
         for side in (self._c2s, self._s2c):
             side.closed = True
-            if side.conn is not None and not (side.failed or side.switched):
+            if side.conn is None or side.failed or side.switched:
+                continue
+            if side is self._s2c and side.fed == 0:
+                side.conn = None  # a request that got no response at all: nothing to parse
+            else:
                 side.conn.receive_data(b"")
         self._pump(timestamp, events)
         if self._awaiting_switch and not self._c2s.failed:
@@ -295,7 +308,7 @@ class Http1Parser:
             try:
                 event = side.conn.next_event()
             except h11.RemoteProtocolError as error:
-                self._fail(side, f"invalid request: {error}", timestamp, events)
+                self._fail(side, f"invalid request: {_reason(error)}", timestamp, events)
                 return
             if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
                 return
@@ -322,7 +335,7 @@ class Http1Parser:
             try:
                 event = side.conn.next_event()
             except h11.RemoteProtocolError as error:
-                self._fail(side, f"invalid response: {error}", timestamp, events)
+                self._fail(side, f"invalid response: {_reason(error)}", timestamp, events)
                 return
             if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
                 return
@@ -341,12 +354,15 @@ class Http1Parser:
     def _answer(self, request: RequestHead) -> None:
         """Start parsing the response to ``request`` on a client-role h11 primed with it."""
         conn = h11.Connection(h11.CLIENT)
-        headers = [("Host", request.header("host") or "-")]
+        # Only what shapes the response's framing is mirrored: the method (HEAD,
+        # CONNECT) and whether an Upgrade was proposed. h11 parsed these, so it accepts them.
+        headers = [(b"host", (request.header("host") or "-").encode("latin-1"))]
         for name in ("connection", "upgrade"):
             value = request.header(name)
             if value is not None:
-                headers.append((name, value))
-        conn.send(h11.Request(method=request.method, target=request.target or "/", headers=headers))
+                headers.append((name.encode(), value.encode("latin-1")))
+        target = request.target.encode("latin-1")
+        conn.send(h11.Request(method=request.method.encode("latin-1"), target=target, headers=headers))
         conn.send(h11.EndOfMessage())
         waiting = bytes(self._s2c.waiting)
         self._s2c.waiting.clear()

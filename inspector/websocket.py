@@ -220,7 +220,8 @@ class _Message:
 
     __slots__ = (
         "compressed",
-        "error",
+        "deflate_error",
+        "utf8_error",
         "first_timestamp",
         "frames",
         "opcode",
@@ -237,25 +238,32 @@ class _Message:
         #: The end of a text message's content that may be the start of a UTF-8
         #: sequence still arriving; None for binary messages.
         self.utf8_tail: bytes | None = b"" if opcode is Opcode.TEXT else None
-        #: A content violation found in the frame being received.
-        self.error: str | None = None
+        #: Content violations found so far. Inflating goes on after a UTF-8
+        #: error, so which one is reported does not depend on how bytes arrived.
+        self.deflate_error: str | None = None
+        self.utf8_error: str | None = None
         self.frames = 0
         self.wire_bytes = 0
         self.wire_payload_bytes = 0
         self.payload_bytes = 0
 
+    @property
+    def error(self) -> str | None:
+        """The violation to report: corrupt deflate data outranks the UTF-8 it garbled."""
+        return self.deflate_error or self.utf8_error
+
     def receive(self, content: bytes) -> None:
         """Take application bytes (unmasked and inflated)."""
         self.payload_bytes += len(content)
         tail = self.utf8_tail
-        if tail is None or self.error is not None:
+        if tail is None or self.utf8_error is not None:
             return
         if tail:
             content = tail + content
         try:
             _, decoded = codecs.utf_8_decode(content, "strict", False)
         except UnicodeDecodeError:
-            self.error = "invalid UTF-8 in a text message"
+            self.utf8_error = "invalid UTF-8 in a text message"
         else:
             self.utf8_tail = content[decoded:]
 
@@ -474,7 +482,7 @@ class WebSocketStream:
         self._payload_bytes += size
         message = self._message
         assert message is not None
-        if message.error is not None:
+        if message.deflate_error is not None:
             return
         if message.compressed:
             self._inflate(message, self._content(data, pos, size))
@@ -505,7 +513,7 @@ class WebSocketStream:
                 content = decompressor.decompress(decompressor.unconsumed_tail, _INFLATE_BLOCK)
                 message.receive(content)
         except zlib.error as error:
-            message.error = f"corrupt permessage-deflate data ({error})"
+            message.deflate_error = f"corrupt permessage-deflate data ({error})"
 
     def _complete_frame(self, timestamp: float) -> WebSocketEvent | None:
         """The current frame's payload is all here: close the frame, and the message if it was final."""
@@ -553,12 +561,12 @@ class WebSocketStream:
             if decompressor.eof:
                 # The sender ended the deflate stream (BFINAL); the next message starts a new one.
                 if message.error is None and decompressor.unused_data != _DEFLATE_TAIL:
-                    message.error = "corrupt permessage-deflate data (data after the final block)"
+                    message.deflate_error = "corrupt permessage-deflate data (data after the final block)"
                 self._decompressor = None
             elif self._no_context_takeover:
                 self._decompressor = None
         if message.utf8_tail and message.error is None:
-            message.error = "invalid UTF-8 in a text message (it ends inside a character)"
+            message.utf8_error = "invalid UTF-8 in a text message (it ends inside a character)"
 
     def _control_frame(self, frame: FrameHeader, timestamp: float) -> ControlFrame | None:
         close_code: int | None = None
