@@ -55,11 +55,11 @@ def create_app(
 
     app = FastAPI(title="rtinspect demo server", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.feed = feed
+    page_html = files("demo_server").joinpath("static/index.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
-        html = files("demo_server").joinpath("static/index.html").read_text(encoding="utf-8")
-        return HTMLResponse(html, headers=NO_CACHE)
+        return HTMLResponse(page_html, headers=NO_CACHE)
 
     @app.get("/feed/status")
     async def feed_status() -> JSONResponse:

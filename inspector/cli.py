@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
+
+from .capture import CaptureError
+from .classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
+from .render import FORMATS, render
+from .replay import analyze_captures
+from .summary import build_report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,7 +25,85 @@ def main() -> None:
     """
 
 
-# `report` command: inspector/cli.py (core owner)
+def _transport_rule(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[TransportRule, ...]:
+    try:
+        return tuple(TransportRule.parse(value) for value in values)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def classification_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that steer classification, shared by every command that reports."""
+    command = click.option(
+        "--transport",
+        "rules",
+        multiple=True,
+        metavar="[METHOD ]PATH=TRANSPORT",
+        callback=_transport_rule,
+        help="Classify requests to PATH (exact, or a glob like /api/*) as TRANSPORT "
+        "(websocket, sse, http_stream, long_poll, short_poll, http). Repeatable.",
+    )(command)
+    command = click.option(
+        "--long-poll-threshold",
+        type=click.FloatRange(min=0),
+        default=DEFAULT_LONG_POLL_THRESHOLD,
+        show_default=True,
+        metavar="SECONDS",
+        help="A repeated request the server held at least this long is a long poll.",
+    )(command)
+    return command
+
+
+@main.command(context_settings={"max_content_width": 100})
+@click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="CAPTURE...")
+@click.option(
+    "-f", "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE, not standard output.")
+@click.option("--connections", is_flag=True, help="List each connection too.")
+@classification_options
+def report(
+    captures: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    connections: bool,
+    rules: tuple[TransportRule, ...],
+    long_poll_threshold: float,
+) -> None:
+    """What each transport cost in one or more captures (merged).
+
+    \b
+    Examples:
+      rtinspect report chat.rtcap
+      rtinspect report chat.rtcap --connections
+      rtinspect report a.rtcap b.rtcap -f html -o report.html
+      rtinspect report feed.rtcap --transport /updates=long_poll -f json
+    """
+    try:
+        analysis = analyze_captures(captures)
+    except CaptureError as error:
+        raise click.ClickException(str(error)) from None
+    if not analysis.records:
+        raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
+    built = build_report(
+        analysis.records,
+        long_poll_threshold=long_poll_threshold,
+        rules=rules,
+        sources=captures,
+        notes=analysis.notes,
+    )
+    text = render(built, fmt, connections=connections)
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+    click.echo(f"wrote {output}", err=True)
+
+
 # `proxy` command: below, owned with inspector/addon.py and inspector/proxy.py
 
 
@@ -127,3 +213,12 @@ def addon_path() -> None:
     click.echo(spec.origin)
 
 # `demo` / `demo-server` commands: below, owned with demo_server/
+
+
+def _add_demo_server() -> None:
+    from demo_server.cli import main as demo_server_command
+
+    main.add_command(demo_server_command, "demo-server")
+
+
+_add_demo_server()

@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,21 +111,29 @@ def run(settings: ProxySettings) -> None:
 
 
 class _StderrLog(logging.Handler):
-    """Prints warnings and errors as lines on stderr; holds them while the proxy starts."""
+    """Prints warnings and errors as lines on stderr.
+
+    While the proxy starts, lines are held back and errors collected: an error
+    during startup ends the run with that error alone.
+    """
 
     def __init__(self, console: Console) -> None:
         super().__init__(logging.WARNING)
         self._console = console
         self._held: list[str] | None = []
+        self.startup_errors: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        line = f"{record.levelname.lower()}: {record.getMessage()}"
+        message = record.getMessage()
+        line = f"{record.levelname.lower()}: {message}"
         if self._held is None:
             self._console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
             self._held.append(line)
+            if record.levelno >= logging.ERROR:
+                self.startup_errors.append(message.splitlines()[0] if message else record.levelname)
 
-    def release(self) -> None:
+    def stop_holding(self) -> None:
         """Print what was held and print from now on."""
         held, self._held = self._held or [], None
         for line in held:
@@ -142,6 +151,8 @@ class _Started:
 
 
 class _ProxyRun:
+    """One run of the proxy, from settings to the final summary."""
+
     def __init__(self, settings: ProxySettings) -> None:
         self.settings = settings
         self.mode = mitmproxy_mode(settings)
@@ -161,6 +172,7 @@ class _ProxyRun:
             started = _Started()
             proxy.addons.add(started)
             loop = asyncio.get_running_loop()
+            loop.set_exception_handler(_ignore_cancelled_connections)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, proxy.shutdown)
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -169,12 +181,12 @@ class _ProxyRun:
             waiting = asyncio.create_task(started.event.wait())
             await asyncio.wait([serving, waiting], return_when=asyncio.FIRST_COMPLETED)
             waiting.cancel()
-            if failure := self._listen_failure(proxy):
+            if failure := _listen_failure(proxy) or next(iter(log.startup_errors), None):
                 proxy.shutdown()
                 await serving
                 raise ProxyError(failure)
-            log.release()
-            await self._announce()
+            log.stop_holding()
+            await self._announce(proxy)
             if settings.quiet or not self.out.is_terminal:
                 await serving
             else:
@@ -202,32 +214,21 @@ class _ProxyRun:
             raise ProxyError(str(e)) from None
         return proxy
 
-    def _listen_failure(self, proxy: master.Master) -> str | None:
-        servers = proxy.addons.get("proxyserver").servers
-        for server in servers:
-            if error := server.last_exception:
-                reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-                return f"cannot listen on {self._listen_address()}: {reason}"
-        if not any(server.is_running for server in servers):
-            return f"cannot listen on {self._listen_address()}"
-        return None
-
-    def _listen_address(self) -> str:
-        host = self.settings.listen_host or "0.0.0.0"
-        return f"[{host}]:{self.settings.listen_port}" if ":" in host else f"{host}:{self.settings.listen_port}"
-
-    async def _announce(self) -> None:
+    async def _announce(self, proxy: master.Master) -> None:
         settings = self.settings
         logger = logging.getLogger(__name__)
-        if not _is_loopback(settings.listen_host):
-            logger.warning(f"listening on {self._listen_address()}: the proxy is reachable from the network")
+        if not _is_loopback(proxy.options.listen_host):
+            logger.warning(f"listening on {_listen_address(proxy)}: the proxy is reachable from the network")
         if settings.upstream and not await _reachable(upstream_origin(settings.upstream)):
             logger.warning(f"upstream {settings.upstream} is not reachable now; serving anyway")
         if settings.quiet:
             return
         scheme = "https" if settings.listen_tls else "http"
         target = upstream_origin(settings.upstream) if settings.upstream else "forward proxy"
-        self.out.print(f"rtinspect: {scheme}://{self._listen_address()} → {target}", highlight=False)
+        self.out.print(f"rtinspect: {scheme}://{_listen_address(proxy)} → {target}", highlight=False)
+        if settings.listen_tls:
+            ca = Path(proxy.options.confdir).expanduser() / "mitmproxy-ca-cert.pem"
+            self.out.print(f"clients must trust mitmproxy's CA: {ca}", highlight=False)
         if settings.write:
             self.out.print(f"capture: {settings.write}", highlight=False)
 
@@ -239,12 +240,12 @@ class _ProxyRun:
         await serving
 
     def _live_view(self) -> RenderableType:
-        report = build_report(self.inspect.connection_records())
+        records = self.inspect.connection_records()
         status = Text(
-            f"{self.inspect.open_connections} open · {len(report.connections)} seen · Ctrl-C stops and prints the summary",
+            f"{self.inspect.open_connections} open · {len(records)} seen · Ctrl-C stops and prints the summary",
             style="dim",
         )
-        return Group(status, live_table(report))
+        return Group(status, live_table(build_report(records)))
 
     def _finish(self) -> None:
         settings = self.settings
@@ -280,6 +281,38 @@ def live_table(report: Report) -> Table:
             f"{summary.overhead_ratio:.1%}",
         )
     return table
+
+
+def _listen_address(proxy: master.Master) -> str:
+    host, port = proxy.options.listen_host or "*", proxy.options.listen_port
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _listen_failure(proxy: master.Master) -> str | None:
+    """Why the proxy is not listening, or None if it is."""
+    servers = proxy.addons.get("proxyserver").servers
+    for server in servers:
+        if error := server.last_exception:
+            return f"cannot listen on {_listen_address(proxy)}: {_listen_error(error)}"
+    if not any(server.is_running for server in servers):
+        return f"cannot listen on {_listen_address(proxy)}"
+    return None
+
+
+def _listen_error(error: Exception) -> str:
+    """The reason a listener failed, without mitmproxy's advice on other modes."""
+    if isinstance(error.__cause__, socket.gaierror):
+        return str(error.__cause__.strerror)
+    if isinstance(error, OSError) and error.errno:
+        return os.strerror(error.errno)
+    return str(error)
+
+
+def _ignore_cancelled_connections(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """Connections still open at exit are cancelled; Python 3.12.1's asyncio streams
+    report each as an error. Everything else goes to the default handler."""
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
 
 
 def _is_loopback(host: str) -> bool:

@@ -7,8 +7,8 @@ Everything listens on 127.0.0.1 on a free port, runs in background threads
   and sends exact bytes; it records every byte each connection received and
   sent. Use it for wire shapes frameworks will not produce (chunk extensions,
   trailers).
-- :class:`AppServer`: a FastAPI app under uvicorn with plain responses, SSE,
-  NDJSON and a WebSocket echo that negotiates permessage-deflate.
+- :class:`AppServer`: a FastAPI app under uvicorn with plain responses, polls,
+  SSE, NDJSON and a WebSocket echo that negotiates permessage-deflate.
 - :class:`RecordingRelay`: a TCP relay that records the bytes of each
   connection in both directions, to see what a real client sent and got.
 - :func:`running_proxy`: ``rtinspect proxy`` in front of an upstream.
@@ -33,10 +33,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
+import uvicorn
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 LOOPBACK = "127.0.0.1"
 #: Seconds any wait in these helpers may take before the test fails.
@@ -57,6 +58,13 @@ def _listening_socket() -> socket.socket:
     listener.bind((LOOPBACK, 0))
     listener.listen(64)
     return listener
+
+
+def _close_listener(listener: socket.socket) -> None:
+    """Close a listening socket, waking a thread blocked in accept()."""
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
 
 
 def wait_until(condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
@@ -146,7 +154,7 @@ class ScriptedServer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._listener.close()
+        _close_listener(self._listener)
         for thread in self._threads:
             thread.join(DEADLINE)
 
@@ -248,7 +256,7 @@ class RecordingRelay:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._listener.close()
+        _close_listener(self._listener)
         for thread in self._threads:
             thread.join(DEADLINE)
 
@@ -300,9 +308,6 @@ class RecordingRelay:
 
 def make_app() -> FastAPI:
     """The FastAPI app that :class:`AppServer` serves."""
-    from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-    from fastapi.responses import PlainTextResponse, Response, StreamingResponse
-
     app = FastAPI()
 
     @app.get("/plain")
@@ -312,6 +317,12 @@ def make_app() -> FastAPI:
     @app.post("/echo")
     async def echo(request: Request) -> Response:
         return Response(await request.body(), media_type="application/octet-stream")
+
+    @app.get("/poll")
+    async def poll(wait: float = 0.0, count: int = 1) -> dict[str, list[str]]:
+        """A poll answered after ``wait`` seconds with ``count`` messages (0: an empty answer)."""
+        await asyncio.sleep(wait)
+        return {"messages": [f"message {i}" for i in range(count)]}
 
     @app.get("/sse")
     async def sse(count: int = 3, interval: float = 0.0) -> StreamingResponse:
@@ -356,8 +367,6 @@ class AppServer:
     """
 
     def __init__(self) -> None:
-        import uvicorn
-
         self._socket = _listening_socket()
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
@@ -417,15 +426,15 @@ def run_rtinspect(*args: str, timeout: float = DEADLINE) -> subprocess.Completed
 
 
 class ProxyProcess:
-    """A running ``rtinspect proxy``; its output is readable once it has stopped."""
+    """A running proxy (``rtinspect proxy`` or mitmdump); its output is readable once it has stopped."""
 
-    def __init__(self, args: list[str], port: int, capture: Path | None) -> None:
+    def __init__(self, command: list[str], port: int, capture: Path | None) -> None:
         self.port = port
         self.capture = capture
         self._stdout = tempfile.TemporaryFile()
         self._stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            rtinspect_command(*args),
+            command,
             env=rtinspect_environment(),
             cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
@@ -491,7 +500,7 @@ def running_proxy(
         command.append("-q")
     if capture is not None:
         command += ["-w", str(capture)]
-    proxy = ProxyProcess(command, port, capture)
+    proxy = ProxyProcess(rtinspect_command(*command), port, capture)
     try:
         proxy.wait_listening()
         yield proxy

@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from httpx_sse import aconnect_sse
 
 from demo_server.app import create_app
 from demo_server.feed import make_message
-from demo_server.run import RunningServer, serve_in_thread
+from demo_server.run import RunningServer, bind, serve_in_thread
 
 COUNT = 30
 RATE = 300.0
@@ -338,3 +339,13 @@ def test_page_consumes_every_transport_in_headless_chromium(
     assert results["done"] is True
     for name, transport in results["transports"].items():
         assert (name, transport["received"], transport["lost"], transport["done"]) == (name, 20, 0, True)
+
+
+def test_listening_socket_is_tcp_so_connections_get_nodelay() -> None:
+    """asyncio only sets TCP_NODELAY on IPPROTO_TCP sockets; without it Nagle's
+    algorithm and delayed ACKs add tens of milliseconds to every long poll."""
+    sock = bind()
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
