@@ -192,7 +192,7 @@ class _Exchange:
         self.stream_messages[direction] += 1
         self.stream_payload[direction] += payload_bytes
         self.sizes.add(wire_bytes)
-        self.timeline.offer(MessageTime(timestamp, direction, wire_bytes))
+        self.timeline.offer((timestamp, direction, wire_bytes))
         if direction is S2C:
             if self.last_server_message_at is None:
                 self.first_server_message_at = timestamp
@@ -235,7 +235,7 @@ class _Exchange:
             stream_message_sizes=self.sizes,
             inter_arrival=self.inter_arrival,
             first_server_message_at=self.first_server_message_at,
-            timeline=tuple(self.timeline.items),  # type: ignore[arg-type]
+            timeline=tuple(MessageTime(*point) for point in self.timeline.items),  # type: ignore[misc]
             websocket=websocket,
         )
 

@@ -183,6 +183,8 @@ class _Direction:
         self.waiting = bytearray()
         #: The exchange whose message is being parsed in this direction.
         self.exchange: int | None = None
+        #: The first bytes of the direction, to name a foreign protocol.
+        self.first_bytes = b""
         self.failed = False
         self.switched = False
         self.closed = False
@@ -204,6 +206,8 @@ class _Direction:
     def feed(self, data: bytes) -> None:
         assert self.conn is not None
         if data:
+            if len(self.first_bytes) < 2:
+                self.first_bytes += data[:2]
             self.conn.receive_data(data)
             self.fed += len(data)
 
@@ -402,6 +406,10 @@ class Http1Parser:
         size = side.consumed_since_last()
         direction = side.direction
         if isinstance(event, h11.Request):
+            if event.method == b"PRI" and event.http_version.startswith(b"2"):
+                side.reported -= size  # the preface is not a request: count it as unparsed
+                self._fail(side, "HTTP/2 connection preface on an HTTP/1.1 connection", timestamp, events)
+                return True
             side.exchange = self._requests
             self._requests += 1
             head = RequestHead(
@@ -451,6 +459,8 @@ class Http1Parser:
         return True
 
     def _fail(self, side: _Direction, reason: str, timestamp: float, events: list[HttpEvent]) -> None:
+        if side.offset == 0 and side.first_bytes[:2] == b"\x16\x03":
+            reason = "TLS handshake bytes on a plaintext HTTP connection"
         events.append(ParseFailure(Anomaly(side.direction, side.offset, reason)))
         self._stop(side, timestamp, events)
 

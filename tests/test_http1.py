@@ -1,0 +1,95 @@
+"""HTTP/1.1 shapes, each pinned with a small byte literal: where every byte went."""
+
+from __future__ import annotations
+
+from inspector.capture import ConnectionOpened
+from inspector.connection import ConnectionAnalyzer, ConnectionRecord
+from inspector.wire import Category, Direction
+
+C2S = Direction.CLIENT_TO_SERVER
+S2C = Direction.SERVER_TO_CLIENT
+OPENED = ConnectionOpened(1, 0.0, "127.0.0.1:50000", "127.0.0.1:8000", "reverse")
+
+
+def run(*chunks: tuple[Direction, bytes]) -> ConnectionRecord:
+    analyzer = ConnectionAnalyzer(OPENED)
+    for i, (direction, data) in enumerate(chunks):
+        analyzer.feed(direction, data, float(i))
+    return analyzer.close(float(len(chunks)), "client closed")
+
+
+def test_expect_100_continue_counts_the_interim_response_as_a_head() -> None:
+    head = b"POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    final = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+    record = run((C2S, head), (S2C, interim), (C2S, b"abc"), (S2C, final))
+    (exchange,) = record.exchanges
+    assert [h.status for h in exchange.interim] == [100]
+    assert exchange.response is not None and exchange.response.status == 201
+    assert exchange.accounts[S2C][Category.HEAD] == len(interim) + len(final)
+    assert exchange.accounts[C2S][Category.PAYLOAD] == 3
+    assert record.anomalies == ()
+
+
+def test_pipelined_requests_are_paired_with_their_responses_in_order() -> None:
+    requests = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n"
+    responses = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"  # HEAD: the length describes a body that is not sent
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc"
+    )
+    record = run((C2S, requests), (S2C, responses))
+    assert [e.request.target for e in record.exchanges if e.request] == ["/a", "/b", "/c"]
+    assert [e.accounts[S2C][Category.PAYLOAD] for e in record.exchanges] == [1, 0, 1]
+    assert record.wire_bytes(S2C) == len(responses)
+    assert record.anomalies == ()
+
+
+def test_a_response_that_ends_at_connection_close() -> None:
+    record = run((C2S, b"GET / HTTP/1.0\r\n\r\n"), (S2C, b"HTTP/1.0 200 OK\r\n\r\nall of it"))
+    (exchange,) = record.exchanges
+    assert exchange.accounts[S2C][Category.PAYLOAD] == len(b"all of it")
+    assert exchange.response_ended_at is not None
+    assert record.anomalies == ()
+
+
+def test_a_truncated_body_is_an_anomaly_and_its_bytes_still_count() -> None:
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+    record = run((C2S, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), (S2C, response))
+    (anomaly,) = record.anomalies
+    assert anomaly.direction is S2C
+    assert record.wire_bytes(S2C) == len(response)
+
+
+def test_bad_chunk_size_stops_parsing_at_the_chunk() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    body = b"zz\r\nhello\r\n0\r\n\r\n"
+    record = run((C2S, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), (S2C, head + body))
+    (anomaly,) = record.anomalies
+    assert anomaly.direction is S2C and anomaly.offset == len(head)
+    assert record.account(S2C)[Category.UNPARSED] == len(body)
+
+
+def test_http2_preface_on_a_plain_port_is_an_anomaly() -> None:
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00"
+    record = run((C2S, preface))
+    assert record.anomalies and record.anomalies[0].offset == 0
+    assert record.wire_bytes(C2S) == len(preface)
+
+
+def test_a_refused_upgrade_leaves_the_connection_speaking_http() -> None:
+    upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    refusal = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nno"
+    again = b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n"
+    ok = b"HTTP/1.1 204 No Content\r\n\r\n"
+    record = run((C2S, upgrade), (S2C, refusal), (C2S, again), (S2C, ok))
+    assert [e.response.status for e in record.exchanges if e.response] == [400, 204]
+    assert record.anomalies == ()
+
+
+def test_tls_on_a_plain_port_is_named() -> None:
+    hello = bytes.fromhex("160301020001000200") + b"\x03\x03" + bytes(40)
+    record = run((C2S, hello))
+    (anomaly,) = record.anomalies
+    assert anomaly.offset == 0 and "TLS" in anomaly.reason
+    assert record.account(C2S)[Category.UNPARSED] == len(hello)
