@@ -127,9 +127,10 @@ def report(
 @click.option("--report", metavar="FILE", help="Write the report to FILE on exit.")
 @click.option(
     "--report-format",
-    type=click.Choice(["table", "json", "markdown", "csv", "html"]),
+    type=click.Choice(FORMATS),
     help="Format of --report (default: from FILE's suffix, else json).",
 )
+@classification_options
 @click.option(
     "--set",
     "mitmproxy_options",
@@ -149,6 +150,8 @@ def proxy(
     quiet: bool,
     report: str | None,
     report_format: str | None,
+    rules: tuple[TransportRule, ...],
+    long_poll_threshold: float,
     mitmproxy_options: tuple[str, ...],
 ) -> None:
     """Relay clients to a server and measure what each transport costs.
@@ -187,6 +190,8 @@ def proxy(
         quiet=quiet,
         report=report,
         report_format=report_format,
+        long_poll_threshold=long_poll_threshold,
+        rules=rules,
         mitmproxy_options=mitmproxy_options,
     )
     try:

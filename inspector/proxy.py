@@ -26,13 +26,13 @@ from rich.table import Table
 from rich.text import Text
 
 from inspector.addon import RtInspect
-from inspector.render import render
-from inspector.render.table import table_renderables
+from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
+from inspector.connection import ConnectionRecord
+from inspector.render import render, table_renderables
 from inspector.report import Report
 from inspector.summary import build_report
 
-#: Report formats, and the one a report file's suffix implies.
-REPORT_FORMATS = ("table", "json", "markdown", "csv", "html")
+#: The report format a report file's suffix implies.
 _FORMAT_BY_SUFFIX = {".json": "json", ".md": "markdown", ".csv": "csv", ".html": "html", ".htm": "html", ".txt": "table"}
 
 _UPSTREAM_SCHEMES = {"http": "http", "ws": "http", "https": "https", "wss": "https"}
@@ -62,6 +62,8 @@ class ProxySettings:
     quiet: bool = False
     report: str | None = None
     report_format: str | None = None
+    long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD
+    rules: tuple[TransportRule, ...] = ()
     mitmproxy_options: tuple[str, ...] = ()
 
 
@@ -245,25 +247,28 @@ class _ProxyRun:
             f"{self.inspect.open_connections} open · {len(records)} seen · Ctrl-C stops and prints the summary",
             style="dim",
         )
-        return Group(status, live_table(build_report(records)))
+        return Group(status, live_table(self._report(records)))
+
+    def _report(self, records: list[ConnectionRecord], sources: tuple[str, ...] = ()) -> Report:
+        return build_report(
+            records, long_poll_threshold=self.settings.long_poll_threshold, rules=self.settings.rules, sources=sources
+        )
 
     def _finish(self) -> None:
         settings = self.settings
-        sources = (settings.write,) if settings.write else ()
-        report = build_report(self.inspect.connection_records(), sources=sources)
+        report = self._report(self.inspect.connection_records(), sources=(settings.write,) if settings.write else ())
+        if not settings.quiet:
+            self.out.print(*table_renderables(report))
+            if settings.write:
+                self.out.print(f"capture written to {settings.write}", highlight=False)
         if settings.report:
             fmt = report_format_for(settings.report, settings.report_format)
             try:
-                Path(settings.report).write_text(render(report, fmt))
+                Path(settings.report).write_text(render(report, fmt), encoding="utf-8")
             except OSError as e:
                 raise ProxyError(f"cannot write report {settings.report}: {e.strerror or e}") from None
-        if settings.quiet:
-            return
-        self.out.print(*table_renderables(report))
-        if settings.write:
-            self.out.print(f"capture written to {settings.write}", highlight=False)
-        if settings.report:
-            self.out.print(f"report written to {settings.report}", highlight=False)
+            if not settings.quiet:
+                self.out.print(f"report written to {settings.report}", highlight=False)
 
 
 def live_table(report: Report) -> Table:

@@ -53,6 +53,8 @@ def percent(ratio: float | None) -> str:
 def factor(x: float) -> str:
     """How many times as much: ``3.1×``, ``12×``, ``1,250×``; never rounds a
     difference away to ``1.0×``."""
+    if not is_number(x):
+        return MISSING
     if x < 10:
         text = f"{x:.1f}"
         if text == "1.0" and x != 1:
