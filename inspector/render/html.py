@@ -244,7 +244,11 @@ def _timeline_chart(report: Report) -> str:
     assert origin is not None
     arrivals: dict[str, list[float]] = defaultdict(list)
     for p in points:
-        arrivals[p.transport].append(max(0.0, p.time - origin))
+        offset = p.time - origin
+        if is_number(offset) and offset < 1e12:  # seconds; anything larger is not a time line
+            arrivals[p.transport].append(max(0.0, offset))
+    if not arrivals:
+        return ""
     names = [t.transport for t in transports_in_order(report) if t.transport in arrivals]
     names += [n for n in arrivals if n not in names]
     series: list[Series] = []
