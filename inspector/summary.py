@@ -239,6 +239,11 @@ class _Builder:
             if accepted is not None and exchange.request is not None:
                 totals.handshake_duration.add(max(0.0, accepted - exchange.request.timestamp))
             totals.sizes.merge(exchange.stream_message_sizes)
+            if exchange.websocket is not None:
+                for direction in Direction:
+                    totals.data_frames[direction] += exchange.websocket.data_frames.get(direction, 0)
+                    totals.control_frames[direction] += exchange.websocket.control_frames.get(direction, 0)
+                    totals.compressed[direction] += exchange.websocket.compressed_messages[direction]
             totals.inter_arrival.merge(exchange.inter_arrival)
             for point in exchange.timeline:
                 totals.timeline.offer(MessagePoint(point.time, transport, point.direction, point.wire_bytes))

@@ -108,3 +108,17 @@ def test_every_transport_summary_adds_up() -> None:
     for summary in report.transports.values():
         for direction in Direction:
             assert sum(split[direction] for split in summary.categories.values()) == summary.wire_bytes[direction]
+
+
+def test_websocket_figures_sum_frames_and_compression() -> None:
+    from test_connection import analyse, websocket_conversation
+
+    c2s, s2c = websocket_conversation()
+    ws = build_report([analyse(c2s, s2c)]).transport("websocket")
+    assert ws.websocket is not None
+    assert ws.websocket.data_frames == PerDirection(5, 5)
+    assert ws.websocket.control_frames == PerDirection(2, 2)
+    assert ws.websocket.compressed_messages == PerDirection(5, 5)
+    assert ws.websocket.frame_header_bytes.client_to_server == 7 * (2 + 4)
+    assert ws.handshakes == 1
+    assert ws.payload_bytes.server_to_client > ws.websocket.wire_payload_bytes.server_to_client
