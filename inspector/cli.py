@@ -227,3 +227,124 @@ def _add_demo_server() -> None:
 
 
 _add_demo_server()
+
+
+def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    from inspector.demo import TRANSPORT_KEYS
+
+    keys = tuple(dict.fromkeys(key.strip() for key in value.split(",") if key.strip()))
+    unknown = [key for key in keys if key not in TRANSPORT_KEYS]
+    if unknown or not keys:
+        raise click.BadParameter(f"choose from {','.join(TRANSPORT_KEYS)} (got {value!r})")
+    return keys
+
+
+@main.command(context_settings={"max_content_width": 100})
+@click.option("--count", default=200, show_default=True, type=click.IntRange(min=1), help="Messages in the feed.")
+@click.option(
+    "--rate", default=20.0, show_default=True, type=click.FloatRange(0, min_open=True), help="Messages per second."
+)
+@click.option("--size", default=256, show_default=True, type=click.IntRange(min=0), help="Bytes of JSON per message.")
+@click.option(
+    "--transports",
+    default="ws,sse,stream,longpoll,poll",
+    show_default=True,
+    callback=_transport_keys,
+    help="Which transports to run, comma-separated.",
+)
+@click.option(
+    "--poll-interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Pause between short polls.",
+)
+@click.option(
+    "--compression/--no-compression", default=True, show_default=True, help="WebSocket permessage-deflate."
+)
+@click.option("--browser", is_flag=True, help="Read the feed with the demo page in headless Chromium instead.")
+@click.option("--chromium", metavar="PATH", help="The Chromium executable for --browser (default: found on PATH).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Folder for the results (default: a new ./rtinspect-demo-YYYYmmdd-HHMMSS).",
+)
+@click.option(
+    "--set",
+    "mitmproxy_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a mitmproxy option for the proxy, e.g. confdir=~/.mitmproxy.",
+)
+def demo(
+    count: int,
+    rate: float,
+    size: int,
+    transports: tuple[str, ...],
+    poll_interval: float,
+    compression: bool,
+    browser: bool,
+    chromium: str | None,
+    output: str | None,
+    mitmproxy_options: tuple[str, ...],
+) -> None:
+    """Run the experiment: the same feed over every transport, measured on the wire.
+
+    Starts the demo server and the rtinspect proxy on free loopback ports,
+    reads the feed through the proxy with one client per transport at once,
+    and prints the report of the capture next to what the clients measured
+    (messages received and lost, delivery latency). Writes capture.rtcap,
+    report.json, report.html and clients.json to the output folder. Exits
+    non-zero if any client lost a message or failed.
+
+    \b
+    Examples:
+      rtinspect demo
+      rtinspect demo --count 1000 --rate 100 --size 64
+      rtinspect demo --transports ws,sse --no-compression
+      rtinspect demo --browser -o demo-browser
+    """
+    from pathlib import Path
+
+    from inspector.demo import (
+        DemoError,
+        DemoProgress,
+        DemoSettings,
+        default_output_folder,
+        demo_console,
+        describe_settings,
+        result_renderables,
+        run_demo,
+    )
+
+    try:
+        settings = DemoSettings(
+            output=Path(output) if output else default_output_folder(),
+            count=count,
+            rate=rate,
+            size=size,
+            transports=transports,
+            poll_interval=poll_interval,
+            compression=compression,
+            browser=browser,
+            chromium=chromium,
+            proxy_options=mitmproxy_options,
+        )
+    except DemoError as error:
+        raise click.UsageError(str(error)) from None
+    console = demo_console()
+    console.print(describe_settings(settings), highlight=False)
+    try:
+        with DemoProgress(console, settings) as progress:
+            result = run_demo(settings, progress)
+    except DemoError as error:
+        raise click.ClickException(str(error)) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    console.print()
+    for renderable in result_renderables(result):
+        console.print(renderable, highlight=False)
+    if not result.ok:
+        raise click.ClickException("; ".join(result.problems))

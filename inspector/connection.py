@@ -358,6 +358,8 @@ class ConnectionAnalyzer:
         if event.direction is C2S:
             account.add(Category.PAYLOAD, len(event.data))
             return
+        if not event.data:
+            return
         if exchange.first_body_at is None:
             exchange.first_body_at = event.timestamp
         exchange.last_body_at = event.timestamp

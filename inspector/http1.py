@@ -183,6 +183,8 @@ class _Direction:
         self.waiting = bytearray()
         #: The exchange whose message is being parsed in this direction.
         self.exchange: int | None = None
+        #: The last event was the end of a transfer-coding chunk.
+        self.after_chunk = False
         #: The first bytes of the direction, to name a foreign protocol.
         self.first_bytes = b""
         self.failed = False
@@ -218,6 +220,11 @@ class _Direction:
         delta = consumed - self.reported
         self.reported = consumed
         return delta
+
+    def at_chunk_boundary(self) -> bool:
+        """The last event ended a chunk and all that followed is (part of) its CRLF."""
+        assert self.conn is not None
+        return self.after_chunk and self.fed - self.reported <= 2 and self.carry_over() in (b"", b"\r", b"\n", b"\r\n")
 
     def take_rest(self) -> bytes:
         """Everything h11 holds, reported as handed on (a switch) or dropped (a failure)."""
@@ -281,6 +288,12 @@ class Http1Parser:
                 continue
             if side is self._s2c and side.fed == 0:
                 side.conn = None  # a request that got no response at all: nothing to parse
+            elif side.at_chunk_boundary():
+                # A chunked body cut between chunks (how an SSE client leaves): the
+                # last chunk's CRLF is framing, and nothing is malformed.
+                events.append(BodyData(side.direction, side.exchange, b"", side.fed - side.reported, False, False, timestamp))
+                side.reported = side.fed
+                side.conn = None
             else:
                 side.conn.receive_data(b"")
         self._pump(timestamp, events)
@@ -405,6 +418,7 @@ class Http1Parser:
         """Turn one h11 event into ours; True when the direction must stop."""
         size = side.consumed_since_last()
         direction = side.direction
+        side.after_chunk = isinstance(event, h11.Data) and event.chunk_end
         if isinstance(event, h11.Request):
             if event.method == b"PRI" and event.http_version.startswith(b"2"):
                 side.reported -= size  # the preface is not a request: count it as unparsed

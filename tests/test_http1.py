@@ -93,3 +93,14 @@ def test_tls_on_a_plain_port_is_named() -> None:
     (anomaly,) = record.anomalies
     assert anomaly.offset == 0 and "TLS" in anomaly.reason
     assert record.account(C2S)[Category.UNPARSED] == len(hello)
+
+
+def test_a_chunked_stream_cut_between_chunks_is_not_an_anomaly() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunk = b"9\r\ndata: a\n\n\r\n"
+    record = run((C2S, b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n"), (S2C, head), (S2C, chunk))
+    assert record.anomalies == ()
+    (exchange,) = record.exchanges
+    assert exchange.accounts[S2C][Category.CHUNK_FRAMING] == len(b"9\r\n\r\n")
+    assert exchange.accounts[S2C][Category.UNPARSED] == 0
+    assert exchange.response_ended_at is None

@@ -30,6 +30,7 @@ import asyncio
 import json
 import random
 import re
+import shutil
 import signal
 import socket
 import string
@@ -71,8 +72,8 @@ class Observed:
     received: list[int] = field(default_factory=list)
     polls: int = 0
     empty_polls: int = 0
-    #: The ``Sec-WebSocket-Extensions`` each WebSocket handshake answered with.
-    extensions: list[str] = field(default_factory=list)
+    #: The ``Sec-WebSocket-Extensions`` each WebSocket handshake answered with (None: no extension).
+    extensions: list[str | None] = field(default_factory=list)
 
     def as_dict(self, transport: str) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -117,7 +118,7 @@ def websocket_push(compression: str | None, ping: bool = False) -> Client:
         url = "ws" + base_url.removeprefix("http") + "/ws"
         async with websockets.connect(url, compression=compression, ping_interval=None, proxy=None) as ws:
             seen.connections.add(ws.local_address[:2])
-            seen.extensions.append(ws.response.headers.get("Sec-WebSocket-Extensions", ""))
+            seen.extensions.append(ws.response.headers.get("Sec-WebSocket-Extensions"))
             if ping:
                 await (await ws.ping(b"are you there"))
             ready.set()
@@ -135,7 +136,7 @@ def websocket_echo(messages: list[str | bytes]) -> Client:
         ready.set()
         async with websockets.connect(url, ping_interval=None, proxy=None) as ws:
             seen.connections.add(ws.local_address[:2])
-            seen.extensions.append(ws.response.headers.get("Sec-WebSocket-Extensions", ""))
+            seen.extensions.append(ws.response.headers.get("Sec-WebSocket-Extensions"))
             for message in messages:
                 await ws.send(message)
                 seen.sent.append(len(message.encode() if isinstance(message, str) else message))
@@ -415,21 +416,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE, help="directory to write to (default: %(default)s)")
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenarios to record (default: all)")
     args = parser.parse_args()
-    chosen = [s for s in SCENARIOS if not args.scenarios or s.name in args.scenarios]
-    unknown = set(args.scenarios) - {s.name for s in SCENARIOS}
+    names = [s.name for s in SCENARIOS]
+    unknown = sorted(set(args.scenarios) - set(names))
     if unknown:
-        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))} (one of {', '.join(s.name for s in SCENARIOS)})")
+        parser.error(f"unknown scenario(s): {', '.join(unknown)} (one of {', '.join(names)})")
+    if shutil.which("dumpcap") is None:
+        parser.error("dumpcap is not installed (apt-get install tshark)")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rtinspect-confdir-") as confdir:
-        for scenario in chosen:
+        for scenario in SCENARIOS:
+            if args.scenarios and scenario.name not in args.scenarios:
+                continue
             expected = record(scenario, args.out, Path(confdir))
-            path = args.out / f"{scenario.name}.expected.json"
-            path.write_text(json.dumps(expected, indent=2) + "\n")
-            sizes = ", ".join(
-                f"{p.name} {p.stat().st_size} B"
-                for p in (args.out / f"{scenario.name}.rtcap", args.out / f"{scenario.name}.pcapng", path)
-            )
-            print(f"{scenario.name}: {sizes}")
+            files = [args.out / f"{scenario.name}.{suffix}" for suffix in ("rtcap", "pcapng", "expected.json")]
+            files[2].write_text(json.dumps(expected, indent=2) + "\n")
+            for path in files:
+                path.chmod(0o644)  # the proxy and dumpcap create them readable by their owner only
+            print(f"{scenario.name}: " + ", ".join(f"{path.name} {path.stat().st_size} B" for path in files))
 
 
 if __name__ == "__main__":

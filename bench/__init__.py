@@ -1,0 +1,1 @@
+"""Benchmarks: rtinspect proxy and report side by side with direct connections, mitmdump and tshark."""

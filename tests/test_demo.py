@@ -1,0 +1,147 @@
+"""``rtinspect demo`` end to end: the real server, the real proxy, real clients.
+
+The command runs as a subprocess with a small, fast feed. What the clients
+received (``clients.json``) is checked against the feed and against what the
+proxy's capture says crossed the wire (``report.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inspector.capture import ConnectionClosed, ConnectionOpened, read_capture
+from inspector.demo import ClientTally, DemoError, DemoSettings, TRANSPORTS, page_tallies
+from servers import run_rtinspect
+
+COUNT = 20
+RATE = 50.0
+#: Seconds a demo run may take here: start-up, a 0.4 s feed, shutdown.
+RUN_TIMEOUT = 60.0
+REPORT_NAMES = {t.transport for t in TRANSPORTS}
+
+
+def run_demo(output: Path, confdir: Path, *args: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Run ``rtinspect demo`` into ``output``; returns the process and the two JSON files."""
+    done = run_rtinspect(
+        "demo",
+        "--count", str(COUNT),
+        "--rate", str(RATE),
+        "--poll-interval", "0.2",
+        "-o", str(output),
+        "--set", f"confdir={confdir}",
+        *args,
+        timeout=RUN_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((output / "report.json").read_text())
+    clients = json.loads((output / "clients.json").read_text())
+    return done, report, clients
+
+
+def test_every_message_reaches_every_client_and_the_report_counts_them(tmp_path: Path, confdir: Path) -> None:
+    output = tmp_path / "demo"
+    done, report, clients = run_demo(output, confdir)
+
+    assert clients["format"] == "rtinspect-demo-clients"
+    assert clients["clients"] == "python"
+    assert clients["feed"] == {"count": COUNT, "rate": RATE, "size": 256}
+    # Only the demo's transports: the feed's start request went to the server, not through the proxy.
+    assert set(report["transports"]) == REPORT_NAMES
+    assert set(clients["transports"]) == REPORT_NAMES
+    for name, measured in clients["transports"].items():
+        assert measured["error"] is None, (name, measured)
+        assert (measured["received"], measured["lost"], measured["duplicates"]) == (COUNT, 0, 0), name
+        assert measured["latency_ms"]["count"] == COUNT, name
+        on_wire = report["transports"][name]["messages"]["server_to_client"]
+        assert on_wire == measured["deliveries"], name
+    # What a message on the wire is differs by transport; the clients agree with the report on each.
+    assert clients["transports"]["websocket"]["deliveries"] == COUNT
+    assert clients["transports"]["sse"]["deliveries"] == COUNT + 1  # the final "end" event
+    assert clients["transports"]["http_stream"]["deliveries"] == COUNT
+    for name in ("websocket", "sse", "http_stream"):
+        assert report["transports"][name]["connections"] == 1
+        assert clients["transports"][name]["requests"] == 1
+    assert 1 <= clients["transports"]["short_poll"]["deliveries"] <= COUNT
+    assert report["transports"]["websocket"]["compressed_messages"]["server_to_client"] == COUNT
+
+    # The proxy was stopped after every connection had closed of its own accord.
+    closes = {c["transport"]: c["close_reason"] for c in report["connections"]}
+    assert set(closes.values()) <= {"client closed", "server closed"}, closes
+    assert not any("still open" in note for note in report["notes"])
+    with read_capture(output / "capture.rtcap") as capture:
+        records = list(capture)
+        assert capture.truncated_tail == 0
+    opened = {r.connection_id for r in records if isinstance(r, ConnectionOpened)}
+    closed = {r.connection_id for r in records if isinstance(r, ConnectionClosed)}
+    assert opened == closed and len(opened) == len(REPORT_NAMES)
+
+    html = (output / "report.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") and "<svg" in html
+    for name in ("capture.rtcap", "report.json", "report.html", "clients.json"):
+        assert str(output / name) in done.stdout
+    for heading in ("Transports", "Clients (the Python clients)", "Latency p50", "Wire per feed msg"):
+        assert heading in done.stdout
+
+
+def test_a_subset_without_compression(tmp_path: Path, confdir: Path) -> None:
+    _, report, clients = run_demo(tmp_path / "demo", confdir, "--transports", "ws,poll", "--no-compression")
+
+    assert set(report["transports"]) == set(clients["transports"]) == {"websocket", "short_poll"}
+    assert clients["websocket_compression"] is False
+    websocket = report["transports"]["websocket"]
+    assert websocket["compressed_messages"] == {"client_to_server": 0, "server_to_client": 0}
+    # Uncompressed, the payload crossed the wire as the application received it.
+    assert websocket["wire_payload_bytes"]["server_to_client"] == websocket["payload_bytes"]["server_to_client"]
+    for measured in clients["transports"].values():
+        assert (measured["received"], measured["lost"]) == (COUNT, 0)
+
+
+def test_a_proxy_that_cannot_start_is_one_line_and_a_failure(tmp_path: Path) -> None:
+    done = run_rtinspect("demo", "--count", "5", "-o", str(tmp_path / "demo"), "--set", "no_such_option=1")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["Error: the proxy exited with status 1: Error: Unknown option(s): no_such_option"]
+
+
+def test_settings_refuse_what_cannot_run() -> None:
+    with pytest.raises(DemoError, match="--browser"):
+        DemoSettings(output=Path("unused"), transports=("ws",), browser=True)
+    with pytest.raises(DemoError, match="--transports"):
+        DemoSettings(output=Path("unused"), transports=("ws", "carrier-pigeon"))
+
+
+def test_a_client_counts_duplicates_and_losses_once() -> None:
+    tally = ClientTally(TRANSPORTS[3], expected=3)
+    tally.delivered([{"seq": 1, "sent_at": 10.0}, {"seq": 2, "sent_at": 10.5}], at=11.0)
+    tally.delivered([{"seq": 2, "sent_at": 10.5}], at=11.5)
+    assert (tally.received, tally.duplicates, tally.lost, tally.deliveries) == (2, 1, 1, 2)
+    latency = tally.latency_ms.summary()
+    assert latency is not None and (latency.count, latency.max) == (2, 1000.0)
+
+
+def test_the_page_results_become_client_tallies() -> None:
+    settings = DemoSettings(output=Path("unused"), count=2, browser=True)
+    page = {
+        key: {"received": 2, "lost": 0, "duplicates": 0, "requests": 1, "done": True, "state": "done",
+              "error": None, "latencies": [0.004, 0.006]}
+        for key in ("ws", "sse", "stream", "longpoll")
+    }
+    page["poll"] = {"received": 1, "lost": 1, "duplicates": 0, "requests": 3, "done": False, "state": "error",
+                    "error": "HTTP 502", "latencies": [0.5]}
+    tallies = page_tallies({"done": False, "transports": page}, settings)
+    assert [t.demo.key for t in tallies.values()] == ["ws", "sse", "stream", "longpoll", "poll"]
+    assert all(t.deliveries is None for t in tallies.values())
+    ws = tallies["ws"].latency_ms.summary()
+    assert ws is not None and ws.count == 2 and ws.max == pytest.approx(6.0)
+    assert (tallies["poll"].received, tallies["poll"].lost, tallies["poll"].error) == (1, 1, "HTTP 502")
+
+
+def test_unknown_chromium_is_one_clear_line(tmp_path: Path) -> None:
+    done = run_rtinspect("demo", "--browser", "--chromium", "no-such-browser", "-o", str(tmp_path / "demo"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == "Error: --browser needs Chromium, and no-such-browser was not found on PATH"
+    assert not (tmp_path / "demo").exists()
+

@@ -1,0 +1,140 @@
+"""``rtinspect proxy`` keeps flat memory on a long-lived, busy connection.
+
+One WebSocket connection through the real proxy (a subprocess writing a
+capture) carries 200,000 text messages to the echo server and 200,000 echoes
+back, with permessage-deflate on. Each message is a different 100-character
+slice of random text, so compression cannot shrink the stream: about 40 MB
+cross the proxy. Its resident set size is read at the 20,000th and at the
+200,000th echo. What the proxy keeps per message or per read (capture
+buffers, parser and inflate state, distributions, time line samples) must be
+bounded: keeping the relayed bytes, or a few dozen bytes per message, would
+grow it past the limit. The capture must then replay to exactly those
+messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect as websocket_connect
+
+from inspector.replay import analyze_captures
+from inspector.report import PerDirection
+from inspector.summary import build_report
+from servers import DEADLINE, LOOPBACK, AppServer, running_proxy
+
+MESSAGES = 200_000
+#: The echo at which the baseline RSS is read: past start-up and warm-up.
+BASELINE_AT = 20_000
+#: Most RSS growth allowed between the baseline and the last echo.
+MAX_GROWTH = 20 * 2**20
+#: Messages sent and not yet echoed, so that sending never waits for a round trip.
+WINDOW = 2_000
+#: Characters in each message.
+MESSAGE_SIZE = 100
+#: Seconds the traffic may take before the test gives up.
+BUDGET = 120.0
+
+#: 1 MiB of random text; message ``i`` is a slice of it, far enough from the
+#: previous use of the same slice that deflate finds nothing to refer back to.
+_NOISE = base64.b64encode(os.urandom(3 * 2**18)).decode("ascii")
+
+
+def message_text(i: int) -> str:
+    start = i * MESSAGE_SIZE % (len(_NOISE) - MESSAGE_SIZE)
+    return _NOISE[start : start + MESSAGE_SIZE]
+
+
+def resident_set_size(pid: int) -> int:
+    """VmRSS of process ``pid``, in bytes."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                value, unit = line.split()[1:3]
+                assert unit == "kB", line
+                return int(value) * 1024
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
+@dataclass
+class Traffic:
+    """What the echo run saw: RSS readings by echo count, and how long it took."""
+
+    rss: dict[int, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def readings(self) -> str:
+        return ", ".join(f"{n:,}: {rss / 2**20:.1f} MiB" for n, rss in sorted(self.rss.items()))
+
+
+async def echo_traffic(url: str, pid: int, checkpoints: frozenset[int]) -> Traffic:
+    """Send ``MESSAGES`` messages with up to ``WINDOW`` in flight and check each echo;
+    read the RSS of ``pid`` when the echo count reaches each checkpoint."""
+    traffic = Traffic()
+    started = time.monotonic()
+    in_flight = asyncio.Semaphore(WINDOW)
+    async with websocket_connect(url, open_timeout=DEADLINE, max_queue=None, compression="deflate") as ws:
+
+        async def send() -> None:
+            for i in range(MESSAGES):
+                await in_flight.acquire()
+                await ws.send(message_text(i))
+
+        async def receive() -> None:
+            for echoed in range(1, MESSAGES + 1):
+                message = await ws.recv()
+                assert message == message_text(echoed - 1), f"echo {echoed:,} was {message!r}"
+                in_flight.release()
+                if echoed in checkpoints:
+                    traffic.rss[echoed] = resident_set_size(pid)
+                if echoed == BASELINE_AT:
+                    projected = (time.monotonic() - started) * MESSAGES / BASELINE_AT
+                    if projected > BUDGET:
+                        pytest.skip(
+                            f"{MESSAGES:,} echoes would take about {projected:.0f} s on this machine "
+                            f"(more than {BUDGET:.0f} s); the memory check needs the whole run"
+                        )
+
+        sender = asyncio.create_task(send())
+        try:
+            await receive()
+            await sender
+        finally:
+            sender.cancel()
+    traffic.seconds = time.monotonic() - started
+    return traffic
+
+
+def test_memory_stays_flat_over_200k_websocket_messages(app_server: AppServer, confdir: Path, tmp_path: Path) -> None:
+    capture = tmp_path / "memory.rtcap"
+    checkpoints = frozenset(range(BASELINE_AT, MESSAGES + 1, BASELINE_AT))
+    with running_proxy(app_server.url, confdir=confdir, capture=capture) as proxy:
+        # The command runs the Python interpreter itself, so this is the proxy process.
+        pid = proxy.process.pid
+        try:
+            traffic = asyncio.run(
+                asyncio.wait_for(echo_traffic(f"ws://{LOOPBACK}:{proxy.port}/ws", pid, checkpoints), BUDGET)
+            )
+        except TimeoutError:
+            pytest.fail(f"{MESSAGES:,} echoes through the proxy did not finish within {BUDGET:.0f} s")
+        assert proxy.stop() == 0, proxy.stderr
+
+    print(f"proxy RSS at echo {traffic.readings()}; the traffic took {traffic.seconds:.1f} s")
+    growth = traffic.rss[MESSAGES] - traffic.rss[BASELINE_AT]
+    assert growth < MAX_GROWTH, f"proxy RSS grew {growth / 2**20:.1f} MiB ({traffic.readings()})"
+
+    analysis = analyze_captures([capture])
+    assert analysis.notes == ()
+    report = build_report(analysis.records)
+    [connection] = [c for c in report.connections if c.transport == "websocket"]
+    assert connection.messages == PerDirection(MESSAGES, MESSAGES)
+    websocket = report.transport("websocket")
+    assert websocket.messages == PerDirection(MESSAGES, MESSAGES)
+    assert websocket.websocket is not None
+    assert websocket.websocket.compressed_messages == PerDirection(MESSAGES, MESSAGES)

@@ -1,0 +1,533 @@
+"""The committed recordings, checked against two witnesses that do not use rtinspect.
+
+``tests/recordings/record.py`` recorded each scenario three ways at once: the
+``.rtcap`` written by ``rtinspect proxy``, what the clients observed
+(``.expected.json``), and a ``.pcapng`` of the proxy-to-server leg taken by
+dumpcap. The proxy relays bytes unchanged, so that leg carries exactly the
+bytes of the client leg the capture holds.
+
+- The report built from the ``.rtcap`` must agree with the clients: connections,
+  messages and payload bytes per transport and direction, polls and empty polls;
+  it must have no anomalies, and every byte of the capture must be in exactly
+  one category of one transport.
+- Where tshark is installed, Wireshark's dissectors must agree with the report:
+  TCP payload bytes per connection and direction, WebSocket frames (data and
+  control, header and mask-key bytes, payload bytes, compressed messages),
+  HTTP head bytes, and HTTP body and chunk-framing bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ElementTree
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from inspector.capture import DataChunk, read_capture
+from inspector.classify import TransportRule
+from inspector.cli import main as rtinspect
+from inspector.connection import ConnectionRecord
+from inspector.render.json import report_to_dict
+from inspector.replay import Analysis, analyze_captures
+from inspector.report import PerDirection, Report
+from inspector.summary import build_report
+from inspector.wire import Category, Direction
+
+C2S = Direction.CLIENT_TO_SERVER
+S2C = Direction.SERVER_TO_CLIENT
+RECORDINGS = Path(__file__).parent / "recordings"
+SCENARIOS = sorted(path.name.removesuffix(".expected.json") for path in RECORDINGS.glob("*.expected.json"))
+POLLING = ("long_poll", "short_poll")
+TSHARK = shutil.which("tshark")
+needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (apt-get install tshark)")
+
+
+@dataclass(frozen=True)
+class Recording:
+    name: str
+    expected: dict[str, Any]
+    analysis: Analysis
+    report: Report
+
+    @property
+    def rtcap(self) -> Path:
+        return RECORDINGS / f"{self.name}.rtcap"
+
+    @property
+    def pcapng(self) -> Path:
+        return RECORDINGS / f"{self.name}.pcapng"
+
+    @property
+    def rules(self) -> list[str]:
+        return list(self.expected["rules"])
+
+    def record(self, connection_id: str) -> ConnectionRecord:
+        return next(record for record in self.analysis.records if record.id == connection_id)
+
+    def transport_of(self, connection_id: str) -> str:
+        return next(c.transport for c in self.report.connections if c.id == connection_id)
+
+
+@functools.cache
+def expected(name: str) -> dict[str, Any]:
+    """What the clients of a scenario observed, and how to report it (rules, server port)."""
+    return json.loads((RECORDINGS / f"{name}.expected.json").read_text())
+
+
+def with_transports(*transports: str) -> list[str]:
+    """Scenarios in which the clients used any of ``transports``."""
+    return [name for name in SCENARIOS if set(expected(name)["transports"]) & set(transports)]
+
+
+@functools.cache
+def load(name: str) -> Recording:
+    seen = expected(name)
+    analysis = analyze_captures([RECORDINGS / f"{name}.rtcap"])
+    rules = [TransportRule.parse(rule) for rule in seen["rules"]]
+    return Recording(name, seen, analysis, build_report(analysis.records, rules=rules))
+
+
+def pair(value: dict[str, int]) -> PerDirection:
+    return PerDirection(value["client_to_server"], value["server_to_client"])
+
+
+def test_every_scenario_is_recorded() -> None:
+    assert SCENARIOS == sorted(
+        ["websocket", "websocket_deflate", "sse", "ndjson", "long_poll", "short_poll", "mixed"]
+    )
+    for name in SCENARIOS:
+        assert (RECORDINGS / f"{name}.rtcap").is_file() and (RECORDINGS / f"{name}.pcapng").is_file()
+
+
+# -- the report against what the clients observed
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_transports_match_what_the_clients_saw(name: str) -> None:
+    recording = load(name)
+    report = recording.report
+    assert set(report.transports) == set(recording.expected["transports"])
+    for transport, seen in recording.expected["transports"].items():
+        summary = report.transport(transport)
+        assert summary.connections == seen["connections"], transport
+        assert summary.messages == pair(seen["messages"]), transport
+        assert summary.payload_bytes == pair(seen["payload_bytes"]), transport
+        for direction, sizes in seen["message_sizes"].items():
+            assert (len(sizes), sum(sizes)) == (seen["messages"][direction], seen["payload_bytes"][direction])
+
+
+@pytest.mark.parametrize("name", with_transports(*POLLING))
+def test_polls_match_what_the_clients_saw(name: str) -> None:
+    """Every poll is either a message (a response with data) or an empty poll."""
+    recording = load(name)
+    for transport in POLLING:
+        seen = recording.expected["transports"].get(transport)
+        if seen is None:
+            continue
+        summary = recording.report.transport(transport)
+        assert summary.empty_polls == seen["empty_polls"], transport
+        assert summary.messages.server_to_client + summary.empty_polls == seen["polls"], transport
+        assert summary.empty_polls > 0, f"{transport}: the recording should hold empty polls"
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_no_anomalies_and_every_byte_parsed(name: str) -> None:
+    report = load(name).report
+    assert [(c.id, c.anomalies) for c in report.connections if c.anomalies] == []
+    for transport, summary in report.transports.items():
+        assert summary.anomalies == 0, transport
+        assert summary.categories[Category.UNPARSED.value].total == 0, transport
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_captured_byte_is_counted_once(name: str) -> None:
+    """Per direction: bytes in the capture == wire bytes of all transports == the sum of their categories."""
+    recording = load(name)
+    captured = {C2S: 0, S2C: 0}
+    with read_capture(recording.rtcap) as capture:
+        for record in capture:
+            if isinstance(record, DataChunk):
+                captured[record.direction] += len(record.data)
+    report = recording.report
+    for direction in Direction:
+        wire = sum(summary.wire_bytes[direction] for summary in report.transports.values())
+        categories = sum(
+            split[direction] for summary in report.transports.values() for split in summary.categories.values()
+        )
+        connections = sum(c.wire_bytes[direction] for c in report.connections)
+        assert captured[direction] == wire == categories == connections, direction
+    for transport, summary in report.transports.items():
+        for direction in Direction:
+            parts = sum(split[direction] for split in summary.categories.values())
+            assert summary.wire_bytes[direction] == parts, (transport, direction)
+
+
+def test_the_command_line_reports_the_mixed_recording() -> None:
+    recording = load("mixed")
+    rules = [arg for rule in recording.rules for arg in ("--transport", rule)]
+    runner = CliRunner()
+    table = runner.invoke(rtinspect, ["report", str(recording.rtcap), *rules], env={"COLUMNS": "160"})
+    assert table.exit_code == 0, table.output
+    for transport in ("websocket", "sse", "http_stream", "long_poll", "short_poll"):
+        assert re.search(rf"^\s*{transport}\s", table.output, re.MULTILINE), transport
+    as_json = runner.invoke(rtinspect, ["report", str(recording.rtcap), *rules, "-f", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    parsed = json.loads(as_json.output)
+    assert parsed["format"] == "rtinspect-report"
+    assert parsed["transports"] == report_to_dict(recording.report)["transports"]
+
+
+# -- Wireshark's dissectors against the report
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One WebSocket frame as Wireshark dissected it."""
+
+    direction: Direction
+    opcode: int
+    masked: bool
+    compressed: bool
+    #: Bytes of the header and masking key: the size of Wireshark's ``websocket`` layer.
+    header: int
+    #: The 7-bit ``websocket.payload_length``: the length, or 126/127 for a 16/64-bit extension.
+    length_code: int
+    #: The payload length, from the 7-bit field or its extension.
+    payload: int
+
+    @property
+    def control(self) -> bool:
+        return self.opcode >= 8
+
+
+@dataclass
+class HttpPass:
+    """The HTTP messages of one TCP stream in one tshark pass."""
+
+    #: Size of every HTTP head (request or status line through the empty line), per direction.
+    heads: dict[Direction, list[int]] = field(default_factory=lambda: {C2S: [], S2C: []})
+    #: (body bytes, chunk framing bytes) of each response.
+    bodies: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def answered(self) -> bool:
+        """Whether every request has its response (interim responses aside)."""
+        return len(self.heads[S2C]) >= len(self.heads[C2S])
+
+
+@dataclass
+class TcpStream:
+    """One TCP connection of the pcapng, as tshark dissected it."""
+
+    index: int
+    data: dict[Direction, bytearray] = field(default_factory=lambda: {C2S: bytearray(), S2C: bytearray()})
+    #: Sum of ``tcp.len`` per direction.
+    tcp_len: dict[Direction, int] = field(default_factory=lambda: {C2S: 0, S2C: 0})
+    retransmissions: int = 0
+    frames: list[Frame] = field(default_factory=list)
+    #: HTTP as dissected with bodies reassembled (``True``) and without (``False``).
+    http: dict[bool, HttpPass] = field(default_factory=lambda: {True: HttpPass(), False: HttpPass()})
+
+    @property
+    def heads(self) -> dict[Direction, list[int]]:
+        """HTTP head sizes, from the pass that saw every response.
+
+        Wireshark misses heads in either mode. Reassembling bodies, it shows a
+        response only once its chunked body is complete, so a stream the client
+        dropped has a request without a response. Not reassembling, a body that
+        arrives in a segment of its own derails the parsing of the responses
+        after it ("Continuation"). The reassembling pass is used unless a request
+        in it went unanswered.
+        """
+        return self.http[True].heads if self.http[True].answered else self.http[False].heads
+
+
+def _fields(element: ElementTree.Element) -> dict[str, ElementTree.Element]:
+    """An element's descendant fields by name (the first of each name)."""
+    found: dict[str, ElementTree.Element] = {}
+    for child in element.iter("field"):
+        found.setdefault(child.get("name", ""), child)
+    return found
+
+
+def _head_size(http: ElementTree.Element) -> int | None:
+    """The size of the HTTP head in a ``http`` layer, or None for a continuation.
+
+    Wireshark puts the request or status line first in the layer and ends the
+    head with an unnamed ``\\r\\n`` item; both carry their position in the
+    (reassembled) PDU, so the head is the span from the first line's start to
+    the empty line's end. This counts the bytes exactly as they were, whatever
+    the spacing or header folding, without rebuilding lines from parsed fields.
+    """
+    if http.find("field[@name='http.request']") is None and http.find("field[@name='http.response']") is None:
+        return None
+    top = list(http)
+    end = next((f for f in top if f.get("name") == "" and f.get("show") == "\\r\\n"), None)
+    assert end is not None, f"an HTTP head without its empty line: {top[0].get('show')}"
+    return int(end.get("pos", "0")) + int(end.get("size", "0")) - int(top[0].get("pos", "0"))
+
+
+def _body(http: ElementTree.Element) -> tuple[int, int]:
+    """(body bytes, chunk framing bytes) of a response layer, from the reassembled body."""
+    for item in http:
+        if item.get("name") == "" and item.get("show") == "HTTP chunked response":
+            data = sum(int(f.get("size", "0")) for f in item.iter("field") if f.get("name") == "http.chunk_data")
+            return data, int(item.get("size", "0")) - data
+    file_data = http.find("field[@name='http.file_data']")
+    return (int(file_data.get("size", "0")), 0) if file_data is not None else (0, 0)
+
+
+def _frame(layer: ElementTree.Element, direction: Direction) -> Frame:
+    fields = _fields(layer)
+    code = length = int(fields["websocket.payload_length"].get("show", "0"))
+    if code == 126:
+        length = int(fields["websocket.payload_length_ext_16"].get("show", "0"))
+    elif code == 127:
+        length = int(fields["websocket.payload_length_ext_64"].get("show", "0"))
+    return Frame(
+        direction=direction,
+        opcode=int(fields["websocket.opcode"].get("show", "0")),
+        masked=fields["websocket.mask"].get("show") == "1",
+        compressed=bool(int(fields["websocket.rsv"].get("value", "0"), 16) & 0b100),
+        header=int(layer.get("size", "0")),
+        length_code=code,
+        payload=length,
+    )
+
+
+def _tshark_pdml(pcapng: Path, port: int, *, reassemble_bodies: bool) -> bytes:
+    """The capture as PDML, with ``port`` decoded as HTTP and TCP streams reassembled.
+
+    Reassembling bodies shows chunk framing, but only for bodies that completed;
+    without it every head is dissected, including the head of a stream the
+    client dropped.
+    """
+    command = [
+        TSHARK or "tshark",
+        "-n",
+        "-r", str(pcapng),
+        "-o", "tcp.desegment_tcp_streams:TRUE",
+        "-o", f"http.desegment_body:{'TRUE' if reassemble_bodies else 'FALSE'}",
+        "-d", f"tcp.port=={port},http",
+        "-J", "tcp http websocket",
+        "-T", "pdml",
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, check=True, timeout=60).stdout
+
+
+@functools.cache
+def dissect(name: str) -> dict[int, TcpStream]:
+    """Every TCP stream of a recording's pcapng, by tshark's stream index."""
+    recording = load(name)
+    port = recording.expected["server_port"]
+    streams: dict[int, TcpStream] = {}
+    for reassemble_bodies in (True, False):
+        root = ElementTree.fromstring(_tshark_pdml(recording.pcapng, port, reassemble_bodies=reassemble_bodies))
+        for packet in root.iter("packet"):
+            tcp = _fields(packet.find("proto[@name='tcp']"))  # type: ignore[arg-type]
+            index = int(tcp["tcp.stream"].get("show", "0"))
+            direction = S2C if int(tcp["tcp.srcport"].get("show", "0")) == port else C2S
+            stream = streams.setdefault(index, TcpStream(index))
+            http = stream.http[reassemble_bodies]
+            for layer in packet.findall("proto[@name='http']"):
+                head = _head_size(layer)
+                if head is not None:
+                    http.heads[direction].append(head)
+                    if direction is S2C:
+                        http.bodies.append(_body(layer))
+            if not reassemble_bodies:
+                continue
+            length = int(tcp["tcp.len"].get("show", "0"))
+            stream.tcp_len[direction] += length
+            if length:
+                stream.data[direction] += bytes.fromhex(tcp["tcp.payload"].get("value", ""))
+            stream.retransmissions += "tcp.analysis.retransmission" in tcp
+            stream.frames += [_frame(layer, direction) for layer in packet.findall("proto[@name='websocket']")]
+    return streams
+
+
+def captured_bytes(recording: Recording) -> dict[str, dict[Direction, bytes]]:
+    """Each connection's bytes per direction, as the .rtcap holds them."""
+    data: dict[str, dict[Direction, bytearray]] = defaultdict(lambda: {C2S: bytearray(), S2C: bytearray()})
+    with read_capture(recording.rtcap) as capture:
+        for record in capture:
+            if isinstance(record, DataChunk):
+                data[str(record.connection_id)][record.direction] += record.data
+    return {cid: {d: bytes(b) for d, b in streams.items()} for cid, streams in data.items()}
+
+
+@functools.cache
+def matched(name: str) -> dict[str, TcpStream]:
+    """Each connection of the report with the TCP stream of the pcapng that carried it.
+
+    The proxy's upstream connections use other ports than its clients, so
+    streams are matched by the bytes they carried, which must be identical.
+    Streams with no payload at all are left out: mitmproxy connects upstream
+    as soon as a client connects, so the proxy's readiness probes (connect,
+    then close) leave empty streams that carry nothing to count.
+    """
+    recording = load(name)
+    streams = [s for s in dissect(name).values() if s.tcp_len[C2S] or s.tcp_len[S2C]]
+    by_content = {(bytes(s.data[C2S]), bytes(s.data[S2C])): s for s in streams}
+    pairs: dict[str, TcpStream] = {}
+    for cid, data in captured_bytes(recording).items():
+        stream = by_content.get((data[C2S], data[S2C]))
+        assert stream is not None, (
+            f"{name}: no TCP stream in the pcapng carried the bytes of connection {cid} "
+            f"({len(data[C2S])} bytes up, {len(data[S2C])} down); streams: "
+            + ", ".join(f"#{s.index} {s.tcp_len[C2S]}/{s.tcp_len[S2C]}" for s in streams)
+        )
+        pairs[cid] = stream
+    unmatched = [s.index for s in streams if s not in pairs.values()]
+    assert not unmatched, f"{name}: TCP streams {unmatched} carried bytes the capture does not have"
+    return pairs
+
+
+def by_transport(recording: Recording, pairs: dict[str, TcpStream]) -> dict[str, list[tuple[str, TcpStream]]]:
+    grouped: dict[str, list[tuple[str, TcpStream]]] = defaultdict(list)
+    for cid, stream in pairs.items():
+        grouped[recording.transport_of(cid)].append((cid, stream))
+    return grouped
+
+
+@needs_tshark
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_tcp_payload_bytes_agree_with_tshark(name: str) -> None:
+    """Per connection and direction: sum of ``tcp.len`` == the report's wire bytes."""
+    recording = load(name)
+    pairs = matched(name)
+    assert len(pairs) == len(recording.report.connections)
+    for connection in recording.report.connections:
+        stream = pairs[connection.id]
+        assert stream.retransmissions == 0, f"TCP stream #{stream.index} has retransmissions, counted twice in tcp.len"
+        assert PerDirection(stream.tcp_len[C2S], stream.tcp_len[S2C]) == connection.wire_bytes, (
+            f"connection {connection.id} ({connection.transport}) vs TCP stream #{stream.index}"
+        )
+    for transport, members in by_transport(recording, pairs).items():
+        tcp = PerDirection(sum(s.tcp_len[C2S] for _, s in members), sum(s.tcp_len[S2C] for _, s in members))
+        assert tcp == recording.report.transport(transport).wire_bytes, transport
+
+
+def websocket_frames(name: str) -> list[tuple[str, TcpStream]]:
+    members = by_transport(load(name), matched(name))["websocket"]
+    assert any(stream.frames for _, stream in members), "tshark dissected no WebSocket frames"
+    return members
+
+
+def frame_figures(frames: list[Frame]) -> dict[str, PerDirection]:
+    """The report's WebSocket figures, counted from Wireshark's frames."""
+
+    def per_direction(value: Any) -> PerDirection:
+        return PerDirection(*(sum(value(f) for f in frames if f.direction is d) for d in (C2S, S2C)))
+
+    return {
+        "data_frames": per_direction(lambda f: not f.control),
+        "control_frames": per_direction(lambda f: f.control),
+        "frame_header_bytes": per_direction(lambda f: f.header),
+        "wire_payload_bytes": per_direction(lambda f: 0 if f.control else f.payload),
+        "control_bytes": per_direction(lambda f: f.payload if f.control else 0),
+        "compressed_messages": per_direction(lambda f: f.compressed and f.opcode in (1, 2)),
+    }
+
+
+@needs_tshark
+@pytest.mark.parametrize("name", with_transports("websocket"))
+def test_websocket_frames_agree_with_tshark(name: str) -> None:
+    """Per connection: frame counts, compressed messages, and every byte after the
+    handshake is a frame; per transport: header (with mask key), payload and control bytes."""
+    recording = load(name)
+    members = websocket_frames(name)
+    frames = [frame for _, stream in members for frame in stream.frames]
+    # Each header as Wireshark sized it is what its length field and mask bit call for.
+    for frame in frames:
+        assert frame.header == 2 + {126: 2, 127: 8}.get(frame.length_code, 0) + 4 * frame.masked, frame
+    assert all(f.masked == (f.direction is C2S) for f in frames)
+
+    for cid, stream in members:
+        record = recording.record(cid)
+        (exchange,) = [e for e in record.exchanges if e.websocket is not None]
+        counts = exchange.websocket
+        assert counts is not None
+        from_tshark = frame_figures(stream.frames)
+        for figure, value in (
+            ("data_frames", counts.data_frames),
+            ("control_frames", counts.control_frames),
+            ("compressed_messages", counts.compressed_messages),
+        ):
+            assert PerDirection(value.get(C2S, 0), value.get(S2C, 0)) == from_tshark[figure], (cid, figure)
+        for direction in Direction:
+            account = record.account(direction)
+            after_heads = account.total - account[Category.HEAD]
+            assert after_heads == sum(f.header + f.payload for f in stream.frames if f.direction is direction), (
+                cid,
+                direction,
+            )
+
+    figures = recording.report.transport("websocket").websocket
+    assert figures is not None
+    from_tshark = frame_figures(frames)
+    for figure in ("frame_header_bytes", "wire_payload_bytes", "control_bytes"):
+        assert getattr(figures, figure) == from_tshark[figure], figure
+    if any(recording.expected["transports"]["websocket"]["extensions"]):
+        assert from_tshark["compressed_messages"].total > 0
+
+
+@needs_tshark
+@pytest.mark.parametrize("name", with_transports("websocket"))
+def test_report_websocket_frame_counts_agree_with_tshark(name: str) -> None:
+    figures = load(name).report.transport("websocket").websocket
+    assert figures is not None
+    from_tshark = frame_figures([frame for _, stream in websocket_frames(name) for frame in stream.frames])
+    assert figures.data_frames == from_tshark["data_frames"]
+    assert figures.control_frames == from_tshark["control_frames"]
+    assert figures.compressed_messages == from_tshark["compressed_messages"]
+
+
+@needs_tshark
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_http_heads_agree_with_tshark(name: str) -> None:
+    """Request and response head bytes per transport and direction, and how many heads."""
+    recording = load(name)
+    for transport, members in by_transport(recording, matched(name)).items():
+        heads = PerDirection(*(sum(sum(s.heads[d]) for _, s in members) for d in (C2S, S2C)))
+        detail = {cid: (s.index, s.heads) for cid, s in members}
+        assert heads == recording.report.transport(transport).categories[Category.HEAD.value], (transport, detail)
+        for cid, stream in members:
+            exchanges = recording.record(cid).exchanges
+            assert len(stream.heads[C2S]) == len(exchanges), cid
+            assert len(stream.heads[S2C]) == sum(len(e.interim) + (e.response is not None) for e in exchanges), cid
+        if transport in POLLING:
+            assert sum(len(s.heads[C2S]) for _, s in members) == recording.expected["transports"][transport]["polls"]
+
+
+@needs_tshark
+@pytest.mark.parametrize("name", with_transports("sse", "http_stream", *POLLING))
+def test_http_bodies_agree_with_tshark(name: str) -> None:
+    """Response bodies: their bytes are the payload (polls) or payload and message syntax
+    (SSE, NDJSON), and everything else in them is chunk framing.
+
+    Wireshark shows a chunked body only once it is complete, so connections with
+    a response that never completed (a stream the client dropped) are not compared.
+    """
+    recording = load(name)
+    compared = 0
+    for cid, stream in matched(name).items():
+        http = stream.http[True]
+        if recording.transport_of(cid) == "websocket" or not http.answered:
+            continue
+        account = recording.record(cid).account(S2C)
+        body = sum(data for data, _ in http.bodies)
+        framing = sum(framing for _, framing in http.bodies)
+        assert account[Category.PAYLOAD] + account[Category.MESSAGE_SYNTAX] == body, cid
+        assert account[Category.CHUNK_FRAMING] == framing, cid
+        compared += 1
+    assert compared, "no connection had every response body reassembled by tshark"
