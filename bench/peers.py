@@ -6,7 +6,9 @@ A peer is what the load generator connects to:
 - ``mitmdump-tcp``: ``mitmdump --mode reverse:tcp://…``, no addon (mitmproxy's own relay floor);
 - ``mitmdump-http``: ``mitmdump --mode reverse:http://…``, its HTTP and WebSocket layers
   (``stream_large_bodies=1``, or it holds a text/event-stream until the response ends);
-- ``rtinspect``: ``rtinspect proxy http://… -q -w TEMP.rtcap``, inspecting and recording.
+- ``rtinspect``: ``rtinspect proxy http://… -q -w TEMP.rtcap``, inspecting and recording;
+- ``rtinspect@DIR``: the same, with the ``inspector`` package found in DIR (to measure a change
+  against the working tree, side by side).
 
 Every mitmproxy runs with ``http2=false`` and a temporary confdir. Process
 figures (CPU seconds, resident set size) come from ``/proc``.
@@ -136,9 +138,6 @@ class Peers:
         proxy = self.running[peer]
         return None if proxy is None else proxy.pid
 
-    def capture(self) -> Path:
-        return self.workdir / "rtinspect.rtcap"
-
     def stop(self) -> None:
         for proxy in self.running.values():
             if proxy is not None:
@@ -151,6 +150,8 @@ def start_peer(name: str, upstream_port: int, workdir: Path) -> Process | None:
     if name == "direct":
         return None
     port = free_port()
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
     confdir = workdir / "confdir"
     confdir.mkdir(exist_ok=True)
     common = ["--listen-host", LOOPBACK, "-p", str(port), "--set", f"confdir={confdir}"]
@@ -162,12 +163,23 @@ def start_peer(name: str, upstream_port: int, workdir: Path) -> Process | None:
                    "--set", "http2=false", "--set", "stream_large_bodies=1"]
     elif name == "rtinspect":
         command = [str(_BIN / "rtinspect"), "proxy", f"http://{LOOPBACK}:{upstream_port}", *common, "-q",
-                   "-w", str(workdir / "rtinspect.rtcap")]
+                   "-w", str(workdir / f"{name}.rtcap")]
+    elif name.startswith("rtinspect@"):
+        # Another copy of the inspector package (a directory holding inspector/), to compare a change.
+        tree = Path(name.partition("@")[2]).resolve()
+        if not (tree / "inspector" / "__init__.py").is_file():
+            raise ValueError(f"{name!r}: no inspector package in {tree}")
+        command = [sys.executable, "-m", "inspector", "proxy", f"http://{LOOPBACK}:{upstream_port}", *common, "-q",
+                   "-w", str(workdir / f"rtinspect-{tree.name}.rtcap")]
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        cwd = tree
     else:
         raise ValueError(f"unknown peer {name!r}: choose from {', '.join(PEERS)}")
-    log = workdir / f"{name}.log"
+    log = workdir / f"{name.replace('/', '_')}.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd
+        )
     peer = Process(name, port, process, log)
     try:
         wait_listening(port, process, name)

@@ -167,22 +167,53 @@ def goals(results: Results, names: list[str]) -> list[str]:
     return lines
 
 
+def print_results(results: Results, names: list[str], workloads: list[str], fmt: str) -> None:
+    print()
+    for workload in workloads:
+        print(f"# {workload}: {WORKLOADS[workload].describe}")
+    rows = throughput_rows(results, names)
+    if rows:
+        print()
+        print(render(THROUGHPUT_HEADINGS, rows, fmt))
+    if LATENCY in results:
+        print()
+        print(render(LATENCY_HEADINGS, latency_rows(latency_figures(results, names)), fmt))
+    if lines := goals(results, names):
+        print()
+        for line in lines:
+            print(f"- {line}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.throughput", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from {','.join(PEERS)}")
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help=f"comma-separated, from {','.join(PEERS)}; rtinspect@DIR runs the inspector package in DIR",
+    )
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, from {','.join(WORKLOADS)}")
     parser.add_argument("--rounds", type=int, default=3, help="trials per workload and peer (default 3)")
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per trial (default 2)")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds before measuring (default 0.5)")
     parser.add_argument("--format", choices=("text", "markdown"), default="text")
     parser.add_argument("--json", metavar="FILE", help="also write every trial to FILE")
+    parser.add_argument("--from-json", metavar="FILE", help="print the tables of a run saved with --json; run nothing")
     args = parser.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as saved:
+            loaded = json.load(saved)
+        results: Results = {
+            w: {p: [Trial(**{**t, "rtts": tuple(t["rtts"])}) for t in ts] for p, ts in bp.items()}
+            for w, bp in loaded.items()
+        }
+        print_results(results, list(next(iter(results.values()))), list(results), args.format)
+        return
     names = [p for p in args.peers.split(",") if p]
     workloads = [w for w in args.workloads.split(",") if w]
     for name in names:
-        if name not in PEERS:
+        if name not in PEERS and not name.startswith("rtinspect@"):
             parser.error(f"unknown peer {name!r}")
     for workload in workloads:
         if workload not in WORKLOADS:
@@ -201,20 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         f"# {args.rounds} rounds × {args.seconds:g} s measured (+{args.warmup:g} s warm-up) per workload and peer; "
         f"{time.monotonic() - started:.0f} s in all"
     )
-    print()
-    for workload in workloads:
-        print(f"# {workload}: {WORKLOADS[workload].describe}")
-    rows = throughput_rows(results, names)
-    if rows:
-        print()
-        print(render(THROUGHPUT_HEADINGS, rows, args.format))
-    if LATENCY in results:
-        print()
-        print(render(LATENCY_HEADINGS, latency_rows(latency_figures(results, names)), args.format))
-    if lines := goals(results, names):
-        print()
-        for line in lines:
-            print(f"- {line}")
+    print_results(results, names, workloads, args.format)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump({w: {p: [asdict(t) for t in ts] for p, ts in bp.items()} for w, bp in results.items()}, out)

@@ -25,7 +25,8 @@ Byte layout (all integers little-endian; extension ``.rtcap``)::
                               "tls": tls | null, "upstream_tls": tls | null}
                               with tls = {"version", "sni", "alpn", "cipher",
                               "handshake_started", "handshake_finished"}
-                              (each a string, number or null)
+                              (each a string, number or null), and
+                              "reconstructed": true for rebuilt bytes
     2     client data         the bytes the client sent, as read by the proxy
     3     server data         the bytes the server sent, as read by the proxy
     4     connection closed   UTF-8 JSON object: {"reason": str}
@@ -91,6 +92,9 @@ class ConnectionOpened:
 
     ``tls`` is the TLS session between client and proxy, ``upstream_tls`` the
     one between proxy and server; either is None where that side is plaintext.
+    ``reconstructed`` marks a connection whose bytes were rebuilt from a file
+    that does not keep them (HAR, mitmproxy's HTTP and WebSocket flows), not
+    recorded as they travelled.
     """
 
     connection_id: int
@@ -100,6 +104,7 @@ class ConnectionOpened:
     mode: str
     tls: TlsInfo | None = None
     upstream_tls: TlsInfo | None = None
+    reconstructed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +180,7 @@ class CaptureWriter:
         match record:
             case DataChunk(connection_id, timestamp, direction, data):
                 self._append(_DATA_TYPES[direction], connection_id, timestamp, data)
-            case ConnectionOpened(connection_id, timestamp, client, server, mode, tls, upstream_tls):
+            case ConnectionOpened(connection_id, timestamp, client, server, mode, tls, upstream_tls, reconstructed):
                 body = {
                     "client": client,
                     "server": server,
@@ -183,6 +188,8 @@ class CaptureWriter:
                     "tls": _tls_to_json(tls),
                     "upstream_tls": _tls_to_json(upstream_tls),
                 }
+                if reconstructed:
+                    body["reconstructed"] = True
                 self._append(_OPENED, connection_id, timestamp, _encode_json(body))
             case ConnectionClosed(connection_id, timestamp, reason):
                 self._append(_CLOSED, connection_id, timestamp, _encode_json({"reason": reason}))
@@ -277,6 +284,7 @@ class Capture:
                     mode=value["mode"],
                     tls=_tls_from_json(value.get("tls")),
                     upstream_tls=_tls_from_json(value.get("upstream_tls")),
+                    reconstructed=value.get("reconstructed") is True,
                 )
             if kind == _CLOSED:
                 return ConnectionClosed(connection_id, timestamp, value["reason"])

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import click
 
 from .capture import CaptureError
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
+from .formats.export import EXPORT_FORMATS
+from .formats.pcapng import MAX_SEGMENT
 from .render import FORMATS, render
-from .replay import analyze_captures
-from .summary import build_report
+from .replay import report_from_captures
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,6 +56,17 @@ def classification_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
+def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
+    """``--redact/--no-redact``, shared by every command that writes a report."""
+    return click.option(
+        "--redact/--no-redact",
+        default=True,
+        show_default=True,
+        help="Show request targets without credentials (userinfo, and values of parameters "
+        "such as token= or api_key=). Reports never show header values.",
+    )(command)
+
+
 @main.command(context_settings={"max_content_width": 100})
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="CAPTURE...")
 @click.option(
@@ -62,6 +75,7 @@ def classification_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE, not standard output.")
 @click.option("--connections", is_flag=True, help="List each connection too.")
 @classification_options
+@redaction_option
 def report(
     captures: tuple[str, ...],
     fmt: str,
@@ -69,8 +83,12 @@ def report(
     connections: bool,
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
+    redact: bool,
 ) -> None:
     """What each transport cost in one or more captures (merged).
+
+    A CAPTURE may also be a HAR file or a mitmproxy flow file (mitmdump -w);
+    their HTTP and WebSocket bytes are rebuilt, and the report says so.
 
     \b
     Examples:
@@ -78,20 +96,14 @@ def report(
       rtinspect report chat.rtcap --connections
       rtinspect report a.rtcap b.rtcap -f html -o report.html
       rtinspect report feed.rtcap --transport /updates=long_poll -f json
+      rtinspect report session.har
     """
     try:
-        analysis = analyze_captures(captures)
+        built = report_from_captures(captures, long_poll_threshold=long_poll_threshold, rules=rules, redact=redact)
     except CaptureError as error:
         raise click.ClickException(str(error)) from None
-    if not analysis.records:
+    if not built.connections:
         raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
-    built = build_report(
-        analysis.records,
-        long_poll_threshold=long_poll_threshold,
-        rules=rules,
-        sources=captures,
-        notes=analysis.notes,
-    )
     text = render(built, fmt, connections=connections)
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
@@ -102,6 +114,84 @@ def report(
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)
+
+
+# `export` command: below, owned with inspector/formats/
+
+
+@main.command(context_settings={"max_content_width": 100})
+@click.argument("capture", type=click.Path(dir_okay=False), metavar="CAPTURE")
+@click.option(
+    "--to",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    required=True,
+    help="pcapng (Wireshark, tshark), har (browsers' DevTools) or mitmproxy (a flow file for mitmweb).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Where to write ('-' for standard output; default: CAPTURE with the format's suffix).",
+)
+@click.option(
+    "--mss",
+    type=click.IntRange(1, MAX_SEGMENT),
+    metavar="BYTES",
+    help=f"pcapng: the largest TCP payload of a packet [default: {MAX_SEGMENT}].",
+)
+@click.option(
+    "--server-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="pcapng: show every server on PORT (e.g. 80) for tools that choose dissectors by port.",
+)
+def export(capture: str, fmt: str, output: str | None, mss: int | None, server_port: int | None) -> None:
+    """Write a capture (or a HAR or mitmproxy flow file) in another tool's format.
+
+    pcapng holds the recorded streams as TCP packets, byte for byte, with the
+    capture's addresses, ports and times; Wireshark and tshark dissect HTTP
+    and WebSocket in it (by heuristics on any port; where a port belongs to
+    another protocol, use --server-port 80 or tshark's -d tcp.port==PORT,http).
+    har and mitmproxy hold each exchange's heads, bodies and WebSocket messages.
+
+    \b
+    Examples:
+      rtinspect export chat.rtcap --to pcapng          # writes chat.pcapng
+      rtinspect export chat.rtcap --to pcapng -o - | tshark -r - -Y websocket
+      rtinspect export chat.rtcap --to har -o chat.har
+    """
+    from pathlib import Path
+
+    from inspector.formats import open_traffic
+    from inspector.formats.export import EXPORT_SUFFIXES, export_records
+
+    if fmt != "pcapng" and (mss is not None or server_port is not None):
+        raise click.UsageError("--mss and --server-port shape pcapng packets; they do not apply to --to " + fmt)
+    target = output or str(Path(capture).with_suffix(EXPORT_SUFFIXES[fmt]))
+    if target != "-" and Path(target).resolve() == Path(capture).resolve():
+        raise click.UsageError(f"the export would overwrite {capture}; choose another file with -o")
+    partial = f"{target}.partial"
+    try:
+        with open_traffic(capture) as traffic:
+            if target == "-":
+                exported = export_records(traffic, fmt, click.get_binary_stream("stdout"), mss=mss, server_port=server_port)
+            else:
+                with open(partial, "wb") as out:
+                    exported = export_records(traffic, fmt, out, mss=mss, server_port=server_port)
+                os.replace(partial, target)
+    except CaptureError as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {target}: {error.strerror or error}") from None
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    where = "standard output" if target == "-" else target
+    click.echo(f"wrote {where}: {exported.summary}", err=True)
+    for note in exported.notes:
+        click.echo(f"note: {note}", err=True)
 
 
 # `proxy` command: below, owned with inspector/addon.py and inspector/proxy.py
@@ -131,12 +221,22 @@ def report(
     help="Format of --report (default: from FILE's suffix, else json).",
 )
 @classification_options
+@redaction_option
 @click.option(
     "--set",
     "mitmproxy_options",
     multiple=True,
     metavar="KEY=VALUE",
     help="Set a mitmproxy option, e.g. confdir=~/.mitmproxy or tcp_timeout=60.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics on this port (http://HOST:PORT/metrics).",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address to serve metrics on (with --metrics-port)."
 )
 def proxy(
     upstream: str | None,
@@ -152,7 +252,10 @@ def proxy(
     report_format: str | None,
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
+    redact: bool,
     mitmproxy_options: tuple[str, ...],
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Relay clients to a server and measure what each transport costs.
 
@@ -173,9 +276,14 @@ def proxy(
       rtinspect proxy https://api.example.com -p 9000 --report cost.html
       rtinspect proxy https://127.0.0.1:8443 --upstream-insecure --listen-tls
       rtinspect proxy --mode regular -w browsing.rtcap
+      rtinspect proxy http://127.0.0.1:8000 --metrics-port 9464
       rtinspect report chat.rtcap
     """
     from inspector.proxy import ProxyError, ProxySettings, run
+
+    metrics_host_source = click.get_current_context().get_parameter_source("metrics_host")
+    if metrics_port is None and metrics_host_source is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--metrics-host needs --metrics-port")
 
     if upstream and upstream_option and upstream != upstream_option:
         raise click.ClickException("give the upstream once: as URL or as --upstream")
@@ -192,7 +300,10 @@ def proxy(
         report_format=report_format,
         long_poll_threshold=long_poll_threshold,
         rules=rules,
+        redact=redact,
         mitmproxy_options=mitmproxy_options,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
     )
     try:
         run(settings)

@@ -142,16 +142,64 @@ def _headers(raw: h11._headers.Headers) -> Headers:  # type: ignore[name-defined
     return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
 
 
-def _framing_ambiguity(headers: Headers) -> str | None:
-    """A reason when the head's message length is ambiguous (a request-smuggling shape)."""
+_SMUGGLING_SHAPE = " (request smuggling shape)"
+
+#: h11's reasons for refusing a head whose message length is ambiguous: parsers
+#: that disagree on these shapes disagree on where the message ends.
+_AMBIGUOUS_LENGTH_REFUSALS = frozenset(
+    {
+        "conflicting Content-Length headers",
+        "bad Content-Length",
+        "multiple Transfer-Encoding headers",
+        "Only Transfer-Encoding: chunked is supported",
+    }
+)
+
+#: The longest head h11 accepts whatever the chunking: it refuses a head still
+#: incomplete after more than its ``max_incomplete_event_size`` (16 KiB) bytes.
+LONGEST_HEAD = 16 * 1024 + 1
+#: h11's words when it refuses a head for its length.
+_HEAD_TOO_LONG = "Receive buffer too long"
+#: h11's words for a chunk-size line that is not one.
+_BAD_CHUNK_SIZE = "illegal chunk header"
+
+_FRAMING_FIELDS = {b"content-length": "Content-Length", b"transfer-encoding": "Transfer-Encoding"}
+
+
+def _framing_ambiguity(headers: Headers, head: bytes) -> str | None:
+    """A reason when the head's message length is ambiguous (a request-smuggling shape).
+
+    ``head`` is the head as it was on the wire: h11 unfolds obsolete line
+    folding, which can join a framing field to another line or hide one in a
+    continuation line, where a parser that does not unfold reads it otherwise.
+    """
     content_lengths = [v for k, v in headers if k == "content-length"]
     encodings = [v for k, v in headers if k == "transfer-encoding"]
     if content_lengths and encodings:
-        return "both Content-Length and Transfer-Encoding are present (request smuggling shape)"
+        return "both Content-Length and Transfer-Encoding are present" + _SMUGGLING_SHAPE
     if len(encodings) > 1:
-        return "Transfer-Encoding appears more than once (request smuggling shape)"
+        return "Transfer-Encoding appears more than once" + _SMUGGLING_SHAPE
     if len(set(content_lengths)) > 1:
-        return "conflicting Content-Length values (request smuggling shape)"
+        return "conflicting Content-Length values" + _SMUGGLING_SHAPE
+    folded = _folded_framing_field(head)
+    if folded is not None:
+        return f"obsolete line folding in {folded}" + _SMUGGLING_SHAPE
+    return None
+
+
+def _folded_framing_field(head: bytes) -> str | None:
+    """The framing field that a continuation line (obs-fold) continues or carries, if any."""
+    if b"\n " not in head and b"\n\t" not in head:
+        return None
+    field = b""
+    for line in head.split(b"\n")[1:]:
+        if line[:1] in (b" ", b"\t"):
+            carried = line.lstrip(b" \t").split(b":", 1)[0].strip().lower()
+            for name in (field, carried):
+                if name in _FRAMING_FIELDS:
+                    return _FRAMING_FIELDS[name]
+        else:
+            field = line.split(b":", 1)[0].strip().lower()
     return None
 
 
@@ -187,6 +235,9 @@ class _Direction:
         self.after_chunk = False
         #: The first bytes of the direction, to name a foreign protocol.
         self.first_bytes = b""
+        #: The bytes of the head being read, as they arrived (None once a message's
+        #: final head is complete): h11 does not say how a head was folded.
+        self.head: bytearray | None = None
         self.failed = False
         self.switched = False
         self.closed = False
@@ -201,6 +252,7 @@ class _Direction:
         self.base = self.offset
         self.conn = conn
         self.fed = self.reported = 0
+        self.head = bytearray()
         self.feed(data)
         if self.closed:
             conn.receive_data(b"")
@@ -210,8 +262,21 @@ class _Direction:
         if data:
             if len(self.first_bytes) < 2:
                 self.first_bytes += data[:2]
+            if self.head is not None:
+                self.head += data
             self.conn.receive_data(data)
             self.fed += len(data)
+
+    def take_head(self, size: int, final: bool) -> bytes:
+        """The head just parsed, its ``size`` bytes as they arrived; after a
+        ``final`` head no more are kept (an interim one is followed by another)."""
+        assert self.head is not None
+        head = bytes(self.head[:size])
+        if final:
+            self.head = None
+        else:
+            del self.head[:size]
+        return head
 
     def consumed_since_last(self) -> int:
         """Bytes h11 consumed since the last event was reported."""
@@ -325,7 +390,7 @@ class Http1Parser:
             try:
                 event = side.conn.next_event()
             except h11.RemoteProtocolError as error:
-                self._fail(side, f"invalid request: {_reason(error)}", timestamp, events)
+                self._refuse(side, _reason(error), timestamp, events)
                 return
             if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
                 return
@@ -352,7 +417,7 @@ class Http1Parser:
             try:
                 event = side.conn.next_event()
             except h11.RemoteProtocolError as error:
-                self._fail(side, f"invalid response: {_reason(error)}", timestamp, events)
+                self._refuse(side, _reason(error), timestamp, events)
                 return
             if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
                 return
@@ -419,6 +484,14 @@ class Http1Parser:
         size = side.consumed_since_last()
         direction = side.direction
         side.after_chunk = isinstance(event, h11.Data) and event.chunk_end
+        head = b""
+        if isinstance(event, (h11.Request, h11.Response, h11.InformationalResponse)):
+            interim = isinstance(event, h11.InformationalResponse) and event.status_code != 101
+            head = side.take_head(size, final=not interim)
+            if size > LONGEST_HEAD:
+                side.reported -= size  # refused whole, as h11 refuses it when it arrives in pieces
+                self._refuse(side, _HEAD_TOO_LONG, timestamp, events)
+                return True
         if isinstance(event, h11.Request):
             if event.method == b"PRI" and event.http_version.startswith(b"2"):
                 side.reported -= size  # the preface is not a request: count it as unparsed
@@ -426,7 +499,7 @@ class Http1Parser:
                 return True
             side.exchange = self._requests
             self._requests += 1
-            head = RequestHead(
+            request = RequestHead(
                 side.exchange,
                 event.method.decode("latin-1"),
                 event.target.decode("latin-1"),
@@ -435,12 +508,12 @@ class Http1Parser:
                 size,
                 timestamp,
             )
-            events.append(head)
-            self._unanswered.append(head)
-            return self._check_framing(side, head.headers, size, timestamp, events)
+            events.append(request)
+            self._unanswered.append(request)
+            return self._check_framing(side, request.headers, head, timestamp, events)
         if isinstance(event, (h11.Response, h11.InformationalResponse)):
             assert side.exchange is not None
-            head = ResponseHead(
+            response = ResponseHead(
                 side.exchange,
                 event.status_code,
                 event.reason.decode("latin-1"),
@@ -449,8 +522,8 @@ class Http1Parser:
                 size,
                 timestamp,
             )
-            events.append(head)
-            return self._check_framing(side, head.headers, size, timestamp, events)
+            events.append(response)
+            return self._check_framing(side, response.headers, head, timestamp, events)
         if isinstance(event, h11.Data):
             data = bytes(event.data)
             events.append(BodyData(direction, side.exchange, data, size - len(data), event.chunk_start, event.chunk_end, timestamp))
@@ -462,20 +535,34 @@ class Http1Parser:
         return False
 
     def _check_framing(
-        self, side: _Direction, headers: Headers, size: int, timestamp: float, events: list[HttpEvent]
+        self, side: _Direction, headers: Headers, head: bytes, timestamp: float, events: list[HttpEvent]
     ) -> bool:
-        reason = _framing_ambiguity(headers)
+        reason = _framing_ambiguity(headers, head)
         if reason is None:
             return False
-        anomaly = Anomaly(side.direction, side.offset - size, reason, security=True)
+        anomaly = Anomaly(side.direction, side.offset - len(head), reason, security=True)
         events.append(ParseFailure(anomaly))
         self._stop(side, timestamp, events)
         return True
 
-    def _fail(self, side: _Direction, reason: str, timestamp: float, events: list[HttpEvent]) -> None:
+    def _refuse(self, side: _Direction, reason: str, timestamp: float, events: list[HttpEvent]) -> None:
+        """h11 refused the request or response being read, for ``reason``."""
+        what = "request" if side.direction is C2S else "response"
+        if reason == _BAD_CHUNK_SIZE and side.after_chunk:
+            # h11 took the CRLF that ended the last chunk before it read the bad size line.
+            events.append(BodyData(side.direction, side.exchange, b"", len(b"\r\n"), False, False, timestamp))
+            side.reported += len(b"\r\n")
+        if reason in _AMBIGUOUS_LENGTH_REFUSALS:
+            self._fail(side, f"invalid {what}: {reason}{_SMUGGLING_SHAPE}", timestamp, events, security=True)
+        else:
+            self._fail(side, f"invalid {what}: {reason}", timestamp, events)
+
+    def _fail(
+        self, side: _Direction, reason: str, timestamp: float, events: list[HttpEvent], *, security: bool = False
+    ) -> None:
         if side.offset == 0 and side.first_bytes[:2] == b"\x16\x03":
             reason = "TLS handshake bytes on a plaintext HTTP connection"
-        events.append(ParseFailure(Anomaly(side.direction, side.offset, reason)))
+        events.append(ParseFailure(Anomaly(side.direction, side.offset, reason, security)))
         self._stop(side, timestamp, events)
 
     def _stop(self, side: _Direction, timestamp: float, events: list[HttpEvent]) -> None:

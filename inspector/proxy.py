@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import resource
 import signal
 import socket
 import urllib.parse
@@ -28,6 +29,7 @@ from rich.text import Text
 from inspector.addon import RtInspect
 from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
 from inspector.connection import ConnectionRecord
+from inspector.metrics import LiveMetrics, MetricsLedger, MetricsServer, listen_error
 from inspector.render import render, table_renderables
 from inspector.report import Report
 from inspector.summary import build_report
@@ -49,7 +51,9 @@ class ProxySettings:
 
     ``upstream`` is the server URL of a reverse proxy; a forward proxy
     (``mode="regular"``) has none. ``mitmproxy_options`` are ``key=value``
-    settings passed to mitmproxy as given (its ``--set``).
+    settings passed to mitmproxy as given (its ``--set``). With
+    ``metrics_port``, Prometheus metrics are served on
+    ``metrics_host:metrics_port``.
     """
 
     upstream: str | None
@@ -64,7 +68,11 @@ class ProxySettings:
     report_format: str | None = None
     long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD
     rules: tuple[TransportRule, ...] = ()
+    #: Reports show request targets without credentials (see :mod:`inspector.redact`).
+    redact: bool = True
     mitmproxy_options: tuple[str, ...] = ()
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
 
 
 def mitmproxy_mode(settings: ProxySettings) -> str:
@@ -109,7 +117,24 @@ def report_format_for(path: str, explicit: str | None) -> str:
 
 def run(settings: ProxySettings) -> None:
     """Run the proxy until SIGINT or SIGTERM. Raises :class:`ProxyError` for user mistakes."""
+    raise_open_file_limit()
     asyncio.run(_ProxyRun(settings).serve())
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit; returns the limit now in force.
+
+    Every relayed connection holds two sockets, so the common soft limit of
+    1,024 would stop the proxy at about 500 connections.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft >= hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        return soft
+    return hard
 
 
 class _StderrLog(logging.Handler):
@@ -161,6 +186,7 @@ class _ProxyRun:
         self.out = Console()
         self.err = Console(stderr=True)
         self.inspect = RtInspect()
+        self.metrics: MetricsServer | None = None
 
     async def serve(self) -> None:
         settings = self.settings
@@ -171,6 +197,7 @@ class _ProxyRun:
         root.addHandler(log)
         try:
             proxy = self._make_master()
+            self.metrics = self._serve_metrics(asyncio.get_running_loop())
             started = _Started()
             proxy.addons.add(started)
             loop = asyncio.get_running_loop()
@@ -195,6 +222,8 @@ class _ProxyRun:
                 await self._show_live(serving)
         finally:
             root.removeHandler(log)
+            if self.metrics is not None:
+                self.metrics.close()
         self._finish()
 
     def _make_master(self) -> master.Master:
@@ -216,11 +245,30 @@ class _ProxyRun:
             raise ProxyError(str(e)) from None
         return proxy
 
+    def _serve_metrics(self, loop: asyncio.AbstractEventLoop) -> MetricsServer | None:
+        """Start the metrics server, if asked for, before the proxy listens."""
+        settings = self.settings
+        if settings.metrics_port is None:
+            return None
+        ledger = MetricsLedger(long_poll_threshold=settings.long_poll_threshold, rules=settings.rules)
+        try:
+            return MetricsServer(LiveMetrics(ledger, self._records, loop), settings.metrics_host, settings.metrics_port)
+        except OSError as e:
+            address = _address(settings.metrics_host, settings.metrics_port)
+            raise ProxyError(f"cannot serve metrics on {address}: {listen_error(e)}") from None
+
+    def _records(self) -> tuple[list[ConnectionRecord], list[ConnectionRecord]]:
+        """Closed connections in the order they closed, and a snapshot of each open one."""
+        return self.inspect.closed_records(), self.inspect.open_records()
+
     async def _announce(self, proxy: master.Master) -> None:
         settings = self.settings
         logger = logging.getLogger(__name__)
         if not _is_loopback(proxy.options.listen_host):
             logger.warning(f"listening on {_listen_address(proxy)}: the proxy is reachable from the network")
+        if self.metrics is not None and not _is_loopback(self.metrics.host):
+            address = _address(self.metrics.host, self.metrics.port)
+            logger.warning(f"serving metrics on {address}: the metrics are reachable from the network")
         if settings.upstream and not await _reachable(upstream_origin(settings.upstream)):
             logger.warning(f"upstream {settings.upstream} is not reachable now; serving anyway")
         if settings.quiet:
@@ -233,6 +281,8 @@ class _ProxyRun:
             self.out.print(f"clients must trust mitmproxy's CA: {ca}", highlight=False)
         if settings.write:
             self.out.print(f"capture: {settings.write}", highlight=False)
+        if self.metrics is not None:
+            self.out.print(f"metrics: {self.metrics.url}", highlight=False)
 
     async def _show_live(self, serving: asyncio.Task[None]) -> None:
         with Live(self._live_view(), console=self.out, auto_refresh=False, transient=True) as live:
@@ -251,7 +301,11 @@ class _ProxyRun:
 
     def _report(self, records: list[ConnectionRecord], sources: tuple[str, ...] = ()) -> Report:
         return build_report(
-            records, long_poll_threshold=self.settings.long_poll_threshold, rules=self.settings.rules, sources=sources
+            records,
+            long_poll_threshold=self.settings.long_poll_threshold,
+            rules=self.settings.rules,
+            sources=sources,
+            redact=self.settings.redact,
         )
 
     def _finish(self) -> None:
@@ -289,7 +343,10 @@ def live_table(report: Report) -> Table:
 
 
 def _listen_address(proxy: master.Master) -> str:
-    host, port = proxy.options.listen_host or "*", proxy.options.listen_port
+    return _address(proxy.options.listen_host or "*", proxy.options.listen_port)
+
+
+def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

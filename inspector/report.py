@@ -137,8 +137,12 @@ class ConnectionSummary:
     payload_bytes: PerDirection
     messages: PerDirection
     anomalies: tuple[Anomaly, ...]
-    #: Request targets seen on this connection (first few), for people reading the list.
+    #: Request targets seen on this connection (first few), for people reading the list;
+    #: without credentials unless the report was built with ``redact=False``.
     targets: tuple[str, ...] = ()
+    #: Its bytes were rebuilt from a file that does not keep them (HAR, mitmproxy
+    #: HTTP flows), so heads, framing and frame headers are estimates.
+    reconstructed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classification, TransportRule, classify
 from .connection import ConnectionRecord, ExchangeRecord
+from .redact import redact_target
 from .report import (
     TRANSPORTS,
     ConnectionSummary,
@@ -147,6 +148,15 @@ def _handshake_at(exchange: ExchangeRecord) -> float | None:
     return None
 
 
+def handshake_duration(exchange: ExchangeRecord) -> float | None:
+    """Seconds from a stream's request head to the response head that accepted
+    it, or None when it was never accepted (only streams have handshakes)."""
+    accepted = _handshake_at(exchange)
+    if accepted is None or exchange.request is None:
+        return None
+    return max(0.0, accepted - exchange.request.timestamp)
+
+
 def _first_server_message_at(exchange: ExchangeRecord, transport: str) -> float | None:
     if transport in STREAMING:
         return exchange.first_server_message_at
@@ -156,8 +166,9 @@ def _first_server_message_at(exchange: ExchangeRecord, transport: str) -> float 
 
 
 class _Builder:
-    def __init__(self, classification: Classification) -> None:
+    def __init__(self, classification: Classification, redact: bool) -> None:
         self.classification = classification
+        self.redact = redact
         self.totals: dict[str, _Totals] = {}
         self.connections: list[ConnectionSummary] = []
         self.started_at: float | None = None
@@ -218,7 +229,8 @@ class _Builder:
                 payload_bytes=_pair(payload),
                 messages=_pair(messages),
                 anomalies=record.anomalies,
-                targets=_targets(record),
+                targets=_targets(record, self.redact),
+                reconstructed=record.opened.reconstructed,
             )
         )
 
@@ -235,9 +247,9 @@ class _Builder:
         if transport in STREAMING:
             totals.handshakes += 1
             totals.handshake_bytes += heads
-            accepted = _handshake_at(exchange)
-            if accepted is not None and exchange.request is not None:
-                totals.handshake_duration.add(max(0.0, accepted - exchange.request.timestamp))
+            duration = handshake_duration(exchange)
+            if duration is not None:
+                totals.handshake_duration.add(duration)
             totals.sizes.merge(exchange.stream_message_sizes)
             if exchange.websocket is not None:
                 for direction in Direction:
@@ -273,11 +285,14 @@ class _Builder:
             self.ended_at = end
 
 
-def _targets(record: ConnectionRecord, limit: int = 3) -> tuple[str, ...]:
+def _targets(record: ConnectionRecord, redact: bool, limit: int = 3) -> tuple[str, ...]:
     seen: list[str] = []
     for exchange in record.exchanges:
-        if exchange.request is not None and exchange.request.target not in seen:
-            seen.append(exchange.request.target)
+        if exchange.request is None:
+            continue
+        target = redact_target(exchange.request.target) if redact else exchange.request.target
+        if target not in seen:
+            seen.append(target)
             if len(seen) == limit:
                 break
     return tuple(seen)
@@ -290,11 +305,22 @@ def build_report(
     rules: Iterable[TransportRule] = (),
     sources: Sequence[str] = (),
     notes: Sequence[str] = (),
+    classification: Classification | None = None,
+    redact: bool = True,
 ) -> Report:
-    """Summarise connections by transport. ``notes`` are added to the report's own."""
+    """Summarise connections by transport. ``notes`` are added to the report's own.
+
+    ``classification`` (made with more connections in view than ``records``)
+    replaces the one these records alone would give, so a report of some
+    connections attributes them as a report of all of them would.
+
+    With ``redact`` (the default), request targets lose their credentials
+    (:func:`~inspector.redact.redact_target`); no figure changes.
+    """
     records = list(records)
-    classification = classify(records, long_poll_threshold=long_poll_threshold, rules=rules)
-    builder = _Builder(classification)
+    if classification is None:
+        classification = classify(records, long_poll_threshold=long_poll_threshold, rules=rules)
+    builder = _Builder(classification, redact)
     for record in records:
         builder.add(record)
     transports = {name: builder.totals[name].summary() for name in TRANSPORTS if name in builder.totals}
@@ -320,4 +346,4 @@ def _estimated(summary: TransportSummary) -> bool:
     return any(q is not None and not q.exact for q in figures)
 
 
-__all__ = ["build_report", "exchange_messages", "WIRE_BYTES_NOTE"]
+__all__ = ["build_report", "exchange_messages", "handshake_duration", "WIRE_BYTES_NOTE"]

@@ -22,34 +22,26 @@ import datetime
 import ipaddress
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import uvicorn
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
+from inspector import proxy_process
+from inspector.proxy_process import free_port, rtinspect_command
+
 LOOPBACK = "127.0.0.1"
 #: Seconds any wait in these helpers may take before the test fails.
 DEADLINE = 20.0
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
 
 
 def _listening_socket() -> socket.socket:
@@ -399,14 +391,6 @@ class AppServer:
 # -- the proxy
 
 
-_CLI = "from inspector.cli import main; main(prog_name='rtinspect')"
-
-
-def rtinspect_command(*args: str) -> list[str]:
-    """The command line that runs ``rtinspect ARGS`` from this checkout."""
-    return [sys.executable, "-c", _CLI, *args]
-
-
 def rtinspect_environment() -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
@@ -425,60 +409,11 @@ def run_rtinspect(*args: str, timeout: float = DEADLINE) -> subprocess.Completed
     )
 
 
-class ProxyProcess:
-    """A running proxy (``rtinspect proxy`` or mitmdump); its output is readable once it has stopped."""
+class ProxyProcess(proxy_process.ProxyProcess):
+    """A running proxy (``rtinspect proxy`` or mitmdump) started from this checkout."""
 
     def __init__(self, command: list[str], port: int, capture: Path | None) -> None:
-        self.port = port
-        self.capture = capture
-        self._stdout = tempfile.TemporaryFile()
-        self._stderr = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            command,
-            env=rtinspect_environment(),
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=self._stdout,
-            stderr=self._stderr,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def wait_listening(self) -> None:
-        def listening() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"rtinspect proxy exited with {self.process.returncode}: {self.stderr}")
-            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.port), timeout=1):
-                return True
-            return False
-
-        wait_until(listening, "rtinspect proxy to listen")
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        """Send ``signum`` (unless it has exited) and return the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(DEADLINE)
-            raise AssertionError(f"rtinspect proxy did not stop on signal {signum}") from None
-
-    @staticmethod
-    def _read(file: IO[bytes]) -> str:
-        file.seek(0)
-        return file.read().decode(errors="replace")
-
-    @property
-    def stdout(self) -> str:
-        return self._read(self._stdout)
-
-    @property
-    def stderr(self) -> str:
-        return self._read(self._stderr)
+        super().__init__(command, port, capture, env=rtinspect_environment(), cwd=REPO_ROOT)
 
 
 @contextlib.contextmanager
@@ -495,11 +430,7 @@ def running_proxy(
     takes a moment). Stopped with SIGTERM on exit unless the test stopped it.
     """
     port = free_port()
-    command = ["proxy", *([upstream] if upstream else []), "-p", str(port), "--set", f"confdir={confdir}", *args]
-    if quiet:
-        command.append("-q")
-    if capture is not None:
-        command += ["-w", str(capture)]
+    command = proxy_process.proxy_arguments(upstream, *args, port=port, confdir=confdir, capture=capture, quiet=quiet)
     proxy = ProxyProcess(rtinspect_command(*command), port, capture)
     try:
         proxy.wait_listening()
@@ -507,3 +438,28 @@ def running_proxy(
     finally:
         if proxy.process.poll() is None:
             proxy.stop()
+
+
+def resident_set_size(pid: int) -> int:
+    """VmRSS of process ``pid``, in bytes."""
+    return _status_kilobytes(pid, "VmRSS") * 1024
+
+
+def peak_resident_set_size(pid: int) -> int:
+    """VmHWM of process ``pid``: the most resident memory it has had, in bytes."""
+    return _status_kilobytes(pid, "VmHWM") * 1024
+
+
+def _status_kilobytes(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                value, unit = line.split()[1:3]
+                assert unit == "kB", line
+                return int(value)
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def open_file_descriptors(pid: int) -> int:
+    """How many file descriptors process ``pid`` has open (sockets, files, pipes)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))

@@ -24,7 +24,9 @@ import pytest
 
 from demo_server.app import create_app
 from demo_server.run import serve_in_thread
-from inspector.demo import Chromium, DemoSettings, find_chromium, page_url
+from inspector.demo import DemoSettings
+from inspector.demo.chromium import Chromium, find_chromium
+from inspector.demo.page import page_url
 from servers import DEADLINE, run_rtinspect, running_proxy
 
 CHROMIUM = find_chromium()

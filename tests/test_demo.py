@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from inspector.capture import ConnectionClosed, ConnectionOpened, read_capture
-from inspector.demo import ClientTally, DemoError, DemoSettings, TRANSPORTS, page_tallies
+from inspector.demo import TRANSPORTS, ClientTally, DemoError, DemoSettings
+from inspector.demo.page import page_tallies
 from servers import run_rtinspect
 
 COUNT = 20

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from inspector.capture import ConnectionOpened
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
+from inspector.http1 import LONGEST_HEAD
 from inspector.wire import Category, Direction
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -104,3 +107,83 @@ def test_a_chunked_stream_cut_between_chunks_is_not_an_anomaly() -> None:
     assert exchange.accounts[S2C][Category.CHUNK_FRAMING] == len(b"9\r\n\r\n")
     assert exchange.accounts[S2C][Category.UNPARSED] == 0
     assert exchange.response_ended_at is None
+
+
+SMUGGLING_HEADS = {
+    "content-length-and-transfer-encoding": b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+    "conflicting-content-lengths": b"Content-Length: 5\r\nContent-Length: 6\r\n",
+    "conflicting-content-length-list": b"Content-Length: 5, 6\r\n",
+    "content-length-with-a-sign": b"Content-Length: +5\r\n",
+    "transfer-encoding-twice": b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+    "chunked-then-identity": b"Transfer-Encoding: chunked, identity\r\n",
+    "identity-alone": b"Transfer-Encoding: identity\r\n",
+    "transfer-encoding-folded": b"Transfer-Encoding:\r\n chunked\r\n",
+    "content-length-folded": b"Content-Length:\r\n\t5\r\n",
+    "transfer-encoding-hidden-in-a-fold": b"Content-Length: 5\r\nX-Pad: x\r\n Transfer-Encoding: chunked\r\n",
+}
+
+
+@pytest.mark.parametrize("fields", SMUGGLING_HEADS.values(), ids=SMUGGLING_HEADS.keys())
+@pytest.mark.parametrize("direction", [C2S, S2C], ids=["request", "response"])
+def test_an_ambiguous_message_length_is_a_security_anomaly_at_its_head(fields: bytes, direction: Direction) -> None:
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    if direction is C2S:
+        first = request
+        sent = b"POST /up HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n0\r\n\r\n"
+        record = run((C2S, first + sent))
+    else:
+        first = b"HTTP/1.1 204 No Content\r\n\r\n"
+        sent = b"HTTP/1.1 200 OK\r\n" + fields + b"\r\n0\r\n\r\n"
+        record = run((C2S, request + request), (S2C, first + sent))
+    (anomaly,) = record.anomalies
+    assert anomaly.direction is direction and anomaly.offset == len(first)
+    assert anomaly.security and anomaly.reason.endswith("(request smuggling shape)")
+    # No byte of the ambiguous message is read as body: its head is a head or unparsed, the rest unparsed.
+    account = record.account(direction)
+    assert account[Category.HEAD] + account[Category.UNPARSED] == account.total == len(first + sent)
+    assert account[Category.UNPARSED] >= len(b"0\r\n\r\n")
+
+
+def test_obsolete_line_folding_in_an_ordinary_field_is_unfolded_and_accepted() -> None:
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Note: one\r\n two\r\n\r\n"
+    record = run((C2S, request), (S2C, b"HTTP/1.1 204 No Content\r\n\r\n"))
+    assert record.anomalies == ()
+    (exchange,) = record.exchanges
+    assert exchange.request is not None and exchange.request.header("x-note") == "one two"
+    assert exchange.accounts[C2S][Category.HEAD] == len(request)
+
+
+@pytest.mark.parametrize("size", [LONGEST_HEAD, LONGEST_HEAD + 1])
+def test_a_head_over_16_kib_is_refused_however_it_arrives(size: int) -> None:
+    start = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: "
+    head = start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
+    assert len(head) == size
+    results = []
+    for piece in (1, 1000, size):
+        analyzer = ConnectionAnalyzer(OPENED)
+        for i in range(0, size, piece):
+            analyzer.feed(C2S, head[i : i + piece], 0.0)
+        record = analyzer.close(1.0)
+        results.append((record.anomalies, record.account(C2S)))
+    assert results[0] == results[1] == results[2]
+    anomalies, account = results[0]
+    if size > LONGEST_HEAD:
+        assert [(a.offset, a.reason) for a in anomalies] == [(0, "invalid request: Receive buffer too long")]
+        assert account[Category.UNPARSED] == size
+    else:
+        assert anomalies == () and account[Category.HEAD] == size
+
+
+def test_bad_chunk_size_after_a_chunk_is_placed_at_the_size_line() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    first = b"5\r\nhello\r\n"
+    rest = b"zz\r\nworld\r\n0\r\n\r\n"
+    for piece in (1, len(head + first + rest)):
+        response = head + first + rest
+        chunks = [(S2C, response[i : i + piece]) for i in range(0, len(response), piece)]
+        record = run((C2S, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), *chunks)
+        (anomaly,) = record.anomalies
+        assert anomaly.offset == len(head + first)
+        account = record.account(S2C)
+        assert account[Category.CHUNK_FRAMING] == len(b"5\r\n\r\n")
+        assert account[Category.UNPARSED] == len(rest)

@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect as websocket_connect
 from inspector.replay import analyze_captures
 from inspector.report import PerDirection
 from inspector.summary import build_report
-from servers import DEADLINE, LOOPBACK, AppServer, running_proxy
+from servers import DEADLINE, LOOPBACK, AppServer, resident_set_size, running_proxy
 
 MESSAGES = 200_000
 #: The echo at which the baseline RSS is read: past start-up and warm-up.
@@ -49,17 +49,6 @@ _NOISE = base64.b64encode(os.urandom(3 * 2**18)).decode("ascii")
 def message_text(i: int) -> str:
     start = i * MESSAGE_SIZE % (len(_NOISE) - MESSAGE_SIZE)
     return _NOISE[start : start + MESSAGE_SIZE]
-
-
-def resident_set_size(pid: int) -> int:
-    """VmRSS of process ``pid``, in bytes."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                value, unit = line.split()[1:3]
-                assert unit == "kB", line
-                return int(value) * 1024
-    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
 
 
 @dataclass

@@ -106,6 +106,7 @@ def connection_to_dict(c: ConnectionSummary) -> dict[str, Any]:
         "messages": c.messages.as_dict(),
         "anomalies": [anomaly_to_dict(a) for a in c.anomalies],
         "targets": list(c.targets),
+        "reconstructed": c.reconstructed,
     }
 
 

@@ -108,7 +108,7 @@ def connection_row(c: ConnectionSummary) -> tuple[str, ...]:
     """One connection's cells, in :data:`CONNECTION_COLUMNS` order."""
     return (
         c.id,
-        c.transport,
+        f"{c.transport} (rebuilt)" if c.reconstructed else c.transport,
         c.client,
         c.server,
         count(c.exchanges),

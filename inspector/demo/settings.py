@@ -1,0 +1,108 @@
+"""What a demo run is asked to do: its transports, its settings and their limits."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..classify import TransportRule
+
+LOOPBACK = "127.0.0.1"
+#: Seconds for any one connection, start-up or shutdown step.
+CONNECT_TIMEOUT = 15.0
+#: Seconds a run may take beyond the feed's own duration and one poll interval.
+DEADLINE_SLACK = 20.0
+#: The page clamps shorter short-polling intervals to this many seconds.
+PAGE_MIN_POLL_INTERVAL = 0.05
+
+
+class DemoError(Exception):
+    """The demo could not run; the message is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoTransport:
+    """One of the demo's transports: its short name, the server path and the report's name for it."""
+
+    key: str
+    path: str
+    transport: str
+
+
+TRANSPORTS = (
+    DemoTransport("ws", "/ws", "websocket"),
+    DemoTransport("sse", "/sse", "sse"),
+    DemoTransport("stream", "/stream", "http_stream"),
+    DemoTransport("longpoll", "/longpoll", "long_poll"),
+    DemoTransport("poll", "/poll", "short_poll"),
+)
+TRANSPORT_KEYS = tuple(t.key for t in TRANSPORTS)
+_BY_KEY = {t.key: t for t in TRANSPORTS}
+
+#: The demo's paths pinned to their transports; the page and the feed's control
+#: requests (made through the proxy in browser mode only) are plain ``http``.
+DEMO_RULES = (
+    *(TransportRule.parse(f"{t.path}={t.transport}") for t in TRANSPORTS),
+    TransportRule.parse("/feed/*=http"),
+    TransportRule.parse("/=http"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSettings:
+    """What ``rtinspect demo`` was asked to do.
+
+    ``poll_interval`` is the pause between short polls in seconds;
+    ``compression`` lets WebSocket use permessage-deflate; ``proxy_options``
+    are mitmproxy ``key=value`` options for the proxy (e.g. ``confdir=...``).
+    """
+
+    output: Path
+    count: int = 200
+    rate: float = 20.0
+    size: int = 256
+    transports: tuple[str, ...] = TRANSPORT_KEYS
+    poll_interval: float = 1.0
+    compression: bool = True
+    browser: bool = False
+    chromium: str | None = None
+    proxy_options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise DemoError("--count must be at least 1")
+        if self.rate <= 0:
+            raise DemoError("--rate must be positive")
+        if self.size < 0:
+            raise DemoError("--size must not be negative")
+        if self.poll_interval < 0:
+            raise DemoError("--poll-interval must not be negative")
+        unknown = [key for key in self.transports if key not in _BY_KEY]
+        if unknown or not self.transports:
+            raise DemoError(f"--transports: choose from {','.join(TRANSPORT_KEYS)} (got {','.join(self.transports)})")
+        if self.browser and set(self.transports) != set(TRANSPORT_KEYS):
+            raise DemoError("--transports cannot be combined with --browser: the page runs every transport")
+        if self.browser and self.poll_interval < PAGE_MIN_POLL_INTERVAL:
+            raise DemoError(f"--poll-interval: the page polls at most every {PAGE_MIN_POLL_INTERVAL * 1000:g} ms")
+
+    @property
+    def selected(self) -> tuple[DemoTransport, ...]:
+        """The transports to run, in report order."""
+        return tuple(t for t in TRANSPORTS if t.key in self.transports)
+
+    @property
+    def deadline(self) -> float:
+        """Seconds the clients may take once the feed starts: its duration plus slack."""
+        return self.count / self.rate + self.poll_interval + DEADLINE_SLACK
+
+
+def default_output_folder(now: datetime.datetime | None = None) -> Path:
+    """``./rtinspect-demo-YYYYmmdd-HHMMSS``, with a suffix if that folder exists."""
+    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    folder = Path(f"rtinspect-demo-{stamp}")
+    number = 2
+    while folder.exists():
+        folder = Path(f"rtinspect-demo-{stamp}-{number}")
+        number += 1
+    return folder

@@ -1,0 +1,70 @@
+"""What one transport's client measured: messages received, lost and duplicated, and their latency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..render.json import quantiles_to_dict
+from ..stats import Distribution
+from .settings import DemoTransport
+
+ProgressCallback = Callable[[str, int], None]
+"""Told ``(transport key, messages received so far)`` as messages arrive."""
+
+
+@dataclass
+class ClientTally:
+    """What one transport's client received, counted by the client itself.
+
+    ``deliveries`` counts server-to-client messages as the report counts them
+    (WebSocket messages, SSE events including the final ``end`` event, NDJSON
+    lines, poll responses that carried data); None where the client cannot
+    say (the page in browser mode). Latencies are in milliseconds.
+    """
+
+    demo: DemoTransport
+    expected: int
+    received: int = 0
+    duplicates: int = 0
+    deliveries: int | None = 0
+    requests: int = 0
+    error: str | None = None
+    latency_ms: Distribution = field(default_factory=Distribution)
+    on_progress: ProgressCallback | None = None
+    _seen: set[int] = field(default_factory=set, repr=False)
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.expected - self.received)
+
+    def message(self, seq: int, sent_at: float, at: float) -> None:
+        """One feed message, received at ``at`` (seconds since the epoch)."""
+        if seq in self._seen:
+            self.duplicates += 1
+            return
+        self._seen.add(seq)
+        self.received += 1
+        self.latency_ms.add((at - sent_at) * 1000)
+        if self.on_progress is not None:
+            self.on_progress(self.demo.key, self.received)
+
+    def delivered(self, messages: list[dict[str, Any]], at: float) -> None:
+        """One server-to-client message on the wire, carrying these feed messages."""
+        if self.deliveries is not None:
+            self.deliveries += 1
+        for message in messages:
+            self.message(int(message["seq"]), float(message["sent_at"]), at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.demo.path,
+            "received": self.received,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "deliveries": self.deliveries,
+            "requests": self.requests,
+            "latency_ms": quantiles_to_dict(self.latency_ms.summary()),
+            "error": self.error,
+        }

@@ -1,0 +1,74 @@
+"""Traffic in the formats other tools use: read into rtinspect, written out of it.
+
+- :func:`open_traffic` opens any file rtinspect reads, told by its content
+  (:mod:`.detect`): an rtinspect capture, a HAR file (:mod:`.har`) or a
+  mitmproxy flow file (:mod:`.mitmflows`). Imports become the records a
+  capture holds, so the core reads them unchanged; connections whose bytes
+  were rebuilt are marked reconstructed.
+- :mod:`.export` writes a capture as pcapng (:mod:`.pcapng`), HAR or a
+  mitmproxy flow file (from :mod:`.capture_flows`).
+
+Importers load mitmproxy, so they are imported only when a file needs them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..capture import Capture, CaptureError, read_capture
+from .detect import READABLE, FileFormat, detect_format
+from .imported import ImportedTraffic
+
+#: What a report of imported traffic says about the connections rebuilt from it.
+RECONSTRUCTED_NOTE = (
+    "Their bytes are rebuilt from what the file keeps (heads, bodies, WebSocket messages): heads, body "
+    "framing and WebSocket frame headers are as rtinspect re-encoded them, not as they travelled, and "
+    "pings and pongs are missing; messages and payload are the file's. They are marked rebuilt "
+    "(\"reconstructed\" in JSON)."
+)
+
+
+def open_traffic(path: str | os.PathLike[str]) -> Capture | ImportedTraffic:
+    """Open a capture, HAR file or mitmproxy flow file for reading its records.
+
+    Raises :class:`~inspector.capture.CaptureError` (one line for the user) for
+    a file that cannot be read, is of no format rtinspect reads, or is damaged.
+    """
+    name = os.fspath(path)
+    found = detect_format(name)
+    if found is FileFormat.RTCAP:
+        return read_capture(name)
+    if found is FileFormat.HAR:
+        from .har import read_har
+        from .mitmflows import records_from_flows
+
+        har = read_har(name)
+        rebuilt = records_from_flows(har.flows, mode="har")
+        notes = [f"{name}: a HAR file of {rebuilt.rebuilt} connection(s). {RECONSTRUCTED_NOTE}", *har.notes, *rebuilt.notes]
+        return ImportedTraffic(name, found, rebuilt.records, tuple(_about(name, notes)))
+    if found is FileFormat.MITMPROXY:
+        from .mitmflows import read_flow_file, records_from_flows
+
+        flows, truncated = read_flow_file(name)
+        rebuilt = records_from_flows(flows)
+        if rebuilt.trimmed and not rebuilt.records:
+            raise CaptureError(
+                f"{name}: its flows were recorded through rtinspect's addon, which keeps only their last "
+                "message; report the capture the addon wrote (--set rtinspect_write=FILE.rtcap) instead"
+            )
+        notes = [*([truncated] if truncated else []), *rebuilt.notes]
+        if rebuilt.rebuilt:
+            exact = f" and {rebuilt.exact} of raw TCP flows (exact)" if rebuilt.exact else ""
+            notes.insert(
+                0, f"{name}: a mitmproxy flow file: {rebuilt.rebuilt} connection(s) of HTTP flows{exact}. {RECONSTRUCTED_NOTE}"
+            )
+        return ImportedTraffic(name, found, rebuilt.records, tuple(_about(name, notes)))
+    raise CaptureError(f"{name}: a {found} file of packets; rtinspect reads {READABLE}")
+
+
+def _about(name: str, notes: list[str]) -> list[str]:
+    """Each note names the file it is about."""
+    return [note if note.startswith(name) else f"{name}: {note}" for note in notes]
+
+
+__all__ = ["FileFormat", "ImportedTraffic", "detect_format", "open_traffic"]

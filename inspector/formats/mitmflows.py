@@ -1,0 +1,332 @@
+"""mitmproxy flow files (``mitmdump -w``) as capture records, and flows written back.
+
+mitmproxy keeps raw TCP flows as the byte stream itself: each message is one
+socket read, so those connections are exact. HTTP and WebSocket flows are
+kept parsed (heads, bodies without their transfer coding, whole WebSocket
+messages), so their bytes are rebuilt, and marked reconstructed:
+
+- heads are assembled by mitmproxy's own HTTP/1 assembler, in the order and
+  spelling of the fields the flow holds;
+- bodies are framed as the head says: chunked (one chunk for the whole body,
+  then the last chunk), by Content-Length (set to the body's length where the
+  body disagrees), or, for a response without either that ends the
+  connection, by the connection's end; elsewhere a Content-Length is added;
+- HTTP/2 and HTTP/3 exchanges are written as HTTP/1.1 (Host from the
+  authority, the same framing rules), one after the other on their connection;
+- WebSocket messages are re-encoded by wsproto's frame encoder, compressed
+  with permessage-deflate where the handshake negotiated it, client frames
+  masked; a close frame each way where the flow says how the session closed.
+  Pings and pongs are not in flow files and do not come back.
+
+Exchanges of one client connection stay on one connection, in the order
+their requests started. Chunk timestamps are the flow's: a head when its
+message started, a body when it ended, a WebSocket message when it was sent.
+CONNECT requests, UDP and DNS flows are left out (the notes say how many),
+and so are raw TCP flows recorded through rtinspect's own addon: it keeps
+only the last message of each flow (its capture holds every byte).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import BinaryIO
+
+from mitmproxy import exceptions, http, tcp
+from mitmproxy.flow import Flow
+from mitmproxy.io import FlowReader, FlowWriter
+from mitmproxy.net.http.http1.assemble import (
+    assemble_body,
+    assemble_request_head,
+    assemble_response_head,
+)
+from mitmproxy.websocket import WebSocketData
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode
+
+from ..addon import _CLOSE_REASON as RECORDED_BY_ADDON
+from ..addon import _connection_opened
+from ..capture import CaptureError, ConnectionClosed, DataChunk, Record
+from ..websocket import DeflateParams
+from ..wire import Direction
+
+C2S = Direction.CLIENT_TO_SERVER
+S2C = Direction.SERVER_TO_CLIENT
+
+#: How a connection ended when the file does not say which side closed it.
+UNKNOWN_CLOSE = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class RebuiltTraffic:
+    """Capture records made from flows, and what a reader must know about them."""
+
+    records: tuple[Record, ...]
+    notes: tuple[str, ...]
+    #: Connections rebuilt from HTTP flows (marked reconstructed).
+    rebuilt: int = 0
+    #: Connections of raw TCP flows, whose bytes are exact.
+    exact: int = 0
+    #: Raw TCP flows left out because rtinspect's addon kept only their last message.
+    trimmed: int = 0
+
+
+def read_flow_file(path: str) -> tuple[list[Flow], str | None]:
+    """The flows of a mitmproxy flow file, and a note when the file ends inside
+    a flow (a killed mitmdump): the flows before it are kept.
+
+    Raises :class:`~inspector.capture.CaptureError` when no flow can be read.
+    """
+    flows: list[Flow] = []
+    try:
+        with open(path, "rb") as file:
+            try:
+                flows.extend(FlowReader(file).stream())
+            except (exceptions.FlowReadException, ValueError, KeyError, TypeError, IndexError) as e:
+                if not flows:
+                    raise CaptureError(f"{path}: not a readable mitmproxy flow file: {e}") from None
+                return flows, f"{path}: the file ends inside a flow; the {len(flows)} flows before it were read."
+    except OSError as e:
+        raise CaptureError(f"cannot read {path}: {e.strerror or e}") from None
+    return flows, None
+
+
+def write_flow_file(flows: Iterable[Flow], out: BinaryIO) -> int:
+    """Write flows in mitmproxy's format (what ``mitmdump -w`` writes); returns how many."""
+    writer = FlowWriter(out)
+    count = 0
+    for flow in flows:
+        writer.add(flow)
+        count += 1
+    return count
+
+
+def _started(flow: Flow) -> float:
+    if isinstance(flow, http.HTTPFlow):
+        return flow.request.timestamp_start
+    start = flow.client_conn.timestamp_start
+    return start if start is not None else min((m.timestamp for m in flow.messages), default=0.0)
+
+
+def records_from_flows(flows: Iterable[Flow], *, mode: str | None = None) -> RebuiltTraffic:
+    """Capture records for ``flows``: one connection per client connection,
+    numbered from 1 in the order they started. ``mode`` replaces the proxy
+    mode the flows name (for flows that did not come from a proxy)."""
+    groups: dict[str, list[Flow]] = {}
+    left_out: Counter[str] = Counter()
+    trimmed = 0
+    for flow in flows:
+        if isinstance(flow, http.HTTPFlow) and flow.request.method.upper() == "CONNECT":
+            left_out["CONNECT request"] += 1
+        elif isinstance(flow, tcp.TCPFlow) and RECORDED_BY_ADDON in flow.metadata:
+            trimmed += 1
+        elif isinstance(flow, (http.HTTPFlow, tcp.TCPFlow)):
+            groups.setdefault(flow.client_conn.id, []).append(flow)
+        else:
+            left_out[f"{flow.type.upper()} flow"] += 1
+    ordered = sorted(groups.values(), key=lambda group: min(map(_started, group)))
+    records: list[Record] = []
+    rebuilder = _Rebuilder()
+    for number, group in enumerate(ordered, start=1):
+        group.sort(key=_started)
+        records += rebuilder.connection(number, group, mode)
+    notes = rebuilder.notes()
+    if left_out:
+        notes.append("Left out: " + ", ".join(f"{n} {kind}(s)" for kind, n in sorted(left_out.items())) + ".")
+    if trimmed:
+        notes.append(
+            f"Left out: {trimmed} raw TCP flow(s) recorded through rtinspect's addon, which keeps only the last "
+            "message of a flow; the addon's capture (rtinspect_write) holds their bytes."
+        )
+    return RebuiltTraffic(tuple(records), tuple(notes), rebuilder.rebuilt, rebuilder.exact, trimmed)
+
+
+class _Rebuilder:
+    """Rebuilds connections and counts what the notes must say."""
+
+    def __init__(self) -> None:
+        self.exact = 0
+        self.rebuilt = 0
+        self.upgraded_versions: Counter[str] = Counter()
+        self.missing_bodies = 0
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.upgraded_versions:
+            versions = ", ".join(sorted(self.upgraded_versions))
+            notes.append(f"{self.upgraded_versions.total()} {versions} exchange(s) were rebuilt as HTTP/1.1.")
+        if self.missing_bodies:
+            notes.append(f"{self.missing_bodies} message bodies were not in the file (streamed); they count as empty.")
+        return notes
+
+    def connection(self, number: int, flows: Sequence[Flow], mode: str | None) -> list[Record]:
+        first = flows[0]
+        opened = _connection_opened(number, first.client_conn, first.server_conn, None)
+        reconstructed = any(isinstance(flow, http.HTTPFlow) for flow in flows)
+        if reconstructed:
+            self.rebuilt += 1
+        else:
+            self.exact += 1
+        chunks = _Chunks(number)
+        for index, flow in enumerate(flows):
+            if isinstance(flow, tcp.TCPFlow):
+                for message in flow.messages:
+                    chunks.add(C2S if message.from_client else S2C, message.content, message.timestamp)
+            else:
+                self._exchange(chunks, flow, last=index == len(flows) - 1)
+        start = first.client_conn.timestamp_start or _started(first)
+        opened = replace(
+            opened,
+            timestamp=min(start, chunks.first_timestamp),
+            mode=mode or opened.mode,
+            reconstructed=reconstructed,
+        )
+        ends = [chunks.last_timestamp, *(t for flow in flows for t in _ends(flow) if t is not None)]
+        closed = ConnectionClosed(number, max(ends), _close_reason(flows[-1]))
+        return [opened, *chunks.records, closed]
+
+    def _exchange(self, chunks: _Chunks, flow: http.HTTPFlow, *, last: bool) -> None:
+        request = self._as_http1(flow.request)
+        body = self._body(request, bodyless=False, ends_connection=False)
+        chunks.add(C2S, assemble_request_head(request), request.timestamp_start)
+        chunks.add(C2S, body, request.timestamp_end or request.timestamp_start)
+        if flow.response is None:
+            return
+        response = self._as_http1(flow.response)
+        status = response.status_code
+        bodyless = request.method.upper() == "HEAD" or status < 200 or status in (204, 304)
+        body = self._body(response, bodyless=bodyless, ends_connection=last)
+        chunks.add(S2C, assemble_response_head(response), response.timestamp_start)
+        chunks.add(S2C, body, response.timestamp_end or response.timestamp_start)
+        if flow.websocket is not None:
+            _websocket(chunks, flow.websocket, response.headers.get("sec-websocket-extensions"))
+
+    def _as_http1[M: (http.Request, http.Response)](self, message: M) -> M:
+        """A copy to assemble; HTTP/2 and HTTP/3 become HTTP/1.1 (Host from the authority)."""
+        message = message.copy()
+        if message.http_version.startswith("HTTP/1"):
+            return message
+        self.upgraded_versions[message.http_version] += isinstance(message, http.Request)
+        if isinstance(message, http.Request):
+            authority = message.authority or message.host_header
+            message.http_version = "HTTP/1.1"
+            if authority and "host" not in message.headers:
+                message.headers.insert(0, "Host", authority)
+            message.authority = ""
+        else:
+            message.http_version = "HTTP/1.1"
+        return message
+
+    def _body(self, message: http.Message, *, bodyless: bool, ends_connection: bool) -> bytes:
+        """The body as framed on the wire; the framing fields of ``message``'s
+        head are made to agree with the body the file holds."""
+        if bodyless:
+            return b""
+        content = message.raw_content
+        if content is None:
+            self.missing_bodies += 1
+            content = b""
+        headers = message.headers
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return b"".join(assemble_body(headers, [content], message.trailers))
+        if isinstance(message, http.Request):
+            framed = bool(content) or "content-length" in headers
+        else:
+            # Without a length, a response runs to the end of its connection.
+            framed = "content-length" in headers or not ends_connection
+        if framed and headers.get("content-length") != str(len(content)):
+            headers["content-length"] = str(len(content))
+        return content
+
+
+class _Chunks:
+    """One connection's data records, with timestamps that never go back in time per direction."""
+
+    def __init__(self, connection_id: int) -> None:
+        self.connection_id = connection_id
+        self.records: list[DataChunk] = []
+        self._last: dict[Direction, float] = {}
+
+    def add(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        if not data:
+            return
+        timestamp = max(timestamp, self._last.get(direction, timestamp))
+        self._last[direction] = timestamp
+        self.records.append(DataChunk(self.connection_id, timestamp, direction, bytes(data)))
+
+    @property
+    def first_timestamp(self) -> float:
+        return min((chunk.timestamp for chunk in self.records), default=float("inf"))
+
+    @property
+    def last_timestamp(self) -> float:
+        return max(self._last.values(), default=0.0)
+
+
+def negotiated_extensions(extensions: str | None) -> list[Extension]:
+    """wsproto's permessage-deflate, set as the handshake negotiated it (rtinspect's reading of it)."""
+    params = DeflateParams.from_response_header(extensions)
+    if params is None:
+        return []
+    deflate = PerMessageDeflate(
+        client_no_context_takeover=params.client_no_context_takeover,
+        client_max_window_bits=params.client_max_window_bits,
+        server_no_context_takeover=params.server_no_context_takeover,
+        server_max_window_bits=params.server_max_window_bits,
+    )
+    deflate.finalize("permessage-deflate")  # enables it; the parameters are set above
+    return [deflate]
+
+
+def _websocket(chunks: _Chunks, websocket: WebSocketData, extensions: str | None) -> None:
+    """The frames of a WebSocket session: each message, then the close handshake."""
+    senders = {C2S: FrameProtocol(True, negotiated_extensions(extensions)), S2C: FrameProtocol(False, negotiated_extensions(extensions))}
+    last = 0.0
+    for message in websocket.messages:
+        if message.dropped:
+            continue
+        direction = C2S if message.from_client else S2C
+        payload: bytes | str = message.content
+        if message.type is Opcode.TEXT:
+            try:
+                payload = message.content.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        timestamp = message.timestamp if message.timestamp is not None else last
+        chunks.add(direction, bytes(senders[direction].send_data(payload)), timestamp)
+        last = max(last, timestamp)
+    if websocket.close_code is None:
+        return
+    closer = C2S if websocket.closed_by_client else S2C
+    at = websocket.timestamp_end or last
+    code = websocket.close_code
+    reason = websocket.close_reason or None
+    if code in (CloseReason.NO_STATUS_RCVD, CloseReason.ABNORMAL_CLOSURE):
+        code, reason = None, None
+    chunks.add(closer, bytes(senders[closer].close(code, reason)), at)
+    chunks.add(closer.opposite, bytes(senders[closer.opposite].close(code)), at)
+
+
+def _ends(flow: Flow) -> list[float | None]:
+    ends = [flow.client_conn.timestamp_end, flow.server_conn.timestamp_end]
+    if isinstance(flow, http.HTTPFlow):
+        ends += [flow.request.timestamp_end, flow.request.timestamp_start]
+        if flow.response is not None:
+            ends += [flow.response.timestamp_end, flow.response.timestamp_start]
+        if flow.websocket is not None:
+            ends.append(flow.websocket.timestamp_end)
+    else:
+        ends += [message.timestamp for message in flow.messages[-1:]]
+    return ends
+
+
+def _close_reason(flow: Flow) -> str:
+    if flow.error is not None:
+        return f"error: {flow.error.msg}"
+    if isinstance(flow, http.HTTPFlow) and flow.websocket is not None and flow.websocket.closed_by_client is not None:
+        return "client closed" if flow.websocket.closed_by_client else "server closed"
+    client_end, server_end = flow.client_conn.timestamp_end, flow.server_conn.timestamp_end
+    if client_end is None or server_end is None or client_end == server_end:
+        return UNKNOWN_CLOSE
+    return "client closed" if client_end < server_end else "server closed"

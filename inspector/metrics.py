@@ -1,0 +1,308 @@
+"""Prometheus metrics of what each transport cost, derived from the core's connection records.
+
+Labels are ``transport`` and ``direction`` only, so a proxy exports a fixed,
+small set of series (every transport is exported from the start, at zero).
+
+Counters must never go down, but a connection's transport can change as more
+traffic arrives: a path requested a second time turns the first request from
+``http`` into a poll, and a request the server held turns a short poll into a
+long poll. So the counters (``rtinspect_*_total``) count **closed connections
+only**, each once: at the first scrape after it closed, its figures are added
+under the transports the classification gives then, with every connection
+seen so far (open ones included) in view, and they are never moved. They
+equal the report of the capture wherever the classification did not change
+after that scrape. Traffic on connections still open (a WebSocket may stay
+open for hours) is in the gauges ``rtinspect_open_*``, classified afresh at
+each scrape, and in ``rtinspect_relayed_bytes_total{direction}``, every byte
+relayed so far whatever its transport.
+
+The ledger (:class:`MetricsLedger`) takes records and returns metric
+families, with no threads or sockets; :class:`LiveMetrics` and
+:class:`MetricsServer` serve it from a running proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import concurrent.futures
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classification, TransportRule, classify
+from .connection import ConnectionRecord
+from .report import TRANSPORTS, Report, TransportSummary
+from .summary import STREAMING, build_report, handshake_duration
+from .wire import Category, Direction
+
+#: Upper bounds (seconds) of the handshake duration histogram's buckets.
+HANDSHAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Seconds a scrape waits for the proxy's event loop before it serves the figures it had.
+SCRAPE_TIMEOUT = 5.0
+
+_DIRECTIONS = tuple(Direction)
+
+
+def _per_direction() -> dict[Direction, int]:
+    return dict.fromkeys(Direction, 0)
+
+
+@dataclass(slots=True)
+class _Settled:
+    """One transport's figures over the closed connections counted so far."""
+
+    connections: int = 0
+    handshakes: int = 0
+    anomalies: int = 0
+    empty_polls: int = 0
+    tls_handshakes: int = 0
+    messages: dict[Direction, int] = field(default_factory=_per_direction)
+    wire: dict[Direction, int] = field(default_factory=_per_direction)
+    payload: dict[Direction, int] = field(default_factory=_per_direction)
+    overhead: dict[Direction, int] = field(default_factory=_per_direction)
+    #: Handshakes per bucket of HANDSHAKE_BUCKETS (not cumulative), the last one for +Inf.
+    handshake_buckets: list[int] = field(default_factory=lambda: [0] * (len(HANDSHAKE_BUCKETS) + 1))
+    handshake_seconds: float = 0.0
+
+    def add(self, summary: TransportSummary) -> None:
+        self.connections += summary.connections
+        self.handshakes += summary.handshakes
+        self.anomalies += summary.anomalies
+        self.empty_polls += summary.empty_polls
+        self.tls_handshakes += summary.tls_handshakes
+        for direction in Direction:
+            wire = summary.wire_bytes[direction]
+            self.messages[direction] += summary.messages[direction]
+            self.wire[direction] += wire
+            self.payload[direction] += summary.payload_bytes[direction]
+            self.overhead[direction] += wire - summary.categories[Category.PAYLOAD.value][direction]
+
+    def observe_handshake(self, seconds: float) -> None:
+        self.handshake_buckets[bisect.bisect_left(HANDSHAKE_BUCKETS, seconds)] += 1
+        self.handshake_seconds += seconds
+
+
+class MetricsLedger:
+    """Counters over closed connections that only go up, and gauges over open ones.
+
+    :meth:`update` takes every closed record so far, in the order the
+    connections closed (a list that only grows), and a snapshot of each open
+    connection; :meth:`families` returns the metrics as of the last update.
+    """
+
+    def __init__(
+        self, *, long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD, rules: Iterable[TransportRule] = ()
+    ) -> None:
+        self._long_poll_threshold = long_poll_threshold
+        self._rules = tuple(rules)
+        self._settled = {name: _Settled() for name in TRANSPORTS}
+        self._counted = 0
+        self._open: Report = build_report(())
+
+    def update(self, closed: Sequence[ConnectionRecord], open_now: Sequence[ConnectionRecord]) -> None:
+        if len(closed) < self._counted:
+            raise ValueError("closed records only grow: the ledger has counted more than it was given")
+        new = closed[self._counted :]
+        classification = classify(
+            [*closed, *open_now], long_poll_threshold=self._long_poll_threshold, rules=self._rules
+        )
+        if new:
+            self._settle(new, classification)
+            self._counted = len(closed)
+        self._open = self._report(open_now, classification)
+
+    def _report(self, records: Sequence[ConnectionRecord], classification: Classification) -> Report:
+        return build_report(
+            records, long_poll_threshold=self._long_poll_threshold, rules=self._rules, classification=classification
+        )
+
+    def _settle(self, records: Sequence[ConnectionRecord], classification: Classification) -> None:
+        for name, summary in self._report(records, classification).transports.items():
+            self._settled[name].add(summary)
+        for record in records:
+            for exchange in record.exchanges:
+                transport = classification.of(record, exchange)
+                if transport in STREAMING and (seconds := handshake_duration(exchange)) is not None:
+                    self._settled[transport].observe_handshake(seconds)
+
+    def families(self) -> list[Metric]:
+        settled = self._settled
+        families: list[Metric] = []
+
+        def counter(name: str, documentation: str, value: Callable[[_Settled], int]) -> None:
+            family = CounterMetricFamily(name, documentation, labels=["transport"])
+            for transport, figures in settled.items():
+                family.add_metric([transport], value(figures))
+            families.append(family)
+
+        def counter_by_direction(
+            name: str, documentation: str, value: Callable[[_Settled], dict[Direction, int]]
+        ) -> None:
+            family = CounterMetricFamily(name, documentation, labels=["transport", "direction"])
+            for transport, figures in settled.items():
+                for direction in _DIRECTIONS:
+                    family.add_metric([transport, direction.value], value(figures)[direction])
+            families.append(family)
+
+        counter("rtinspect_connections", "Closed TCP connections, by the transport they used.", lambda s: s.connections)
+        counter_by_direction(
+            "rtinspect_messages", "Messages delivered on closed connections.", lambda s: s.messages
+        )
+        counter_by_direction(
+            "rtinspect_wire_bytes",
+            "Bytes of the TCP streams (after TLS) of closed connections: heads, framing and payload.",
+            lambda s: s.wire,
+        )
+        counter_by_direction(
+            "rtinspect_payload_bytes",
+            "Message content the application received on closed connections (decompressed for WebSocket).",
+            lambda s: s.payload,
+        )
+        counter_by_direction(
+            "rtinspect_overhead_bytes",
+            "Wire bytes of closed connections that were not payload as they travelled.",
+            lambda s: s.overhead,
+        )
+        counter(
+            "rtinspect_handshakes",
+            "Stream handshakes (WebSocket Upgrade, SSE and stream requests).",
+            lambda s: s.handshakes,
+        )
+        counter("rtinspect_tls_handshakes", "TLS handshakes with clients.", lambda s: s.tls_handshakes)
+        counter(
+            "rtinspect_anomalies",
+            "Places where traffic broke a protocol rule or stopped parsing.",
+            lambda s: s.anomalies,
+        )
+        counter("rtinspect_empty_polls", "Polls whose response carried no data.", lambda s: s.empty_polls)
+
+        histogram = HistogramMetricFamily(
+            "rtinspect_handshake_duration_seconds",
+            "Seconds from a stream's request head to the response head that accepted it.",
+            labels=["transport"],
+        )
+        for transport, figures in settled.items():
+            cumulative, buckets = 0, []
+            for bound, count in zip((*HANDSHAKE_BUCKETS, float("inf")), figures.handshake_buckets, strict=True):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))
+            histogram.add_metric([transport], buckets, figures.handshake_seconds)
+        families.append(histogram)
+
+        open_summaries = self._open.transports
+        connections = GaugeMetricFamily(
+            "rtinspect_open_connections",
+            "Connections open now, by the transport they use so far.",
+            labels=["transport"],
+        )
+        open_wire = GaugeMetricFamily(
+            "rtinspect_open_wire_bytes",
+            "Wire bytes so far on connections open now (not yet in rtinspect_wire_bytes_total).",
+            labels=["transport", "direction"],
+        )
+        open_messages = GaugeMetricFamily(
+            "rtinspect_open_messages",
+            "Messages so far on connections open now (not yet in rtinspect_messages_total).",
+            labels=["transport", "direction"],
+        )
+        for transport in TRANSPORTS:
+            summary = open_summaries.get(transport)
+            connections.add_metric([transport], summary.connections if summary else 0)
+            for direction in _DIRECTIONS:
+                open_wire.add_metric([transport, direction.value], summary.wire_bytes[direction] if summary else 0)
+                open_messages.add_metric([transport, direction.value], summary.messages[direction] if summary else 0)
+        families += [connections, open_wire, open_messages]
+
+        relayed = CounterMetricFamily(
+            "rtinspect_relayed_bytes",
+            "Every byte relayed so far, open connections included, whatever its transport.",
+            labels=["direction"],
+        )
+        for direction in _DIRECTIONS:
+            total = sum(figures.wire[direction] for figures in settled.values())
+            total += sum(summary.wire_bytes[direction] for summary in open_summaries.values())
+            relayed.add_metric([direction.value], total)
+        families.append(relayed)
+        return families
+
+
+RecordSource = Callable[[], tuple[Sequence[ConnectionRecord], Sequence[ConnectionRecord]]]
+"""Returns (closed records in the order they closed, snapshots of open connections)."""
+
+
+class LiveMetrics:
+    """A Prometheus collector for a proxy running on an asyncio event loop.
+
+    The proxy's records change on its event loop, so each scrape (on the HTTP
+    server's thread) asks the loop to update the ledger and build the
+    families, and waits for them. Once the loop has stopped, scrapes get the
+    last families built.
+    """
+
+    def __init__(self, ledger: MetricsLedger, records: RecordSource, loop: asyncio.AbstractEventLoop) -> None:
+        self._ledger = ledger
+        self._records = records
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._families: list[Metric] = ledger.families()
+
+    async def _refresh(self) -> list[Metric]:
+        closed, open_now = self._records()
+        self._ledger.update(closed, open_now)
+        return self._ledger.families()
+
+    def describe(self) -> list[Metric]:
+        """Nothing to check for clashes: the registry is this collector's alone."""
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            if self._loop.is_running() and not self._loop.is_closed():
+                future = asyncio.run_coroutine_threadsafe(self._refresh(), self._loop)
+                try:
+                    self._families = future.result(SCRAPE_TIMEOUT)
+                except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+                    future.cancel()
+            return list(self._families)
+
+
+class MetricsServer:
+    """Serves a collector's metrics over HTTP (``/metrics``, or any path) on
+    ``host:port`` from a background thread, with the process's own metrics.
+
+    Raises OSError when it cannot listen (port in use, unknown host).
+    """
+
+    def __init__(self, collector: LiveMetrics, host: str, port: int) -> None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        ProcessCollector(registry=registry)
+        self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+        self.host = host
+        self.port: int = self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(SCRAPE_TIMEOUT)
+
+
+def listen_error(error: OSError) -> str:
+    """Why a metrics server could not listen, in a few words."""
+    if error.errno and not error.strerror:
+        return os.strerror(error.errno)
+    return error.strerror or str(error)
+
+
+__all__ = ["HANDSHAKE_BUCKETS", "LiveMetrics", "MetricsLedger", "MetricsServer", "listen_error"]

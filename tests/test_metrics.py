@@ -1,0 +1,219 @@
+"""``rtinspect proxy --metrics-port``: Prometheus metrics that agree with the report.
+
+Real proxy, real clients, real server on 127.0.0.1; ``/metrics`` is scraped
+while a connection is open and after every connection has closed, and the
+counters are compared with the report of the capture the same proxy wrote.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync.client import connect as websocket_connect
+
+from inspector.metrics import MetricsLedger
+from inspector.replay import analyze_captures, report_from_captures
+from inspector.report import TRANSPORTS, Report
+from inspector.wire import Direction
+from servers import DEADLINE, LOOPBACK, AppServer, free_port, run_rtinspect, running_proxy, wait_until
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+#: Counters by transport and direction, and the report figure each one equals.
+BY_DIRECTION = {
+    "rtinspect_messages_total": lambda s, d: s.messages[d],
+    "rtinspect_wire_bytes_total": lambda s, d: s.wire_bytes[d],
+    "rtinspect_payload_bytes_total": lambda s, d: s.payload_bytes[d],
+    "rtinspect_overhead_bytes_total": lambda s, d: s.wire_bytes[d] - s.categories["payload"][d],
+}
+#: Counters by transport, and the report figure each one equals.
+BY_TRANSPORT = {
+    "rtinspect_connections_total": lambda s: s.connections,
+    "rtinspect_handshakes_total": lambda s: s.handshakes,
+    "rtinspect_tls_handshakes_total": lambda s: s.tls_handshakes,
+    "rtinspect_anomalies_total": lambda s: s.anomalies,
+    "rtinspect_empty_polls_total": lambda s: s.empty_polls,
+    "rtinspect_handshake_duration_seconds_count": lambda s: s.handshake_duration.count if s.handshake_duration else 0,
+}
+
+
+def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return name, tuple(sorted(labels.items()))
+
+
+def parse(text: str) -> Samples:
+    return {key(s.name, **s.labels): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def scrape(port: int) -> Samples:
+    response = httpx.get(f"http://{LOOPBACK}:{port}/metrics", timeout=DEADLINE)
+    response.raise_for_status()
+    return parse(response.text)
+
+
+def total(samples: Samples, name: str) -> float:
+    return sum(value for (sample, _), value in samples.items() if sample == name)
+
+
+def counters(samples: Samples) -> Samples:
+    """The rtinspect samples that must never go down (every one but the open-connection gauges)."""
+    return {k: v for k, v in samples.items() if k[0].startswith("rtinspect_") and "_open_" not in k[0]}
+
+
+def expected_counters(report: Report) -> Samples:
+    """What every rtinspect counter must read when it has counted exactly this report."""
+    expected: Samples = {}
+    for transport in TRANSPORTS:
+        summary = report.transports.get(transport)
+        for name, figure in BY_TRANSPORT.items():
+            expected[key(name, transport=transport)] = figure(summary) if summary else 0
+        for name, by_direction in BY_DIRECTION.items():
+            for d in Direction:
+                expected[key(name, transport=transport, direction=d.value)] = by_direction(summary, d) if summary else 0
+    for d in Direction:
+        expected[key("rtinspect_relayed_bytes_total", direction=d.value)] = sum(
+            s.wire_bytes[d] for s in report.transports.values()
+        )
+    return expected
+
+
+def assert_counts_report(samples: Samples, report: Report) -> None:
+    expected = expected_counters(report)
+    assert {k: samples.get(k) for k in expected} == expected
+    for name, summary in report.transports.items():
+        durations = summary.handshake_duration
+        count = durations.count if durations else 0
+        assert samples[key("rtinspect_handshake_duration_seconds_bucket", transport=name, le="+Inf")] == count
+        measured = samples[key("rtinspect_handshake_duration_seconds_sum", transport=name)]
+        assert math.isclose(measured, durations.mean * count if durations else 0.0, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_the_ledger_of_a_recording_counts_its_report() -> None:
+    analysis = analyze_captures([Path(__file__).parent / "recordings" / "mixed.rtcap"])
+    ledger = MetricsLedger()
+    ledger.update(analysis.records, ())
+    samples = parse(_exposition(ledger))
+    report = report_from_captures([Path(__file__).parent / "recordings" / "mixed.rtcap"])
+    assert_counts_report(samples, report)
+    assert total(samples, "rtinspect_open_connections") == 0
+
+
+def _exposition(ledger: MetricsLedger) -> str:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    class Families:
+        def collect(self):  # type: ignore[no-untyped-def]
+            return ledger.families()
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Families())
+    return generate_latest(registry).decode()
+
+
+def test_counters_during_and_after_a_run_match_the_report_of_its_capture(
+    app_server: AppServer, confdir: Path, tmp_path: Path
+) -> None:
+    capture = tmp_path / "metered.rtcap"
+    metrics_port = free_port()
+    with running_proxy(app_server.url, "--metrics-port", str(metrics_port), confdir=confdir, capture=capture) as proxy:
+        before = scrape(metrics_port)
+        assert total(counters(before), "rtinspect_connections_total") == 0
+
+        with websocket_connect(f"ws://{LOOPBACK}:{proxy.port}/ws", open_timeout=DEADLINE) as ws:
+            for i in range(3):
+                ws.send(f"message {i}")
+                assert ws.recv(DEADLINE) == f"message {i}"
+            during = scrape(metrics_port)
+        assert during[key("rtinspect_open_connections", transport="websocket")] == 1
+        assert during[key("rtinspect_open_messages", transport="websocket", direction="client_to_server")] == 3
+        assert during[key("rtinspect_open_messages", transport="websocket", direction="server_to_client")] == 3
+        assert total(during, "rtinspect_connections_total") == 0
+        open_wire = total(during, "rtinspect_open_wire_bytes")
+        assert open_wire > 0 and total(during, "rtinspect_relayed_bytes_total") == open_wire
+
+        with httpx.Client(base_url=proxy.url, timeout=DEADLINE) as client:  # one connection, three polls
+            for _ in range(3):
+                assert client.get("/poll", params={"count": 1}).status_code == 200
+        for path in ("/sse?count=5", "/ndjson?count=4", "/plain"):
+            with httpx.Client(base_url=proxy.url, timeout=DEADLINE) as client:
+                assert client.get(path).status_code == 200
+
+        wait_until(
+            lambda: total(scrape(metrics_port), "rtinspect_connections_total") == 5,
+            "the metrics to count five closed connections",
+        )
+        after = scrape(metrics_port)
+        assert proxy.stop() == 0, proxy.stderr
+
+    report = report_from_captures([capture])
+    assert {name: s.connections for name, s in report.transports.items()} == {
+        "websocket": 1,
+        "sse": 1,
+        "http_stream": 1,
+        "short_poll": 1,
+        "http": 1,
+    }
+    assert_counts_report(after, report)
+    assert total(after, "rtinspect_open_connections") == 0
+    for sample, value in counters(during).items():
+        assert after[sample] >= value, sample
+
+
+def test_counters_never_go_down_when_a_transport_changes(app_server: AppServer, confdir: Path, tmp_path: Path) -> None:
+    """The first request to a path is plain ``http`` until the path is asked for again."""
+    capture = tmp_path / "polls.rtcap"
+    metrics_port = free_port()
+    with running_proxy(app_server.url, "--metrics-port", str(metrics_port), confdir=confdir, capture=capture) as proxy:
+        scrapes = []
+        for polls in (1, 2):
+            assert httpx.get(f"{proxy.url}/poll", timeout=DEADLINE).status_code == 200  # a connection each
+            wait_until(
+                lambda: total(scrape(metrics_port), "rtinspect_connections_total") == polls,
+                f"the metrics to count {polls} closed connection(s)",
+            )
+            scrapes.append(scrape(metrics_port))
+        assert proxy.stop() == 0, proxy.stderr
+
+    first, second = (counters(s) for s in scrapes)
+    assert first[key("rtinspect_connections_total", transport="http")] == 1
+    assert second[key("rtinspect_connections_total", transport="http")] == 1
+    assert second[key("rtinspect_connections_total", transport="short_poll")] == 1
+    for sample, value in first.items():
+        assert second[sample] >= value, sample
+    # The report, with both connections in view, calls both short polls.
+    assert report_from_captures([capture]).transport("short_poll").connections == 2
+
+
+def test_a_metrics_port_in_use_is_one_line_and_a_failure(confdir: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind((LOOPBACK, 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run_rtinspect(
+            "proxy", "http://127.0.0.1:9", "-p", str(free_port()), "--metrics-port", str(port),
+            "--set", f"confdir={confdir}",
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: cannot serve metrics on 127.0.0.1:{port}: Address already in use"
+
+
+@pytest.mark.parametrize("arguments", [["--metrics-host", "127.0.0.1"], ["--metrics-port", "0"]])
+def test_metrics_option_mistakes_are_one_line(arguments: list[str]) -> None:
+    result = run_rtinspect("proxy", "http://127.0.0.1:9", *arguments)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error:")
+
+
+def test_metrics_reachable_from_the_network_are_warned_about(confdir: Path) -> None:
+    metrics_port = free_port()
+    arguments = ("--metrics-port", str(metrics_port), "--metrics-host", "0.0.0.0")
+    with running_proxy("http://127.0.0.1:9", *arguments, confdir=confdir) as proxy:
+        assert key("rtinspect_relayed_bytes_total", direction="client_to_server") in scrape(metrics_port)
+        assert proxy.stop() == 0, proxy.stderr
+    assert f"serving metrics on 0.0.0.0:{metrics_port}: the metrics are reachable from the network" in proxy.stderr
