@@ -47,6 +47,10 @@ FRAMING = (Category.CHUNK_FRAMING, Category.MESSAGE_SYNTAX, Category.FRAME_HEADE
 WIRE_BYTES_NOTE = (
     "Wire bytes are the bytes of each TCP stream after TLS; TCP/IP headers and TLS record overhead are not counted."
 )
+POLL_MESSAGE_NOTE = (
+    "A poll's message is a response that carried data; one response can carry several application messages, "
+    "so compare polling per message with care."
+)
 TIMELINE_POINTS = 4000
 
 
@@ -325,6 +329,8 @@ def build_report(
         builder.add(record)
     transports = {name: builder.totals[name].summary() for name in TRANSPORTS if name in builder.totals}
     report_notes = [WIRE_BYTES_NOTE, *notes]
+    if any(transports[name].messages.total for name in POLLING if name in transports):
+        report_notes.append(POLL_MESSAGE_NOTE)
     if any(_estimated(summary) for summary in transports.values()):
         report_notes.append(
             "Percentiles marked ~ are estimated from a uniform sample; counts, totals, means and maxima are exact."
