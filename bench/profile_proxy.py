@@ -37,6 +37,7 @@ from bench.workloads import WORKLOADS, run_trial
 
 _PY_SPY = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
 _KEY_FUNCTIONS = (
+    ("RtInspect.relayed", "the addon's work per read, all of it"),
     ("RtInspect.tcp_message", "the addon's hook, all of it"),
     ("ConnectionAnalyzer.feed", "per-connection accounting"),
     ("WebSocketStream.feed", "WebSocket frame parser"),

@@ -32,16 +32,15 @@ from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.proxy.utils import expect
 from mitmproxy.tls import ClientHelloData
 
-from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, TlsInfo
+from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
+from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
 from inspector.wire import Direction
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between flushes of the capture file.
 FLUSH_INTERVAL = 1.0
-
-_CLOSE_REASON = "rtinspect.close_reason"
 
 
 class InspectedTCPLayer(layers.TCPLayer):
@@ -69,8 +68,8 @@ class InspectedTCPLayer(layers.TCPLayer):
         if self.flow is not None:
             if isinstance(event, events.DataReceived):
                 self._last_activity = time.time()
-            elif isinstance(event, events.ConnectionClosed) and _CLOSE_REASON not in self.flow.metadata:
-                self.flow.metadata[_CLOSE_REASON] = self._close_reason(event.connection)
+            elif isinstance(event, events.ConnectionClosed) and CLOSE_REASON_KEY not in self.flow.metadata:
+                self.flow.metadata[CLOSE_REASON_KEY] = self._close_reason(event.connection)
         yield from super().handle_event(event)
 
     @expect(events.DataReceived, events.ConnectionClosed, TcpMessageInjected)
@@ -252,7 +251,7 @@ class RtInspect:
                 break
             parent, child = child, getattr(child, "child_layer", None)
         if refuse_plaintext and nextlayer.layer is not None:
-            logger.warning(f"refused {_address(context.client.peername)}: it did not start with TLS")
+            logger.warning(f"refused {address_text(context.client.peername)}: it did not start with TLS")
             nextlayer.layer = PlaintextRefused(context)
 
     def tls_clienthello(self, data: ClientHelloData) -> None:
@@ -282,7 +281,7 @@ class RtInspect:
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         if flow.id in self._live:
             self._analyzer(self._live[flow.id], flow.client_conn, flow.server_conn)
-            self._finish(flow.id, time.time(), flow.metadata.get(_CLOSE_REASON, "client closed"))
+            self._finish(flow.id, time.time(), flow.metadata.get(CLOSE_REASON_KEY, "client closed"))
 
     def tcp_error(self, flow: tcp.TCPFlow) -> None:
         if flow.id in self._live:
@@ -306,13 +305,13 @@ class RtInspect:
     def _analyzer(self, live: _LiveConnection, client: Client, server: Server) -> ConnectionAnalyzer:
         """The connection's analyzer, created once its facts (upstream TLS included) are known."""
         if live.analyzer is None:
-            live.opened = _connection_opened(live.connection_id, client, server, self._client_hello_at.get(client.id))
+            live.opened = connection_opened(live.connection_id, client, server, self._client_hello_at.get(client.id))
             self._record(live.opened)
             live.analyzer = ConnectionAnalyzer(live.opened)
         return live.analyzer
 
     def _failed(self, live: _LiveConnection, server: Server, message: str) -> None:
-        logger.warning(f"connection to {_address(server.address)} failed: {message}")
+        logger.warning(f"connection to {address_text(server.address)} failed: {message}")
         self._end(live, time.time(), f"error: {message}")
 
     def _finish(self, flow_id: str, timestamp: float, reason: str) -> None:
@@ -349,36 +348,3 @@ def _is_relay_point(candidate: layer.Layer) -> bool:
     if isinstance(candidate, layers.HttpLayer):
         return candidate.mode is HTTPMode.transparent
     return type(candidate) is layers.TCPLayer and candidate.flow is not None
-
-
-def _address(address: tuple[str, int] | tuple[str, int, int, int] | None) -> str:
-    if not address:
-        return "?"
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _connection_opened(
-    connection_id: int, client: Client, server: Server, client_hello_at: float | None
-) -> ConnectionOpened:
-    return ConnectionOpened(
-        connection_id=connection_id,
-        timestamp=client.timestamp_start,
-        client=_address(client.peername),
-        server=_address(server.address),
-        mode=client.proxy_mode.full_spec,
-        tls=_tls_info(client, client_hello_at) if client.tls_established else None,
-        upstream_tls=_tls_info(server, server.timestamp_tcp_setup) if server.tls_established else None,
-    )
-
-
-def _tls_info(connection: Client | Server, started: float | None) -> TlsInfo:
-    """A side's TLS facts; ``started`` is when its handshake began (ClientHello received or TCP connected)."""
-    return TlsInfo(
-        version=connection.tls_version,
-        sni=connection.sni,
-        alpn=connection.alpn.decode("ascii", "replace") if connection.alpn else None,
-        cipher=connection.cipher,
-        handshake_started=started,
-        handshake_finished=connection.timestamp_tls_setup,
-    )

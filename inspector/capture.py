@@ -119,8 +119,8 @@ class DataChunk:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionClosed:
-    """How a connection ended: "client closed", "server closed", "reset",
-    "timed out", "proxy stopped" or "error: <what happened>"."""
+    """How a connection ended: "client closed", "server closed", "client reset",
+    "server reset", "timed out", "proxy stopped" or "error: <what happened>"."""
 
     connection_id: int
     timestamp: float

@@ -2,7 +2,8 @@
 
 A proxy in a separate process behaves as users run it (its own event loop,
 signals, exit status), and stopping it with SIGTERM closes its capture the way
-Ctrl-C does. Every wait here is bounded.
+Ctrl-C does; :func:`wait_until_closed` first waits for the capture to show each
+connection's own close. Every wait here is bounded.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 LOOPBACK = "127.0.0.1"
 #: Seconds a proxy may take to start listening or to stop.
 DEADLINE = 20.0
+#: Seconds a capture may take to show every connection closed (the proxy flushes it once a second).
+CLOSE_TIMEOUT = 5.0
 
 
 class ProxyProcessError(Exception):
@@ -46,16 +49,19 @@ def proxy_arguments(
     port: int,
     confdir: str | os.PathLike[str] | None = None,
     capture: str | os.PathLike[str] | None = None,
+    options: Iterable[str] = (),
     quiet: bool = True,
 ) -> list[str]:
-    """``proxy [UPSTREAM] -p PORT [--set confdir=DIR] ARGS [-q] [-w CAPTURE]``.
+    """``proxy [UPSTREAM] -p PORT [--set confdir=DIR] [--set OPTION]... ARGS [-q] [-w CAPTURE]``.
 
     ``confdir`` holds mitmproxy's CA; creating one takes a moment, so share it
-    between proxies where you can.
+    between proxies where you can. ``options`` are mitmproxy options as
+    ``key=value``.
     """
     arguments = ["proxy", *([upstream] if upstream else []), "-p", str(port)]
     if confdir is not None:
         arguments += ["--set", f"confdir={os.fspath(confdir)}"]
+    arguments += [arg for option in options for arg in ("--set", option)]
     arguments += args
     if quiet:
         arguments.append("-q")
@@ -68,7 +74,7 @@ class ProxyProcess:
     """A proxy command running as a child process, listening on ``LOOPBACK:port``.
 
     Its output goes to temporary files, readable as :attr:`stdout` and
-    :attr:`stderr` at any time (in full once it has stopped).
+    :attr:`stderr` at any time (in full once it has stopped) until :meth:`close`.
     """
 
     def __init__(
@@ -93,6 +99,24 @@ class ProxyProcess:
             stderr=self._stderr,
         )
 
+    @classmethod
+    def rtinspect(
+        cls,
+        upstream: str | None,
+        *args: str,
+        confdir: str | os.PathLike[str] | None = None,
+        capture: Path | None = None,
+        options: Iterable[str] = (),
+        quiet: bool = True,
+    ) -> Self:
+        """``rtinspect proxy`` (see :func:`proxy_arguments`) on a free port, started;
+        :meth:`wait_listening` waits until it accepts connections."""
+        port = free_port()
+        arguments = proxy_arguments(
+            upstream, *args, port=port, confdir=confdir, capture=capture, options=options, quiet=quiet
+        )
+        return cls(rtinspect_command(*arguments), port, capture)
+
     @property
     def url(self) -> str:
         """Where HTTP clients connect."""
@@ -114,7 +138,7 @@ class ProxyProcess:
         while True:
             if self.process.poll() is not None:
                 status = self.process.returncode
-                raise ProxyProcessError(f"the proxy exited with status {status}: {self.stderr.strip()}")
+                raise ProxyProcessError(f"the proxy exited with status {status}: {self.error_output()}")
             with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.port), timeout=1):
                 return
             if time.monotonic() > end:
@@ -145,3 +169,45 @@ class ProxyProcess:
     @property
     def stderr(self) -> str:
         return self._read(self._stderr)
+
+    @property
+    def output(self) -> str:
+        """Everything it printed: standard output, then standard error."""
+        return self.stdout + self.stderr
+
+    def error_output(self) -> str:
+        """What an error about the proxy quotes of its output: its standard error."""
+        return self.stderr.strip()
+
+    def close(self) -> None:
+        """Close the files that hold its output; it cannot be read after this."""
+        self._stdout.close()
+        self._stderr.close()
+
+
+def wait_until_closed(capture: Path, timeout: float = CLOSE_TIMEOUT) -> bool:
+    """Wait until the capture shows every connection it recorded as closed; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _all_closed(capture):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _all_closed(capture: Path) -> bool:
+    # Imported here: the pytest plugin imports this module and leaves the core to first use.
+    from .capture import CaptureError, ConnectionClosed, ConnectionOpened, read_capture
+
+    opened: set[int] = set()
+    closed: set[int] = set()
+    try:
+        with read_capture(capture) as records:
+            for record in records:
+                if isinstance(record, ConnectionOpened):
+                    opened.add(record.connection_id)
+                elif isinstance(record, ConnectionClosed):
+                    closed.add(record.connection_id)
+    except (CaptureError, OSError):
+        return False
+    return bool(opened) and opened <= closed

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .expectations import assert_transport, check_transport
-from .proxy_process import ProxyProcess, ProxyProcessError, free_port, proxy_arguments, rtinspect_command
+from .proxy_process import ProxyProcess, ProxyProcessError
 from .report import Report
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class RecordingProxy:
     @property
     def output(self) -> str:
         """What the proxy printed (warnings and errors; it runs with ``-q``)."""
-        return self._process.stdout + self._process.stderr
+        return self._process.output
 
     def stop(self) -> None:
         """Stop the proxy (once); a proxy that fails to stop cleanly fails the test."""
@@ -161,12 +161,8 @@ def rtinspect_proxy(tmp_path: Path, rtinspect_confdir: Path) -> Iterator[Callabl
 
     def start(upstream: str, *args: str) -> RecordingProxy:
         __tracebackhide__ = True
-        port = free_port()
         capture = tmp_path / f"rtinspect-{len(started) + 1}.rtcap"
-        command = rtinspect_command(
-            *proxy_arguments(upstream, *args, port=port, confdir=rtinspect_confdir, capture=capture)
-        )
-        process = ProxyProcess(command, port, capture)
+        process = ProxyProcess.rtinspect(upstream, *args, confdir=rtinspect_confdir, capture=capture)
         started.append(process)
         try:
             process.wait_listening()

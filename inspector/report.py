@@ -130,7 +130,7 @@ class ConnectionSummary:
     server: str
     opened_at: float | None
     closed_at: float | None
-    #: How the connection ended: "client closed", "server closed", "reset", "open", ...
+    #: How the connection ended: "client closed", "server closed", "client reset", "open", ...
     close_reason: str | None
     exchanges: int
     wire_bytes: PerDirection

@@ -18,7 +18,7 @@ its own process on 127.0.0.1, and drives from this process, through the proxy:
 Then it stops the proxy, replays the capture and checks that the report's
 counts equal what the clients sent and received, exactly. It prints the
 figures (connections held at once, messages a second, the proxy's peak
-resident memory and open file descriptors, time) and exits with status 1 if
+resident memory, open file descriptors and CPU time, time) and exits with status 1 if
 anything was lost, reordered or miscounted. It raises its open-file limit to
 the hard limit first; the servers it starts inherit it.
 """
@@ -29,8 +29,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import random
 import signal
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -46,9 +49,9 @@ from websockets.asyncio.client import connect as websocket_connect
 
 from demo_server.app import FEED_ENDED_HEADER
 from demo_server.sse import END_EVENT
-from inspector.demo.recording_proxy import wait_until_closed
 from inspector.classify import TransportRule
 from inspector.proxy import raise_open_file_limit
+from inspector.proxy_process import wait_until_closed
 from inspector.replay import analyze_captures
 from inspector.report import PerDirection, Report
 from inspector.summary import build_report
@@ -102,11 +105,14 @@ class ClientCounts:
 
     websocket_sent: int = 0
     websocket_received: int = 0
+    #: UTF-8 bytes of the messages sent (the echoes carry as many back).
     websocket_payload: int = 0
+    #: Events dispatched, the feed's ``end`` event included, and the bytes of their data.
     sse_events: int = 0
     sse_payload: int = 0
     polls_with_data: int = 0
     empty_polls: int = 0
+    #: Bytes of the bodies of the polls with data.
     poll_payload: int = 0
 
 
@@ -120,6 +126,8 @@ class LoadResult:
     fds_when_held: int = 0
     peak_fds: int = 0
     peak_rss: int = 0
+    #: CPU seconds the proxy used, start-up and shutdown excluded.
+    proxy_cpu_seconds: float = 0.0
     traffic_seconds: float = 0.0
     #: Seconds from the start of the traffic until the last WebSocket echo.
     websocket_seconds: float = 0.0
@@ -127,14 +135,18 @@ class LoadResult:
     problems: list[str] = field(default_factory=list)
 
     @property
+    def relayed(self) -> int:
+        """Messages the proxy relayed: WebSocket both ways, SSE events and poll responses with data."""
+        c = self.clients
+        return c.websocket_sent + c.websocket_received + c.sse_events + c.polls_with_data
+
+    @property
     def websocket_messages_per_second(self) -> float:
         return (self.clients.websocket_sent + self.clients.websocket_received) / self.websocket_seconds
 
     @property
     def messages_per_second(self) -> float:
-        c = self.clients
-        delivered = c.websocket_sent + c.websocket_received + c.sse_events + c.polls_with_data
-        return delivered / self.traffic_seconds
+        return self.relayed / self.traffic_seconds
 
     def summary(self) -> str:
         s, c = self.settings, self.clients
@@ -148,7 +160,9 @@ class LoadResult:
             f"SSE {c.sse_events:,} events, polls "
             f"{c.polls_with_data:,} with data and {c.empty_polls:,} empty; all messages "
             f"{self.messages_per_second:,.0f}/s",
-            f"proxy: peak RSS {self.peak_rss / 2**20:,.0f} MiB, peak open file descriptors {self.peak_fds:,}",
+            f"proxy: peak RSS {self.peak_rss / 2**20:,.0f} MiB, peak open file descriptors {self.peak_fds:,}, "
+            f"CPU {self.proxy_cpu_seconds:.1f} s ({self.proxy_cpu_seconds / max(1, self.relayed) * 1e6:.0f} µs "
+            f"a message)",
             f"total time {self.total_seconds:.1f} s",
             "report matches the clients exactly" if not self.problems else "PROBLEMS:",
             *(f"  {problem}" for problem in self.problems),
@@ -160,7 +174,7 @@ class LoadResult:
 
 
 @contextlib.contextmanager
-def demo_server(settings: LoadSettings) -> Iterator[str]:
+def running_demo_server(settings: LoadSettings) -> Iterator[str]:
     """``python -m demo_server`` on a free port, its feed waiting for ``POST /feed/start``; yields its URL."""
     port = free_port()
     command = [
@@ -217,13 +231,25 @@ class FootprintSampler:
                 self.peak_fds = max(self.peak_fds, open_file_descriptors(self.pid))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time process ``pid`` has used so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the clients
 
 
+#: Letters the messages are padded with: random, so that permessage-deflate is not flattered.
+_PADDING = "".join(random.Random(0).choices(string.ascii_letters + string.digits, k=2**16))
+
+
 def echo_text(connection: int, seq: int, size: int) -> str:
-    """Message ``seq`` of WebSocket connection ``connection``, padded to ``size`` characters."""
+    """Message ``seq`` of WebSocket connection ``connection``: its numbers, padded to ``size`` characters."""
     label = f"{connection}:{seq}:"
-    return label + "x" * max(0, size - len(label))
+    start = (connection * 7919 + seq * 104729) % (len(_PADDING) - size)
+    return label + _PADDING[start : start + max(0, size - len(label))]
 
 
 class Traffic:
@@ -355,14 +381,17 @@ class Traffic:
 # -- the run
 
 
-def run_load(settings: LoadSettings, workdir: Path) -> LoadResult:
-    """Drive the load through a proxy recording to ``workdir``, then check the report against the clients."""
+def run_load(settings: LoadSettings, workdir: Path, confdir: Path | None = None) -> LoadResult:
+    """Drive the load through a proxy recording to ``workdir``, then check the report against the clients.
+
+    ``confdir`` holds mitmproxy's CA (created in ``workdir`` if not given).
+    """
     started = time.monotonic()
     raise_open_file_limit()
     capture = workdir / "load.rtcap"
     result = LoadResult(settings, ClientCounts())
-    with demo_server(settings) as server_url:
-        with running_proxy(server_url, confdir=workdir / "mitmproxy", capture=capture) as proxy:
+    with running_demo_server(settings) as server_url:
+        with running_proxy(server_url, confdir=confdir or workdir / "mitmproxy", capture=capture) as proxy:
             traffic = Traffic(proxy.url, server_url, settings)
             result.clients = traffic.counts
             drive(traffic, proxy, result)
@@ -378,6 +407,7 @@ def drive(traffic: Traffic, proxy: ProxyProcess, result: LoadResult) -> None:
     peaks and stop it (SIGTERM, so the capture is closed)."""
     pid = proxy.process.pid
     baseline_fds = open_file_descriptors(pid)
+    cpu_before = cpu_seconds(pid)
 
     def when_held() -> None:
         result.held = traffic.settings.held
@@ -396,6 +426,7 @@ def drive(traffic: Traffic, proxy: ProxyProcess, result: LoadResult) -> None:
     result.websocket_seconds = traffic.websockets_ended_at - traffic.started_at
     result.peak_fds = sampler.peak_fds
     result.peak_rss = peak_resident_set_size(pid)
+    result.proxy_cpu_seconds = cpu_seconds(pid) - cpu_before
     if (status := proxy.stop()) != 0:
         raise LoadError(f"the proxy exited with status {status}: {proxy.stderr.strip()}")
 
@@ -415,7 +446,8 @@ def disagreements(report: Report, notes: tuple[str, ...], settings: LoadSettings
     websocket, sse, polls = (report.transport(name) for name in ("websocket", "sse", "short_poll"))
     expect("WebSocket connections", websocket.connections, settings.connections)
     expect("WebSocket messages", websocket.messages, PerDirection(clients.websocket_sent, clients.websocket_received))
-    expect("WebSocket payload", websocket.payload_bytes, PerDirection(clients.websocket_payload, clients.websocket_payload))
+    both_ways = PerDirection(clients.websocket_payload, clients.websocket_payload)
+    expect("WebSocket payload", websocket.payload_bytes, both_ways)
     expect("SSE connections", sse.connections, settings.sse_clients)
     expect("SSE messages", sse.messages, PerDirection(0, clients.sse_events))
     expect("SSE payload", sse.payload_bytes, PerDirection(0, clients.sse_payload))

@@ -36,7 +36,8 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from inspector import proxy_process
-from inspector.proxy_process import free_port, rtinspect_command
+from inspector.proxy_process import free_port as free_port  # for the tests that pick ports
+from inspector.proxy_process import rtinspect_command
 
 LOOPBACK = "127.0.0.1"
 #: Seconds any wait in these helpers may take before the test fails.
@@ -409,11 +410,15 @@ def run_rtinspect(*args: str, timeout: float = DEADLINE) -> subprocess.Completed
     )
 
 
-class ProxyProcess(proxy_process.ProxyProcess):
+class CheckoutProxyProcess(proxy_process.ProxyProcess):
     """A running proxy (``rtinspect proxy`` or mitmdump) started from this checkout."""
 
     def __init__(self, command: list[str], port: int, capture: Path | None) -> None:
         super().__init__(command, port, capture, env=rtinspect_environment(), cwd=REPO_ROOT)
+
+
+#: The name some test modules still import it by.
+ProxyProcess = CheckoutProxyProcess
 
 
 @contextlib.contextmanager
@@ -423,15 +428,13 @@ def running_proxy(
     confdir: Path,
     capture: Path | None = None,
     quiet: bool = True,
-) -> Iterator[ProxyProcess]:
+) -> Iterator[CheckoutProxyProcess]:
     """``rtinspect proxy UPSTREAM ARGS`` on a free port, listening when this yields.
 
     ``confdir`` holds mitmproxy's CA (share one per test session: creating it
     takes a moment). Stopped with SIGTERM on exit unless the test stopped it.
     """
-    port = free_port()
-    command = proxy_process.proxy_arguments(upstream, *args, port=port, confdir=confdir, capture=capture, quiet=quiet)
-    proxy = ProxyProcess(rtinspect_command(*command), port, capture)
+    proxy = CheckoutProxyProcess.rtinspect(upstream, *args, confdir=confdir, capture=capture, quiet=quiet)
     try:
         proxy.wait_listening()
         yield proxy

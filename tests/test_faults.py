@@ -31,20 +31,21 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect as websocket_connect
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
 from inspector.capture import read_capture
-from inspector.demo.recording_proxy import wait_until_closed
+from inspector.proxy_process import wait_until_closed
 from inspector.replay import STILL_OPEN, analyze_captures
-from inspector.report import ConnectionSummary, PerDirection, Report
+from inspector.report import PerDirection, Report
 from inspector.summary import build_report
 from inspector.wire import Direction
 from servers import (
@@ -108,11 +109,12 @@ def reported(proxy: ProxyProcess, footprint: Footprint) -> Report:
     return report_of(proxy.capture)
 
 
-def report_of(capture: Path, notes: tuple[str, ...] = ()) -> Report:
+def report_of(capture: Path) -> Report:
+    """The report of a capture the proxy closed: whole, every connection ended."""
     with read_capture(capture) as whole:
         assert whole.truncated_tail == 0
     analysis = analyze_captures([capture])
-    assert analysis.notes == notes
+    assert analysis.notes == ()
     return build_report(analysis.records)
 
 
@@ -134,6 +136,17 @@ def receive_exactly(sock: socket.socket, size: int) -> bytes:
         chunk = sock.recv(min(65536, size - len(data)))
         if not chunk:
             raise AssertionError(f"the stream ended after {len(data)} of {size} bytes")
+        data += chunk
+    return bytes(data)
+
+
+def receive_until(sock: socket.socket, marker: bytes) -> bytes:
+    """Read until ``marker`` has arrived; fail if the peer ends the stream first."""
+    data = bytearray()
+    while marker not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"the stream ended before {marker!r}")
         data += chunk
     return bytes(data)
 
@@ -183,17 +196,14 @@ def websocket_accept(request: bytes) -> tuple[WSConnection, bytes]:
     return server, server.send(AcceptConnection())
 
 
-def head_length(response: bytes) -> int:
-    return response.index(b"\r\n\r\n") + 4
-
-
 # -- the upstream refuses
 
 
 def test_an_upstream_that_refuses_connections_is_an_error_on_each_connection(confdir: Path, tmp_path: Path) -> None:
     attempts = 10
     request = b"GET /plain HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    with running_proxy(f"http://{LOOPBACK}:{free_port()}", confdir=confdir, capture=tmp_path / "refused.rtcap") as proxy:
+    nowhere = f"http://{LOOPBACK}:{free_port()}"
+    with running_proxy(nowhere, confdir=confdir, capture=tmp_path / "refused.rtcap") as proxy:
         footprint = Footprint.of(proxy)
         for _ in range(attempts):
             with connect(proxy.port) as sock:
@@ -280,7 +290,6 @@ def test_the_upstream_dies_mid_response(confdir: Path, tmp_path: Path, shape: st
                 # The proxy ends the client's side with an end of stream, however the server went.
                 assert receive_to_end(sock) == b""
             report = reported(proxy, footprint)
-        server.wait_finished(1)
 
     assert received == cut.response
     (connection,) = report.connections
@@ -300,9 +309,7 @@ def sse_client_vanishes(port: int, how: str) -> None:
     """Reads the head and the first event of a slow stream, then vanishes."""
     sock = connect(port)
     sock.sendall(b"GET /sse?count=1000&interval=5 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    received = bytearray()
-    while b"data: message 0\n\n" not in received:
-        received += sock.recv(65536)
+    receive_until(sock, b"data: message 0\n\n")
     vanish(sock, how)
 
 
@@ -311,13 +318,11 @@ def websocket_client_vanishes(port: int, how: str) -> None:
     client, upgrade = websocket_upgrade()
     sock = connect(port)
     sock.sendall(upgrade)
-    response = bytearray()
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(65536)
-    client.receive_data(bytes(response))
-    sock.sendall(client.send(TextMessage(data="are you there?")))
-    while not any(isinstance(e, TextMessage) and e.data == "are you there?" for e in client.events()):
-        client.receive_data(sock.recv(65536))
+    client.receive_data(receive_until(sock, b"\r\n\r\n"))
+    message = client.send(TextMessage(data="are you there?"))
+    sock.sendall(message)
+    # The server's unmasked frame carries the same payload.
+    receive_until(sock, b"are you there?")
     vanish(sock, how)
 
 
@@ -390,6 +395,8 @@ PAUSE = 0.5
 #: Most the proxy's resident memory may grow while the client lags behind.
 MAX_GROWTH = 32 * 2**20
 FLOOD_BLOCK = 2**20
+FLOOD_REQUEST = b"GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+FLOOD_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % FLOOD
 
 
 def flood_block(index: int) -> bytes:
@@ -399,21 +406,21 @@ def flood_block(index: int) -> bytes:
     return array.array("Q", range(first, first + FLOOD_BLOCK // 8)).tobytes()
 
 
+def serve_flood(connection: ScriptedConnection) -> None:
+    """Answers a request head with the whole flood, as fast as the connection takes it."""
+    connection.read_until(b"\r\n\r\n")
+    connection.send(FLOOD_HEAD)
+    for index in range(FLOOD // FLOOD_BLOCK):
+        connection.send(flood_block(index))
+
+
 def test_a_slow_reader_gets_every_byte_and_the_proxy_memory_stays_bounded(confdir: Path, tmp_path: Path) -> None:
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % FLOOD
-    request = b"GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-
-    def flood(connection: ScriptedConnection) -> None:
-        connection.read_until(b"\r\n\r\n")
-        connection.send(head)
-        for index in range(FLOOD // FLOOD_BLOCK):
-            connection.send(flood_block(index))
-
+    head, request = FLOOD_HEAD, FLOOD_REQUEST
     #: At each pause: bytes the server had pushed, bytes the client had read, the proxy's RSS growth.
     pushed_at_pauses: list[int] = []
     read_at_pauses: list[int] = []
     growth_at_pauses: list[int] = []
-    with ScriptedServer(flood) as server:
+    with ScriptedServer(serve_flood) as server:
         with running_proxy(server.url, confdir=confdir, capture=tmp_path / "flood.rtcap") as proxy:
             footprint = Footprint.of(proxy)
             sock = socket.socket()
@@ -432,20 +439,18 @@ def test_a_slow_reader_gets_every_byte_and_the_proxy_memory_stays_bounded(confdi
                 assert receive_to_end(sock) == b""
             report = reported(proxy, footprint)
 
-    print(
-        "slow reader: the server was ahead by "
-        + ", ".join(f"{(p - r) / 2**20:.0f}" for p, r in zip(pushed_at_pauses, read_at_pauses, strict=True))
-        + " MiB at the pauses; proxy RSS growth "
-        + ", ".join(f"{g / 2**20:.1f}" for g in growth_at_pauses)
-        + " MiB"
+    backlogs = [pushed - read for pushed, read in zip(pushed_at_pauses, read_at_pauses, strict=True)]
+    figures = (
+        f"the server was ahead by {', '.join(f'{b / 2**20:.0f}' for b in backlogs)} MiB at the pauses; "
+        f"proxy RSS growth {', '.join(f'{g / 2**20:.1f}' for g in growth_at_pauses)} MiB"
     )
+    print(f"slow reader: {figures}")
     assert received[: len(head)] == head
     expected = b"".join(flood_block(i) for i in range(FLOOD // FLOOD_BLOCK))
     assert received[len(head) :] == expected, "the client did not get the server's bytes in order"
     # Backpressure reached the server: it never got further ahead of the reader than the socket buffers hold.
-    backlogs = [pushed - read for pushed, read in zip(pushed_at_pauses, read_at_pauses, strict=True)]
-    assert max(backlogs) < FLOOD // 2, backlogs
-    assert max(growth_at_pauses) < MAX_GROWTH, [f"{g / 2**20:.1f} MiB" for g in growth_at_pauses]
+    assert max(backlogs) < FLOOD // 2, figures
+    assert max(growth_at_pauses) < MAX_GROWTH, figures
     (connection,) = report.connections
     assert connection.close_reason == "server closed"
     assert connection.wire_bytes == PerDirection(len(request), len(head) + FLOOD)
@@ -485,10 +490,7 @@ class SlowClient:
                 return
             for index in range(half, len(SLOW_REQUEST)):
                 sock.sendall(SLOW_REQUEST[index : index + 1])
-            response = bytearray()
-            while not response.endswith(PLAIN_BODY):
-                response += sock.recv(65536)
-            self.response = bytes(response)
+            self.response = receive_until(sock, PLAIN_BODY)
 
     @property
     def sent(self) -> int:
@@ -585,7 +587,7 @@ def test_a_killed_proxys_capture_reports_what_was_still_open(
             wait_until(lambda: capture.exists() and flushed(), "the capture to be flushed")
             assert proxy.stop(signal.SIGKILL) == -signal.SIGKILL
             # The kernel closed the proxy's sockets: both clients see their connection end.
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosedError):
                 ws.recv(timeout=DEADLINE)
             with pytest.raises(httpx.HTTPError):
                 for _ in lines:
@@ -609,20 +611,12 @@ def test_sigterm_while_connections_are_stuck(confdir: Path, tmp_path: Path) -> N
     """A reader that stopped reading with the proxy's buffers full, and a client
     halfway through its head: SIGTERM still stops the proxy cleanly."""
     capture = tmp_path / "stopped.rtcap"
-    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % FLOOD
-
-    def serve(connection: ScriptedConnection) -> None:
-        connection.read_until(b"\r\n\r\n")
-        connection.send(head)
-        for index in range(FLOOD // FLOOD_BLOCK):
-            connection.send(flood_block(index))
-
-    with ScriptedServer(serve) as server:
+    with ScriptedServer(serve_flood) as server:
         with running_proxy(server.url, confdir=confdir, capture=capture) as proxy:
             with connect(proxy.port) as stalled, connect(proxy.port) as halfway:
-                stalled.sendall(b"GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                stalled.sendall(FLOOD_REQUEST)
                 halfway.sendall(b"GET /plain HTTP/1.1\r\nHo")
-                receive_exactly(stalled, len(head))
+                receive_exactly(stalled, len(FLOOD_HEAD))
                 wait_until(lambda: any(len(c.sent) > FLOOD_BLOCK for c in server.connections), "the flood to start")
                 wait_until(lambda: len(analyze_captures([capture]).records) == 2, "both connections to be recorded")
                 assert proxy.stop(signal.SIGTERM) == 0, proxy.stderr

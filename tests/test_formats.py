@@ -33,7 +33,7 @@ from servers import (
     DEADLINE,
     LOOPBACK,
     AppServer,
-    ProxyProcess,
+    CheckoutProxyProcess,
     RecordingRelay,
     free_port,
 )
@@ -351,7 +351,7 @@ def test_a_har_as_chrome_exports_it_is_reported(tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def mitmdump_writing(flows: Path, mode: str, confdir: Path) -> Iterator[ProxyProcess]:
+def mitmdump_writing(flows: Path, mode: str, confdir: Path) -> Iterator[CheckoutProxyProcess]:
     """``mitmdump --mode MODE -w FLOWS`` on a free port, listening when this yields;
     stopped (and its flow file complete) when the block ends."""
     port = free_port()
@@ -360,7 +360,7 @@ def mitmdump_writing(flows: Path, mode: str, confdir: Path) -> Iterator[ProxyPro
         "--mode", mode, "--listen-host", LOOPBACK, "-p", str(port),
         "--set", f"confdir={confdir}", "-w", str(flows),
     ]  # fmt: skip
-    proxy = ProxyProcess(mitmdump, port, None)
+    proxy = CheckoutProxyProcess(mitmdump, port, None)
     try:
         proxy.wait_listening()
         yield proxy
@@ -514,10 +514,10 @@ def test_flows_recorded_through_the_rtinspect_addon_are_refused(tmp_path: Path) 
     from mitmproxy.io import FlowWriter
     from mitmproxy.test.tflow import ttcpflow
 
-    from inspector.formats.mitmflows import RECORDED_BY_ADDON
+    from inspector.mitmproxy_connections import CLOSE_REASON_KEY
 
     flow = ttcpflow()
-    flow.metadata[RECORDED_BY_ADDON] = "client closed"
+    flow.metadata[CLOSE_REASON_KEY] = "client closed"
     path = tmp_path / "addon.flows"
     with open(path, "wb") as out:
         FlowWriter(out).add(flow)

@@ -27,7 +27,7 @@ from servers import (
     DEADLINE,
     LOOPBACK,
     AppServer,
-    ProxyProcess,
+    CheckoutProxyProcess,
     RecordingRelay,
     ScriptedConnection,
     ScriptedServer,
@@ -108,7 +108,7 @@ class Chain:
     """client → client_side relay → proxy → server_side relay → app server."""
 
     client_side: RecordingRelay
-    proxy: ProxyProcess
+    proxy: CheckoutProxyProcess
     server_side: RecordingRelay
     capture: Path
 
@@ -391,7 +391,7 @@ def test_the_addon_records_inside_mitmdump(app_server: AppServer, confdir: Path,
         "--set",
         f"rtinspect_write={capture}",
     ]
-    proxy = ProxyProcess(mitmdump, port, capture)
+    proxy = CheckoutProxyProcess(mitmdump, port, capture)
     try:
         proxy.wait_listening()
         with RecordingRelay(port) as client_side:

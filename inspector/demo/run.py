@@ -13,12 +13,13 @@ from demo_server.app import create_app
 from demo_server.run import serve_in_thread
 
 from ..capture import CaptureError
+from ..proxy_process import wait_until_closed
 from ..render import render
 from ..replay import report_from_captures
 from ..report import Report
 from .clients import run_python_clients
 from .page import require_chromium, run_browser_clients
-from .recording_proxy import RecordingProxy, wait_until_closed
+from .recording_proxy import DemoProxy
 from .settings import DEMO_RULES, LOOPBACK, DemoError, DemoSettings
 from .tally import ClientTally, ProgressCallback
 
@@ -82,7 +83,7 @@ def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None
     problems: list[str] = []
     screenshot: bytes | None = None
     with serve_in_thread(app, LOOPBACK, ws_compression=settings.compression) as server:
-        proxy = RecordingProxy(server.url, files.capture, settings.proxy_options)
+        proxy = DemoProxy.rtinspect(server.url, capture=files.capture, options=settings.proxy_options)
         try:
             proxy.wait_listening()
             if chromium is not None:
@@ -91,7 +92,7 @@ def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None
                 clients = asyncio.run(run_python_clients(settings, server.url, proxy.url, on_progress))
             wait_until_closed(files.capture)
         finally:
-            stopped = proxy.stop()
+            stopped = proxy.stop_problem()
         if stopped:
             problems.append(stopped)
     report = report_capture(files.capture)

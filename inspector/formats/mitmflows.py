@@ -45,9 +45,8 @@ from mitmproxy.websocket import WebSocketData
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode
 
-from ..addon import _CLOSE_REASON as RECORDED_BY_ADDON
-from ..addon import _connection_opened
 from ..capture import CaptureError, ConnectionClosed, DataChunk, Record
+from ..mitmproxy_connections import CLOSE_REASON_KEY, connection_opened
 from ..websocket import DeflateParams
 from ..wire import Direction
 
@@ -119,7 +118,7 @@ def records_from_flows(flows: Iterable[Flow], *, mode: str | None = None) -> Reb
     for flow in flows:
         if isinstance(flow, http.HTTPFlow) and flow.request.method.upper() == "CONNECT":
             left_out["CONNECT request"] += 1
-        elif isinstance(flow, tcp.TCPFlow) and RECORDED_BY_ADDON in flow.metadata:
+        elif isinstance(flow, tcp.TCPFlow) and CLOSE_REASON_KEY in flow.metadata:  # relayed by rtinspect's addon
             trimmed += 1
         elif isinstance(flow, (http.HTTPFlow, tcp.TCPFlow)):
             groups.setdefault(flow.client_conn.id, []).append(flow)
@@ -162,7 +161,7 @@ class _Rebuilder:
 
     def connection(self, number: int, flows: Sequence[Flow], mode: str | None) -> list[Record]:
         first = flows[0]
-        opened = _connection_opened(number, first.client_conn, first.server_conn, None)
+        opened = connection_opened(number, first.client_conn, first.server_conn, None)
         reconstructed = any(isinstance(flow, http.HTTPFlow) for flow in flows)
         if reconstructed:
             self.rebuilt += 1
