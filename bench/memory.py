@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
@@ -33,7 +34,7 @@ from websockets.asyncio.client import ClientConnection
 from bench.peers import LOOPBACK, PROXIES, Process, Upstream, memory, start_peer
 from bench.table import machine, mib, number, render
 from bench.text import payload
-from bench.workloads import _content_length, _open
+from bench.workloads import content_length, open_websocket
 
 _SETTLE = 1.0
 
@@ -43,7 +44,7 @@ async def long_lived(port: int, pid: int, messages: int, window: int = 1000) -> 
     checkpoints = {messages * k // 10 for k in range(1, 11)}
     readings: list[tuple[int, int]] = []
     data = [payload(64, seq) for seq in range(256)]
-    ws = await _open(port, "/ws/echo", False)
+    ws = await open_websocket(port, "/ws/echo", False)
     started = time.perf_counter()
     in_flight = asyncio.Semaphore(window)
 
@@ -77,7 +78,7 @@ async def keep_alive_polls(port: int, pid: int, requests: int) -> tuple[list[tup
         for n in range(1, requests + 1):
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
-            await reader.readexactly(_content_length(head))
+            await reader.readexactly(content_length(head))
             if n in checkpoints:
                 readings.append((n, memory(pid)[0]))
     finally:
@@ -91,7 +92,7 @@ async def open_many(port: int, pid: int, count: int) -> tuple[int, int, int]:
     sockets: list[ClientConnection] = []
 
     async def one() -> None:
-        ws = await _open(port, "/ws/echo", False)
+        ws = await open_websocket(port, "/ws/echo", False)
         sockets.append(ws)
         await ws.send(message, text=True)
         await ws.recv(decode=False)
@@ -114,7 +115,7 @@ async def churn(port: int, count: int, concurrency: int = 10) -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            ws = await _open(port, "/ws/echo", False)
+            ws = await open_websocket(port, "/ws/echo", False)
             await ws.send(message, text=True)
             await ws.recv(decode=False)
             await ws.close()
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"open        {name:<14} done", file=sys.stderr, flush=True)
     finally:
         upstream.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"# rtinspect memory benchmark, {time.strftime('%Y-%m-%d')}")
     print(f"# {machine()}")

@@ -17,6 +17,7 @@ figures (CPU seconds, resident set size) come from ``/proc``.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -124,7 +125,8 @@ class Upstream(Process):
 
 @dataclass
 class Peers:
-    """The upstream and the chosen peers, all started; ``workdir`` holds confdir, logs and captures."""
+    """The upstream and the chosen peers, all started; ``workdir`` holds confdir, logs and captures
+    and is deleted by :meth:`stop`."""
 
     upstream: Upstream
     workdir: Path
@@ -139,10 +141,12 @@ class Peers:
         return None if proxy is None else proxy.pid
 
     def stop(self) -> None:
+        """Stop every process and delete the work directory (captures grow to gigabytes)."""
         for proxy in self.running.values():
             if proxy is not None:
                 proxy.stop()
         self.upstream.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def start_peer(name: str, upstream_port: int, workdir: Path) -> Process | None:
@@ -189,9 +193,9 @@ def start_peer(name: str, upstream_port: int, workdir: Path) -> Process | None:
     return peer
 
 
-def start_peers(names: list[str] | tuple[str, ...], workdir: Path | None = None) -> Peers:
+def start_peers(names: list[str] | tuple[str, ...]) -> Peers:
     """The upstream server and every peer in ``names``, listening."""
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="rtinspect-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="rtinspect-bench-"))
     upstream = Upstream.start()
     peers = Peers(upstream, workdir)
     try:

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from bench.peers import PEERS, start_peers
+from bench.peers import PEERS, Peers, start_peers
 from bench.table import machine, median, mib, number, percentile, ratio, render
 from bench.workloads import WORKLOADS, Trial, run_trial
 
@@ -28,7 +28,7 @@ ECHO_GOALS = ("ws-echo-64", "ws-echo-1k", "ws-echo-64k")
 Results = dict[str, dict[str, list[Trial]]]
 
 
-async def run_all(peers, workloads: list[str], names: list[str], rounds: int, warmup: float, seconds: float) -> Results:
+async def run_all(peers: Peers, workloads: list[str], names: list[str], rounds: int, warmup: float, seconds: float) -> Results:
     results: Results = {w: {p: [] for p in names} for w in workloads}
     for workload in workloads:
         for round_number in range(rounds):

@@ -113,7 +113,7 @@ def _payloads(size: int, count: int = 256) -> list[bytes]:
     return [payload(size, seq) for seq in range(count)]
 
 
-async def _open(port: int, path: str, compression: bool) -> ClientConnection:
+async def open_websocket(port: int, path: str, compression: bool) -> ClientConnection:
     return await connect(
         f"ws://{LOOPBACK}:{port}{path}",
         compression="deflate" if compression else None,
@@ -135,7 +135,7 @@ def websocket_echo(size: int, window: int, compression: bool = False) -> Drive:
     payloads = _payloads(size)
 
     async def drive(port: int, meter: Meter) -> None:
-        ws = await _open(port, "/ws/echo", compression)
+        ws = await open_websocket(port, "/ws/echo", compression)
         in_flight = asyncio.Semaphore(window)
 
         async def send() -> None:
@@ -163,7 +163,7 @@ def websocket_latency(size: int) -> Drive:
     payloads = _payloads(size)
 
     async def drive(port: int, meter: Meter) -> None:
-        ws = await _open(port, "/ws/echo", False)
+        ws = await open_websocket(port, "/ws/echo", False)
         clock = time.perf_counter
         try:
             i = 0
@@ -185,7 +185,7 @@ def websocket_push(size: int, compression: bool = False) -> Drive:
     """The server pushes text messages of ``size`` bytes as fast as the client reads them."""
 
     async def drive(port: int, meter: Meter) -> None:
-        ws = await _open(port, f"/ws/push?size={size}&count={_MANY}", compression)
+        ws = await open_websocket(port, f"/ws/push?size={size}&count={_MANY}", compression)
         try:
             while True:
                 message = await ws.recv(decode=False)
@@ -203,7 +203,7 @@ def websocket_connect(concurrency: int) -> Drive:
     async def drive(port: int, meter: Meter) -> None:
         async def one_after_another() -> None:
             while True:
-                ws = await _open(port, "/ws/echo", False)
+                ws = await open_websocket(port, "/ws/echo", False)
                 try:
                     await ws.send(message, text=True)
                     await ws.recv(decode=False)
@@ -231,7 +231,7 @@ async def _all_until_cancelled(coroutines: list[Awaitable[None]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _content_length(head: bytes) -> int:
+def content_length(head: bytes) -> int:
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
@@ -250,7 +250,7 @@ def short_poll(size: int, connections: int) -> Drive:
                 while True:
                     writer.write(request)
                     head = await reader.readuntil(b"\r\n\r\n")
-                    body = await reader.readexactly(_content_length(head))
+                    body = await reader.readexactly(content_length(head))
                     meter.add(1, len(body))
             finally:
                 writer.transport.abort()
