@@ -15,7 +15,21 @@ from .render import FORMATS, render
 from .replay import report_from_captures
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The commands, with ``demo-server`` (and the FastAPI it needs) loaded only when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "demo-server"])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "demo-server":
+            from demo_server.cli import main as demo_server_command
+
+            return demo_server_command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rtinspect")
 def main() -> None:
     """Measure what each real-time transport costs on the wire.
@@ -329,15 +343,6 @@ def addon_path() -> None:
     click.echo(spec.origin)
 
 # `demo` / `demo-server` commands: below, owned with demo_server/
-
-
-def _add_demo_server() -> None:
-    from demo_server.cli import main as demo_server_command
-
-    main.add_command(demo_server_command, "demo-server")
-
-
-_add_demo_server()
 
 
 def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ class Distribution:
     """count, total and max exact; quantiles from every value up to ``capacity``
     values, then from a reservoir sample of ``capacity`` values (Algorithm R)."""
 
-    __slots__ = ("_capacity", "_draw", "_max", "_random", "_sorted", "_values", "count", "total")
+    __slots__ = ("_capacity", "_max", "_random_generator", "_sorted", "_values", "count", "total")
 
     def __init__(self, capacity: int = 4096) -> None:
         if capacity < 1:
@@ -31,8 +31,14 @@ class Distribution:
         self._capacity = capacity
         self._values: list[float] = []
         self._sorted: list[float] | None = None
-        self._random = random.Random(_SEED)
-        self._draw = self._random.random
+        #: Made on first need: most distributions stay exact and never draw.
+        self._random_generator: random.Random | None = None
+
+    @property
+    def _random(self) -> random.Random:
+        if self._random_generator is None:
+            self._random_generator = random.Random(_SEED)
+        return self._random_generator
 
     @property
     def capacity(self) -> int:
@@ -61,7 +67,7 @@ class Distribution:
         if len(values) < self._capacity:
             values.append(value)
         else:
-            slot = int(self._draw() * self.count)
+            slot = int(self._random.random() * self.count)
             if slot < self._capacity:
                 values[slot] = value
 
@@ -87,7 +93,7 @@ class Distribution:
         and ``b_count`` values; each slot takes a value of one side with probability
         in proportion to the values that side still stands for (a hypergeometric draw)."""
         size = min(self._capacity, len(a) + len(b))
-        draw = self._draw
+        draw = self._random.random
         from_a, left_a, left = 0, a_count, a_count + b_count
         for _ in range(size):
             if draw() * left < left_a:

@@ -201,13 +201,20 @@ def _decode_header(first: int, second: int, payload_length: int, header_length: 
 _SHORT_HEADERS: dict[int, FrameHeader] = {}
 
 
-def _unmask(data: bytes, key: bytes) -> bytes:
+def _unmask_in_python(data: bytes, key: bytes) -> bytes:
     """XOR ``data`` with the repeated four-byte ``key``."""
     size = len(data)
     stream = key * (size // _MASK_KEY_LENGTH + 1)
     # Little-endian, so the key stream's extra bytes land past the end of ``data``.
     unmasked = int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")
     return unmasked.to_bytes(len(stream), "little")[:size]
+
+
+try:
+    # The websockets library's C implementation of the same XOR, where it is built.
+    from websockets.speedups import apply_mask as _unmask
+except ImportError:  # pragma: no cover - a pure-Python install of websockets
+    _unmask = _unmask_in_python
 
 
 def _close_code_allowed(code: int) -> bool:

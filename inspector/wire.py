@@ -46,13 +46,16 @@ class Category(enum.StrEnum):
     UNPARSED = "unparsed"
 
 
+_ZERO: dict[Category, int] = dict.fromkeys(Category, 0)
+
+
 class ByteAccount:
     """Byte counts by category for one direction of one stream (or a sum of them)."""
 
     __slots__ = ("_counts",)
 
     def __init__(self, counts: dict[Category, int] | None = None) -> None:
-        self._counts: dict[Category, int] = dict.fromkeys(Category, 0)
+        self._counts: dict[Category, int] = _ZERO.copy()
         if counts:
             for category, n in counts.items():
                 self._counts[Category(category)] += n
@@ -76,7 +79,9 @@ class ByteAccount:
         return {category.value: n for category, n in self._counts.items()}
 
     def copy(self) -> ByteAccount:
-        return ByteAccount(self._counts)
+        account = ByteAccount()
+        account._counts = self._counts.copy()
+        return account
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ByteAccount) and self._counts == other._counts

@@ -691,3 +691,10 @@ def test_real_websockets_conversation_with_deflate(echo_server: tuple[str, int])
         controls = [(c.opcode, c.close_code) for c in events if isinstance(c, ControlFrame)]
         expected_ping = (Opcode.PING, None) if direction is C2S else (Opcode.PONG, None)
         assert controls == [expected_ping, (Opcode.CLOSE, 1000)]
+
+
+@given(data=st.binary(max_size=300), key=st.binary(min_size=4, max_size=4))
+def test_the_python_unmask_matches_the_one_in_use(data: bytes, key: bytes) -> None:
+    from inspector.websocket import _unmask, _unmask_in_python
+
+    assert _unmask_in_python(data, key) == _unmask(data, key)
