@@ -15,7 +15,7 @@ all connections in view, by :mod:`inspector.classify`.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .capture import ConnectionOpened
 from .http1 import (
