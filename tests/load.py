@@ -58,7 +58,7 @@ from inspector.summary import build_report
 from servers import (
     DEADLINE,
     LOOPBACK,
-    ProxyProcess,
+    CheckoutProxyProcess,
     free_port,
     open_file_descriptors,
     peak_resident_set_size,
@@ -402,7 +402,7 @@ def run_load(settings: LoadSettings, workdir: Path, confdir: Path | None = None)
     return result
 
 
-def drive(traffic: Traffic, proxy: ProxyProcess, result: LoadResult) -> None:
+def drive(traffic: Traffic, proxy: CheckoutProxyProcess, result: LoadResult) -> None:
     """Run the clients, wait for the proxy to have ended every connection, read its
     peaks and stop it (SIGTERM, so the capture is closed)."""
     pid = proxy.process.pid

@@ -417,10 +417,6 @@ class CheckoutProxyProcess(proxy_process.ProxyProcess):
         super().__init__(command, port, capture, env=rtinspect_environment(), cwd=REPO_ROOT)
 
 
-#: The name some test modules still import it by.
-ProxyProcess = CheckoutProxyProcess
-
-
 @contextlib.contextmanager
 def running_proxy(
     upstream: str | None,

@@ -52,7 +52,7 @@ from servers import (
     DEADLINE,
     LOOPBACK,
     AppServer,
-    ProxyProcess,
+    CheckoutProxyProcess,
     ScriptedConnection,
     ScriptedServer,
     free_port,
@@ -81,7 +81,7 @@ class Footprint:
     rss: int
 
     @classmethod
-    def of(cls, proxy: ProxyProcess) -> Footprint:
+    def of(cls, proxy: CheckoutProxyProcess) -> Footprint:
         # The command runs the Python interpreter itself, so this is the proxy process.
         pid = proxy.process.pid
         return cls(pid, open_file_descriptors(pid), resident_set_size(pid))
@@ -98,7 +98,7 @@ class Footprint:
         )
 
 
-def reported(proxy: ProxyProcess, footprint: Footprint) -> Report:
+def reported(proxy: CheckoutProxyProcess, footprint: Footprint) -> Report:
     """Once the capture shows every connection ended and the proxy has let go of
     them, stop the proxy and report its capture, which must read back whole."""
     assert proxy.capture is not None

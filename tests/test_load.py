@@ -18,7 +18,7 @@ import pytest
 
 from inspector.proxy_process import proxy_arguments, rtinspect_command
 from load import LoadSettings, run_load
-from servers import DEADLINE, AppServer, ProxyProcess, free_port, open_file_descriptors
+from servers import DEADLINE, AppServer, CheckoutProxyProcess, free_port, open_file_descriptors
 
 CI_SIZE = LoadSettings(
     connections=100,
@@ -62,7 +62,7 @@ def test_the_proxy_lifts_a_low_open_file_limit(app_server: AppServer, confdir: P
         pytest.skip(f"the hard limit on open files ({hard}) is too low to hold {held} connections")
     port = free_port()
     command = rtinspect_command(*proxy_arguments(app_server.url, port=port, confdir=confdir))
-    proxy = ProxyProcess(["prlimit", f"--nofile={low}:{hard}", *command], port, None)
+    proxy = CheckoutProxyProcess(["prlimit", f"--nofile={low}:{hard}", *command], port, None)
     try:
         proxy.wait_listening()
         assert open_files_limit(proxy.process.pid)[0] > low

@@ -7,11 +7,10 @@ closed in the capture, so the capture ends with each connection's own close.
 
 from __future__ import annotations
 
-from ..proxy_process import ProxyProcess, ProxyProcessError, wait_until_closed
+from ..proxy_process import ProxyProcess, ProxyProcessError
 from .settings import CONNECT_TIMEOUT, DemoError
 
-# wait_until_closed is also imported from here.
-__all__ = ["DemoProxy", "wait_until_closed"]
+__all__ = ["DemoProxy"]
 
 
 class DemoProxy(ProxyProcess):
