@@ -33,6 +33,7 @@ from mitmproxy.proxy.utils import expect
 from mitmproxy.tls import ClientHelloData
 
 from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk
+from inspector.classify import Classifier
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
 from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
 from inspector.wire import Direction
@@ -127,12 +128,19 @@ class _LiveConnection:
 
 
 class RtInspect:
-    """Relays raw TCP after TLS, records it to a capture and analyses each connection."""
+    """Relays raw TCP after TLS, records it to a capture and analyses each connection.
 
-    def __init__(self) -> None:
+    Each connection's record goes to every callable in ``on_close`` when the
+    connection ends and is then dropped: what the addon holds is its open
+    connections, each in bounded state. ``classifier`` decides transports as
+    exchanges complete.
+    """
+
+    def __init__(self, classifier: Classifier | None = None) -> None:
+        self._classifier = classifier
+        self.on_close: list[Callable[[ConnectionRecord], None]] = []
         self._writer: CaptureWriter | None = None
         self._live: dict[str, _LiveConnection] = {}
-        self._closed: list[ConnectionRecord] = []
         self._next_id = 1
         self._client_hello_at: dict[str, float] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -215,14 +223,6 @@ class RtInspect:
     @property
     def open_connections(self) -> int:
         return len(self._live)
-
-    def connection_records(self) -> list[ConnectionRecord]:
-        """Every connection so far: closed ones, then a snapshot of each open one."""
-        return [*self._closed, *self.open_records()]
-
-    def closed_records(self) -> list[ConnectionRecord]:
-        """The connections that have ended, in the order they ended (the list only grows)."""
-        return list(self._closed)
 
     def open_records(self) -> list[ConnectionRecord]:
         """A snapshot of each connection still open."""
@@ -307,7 +307,7 @@ class RtInspect:
         if live.analyzer is None:
             live.opened = connection_opened(live.connection_id, client, server, self._client_hello_at.get(client.id))
             self._record(live.opened)
-            live.analyzer = ConnectionAnalyzer(live.opened)
+            live.analyzer = ConnectionAnalyzer(live.opened, classifier=self._classifier)
         return live.analyzer
 
     def _failed(self, live: _LiveConnection, server: Server, message: str) -> None:
@@ -321,7 +321,9 @@ class RtInspect:
         if live.analyzer is None:
             return
         self._record(ConnectionClosed(live.connection_id, timestamp, reason))
-        self._closed.append(live.analyzer.close(timestamp, reason))
+        record = live.analyzer.close(timestamp, reason)
+        for listener in self.on_close:
+            listener(record)
 
     # -- capture
 

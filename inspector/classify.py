@@ -10,18 +10,29 @@ server held any of those requests for at least the threshold, else
 
 A connection's transport is ``websocket`` if it upgraded, else the most
 streaming-like transport among its exchanges.
+
+Everything but the last two steps is known when an exchange completes, so a
+connection folds each exchange into running figures under its transport
+(:class:`Classifier`). Exchanges that only the route can decide are folded
+under their route, and a :class:`RouteTable` of every connection's routes
+decides them when the report is made. What is kept per route is a few
+counters, so memory follows the number of distinct routes, not of requests.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .connection import BodyKind, ConnectionRecord, ExchangeRecord
 from .report import TRANSPORTS
+from .wire import BodyKind
+
+if TYPE_CHECKING:
+    from .connection import ExchangeRecord
 
 DEFAULT_LONG_POLL_THRESHOLD = 1.0
 
@@ -63,90 +74,92 @@ def request_path(target: str) -> str:
     return parts.path or "/"
 
 
-def _route(exchange: ExchangeRecord) -> tuple[str, str] | None:
+#: A request's method and path (without query): what makes requests "the same" for polling.
+Route = tuple[str, str]
+
+
+def exchange_route(exchange: ExchangeRecord) -> Route | None:
+    """The method and path of an exchange's request, if it had one."""
     if exchange.request is None:
         return None
     return exchange.request.method, request_path(exchange.request.target)
 
 
-def _streamed(exchange: ExchangeRecord, threshold: float) -> bool:
-    if exchange.body_kind is BodyKind.LINES:
-        return True
-    if exchange.response is None or exchange.last_body_at is None or exchange.first_body_at is None:
-        return False
-    return exchange.last_body_at - exchange.response.timestamp >= threshold and exchange.stream_messages_total() > 1
-
-
 @dataclass(frozen=True, slots=True)
-class Classification:
-    """Transports by (connection id, exchange index), and by connection id."""
+class Classifier:
+    """The user's rules and threshold, applied to one exchange as it completes."""
 
-    exchanges: dict[tuple[str, int], str]
-    connections: dict[str, str]
+    rules: tuple[TransportRule, ...] = ()
+    long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD
 
-    def of(self, record: ConnectionRecord, exchange: ExchangeRecord) -> str:
-        return self.exchanges[(record.id, exchange.index)]
+    def decide(self, exchange: ExchangeRecord) -> str | Route:
+        """The exchange's transport, or its route when only the routes of every
+        connection can tell a poll from a one-off request."""
+        route = exchange_route(exchange)
+        transport = self._by_rule(route) or self._by_shape(exchange)
+        if transport is not None:
+            return transport
+        return route if route is not None else "http"
 
-
-def classify(
-    records: Sequence[ConnectionRecord],
-    *,
-    long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD,
-    rules: Iterable[TransportRule] = (),
-) -> Classification:
-    rules = tuple(rules)
-    decided: dict[tuple[str, int], str] = {}
-    undecided: list[tuple[ConnectionRecord, ExchangeRecord]] = []
-    routes: Counter[tuple[str, str]] = Counter()
-    for record in records:
-        for exchange in record.exchanges:
-            key = (record.id, exchange.index)
-            route = _route(exchange)
-            if route is not None:
-                routes[route] += 1
-            transport = _by_rule(rules, route) or _by_shape(exchange, long_poll_threshold)
-            if transport is None:
-                undecided.append((record, exchange))
-            else:
-                decided[key] = transport
-
-    held: dict[tuple[str, str], bool] = defaultdict(bool)
-    for _, exchange in undecided:
-        route = _route(exchange)
+    def held(self, exchange: ExchangeRecord) -> bool:
+        """Whether the server held the request at least the long-poll threshold."""
         wait = exchange.response_wait
-        if route is not None and wait is not None and wait >= long_poll_threshold:
-            held[route] = True
-    for record, exchange in undecided:
-        route = _route(exchange)
-        if route is not None and routes[route] > 1:
-            decided[(record.id, exchange.index)] = "long_poll" if held[route] else "short_poll"
-        else:
-            decided[(record.id, exchange.index)] = "http"
+        return wait is not None and wait >= self.long_poll_threshold
 
-    connections = {}
-    for record in records:
-        transports = {decided[(record.id, exchange.index)] for exchange in record.exchanges}
-        connections[record.id] = next((t for t in TRANSPORTS if t in transports), "http")
-    return Classification(decided, connections)
-
-
-def _by_rule(rules: tuple[TransportRule, ...], route: tuple[str, str] | None) -> str | None:
-    if route is None:
+    def _by_rule(self, route: Route | None) -> str | None:
+        if route is None:
+            return None
+        for rule in self.rules:
+            if rule.matches(*route):
+                return rule.transport
         return None
-    for rule in rules:
-        if rule.matches(*route):
-            return rule.transport
-    return None
+
+    def _by_shape(self, exchange: ExchangeRecord) -> str | None:
+        if exchange.body_kind is BodyKind.WEBSOCKET:
+            return "websocket"
+        if exchange.body_kind is BodyKind.SSE or (
+            exchange.response is not None
+            and (exchange.response.header("content-type") or "").lower().startswith("text/event-stream")
+        ):
+            return "sse"
+        if self._streamed(exchange):
+            return "http_stream"
+        return None
+
+    def _streamed(self, exchange: ExchangeRecord) -> bool:
+        if exchange.body_kind is BodyKind.LINES:
+            return True
+        if exchange.response is None or exchange.last_body_at is None or exchange.first_body_at is None:
+            return False
+        return (
+            exchange.last_body_at - exchange.response.timestamp >= self.long_poll_threshold
+            and exchange.stream_messages_total() > 1
+        )
 
 
-def _by_shape(exchange: ExchangeRecord, threshold: float) -> str | None:
-    if exchange.body_kind is BodyKind.WEBSOCKET:
-        return "websocket"
-    if exchange.body_kind is BodyKind.SSE or (
-        exchange.response is not None
-        and (exchange.response.header("content-type") or "").lower().startswith("text/event-stream")
-    ):
-        return "sse"
-    if _streamed(exchange, threshold):
-        return "http_stream"
-    return None
+@dataclass(slots=True)
+class RouteTable:
+    """Requests per route over every connection, and the routes whose undecided
+    requests the server held: what decides polls (``long_poll`` when held,
+    ``short_poll`` when asked more than once, else ``http``)."""
+
+    requests: Counter[Route] = field(default_factory=Counter)
+    held: set[Route] = field(default_factory=set)
+
+    def add(self, requests: Mapping[Route, int], held: Iterable[Route]) -> None:
+        self.requests.update(requests)
+        self.held.update(held)
+
+    def transport(self, route: Route) -> str:
+        if self.requests[route] > 1:
+            return "long_poll" if route in self.held else "short_poll"
+        return "http"
+
+    def copy(self) -> RouteTable:
+        return RouteTable(self.requests.copy(), set(self.held))
+
+
+def most_streaming(transports: Iterable[str]) -> str:
+    """A connection's transport: the first of its exchanges' transports in report order."""
+    present = set(transports)
+    return next((t for t in TRANSPORTS if t in present), "http")

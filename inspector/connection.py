@@ -8,16 +8,22 @@ parser. Every byte lands in exactly one category of exactly one exchange (or,
 when it belongs to no request at all, in the connection's ``unattributed``
 account).
 
-Which transport an exchange was (a poll, a stream, ...) is decided later, with
-all connections in view, by :mod:`inspector.classify`.
+Each exchange is folded into running per-transport figures
+(:class:`~inspector.totals.ExchangeTotals`) once the parser has moved past it,
+so a keep-alive connection's state does not grow with the number of requests
+it carries; only the first :data:`EXCHANGE_DETAIL_LIMIT` exchanges are kept
+whole, for people and tests that want to look at them. Which transport an
+exchange was is decided then, by the :class:`~inspector.classify.Classifier`,
+except for polls, which need every connection's routes in view.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field, replace
 
 from .capture import ConnectionOpened
+from .classify import Classifier, Route, exchange_route
 from .http1 import (
     BodyData,
     Http1Parser,
@@ -32,8 +38,9 @@ from .http1 import (
 from .ndjson import LineStream
 from .sse import SseStream
 from .stats import Distribution, EvenSample
+from .totals import ExchangeTotals
 from .websocket import ControlFrame, DeflateParams, WebSocketEvent, WebSocketMessage, WebSocketStream
-from .wire import Anomaly, ByteAccount, Category, Direction
+from .wire import Anomaly, BodyKind, ByteAccount, Category, Direction
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -43,16 +50,14 @@ LINE_STREAM_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines", "application/json-seq"}
 )
 
+#: Exchanges of one connection kept whole in its record; the rest are only in its totals.
+EXCHANGE_DETAIL_LIMIT = 100
+#: Distinct request targets a connection's record names.
+TARGETS_LIMIT = 3
 
-class BodyKind(enum.StrEnum):
-    """How a response body was split into messages."""
-
-    NONE = "none"  #: no response body bytes
-    PLAIN = "plain"  #: a body; each transfer-coding chunk counts as one stream message
-    SSE = "sse"  #: text/event-stream events
-    LINES = "lines"  #: NDJSON and other line-delimited streams
-    WEBSOCKET = "websocket"  #: the connection switched to WebSocket
-    OPAQUE = "opaque"  #: switched to some other protocol (CONNECT tunnel, h2c); not parsed
+#: What a connection's exchanges are folded under: a transport, or a route whose
+#: transport (long poll, short poll or one-off request) is decided later.
+TotalsKey = str | Route
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +132,12 @@ class ExchangeRecord:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionRecord:
-    """Everything one TCP connection carried, accounted."""
+    """Everything one TCP connection carried, accounted.
+
+    ``totals`` holds the figures of every exchange, by transport (or by route,
+    for exchanges only the routes of every connection can classify);
+    ``exchanges`` keeps the first :data:`EXCHANGE_DETAIL_LIMIT` of them whole.
+    """
 
     id: str
     opened: ConnectionOpened
@@ -138,6 +148,15 @@ class ConnectionRecord:
     first_byte_at: dict[Direction, float]
     closed_at: float | None
     close_reason: str | None
+    #: How many exchanges the connection carried (``exchanges`` may hold fewer).
+    exchange_count: int = 0
+    totals: dict[TotalsKey, ExchangeTotals] = field(default_factory=dict)
+    #: Requests per route, every exchange counted.
+    routes: dict[Route, int] = field(default_factory=dict)
+    #: Routes of exchanges not classified by rule or shape whose request the server held.
+    held_routes: frozenset[Route] = frozenset()
+    #: The first few distinct request targets, as requested.
+    targets: tuple[str, ...] = ()
 
     @property
     def client(self) -> str:
@@ -150,12 +169,16 @@ class ConnectionRecord:
     def account(self, direction: Direction) -> ByteAccount:
         """Every byte of one direction, by category."""
         total = self.unattributed[direction].copy()
-        for exchange in self.exchanges:
-            total.merge(exchange.accounts[direction])
+        for totals in self.totals.values():
+            total.merge(totals.accounts[direction])
         return total
 
     def wire_bytes(self, direction: Direction) -> int:
         return self.account(direction).total
+
+    def without_detail(self) -> ConnectionRecord:
+        """The same record without its whole exchanges: what a report needs."""
+        return replace(self, exchanges=())
 
 
 class _Exchange:
@@ -257,14 +280,32 @@ class ConnectionAnalyzer:
 
     Feed chunks in the order they were seen, each with its direction and the
     time it was seen; :meth:`close` returns the finished record. Nothing here
-    raises on bad traffic: anomalies are recorded and the bytes counted.
+    raises on bad traffic: anomalies are recorded and the bytes counted. What
+    is kept between chunks is bounded: exchanges are folded into
+    ``classifier``'s transports as the parser moves past them.
     """
 
-    def __init__(self, opened: ConnectionOpened, *, id: str | None = None) -> None:
+    def __init__(
+        self,
+        opened: ConnectionOpened,
+        *,
+        id: str | None = None,
+        classifier: Classifier | None = None,
+        detail_limit: int = EXCHANGE_DETAIL_LIMIT,
+    ) -> None:
         self._id = id if id is not None else str(opened.connection_id)
         self._opened = opened
+        self._classifier = classifier if classifier is not None else Classifier()
+        self._detail_limit = detail_limit
         self._http = Http1Parser()
-        self._exchanges: list[_Exchange] = []
+        #: Exchanges not folded yet, by index, oldest first.
+        self._exchanges: dict[int, _Exchange] = {}
+        self._detail: list[ExchangeRecord] = []
+        self._exchange_count = 0
+        self._totals: dict[TotalsKey, ExchangeTotals] = {}
+        self._routes: Counter[Route] = Counter()
+        self._held: set[Route] = set()
+        self._targets: list[str] = []
         self._unattributed = {C2S: ByteAccount(), S2C: ByteAccount()}
         self._anomalies: list[Anomaly] = []
         self._fed = {C2S: 0, S2C: 0}
@@ -276,6 +317,11 @@ class ConnectionAnalyzer:
     @property
     def opened(self) -> ConnectionOpened:
         return self._opened
+
+    @property
+    def pending_exchanges(self) -> int:
+        """Exchanges held whole because the parser may still add to them."""
+        return len(self._exchanges)
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         if not data or self._record is not None:
@@ -294,11 +340,12 @@ class ConnectionAnalyzer:
             return self._record
         for event in self._http.close(timestamp):
             self._http_event(event, timestamp)
-        for exchange in self._exchanges:
+        for exchange in self._exchanges.values():
             self._finish_body(exchange, timestamp)
             for direction, stream in exchange.websocket.items():
                 self._websocket_events(exchange, direction, stream.close(timestamp))
-        self._record = self._build(closed_at=timestamp, reason=reason, final=True)
+        self._fold_before(None)
+        self._record = self._build(self._totals, closed_at=timestamp, reason=reason)
         return self._record
 
     def snapshot(self) -> ConnectionRecord:
@@ -306,16 +353,85 @@ class ConnectionAnalyzer:
         parsed are counted as syntax or unparsed until they complete)."""
         if self._record is not None:
             return self._record
-        return self._build(closed_at=None, reason=None, final=False)
+        totals = {key: figures.copy() for key, figures in self._totals.items()}
+        routes, held = self._routes.copy(), set(self._held)
+        for exchange in self._exchanges.values():
+            self._fold(exchange.record(final=False), totals, routes, held)
+        return self._build(totals, closed_at=None, reason=None, routes=routes, held=held)
+
+    # -- folding ------------------------------------------------------------
+
+    def _fold_before(self, index: int | None) -> None:
+        """Fold every exchange before ``index`` (all of them for None): the parser
+        has moved past them, so nothing will be added to them any more."""
+        while self._exchanges:
+            first = next(iter(self._exchanges))
+            if index is not None and first >= index:
+                return
+            exchange = self._exchanges.pop(first)
+            record = exchange.record(final=True)
+            if len(self._detail) < self._detail_limit:
+                self._detail.append(record)
+            self._fold(record, self._totals, self._routes, self._held)
+
+    def _fold(
+        self,
+        record: ExchangeRecord,
+        totals: dict[TotalsKey, ExchangeTotals],
+        routes: Counter[Route],
+        held: set[Route],
+    ) -> None:
+        route = exchange_route(record)
+        if route is not None:
+            routes[route] += 1
+        key = self._classifier.decide(record)
+        if isinstance(key, tuple) and self._classifier.held(record):
+            held.add(key)
+        figures = totals.get(key)
+        if figures is None:
+            figures = totals[key] = ExchangeTotals()
+        figures.add(record, key if isinstance(key, str) else "http")
+
+    def _build(
+        self,
+        totals: dict[TotalsKey, ExchangeTotals],
+        *,
+        closed_at: float | None,
+        reason: str | None,
+        routes: Counter[Route] | None = None,
+        held: set[Route] | None = None,
+    ) -> ConnectionRecord:
+        detail = list(self._detail)
+        if closed_at is None:
+            detail += [e.record(final=False) for e in self._exchanges.values()][: self._detail_limit - len(detail)]
+        return ConnectionRecord(
+            id=self._id,
+            opened=self._opened,
+            exchanges=tuple(detail),
+            unattributed={d: a.copy() for d, a in self._unattributed.items()},
+            anomalies=tuple(sorted(self._anomalies, key=lambda a: (a.direction != C2S, a.offset))),
+            first_byte_at=dict(self._first_byte_at),
+            closed_at=closed_at,
+            close_reason=reason,
+            exchange_count=self._exchange_count,
+            totals=totals,
+            routes=dict(routes if routes is not None else self._routes),
+            held_routes=frozenset(held if held is not None else self._held),
+            targets=tuple(self._targets),
+        )
 
     # -- HTTP ---------------------------------------------------------------
 
     def _http_event(self, event: HttpEvent, timestamp: float) -> None:
         if isinstance(event, RequestHead):
             exchange = _Exchange(event)
-            self._exchanges.append(exchange)
+            self._exchanges[event.exchange] = exchange
+            self._exchange_count += 1
+            if len(self._targets) < TARGETS_LIMIT and event.target not in self._targets:
+                self._targets.append(event.target)
             exchange.accounts[C2S].add(Category.HEAD, event.size)
         elif isinstance(event, ResponseHead):
+            self._fold_before(event.exchange)
             exchange = self._exchanges[event.exchange]
             exchange.accounts[S2C].add(Category.HEAD, event.size)
             if event.interim:
@@ -349,7 +465,7 @@ class ConnectionAnalyzer:
             self._anomalies.append(event.anomaly)
 
     def _exchange(self, index: int | None) -> _Exchange | None:
-        return None if index is None else self._exchanges[index]
+        return None if index is None else self._exchanges.get(index)
 
     def _body(self, event: BodyData) -> None:
         exchange = self._exchanges[event.exchange]  # type: ignore[index]
@@ -433,17 +549,3 @@ class ConnectionAnalyzer:
         stream = exchange.websocket[direction]
         if stream.anomaly is not None and stream.anomaly not in self._anomalies:
             self._anomalies.append(stream.anomaly)
-
-    # -- the record ---------------------------------------------------------
-
-    def _build(self, *, closed_at: float | None, reason: str | None, final: bool) -> ConnectionRecord:
-        return ConnectionRecord(
-            id=self._id,
-            opened=self._opened,
-            exchanges=tuple(exchange.record(final=final) for exchange in self._exchanges),
-            unattributed={d: a.copy() for d, a in self._unattributed.items()},
-            anomalies=tuple(sorted(self._anomalies, key=lambda a: (a.direction != C2S, a.offset))),
-            first_byte_at=dict(self._first_byte_at),
-            closed_at=closed_at,
-            close_reason=reason,
-        )

@@ -35,10 +35,10 @@ from prometheus_client import CollectorRegistry, ProcessCollector, start_http_se
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classification, TransportRule, classify
+from .classify import RouteTable
 from .connection import ConnectionRecord
-from .report import TRANSPORTS, Report, TransportSummary
-from .summary import STREAMING, build_report, handshake_duration
+from .report import STREAMING, TRANSPORTS, Report, TransportSummary
+from .summary import ReportBuilder
 from .wire import Category, Direction
 
 #: Upper bounds (seconds) of the handshake duration histogram's buckets.
@@ -91,45 +91,42 @@ class _Settled:
 class MetricsLedger:
     """Counters over closed connections that only go up, and gauges over open ones.
 
-    :meth:`update` takes every closed record so far, in the order the
-    connections closed (a list that only grows), and a snapshot of each open
-    connection; :meth:`families` returns the metrics as of the last update.
+    :meth:`update` takes the connections closed since the last update, in the
+    order they closed, and a snapshot of each open connection; :meth:`families`
+    returns the metrics as of the last update. What is kept is a few figures
+    per transport and the routes seen (which classify polls), never records.
     """
 
-    def __init__(
-        self, *, long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD, rules: Iterable[TransportRule] = ()
-    ) -> None:
-        self._long_poll_threshold = long_poll_threshold
-        self._rules = tuple(rules)
+    def __init__(self) -> None:
         self._settled = {name: _Settled() for name in TRANSPORTS}
-        self._counted = 0
-        self._open: Report = build_report(())
+        self._routes = RouteTable()
+        self._open: Report = ReportBuilder().report()
 
     def update(self, closed: Sequence[ConnectionRecord], open_now: Sequence[ConnectionRecord]) -> None:
-        if len(closed) < self._counted:
-            raise ValueError("closed records only grow: the ledger has counted more than it was given")
-        new = closed[self._counted :]
-        classification = classify(
-            [*closed, *open_now], long_poll_threshold=self._long_poll_threshold, rules=self._rules
-        )
-        if new:
-            self._settle(new, classification)
-            self._counted = len(closed)
-        self._open = self._report(open_now, classification)
+        for record in closed:
+            self._routes.add(record.routes, record.held_routes)
+        routes = self._routes.copy()
+        for record in open_now:
+            routes.add(record.routes, record.held_routes)
+        if closed:
+            self._settle(closed, routes)
+        self._open = self._report(open_now, routes)
 
-    def _report(self, records: Sequence[ConnectionRecord], classification: Classification) -> Report:
-        return build_report(
-            records, long_poll_threshold=self._long_poll_threshold, rules=self._rules, classification=classification
-        )
+    @staticmethod
+    def _report(records: Sequence[ConnectionRecord], routes: RouteTable) -> Report:
+        builder = ReportBuilder(routes=routes)
+        for record in records:
+            builder.add(record)
+        return builder.report()
 
-    def _settle(self, records: Sequence[ConnectionRecord], classification: Classification) -> None:
-        for name, summary in self._report(records, classification).transports.items():
+    def _settle(self, records: Sequence[ConnectionRecord], routes: RouteTable) -> None:
+        for name, summary in self._report(records, routes).transports.items():
             self._settled[name].add(summary)
         for record in records:
-            for exchange in record.exchanges:
-                transport = classification.of(record, exchange)
-                if transport in STREAMING and (seconds := handshake_duration(exchange)) is not None:
-                    self._settled[transport].observe_handshake(seconds)
+            for key, figures in record.totals.items():
+                if isinstance(key, str) and key in STREAMING:
+                    for seconds in figures.handshake_duration.values():
+                        self._settled[key].observe_handshake(seconds)
 
     def families(self) -> list[Metric]:
         settled = self._settled
@@ -233,7 +230,7 @@ class MetricsLedger:
 
 
 RecordSource = Callable[[], tuple[Sequence[ConnectionRecord], Sequence[ConnectionRecord]]]
-"""Returns (closed records in the order they closed, snapshots of open connections)."""
+"""Returns (records of connections closed since the last call, in the order they closed, snapshots of open connections)."""
 
 
 class LiveMetrics:

@@ -27,12 +27,12 @@ from rich.table import Table
 from rich.text import Text
 
 from inspector.addon import RtInspect
-from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
+from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from inspector.connection import ConnectionRecord
 from inspector.metrics import LiveMetrics, MetricsLedger, MetricsServer, listen_error
 from inspector.render import render, table_renderables
 from inspector.report import Report
-from inspector.summary import build_report
+from inspector.summary import ReportBuilder
 
 #: The report format a report file's suffix implies.
 _FORMAT_BY_SUFFIX = {".json": "json", ".md": "markdown", ".csv": "csv", ".html": "html", ".htm": "html", ".txt": "table"}
@@ -185,7 +185,12 @@ class _ProxyRun:
         self.mode = mitmproxy_mode(settings)
         self.out = Console()
         self.err = Console(stderr=True)
-        self.inspect = RtInspect()
+        self.inspect = RtInspect(Classifier(tuple(settings.rules), settings.long_poll_threshold))
+        #: Every closed connection, folded in as it closes.
+        self.closed = ReportBuilder(redact=settings.redact)
+        self.inspect.on_close.append(self.closed.add)
+        #: Closed connections the metrics have not counted yet.
+        self._unsettled: list[ConnectionRecord] = []
         self.metrics: MetricsServer | None = None
 
     async def serve(self) -> None:
@@ -250,7 +255,8 @@ class _ProxyRun:
         settings = self.settings
         if settings.metrics_port is None:
             return None
-        ledger = MetricsLedger(long_poll_threshold=settings.long_poll_threshold, rules=settings.rules)
+        ledger = MetricsLedger()
+        self.inspect.on_close.append(self._unsettled.append)
         try:
             return MetricsServer(LiveMetrics(ledger, self._records, loop), settings.metrics_host, settings.metrics_port)
         except OSError as e:
@@ -258,8 +264,9 @@ class _ProxyRun:
             raise ProxyError(f"cannot serve metrics on {address}: {listen_error(e)}") from None
 
     def _records(self) -> tuple[list[ConnectionRecord], list[ConnectionRecord]]:
-        """Closed connections in the order they closed, and a snapshot of each open one."""
-        return self.inspect.closed_records(), self.inspect.open_records()
+        """Connections closed since the last call, in the order they closed, and a snapshot of each open one."""
+        closed, self._unsettled[:] = list(self._unsettled), []
+        return closed, self.inspect.open_records()
 
     async def _announce(self, proxy: master.Master) -> None:
         settings = self.settings
@@ -292,25 +299,17 @@ class _ProxyRun:
         await serving
 
     def _live_view(self) -> RenderableType:
-        records = self.inspect.connection_records()
+        open_now = self.inspect.open_records()
+        seen = self.closed.connection_count + len(open_now)
         status = Text(
-            f"{self.inspect.open_connections} open · {len(records)} seen · Ctrl-C stops and prints the summary",
+            f"{self.inspect.open_connections} open · {seen} seen · Ctrl-C stops and prints the summary",
             style="dim",
         )
-        return Group(status, live_table(self._report(records)))
-
-    def _report(self, records: list[ConnectionRecord], sources: tuple[str, ...] = ()) -> Report:
-        return build_report(
-            records,
-            long_poll_threshold=self.settings.long_poll_threshold,
-            rules=self.settings.rules,
-            sources=sources,
-            redact=self.settings.redact,
-        )
+        return Group(status, live_table(self.closed.snapshot(open_now)))
 
     def _finish(self) -> None:
         settings = self.settings
-        report = self._report(self.inspect.connection_records(), sources=(settings.write,) if settings.write else ())
+        report = self.closed.snapshot(self.inspect.open_records(), sources=(settings.write,) if settings.write else ())
         if not settings.quiet:
             self.out.print(*table_renderables(report))
             if settings.write:

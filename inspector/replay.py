@@ -1,20 +1,41 @@
-"""Recorded captures fed through the core, as if the traffic were live."""
+"""Recorded captures fed through the core, as if the traffic were live.
+
+Captures are read in one pass. Each connection is handed on as it closes, so
+what is held at any time is the connections open at that point of the
+capture, never the capture. Connections are independent, so the work can be
+split across processes by connection (:func:`report_from_captures` with
+``jobs``); the parts are merged in the order one process would have produced
+them, which makes the report the same whatever the number of processes.
+"""
 
 from __future__ import annotations
 
+import heapq
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+import pickle
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import IO
 
 from .capture import ConnectionClosed, ConnectionOpened, DataChunk
-from .classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
+from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
 from .formats import ImportedTraffic, open_traffic
-from .report import Report
-from .summary import build_report
+from .formats.detect import FileFormat, detect_format
+from .report import ConnectionSummary, Report
+from .summary import ReportBuilder
 
 #: The close reason of a connection the capture never saw end.
 STILL_OPEN = "still open when the capture ended"
+#: Below this many bytes of capture, more processes cost more than they save.
+PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+
+#: Where a connection ends in a one-process read: (capture, 0 = closed / 1 = still open at
+#: the end, position of its closing record or of its opening record).
+Ordinal = tuple[int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,52 +46,115 @@ class Analysis:
     notes: tuple[str, ...]
 
 
-def analyze_captures(paths: Sequence[str | os.PathLike[str]]) -> Analysis:
-    """Replay captures through :class:`ConnectionAnalyzer`. With several
-    captures, connection ids are prefixed with the capture's number (``2:17``).
-    HAR and mitmproxy flow files are read too (:func:`~inspector.formats.open_traffic`),
-    and what the report must say about them joins the notes.
+@dataclass(slots=True)
+class _Reading:
+    """What reading captures found besides connections: the notes a report must carry."""
 
-    Raises :class:`~inspector.capture.CaptureError` for a file that is not a
-    readable capture.
-    """
-    records: list[ConnectionRecord] = []
-    notes: list[str] = []
+    notes: list[str] = field(default_factory=list)
+    #: Connections the captures never saw end, and bytes of connections they never opened.
+    still_open: dict[str, int] = field(default_factory=dict)
+    unknown: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: _Reading) -> None:
+        self.notes += other.notes
+        for path, count in other.still_open.items():
+            self.still_open[path] = self.still_open.get(path, 0) + count
+        for path, count in other.unknown.items():
+            self.unknown[path] = self.unknown.get(path, 0) + count
+
+    def all_notes(self, paths: Sequence[str]) -> list[str]:
+        """The notes in the order a one-process read gives them."""
+        notes = list(self.notes)
+        for path in paths:
+            if self.still_open.get(path):
+                notes.append(f"{path}: {self.still_open[path]} connection(s) were still open when the capture ended.")
+            if self.unknown.get(path):
+                notes.append(f"{path}: {self.unknown[path]} bytes belonged to no recorded connection and were skipped.")
+        return notes
+
+
+def _read(
+    paths: Sequence[str],
+    classifier: Classifier,
+    reading: _Reading,
+    *,
+    part: int = 0,
+    parts: int = 1,
+    detail: bool = True,
+) -> Iterator[tuple[Ordinal, ConnectionRecord]]:
+    """Each connection of the captures as it closes, with its place in a
+    one-process read. With ``parts``, only connections whose number modulo
+    ``parts`` is ``part``; notes about whole files come from part 0 alone."""
+    several = len(paths) > 1
     for number, path in enumerate(paths, start=1):
-        prefix = f"{number}:" if len(paths) > 1 else ""
+        prefix = f"{number}:" if several else ""
         with open_traffic(path) as capture:
-            if isinstance(capture, ImportedTraffic):
-                notes.extend(capture.notes)
-            live: dict[int, ConnectionAnalyzer] = {}
+            if isinstance(capture, ImportedTraffic) and part == 0:
+                reading.notes.extend(capture.notes)
+            live: dict[int, tuple[int, ConnectionAnalyzer]] = {}
             last_seen = 0.0
             unknown = 0
-            for record in capture:
+            for position, record in enumerate(capture):
                 last_seen = max(last_seen, record.timestamp)
+                if record.connection_id % parts != part:
+                    continue
                 if isinstance(record, DataChunk):
-                    analyzer = live.get(record.connection_id)
-                    if analyzer is None:
+                    entry = live.get(record.connection_id)
+                    if entry is None:
                         unknown += len(record.data)
                     else:
-                        analyzer.feed(record.direction, record.data, record.timestamp)
+                        entry[1].feed(record.direction, record.data, record.timestamp)
                 elif isinstance(record, ConnectionOpened):
-                    live[record.connection_id] = ConnectionAnalyzer(record, id=f"{prefix}{record.connection_id}")
+                    analyzer = ConnectionAnalyzer(record, id=f"{prefix}{record.connection_id}", classifier=classifier)
+                    live[record.connection_id] = (position, analyzer)
                 elif isinstance(record, ConnectionClosed):
-                    analyzer = live.pop(record.connection_id, None)
-                    if analyzer is not None:
-                        records.append(analyzer.close(record.timestamp, record.reason))
-            for analyzer in live.values():
-                records.append(analyzer.close(last_seen, STILL_OPEN))
-            if capture.truncated_tail:
-                notes.append(
+                    entry = live.pop(record.connection_id, None)
+                    if entry is not None:
+                        closed = entry[1].close(record.timestamp, record.reason)
+                        yield (number, 0, position), closed if detail else closed.without_detail()
+            for opened_at, analyzer in live.values():
+                closed = analyzer.close(last_seen, STILL_OPEN)
+                yield (number, 1, opened_at), closed if detail else closed.without_detail()
+            if capture.truncated_tail and part == 0:
+                reading.notes.append(
                     f"{capture.path}: the last {capture.truncated_tail} bytes are an incomplete record "
                     "(the writer stopped mid-record) and were skipped."
                 )
             if live:
-                notes.append(f"{capture.path}: {len(live)} connection(s) were still open when the capture ended.")
+                reading.still_open[capture.path] = len(live)
             if unknown:
-                notes.append(f"{capture.path}: {unknown} bytes belonged to no recorded connection and were skipped.")
+                reading.unknown[capture.path] = unknown
+
+
+def analyze_captures(paths: Sequence[str | os.PathLike[str]], *, classifier: Classifier | None = None) -> Analysis:
+    """Every connection of one or more captures, held in memory (for looking at
+    them one by one; reports use :func:`report_from_captures`, which holds none).
+
+    With several captures, connection ids are prefixed with the capture's
+    number (``2:17``). HAR and mitmproxy flow files are read too
+    (:func:`~inspector.formats.open_traffic`), and what the report must say
+    about them joins the notes.
+
+    Raises :class:`~inspector.capture.CaptureError` for a file that is not a
+    readable capture.
+    """
+    names = [os.fspath(path) for path in paths]
+    reading = _Reading()
+    records = [record for _, record in _read(names, classifier or Classifier(), reading)]
     records.sort(key=lambda r: r.opened.timestamp)
-    return Analysis(tuple(records), tuple(notes))
+    return Analysis(tuple(records), tuple(reading.all_notes(names)))
+
+
+def default_jobs(paths: Sequence[str | os.PathLike[str]]) -> int:
+    """Processes worth using: every CPU for large captures, one for small ones and imports."""
+    names = [os.fspath(path) for path in paths]
+    try:
+        size = sum(os.path.getsize(name) for name in names)
+    except OSError:
+        return 1
+    if size < PARALLEL_MIN_BYTES or any(detect_format(name) is not FileFormat.RTCAP for name in names):
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def report_from_captures(
@@ -79,21 +163,63 @@ def report_from_captures(
     long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD,
     rules: Sequence[TransportRule] = (),
     redact: bool = True,
+    jobs: int = 1,
+    on_connection: Callable[[ConnectionSummary], None] | None = None,
 ) -> Report:
     """The report of one or more captures (merged), with what a reader must know
     about them among its notes: what ``rtinspect report`` shows, as typed results.
-    ``redact`` as for :func:`~inspector.summary.build_report`.
+    ``redact`` and ``on_connection`` as for :class:`~inspector.summary.ReportBuilder`.
+
+    ``jobs`` processes share the connections; the report is the same for any
+    number of them.
 
     Raises :class:`~inspector.capture.CaptureError` for a file that is not a
     readable capture. A report of captures that recorded no connection has no
     connections and no transports.
     """
-    analysis = analyze_captures(paths)
-    return build_report(
-        analysis.records,
-        long_poll_threshold=long_poll_threshold,
-        rules=rules,
-        sources=tuple(os.fspath(path) for path in paths),
-        notes=analysis.notes,
-        redact=redact,
-    )
+    names = [os.fspath(path) for path in paths]
+    classifier = Classifier(tuple(rules), long_poll_threshold)
+    builder = ReportBuilder(redact=redact, on_connection=on_connection)
+    reading = _Reading()
+    if jobs <= 1:
+        for _, record in _read(names, classifier, reading, detail=False):
+            builder.add(record)
+    else:
+        for record in _read_in_parallel(names, classifier, reading, jobs):
+            builder.add(record)
+    return builder.report(sources=names, notes=reading.all_notes(names))
+
+
+def _read_part(paths: Sequence[str], classifier: Classifier, part: int, parts: int, spool: str) -> _Reading:
+    """One process's share: its connections, pickled in order to ``spool``."""
+    reading = _Reading()
+    with open(spool, "wb") as out:
+        for item in _read(paths, classifier, reading, part=part, parts=parts, detail=False):
+            pickle.dump(item, out, protocol=pickle.HIGHEST_PROTOCOL)
+    return reading
+
+
+def _unpickled(file: IO[bytes]) -> Iterator[tuple[Ordinal, ConnectionRecord]]:
+    while True:
+        try:
+            yield pickle.load(file)
+        except EOFError:
+            return
+
+
+def _read_in_parallel(paths: Sequence[str], classifier: Classifier, reading: _Reading, jobs: int) -> Iterator[ConnectionRecord]:
+    """Every connection, read by ``jobs`` processes and merged into one-process order."""
+    with tempfile.TemporaryDirectory(prefix="rtinspect-") as directory:
+        spools = [os.path.join(directory, f"part-{part}") for part in range(jobs)]
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_read_part, paths, classifier, part, jobs, spools[part]) for part in range(jobs)]
+            parts = [future.result() for future in futures]
+        for part in parts:
+            reading.merge(part)
+        files = [open(spool, "rb") for spool in spools]
+        try:
+            for _, record in heapq.merge(*map(_unpickled, files), key=lambda item: item[0]):
+                yield record
+        finally:
+            for file in files:
+                file.close()

@@ -13,6 +13,10 @@ from .wire import Anomaly, Direction
 
 #: Transport names, in the order reports list them.
 TRANSPORTS = ("websocket", "sse", "http_stream", "long_poll", "short_poll", "http")
+#: Transports that open a stream once and deliver many messages on it.
+STREAMING = frozenset({"websocket", "sse", "http_stream"})
+#: Transports that ask again for each answer.
+POLLING = frozenset({"long_poll", "short_poll"})
 
 REPORT_FORMAT = "rtinspect-report"
 REPORT_VERSION = 1
@@ -168,6 +172,8 @@ class Report:
     notes: tuple[str, ...] = ()
     #: A sample of message arrivals for the "messages over time" chart.
     timeline: tuple[MessagePoint, ...] = field(default=())
+    #: Every connection in the figures; ``connections`` lists at most a bounded number of them.
+    connection_count: int = 0
 
     def transport(self, name: str) -> TransportSummary:
         """The summary of one transport; KeyError names the transports present."""

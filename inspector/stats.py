@@ -77,6 +77,9 @@ class Distribution:
         from both, each side in proportion to the number of values it stands for."""
         if not other.count:
             return
+        if not self.count and len(other._values) <= self._capacity:
+            self._take(other)
+            return
         mine, theirs = self._values, other._values
         exact = self.exact and other.exact
         self.count += other.count
@@ -87,6 +90,25 @@ class Distribution:
             mine.extend(theirs)
             return
         self._values = self._merged_sample(mine, self.count - other.count, theirs, other.count)
+
+    def values(self) -> list[float]:
+        """The values kept: every value added while :attr:`exact`, else a uniform sample."""
+        return list(self._values)
+
+    def _take(self, other: Distribution) -> None:
+        """Become a copy of ``other``'s figures (its values are a uniform sample already)."""
+        self.count, self.total, self._max = other.count, other.total, other._max
+        self._values = list(other._values)
+        self._sorted = None
+
+    def copy(self) -> Distribution:
+        """An independent copy, its sampling state included."""
+        twin = Distribution(self._capacity)
+        twin._take(self)
+        if self._random_generator is not None:
+            twin._random_generator = random.Random()
+            twin._random_generator.setstate(self._random_generator.getstate())
+        return twin
 
     def _merged_sample(self, a: list[float], a_count: int, b: list[float], b_count: int) -> list[float]:
         """A uniform sample of both sides: samples ``a`` and ``b`` stand for ``a_count``
@@ -164,6 +186,16 @@ class EvenSample:
             # Keeps items 0, 2s, 4s, ...; the next one due is still s - 1 items away.
             del self._items[1::2]
             self.stride *= 2
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def copy(self) -> EvenSample:
+        twin = EvenSample(self._capacity)
+        twin._items = list(self._items)
+        twin._skip, twin.offered, twin.stride = self._skip, self.offered, self.stride
+        return twin
 
     @property
     def items(self) -> list[object]:

@@ -1,29 +1,32 @@
-"""Per-transport summaries: connection records in, a :class:`~inspector.report.Report` out.
+"""Per-transport summaries: connection records in, one at a time, a :class:`~inspector.report.Report` out.
 
-What counts as a message, as payload and as a handshake depends on the
-transport (the README's "Report fields" section says the same in prose):
+A :class:`ReportBuilder` folds each connection into its transport's figures as
+it is added (when the connection closes), so a report of any number of
+connections holds a few figures per transport, a few per route and a bounded
+list of connections, not the connections themselves. Exchanges that only the
+routes of every connection can classify (polls, one-off requests) wait under
+their route, and connections made only of such exchanges wait in a group with
+the same routes, until the report is made.
 
-- ``websocket``: each text or binary message, both ways; payload after
-  decompression; the Upgrade request and 101 response heads are the handshake.
-- ``sse`` and ``http_stream``: each event (SSE), line (NDJSON) or
-  transfer-coding chunk from the server, plus a request that carried a body;
-  the request and response heads are the handshake.
-- ``long_poll``, ``short_poll`` and ``http``: a response that carried data (and
-  a request that carried a body); every head is per-message overhead, not a
-  handshake; a poll whose response had no data is an empty poll.
-
-Wire bytes are summed from the byte categories; overhead is every wire byte
-that was not payload as it travelled.
+What counts as a message, as payload and as a handshake is decided in
+:mod:`inspector.totals`. Wire bytes are summed from the byte categories;
+overhead is every wire byte that was not payload as it travelled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import pickle
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
+from typing import IO
 
-from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classification, TransportRule, classify
-from .connection import ConnectionRecord, ExchangeRecord
+from .classify import Route, RouteTable, most_streaming
+from .connection import ConnectionRecord
 from .redact import redact_target
 from .report import (
+    POLLING,
+    STREAMING,
     TRANSPORTS,
     ConnectionSummary,
     MessagePoint,
@@ -32,14 +35,12 @@ from .report import (
     TransportSummary,
     WebSocketFigures,
 )
-from .stats import Distribution, EvenSample
+from .stats import Distribution
+from .totals import ExchangeTotals, exchange_messages, handshake_duration
 from .wire import ByteAccount, Category, Direction
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
-
-STREAMING = frozenset({"websocket", "sse", "http_stream"})
-POLLING = frozenset({"long_poll", "short_poll"})
 
 #: Categories that structure messages without being payload.
 FRAMING = (Category.CHUNK_FRAMING, Category.MESSAGE_SYNTAX, Category.FRAME_HEADER, Category.MASK_KEY)
@@ -51,7 +52,13 @@ POLL_MESSAGE_NOTE = (
     "A poll's message is a response that carried data; one response can carry several application messages, "
     "so compare polling per message with care."
 )
+ESTIMATE_NOTE = "Percentiles marked ~ are estimated from a uniform sample; counts, totals, means and maxima are exact."
 TIMELINE_POINTS = 4000
+#: Connections a report lists; every connection is in the transports' figures.
+CONNECTION_LIST_LIMIT = 10_000
+
+#: A transport the connection is known to have used, and the routes still to decide.
+_GroupKey = tuple[str | None, frozenset[Route]]
 
 
 def _pair(counts: dict[Direction, int]) -> PerDirection:
@@ -59,227 +66,275 @@ def _pair(counts: dict[Direction, int]) -> PerDirection:
 
 
 class _Totals:
-    """One transport's figures while they are being summed."""
+    """One transport's figures while they are being summed: its exchanges',
+    and those of the connections that used it."""
 
-    def __init__(self, transport: str) -> None:
-        self.transport = transport
+    __slots__ = (
+        "anomalies",
+        "connections",
+        "exchanges",
+        "time_to_first_byte",
+        "time_to_first_message",
+        "tls_duration",
+        "tls_handshakes",
+        "unattributed",
+    )
+
+    def __init__(self) -> None:
+        self.exchanges = ExchangeTotals(timeline_points=TIMELINE_POINTS)
         self.connections = 0
-        self.handshakes = 0
-        self.handshake_bytes = 0
-        self.head_bytes = 0
-        self.tls_handshakes = 0
-        self.accounts = {C2S: ByteAccount(), S2C: ByteAccount()}
-        self.messages = {C2S: 0, S2C: 0}
-        self.payload = {C2S: 0, S2C: 0}
-        self.empty_polls = 0
-        self.empty_poll_bytes = 0
         self.anomalies = 0
-        self.sizes = Distribution()
-        self.inter_arrival = Distribution()
+        self.tls_handshakes = 0
+        self.tls_duration = Distribution()
+        self.unattributed = {C2S: ByteAccount(), S2C: ByteAccount()}
         self.time_to_first_byte = Distribution()
         self.time_to_first_message = Distribution()
-        self.handshake_duration = Distribution()
-        self.tls_duration = Distribution()
-        self.data_frames = {C2S: 0, S2C: 0}
-        self.control_frames = {C2S: 0, S2C: 0}
-        self.compressed = {C2S: 0, S2C: 0}
-        self.timeline = EvenSample(TIMELINE_POINTS)
 
-    def summary(self) -> TransportSummary:
-        wire = {d: self.accounts[d].total for d in Direction}
-        wire_payload = {d: self.accounts[d][Category.PAYLOAD] for d in Direction}
+    def add_connection(self, record: ConnectionRecord, first_message_at: float | None) -> None:
+        self.connections += 1
+        self.anomalies += len(record.anomalies)
+        tls = record.opened.tls
+        if tls is not None:
+            self.tls_handshakes += 1
+            if tls.handshake_started is not None and tls.handshake_finished is not None:
+                self.tls_duration.add(tls.handshake_finished - tls.handshake_started)
+        for direction in Direction:
+            self.unattributed[direction].merge(record.unattributed[direction])
+        started = record.first_byte_at.get(C2S)
+        if started is not None:
+            answered = record.first_byte_at.get(S2C)
+            if answered is not None:
+                self.time_to_first_byte.add(max(0.0, answered - started))
+            if first_message_at is not None:
+                self.time_to_first_message.add(max(0.0, first_message_at - started))
+
+    def merge(self, other: _Totals) -> None:
+        self.exchanges.merge(other.exchanges)
+        self.connections += other.connections
+        self.anomalies += other.anomalies
+        self.tls_handshakes += other.tls_handshakes
+        self.tls_duration.merge(other.tls_duration)
+        for direction in Direction:
+            self.unattributed[direction].merge(other.unattributed[direction])
+        self.time_to_first_byte.merge(other.time_to_first_byte)
+        self.time_to_first_message.merge(other.time_to_first_message)
+
+    def copy(self) -> _Totals:
+        twin = _Totals()
+        twin.exchanges = self.exchanges.copy()
+        twin.connections, twin.anomalies, twin.tls_handshakes = self.connections, self.anomalies, self.tls_handshakes
+        twin.tls_duration = self.tls_duration.copy()
+        twin.unattributed = {d: a.copy() for d, a in self.unattributed.items()}
+        twin.time_to_first_byte = self.time_to_first_byte.copy()
+        twin.time_to_first_message = self.time_to_first_message.copy()
+        return twin
+
+    def summary(self, transport: str) -> TransportSummary:
+        figures = self.exchanges
+        accounts = {d: figures.accounts[d].copy() for d in Direction}
+        for direction in Direction:
+            accounts[direction].merge(self.unattributed[direction])
+        wire = {d: accounts[d].total for d in Direction}
+        wire_payload = {d: accounts[d][Category.PAYLOAD] for d in Direction}
         wire_total = wire[C2S] + wire[S2C]
         overhead = wire_total - wire_payload[C2S] - wire_payload[S2C]
-        messages = self.messages[C2S] + self.messages[S2C]
-        categories = {c.value: PerDirection(self.accounts[C2S][c], self.accounts[S2C][c]) for c in Category}
+        messages = figures.messages[C2S] + figures.messages[S2C]
+        categories = {c.value: PerDirection(accounts[C2S][c], accounts[S2C][c]) for c in Category}
         websocket = None
-        if self.transport == "websocket":
+        if transport == "websocket":
             websocket = WebSocketFigures(
-                data_frames=_pair(self.data_frames),
-                control_frames=_pair(self.control_frames),
+                data_frames=_pair(figures.data_frames),
+                control_frames=_pair(figures.control_frames),
                 frame_header_bytes=categories[Category.FRAME_HEADER] + categories[Category.MASK_KEY],
                 wire_payload_bytes=categories[Category.PAYLOAD],
                 control_bytes=categories[Category.CONTROL],
-                compressed_messages=_pair(self.compressed),
+                compressed_messages=_pair(figures.compressed),
             )
+        polling = transport in POLLING
         return TransportSummary(
-            transport=self.transport,
+            transport=transport,
             connections=self.connections,
             tcp_connects=self.connections,
-            handshakes=self.handshakes,
-            handshake_bytes=self.handshake_bytes,
-            messages=_pair(self.messages),
-            payload_bytes=_pair(self.payload),
+            handshakes=figures.handshakes,
+            handshake_bytes=figures.handshake_bytes,
+            messages=_pair(figures.messages),
+            payload_bytes=_pair(figures.payload),
             wire_bytes=_pair(wire),
             overhead_bytes=overhead,
             overhead_ratio=overhead / wire_total if wire_total else 0.0,
-            bytes_per_message=self.sizes.summary(),
+            bytes_per_message=figures.sizes.summary(),
             anomalies=self.anomalies,
             categories=categories,
-            head_bytes=self.head_bytes,
-            framing_bytes=sum(self.accounts[d][c] for d in Direction for c in FRAMING),
+            head_bytes=figures.head_bytes,
+            framing_bytes=sum(accounts[d][c] for d in Direction for c in FRAMING),
             control_bytes=categories[Category.CONTROL].total,
-            empty_polls=self.empty_polls,
-            empty_poll_bytes=self.empty_poll_bytes,
+            empty_polls=figures.empty_responses if polling else 0,
+            empty_poll_bytes=figures.empty_response_bytes if polling else 0,
             wire_bytes_per_message=wire_total / messages if messages else None,
-            inter_arrival=self.inter_arrival.summary(),
+            inter_arrival=figures.inter_arrival.summary(),
             time_to_first_byte=self.time_to_first_byte.summary(),
             time_to_first_message=self.time_to_first_message.summary(),
-            handshake_duration=self.handshake_duration.summary(),
+            handshake_duration=figures.handshake_duration.summary(),
             websocket=websocket,
             tls_handshakes=self.tls_handshakes,
             tls_handshake_duration=self.tls_duration.summary(),
         )
 
 
-def exchange_messages(exchange: ExchangeRecord, transport: str) -> tuple[dict[Direction, int], dict[Direction, int]]:
-    """Messages and delivered payload bytes of one exchange, by direction."""
-    wire_payload = {d: exchange.accounts[d][Category.PAYLOAD] for d in Direction}
-    if transport == "websocket":
-        return dict(exchange.stream_messages), dict(exchange.stream_payload)
-    request_message = 1 if wire_payload[C2S] else 0
-    if transport in ("sse", "http_stream"):
-        return {C2S: request_message, S2C: exchange.stream_messages[S2C]}, wire_payload
-    return {C2S: request_message, S2C: 1 if wire_payload[S2C] else 0}, wire_payload
+class _Spool:
+    """Connection summaries kept on disk until their transport is known."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+
+    def append(self, summary: ConnectionSummary) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile()
+        pickle.dump(summary, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def drain(self) -> Iterator[ConnectionSummary]:
+        if self._file is None:
+            return
+        self._file.seek(0)
+        while True:
+            try:
+                yield pickle.load(self._file)
+            except EOFError:
+                break
+        self._file.close()
+        self._file = None
 
 
-def _handshake_at(exchange: ExchangeRecord) -> float | None:
-    """When the server accepted the stream: the 101 (or final) response head."""
-    heads = [*exchange.interim, exchange.response] if exchange.response else list(exchange.interim)
-    for head in heads:
-        if head is not None and (head.status == 101 or not head.interim):
-            return head.timestamp
-    return None
+class _Group:
+    """Connections whose transport waits on the same routes."""
+
+    __slots__ = ("listed", "spool", "totals")
+
+    def __init__(self) -> None:
+        self.totals = _Totals()
+        self.listed: list[tuple[int, ConnectionSummary]] = []
+        self.spool = _Spool()
+
+    def copy(self) -> _Group:
+        twin = _Group()
+        twin.totals = self.totals.copy()
+        twin.listed = list(self.listed)
+        return twin
 
 
-def handshake_duration(exchange: ExchangeRecord) -> float | None:
-    """Seconds from a stream's request head to the response head that accepted
-    it, or None when it was never accepted (only streams have handshakes)."""
-    accepted = _handshake_at(exchange)
-    if accepted is None or exchange.request is None:
-        return None
-    return max(0.0, accepted - exchange.request.timestamp)
+class ReportBuilder:
+    """Connection records in, in the order they closed; a report out.
 
+    ``on_connection`` is handed every connection's summary once its transport
+    is known: at :meth:`add` for most, at :meth:`report` for connections whose
+    transport waited on the routes of later ones. The report itself lists the
+    first :data:`CONNECTION_LIST_LIMIT` connections and says how many it left
+    out. With ``redact`` (the default), request targets lose their credentials
+    (:func:`~inspector.redact.redact_target`); no figure changes. ``routes``
+    (made with more connections in view than are added here) classifies polls
+    as a report of all of them would.
+    """
 
-def _first_server_message_at(exchange: ExchangeRecord, transport: str) -> float | None:
-    if transport in STREAMING:
-        return exchange.first_server_message_at
-    if exchange.accounts[S2C][Category.PAYLOAD]:
-        return exchange.response_ended_at or exchange.last_body_at
-    return None
-
-
-class _Builder:
-    def __init__(self, classification: Classification, redact: bool) -> None:
-        self.classification = classification
-        self.redact = redact
-        self.totals: dict[str, _Totals] = {}
-        self.connections: list[ConnectionSummary] = []
+    def __init__(
+        self,
+        *,
+        redact: bool = True,
+        connection_limit: int = CONNECTION_LIST_LIMIT,
+        on_connection: Callable[[ConnectionSummary], None] | None = None,
+        routes: RouteTable | None = None,
+    ) -> None:
+        self._redact = redact
+        self._limit = connection_limit
+        self._on_connection = on_connection
+        self._totals: dict[str, _Totals] = {}
+        #: Requests per route; given, it stands for more connections than are added here and is not added to.
+        self._routes = routes if routes is not None else RouteTable()
+        self._fixed_routes = routes is not None
+        #: Exchanges whose transport their route decides, by route.
+        self._by_route: dict[Route, ExchangeTotals] = {}
+        self._groups: dict[_GroupKey, _Group] = {}
+        #: Listed connections with their place in the order they were added.
+        self._listed: list[tuple[int, ConnectionSummary]] = []
+        self.connection_count = 0
         self.started_at: float | None = None
         self.ended_at: float | None = None
 
-    def _totals(self, transport: str) -> _Totals:
-        if transport not in self.totals:
-            self.totals[transport] = _Totals(transport)
-        return self.totals[transport]
+    def _transport(self, name: str) -> _Totals:
+        totals = self._totals.get(name)
+        if totals is None:
+            totals = self._totals[name] = _Totals()
+        return totals
 
     def add(self, record: ConnectionRecord) -> None:
-        transport = self.classification.connections[record.id]
-        totals = self._totals(transport)
-        totals.connections += 1
-        totals.anomalies += len(record.anomalies)
-        tls = record.opened.tls
-        if tls is not None:
-            totals.tls_handshakes += 1
-            if tls.handshake_started is not None and tls.handshake_finished is not None:
-                totals.tls_duration.add(tls.handshake_finished - tls.handshake_started)
-        for direction in Direction:
-            totals.accounts[direction].merge(record.unattributed[direction])
+        """Fold in one connection; its record is not kept."""
+        place = self.connection_count
+        self.connection_count += 1
         self._span(record.opened.timestamp, record.closed_at)
-
+        if not self._fixed_routes:
+            self._routes.add(record.routes, record.held_routes)
+        decided: list[str] = []
+        waiting: list[Route] = []
         messages = {C2S: 0, S2C: 0}
         payload = {C2S: 0, S2C: 0}
         first_message_at: float | None = None
-        last_poll_at: dict[str, float] = {}
-        for exchange in record.exchanges:
-            kind = self.classification.of(record, exchange)
-            sent, delivered = self._exchange(self._totals(kind), exchange, kind, last_poll_at)
+        for key, figures in record.totals.items():
+            if isinstance(key, str):
+                self._transport(key).exchanges.merge(figures)
+                decided.append(key)
+            else:
+                self._by_route.setdefault(key, ExchangeTotals()).merge(figures)
+                waiting.append(key)
             for direction in Direction:
-                messages[direction] += sent[direction]
-                payload[direction] += delivered[direction]
-            at = _first_server_message_at(exchange, kind)
+                messages[direction] += figures.messages[direction]
+                payload[direction] += figures.payload[direction]
+            at = figures.first_message_at
             if at is not None and (first_message_at is None or at < first_message_at):
                 first_message_at = at
 
-        started = record.first_byte_at.get(C2S)
-        if started is not None:
-            answered = record.first_byte_at.get(S2C)
-            if answered is not None:
-                totals.time_to_first_byte.add(max(0.0, answered - started))
-            if first_message_at is not None:
-                totals.time_to_first_message.add(max(0.0, first_message_at - started))
+        best = most_streaming(decided) if decided else None
+        if not waiting or (best is not None and TRANSPORTS.index(best) <= TRANSPORTS.index("long_poll")):
+            transport = best or "http"
+            self._transport(transport).add_connection(record, first_message_at)
+            self._list(place, self._connection(record, transport, messages, payload))
+            return
+        group = self._groups.get((best, frozenset(waiting)))
+        if group is None:
+            group = self._groups[(best, frozenset(waiting))] = _Group()
+        group.totals.add_connection(record, first_message_at)
+        summary = self._connection(record, "", messages, payload)
+        if self._on_connection is not None:
+            group.spool.append(summary)
+        if place < self._limit:
+            group.listed.append((place, summary))
 
-        self.connections.append(
-            ConnectionSummary(
-                id=record.id,
-                transport=transport,
-                client=record.client,
-                server=record.server,
-                opened_at=record.opened.timestamp,
-                closed_at=record.closed_at,
-                close_reason=record.close_reason if record.closed_at is not None else "open",
-                exchanges=len(record.exchanges),
-                wire_bytes=PerDirection(record.wire_bytes(C2S), record.wire_bytes(S2C)),
-                payload_bytes=_pair(payload),
-                messages=_pair(messages),
-                anomalies=record.anomalies,
-                targets=_targets(record, self.redact),
-                reconstructed=record.opened.reconstructed,
-            )
+    def _connection(
+        self, record: ConnectionRecord, transport: str, messages: dict[Direction, int], payload: dict[Direction, int]
+    ) -> ConnectionSummary:
+        targets = record.targets
+        if self._redact:
+            targets = tuple(dict.fromkeys(redact_target(target) for target in targets))
+        return ConnectionSummary(
+            id=record.id,
+            transport=transport,
+            client=record.client,
+            server=record.server,
+            opened_at=record.opened.timestamp,
+            closed_at=record.closed_at,
+            close_reason=record.close_reason if record.closed_at is not None else "open",
+            exchanges=record.exchange_count,
+            wire_bytes=PerDirection(record.wire_bytes(C2S), record.wire_bytes(S2C)),
+            payload_bytes=_pair(payload),
+            messages=_pair(messages),
+            anomalies=record.anomalies,
+            targets=targets,
+            reconstructed=record.opened.reconstructed,
         )
 
-    def _exchange(
-        self, totals: _Totals, exchange: ExchangeRecord, transport: str, last_poll_at: dict[str, float]
-    ) -> tuple[dict[Direction, int], dict[Direction, int]]:
-        for direction in Direction:
-            totals.accounts[direction].merge(exchange.accounts[direction])
-        messages, payload = exchange_messages(exchange, transport)
-        for direction in Direction:
-            totals.messages[direction] += messages[direction]
-            totals.payload[direction] += payload[direction]
-        heads = exchange.head_bytes()
-        if transport in STREAMING:
-            totals.handshakes += 1
-            totals.handshake_bytes += heads
-            duration = handshake_duration(exchange)
-            if duration is not None:
-                totals.handshake_duration.add(duration)
-            totals.sizes.merge(exchange.stream_message_sizes)
-            if exchange.websocket is not None:
-                for direction in Direction:
-                    totals.data_frames[direction] += exchange.websocket.data_frames.get(direction, 0)
-                    totals.control_frames[direction] += exchange.websocket.control_frames.get(direction, 0)
-                    totals.compressed[direction] += exchange.websocket.compressed_messages[direction]
-            totals.inter_arrival.merge(exchange.inter_arrival)
-            for point in exchange.timeline:
-                totals.timeline.offer(MessagePoint(point.time, transport, point.direction, point.wire_bytes))
-            return messages, payload
-
-        totals.head_bytes += heads
-        count = messages[C2S] + messages[S2C]
-        for _ in range(count):
-            totals.sizes.add(exchange.wire_bytes / count)
-        if messages[S2C]:
-            at = exchange.response_ended_at or exchange.last_body_at
-            if at is not None:
-                if transport in last_poll_at:
-                    totals.inter_arrival.add(max(0.0, at - last_poll_at[transport]))
-                last_poll_at[transport] = at
-                totals.timeline.offer(MessagePoint(at, transport, S2C, exchange.wire_bytes))
-        elif transport in POLLING and exchange.response is not None:
-            totals.empty_polls += 1
-            totals.empty_poll_bytes += exchange.wire_bytes
-        return messages, payload
+    def _list(self, place: int, summary: ConnectionSummary) -> None:
+        if self._on_connection is not None:
+            self._on_connection(summary)
+        if place < self._limit:
+            self._listed.append((place, summary))
 
     def _span(self, opened: float, closed: float | None) -> None:
         if self.started_at is None or opened < self.started_at:
@@ -288,63 +343,83 @@ class _Builder:
         if self.ended_at is None or end > self.ended_at:
             self.ended_at = end
 
+    def copy(self) -> ReportBuilder:
+        """An independent builder with what this one has so far (without ``on_connection``)."""
+        twin = ReportBuilder(redact=self._redact, connection_limit=self._limit)
+        twin._fixed_routes = self._fixed_routes
+        twin._totals = {name: totals.copy() for name, totals in self._totals.items()}
+        twin._routes = self._routes.copy()
+        twin._by_route = {route: figures.copy() for route, figures in self._by_route.items()}
+        twin._groups = {key: group.copy() for key, group in self._groups.items()}
+        twin._listed = list(self._listed)
+        twin.connection_count, twin.started_at, twin.ended_at = self.connection_count, self.started_at, self.ended_at
+        return twin
 
-def _targets(record: ConnectionRecord, redact: bool, limit: int = 3) -> tuple[str, ...]:
-    seen: list[str] = []
-    for exchange in record.exchanges:
-        if exchange.request is None:
-            continue
-        target = redact_target(exchange.request.target) if redact else exchange.request.target
-        if target not in seen:
-            seen.append(target)
-            if len(seen) == limit:
-                break
-    return tuple(seen)
+    def snapshot(self, open_records: Iterable[ConnectionRecord] = (), **report: object) -> Report:
+        """The report so far, with connections still open included, leaving this builder as it was."""
+        twin = self.copy()
+        for record in open_records:
+            twin.add(record)
+        return twin.report(**report)  # type: ignore[arg-type]
+
+    def report(self, *, sources: Sequence[str] = (), notes: Sequence[str] = ()) -> Report:
+        """Decide what waited on the routes and summarise. ``notes`` are added to
+        the report's own. The builder is spent: add nothing after this."""
+        for route, figures in self._by_route.items():
+            self._transport(self._routes.transport(route)).exchanges.merge(figures)
+        self._by_route = {}
+        for (best, routes), group in self._groups.items():
+            transport = most_streaming([*([best] if best else []), *(self._routes.transport(r) for r in routes)])
+            self._transport(transport).merge(group.totals)
+            for summary in group.spool.drain():
+                if self._on_connection is not None:
+                    self._on_connection(replace(summary, transport=transport))
+            self._listed += [(place, replace(summary, transport=transport)) for place, summary in group.listed]
+        self._groups = {}
+
+        transports = {name: self._totals[name].summary(name) for name in TRANSPORTS if name in self._totals}
+        report_notes = [WIRE_BYTES_NOTE, *notes]
+        if any(transports[name].messages.total for name in POLLING if name in transports):
+            report_notes.append(POLL_MESSAGE_NOTE)
+        if any(_estimated(summary) for summary in transports.values()):
+            report_notes.append(ESTIMATE_NOTE)
+        listed = [summary for _, summary in sorted(self._listed, key=lambda item: item[0])]
+        if self.connection_count > len(listed):
+            report_notes.append(
+                f"{self.connection_count - len(listed):,} of {self.connection_count:,} connections are in the "
+                f"figures but not in the list of connections, which keeps the first {self._limit:,}; "
+                "rtinspect report --connections -f csv (or -f json) lists every one."
+            )
+        timeline = [
+            MessagePoint(time, name, direction, wire)
+            for name in TRANSPORTS
+            if name in self._totals
+            for time, direction, wire in self._totals[name].exchanges.timeline.items  # type: ignore[misc]
+        ]
+        return Report(
+            transports=transports,
+            connections=tuple(sorted(listed, key=lambda c: c.opened_at if c.opened_at is not None else 0.0)),
+            sources=tuple(sources),
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            notes=tuple(report_notes),
+            timeline=tuple(sorted(timeline, key=lambda point: point.time)),
+            connection_count=self.connection_count,
+        )
 
 
 def build_report(
     records: Iterable[ConnectionRecord],
     *,
-    long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD,
-    rules: Iterable[TransportRule] = (),
     sources: Sequence[str] = (),
     notes: Sequence[str] = (),
-    classification: Classification | None = None,
     redact: bool = True,
 ) -> Report:
-    """Summarise connections by transport. ``notes`` are added to the report's own.
-
-    ``classification`` (made with more connections in view than ``records``)
-    replaces the one these records alone would give, so a report of some
-    connections attributes them as a report of all of them would.
-
-    With ``redact`` (the default), request targets lose their credentials
-    (:func:`~inspector.redact.redact_target`); no figure changes.
-    """
-    records = list(records)
-    if classification is None:
-        classification = classify(records, long_poll_threshold=long_poll_threshold, rules=rules)
-    builder = _Builder(classification, redact)
+    """Summarise connections by transport (a :class:`ReportBuilder` fed ``records`` in order)."""
+    builder = ReportBuilder(redact=redact)
     for record in records:
         builder.add(record)
-    transports = {name: builder.totals[name].summary() for name in TRANSPORTS if name in builder.totals}
-    report_notes = [WIRE_BYTES_NOTE, *notes]
-    if any(transports[name].messages.total for name in POLLING if name in transports):
-        report_notes.append(POLL_MESSAGE_NOTE)
-    if any(_estimated(summary) for summary in transports.values()):
-        report_notes.append(
-            "Percentiles marked ~ are estimated from a uniform sample; counts, totals, means and maxima are exact."
-        )
-    timeline = [point for name in TRANSPORTS if name in builder.totals for point in builder.totals[name].timeline.items]
-    return Report(
-        transports=transports,
-        connections=tuple(builder.connections),
-        sources=tuple(sources),
-        started_at=builder.started_at,
-        ended_at=builder.ended_at,
-        notes=tuple(report_notes),
-        timeline=tuple(sorted(timeline, key=lambda point: point.time)),  # type: ignore[attr-defined]
-    )
+    return builder.report(sources=sources, notes=notes)
 
 
 def _estimated(summary: TransportSummary) -> bool:
@@ -352,4 +427,11 @@ def _estimated(summary: TransportSummary) -> bool:
     return any(q is not None and not q.exact for q in figures)
 
 
-__all__ = ["build_report", "exchange_messages", "handshake_duration", "WIRE_BYTES_NOTE"]
+__all__ = [
+    "STREAMING",
+    "ReportBuilder",
+    "build_report",
+    "exchange_messages",
+    "handshake_duration",
+    "WIRE_BYTES_NOTE",
+]

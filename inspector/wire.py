@@ -46,6 +46,18 @@ class Category(enum.StrEnum):
     UNPARSED = "unparsed"
 
 
+class BodyKind(enum.StrEnum):
+    """How a response body was split into messages."""
+
+    NONE = "none"  #: no response body bytes
+    PLAIN = "plain"  #: a body; each transfer-coding chunk counts as one stream message
+    SSE = "sse"  #: text/event-stream events
+    LINES = "lines"  #: NDJSON and other line-delimited streams
+    WEBSOCKET = "websocket"  #: the connection switched to WebSocket
+    OPAQUE = "opaque"  #: switched to some other protocol (CONNECT tunnel, h2c); not parsed
+
+
+
 _ZERO: dict[Category, int] = dict.fromkeys(Category, 0)
 
 

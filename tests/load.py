@@ -49,7 +49,7 @@ from websockets.asyncio.client import connect as websocket_connect
 
 from demo_server.app import FEED_ENDED_HEADER
 from demo_server.sse import END_EVENT
-from inspector.classify import TransportRule
+from inspector.classify import Classifier, TransportRule
 from inspector.proxy import raise_open_file_limit
 from inspector.proxy_process import wait_until_closed
 from inspector.replay import analyze_captures
@@ -395,8 +395,8 @@ def run_load(settings: LoadSettings, workdir: Path, confdir: Path | None = None)
             traffic = Traffic(proxy.url, server_url, settings)
             result.clients = traffic.counts
             drive(traffic, proxy, result)
-    analysis = analyze_captures([capture])
-    report = build_report(analysis.records, rules=POLLS_ARE_SHORT)
+    analysis = analyze_captures([capture], classifier=Classifier(POLLS_ARE_SHORT))
+    report = build_report(analysis.records)
     result.problems = disagreements(report, analysis.notes, settings, traffic.counts)
     result.total_seconds = time.monotonic() - started
     return result

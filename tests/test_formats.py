@@ -41,7 +41,7 @@ from tshark import TSHARK, TcpStream, dissect_pcapng, frame_figures, needs_tshar
 from websockets.sync.client import connect as websocket_connect
 
 from inspector.capture import CaptureWriter, ConnectionOpened, DataChunk, read_capture
-from inspector.classify import TransportRule
+from inspector.classify import Classifier, TransportRule
 from inspector.cli import main as rtinspect
 from inspector.formats import FileFormat, ImportedTraffic, detect_format, open_traffic
 from inspector.formats.export import export_records
@@ -68,9 +68,9 @@ def expected(name: str) -> dict[str, Any]:
 
 def report_of(*paths: Path, name: str) -> Report:
     """The report of ``paths`` with the recording's own transport rules."""
-    analysis = analyze_captures(list(paths))
-    rules = [TransportRule.parse(rule) for rule in expected(name)["rules"]]
-    return build_report(analysis.records, rules=rules, notes=analysis.notes)
+    rules = tuple(TransportRule.parse(rule) for rule in expected(name)["rules"])
+    analysis = analyze_captures(list(paths), classifier=Classifier(rules))
+    return build_report(analysis.records, notes=analysis.notes)
 
 
 def streams_of(path: Path) -> dict[str, tuple[bytes, bytes]]:

@@ -31,7 +31,7 @@ from click.testing import CliRunner
 from tshark import TcpStream, dissect_pcapng, frame_figures, needs_tshark
 
 from inspector.capture import DataChunk, read_capture
-from inspector.classify import TransportRule
+from inspector.classify import Classifier, TransportRule
 from inspector.cli import main as rtinspect
 from inspector.connection import ConnectionRecord
 from inspector.render.json import report_to_dict
@@ -87,9 +87,9 @@ def with_transports(*transports: str) -> list[str]:
 @functools.cache
 def load(name: str) -> Recording:
     seen = expected(name)
-    analysis = analyze_captures([RECORDINGS / f"{name}.rtcap"])
-    rules = [TransportRule.parse(rule) for rule in seen["rules"]]
-    return Recording(name, seen, analysis, build_report(analysis.records, rules=rules))
+    rules = tuple(TransportRule.parse(rule) for rule in seen["rules"])
+    analysis = analyze_captures([RECORDINGS / f"{name}.rtcap"], classifier=Classifier(rules))
+    return Recording(name, seen, analysis, build_report(analysis.records))
 
 
 def pair(value: dict[str, int]) -> PerDirection:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inspector.capture import ConnectionOpened
-from inspector.classify import TransportRule
+from inspector.classify import Classifier, TransportRule
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
 from inspector.report import PerDirection
 from inspector.summary import build_report
@@ -19,14 +19,17 @@ DATA = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]"
 EMPTY = b"HTTP/1.1 204 No Content\r\n\r\n"
 
 
-def connection(number: int, *chunks: tuple[float, Direction, bytes]) -> ConnectionRecord:
-    analyzer = ConnectionAnalyzer(ConnectionOpened(number, chunks[0][0], f"127.0.0.1:{50000 + number}", "127.0.0.1:8000", "reverse"))
+def connection(number: int, *chunks: tuple[float, Direction, bytes], classifier: Classifier | None = None) -> ConnectionRecord:
+    opened = ConnectionOpened(number, chunks[0][0], f"127.0.0.1:{50000 + number}", "127.0.0.1:8000", "reverse")
+    analyzer = ConnectionAnalyzer(opened, classifier=classifier)
     for at, direction, data in chunks:
         analyzer.feed(direction, data, at)
     return analyzer.close(chunks[-1][0] + 0.01, "client closed")
 
 
-def polls(number: int, wait: float, answers: list[bytes], start: float = 0.0) -> ConnectionRecord:
+def polls(
+    number: int, wait: float, answers: list[bytes], start: float = 0.0, classifier: Classifier | None = None
+) -> ConnectionRecord:
     chunks = []
     at = start
     for i, answer in enumerate(answers):
@@ -34,7 +37,7 @@ def polls(number: int, wait: float, answers: list[bytes], start: float = 0.0) ->
         at += wait
         chunks.append((at, S2C, answer))
         at += 0.01
-    return connection(number, *chunks)
+    return connection(number, *chunks, classifier=classifier)
 
 
 def test_repeated_requests_answered_at_once_are_short_polls_with_empty_polls_counted() -> None:
@@ -54,12 +57,14 @@ def test_a_held_request_makes_the_path_a_long_poll_across_connections() -> None:
     report = build_report([held, quick])
     assert set(report.transports) == {"long_poll"}
     assert report.transport("long_poll").connections == 2
-    assert build_report([held, quick], long_poll_threshold=2.0).transports.keys() == {"short_poll"}
+    patient = Classifier(long_poll_threshold=2.0)
+    held, quick = polls(1, 1.5, [DATA], classifier=patient), polls(2, 0.01, [DATA], start=5.0, classifier=patient)
+    assert build_report([held, quick]).transports.keys() == {"short_poll"}
 
 
 def test_a_rule_overrides_what_the_traffic_looked_like() -> None:
-    record = polls(1, 0.01, [DATA, DATA])
-    report = build_report([record], rules=[TransportRule.parse("/poll=long_poll")])
+    record = polls(1, 0.01, [DATA, DATA], classifier=Classifier((TransportRule.parse("/poll=long_poll"),)))
+    report = build_report([record])
     assert set(report.transports) == {"long_poll"}
     assert report.connections[0].transport == "long_poll"
 

@@ -1,0 +1,225 @@
+"""Exchanges folded into running figures, so that nothing grows with their number.
+
+A connection folds each exchange into an :class:`ExchangeTotals` as soon as it
+completes, under the transport the exchange used (or under its route, when
+only every connection's routes can decide that; see :mod:`inspector.classify`).
+The report merges those totals into each transport's summary. What counts as a
+message, as payload and as a handshake depends on the transport; it is decided
+here, once (the README's "Report fields" section says the same in prose):
+
+- ``websocket``: each text or binary message, both ways; payload after
+  decompression; the Upgrade request and 101 response heads are the handshake.
+- ``sse`` and ``http_stream``: each event (SSE), line (NDJSON) or
+  transfer-coding chunk from the server, plus a request that carried a body;
+  the request and response heads are the handshake.
+- ``long_poll``, ``short_poll`` and ``http``: a response that carried data (and
+  a request that carried a body); every head is per-message overhead, not a
+  handshake; a response without data is an empty response (an empty poll, for
+  the polling transports).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .report import STREAMING
+from .stats import Distribution, EvenSample
+from .wire import ByteAccount, Category, Direction
+
+if TYPE_CHECKING:
+    from .connection import ExchangeRecord
+
+C2S = Direction.CLIENT_TO_SERVER
+S2C = Direction.SERVER_TO_CLIENT
+
+#: A message on the time line, before it is known which transport it belongs to.
+TimelinePoint = tuple[float, Direction, int]
+
+
+def exchange_messages(exchange: ExchangeRecord, transport: str) -> tuple[dict[Direction, int], dict[Direction, int]]:
+    """Messages and delivered payload bytes of one exchange, by direction."""
+    wire_payload = {d: exchange.accounts[d][Category.PAYLOAD] for d in Direction}
+    if transport == "websocket":
+        return dict(exchange.stream_messages), dict(exchange.stream_payload)
+    request_message = 1 if wire_payload[C2S] else 0
+    if transport in ("sse", "http_stream"):
+        return {C2S: request_message, S2C: exchange.stream_messages[S2C]}, wire_payload
+    return {C2S: request_message, S2C: 1 if wire_payload[S2C] else 0}, wire_payload
+
+
+def _handshake_at(exchange: ExchangeRecord) -> float | None:
+    """When the server accepted the stream: the 101 (or final) response head."""
+    heads = [*exchange.interim, exchange.response] if exchange.response else list(exchange.interim)
+    for head in heads:
+        if head is not None and (head.status == 101 or not head.interim):
+            return head.timestamp
+    return None
+
+
+def handshake_duration(exchange: ExchangeRecord) -> float | None:
+    """Seconds from a stream's request head to the response head that accepted
+    it, or None when it was never accepted (only streams have handshakes)."""
+    accepted = _handshake_at(exchange)
+    if accepted is None or exchange.request is None:
+        return None
+    return max(0.0, accepted - exchange.request.timestamp)
+
+
+def first_server_message_at(exchange: ExchangeRecord, transport: str) -> float | None:
+    """When the exchange delivered its first message from the server, if it did."""
+    if transport in STREAMING:
+        return exchange.first_server_message_at
+    if exchange.accounts[S2C][Category.PAYLOAD]:
+        return exchange.response_ended_at or exchange.last_body_at
+    return None
+
+
+class ExchangeTotals:
+    """The figures of many exchanges of one transport, summed as they complete.
+
+    Counts and byte totals are exact; distributions keep exact values up to
+    their capacity (:class:`~inspector.stats.Distribution`) and the time line
+    an even sample. Totals of different connections merge with :meth:`merge`.
+    """
+
+    __slots__ = (
+        "_last_response_at",
+        "accounts",
+        "compressed",
+        "control_frames",
+        "data_frames",
+        "empty_response_bytes",
+        "empty_responses",
+        "exchanges",
+        "first_message_at",
+        "handshake_bytes",
+        "handshake_duration",
+        "handshakes",
+        "head_bytes",
+        "inter_arrival",
+        "messages",
+        "payload",
+        "sizes",
+        "timeline",
+    )
+
+    def __init__(self, *, timeline_points: int = 512) -> None:
+        self.exchanges = 0
+        self.accounts = {C2S: ByteAccount(), S2C: ByteAccount()}
+        self.messages = {C2S: 0, S2C: 0}
+        self.payload = {C2S: 0, S2C: 0}
+        self.handshakes = 0
+        self.handshake_bytes = 0
+        #: Heads that are per-message overhead (not handshakes).
+        self.head_bytes = 0
+        #: Responses without data (empty polls, when the transport polls) and their wire bytes.
+        self.empty_responses = 0
+        self.empty_response_bytes = 0
+        #: Wire bytes attributed to each message.
+        self.sizes = Distribution()
+        #: Seconds between consecutive server messages of one connection.
+        self.inter_arrival = Distribution()
+        self.handshake_duration = Distribution()
+        self.data_frames = {C2S: 0, S2C: 0}
+        self.control_frames = {C2S: 0, S2C: 0}
+        self.compressed = {C2S: 0, S2C: 0}
+        self.timeline = EvenSample(timeline_points)
+        #: The earliest first message from the server, over these exchanges.
+        self.first_message_at: float | None = None
+        self._last_response_at: float | None = None
+
+    @property
+    def wire_bytes(self) -> int:
+        return self.accounts[C2S].total + self.accounts[S2C].total
+
+    def add(self, exchange: ExchangeRecord, transport: str) -> None:
+        """Fold in one exchange of ``transport`` (a non-streaming name for an
+        exchange whose poll or one-off transport is decided later)."""
+        self.exchanges += 1
+        for direction in Direction:
+            self.accounts[direction].merge(exchange.accounts[direction])
+        messages, payload = exchange_messages(exchange, transport)
+        for direction in Direction:
+            self.messages[direction] += messages[direction]
+            self.payload[direction] += payload[direction]
+        at = first_server_message_at(exchange, transport)
+        if at is not None and (self.first_message_at is None or at < self.first_message_at):
+            self.first_message_at = at
+        heads = exchange.head_bytes()
+        if transport in STREAMING:
+            self._add_stream(exchange, heads)
+        else:
+            self._add_response(exchange, heads, messages)
+
+    def _add_stream(self, exchange: ExchangeRecord, heads: int) -> None:
+        self.handshakes += 1
+        self.handshake_bytes += heads
+        duration = handshake_duration(exchange)
+        if duration is not None:
+            self.handshake_duration.add(duration)
+        self.sizes.merge(exchange.stream_message_sizes)
+        if exchange.websocket is not None:
+            for direction in Direction:
+                self.data_frames[direction] += exchange.websocket.data_frames.get(direction, 0)
+                self.control_frames[direction] += exchange.websocket.control_frames.get(direction, 0)
+                self.compressed[direction] += exchange.websocket.compressed_messages[direction]
+        self.inter_arrival.merge(exchange.inter_arrival)
+        for point in exchange.timeline:
+            self.timeline.offer((point.time, point.direction, point.wire_bytes))
+
+    def _add_response(self, exchange: ExchangeRecord, heads: int, messages: dict[Direction, int]) -> None:
+        self.head_bytes += heads
+        count = messages[C2S] + messages[S2C]
+        wire = exchange.wire_bytes
+        for _ in range(count):
+            self.sizes.add(wire / count)
+        if messages[S2C]:
+            at = exchange.response_ended_at or exchange.last_body_at
+            if at is not None:
+                if self._last_response_at is not None:
+                    self.inter_arrival.add(max(0.0, at - self._last_response_at))
+                self._last_response_at = at
+                self.timeline.offer((at, S2C, wire))
+        elif exchange.response is not None:
+            self.empty_responses += 1
+            self.empty_response_bytes += wire
+
+    def merge(self, other: ExchangeTotals) -> None:
+        """Add the figures of other exchanges (another connection's, typically)."""
+        self.exchanges += other.exchanges
+        for direction in Direction:
+            self.accounts[direction].merge(other.accounts[direction])
+            self.messages[direction] += other.messages[direction]
+            self.payload[direction] += other.payload[direction]
+            self.data_frames[direction] += other.data_frames[direction]
+            self.control_frames[direction] += other.control_frames[direction]
+            self.compressed[direction] += other.compressed[direction]
+        self.handshakes += other.handshakes
+        self.handshake_bytes += other.handshake_bytes
+        self.head_bytes += other.head_bytes
+        self.empty_responses += other.empty_responses
+        self.empty_response_bytes += other.empty_response_bytes
+        self.sizes.merge(other.sizes)
+        self.inter_arrival.merge(other.inter_arrival)
+        self.handshake_duration.merge(other.handshake_duration)
+        for point in other.timeline.items:
+            self.timeline.offer(point)
+        if other.first_message_at is not None and (
+            self.first_message_at is None or other.first_message_at < self.first_message_at
+        ):
+            self.first_message_at = other.first_message_at
+
+    def copy(self) -> ExchangeTotals:
+        """An independent copy, to go on folding one while the other is reported."""
+        twin = ExchangeTotals(timeline_points=self.timeline.capacity)
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                value = {key: item.copy() if isinstance(item, ByteAccount) else item for key, item in value.items()}
+            elif isinstance(value, (Distribution, EvenSample)):
+                value = value.copy()
+            setattr(twin, name, value)
+        return twin
+
+    def __repr__(self) -> str:
+        return f"ExchangeTotals(exchanges={self.exchanges}, wire_bytes={self.wire_bytes})"
