@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 
@@ -12,7 +13,8 @@ from .classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
 from .formats.export import EXPORT_FORMATS
 from .formats.pcapng import MAX_SEGMENT
 from .render import FORMATS, render
-from .replay import report_from_captures
+from .render.stream import STREAMED_FORMATS, ConnectionStream
+from .replay import default_jobs, report_from_captures
 
 
 class _Commands(click.Group):
@@ -87,7 +89,20 @@ def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
     "-f", "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE, not standard output.")
-@click.option("--connections", is_flag=True, help="List each connection too.")
+@click.option(
+    "--connections",
+    is_flag=True,
+    help="List each connection too. With -f json or csv every connection is written as it closes; "
+    "the other formats list the first 10,000.",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Processes that share the connections; the report is the same for any N "
+    "[default: every CPU for captures of 16 MB or more, else 1].",
+)
 @classification_options
 @redaction_option
 def report(
@@ -95,12 +110,15 @@ def report(
     fmt: str,
     output: str | None,
     connections: bool,
+    jobs: int | None,
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
     redact: bool,
 ) -> None:
     """What each transport cost in one or more captures (merged).
 
+    Captures are read in one pass, with memory that does not grow with their
+    size, by as many processes as there are CPUs when they are large.
     A CAPTURE may also be a HAR file or a mitmproxy flow file (mitmdump -w);
     their HTTP and WebSocket bytes are rebuilt, and the report says so.
 
@@ -110,13 +128,19 @@ def report(
       rtinspect report chat.rtcap --connections
       rtinspect report a.rtcap b.rtcap -f html -o report.html
       rtinspect report feed.rtcap --transport /updates=long_poll -f json
+      rtinspect report day.rtcap -j 2 --connections -f csv -o connections.csv
       rtinspect report session.har
     """
+    options = {"long_poll_threshold": long_poll_threshold, "rules": rules, "redact": redact}
+    options["jobs"] = jobs if jobs is not None else default_jobs(captures)
+    if connections and fmt in STREAMED_FORMATS:
+        _report_streaming_connections(captures, fmt, output, options)
+        return
     try:
-        built = report_from_captures(captures, long_poll_threshold=long_poll_threshold, rules=rules, redact=redact)
+        built = report_from_captures(captures, **options)  # type: ignore[arg-type]
     except CaptureError as error:
         raise click.ClickException(str(error)) from None
-    if not built.connections:
+    if not built.connection_count:
         raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
     text = render(built, fmt, connections=connections)
     if output is None:
@@ -128,6 +152,31 @@ def report(
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)
+
+
+def _report_streaming_connections(captures: tuple[str, ...], fmt: str, output: str | None, options: dict[str, object]) -> None:
+    """``report --connections`` as JSON or CSV: each connection written as it is summarised."""
+    target = output if output is not None else "-"
+    partial = f"{target}.partial"
+    try:
+        with contextlib.ExitStack() as stack:
+            out = click.get_text_stream("stdout") if target == "-" else stack.enter_context(open(partial, "w", encoding="utf-8"))
+            stream = ConnectionStream(fmt, out)
+            built = report_from_captures(captures, on_connection=stream.write, **options)  # type: ignore[arg-type]
+            if not built.connection_count:
+                raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
+            stream.finish(built)
+        if target != "-":
+            os.replace(partial, target)
+    except CaptureError as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {target}: {error.strerror or error}") from None
+    finally:
+        if target != "-" and os.path.exists(partial):
+            os.unlink(partial)
+    if target != "-":
+        click.echo(f"wrote {target}", err=True)
 
 
 # `export` command: below, owned with inspector/formats/

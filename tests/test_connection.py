@@ -120,6 +120,18 @@ def essentials(record: ConnectionRecord) -> object:
             )
             for e in record.exchanges
         ],
+        [
+            (
+                key,
+                [totals.accounts[d].as_dict() for d in Direction],
+                totals.messages,
+                totals.payload,
+                totals.exchanges,
+                totals.empty_responses,
+                sorted(totals.sizes.values()),
+            )
+            for key, totals in record.totals.items()
+        ],
         # h11's detail after "invalid request:" can name a different fault of
         # doubly malformed bytes depending on how they arrived; the kind and offset cannot.
         [(a.direction, a.offset, a.reason.split(":", 1)[0]) for a in record.anomalies],

@@ -70,7 +70,7 @@ def _split(d: PerDirection) -> tuple[int, int]:
     return d.client_to_server, d.server_to_client
 
 
-def _cell(value: Cell) -> Cell:
+def cell(value: Cell) -> Cell:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and not is_number(value):
@@ -127,7 +127,7 @@ def _write(header: tuple[str, ...], records: Iterable[tuple[Cell, ...]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows([_cell(v) for v in record] for record in records)
+    writer.writerows([cell(v) for v in record] for record in records)
     return out.getvalue()
 
 

@@ -2,7 +2,8 @@
 
 Shape (``"format": "rtinspect-report"``, ``"version": 1``): ``transports`` is
 an object keyed by transport name (only transports seen, in report order) and
-``connections`` a list. Figures "by direction" are objects with exactly the keys
+``connections`` a list (of at most the first 10,000 connections;
+``connection_count`` counts them all). Figures "by direction" are objects with exactly the keys
 ``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
 messages, nothing to divide by) are ``null``, never NaN or Infinity.
 """
@@ -124,6 +125,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "ended_at": _number(report.ended_at),
         "notes": list(report.notes),
         "transports": {t.transport: transport_to_dict(t) for t in transports_in_order(report)},
+        "connection_count": report.connection_count,
         "connections": [connection_to_dict(c) for c in report.connections],
         "timeline": [_point_to_dict(p) for p in report.timeline if is_number(p.time)],
     }

@@ -1,0 +1,153 @@
+"""What keeps rtinspect flat on long runs and large captures: state that does not
+grow with a connection's age, reports built one connection at a time, and the
+same report from any number of processes."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inspector.capture import ConnectionOpened
+from inspector.classify import Classifier, TransportRule
+from inspector.connection import EXCHANGE_DETAIL_LIMIT, ConnectionAnalyzer
+from inspector.render.json import report_to_dict
+from inspector.render.stream import ConnectionStream
+from inspector.replay import report_from_captures
+from inspector.summary import ReportBuilder
+from inspector.wire import Direction
+
+C2S = Direction.CLIENT_TO_SERVER
+S2C = Direction.SERVER_TO_CLIENT
+RECORDINGS = Path(__file__).parent / "recordings"
+SCENARIOS = sorted(path.name.removesuffix(".expected.json") for path in RECORDINGS.glob("*.expected.json"))
+
+POLL = b"GET /poll?after=%d HTTP/1.1\r\nHost: x\r\n\r\n"
+DATA = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]"
+EMPTY = b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+def rules(name: str) -> tuple[TransportRule, ...]:
+    expected = json.loads((RECORDINGS / f"{name}.expected.json").read_text())
+    return tuple(TransportRule.parse(rule) for rule in expected["rules"])
+
+
+def keep_alive_polls(number: int, polls: int, *, start: float = 0.0, wait: float = 0.001) -> ConnectionAnalyzer:
+    analyzer = ConnectionAnalyzer(ConnectionOpened(number, start, f"127.0.0.1:{40000 + number}", "127.0.0.1:8000", "reverse"))
+    at = start
+    for i in range(polls):
+        analyzer.feed(C2S, POLL % i, at)
+        at += wait
+        analyzer.feed(S2C, DATA if i % 3 else EMPTY, at)
+        at += wait
+    return analyzer
+
+
+def test_a_keep_alive_connection_keeps_bounded_state_however_many_requests_it_carries() -> None:
+    analyzer = keep_alive_polls(1, 5_000)
+    assert analyzer.pending_exchanges <= 1
+    snapshot = analyzer.snapshot()
+    assert len(snapshot.exchanges) == EXCHANGE_DETAIL_LIMIT
+    assert list(snapshot.totals) == [("GET", "/poll")]
+    record = analyzer.close(100.0, "client closed")
+    (totals,) = record.totals.values()
+    assert record.exchange_count == totals.exchanges == 5_000
+    assert len(record.exchanges) == EXCHANGE_DETAIL_LIMIT
+    assert totals.empty_responses == 1_667
+    assert totals.messages[S2C] == 3_333
+    assert len(totals.sizes.values()) <= totals.sizes.capacity
+    assert len(totals.timeline.items) < 512
+    assert record.routes == {("GET", "/poll"): 5_000}
+    assert record.wire_bytes(C2S) == sum(len(POLL % i) for i in range(5_000))
+    assert record.wire_bytes(S2C) == 1_667 * len(EMPTY) + 3_333 * len(DATA)
+
+
+def test_folded_figures_give_the_report_whole_exchanges_would() -> None:
+    """Folding is invisible: a connection with more exchanges than it keeps whole
+    reports what the sum of its exchanges says."""
+    record = keep_alive_polls(1, 3 * EXCHANGE_DETAIL_LIMIT).close(10.0, "client closed")
+    builder = ReportBuilder()
+    builder.add(record)
+    poll = builder.report().transport("short_poll")
+    assert poll.messages.server_to_client == 2 * EXCHANGE_DETAIL_LIMIT
+    assert poll.empty_polls == EXCHANGE_DETAIL_LIMIT
+    assert poll.wire_bytes.total == record.wire_bytes(C2S) + record.wire_bytes(S2C)
+    assert poll.bytes_per_message is not None and poll.bytes_per_message.count == 2 * EXCHANGE_DETAIL_LIMIT
+
+
+def test_a_poll_is_decided_by_routes_that_later_connections_bring() -> None:
+    """A connection with one request is a one-off until another connection asks the same route."""
+    builder = ReportBuilder()
+    builder.add(keep_alive_polls(1, 1).close(1.0, "client closed"))
+    assert set(builder.copy().report().transports) == {"http"}
+    builder.add(keep_alive_polls(2, 1, start=2.0, wait=1.5).close(6.0, "client closed"))
+    report = builder.report()
+    assert set(report.transports) == {"long_poll"}
+    assert report.transport("long_poll").connections == 2
+    assert [c.transport for c in report.connections] == ["long_poll", "long_poll"]
+
+
+def test_the_connection_list_is_bounded_and_the_stream_lists_every_connection() -> None:
+    out = io.StringIO()
+    stream = ConnectionStream("json", out)
+    builder = ReportBuilder(connection_limit=3, on_connection=stream.write)
+    for number in range(1, 9):
+        builder.add(keep_alive_polls(number, 2, start=number).close(number + 0.5, "client closed"))
+    report = builder.report()
+    stream.finish(report)
+    assert report.connection_count == 8
+    assert [c.id for c in report.connections] == ["1", "2", "3"]
+    assert report.transport("short_poll").connections == 8
+    assert any("5 of 8 connections" in note for note in report.notes)
+    written = json.loads(out.getvalue())
+    assert sorted(c["id"] for c in written["connections"]) == [str(n) for n in range(1, 9)]
+    assert {c["transport"] for c in written["connections"]} == {"short_poll"}
+    assert written["transports"] == report_to_dict(report)["transports"]
+
+
+def _same(a: Any, b: Any, path: str = "") -> None:
+    """Equal, floats to within rounding (sums can be taken in another order)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), path
+        for key in a:
+            _same(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-12), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_the_report_of_each_recording_is_the_one_kept_beside_it(name: str) -> None:
+    """``NAME.report.json`` is the report of each recording as rtinspect gave it
+    when every connection was held whole; reading one connection at a time must
+    give the same report."""
+    kept = json.loads((RECORDINGS / f"{name}.report.json").read_text())
+    report = report_to_dict(report_from_captures([RECORDINGS / f"{name}.rtcap"], rules=rules(name)))
+    report["sources"] = kept["sources"]
+    assert report.pop("connection_count") == len(kept["connections"])
+    _same(kept, report)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_any_number_of_processes_gives_the_same_report(name: str) -> None:
+    path = RECORDINGS / f"{name}.rtcap"
+    one = report_to_dict(report_from_captures([path], rules=rules(name), jobs=1))
+    assert report_to_dict(report_from_captures([path], rules=rules(name), jobs=3)) == one
+
+
+def test_processes_share_several_captures_as_one_process_reads_them() -> None:
+    paths = [RECORDINGS / f"{name}.rtcap" for name in SCENARIOS]
+    one = report_to_dict(report_from_captures(paths, jobs=1))
+    assert report_to_dict(report_from_captures(paths, jobs=2)) == one
+    assert one["connection_count"] == sum(
+        len(json.loads((RECORDINGS / f"{name}.report.json").read_text())["connections"]) for name in SCENARIOS
+    )
