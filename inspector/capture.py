@@ -254,6 +254,8 @@ class Capture:
         self._buffer = buffer
         self._end = _end_of_whole_records(buffer, _FILE_HEADER.size)
         self.truncated_tail = len(buffer) - self._end
+        #: The latest time of any record, once :meth:`select` has read to the end.
+        self.last_timestamp = 0.0
 
     def __iter__(self) -> Iterator[Record]:
         buffer, end = self._buffer, self._end
@@ -271,6 +273,33 @@ class Capture:
                 yield DataChunk(connection_id, timestamp, client_to_server, buffer[start:offset])
             elif kind in (_OPENED, _CLOSED, _EVENT):
                 yield self._json_record(kind, connection_id, timestamp, buffer[start:offset], start - header_size)
+
+    def select(self, part: int = 0, parts: int = 1) -> Iterator[tuple[int, Record]]:
+        """``(offset, record)`` for the records of connections whose number is
+        ``part`` modulo ``parts`` (every record by default), skipping the others
+        without reading their bodies: how processes share a capture. Reading to
+        the end sets :attr:`last_timestamp`, the latest time of any record."""
+        buffer, end = self._buffer, self._end
+        unpack = _RECORD_HEADER.unpack_from
+        header_size = _RECORD_HEADER.size
+        client_to_server, server_to_client = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
+        offset = _FILE_HEADER.size
+        latest = 0.0
+        while offset < end:
+            kind, connection_id, timestamp, length = unpack(buffer, offset)
+            if timestamp > latest:
+                latest = timestamp
+            record_at, start = offset, offset + header_size
+            offset = start + length
+            if connection_id % parts != part:
+                continue
+            if kind == _SERVER_DATA:
+                yield record_at, DataChunk(connection_id, timestamp, server_to_client, buffer[start:offset])
+            elif kind == _CLIENT_DATA:
+                yield record_at, DataChunk(connection_id, timestamp, client_to_server, buffer[start:offset])
+            elif kind in (_OPENED, _CLOSED, _EVENT):
+                yield record_at, self._json_record(kind, connection_id, timestamp, buffer[start:offset], record_at)
+        self.last_timestamp = latest
 
     def _json_record(self, kind: int, connection_id: int, timestamp: float, body: bytes, offset: int) -> Record:
         try:

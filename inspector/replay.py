@@ -34,7 +34,7 @@ STILL_OPEN = "still open when the capture ended"
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
 
 #: Where a connection ends in a one-process read: (capture, 0 = closed / 1 = still open at
-#: the end, position of its closing record or of its opening record).
+#: the end, where in the file its closing record or its opening record is).
 Ordinal = tuple[int, int, int]
 
 
@@ -92,12 +92,8 @@ def _read(
             if isinstance(capture, ImportedTraffic) and part == 0:
                 reading.notes.extend(capture.notes)
             live: dict[int, tuple[int, ConnectionAnalyzer]] = {}
-            last_seen = 0.0
             unknown = 0
-            for position, record in enumerate(capture):
-                last_seen = max(last_seen, record.timestamp)
-                if record.connection_id % parts != part:
-                    continue
+            for position, record in capture.select(part, parts):
                 if isinstance(record, DataChunk):
                     entry = live.get(record.connection_id)
                     if entry is None:
@@ -113,7 +109,7 @@ def _read(
                         closed = entry[1].close(record.timestamp, record.reason)
                         yield (number, 0, position), closed if detail else closed.without_detail()
             for opened_at, analyzer in live.values():
-                closed = analyzer.close(last_seen, STILL_OPEN)
+                closed = analyzer.close(capture.last_timestamp, STILL_OPEN)
                 yield (number, 1, opened_at), closed if detail else closed.without_detail()
             if capture.truncated_tail and part == 0:
                 reading.notes.append(

@@ -33,6 +33,18 @@ class ImportedTraffic:
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records)
 
+    def select(self, part: int = 0, parts: int = 1) -> Iterator[tuple[int, Record]]:
+        """``(index, record)`` for the records of connections whose number is
+        ``part`` modulo ``parts``, as :meth:`Capture.select <inspector.capture.Capture.select>`."""
+        for index, record in enumerate(self.records):
+            if record.connection_id % parts == part:
+                yield index, record
+
+    @property
+    def last_timestamp(self) -> float:
+        """The latest time of any record."""
+        return max((record.timestamp for record in self.records), default=0.0)
+
     def close(self) -> None:
         """Nothing to release: the records are in memory."""
 
