@@ -16,14 +16,15 @@ connection folds each exchange into running figures under its transport
 (:class:`Classifier`). Exchanges that only the route can decide are folded
 under their route, and a :class:`RouteTable` of every connection's routes
 decides them when the report is made. What is kept per route is a few
-counters, so memory follows the number of distinct routes, not of requests.
+counters, for a bounded number of distinct routes, so memory follows neither
+the number of requests nor the number of paths a crawler can invent.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -137,18 +138,47 @@ class Classifier:
         )
 
 
+#: Distinct routes a report keeps counts for; requests to routes first seen after that
+#: are classified by their own connection's counts.
+ROUTE_LIMIT = 100_000
+#: Distinct routes one connection keeps counts for; its requests to further routes are one-off ``http``.
+CONNECTION_ROUTE_LIMIT = 1_000
+
+
 @dataclass(slots=True)
 class RouteTable:
-    """Requests per route over every connection, and the routes whose undecided
-    requests the server held: what decides polls (``long_poll`` when held,
-    ``short_poll`` when asked more than once, else ``http``)."""
+    """Requests per route, and the routes whose undecided requests the server
+    held: what decides polls (``long_poll`` when held, ``short_poll`` when asked
+    more than once, else ``http``). It keeps at most ``limit`` routes, so its
+    size follows the number of distinct routes up to that, never the number of
+    requests; ``untracked`` counts requests to routes beyond it."""
 
     requests: Counter[Route] = field(default_factory=Counter)
     held: set[Route] = field(default_factory=set)
+    limit: int = ROUTE_LIMIT
+    untracked: int = 0
 
-    def add(self, requests: Mapping[Route, int], held: Iterable[Route]) -> None:
-        self.requests.update(requests)
-        self.held.update(held)
+    def track(self, route: Route) -> bool:
+        """Count one request; False (and counted as untracked) when ``route`` is new and the table full."""
+        if route not in self.requests and len(self.requests) >= self.limit:
+            self.untracked += 1
+            return False
+        self.requests[route] += 1
+        return True
+
+    def add(self, other: RouteTable) -> set[Route]:
+        """Add another table's counts; returns the routes there was no room for."""
+        refused = set()
+        for route, count in other.requests.items():
+            if route in self.requests or len(self.requests) < self.limit:
+                self.requests[route] += count
+                if route in other.held:
+                    self.held.add(route)
+            else:
+                refused.add(route)
+                self.untracked += count
+        self.untracked += other.untracked
+        return refused
 
     def transport(self, route: Route) -> str:
         if self.requests[route] > 1:
@@ -156,7 +186,7 @@ class RouteTable:
         return "http"
 
     def copy(self) -> RouteTable:
-        return RouteTable(self.requests.copy(), set(self.held))
+        return RouteTable(self.requests.copy(), set(self.held), self.limit, self.untracked)
 
 
 def most_streaming(transports: Iterable[str]) -> str:

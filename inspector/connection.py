@@ -19,11 +19,10 @@ except for polls, which need every connection's routes in view.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from .capture import ConnectionOpened
-from .classify import Classifier, Route, exchange_route
+from .classify import CONNECTION_ROUTE_LIMIT, Classifier, Route, RouteTable, exchange_route
 from .http1 import (
     BodyData,
     Http1Parser,
@@ -151,10 +150,9 @@ class ConnectionRecord:
     #: How many exchanges the connection carried (``exchanges`` may hold fewer).
     exchange_count: int = 0
     totals: dict[TotalsKey, ExchangeTotals] = field(default_factory=dict)
-    #: Requests per route, every exchange counted.
-    routes: dict[Route, int] = field(default_factory=dict)
-    #: Routes of exchanges not classified by rule or shape whose request the server held.
-    held_routes: frozenset[Route] = frozenset()
+    #: Requests per route, every exchange counted, and the routes of exchanges not
+    #: classified by rule or shape whose request the server held.
+    routes: RouteTable = field(default_factory=RouteTable)
     #: The first few distinct request targets, as requested.
     targets: tuple[str, ...] = ()
 
@@ -303,8 +301,7 @@ class ConnectionAnalyzer:
         self._detail: list[ExchangeRecord] = []
         self._exchange_count = 0
         self._totals: dict[TotalsKey, ExchangeTotals] = {}
-        self._routes: Counter[Route] = Counter()
-        self._held: set[Route] = set()
+        self._routes = RouteTable(limit=CONNECTION_ROUTE_LIMIT)
         self._targets: list[str] = []
         self._unattributed = {C2S: ByteAccount(), S2C: ByteAccount()}
         self._anomalies: list[Anomaly] = []
@@ -345,7 +342,7 @@ class ConnectionAnalyzer:
             for direction, stream in exchange.websocket.items():
                 self._websocket_events(exchange, direction, stream.close(timestamp))
         self._fold_before(None)
-        self._record = self._build(self._totals, closed_at=timestamp, reason=reason)
+        self._record = self._build(self._totals, self._routes, closed_at=timestamp, reason=reason)
         return self._record
 
     def snapshot(self) -> ConnectionRecord:
@@ -354,10 +351,10 @@ class ConnectionAnalyzer:
         if self._record is not None:
             return self._record
         totals = {key: figures.copy() for key, figures in self._totals.items()}
-        routes, held = self._routes.copy(), set(self._held)
+        routes = self._routes.copy()
         for exchange in self._exchanges.values():
-            self._fold(exchange.record(final=False), totals, routes, held)
-        return self._build(totals, closed_at=None, reason=None, routes=routes, held=held)
+            self._fold(exchange.record(final=False), totals, routes)
+        return self._build(totals, routes, closed_at=None, reason=None)
 
     # -- folding ------------------------------------------------------------
 
@@ -372,34 +369,24 @@ class ConnectionAnalyzer:
             record = exchange.record(final=True)
             if len(self._detail) < self._detail_limit:
                 self._detail.append(record)
-            self._fold(record, self._totals, self._routes, self._held)
+            self._fold(record, self._totals, self._routes)
 
-    def _fold(
-        self,
-        record: ExchangeRecord,
-        totals: dict[TotalsKey, ExchangeTotals],
-        routes: Counter[Route],
-        held: set[Route],
-    ) -> None:
+    def _fold(self, record: ExchangeRecord, totals: dict[TotalsKey, ExchangeTotals], routes: RouteTable) -> None:
         route = exchange_route(record)
-        if route is not None:
-            routes[route] += 1
+        tracked = route is not None and routes.track(route)
         key = self._classifier.decide(record)
-        if isinstance(key, tuple) and self._classifier.held(record):
-            held.add(key)
+        if isinstance(key, tuple):
+            if not tracked:
+                key = "http"  # a route past the connection's limit: a one-off request
+            elif self._classifier.held(record):
+                routes.held.add(key)
         figures = totals.get(key)
         if figures is None:
             figures = totals[key] = ExchangeTotals()
         figures.add(record, key if isinstance(key, str) else "http")
 
     def _build(
-        self,
-        totals: dict[TotalsKey, ExchangeTotals],
-        *,
-        closed_at: float | None,
-        reason: str | None,
-        routes: Counter[Route] | None = None,
-        held: set[Route] | None = None,
+        self, totals: dict[TotalsKey, ExchangeTotals], routes: RouteTable, *, closed_at: float | None, reason: str | None
     ) -> ConnectionRecord:
         detail = list(self._detail)
         if closed_at is None:
@@ -415,8 +402,7 @@ class ConnectionAnalyzer:
             close_reason=reason,
             exchange_count=self._exchange_count,
             totals=totals,
-            routes=dict(routes if routes is not None else self._routes),
-            held_routes=frozenset(held if held is not None else self._held),
+            routes=routes,
             targets=tuple(self._targets),
         )
 

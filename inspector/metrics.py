@@ -104,10 +104,10 @@ class MetricsLedger:
 
     def update(self, closed: Sequence[ConnectionRecord], open_now: Sequence[ConnectionRecord]) -> None:
         for record in closed:
-            self._routes.add(record.routes, record.held_routes)
+            self._routes.add(record.routes)
         routes = self._routes.copy()
         for record in open_now:
-            routes.add(record.routes, record.held_routes)
+            routes.add(record.routes)
         if closed:
             self._settle(closed, routes)
         self._open = self._report(open_now, routes)

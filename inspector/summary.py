@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import IO
 
-from .classify import Route, RouteTable, most_streaming
+from .classify import CONNECTION_ROUTE_LIMIT, ROUTE_LIMIT, Route, RouteTable, most_streaming
 from .connection import ConnectionRecord
 from .redact import redact_target
 from .report import (
@@ -232,7 +232,8 @@ class ReportBuilder:
     out. With ``redact`` (the default), request targets lose their credentials
     (:func:`~inspector.redact.redact_target`); no figure changes. ``routes``
     (made with more connections in view than are added here) classifies polls
-    as a report of all of them would.
+    as a report of all of them would; otherwise the builder keeps counts for
+    ``route_limit`` distinct routes (see :class:`~inspector.classify.RouteTable`).
     """
 
     def __init__(
@@ -242,13 +243,14 @@ class ReportBuilder:
         connection_limit: int = CONNECTION_LIST_LIMIT,
         on_connection: Callable[[ConnectionSummary], None] | None = None,
         routes: RouteTable | None = None,
+        route_limit: int = ROUTE_LIMIT,
     ) -> None:
         self._redact = redact
         self._limit = connection_limit
         self._on_connection = on_connection
         self._totals: dict[str, _Totals] = {}
         #: Requests per route; given, it stands for more connections than are added here and is not added to.
-        self._routes = routes if routes is not None else RouteTable()
+        self._routes = routes if routes is not None else RouteTable(limit=route_limit)
         self._fixed_routes = routes is not None
         #: Exchanges whose transport their route decides, by route.
         self._by_route: dict[Route, ExchangeTotals] = {}
@@ -270,17 +272,18 @@ class ReportBuilder:
         place = self.connection_count
         self.connection_count += 1
         self._span(record.opened.timestamp, record.closed_at)
-        if not self._fixed_routes:
-            self._routes.add(record.routes, record.held_routes)
+        refused = set() if self._fixed_routes else self._routes.add(record.routes)
         decided: list[str] = []
         waiting: list[Route] = []
         messages = {C2S: 0, S2C: 0}
         payload = {C2S: 0, S2C: 0}
         first_message_at: float | None = None
         for key, figures in record.totals.items():
-            if isinstance(key, str):
-                self._transport(key).exchanges.merge(figures)
-                decided.append(key)
+            if isinstance(key, str) or key in refused:
+                # A route the table has no room for is classified by this connection's requests alone.
+                transport = key if isinstance(key, str) else record.routes.transport(key)
+                self._transport(transport).exchanges.merge(figures)
+                decided.append(transport)
             else:
                 self._by_route.setdefault(key, ExchangeTotals()).merge(figures)
                 waiting.append(key)
@@ -383,6 +386,12 @@ class ReportBuilder:
             report_notes.append(POLL_MESSAGE_NOTE)
         if any(_estimated(summary) for summary in transports.values()):
             report_notes.append(ESTIMATE_NOTE)
+        if self._routes.untracked:
+            report_notes.append(
+                f"{self._routes.untracked:,} requests went to paths beyond the {CONNECTION_ROUTE_LIMIT:,} distinct "
+                f"paths a connection keeps counts for (or the {self._routes.limit:,} a report keeps); they were "
+                "classified as one-off requests, or as polls by their own connection's requests."
+            )
         listed = [summary for _, summary in sorted(self._listed, key=lambda item: item[0])]
         if self.connection_count > len(listed):
             report_notes.append(

@@ -61,7 +61,7 @@ def test_a_keep_alive_connection_keeps_bounded_state_however_many_requests_it_ca
     assert totals.messages[S2C] == 3_333
     assert len(totals.sizes.values()) <= totals.sizes.capacity
     assert len(totals.timeline.items) < 512
-    assert record.routes == {("GET", "/poll"): 5_000}
+    assert record.routes.requests == {("GET", "/poll"): 5_000}
     assert record.wire_bytes(C2S) == sum(len(POLL % i) for i in range(5_000))
     assert record.wire_bytes(S2C) == 1_667 * len(EMPTY) + 3_333 * len(DATA)
 
@@ -151,3 +151,41 @@ def test_processes_share_several_captures_as_one_process_reads_them() -> None:
     assert one["connection_count"] == sum(
         len(json.loads((RECORDINGS / f"{name}.report.json").read_text())["connections"]) for name in SCENARIOS
     )
+
+
+def test_routes_are_kept_up_to_a_limit_and_the_rest_are_one_off_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection that asks for ever new paths (/items/1, /items/2, ...) keeps
+    counts for a bounded number of them; the others are one-off requests."""
+    import inspector.connection
+
+    monkeypatch.setattr(inspector.connection, "CONNECTION_ROUTE_LIMIT", 10)
+    analyzer = ConnectionAnalyzer(ConnectionOpened(1, 0.0, "127.0.0.1:40001", "127.0.0.1:8000", "reverse"))
+    for i in range(50):
+        analyzer.feed(C2S, b"GET /items/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i, i)
+        analyzer.feed(S2C, DATA, i + 0.001)
+    analyzer.feed(C2S, b"GET /items/3 HTTP/1.1\r\nHost: x\r\n\r\n", 60.0)
+    analyzer.feed(S2C, DATA, 60.001)
+    record = analyzer.close(61.0, "client closed")
+    assert len(record.routes.requests) == 10
+    assert record.routes.untracked == 40
+    assert len(record.totals) == 11  # ten routes and "http"
+    builder = ReportBuilder()
+    builder.add(record)
+    report = builder.report()
+    assert report.transport("short_poll").messages.server_to_client == 2  # /items/3, asked twice
+    assert report.transport("http").messages.server_to_client == 49
+    assert any("40 requests went to paths beyond" in note for note in report.notes)
+
+
+def test_a_report_keeps_a_bounded_route_table_and_classifies_the_rest_by_their_connection() -> None:
+    builder = ReportBuilder(route_limit=1)
+    builder.add(keep_alive_polls(1, 1).close(1.0, "client closed"))  # fills the table with GET /poll
+    other = ConnectionAnalyzer(ConnectionOpened(2, 2.0, "127.0.0.1:40002", "127.0.0.1:8000", "reverse"))
+    for i in range(3):
+        other.feed(C2S, b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n", 2.0 + i)
+        other.feed(S2C, DATA, 2.001 + i)
+    builder.add(other.close(6.0, "client closed"))
+    report = builder.report()
+    assert report.transport("short_poll").messages.server_to_client == 3
+    assert report.transport("http").connections == 1
+    assert any("3 requests went to paths beyond" in note for note in report.notes)
