@@ -37,7 +37,7 @@ from .http1 import (
 from .ndjson import LineStream
 from .sse import SseStream
 from .stats import Distribution, EvenSample
-from .totals import ExchangeTotals
+from .totals import ExchangeTotals, MessageTime
 from .websocket import ControlFrame, DeflateParams, WebSocketEvent, WebSocketMessage, WebSocketStream
 from .wire import Anomaly, BodyKind, ByteAccount, Category, Direction
 
@@ -57,15 +57,6 @@ TARGETS_LIMIT = 3
 #: What a connection's exchanges are folded under: a transport, or a route whose
 #: transport (long poll, short poll or one-off request) is decided later.
 TotalsKey = str | Route
-
-
-@dataclass(frozen=True, slots=True)
-class MessageTime:
-    """When a message arrived and the wire bytes that carried it."""
-
-    time: float
-    direction: Direction
-    wire_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +204,7 @@ class _Exchange:
         self.stream_messages[direction] += 1
         self.stream_payload[direction] += payload_bytes
         self.sizes.add(wire_bytes)
-        self.timeline.offer((timestamp, direction, wire_bytes))
+        self.timeline.offer(MessageTime(timestamp, direction, wire_bytes))
         if direction is S2C:
             if self.last_server_message_at is None:
                 self.first_server_message_at = timestamp
@@ -256,7 +247,7 @@ class _Exchange:
             stream_message_sizes=self.sizes,
             inter_arrival=self.inter_arrival,
             first_server_message_at=self.first_server_message_at,
-            timeline=tuple(MessageTime(*point) for point in self.timeline.items),  # type: ignore[misc]
+            timeline=tuple(self.timeline.items),  # type: ignore[arg-type]
             websocket=websocket,
         )
 

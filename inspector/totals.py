@@ -20,7 +20,7 @@ here, once (the README's "Report fields" section says the same in prose):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .report import STREAMING
 from .stats import Distribution, EvenSample
@@ -32,8 +32,12 @@ if TYPE_CHECKING:
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
 
-#: A message on the time line, before it is known which transport it belongs to.
-TimelinePoint = tuple[float, Direction, int]
+class MessageTime(NamedTuple):
+    """When a message arrived and the wire bytes that carried it (a point on the time line)."""
+
+    time: float
+    direction: Direction
+    wire_bytes: int
 
 
 def exchange_messages(exchange: ExchangeRecord, transport: str) -> tuple[dict[Direction, int], dict[Direction, int]]:
@@ -165,7 +169,7 @@ class ExchangeTotals:
                 self.compressed[direction] += exchange.websocket.compressed_messages[direction]
         self.inter_arrival.merge(exchange.inter_arrival)
         for point in exchange.timeline:
-            self.timeline.offer((point.time, point.direction, point.wire_bytes))
+            self.timeline.offer(point)
 
     def _add_response(self, exchange: ExchangeRecord, heads: int, messages: dict[Direction, int]) -> None:
         self.head_bytes += heads
@@ -179,7 +183,7 @@ class ExchangeTotals:
                 if self._last_response_at is not None:
                     self.inter_arrival.add(max(0.0, at - self._last_response_at))
                 self._last_response_at = at
-                self.timeline.offer((at, S2C, wire))
+                self.timeline.offer(MessageTime(at, S2C, wire))
         elif exchange.response is not None:
             self.empty_responses += 1
             self.empty_response_bytes += wire
