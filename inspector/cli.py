@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 
@@ -154,19 +155,18 @@ def report(
     click.echo(f"wrote {output}", err=True)
 
 
-def _report_streaming_connections(captures: tuple[str, ...], fmt: str, output: str | None, options: dict[str, object]) -> None:
-    """``report --connections`` as JSON or CSV: each connection written as it is summarised."""
-    target = output if output is not None else "-"
+@contextlib.contextmanager
+def _output(target: str, *, binary: bool = False) -> Iterator[Any]:
+    """Standard output for "-", else a file that is written whole or not at all
+    (TARGET.partial, renamed when done); a capture that cannot be read and a
+    file that cannot be written end the command with one line."""
     partial = f"{target}.partial"
     try:
-        with contextlib.ExitStack() as stack:
-            out = click.get_text_stream("stdout") if target == "-" else stack.enter_context(open(partial, "w", encoding="utf-8"))
-            stream = ConnectionStream(fmt, out)
-            built = report_from_captures(captures, on_connection=stream.write, **options)  # type: ignore[arg-type]
-            if not built.connection_count:
-                raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
-            stream.finish(built)
-        if target != "-":
+        if target == "-":
+            yield click.get_binary_stream("stdout") if binary else click.get_text_stream("stdout")
+        else:
+            with open(partial, "wb") if binary else open(partial, "w", encoding="utf-8") as out:
+                yield out
             os.replace(partial, target)
     except CaptureError as error:
         raise click.ClickException(str(error)) from None
@@ -175,6 +175,17 @@ def _report_streaming_connections(captures: tuple[str, ...], fmt: str, output: s
     finally:
         if target != "-" and os.path.exists(partial):
             os.unlink(partial)
+
+
+def _report_streaming_connections(captures: tuple[str, ...], fmt: str, output: str | None, options: dict[str, object]) -> None:
+    """``report --connections`` as JSON or CSV: each connection written as it is summarised."""
+    target = output if output is not None else "-"
+    with _output(target) as out:
+        stream = ConnectionStream(fmt, out)
+        built = report_from_captures(captures, on_connection=stream.write, **options)  # type: ignore[arg-type]
+        if not built.connection_count:
+            raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
+        stream.finish(built)
     if target != "-":
         click.echo(f"wrote {target}", err=True)
 
@@ -235,22 +246,8 @@ def export(capture: str, fmt: str, output: str | None, mss: int | None, server_p
     target = output or str(Path(capture).with_suffix(EXPORT_SUFFIXES[fmt]))
     if target != "-" and Path(target).resolve() == Path(capture).resolve():
         raise click.UsageError(f"the export would overwrite {capture}; choose another file with -o")
-    partial = f"{target}.partial"
-    try:
-        with open_traffic(capture) as traffic:
-            if target == "-":
-                exported = export_records(traffic, fmt, click.get_binary_stream("stdout"), mss=mss, server_port=server_port)
-            else:
-                with open(partial, "wb") as out:
-                    exported = export_records(traffic, fmt, out, mss=mss, server_port=server_port)
-                os.replace(partial, target)
-    except CaptureError as error:
-        raise click.ClickException(str(error)) from None
-    except OSError as error:
-        raise click.ClickException(f"cannot write {target}: {error.strerror or error}") from None
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+    with _output(target, binary=True) as out, open_traffic(capture) as traffic:
+        exported = export_records(traffic, fmt, out, mss=mss, server_port=server_port)
     where = "standard output" if target == "-" else target
     click.echo(f"wrote {where}: {exported.summary}", err=True)
     for note in exported.notes:

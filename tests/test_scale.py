@@ -189,3 +189,23 @@ def test_a_report_keeps_a_bounded_route_table_and_classifies_the_rest_by_their_c
     assert report.transport("short_poll").messages.server_to_client == 3
     assert report.transport("http").connections == 1
     assert any("3 requests went to paths beyond" in note for note in report.notes)
+
+
+def test_report_writes_every_connection_as_it_closes_in_json_and_csv(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from inspector.cli import main as rtinspect
+
+    capture = str(RECORDINGS / "mixed.rtcap")
+    arguments = [f"--transport={rule}" for rule in json.loads((RECORDINGS / "mixed.expected.json").read_text())["rules"]]
+    kept = json.loads((RECORDINGS / "mixed.report.json").read_text())
+    out = tmp_path / "mixed.json"
+    result = CliRunner().invoke(rtinspect, ["report", capture, "--connections", "-f", "json", "-j", "2", "-o", str(out), *arguments])
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text())
+    assert sorted(written["connections"], key=lambda c: c["id"]) == sorted(kept["connections"], key=lambda c: c["id"])
+    _same(kept["transports"], written["transports"])
+    result = CliRunner().invoke(rtinspect, ["report", capture, "--connections", "-f", "csv", *arguments])
+    assert result.exit_code == 0, result.output
+    rows = result.output.splitlines()
+    assert rows[0].startswith("id,transport,") and len(rows) == 1 + len(kept["connections"])
