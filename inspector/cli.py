@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -163,7 +164,7 @@ def _output(target: str, *, binary: bool = False) -> Iterator[Any]:
     partial = f"{target}.partial"
     try:
         if target == "-":
-            yield click.get_binary_stream("stdout") if binary else click.get_text_stream("stdout")
+            yield click.get_binary_stream("stdout") if binary else sys.stdout
         else:
             with open(partial, "wb") if binary else open(partial, "w", encoding="utf-8") as out:
                 yield out
