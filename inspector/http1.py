@@ -367,7 +367,12 @@ class Http1Parser:
             side.waiting += data
         else:
             side.feed(data)
-        self._pump(timestamp, events)
+        if direction is C2S:
+            self._pump(timestamp, events)
+        else:
+            # Response bytes cannot move the request parser: it reads only request
+            # bytes, and an answered Upgrade resumes it from _pump_responses.
+            self._pump_responses(timestamp, events)
         return events
 
     def close(self, timestamp: float) -> list[HttpEvent]:
@@ -440,7 +445,9 @@ class Http1Parser:
         side = self._s2c
         while not side.failed and not side.switched:
             if side.conn is None:
-                if not self._unanswered or not (side.waiting or not side.closed):
+                # A response parser starts when response bytes are there to read:
+                # one started earlier would only report that it needs data.
+                if not self._unanswered or not side.waiting:
                     return
                 self._answer(self._unanswered.popleft())
             assert side.conn is not None
