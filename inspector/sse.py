@@ -236,6 +236,11 @@ class SseStream:
                 event_type, retry = "", None
             elif line[0] == _COLON:
                 self.comments += 1
+            elif line.startswith(b"data:"):
+                # The usual line, read with one copy of its value instead of two.
+                value = line[6:] if line[5:6] == b" " else line[5:]
+                data.append(value)
+                pending += len(value)
             else:
                 name, _, value = line.partition(b":")
                 if value[:1] == b" ":
