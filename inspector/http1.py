@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Union
 
 import h11
@@ -139,7 +140,16 @@ HttpEvent = Union[RequestHead, ResponseHead, BodyData, MessageEnd, ProtocolSwitc
 
 
 def _headers(raw: h11._headers.Headers) -> Headers:  # type: ignore[name-defined]
-    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
+    """The header fields with lower-case names, as text.
+
+    h11 keeps them as (raw name, name, value) triples; reading those directly
+    spares a Python-level ``__getitem__`` per field, which its Sequence
+    interface costs.
+    """
+    items = getattr(raw, "_full_items", None)
+    if items is None:
+        return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
+    return tuple([(name.decode("latin-1"), value.decode("latin-1")) for _, name, value in items])
 
 
 _SMUGGLING_SHAPE = " (request smuggling shape)"
@@ -214,6 +224,26 @@ def _buffered(conn: h11.Connection) -> int:
     if buffer is not None:
         return len(buffer)
     return len(conn.trailing_data[0])
+
+
+_END_OF_MESSAGE = h11.EndOfMessage()
+
+
+@lru_cache(maxsize=256)
+def _priming_request(method: str, connection: str | None, upgrade: str | None) -> h11.Request:
+    """The request a client-role h11 is told it sent, so that it reads the response as an answer to it.
+
+    Only what shapes the response's framing is mirrored: the method (HEAD,
+    CONNECT) and whether an Upgrade was proposed (the ``connection`` and
+    ``upgrade`` values). h11 parsed these, so it accepts them; the target and
+    Host do not matter to h11's response reading. h11 events are immutable, so
+    one request serves every response it fits.
+    """
+    headers = [(b"host", b"-")]
+    for name, value in ((b"connection", connection), (b"upgrade", upgrade)):
+        if value is not None:
+            headers.append((name, value.encode("latin-1")))
+    return h11.Request(method=method.encode("latin-1"), target=b"/", headers=headers)
 
 
 class _Direction:
@@ -337,7 +367,12 @@ class Http1Parser:
             side.waiting += data
         else:
             side.feed(data)
-        self._pump(timestamp, events)
+        if direction is C2S:
+            self._pump(timestamp, events)
+        else:
+            # Response bytes cannot move the request parser: it reads only request
+            # bytes, and an answered Upgrade resumes it from _pump_responses.
+            self._pump_responses(timestamp, events)
         return events
 
     def close(self, timestamp: float) -> list[HttpEvent]:
@@ -392,7 +427,7 @@ class Http1Parser:
             except h11.RemoteProtocolError as error:
                 self._refuse(side, _reason(error), timestamp, events)
                 return
-            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+            if event is h11.NEED_DATA or type(event) is h11.ConnectionClosed:
                 return
             if event is h11.PAUSED:
                 if side.conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:
@@ -410,7 +445,9 @@ class Http1Parser:
         side = self._s2c
         while not side.failed and not side.switched:
             if side.conn is None:
-                if not self._unanswered or not (side.waiting or not side.closed):
+                # A response parser starts when response bytes are there to read:
+                # one started earlier would only report that it needs data.
+                if not self._unanswered or not side.waiting:
                     return
                 self._answer(self._unanswered.popleft())
             assert side.conn is not None
@@ -419,7 +456,7 @@ class Http1Parser:
             except h11.RemoteProtocolError as error:
                 self._refuse(side, _reason(error), timestamp, events)
                 return
-            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+            if event is h11.NEED_DATA or type(event) is h11.ConnectionClosed:
                 return
             if event is h11.PAUSED:
                 if side.conn.their_state is h11.SWITCHED_PROTOCOL:
@@ -429,23 +466,15 @@ class Http1Parser:
                 continue
             if self._report(side, event, timestamp, events):
                 return
-            if isinstance(event, h11.Response) and self._awaiting_switch:
+            if type(event) is h11.Response and self._awaiting_switch:
                 # A refused Upgrade (or CONNECT): requests continue after the refusal.
                 self._resume_requests(timestamp, events)
 
     def _answer(self, request: RequestHead) -> None:
         """Start parsing the response to ``request`` on a client-role h11 primed with it."""
         conn = h11.Connection(h11.CLIENT)
-        # Only what shapes the response's framing is mirrored: the method (HEAD,
-        # CONNECT) and whether an Upgrade was proposed. h11 parsed these, so it accepts them.
-        headers = [(b"host", (request.header("host") or "-").encode("latin-1"))]
-        for name in ("connection", "upgrade"):
-            value = request.header(name)
-            if value is not None:
-                headers.append((name.encode(), value.encode("latin-1")))
-        target = request.target.encode("latin-1")
-        conn.send(h11.Request(method=request.method.encode("latin-1"), target=target, headers=headers))
-        conn.send(h11.EndOfMessage())
+        conn.send(_priming_request(request.method, request.header("connection"), request.header("upgrade")))
+        conn.send(_END_OF_MESSAGE)
         waiting = bytes(self._s2c.waiting)
         self._s2c.waiting.clear()
         self._s2c.exchange = request.exchange
@@ -480,59 +509,97 @@ class Http1Parser:
         return self._c2s if direction is C2S else self._s2c
 
     def _report(self, side: _Direction, event: object, timestamp: float, events: list[HttpEvent]) -> bool:
-        """Turn one h11 event into ours; True when the direction must stop."""
+        """Turn one h11 event into ours; True when the direction must stop.
+
+        Events are told apart by exact type: h11's event classes are final, and
+        ``isinstance`` against them goes through the slower ABC machinery.
+        """
         size = side.consumed_since_last()
-        direction = side.direction
-        side.after_chunk = isinstance(event, h11.Data) and event.chunk_end
-        head = b""
-        if isinstance(event, (h11.Request, h11.Response, h11.InformationalResponse)):
-            interim = isinstance(event, h11.InformationalResponse) and event.status_code != 101
-            head = side.take_head(size, final=not interim)
-            if size > LONGEST_HEAD:
-                side.reported -= size  # refused whole, as h11 refuses it when it arrives in pieces
-                self._refuse(side, _HEAD_TOO_LONG, timestamp, events)
-                return True
-        if isinstance(event, h11.Request):
-            if event.method == b"PRI" and event.http_version.startswith(b"2"):
-                side.reported -= size  # the preface is not a request: count it as unparsed
-                self._fail(side, "HTTP/2 connection preface on an HTTP/1.1 connection", timestamp, events)
-                return True
-            side.exchange = self._requests
-            self._requests += 1
-            request = RequestHead(
-                side.exchange,
-                event.method.decode("latin-1"),
-                event.target.decode("latin-1"),
-                event.http_version.decode("latin-1"),
-                _headers(event.headers),
-                size,
-                timestamp,
+        kind = type(event)
+        if kind is h11.Data:
+            side.after_chunk = event.chunk_end  # type: ignore[attr-defined]
+            data = bytes(event.data)  # type: ignore[attr-defined]
+            events.append(
+                BodyData(
+                    side.direction,
+                    side.exchange,
+                    data,
+                    size - len(data),
+                    event.chunk_start,  # type: ignore[attr-defined]
+                    event.chunk_end,  # type: ignore[attr-defined]
+                    timestamp,
+                )
             )
-            events.append(request)
-            self._unanswered.append(request)
-            return self._check_framing(side, request.headers, head, timestamp, events)
-        if isinstance(event, (h11.Response, h11.InformationalResponse)):
-            assert side.exchange is not None
-            response = ResponseHead(
-                side.exchange,
-                event.status_code,
-                event.reason.decode("latin-1"),
-                event.http_version.decode("latin-1"),
-                _headers(event.headers),
-                size,
-                timestamp,
-            )
-            events.append(response)
-            return self._check_framing(side, response.headers, head, timestamp, events)
-        if isinstance(event, h11.Data):
-            data = bytes(event.data)
-            events.append(BodyData(direction, side.exchange, data, size - len(data), event.chunk_start, event.chunk_end, timestamp))
             return False
-        if isinstance(event, h11.EndOfMessage):
-            events.append(MessageEnd(direction, side.exchange, size, timestamp))
+        side.after_chunk = False
+        if kind is h11.EndOfMessage:
+            events.append(MessageEnd(side.direction, side.exchange, size, timestamp))
             return False
+        if kind is h11.Request:
+            return self._report_request(side, event, size, timestamp, events)  # type: ignore[arg-type]
+        if kind is h11.Response or kind is h11.InformationalResponse:
+            return self._report_response(side, event, size, timestamp, events)  # type: ignore[arg-type]
         # ConnectionClosed carries no bytes.
         return False
+
+    def _take_head(self, side: _Direction, size: int, final: bool, timestamp: float, events: list[HttpEvent]) -> bytes | None:
+        """The head just parsed, as it arrived; None when it is too long to accept."""
+        head = side.take_head(size, final=final)
+        if size > LONGEST_HEAD:
+            side.reported -= size  # refused whole, as h11 refuses it when it arrives in pieces
+            self._refuse(side, _HEAD_TOO_LONG, timestamp, events)
+            return None
+        return head
+
+    def _report_request(
+        self, side: _Direction, event: h11.Request, size: int, timestamp: float, events: list[HttpEvent]
+    ) -> bool:
+        head = self._take_head(side, size, True, timestamp, events)
+        if head is None:
+            return True
+        if event.method == b"PRI" and event.http_version.startswith(b"2"):
+            side.reported -= size  # the preface is not a request: count it as unparsed
+            self._fail(side, "HTTP/2 connection preface on an HTTP/1.1 connection", timestamp, events)
+            return True
+        side.exchange = self._requests
+        self._requests += 1
+        request = RequestHead(
+            side.exchange,
+            event.method.decode("latin-1"),
+            event.target.decode("latin-1"),
+            event.http_version.decode("latin-1"),
+            _headers(event.headers),
+            size,
+            timestamp,
+        )
+        events.append(request)
+        self._unanswered.append(request)
+        return self._check_framing(side, request.headers, head, timestamp, events)
+
+    def _report_response(
+        self,
+        side: _Direction,
+        event: h11.Response | h11.InformationalResponse,
+        size: int,
+        timestamp: float,
+        events: list[HttpEvent],
+    ) -> bool:
+        interim = type(event) is h11.InformationalResponse and event.status_code != 101
+        head = self._take_head(side, size, not interim, timestamp, events)
+        if head is None:
+            return True
+        assert side.exchange is not None
+        response = ResponseHead(
+            side.exchange,
+            event.status_code,
+            event.reason.decode("latin-1"),
+            event.http_version.decode("latin-1"),
+            _headers(event.headers),
+            size,
+            timestamp,
+        )
+        events.append(response)
+        return self._check_framing(side, response.headers, head, timestamp, events)
 
     def _check_framing(
         self, side: _Direction, headers: Headers, head: bytes, timestamp: float, events: list[HttpEvent]

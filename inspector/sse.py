@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import repeat
 
 from .wire import ByteAccount, Category
 
@@ -25,6 +26,20 @@ _CR = 0x0D
 _LF = 0x0A
 _COLON = 0x3A
 _LINE_END = re.compile(rb"(\r\n|\r|\n)")
+
+
+def _split_lines(region: bytes) -> tuple[list[bytes], list[int] | None]:
+    """The lines of ``region``, which ends with a line end, and the length of each line end.
+
+    The lengths are None when every line ends in a lone LF, the usual case,
+    which needs no regular expression.
+    """
+    if b"\r" in region:
+        parts = _LINE_END.split(region)
+        return parts[0:-1:2], [len(end) for end in parts[1::2]]
+    lines = region.split(b"\n")
+    lines.pop()
+    return lines, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +129,8 @@ class SseStream:
         events: list[SseEvent] = []
         if not data:
             return events
+        if type(data) is not bytes:
+            data = bytes(data)
         self._fed += len(data)
         buf = self._buf
         if self._held_cr_timestamp is not None:
@@ -123,36 +140,46 @@ class SseStream:
                 data = data[1:]
                 if not data:
                     return events
-        searched_from = len(buf)
-        buf += data
-        if self._at_start:
-            if len(buf) < len(_BOM) and _BOM.startswith(buf):
-                return events
-            self._at_start = False
-            if buf.startswith(_BOM):
-                del buf[: len(_BOM)]
-                self.account.add(Category.MESSAGE_SYNTAX, len(_BOM))
-                self._event_wire += len(_BOM)
-                searched_from = 0
-        cut = max(buf.rfind(b"\n", searched_from), buf.rfind(b"\r", searched_from)) + 1
+        # Lines are cut straight out of ``data`` unless a line started in an
+        # earlier chunk (or the BOM is still undecided): most chunks end their
+        # last line, and copying them through the line buffer costs.
+        text: bytes | bytearray = data
+        searched_from = 0
+        if buf or self._at_start:
+            searched_from = len(buf)
+            buf += data
+            text = buf
+            if self._at_start:
+                if len(buf) < len(_BOM) and _BOM.startswith(buf):
+                    return events
+                self._at_start = False
+                if buf.startswith(_BOM):
+                    del buf[: len(_BOM)]
+                    self.account.add(Category.MESSAGE_SYNTAX, len(_BOM))
+                    self._event_wire += len(_BOM)
+                    searched_from = 0
+        cut = max(text.rfind(b"\n", searched_from), text.rfind(b"\r", searched_from)) + 1
         if not cut:
+            if text is data:
+                buf += data
             return events
-        held_cr = cut == len(buf) and buf[-1] == _CR
-        region = bytes(buf[:cut])
-        del buf[:cut]
-        if b"\r" in region:
-            parts = _LINE_END.split(region)
-            lines = parts[0:-1:2]
-            ends = [len(end) for end in parts[1::2]]
+        held_cr = cut == len(text) and text[-1] == _CR
+        if text is data:
+            region = data if cut == len(data) else data[:cut]
+            buf += data[cut:]
         else:
-            lines = region.split(b"\n")
-            lines.pop()
-            ends = [1] * len(lines)
+            region = bytes(buf[:cut])
+            del buf[:cut]
+        lines, ends = _split_lines(region)
+        consumed = cut
         if held_cr:
-            buf += lines.pop() + b"\r"
-            ends.pop()
+            line = lines.pop()
+            buf += line + b"\r"
+            consumed -= len(line) + 1
+            if ends is not None:
+                ends.pop()
             self._held_cr_timestamp = timestamp
-        self._consume(lines, ends, timestamp, events)
+        self._consume(lines, ends, consumed, timestamp, events)
         return events
 
     def close(self, timestamp: float) -> list[SseEvent]:
@@ -173,17 +200,21 @@ class SseStream:
         line = bytes(self._buf[:-1])
         self._buf.clear()
         self._held_cr_timestamp = None
-        self._consume([line], [end], timestamp, events)
+        self._consume([line], [end], len(line) + end, timestamp, events)
 
-    def _consume(self, lines: list[bytes], ends: list[int], timestamp: float, events: list[SseEvent]) -> None:
-        """Interpret complete lines; ``ends`` holds the length of each line's line end."""
-        consumed = sum(map(len, lines)) + sum(ends)
+    def _consume(
+        self, lines: list[bytes], ends: list[int] | None, consumed: int, timestamp: float, events: list[SseEvent]
+    ) -> None:
+        """Interpret complete lines, ``consumed`` bytes with their line ends.
+
+        ``ends`` holds the length of each line's line end; None when every one is a lone LF.
+        """
         payload = 0
         wire = self._event_wire
         data = self._data
         pending_before = pending = self._pending_payload
         event_type, last_event_id, retry = self._type, self._last_event_id, self._retry
-        for line, end in zip(lines, ends):
+        for line, end in zip(lines, repeat(1) if ends is None else ends):
             wire += len(line) + end
             if not line:
                 if data:
@@ -205,6 +236,11 @@ class SseStream:
                 event_type, retry = "", None
             elif line[0] == _COLON:
                 self.comments += 1
+            elif line.startswith(b"data:"):
+                # The usual line, read with one copy of its value instead of two.
+                value = line[6:] if line[5:6] == b" " else line[5:]
+                data.append(value)
+                pending += len(value)
             else:
                 name, _, value = line.partition(b":")
                 if value[:1] == b" ":

@@ -313,8 +313,14 @@ class WebSocketStream:
         self._control_bytes = 0
         self._unparsed_bytes = 0
 
-        # The frame whose payload is being received.
-        self._frame: FrameHeader | None = None
+        # The frame whose payload is being received, kept as plain values
+        # rather than a FrameHeader: building one per frame costs more than the
+        # rest of the frame's bookkeeping. ``_opcode`` is None between frames.
+        self._opcode: Opcode | None = None
+        self._control = False
+        self._fin = False
+        self._frame_length = 0
+        self._frame_wire = 0
         self._frame_offset = 0
         self._remaining = 0
         self._mask_key = b""
@@ -357,42 +363,22 @@ class WebSocketStream:
         pos = 0
         end = len(data)
         while pos < end:
-            if self._frame is None:
-                header = parse_frame_header(data, pos)
-                if header is None:
+            if self._opcode is None:
+                body = self._begin_frame(data, pos, end, timestamp)
+                if body < 0:
                     break
-                violation = self._header_violation(header)
-                if violation is not None:
-                    self._stop(self._position + pos, violation)
-                    self._unparsed_bytes += end - pos
-                    pos = end
-                    break
-                body = pos + header.header_length
-                if header.masked:
-                    if end - body < _MASK_KEY_LENGTH:
-                        break
-                    self._mask_key = bytes(data[body : body + _MASK_KEY_LENGTH])
-                    self._masked_so_far = 0
-                    body += _MASK_KEY_LENGTH
-                    self._mask_key_bytes += _MASK_KEY_LENGTH
-                self._header_bytes += header.header_length
-                self._frame = header
-                self._frame_offset = self._position + pos
-                self._remaining = header.payload_length
-                opcode = header.opcode
-                if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                    self._message = _Message(opcode, header.rsv1, timestamp)
-                    if header.rsv1 and self._decompressor is None:
-                        self._decompressor = zlib.decompressobj(-self._window_bits)
                 pos = body
-            if self._remaining:
+                if self.anomaly is not None:
+                    break
+            remaining = self._remaining
+            if remaining:
                 size = end - pos
-                if size > self._remaining:
-                    size = self._remaining
+                if size > remaining:
+                    size = remaining
                 self._receive_payload(data, pos, size)
                 pos += size
-                self._remaining -= size
-                if self._remaining:
+                self._remaining = remaining = remaining - size
+                if remaining:
                     break
             event = self._complete_frame(timestamp)
             if event is not None:
@@ -405,6 +391,58 @@ class WebSocketStream:
             self._pending = bytes(data[pos:])
         self._position += pos
         return events
+
+    def _begin_frame(self, data: bytes, pos: int, end: int, timestamp: float) -> int:
+        """Read the frame header (and masking key) at ``data[pos]``; return where its payload starts.
+
+        -1 when ``data`` ends inside the header. A header that breaks a rule
+        stops the stream: the rest of ``data`` is unparsed and ``end`` is returned.
+        """
+        if end - pos < 2:
+            return -1
+        first = data[pos]
+        second = data[pos + 1]
+        length = second & 0x7F
+        if length < 126:
+            body = pos + 2
+        elif length == 126:
+            body = pos + 4
+            if body > end:
+                return -1
+            length = data[pos + 2] << 8 | data[pos + 3]
+        else:
+            body = pos + 10
+            if body > end:
+                return -1
+            (length,) = _U64.unpack_from(data, pos + 2)
+        header_length = body - pos
+        violation = self._header_violation(first, second, length, header_length)
+        if violation is not None:
+            self._stop(self._position + pos, violation)
+            self._unparsed_bytes += end - pos
+            return end
+        masked = second & 0x80
+        if masked:
+            if end - body < _MASK_KEY_LENGTH:
+                return -1
+            self._mask_key = bytes(data[body : body + _MASK_KEY_LENGTH])
+            self._masked_so_far = 0
+            body += _MASK_KEY_LENGTH
+            self._mask_key_bytes += _MASK_KEY_LENGTH
+        self._header_bytes += header_length
+        opcode = _OPCODES[first & 0x0F]
+        self._opcode = opcode
+        self._control = opcode in _CONTROL_OPCODES
+        self._fin = first & 0x80 != 0
+        self._frame_length = self._remaining = length
+        self._frame_wire = body - pos + length
+        self._frame_offset = self._position + pos
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            compressed = first & 0x40 != 0
+            self._message = _Message(opcode, compressed, timestamp)
+            if compressed and self._decompressor is None:
+                self._decompressor = zlib.decompressobj(-self._window_bits)
+        return body
 
     def close(self, timestamp: float) -> list[WebSocketEvent]:
         """The stream ended.
@@ -422,15 +460,15 @@ class WebSocketStream:
             self._unparsed_bytes += len(self._pending)
             self._position += len(self._pending)
             self._pending = b""
-        elif self._frame is not None:
+        elif self._opcode is not None:
             message = self._message
-            if message is not None and message.error is not None and self._frame.opcode not in _CONTROL_OPCODES:
+            if message is not None and message.error is not None and self._opcode not in _CONTROL_OPCODES:
                 self._stop(self._frame_offset, message.error)
             else:
-                received = self._frame.payload_length - self._remaining
+                received = self._frame_length - self._remaining
                 self._stop(
                     self._frame_offset,
-                    f"stream ended inside a frame payload ({received} of {self._frame.payload_length} bytes)",
+                    f"stream ended inside a frame payload ({received} of {self._frame_length} bytes)",
                 )
         elif self._message is not None:
             self._stop(self._position, "stream ended inside a fragmented message")
@@ -440,32 +478,35 @@ class WebSocketStream:
         if self.anomaly is None:
             self.anomaly = Anomaly(self.direction, offset, reason)
 
-    def _header_violation(self, header: FrameHeader) -> str | None:
-        """Why this frame may not follow the frames before it, if it may not."""
-        opcode = header.opcode
-        if not isinstance(opcode, Opcode):
-            return f"reserved opcode 0x{opcode:X}"
+    def _header_violation(self, first: int, second: int, length: int, header_length: int) -> str | None:
+        """Why a frame with this header may not follow the frames before it, if it may not.
+
+        ``first`` and ``second`` are the header's first two bytes; ``length`` is
+        the payload length it encodes in ``header_length`` bytes (2, 4 or 10).
+        """
+        opcode = _OPCODES.get(first & 0x0F)
+        if opcode is None:
+            return f"reserved opcode 0x{first & 0x0F:X}"
         control = opcode in _CONTROL_OPCODES
-        if header.rsv1:
+        if first & 0x40:
             if control:
                 return "RSV1 set on a control frame"
             if opcode is Opcode.CONTINUATION:
                 return "RSV1 set on a continuation frame"
             if self._deflate is None:
                 return "RSV1 set but permessage-deflate was not negotiated"
-        if header.rsv2 or header.rsv3:
+        if first & 0x30:
             return "RSV2 or RSV3 set, but no extension defines them"
-        if header.masked != self._from_client:
+        if (second & 0x80 != 0) != self._from_client:
             return "client frame not masked" if self._from_client else "server frame masked"
-        length = header.payload_length
         if control:
             if length > MAX_CONTROL_PAYLOAD:
                 return f"control frame payload of {length} bytes (at most {MAX_CONTROL_PAYLOAD} allowed)"
-            if not header.fin:
+            if not first & 0x80:
                 return "fragmented control frame (FIN not set)"
-        if header.header_length == 4 and length < 126:
+        if header_length == 4 and length < 126:
             return f"payload length {length} encoded in 16 bits (not minimal)"
-        if header.header_length == 10:
+        if header_length == 10:
             if length >> 63:
                 return "64-bit payload length with the most significant bit set"
             if length <= 0xFFFF:
@@ -479,11 +520,9 @@ class WebSocketStream:
 
     def _receive_payload(self, data: bytes, pos: int, size: int) -> None:
         """Count ``size`` payload bytes at ``data[pos]``, and read them where a rule needs it."""
-        frame = self._frame
-        assert frame is not None
-        if frame.opcode in _CONTROL_OPCODES:
+        if self._control:
             self._control_bytes += size
-            if frame.opcode is Opcode.CLOSE:
+            if self._opcode is Opcode.CLOSE:
                 self._control_payload += self._content(data, pos, size)
             return
         self._payload_bytes += size
@@ -524,26 +563,25 @@ class WebSocketStream:
 
     def _complete_frame(self, timestamp: float) -> WebSocketEvent | None:
         """The current frame's payload is all here: close the frame, and the message if it was final."""
-        frame = self._frame
-        assert frame is not None
-        self._frame = None
+        opcode = self._opcode
+        self._opcode = None
         self._mask_key = b""
-        opcode = frame.opcode
-        if opcode in _CONTROL_OPCODES:
+        if self._control:
             self.control_frames += 1
-            return self._control_frame(frame, timestamp)  # type: ignore[arg-type]
+            return self._control_frame(opcode, timestamp)  # type: ignore[arg-type]
         self.data_frames += 1
         message = self._message
         assert message is not None
         message.frames += 1
-        message.wire_bytes += frame.wire_length
-        message.wire_payload_bytes += frame.payload_length
-        if frame.fin and message.error is None and (message.compressed or message.utf8_tail):
+        message.wire_bytes += self._frame_wire
+        message.wire_payload_bytes += self._frame_length
+        fin = self._fin
+        if fin and message.error is None and (message.compressed or message.utf8_tail):
             self._finish(message)
         if message.error is not None:
             self._stop(self._frame_offset, message.error)
             return None
-        if not frame.fin:
+        if not fin:
             return None
         self._message = None
         # Positional: this runs once per message, and keywords cost.
@@ -575,10 +613,11 @@ class WebSocketStream:
         if message.utf8_tail and message.error is None:
             message.utf8_error = "invalid UTF-8 in a text message (it ends inside a character)"
 
-    def _control_frame(self, frame: FrameHeader, timestamp: float) -> ControlFrame | None:
+    def _control_frame(self, opcode: Opcode, timestamp: float) -> ControlFrame | None:
+        """The control frame just completed, or None when its close payload breaks a rule."""
         close_code: int | None = None
         close_reason: str | None = None
-        if frame.opcode is Opcode.CLOSE:
+        if opcode is Opcode.CLOSE:
             payload = self._control_payload
             self._control_payload = b""
             if len(payload) == 1:
@@ -596,9 +635,9 @@ class WebSocketStream:
                     return None
         return ControlFrame(
             direction=self.direction,
-            opcode=frame.opcode,  # type: ignore[arg-type]
-            wire_bytes=frame.wire_length,
-            payload_bytes=frame.payload_length,
+            opcode=opcode,
+            wire_bytes=self._frame_wire,
+            payload_bytes=self._frame_length,
             timestamp=timestamp,
             close_code=close_code,
             close_reason=close_reason,

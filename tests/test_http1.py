@@ -6,7 +6,15 @@ import pytest
 
 from inspector.capture import ConnectionOpened
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
-from inspector.http1 import LONGEST_HEAD
+from inspector.http1 import (
+    LONGEST_HEAD,
+    BodyData,
+    Http1Parser,
+    HttpEvent,
+    ParseFailure,
+    ProtocolSwitch,
+    ResponseHead,
+)
 from inspector.wire import Category, Direction
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -187,3 +195,47 @@ def test_bad_chunk_size_after_a_chunk_is_placed_at_the_size_line() -> None:
         account = record.account(S2C)
         assert account[Category.CHUNK_FRAMING] == len(b"5\r\n\r\n")
         assert account[Category.UNPARSED] == len(rest)
+
+
+def test_a_response_seen_before_its_request_is_still_paired_with_it() -> None:
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    record = run((S2C, response[:10]), (C2S, b"GET /early HTTP/1.1\r\nHost: x\r\n\r\n"), (S2C, response[10:]))
+    (exchange,) = record.exchanges
+    assert exchange.response is not None and exchange.response.status == 200
+    assert exchange.accounts[S2C][Category.PAYLOAD] == 2
+    assert record.anomalies == ()
+
+
+def test_a_request_left_unanswered_at_close_is_not_an_anomaly() -> None:
+    record = run((C2S, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"))
+    (exchange,) = record.exchanges
+    assert exchange.response is None
+    assert record.anomalies == ()
+
+
+def test_each_response_is_framed_by_its_own_request() -> None:
+    """Responses are read as answers to the method and Upgrade proposal of their
+    request, whatever requests came before on the connection."""
+    requests = [
+        b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /b HTTP/1.1\r\nHost: y\r\n\r\n",
+        b"HEAD /c HTTP/1.1\r\nHost: z\r\n\r\n",
+        b"GET /d HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    ]
+    refusal = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"
+    parser = Http1Parser()
+    events: list[HttpEvent] = []
+    for request in requests:
+        events += parser.feed(C2S, request, 0.0)
+        events += parser.feed(S2C, refusal + (b"" if request.startswith(b"HEAD") else b"abc"), 0.0)
+    events += parser.feed(C2S, b"GET /e HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 0.0)
+    events += parser.feed(S2C, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 0.0)
+    events += parser.close(1.0)
+    body = [0] * 5
+    for event in events:
+        if isinstance(event, BodyData) and event.direction is S2C:
+            body[event.exchange] += len(event.data)
+    assert body == [0, 3, 0, 3, 0]
+    assert [e.status for e in events if isinstance(e, ResponseHead)] == [200, 200, 200, 200, 101]
+    assert sum(isinstance(e, ProtocolSwitch) for e in events) == 2
+    assert not any(isinstance(e, ParseFailure) for e in events)

@@ -90,6 +90,18 @@ def test_event_time_is_when_its_line_end_arrived(data: bytes, cuts: list[int]) -
     assert [e.timestamp for e in events] == [max(s for s in starts if s <= at) for at in line_end_offsets]
 
 
+@given(streams, st.lists(st.integers(min_value=0)))
+def test_chunks_that_are_not_bytes_read_alike(data: bytes, cuts: list[int]) -> None:
+    # Lines are cut straight out of a chunk when no line is pending; a bytearray
+    # or memoryview chunk must give what the same bytes give.
+    chunks = split(data, cuts)
+    expected = read(chunks)
+    for kind in (bytearray, memoryview):
+        events, stream = read([kind(chunk) for chunk in chunks])
+        assert events == expected[0]
+        assert stream.account == expected[1].account
+
+
 @given(st.binary(max_size=300), st.lists(st.integers(min_value=0)))
 def test_arbitrary_bytes_never_raise(data: bytes, cuts: list[int]) -> None:
     read(split(data, cuts))

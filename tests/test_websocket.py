@@ -698,3 +698,46 @@ def test_the_python_unmask_matches_the_one_in_use(data: bytes, key: bytes) -> No
     from inspector.websocket import _unmask, _unmask_in_python
 
     assert _unmask_in_python(data, key) == _unmask(data, key)
+
+
+@given(
+    frames=st.lists(
+        st.tuples(
+            st.sampled_from([Opcode.TEXT, Opcode.BINARY, Opcode.PING, Opcode.PONG]),
+            st.sampled_from([0, 1, 125, 126, 127, 65535, 65536]),
+        ),
+        max_size=8,
+    ),
+    direction=st.sampled_from([C2S, S2C]),
+    data=st.data(),
+)
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_the_stream_reads_headers_as_parse_frame_header_does(
+    frames: list[tuple[Opcode, int]], direction: Direction, data: st.DataObject
+) -> None:
+    """The stream decodes headers itself (no FrameHeader per frame); its counts
+    must be those the public header parser gives for the same frames."""
+    proto = sender(direction)
+    raw = b""
+    for opcode, size in frames:
+        if opcode is Opcode.PING:
+            raw += bytes(proto.ping(b"p" * min(size, 125)))
+        elif opcode is Opcode.PONG:
+            raw += bytes(proto.pong(b"p" * min(size, 125)))
+        else:
+            raw += bytes(proto.send_data(("x" if opcode is Opcode.TEXT else b"\x00") * size))
+    expected = {Category.FRAME_HEADER: 0, Category.MASK_KEY: 0, Category.PAYLOAD: 0, Category.CONTROL: 0}
+    pos = 0
+    while pos < len(raw):
+        header = parse_frame_header(raw, pos)
+        assert header is not None
+        expected[Category.FRAME_HEADER] += header.header_length
+        expected[Category.MASK_KEY] += 4 * header.masked
+        kind = Category.CONTROL if header.opcode in (Opcode.PING, Opcode.PONG) else Category.PAYLOAD
+        expected[kind] += header.payload_length
+        pos += header.wire_length
+    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(raw)), max_size=6))
+    stream, events = run(direction, raw, chunks=cuts)
+    assert stream.anomaly is None
+    assert stream.frames == len(frames) == len(events)
+    assert {category: stream.account[category] for category in expected} == expected
