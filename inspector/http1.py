@@ -388,7 +388,7 @@ class Http1Parser:
                 continue
             if side is self._s2c and side.fed == 0:
                 side.conn = None  # a request that got no response at all: nothing to parse
-            elif side.at_chunk_boundary():
+            elif side is self._s2c and side.at_chunk_boundary():
                 # A chunked body cut between chunks (how an SSE client leaves): the
                 # last chunk's CRLF is framing, and nothing is malformed.
                 events.append(BodyData(side.direction, side.exchange, b"", side.fed - side.reported, False, False, timestamp))

@@ -239,3 +239,13 @@ def test_each_response_is_framed_by_its_own_request() -> None:
     assert [e.status for e in events if isinstance(e, ResponseHead)] == [200, 200, 200, 200, 101]
     assert sum(isinstance(e, ProtocolSwitch) for e in events) == 2
     assert not any(isinstance(e, ParseFailure) for e in events)
+
+
+@pytest.mark.parametrize("tail", [b"5\r\nhello\r", b"5\r\nhello\r\n", b"5\r\nhel"])
+def test_a_chunked_request_cut_by_the_client_is_an_anomaly_not_a_crash(tail: bytes) -> None:
+    """Only a response cut between chunks is how a stream ends; a request cut anywhere is incomplete."""
+    request = b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + tail
+    record = run((C2S, request))
+    (anomaly,) = record.anomalies
+    assert anomaly.direction is C2S and "incomplete chunked read" in anomaly.reason
+    assert record.wire_bytes(C2S) == len(request)
