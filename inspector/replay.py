@@ -89,8 +89,6 @@ def _read(
     for number, path in enumerate(paths, start=1):
         prefix = f"{number}:" if several else ""
         with open_traffic(path) as capture:
-            if isinstance(capture, ImportedTraffic) and part == 0:
-                reading.notes.extend(capture.notes)
             live: dict[int, tuple[int, ConnectionAnalyzer]] = {}
             unknown = 0
             for position, record in capture.select(part, parts):
@@ -111,6 +109,8 @@ def _read(
             for opened_at, analyzer in live.values():
                 closed = analyzer.close(capture.last_timestamp, STILL_OPEN)
                 yield (number, 1, opened_at), closed if detail else closed.without_detail()
+            if isinstance(capture, ImportedTraffic) and part == 0:
+                reading.notes.extend(capture.notes)  # complete now that its records have been read
             if capture.truncated_tail and part == 0:
                 reading.notes.append(
                     f"{capture.path}: the last {capture.truncated_tail} bytes are an incomplete record "

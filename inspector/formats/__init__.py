@@ -40,29 +40,37 @@ def open_traffic(path: str | os.PathLike[str]) -> Capture | ImportedTraffic:
         return read_capture(name)
     if found is FileFormat.HAR:
         from .har import read_har
-        from .mitmflows import records_from_flows
+        from .mitmflows import RebuiltTraffic
 
         har = read_har(name)
-        rebuilt = records_from_flows(har.flows, mode="har")
-        notes = [f"{name}: a HAR file of {rebuilt.rebuilt} connection(s). {RECONSTRUCTED_NOTE}", *har.notes, *rebuilt.notes]
-        return ImportedTraffic(name, found, rebuilt.records, tuple(_about(name, notes)))
+        rebuilt = RebuiltTraffic(lambda: har.flows, mode="har")
+        return ImportedTraffic(
+            name,
+            found,
+            rebuilt,
+            lambda: _about(name, [f"{name}: a HAR file of {rebuilt.rebuilt} connection(s). {RECONSTRUCTED_NOTE}", *har.notes, *rebuilt.notes]),
+        )
     if found is FileFormat.MITMPROXY:
-        from .mitmflows import read_flow_file, records_from_flows
+        from .mitmflows import FlowFile, RebuiltTraffic
 
-        flows, truncated = read_flow_file(name)
-        rebuilt = records_from_flows(flows)
-        if rebuilt.trimmed and not rebuilt.records:
+        flows = FlowFile(name)
+        rebuilt = RebuiltTraffic(flows)
+        if rebuilt.trimmed and not rebuilt.connections:
             raise CaptureError(
                 f"{name}: its flows were recorded through rtinspect's addon, which keeps only their last "
                 "message; report the capture the addon wrote (--set rtinspect_write=FILE.rtcap) instead"
             )
-        notes = [*([truncated] if truncated else []), *rebuilt.notes]
-        if rebuilt.rebuilt:
-            exact = f" and {rebuilt.exact} of raw TCP flows (exact)" if rebuilt.exact else ""
-            notes.insert(
-                0, f"{name}: a mitmproxy flow file: {rebuilt.rebuilt} connection(s) of HTTP flows{exact}. {RECONSTRUCTED_NOTE}"
-            )
-        return ImportedTraffic(name, found, rebuilt.records, tuple(_about(name, notes)))
+
+        def notes() -> list[str]:
+            found = [*([flows.truncated] if flows.truncated else []), *rebuilt.notes]
+            if rebuilt.rebuilt:
+                exact = f" and {rebuilt.exact} of raw TCP flows (exact)" if rebuilt.exact else ""
+                found.insert(
+                    0, f"{name}: a mitmproxy flow file: {rebuilt.rebuilt} connection(s) of HTTP flows{exact}. {RECONSTRUCTED_NOTE}"
+                )
+            return _about(name, found)
+
+        return ImportedTraffic(name, found, rebuilt, notes)
     raise CaptureError(f"{name}: a {found} file of packets; rtinspect reads {READABLE}")
 
 

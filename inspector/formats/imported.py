@@ -1,4 +1,4 @@
-"""Traffic read from a file of another tool, as capture records in memory.
+"""Traffic read from a file of another tool, as capture records.
 
 Importers turn what a file holds into the records a capture would hold
 (:class:`~inspector.capture.ConnectionOpened`, :class:`~inspector.capture.DataChunk`,
@@ -10,8 +10,7 @@ the report must know about the import.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -19,16 +18,29 @@ from ..capture import Record
 from .detect import FileFormat
 
 
-@dataclass(frozen=True, slots=True)
 class ImportedTraffic:
-    """The records of one imported file, iterable like an open capture."""
+    """The records of one imported file, iterable like an open capture.
 
-    path: str
-    format: FileFormat
-    records: tuple[Record, ...]
-    notes: tuple[str, ...] = ()
+    ``records`` may be rebuilt as they are read, so what the report must say
+    about them (``notes``) is complete once they have been read.
+    """
+
     #: Imports hold whole records only (the attribute an open capture has too).
-    truncated_tail: int = 0
+    truncated_tail = 0
+
+    def __init__(
+        self, path: str, format: FileFormat, records: Iterable[Record], notes: Callable[[], Sequence[str]] = tuple
+    ) -> None:
+        self.path = path
+        self.format = format
+        self.records = records
+        self._notes = notes
+        #: The latest time of any record, once :meth:`select` has read to the end.
+        self.last_timestamp = 0.0
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple(self._notes())
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records)
@@ -36,17 +48,15 @@ class ImportedTraffic:
     def select(self, part: int = 0, parts: int = 1) -> Iterator[tuple[int, Record]]:
         """``(index, record)`` for the records of connections whose number is
         ``part`` modulo ``parts``, as :meth:`Capture.select <inspector.capture.Capture.select>`."""
+        latest = 0.0
         for index, record in enumerate(self.records):
+            latest = max(latest, record.timestamp)
             if record.connection_id % parts == part:
                 yield index, record
-
-    @property
-    def last_timestamp(self) -> float:
-        """The latest time of any record."""
-        return max((record.timestamp for record in self.records), default=0.0)
+        self.last_timestamp = latest
 
     def close(self) -> None:
-        """Nothing to release: the records are in memory."""
+        """Nothing to release: each reading opens the file it needs."""
 
     def __enter__(self) -> Self:
         return self

@@ -29,7 +29,7 @@ only the last message of each flow (its capture holds every byte).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
@@ -58,37 +58,121 @@ UNKNOWN_CLOSE = "closed"
 
 
 @dataclass(frozen=True, slots=True)
+class _Planned:
+    """A connection of the flows: its number, how many flows it has, whether any is HTTP."""
+
+    number: int
+    flows: int
+    rebuilt: bool
+
+
 class RebuiltTraffic:
-    """Capture records made from flows, and what a reader must know about them."""
+    """Capture records made from flows, and what a reader must know about them.
 
-    records: tuple[Record, ...]
-    notes: tuple[str, ...]
-    #: Connections rebuilt from HTTP flows (marked reconstructed).
-    rebuilt: int = 0
-    #: Connections of raw TCP flows, whose bytes are exact.
-    exact: int = 0
-    #: Raw TCP flows left out because rtinspect's addon kept only their last message.
-    trimmed: int = 0
-
-
-def read_flow_file(path: str) -> tuple[list[Flow], str | None]:
-    """The flows of a mitmproxy flow file, and a note when the file ends inside
-    a flow (a killed mitmdump): the flows before it are kept.
-
-    Raises :class:`~inspector.capture.CaptureError` when no flow can be read.
+    ``flows`` gives the flows afresh each time it is called. It is read twice:
+    once to plan the connections (which flows belong together, in what
+    order, how many), then, each time the records are iterated, to rebuild
+    each connection as soon as its last flow has been read. So only the flows
+    of connections still being read are held, not the file.
     """
-    flows: list[Flow] = []
-    try:
-        with open(path, "rb") as file:
-            try:
-                flows.extend(FlowReader(file).stream())
-            except (exceptions.FlowReadException, ValueError, KeyError, TypeError, IndexError) as e:
-                if not flows:
-                    raise CaptureError(f"{path}: not a readable mitmproxy flow file: {e}") from None
-                return flows, f"{path}: the file ends inside a flow; the {len(flows)} flows before it were read."
-    except OSError as e:
-        raise CaptureError(f"cannot read {path}: {e.strerror or e}") from None
-    return flows, None
+
+    def __init__(self, flows: Callable[[], Iterable[Flow]], *, mode: str | None = None) -> None:
+        self._flows = flows
+        self._mode = mode
+        self._left_out: Counter[str] = Counter()
+        #: Raw TCP flows left out because rtinspect's addon kept only their last message.
+        self.trimmed = 0
+        starts: dict[str, list[float | int | bool]] = {}
+        for flow in flows():
+            group = self._group(flow)
+            if group is None:
+                continue
+            entry = starts.setdefault(group, [_started(flow), 0, False])
+            entry[0] = min(entry[0], _started(flow))
+            entry[1] += 1
+            entry[2] = entry[2] or isinstance(flow, http.HTTPFlow)
+        ordered = sorted(starts, key=lambda group: starts[group][0])
+        self._plan = {
+            group: _Planned(number, int(starts[group][1]), bool(starts[group][2]))
+            for number, group in enumerate(ordered, start=1)
+        }
+        #: Connections rebuilt from HTTP flows (marked reconstructed), and of raw TCP flows (exact).
+        self.rebuilt = sum(planned.rebuilt for planned in self._plan.values())
+        self.exact = len(self._plan) - self.rebuilt
+        self._rebuilder = _Rebuilder()
+
+    @property
+    def connections(self) -> int:
+        return len(self._plan)
+
+    def _group(self, flow: Flow) -> str | None:
+        """The client connection a flow belongs to, or None (counted) when it is left out."""
+        if isinstance(flow, http.HTTPFlow) and flow.request.method.upper() == "CONNECT":
+            self._left_out["CONNECT request"] += 1
+        elif isinstance(flow, tcp.TCPFlow) and CLOSE_REASON_KEY in flow.metadata:  # relayed by rtinspect's addon
+            self.trimmed += 1
+        elif isinstance(flow, (http.HTTPFlow, tcp.TCPFlow)):
+            return flow.client_conn.id
+        else:
+            self._left_out[f"{flow.type.upper()} flow"] += 1
+        return None
+
+    def __iter__(self) -> Iterator[Record]:
+        rebuilder = self._rebuilder = _Rebuilder()
+        pending: dict[str, list[Flow]] = {}
+        for flow in self._flows():
+            group = flow.client_conn.id if isinstance(flow, (http.HTTPFlow, tcp.TCPFlow)) else None
+            planned = self._plan.get(group) if group is not None else None
+            if planned is None:
+                continue
+            flows = pending.setdefault(group, [])  # type: ignore[arg-type]
+            flows.append(flow)
+            if len(flows) == planned.flows:
+                del pending[group]  # type: ignore[arg-type]
+                flows.sort(key=_started)
+                yield from rebuilder.connection(planned.number, flows, self._mode)
+
+    @property
+    def notes(self) -> list[str]:
+        """What the plan found and, once the records have been read, what rebuilding them found."""
+        notes = self._rebuilder.notes()
+        left_out = self._left_out
+        if left_out:
+            notes.append("Left out: " + ", ".join(f"{n} {kind}(s)" for kind, n in sorted(left_out.items())) + ".")
+        if self.trimmed:
+            notes.append(
+                f"Left out: {self.trimmed} raw TCP flow(s) recorded through rtinspect's addon, which keeps only the last "
+                "message of a flow; the addon's capture (rtinspect_write) holds their bytes."
+            )
+        return notes
+
+
+class FlowFile:
+    """The flows of a mitmproxy flow file, read one at a time each time it is called.
+
+    A file that ends inside a flow (a killed mitmdump) gives the flows before
+    it, and :attr:`truncated` then says so. Raises
+    :class:`~inspector.capture.CaptureError` when no flow can be read.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.truncated: str | None = None
+
+    def __call__(self) -> Iterator[Flow]:
+        read = 0
+        try:
+            with open(self.path, "rb") as file:
+                try:
+                    for flow in FlowReader(file).stream():
+                        read += 1
+                        yield flow
+                except (exceptions.FlowReadException, ValueError, KeyError, TypeError, IndexError) as e:
+                    if not read:
+                        raise CaptureError(f"{self.path}: not a readable mitmproxy flow file: {e}") from None
+                    self.truncated = f"{self.path}: the file ends inside a flow; the {read} flows before it were read."
+        except OSError as e:
+            raise CaptureError(f"cannot read {self.path}: {e.strerror or e}") from None
 
 
 def write_flow_file(flows: Iterable[Flow], out: BinaryIO) -> int:
@@ -106,39 +190,6 @@ def _started(flow: Flow) -> float:
         return flow.request.timestamp_start
     start = flow.client_conn.timestamp_start
     return start if start is not None else min((m.timestamp for m in flow.messages), default=0.0)
-
-
-def records_from_flows(flows: Iterable[Flow], *, mode: str | None = None) -> RebuiltTraffic:
-    """Capture records for ``flows``: one connection per client connection,
-    numbered from 1 in the order they started. ``mode`` replaces the proxy
-    mode the flows name (for flows that did not come from a proxy)."""
-    groups: dict[str, list[Flow]] = {}
-    left_out: Counter[str] = Counter()
-    trimmed = 0
-    for flow in flows:
-        if isinstance(flow, http.HTTPFlow) and flow.request.method.upper() == "CONNECT":
-            left_out["CONNECT request"] += 1
-        elif isinstance(flow, tcp.TCPFlow) and CLOSE_REASON_KEY in flow.metadata:  # relayed by rtinspect's addon
-            trimmed += 1
-        elif isinstance(flow, (http.HTTPFlow, tcp.TCPFlow)):
-            groups.setdefault(flow.client_conn.id, []).append(flow)
-        else:
-            left_out[f"{flow.type.upper()} flow"] += 1
-    ordered = sorted(groups.values(), key=lambda group: min(map(_started, group)))
-    records: list[Record] = []
-    rebuilder = _Rebuilder()
-    for number, group in enumerate(ordered, start=1):
-        group.sort(key=_started)
-        records += rebuilder.connection(number, group, mode)
-    notes = rebuilder.notes()
-    if left_out:
-        notes.append("Left out: " + ", ".join(f"{n} {kind}(s)" for kind, n in sorted(left_out.items())) + ".")
-    if trimmed:
-        notes.append(
-            f"Left out: {trimmed} raw TCP flow(s) recorded through rtinspect's addon, which keeps only the last "
-            "message of a flow; the addon's capture (rtinspect_write) holds their bytes."
-        )
-    return RebuiltTraffic(tuple(records), tuple(notes), rebuilder.rebuilt, rebuilder.exact, trimmed)
 
 
 class _Rebuilder:
