@@ -159,7 +159,8 @@ class Analyser:
             self._abandoned.add(event.connection_id)
         elif event.name == SYNC:
             closed, self._closed = tuple(self._closed), []
-            open_now = tuple(a.snapshot().without_detail() for a in self._live.values()) if self.settings.metrics else ()
+            live = self._live.values() if self.settings.metrics else ()
+            open_now = tuple(analyzer.snapshot().without_detail() for analyzer in live)
             return Synced(int(event.data["id"]), closed, open_now)
         elif event.name == FINISH:
             return self.finish()

@@ -341,7 +341,7 @@ class AnalyserProcess:
             self._stop_io()
         self._sock.close()
         try:
-            self.process.wait(5)
+            self.process.wait(2)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

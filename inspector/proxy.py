@@ -34,7 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from inspector.addon import RtInspect
-from inspector.analyser import AnalyserSettings
+from inspector.analyser import AnalyserSettings, Finished
 from inspector.analyser_process import BACKLOG_LIMIT, AnalyserProcess
 from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from inspector.connection import ConnectionRecord
@@ -54,6 +54,8 @@ ANALYSIS_MODES = ("process", "inline")
 DEFAULT_ANALYSIS = "process"
 #: Seconds a metrics scrape waits for the analyser process to catch up.
 _SYNC_TIMEOUT = SCRAPE_TIMEOUT / 2
+#: Seconds the proxy waits at exit for the analyser before it says that it is waiting.
+_PATIENCE = 1.0
 
 
 class ProxyError(Exception):
@@ -277,12 +279,14 @@ class _ProxyRun:
         sources = (settings.write,) if settings.write else ()
         if self.analyser is None:
             return self.closed.snapshot(self.inspect.open_records(), sources=sources)
-        finished = await self.analyser.finish()
+        finished = await self._analyser_finished()
         if finished is not None:
             return finished.report
-        # The analyser died (it said so once already): the capture, closed by now, has every byte.
+        # The analyser died (it said so once already) or was not waited for: the capture,
+        # closed by now, has every byte.
+        why = "stopped during the run" if not self.analyser.alive else "was not waited for at exit"
         if settings.write and Path(settings.write).is_file():
-            note = "The analyser process stopped during the run; these figures were read from the capture at exit."
+            note = f"The analyser process {why}; these figures were read from the capture at exit."
             report = report_from_captures(
                 [settings.write],
                 long_poll_threshold=settings.long_poll_threshold,
@@ -290,8 +294,32 @@ class _ProxyRun:
                 redact=settings.redact,
             )
             return dataclasses.replace(report, notes=(*report.notes, note))
-        note = "The analyser process stopped during the run and there is no capture (-w): no figures."
+        note = f"The analyser process {why} and there is no capture (-w): no figures."
         return ReportBuilder(redact=settings.redact).report(notes=[note])
+
+    async def _analyser_finished(self) -> Finished | None:
+        """The analyser's final report, once it has caught up; None if it died, or
+        if a second Ctrl-C or SIGTERM said not to wait for it."""
+        assert self.analyser is not None
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.ensure_future(self.analyser.finish())
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, waiting.cancel)
+        try:
+            done, _ = await asyncio.wait([waiting], timeout=_PATIENCE)
+            if not done and not self.settings.quiet:
+                self.err.print(
+                    "waiting for the analyser process to catch up; Ctrl-C again reads the figures from the capture",
+                    highlight=False,
+                )
+            return await waiting
+        except asyncio.CancelledError:
+            if not waiting.cancelled():
+                raise
+            return None
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
 
     def _make_master(self) -> master.Master:
         settings = self.settings

@@ -11,6 +11,7 @@ relaying and recording go on and that the report says what it left out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -140,6 +141,27 @@ def test_a_dead_analyser_leaves_relaying_and_recording_alone(
     assert reported["transports"] == json.loads(render(expected, "json"))["transports"]
 
 
+def test_a_second_signal_stops_waiting_for_the_analyser(app_server: AppServer, confdir: Path, tmp_path: Path) -> None:
+    capture, report = tmp_path / "run.rtcap", tmp_path / "report.json"
+    with running_proxy(
+        app_server.url, "--analysis", "process", "--report", str(report), confdir=confdir, capture=capture, quiet=False
+    ) as proxy:
+        assert httpx.get(f"{proxy.url}/plain", timeout=DEADLINE).status_code == 200
+        assert wait_until_closed(capture)
+        analyser = analyser_pid(proxy.process.pid)
+        os.kill(analyser, signal.SIGSTOP)  # an analyser that never answers
+        try:
+            proxy.process.send_signal(signal.SIGTERM)
+            wait_until(lambda: "waiting for the analyser process" in proxy.stderr, "the proxy to say it waits")
+            assert proxy.stop(signal.SIGTERM) == 0, proxy.stderr
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(analyser, signal.SIGKILL)
+    reported = json.loads(report.read_text())
+    assert any("was not waited for at exit" in note for note in reported["notes"])
+    assert reported["transports"]["http"]["connections"] == 1
+
+
 def recording_records() -> list[Any]:
     with read_capture(RECORDING) as capture:
         return list(capture)
@@ -170,7 +192,8 @@ def test_an_analyser_far_behind_is_not_fed_and_the_report_says_so() -> None:
     limit = 1024 * 1024
 
     async def run() -> tuple[Finished | None, int]:
-        analyser = AnalyserProcess(AnalyserSettings(sources=(str(RECORDING),), capture="run.rtcap", backlog_limit=limit))
+        settings = AnalyserSettings(sources=(str(RECORDING),), capture="run.rtcap", backlog_limit=limit)
+        analyser = AnalyserProcess(settings)
         try:
             for record in recording_records():  # fits: sent whole
                 analyser.add(record.connection_id, encode_record(record), last=isinstance(record, ConnectionClosed))
