@@ -18,8 +18,12 @@ says so); the capture file, written by the relay, still has every byte. If
 the analyser dies, the relay logs one warning and goes on relaying and
 recording.
 
-The analyser runs at a lower scheduling priority (nice +10), so that on a
-busy machine the relay, and the clients and servers it serves, come first.
+The analyser runs under the SCHED_IDLE policy (nice +19 where there is
+none): it gets only CPU time that nothing else on the machine wants, so it
+never takes a core from the relay, or from the clients and servers on the
+same machine. On a machine whose cores are all busy it falls behind, and
+past the backlog bound connections are left out (with a warning and a report
+note) rather than relaying slowed down; measured in bench/README.md.
 It ignores SIGINT (Ctrl-C reaches the whole process group; the relay decides
 when analysis ends) and exits when the relay's end of the socket closes.
 """
@@ -39,6 +43,7 @@ import sys
 import tempfile
 import time
 import traceback
+from pathlib import Path
 from typing import IO
 
 from .analyser import ABANDONED, FINISH, SYNC, Analyser, AnalyserMessage, AnalyserSettings, Finished, LiveView, Synced
@@ -57,8 +62,8 @@ FLUSH_INTERVAL = 0.05
 VIEW_INTERVAL = 1.0
 #: Kernel socket buffer asked for on each side.
 SOCKET_BUFFER = 4 * 1024 * 1024
-#: Nice increment of the analyser process.
-ANALYSER_NICENESS = 10
+#: Nice increment of the analyser process where SCHED_IDLE is not available.
+ANALYSER_NICENESS = 19
 
 _LENGTH = struct.Struct("<I")
 _READ_SIZE = 1024 * 1024
@@ -100,14 +105,22 @@ def _send(sock: socket.socket, message: AnalyserMessage) -> None:
     sock.sendall(_LENGTH.pack(len(body)) + body)
 
 
+def _yield_to_everything_else() -> None:
+    """Run only on CPU time nothing else wants (SCHED_IDLE where there is one, else nice +19)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        try:
+            os.nice(ANALYSER_NICENESS)
+        except OSError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m inspector.analyser_process FD SETTINGS_JSON``."""
     fd_text, settings_text = (argv if argv is not None else sys.argv[1:])[:2]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        os.nice(ANALYSER_NICENESS)
-    except OSError:
-        pass
+    _yield_to_everything_else()
     sock = socket.socket(fileno=int(fd_text))
     sock.setblocking(True)
     try:
@@ -155,9 +168,21 @@ class AnalyserProcess:
             end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         self._stderr: IO[bytes] = tempfile.TemporaryFile()
+        # The analyser must run this very package: -P keeps the working directory (which may hold
+        # another checkout's inspector/) off its path, and PYTHONPATH puts this package's first.
+        package_root = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "inspector.analyser_process", str(analyser_end.fileno()), settings.to_json()],
+                [
+                    sys.executable,
+                    "-P",
+                    "-m",
+                    "inspector.analyser_process",
+                    str(analyser_end.fileno()),
+                    settings.to_json(),
+                ],
+                env={**os.environ, "PYTHONPATH": path},
                 pass_fds=(analyser_end.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
