@@ -18,7 +18,9 @@ relayed so far whatever its transport.
 
 The ledger (:class:`MetricsLedger`) takes records and returns metric
 families, with no threads or sockets; :class:`LiveMetrics` and
-:class:`MetricsServer` serve it from a running proxy.
+:class:`MetricsServer` serve it from a running proxy. With an analyser
+process, a scrape first asks it to catch up with every byte relayed so far
+(waiting a bounded time), so a scrape counts what an inline proxy would.
 """
 
 from __future__ import annotations
