@@ -6,7 +6,10 @@ A peer is what the load generator connects to:
 - ``mitmdump-tcp``: ``mitmdump --mode reverse:tcp://…``, no addon (mitmproxy's own relay floor);
 - ``mitmdump-http``: ``mitmdump --mode reverse:http://…``, its HTTP and WebSocket layers
   (``stream_large_bodies=1``, or it holds a text/event-stream until the response ends);
-- ``rtinspect``: ``rtinspect proxy http://… -q -w TEMP.rtcap``, inspecting and recording;
+- ``rtinspect``: ``rtinspect proxy http://… -q -w TEMP.rtcap --analysis inline``, inspecting (on the
+  relay's path) and recording;
+- ``rtinspect-process``: the same with ``--analysis process``: the relay records and hands the
+  records to an analyser process (its CPU is counted apart, see :func:`children_cpu_seconds`);
 - ``rtinspect@DIR``: the same, with the ``inspector`` package found in DIR (to measure a change
   against the working tree, side by side).
 
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
-PEERS = ("direct", "mitmdump-tcp", "mitmdump-http", "rtinspect")
+PEERS = ("direct", "mitmdump-tcp", "mitmdump-http", "rtinspect", "rtinspect-process")
 PROXIES = PEERS[1:]
 _BIN = Path(sys.executable).parent
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -58,6 +61,35 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", "rb") as stat:
         fields = stat.read().rsplit(b")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of process ``pid`` (Linux ≥ 3.5, /proc/PID/task/TID/children)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as listing:
+                direct = [int(child) for child in listing.read().split()]
+        except OSError:
+            continue
+        for child in direct:
+            found += [child, *children(child)]
+    return found
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time so far of every process ``pid`` started (the analyser process)."""
+    total = 0.0
+    for child in children(pid):
+        try:
+            total += cpu_seconds(child)
+        except OSError:
+            pass
+    return total
 
 
 def memory(pid: int) -> tuple[int, int]:
@@ -165,9 +197,10 @@ def start_peer(name: str, upstream_port: int, workdir: Path) -> Process | None:
     elif name == "mitmdump-http":
         command = [str(_BIN / "mitmdump"), "-q", "--mode", f"reverse:http://{LOOPBACK}:{upstream_port}", *common,
                    "--set", "http2=false", "--set", "stream_large_bodies=1"]
-    elif name == "rtinspect":
+    elif name in ("rtinspect", "rtinspect-process"):
         command = [str(_BIN / "rtinspect"), "proxy", f"http://{LOOPBACK}:{upstream_port}", *common, "-q",
-                   "-w", str(workdir / f"{name}.rtcap")]
+                   "-w", str(workdir / f"{name}.rtcap"),
+                   "--analysis", "inline" if name == "rtinspect" else "process"]
     elif name.startswith("rtinspect@"):
         # Another copy of the inspector package (a directory holding inspector/), to compare a change.
         tree = Path(name.partition("@")[2]).resolve()

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.throughput [--rounds 3] [--seconds 2] [--workloads a,b] [--peers a,b]
 
 Starts the upstream server and every peer (direct, mitmdump-tcp,
-mitmdump-http, rtinspect) on 127.0.0.1, then for each workload runs one
+mitmdump-http, rtinspect inline, rtinspect-process) on 127.0.0.1, then for each workload runs one
 trial per peer in turn, round after round (A B C D A B C D ...), so that
 drift in the machine's load spreads evenly over the peers. Prints medians
 over the rounds; ratios between peers are the median of the per-round
@@ -25,6 +25,8 @@ from bench.workloads import WORKLOADS, Trial, run_trial
 
 LATENCY = "ws-latency-64"
 ECHO_GOALS = ("ws-echo-64", "ws-echo-1k", "ws-echo-64k")
+#: Workloads on which relaying should cost about what mitmdump's TCP relay costs, whatever analysis costs.
+RELAY_GOALS = ("ws-echo-64", "ws-echo-1k", "ws-push-1k", "sse-1k", "poll-64")
 Results = dict[str, dict[str, list[Trial]]]
 
 
@@ -60,6 +62,8 @@ def throughput_rows(results: Results, names: list[str]) -> list[list[str]]:
             trials = by_peer[peer]
             proxied = trials[0].cpu is not None
             per_million = [t.cpu / t.units * 1e6 for t in trials if t.cpu is not None and t.units]
+            analysed = [t.analyser_cpu / t.analyser_units * 1e6 for t in trials if t.analyser_cpu and t.analyser_units]
+            lags = [t.analyser_lag for t in trials if t.analyser_lag is not None]
             busy = [t.cpu / t.seconds * 100 for t in trials if t.cpu is not None]
 
             def versus(other: str) -> str:
@@ -77,6 +81,8 @@ def throughput_rows(results: Results, names: list[str]) -> list[list[str]]:
                     versus("mitmdump-tcp"),
                     versus("mitmdump-http"),
                     number(median(per_million), 1) if proxied else "–",
+                    number(median(analysed), 1) if analysed else "–",
+                    number(median(lags), 1) if lags else "–",
                     number(median(busy)) if proxied else "–",
                     mib(median([t.rss for t in trials])) if proxied else "–",
                     mib(max(t.peak_rss for t in trials)) if proxied else "–",
@@ -94,6 +100,8 @@ THROUGHPUT_HEADINGS = (
     "÷ mitm-tcp",
     "÷ mitm-http",
     "proxy CPU s/M",
+    "analyser CPU s/M",
+    "analyser lag s",
     "proxy CPU %",
     "RSS MiB",
     "peak MiB",
@@ -155,15 +163,42 @@ def goals(results: Results, names: list[str]) -> list[str]:
 
     check("mitmdump-tcp", 0.85)
     check("mitmdump-http", 10)
-    if LATENCY in results and {"direct", "mitmdump-tcp", "rtinspect"} <= have:
+    if "mitmdump-tcp" in have:
+        for peer in names:
+            if peer.startswith("rtinspect"):
+                lines += relay_goals(results, peer)
+    if LATENCY in results and {"direct", "mitmdump-tcp"} <= have:
         figures = latency_figures(results, names)
-        ours, floor = figures["rtinspect"]["added_p50"], figures["mitmdump-tcp"]["added_p50"]
-        if ours is not None and floor:
-            verdict = "met" if ours <= 1.5 * floor else f"not met ({ours / floor:.2f}×)"
-            lines.append(
-                f"rtinspect added p50 ≤ 1.5× mitmdump-tcp's: +{ours * 1e6:.0f} µs vs +{floor * 1e6:.0f} µs "
-                f"({ours / floor:.2f}×): {verdict}"
-            )
+        floor = figures["mitmdump-tcp"]["added_p50"]
+        for peer in names:
+            ours = figures[peer]["added_p50"] if peer.startswith("rtinspect") else None
+            if ours is not None and floor:
+                verdict = "met" if ours <= 1.5 * floor else f"not met ({ours / floor:.2f}×)"
+                lines.append(
+                    f"{peer} added p50 ≤ 1.5× mitmdump-tcp's: +{ours * 1e6:.0f} µs vs +{floor * 1e6:.0f} µs "
+                    f"({ours / floor:.2f}×): {verdict}"
+                )
+    return lines
+
+
+def relay_goals(results: Results, peer: str) -> list[str]:
+    """Rate and CPU per unit of ``peer`` against mitmdump-tcp on :data:`RELAY_GOALS`:
+    rate ≥ 0.85×, relay CPU per unit < 1.5× (and, apart, with the analyser's CPU added)."""
+    lines = []
+    for workload in RELAY_GOALS:
+        if workload not in results:
+            continue
+        ours, floor = results[workload][peer], results[workload]["mitmdump-tcp"]
+        rate = paired_ratio(ours, floor)
+        relay = median([t.cpu / t.units for t in ours if t.cpu is not None and t.units])
+        base = median([t.cpu / t.units for t in floor if t.cpu is not None and t.units])
+        analyser = [t.analyser_cpu / t.analyser_units for t in ours if t.analyser_cpu and t.analyser_units]
+        both = f", relay + analyser {(relay + median(analyser)) / base:.2f}×" if analyser else ""
+        verdict = "met" if rate is not None and rate >= 0.85 and relay < 1.5 * base else "not met"
+        lines.append(
+            f"{peer} on {workload}: rate {ratio(rate)} mitmdump-tcp's, relay CPU per unit {relay / base:.2f}×{both}: "
+            f"{verdict}"
+        )
     return lines
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.peers import LOOPBACK, cpu_seconds, memory, reset_peak
+from bench.peers import LOOPBACK, children_cpu_seconds, cpu_seconds, memory, reset_peak
 from bench.text import payload
 
 logging.getLogger("websockets").setLevel(logging.CRITICAL)
@@ -51,6 +51,12 @@ class Trial:
     cpu: float | None  #: proxy CPU seconds in the window
     rss: int | None  #: proxy RSS at the end of the trial
     peak_rss: int | None  #: proxy peak RSS during the trial
+    #: CPU seconds of the proxy's child processes (its analyser) from the start of the warm-up until
+    #: they went idle after the window, and the units relayed over the same span (warm-up included).
+    analyser_cpu: float | None = None
+    analyser_units: int | None = None
+    #: Seconds the analyser stayed busy after the window ended (how far behind it was).
+    analyser_lag: float | None = None
 
     @property
     def rate(self) -> float:
@@ -79,6 +85,7 @@ async def run_trial(workload: Workload, port: int, pid: int | None, warmup: floa
     meter = Meter()
     if pid is not None:
         reset_peak(pid)
+    helpers_before = children_cpu_seconds(pid) if pid else 0.0
     task = asyncio.create_task(workload.drive(port, meter))
     try:
         done, _ = await asyncio.wait([task], timeout=warmup)
@@ -95,6 +102,7 @@ async def run_trial(workload: Workload, port: int, pid: int | None, warmup: floa
         if done:
             task.result()
             raise RuntimeError(f"{workload.name} ended before the measured window did")
+        all_units = meter.units
         units, sent = meter.units - units, meter.payload_bytes - sent
         cpu = cpu_seconds(pid) - cpu if pid and cpu is not None else None
         rtts = tuple(meter.rtts)
@@ -103,7 +111,28 @@ async def run_trial(workload: Workload, port: int, pid: int | None, warmup: floa
         with contextlib.suppress(asyncio.CancelledError):
             await task
     rss, peak = memory(pid) if pid else (None, None)
-    return Trial(units, sent, elapsed, rtts, cpu, rss, peak)
+    analyser_cpu = analyser_lag = None
+    if pid and children_cpu_seconds(pid) > helpers_before:
+        analyser_lag = await _until_idle(pid)
+        analyser_cpu = children_cpu_seconds(pid) - helpers_before
+    return Trial(
+        units, sent, elapsed, rtts, cpu, rss, peak, analyser_cpu, all_units if analyser_cpu is not None else None,
+        analyser_lag,
+    )
+
+
+async def _until_idle(pid: int, quiet: float = 0.3, limit: float = 30.0) -> float:
+    """Wait until ``pid``'s child processes use no CPU for ``quiet`` seconds; how long they were busy."""
+    started = time.perf_counter()
+    busy_until = started
+    last = children_cpu_seconds(pid)
+    while time.perf_counter() - busy_until < quiet and time.perf_counter() - started < limit:
+        await asyncio.sleep(0.05)
+        now = children_cpu_seconds(pid)
+        if now > last + 0.005:
+            busy_until = time.perf_counter()
+        last = now
+    return busy_until - started
 
 
 # -- WebSocket

@@ -3,8 +3,10 @@
 mitmproxy's HTTP and WebSocket layers rewrite what they relay, so this addon
 lets mitmproxy set up each connection (proxy mode, TLS on either side) and
 then puts a plain TCP relay where the HTTP layer would be. Every socket read
-is recorded and fed to the connection's analyzer before it is forwarded
-unchanged.
+is recorded and, before it is forwarded unchanged, either fed to the
+connection's analyzer here (inline analysis) or handed, encoded as a capture
+record, to an analyser in another process (see
+:mod:`inspector.analyser_process`), which keeps analysis off the relay's path.
 
 Load it with ``mitmdump -s "$(rtinspect addon-path)"`` or add it to a master
 after mitmproxy's default addons.
@@ -32,7 +34,8 @@ from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.proxy.utils import expect
 from mitmproxy.tls import ClientHelloData
 
-from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk
+from inspector.analyser_process import AnalyserProcess
+from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, encode_record
 from inspector.classify import Classifier
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
 from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
@@ -130,14 +133,19 @@ class _LiveConnection:
 class RtInspect:
     """Relays raw TCP after TLS, records it to a capture and analyses each connection.
 
-    Each connection's record goes to every callable in ``on_close`` when the
-    connection ends and is then dropped: what the addon holds is its open
-    connections, each in bounded state. ``classifier`` decides transports as
-    exchanges complete.
+    Inline (no ``analyser``), each connection's record goes to every callable
+    in ``on_close`` when the connection ends and is then dropped: what the
+    addon holds is its open connections, each in bounded state. ``classifier``
+    decides transports as exchanges complete.
+
+    With an ``analyser`` (set before traffic starts), the addon analyses
+    nothing itself: every record goes to the analyser process as well as to
+    the capture, and ``on_close`` is never called.
     """
 
     def __init__(self, classifier: Classifier | None = None) -> None:
         self._classifier = classifier
+        self.analyser: AnalyserProcess | None = None
         self.on_close: list[Callable[[ConnectionRecord], None]] = []
         self._writer: CaptureWriter | None = None
         self._live: dict[str, _LiveConnection] = {}
@@ -182,7 +190,7 @@ class RtInspect:
             raise exceptions.OptionsError(f"cannot write capture {path}: {e.strerror or e}") from None
         for live in self._live.values():
             if live.opened is not None:
-                self._record(live.opened)
+                self._write(live.opened)
 
     # -- lifecycle
 
@@ -225,7 +233,7 @@ class RtInspect:
         return len(self._live)
 
     def open_records(self) -> list[ConnectionRecord]:
-        """A snapshot of each connection still open."""
+        """A snapshot of each connection still open (inline analysis only)."""
         return [live.analyzer.snapshot() for live in self._live.values() if live.analyzer is not None]
 
     # -- layers
@@ -273,20 +281,22 @@ class RtInspect:
         live = self._live.get(flow.id)
         if live is None:
             return
-        analyzer = self._analyzer(live, flow.client_conn, flow.server_conn)
+        if live.opened is None:
+            self._start(live, flow.client_conn, flow.server_conn)
         direction = Direction.CLIENT_TO_SERVER if message.from_client else Direction.SERVER_TO_CLIENT
         self._record(DataChunk(live.connection_id, message.timestamp, direction, message.content))
-        analyzer.feed(direction, message.content, message.timestamp)
+        if live.analyzer is not None:
+            live.analyzer.feed(direction, message.content, message.timestamp)
 
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         if flow.id in self._live:
-            self._analyzer(self._live[flow.id], flow.client_conn, flow.server_conn)
+            self._start(self._live[flow.id], flow.client_conn, flow.server_conn)
             self._finish(flow.id, time.time(), flow.metadata.get(CLOSE_REASON_KEY, "client closed"))
 
     def tcp_error(self, flow: tcp.TCPFlow) -> None:
         if flow.id in self._live:
             live = self._live.pop(flow.id)
-            self._analyzer(live, flow.client_conn, flow.server_conn)
+            self._start(live, flow.client_conn, flow.server_conn)
             self._failed(live, flow.server_conn, flow.error.msg if flow.error else "unknown")
 
     def server_connect_error(self, data: ServerConnectionHookData) -> None:
@@ -299,16 +309,17 @@ class RtInspect:
             return  # the relay was connecting: tcp_error records it
         live = _LiveConnection(self._next_id, client.id)
         self._next_id += 1
-        self._analyzer(live, client, server)
+        self._start(live, client, server)
         self._failed(live, server, server.error or "unknown")
 
-    def _analyzer(self, live: _LiveConnection, client: Client, server: Server) -> ConnectionAnalyzer:
-        """The connection's analyzer, created once its facts (upstream TLS included) are known."""
-        if live.analyzer is None:
+    def _start(self, live: _LiveConnection, client: Client, server: Server) -> None:
+        """Record the connection's facts once they are known (upstream TLS included),
+        and start its analyzer when analysing inline."""
+        if live.opened is None:
             live.opened = connection_opened(live.connection_id, client, server, self._client_hello_at.get(client.id))
             self._record(live.opened)
-            live.analyzer = ConnectionAnalyzer(live.opened, classifier=self._classifier)
-        return live.analyzer
+            if self.analyser is None:
+                live.analyzer = ConnectionAnalyzer(live.opened, classifier=self._classifier)
 
     def _failed(self, live: _LiveConnection, server: Server, message: str) -> None:
         logger.warning(f"connection to {address_text(server.address)} failed: {message}")
@@ -318,16 +329,30 @@ class RtInspect:
         self._end(self._live.pop(flow_id), timestamp, reason)
 
     def _end(self, live: _LiveConnection, timestamp: float, reason: str) -> None:
-        if live.analyzer is None:
+        if live.opened is None:
             return
         self._record(ConnectionClosed(live.connection_id, timestamp, reason))
-        record = live.analyzer.close(timestamp, reason)
-        for listener in self.on_close:
-            listener(record)
+        if live.analyzer is not None:
+            record = live.analyzer.close(timestamp, reason)
+            for listener in self.on_close:
+                listener(record)
 
     # -- capture
 
     def _record(self, record: ConnectionOpened | DataChunk | ConnectionClosed) -> None:
+        """To the capture and, with an analyser process, to the analyser: encoded once for both."""
+        if self.analyser is None:
+            self._write(record)
+            return
+        encoded = encode_record(record)
+        self.analyser.add(record.connection_id, encoded, last=isinstance(record, ConnectionClosed))
+        if self._writer is not None:
+            try:
+                self._writer.write_encoded(encoded)
+            except OSError as e:
+                self._capture_failed(e)
+
+    def _write(self, record: ConnectionOpened | DataChunk | ConnectionClosed) -> None:
         if self._writer is None:
             return
         try:

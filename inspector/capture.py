@@ -69,6 +69,9 @@ _EVENT = 5
 
 _DATA_TYPES = {Direction.CLIENT_TO_SERVER: _CLIENT_DATA, Direction.SERVER_TO_CLIENT: _SERVER_DATA}
 
+#: The first bytes of every capture: magic and version.
+CAPTURE_HEADER = _FILE_HEADER.pack(MAGIC, CAPTURE_VERSION)
+
 
 class CaptureError(Exception):
     """A file that cannot be read as a capture; the message is one line for the user."""
@@ -154,6 +157,38 @@ def _encode_json(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def encode_record(record: Record) -> bytes:
+    """One record as a capture file holds it (type, connection, timestamp, length, body).
+
+    A capture file is :data:`CAPTURE_HEADER` followed by records encoded so;
+    so is the stream the proxy hands its analyser process.
+    """
+    match record:
+        case DataChunk(connection_id, timestamp, direction, data):
+            return _RECORD_HEADER.pack(_DATA_TYPES[direction], connection_id, timestamp, len(data)) + data
+        case ConnectionOpened(connection_id, timestamp, client, server, mode, tls, upstream_tls, reconstructed):
+            body = {
+                "client": client,
+                "server": server,
+                "mode": mode,
+                "tls": _tls_to_json(tls),
+                "upstream_tls": _tls_to_json(upstream_tls),
+            }
+            if reconstructed:
+                body["reconstructed"] = True
+            return _encoded(_OPENED, connection_id, timestamp, _encode_json(body))
+        case ConnectionClosed(connection_id, timestamp, reason):
+            return _encoded(_CLOSED, connection_id, timestamp, _encode_json({"reason": reason}))
+        case Event(connection_id, timestamp, name, data):
+            return _encoded(_EVENT, connection_id, timestamp, _encode_json({"name": name, "data": dict(data)}))
+        case _:
+            raise TypeError(f"not a capture record: {record!r}")
+
+
+def _encoded(kind: int, connection_id: int, timestamp: float, body: bytes) -> bytes:
+    return _RECORD_HEADER.pack(kind, connection_id, timestamp, len(body)) + body
+
+
 class CaptureWriter:
     """Appends records to a new capture file, created readable by its owner only.
 
@@ -170,39 +205,20 @@ class CaptureWriter:
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.fchmod(self._fd, 0o600)
-            self._write_all(_FILE_HEADER.pack(MAGIC, CAPTURE_VERSION))
+            self._write_all(CAPTURE_HEADER)
         except BaseException:
             os.close(self._fd)
             raise
 
     def write(self, record: Record) -> None:
         """Append one record."""
-        match record:
-            case DataChunk(connection_id, timestamp, direction, data):
-                self._append(_DATA_TYPES[direction], connection_id, timestamp, data)
-            case ConnectionOpened(connection_id, timestamp, client, server, mode, tls, upstream_tls, reconstructed):
-                body = {
-                    "client": client,
-                    "server": server,
-                    "mode": mode,
-                    "tls": _tls_to_json(tls),
-                    "upstream_tls": _tls_to_json(upstream_tls),
-                }
-                if reconstructed:
-                    body["reconstructed"] = True
-                self._append(_OPENED, connection_id, timestamp, _encode_json(body))
-            case ConnectionClosed(connection_id, timestamp, reason):
-                self._append(_CLOSED, connection_id, timestamp, _encode_json({"reason": reason}))
-            case Event(connection_id, timestamp, name, data):
-                self._append(_EVENT, connection_id, timestamp, _encode_json({"name": name, "data": dict(data)}))
-            case _:
-                raise TypeError(f"not a capture record: {record!r}")
+        self.write_encoded(encode_record(record))
 
-    def _append(self, kind: int, connection_id: int, timestamp: float, body: bytes) -> None:
+    def write_encoded(self, records: bytes) -> None:
+        """Append records already encoded with :func:`encode_record`."""
         if self._fd is None:
             raise ValueError("capture is closed")
-        self._buffer += _RECORD_HEADER.pack(kind, connection_id, timestamp, len(body))
-        self._buffer += body
+        self._buffer += records
         if len(self._buffer) >= self._buffer_limit:
             self.flush()
 

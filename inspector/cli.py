@@ -299,6 +299,14 @@ def export(capture: str, fmt: str, output: str | None, mss: int | None, server_p
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address to serve metrics on (with --metrics-port)."
 )
+@click.option(
+    "--analysis",
+    type=click.Choice(["process", "inline"]),
+    default="process",
+    show_default=True,
+    help="process: analyse in a second process, off the relay's path (relaying never waits for analysis). "
+    "inline: analyse each read in the relay before forwarding it.",
+)
 def proxy(
     upstream: str | None,
     upstream_option: str | None,
@@ -317,6 +325,7 @@ def proxy(
     mitmproxy_options: tuple[str, ...],
     metrics_port: int | None,
     metrics_host: str,
+    analysis: str,
 ) -> None:
     """Relay clients to a server and measure what each transport costs.
 
@@ -365,6 +374,7 @@ def proxy(
         mitmproxy_options=mitmproxy_options,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
+        analysis=analysis,
     )
     try:
         run(settings)

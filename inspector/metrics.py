@@ -18,7 +18,9 @@ relayed so far whatever its transport.
 
 The ledger (:class:`MetricsLedger`) takes records and returns metric
 families, with no threads or sockets; :class:`LiveMetrics` and
-:class:`MetricsServer` serve it from a running proxy.
+:class:`MetricsServer` serve it from a running proxy. With an analyser
+process, a scrape first asks it to catch up with every byte relayed so far
+(waiting a bounded time), so a scrape counts what an inline proxy would.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import concurrent.futures
+import inspect
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
@@ -229,8 +232,10 @@ class MetricsLedger:
         return families
 
 
-RecordSource = Callable[[], tuple[Sequence[ConnectionRecord], Sequence[ConnectionRecord]]]
-"""Returns (records of connections closed since the last call, in the order they closed, snapshots of open connections)."""
+Records = tuple[Sequence[ConnectionRecord], Sequence[ConnectionRecord]]
+RecordSource = Callable[[], Records | Awaitable[Records]]
+"""Returns (records of connections closed since the last call, in the order they closed, snapshots of open
+connections), or an awaitable of them (an analyser process answers asynchronously)."""
 
 
 class LiveMetrics:
@@ -250,7 +255,8 @@ class LiveMetrics:
         self._families: list[Metric] = ledger.families()
 
     async def _refresh(self) -> list[Metric]:
-        closed, open_now = self._records()
+        records = self._records()
+        closed, open_now = await records if inspect.isawaitable(records) else records
         self._ledger.update(closed, open_now)
         return self._ledger.families()
 

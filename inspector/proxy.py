@@ -4,11 +4,18 @@ This module turns the command's settings into mitmproxy options, starts the
 proxy in this process, shows what each transport has cost so far while it
 runs, and on SIGINT or SIGTERM prints the summary, writes the report and
 closes the capture.
+
+Analysis runs either in this process, on the relay's path (``inline``), or in
+an analyser process that the relay feeds (``process``, the default; see
+:mod:`inspector.analyser_process`). Both run the same core on the same
+records and give the same report; the analyser process keeps the cost of
+analysis, and any failure of it, away from relaying.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -27,10 +34,13 @@ from rich.table import Table
 from rich.text import Text
 
 from inspector.addon import RtInspect
+from inspector.analyser import AnalyserSettings, Finished
+from inspector.analyser_process import BACKLOG_LIMIT, AnalyserProcess
 from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from inspector.connection import ConnectionRecord
-from inspector.metrics import LiveMetrics, MetricsLedger, MetricsServer, listen_error
+from inspector.metrics import SCRAPE_TIMEOUT, LiveMetrics, MetricsLedger, MetricsServer, listen_error
 from inspector.render import render, table_renderables
+from inspector.replay import report_from_captures
 from inspector.report import Report
 from inspector.summary import ReportBuilder
 
@@ -39,6 +49,13 @@ _FORMAT_BY_SUFFIX = {".json": "json", ".md": "markdown", ".csv": "csv", ".html":
 
 _UPSTREAM_SCHEMES = {"http": "http", "ws": "http", "https": "https", "wss": "https"}
 _LIVE_REFRESH = 1.0
+#: Where the analysis runs: on the relay's path, or in an analyser process.
+ANALYSIS_MODES = ("process", "inline")
+DEFAULT_ANALYSIS = "process"
+#: Seconds a metrics scrape waits for the analyser process to catch up.
+_SYNC_TIMEOUT = SCRAPE_TIMEOUT / 2
+#: Seconds the proxy waits at exit for the analyser before it says that it is waiting.
+_PATIENCE = 1.0
 
 
 class ProxyError(Exception):
@@ -73,6 +90,8 @@ class ProxySettings:
     mitmproxy_options: tuple[str, ...] = ()
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
+    #: "process" (an analyser process) or "inline" (analysis on the relay's path).
+    analysis: str = DEFAULT_ANALYSIS
 
 
 def mitmproxy_mode(settings: ProxySettings) -> str:
@@ -192,6 +211,9 @@ class _ProxyRun:
         #: Closed connections the metrics have not counted yet.
         self._unsettled: list[ConnectionRecord] = []
         self.metrics: MetricsServer | None = None
+        self.analyser: AnalyserProcess | None = None
+        if settings.analysis not in ANALYSIS_MODES:
+            raise ProxyError(f"unknown analysis {settings.analysis!r}: use {' or '.join(ANALYSIS_MODES)}")
 
     async def serve(self) -> None:
         settings = self.settings
@@ -200,8 +222,11 @@ class _ProxyRun:
         log = _StderrLog(self.err)
         root = logging.getLogger()
         root.addHandler(log)
+        report: Report | None = None
         try:
             proxy = self._make_master()
+            if settings.analysis == "process":
+                self.analyser = self.inspect.analyser = AnalyserProcess(self._analyser_settings())
             self.metrics = self._serve_metrics(asyncio.get_running_loop())
             started = _Started()
             proxy.addons.add(started)
@@ -225,11 +250,76 @@ class _ProxyRun:
                 await serving
             else:
                 await self._show_live(serving)
+            report = await self._final_report()
         finally:
             root.removeHandler(log)
             if self.metrics is not None:
                 self.metrics.close()
-        self._finish()
+            if self.analyser is not None:
+                self.analyser.close()
+        self._finish(report)
+
+    def _analyser_settings(self) -> AnalyserSettings:
+        settings = self.settings
+        return AnalyserSettings(
+            rules=tuple(settings.rules),
+            long_poll_threshold=settings.long_poll_threshold,
+            redact=settings.redact,
+            sources=(settings.write,) if settings.write else (),
+            capture=settings.write,
+            live_view=not settings.quiet and self.out.is_terminal,
+            metrics=settings.metrics_port is not None,
+            backlog_limit=BACKLOG_LIMIT,
+        )
+
+    async def _final_report(self) -> Report:
+        """The report of the whole run: from the analyser process once it has
+        analysed everything, else (inline) from this process's builder."""
+        settings = self.settings
+        sources = (settings.write,) if settings.write else ()
+        if self.analyser is None:
+            return self.closed.snapshot(self.inspect.open_records(), sources=sources)
+        finished = await self._analyser_finished()
+        if finished is not None:
+            return finished.report
+        # The analyser died (it said so once already) or was not waited for: the capture,
+        # closed by now, has every byte.
+        why = "stopped during the run" if not self.analyser.alive else "was not waited for at exit"
+        if settings.write and Path(settings.write).is_file():
+            note = f"The analyser process {why}; these figures were read from the capture at exit."
+            report = report_from_captures(
+                [settings.write],
+                long_poll_threshold=settings.long_poll_threshold,
+                rules=settings.rules,
+                redact=settings.redact,
+            )
+            return dataclasses.replace(report, notes=(*report.notes, note))
+        note = f"The analyser process {why} and there is no capture (-w): no figures."
+        return ReportBuilder(redact=settings.redact).report(notes=[note])
+
+    async def _analyser_finished(self) -> Finished | None:
+        """The analyser's final report, once it has caught up; None if it died, or
+        if a second Ctrl-C or SIGTERM said not to wait for it."""
+        assert self.analyser is not None
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.ensure_future(self.analyser.finish())
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, waiting.cancel)
+        try:
+            done, _ = await asyncio.wait([waiting], timeout=_PATIENCE)
+            if not done and not self.settings.quiet:
+                self.err.print(
+                    "waiting for the analyser process to catch up; Ctrl-C again reads the figures from the capture",
+                    highlight=False,
+                )
+            return await waiting
+        except asyncio.CancelledError:
+            if not waiting.cancelled():
+                raise
+            return None
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
 
     def _make_master(self) -> master.Master:
         settings = self.settings
@@ -257,8 +347,9 @@ class _ProxyRun:
             return None
         ledger = MetricsLedger()
         self.inspect.on_close.append(self._unsettled.append)
+        records = self._records if self.analyser is None else self._analysed_records
         try:
-            return MetricsServer(LiveMetrics(ledger, self._records, loop), settings.metrics_host, settings.metrics_port)
+            return MetricsServer(LiveMetrics(ledger, records, loop), settings.metrics_host, settings.metrics_port)
         except OSError as e:
             address = _address(settings.metrics_host, settings.metrics_port)
             raise ProxyError(f"cannot serve metrics on {address}: {listen_error(e)}") from None
@@ -267,6 +358,11 @@ class _ProxyRun:
         """Connections closed since the last call, in the order they closed, and a snapshot of each open one."""
         closed, self._unsettled[:] = list(self._unsettled), []
         return closed, self.inspect.open_records()
+
+    async def _analysed_records(self) -> tuple[list[ConnectionRecord], tuple[ConnectionRecord, ...]]:
+        """The same, from the analyser process, once it has analysed what was relayed so far."""
+        assert self.analyser is not None
+        return await self.analyser.records(_SYNC_TIMEOUT)
 
     async def _announce(self, proxy: master.Master) -> None:
         settings = self.settings
@@ -299,17 +395,24 @@ class _ProxyRun:
         await serving
 
     def _live_view(self) -> RenderableType:
-        open_now = self.inspect.open_records()
-        seen = self.closed.connection_count + len(open_now)
+        if self.analyser is None:
+            open_now = self.inspect.open_records()
+            seen = self.closed.connection_count + len(open_now)
+            table = live_table(self.closed.snapshot(open_now))
+        else:
+            view = self.analyser.view
+            seen = view.seen if view is not None else 0
+            table = live_table(view.report if view is not None else ReportBuilder().report())
         status = Text(
             f"{self.inspect.open_connections} open · {seen} seen · Ctrl-C stops and prints the summary",
             style="dim",
         )
-        return Group(status, live_table(self.closed.snapshot(open_now)))
+        return Group(status, table)
 
-    def _finish(self) -> None:
+    def _finish(self, report: Report | None) -> None:
         settings = self.settings
-        report = self.closed.snapshot(self.inspect.open_records(), sources=(settings.write,) if settings.write else ())
+        if report is None:
+            return
         if not settings.quiet:
             self.out.print(*table_renderables(report))
             if settings.write:

@@ -115,12 +115,15 @@ def _exposition(ledger: MetricsLedger) -> str:
     return generate_latest(registry).decode()
 
 
+@pytest.mark.parametrize("analysis", ["inline", "process"])
 def test_counters_during_and_after_a_run_match_the_report_of_its_capture(
-    app_server: AppServer, confdir: Path, tmp_path: Path
+    app_server: AppServer, confdir: Path, tmp_path: Path, analysis: str
 ) -> None:
     capture = tmp_path / "metered.rtcap"
     metrics_port = free_port()
-    with running_proxy(app_server.url, "--metrics-port", str(metrics_port), confdir=confdir, capture=capture) as proxy:
+    with running_proxy(
+        app_server.url, "--metrics-port", str(metrics_port), "--analysis", analysis, confdir=confdir, capture=capture
+    ) as proxy:
         before = scrape(metrics_port)
         assert total(counters(before), "rtinspect_connections_total") == 0
 
@@ -164,11 +167,16 @@ def test_counters_during_and_after_a_run_match_the_report_of_its_capture(
         assert after[sample] >= value, sample
 
 
-def test_counters_never_go_down_when_a_transport_changes(app_server: AppServer, confdir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("analysis", ["inline", "process"])
+def test_counters_never_go_down_when_a_transport_changes(
+    app_server: AppServer, confdir: Path, tmp_path: Path, analysis: str
+) -> None:
     """The first request to a path is plain ``http`` until the path is asked for again."""
     capture = tmp_path / "polls.rtcap"
     metrics_port = free_port()
-    with running_proxy(app_server.url, "--metrics-port", str(metrics_port), confdir=confdir, capture=capture) as proxy:
+    with running_proxy(
+        app_server.url, "--metrics-port", str(metrics_port), "--analysis", analysis, confdir=confdir, capture=capture
+    ) as proxy:
         scrapes = []
         for polls in (1, 2):
             assert httpx.get(f"{proxy.url}/poll", timeout=DEADLINE).status_code == 200  # a connection each
