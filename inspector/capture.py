@@ -279,7 +279,10 @@ class Capture:
         header_size = _RECORD_HEADER.size
         client_to_server, server_to_client = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
         offset = _FILE_HEADER.size
+        released = 0
         while offset < end:
+            if offset - released >= _RELEASE_STEP:
+                released = _release(buffer, released, offset)
             kind, connection_id, timestamp, length = unpack(buffer, offset)
             start = offset + header_size
             offset = start + length
@@ -301,7 +304,10 @@ class Capture:
         client_to_server, server_to_client = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
         offset = _FILE_HEADER.size
         latest = 0.0
+        released = 0
         while offset < end:
+            if offset - released >= _RELEASE_STEP:
+                released = _release(buffer, released, offset)
             kind, connection_id, timestamp, length = unpack(buffer, offset)
             if timestamp > latest:
                 latest = timestamp
@@ -355,12 +361,33 @@ def _end_of_whole_records(buffer: mmap.mmap | bytes, offset: int) -> int:
     size = len(buffer)
     unpack_length = _LENGTH.unpack_from
     header_size = _RECORD_HEADER.size
+    released = 0
     while offset + header_size <= size:
+        if offset - released >= _RELEASE_STEP:
+            released = _release(buffer, released, offset)
         end = offset + header_size + unpack_length(buffer, offset + _LENGTH_OFFSET)[0]
         if end > size:
             break
         offset = end
+    _release(buffer, released, offset)
     return offset
+
+
+#: Bytes read between hand-backs of a mapped capture's pages.
+_RELEASE_STEP = 16 * 1024 * 1024
+
+
+def _release(buffer: mmap.mmap | bytes, start: int, end: int) -> int:
+    """Give back the pages of ``buffer`` from ``start`` to ``end`` (rounded down to
+    a page) that have been read, so that reading a capture holds a window of it
+    in memory, not all of it (records are copied out of the map). Returns where
+    the pages given back end."""
+    end -= end % mmap.PAGESIZE
+    if end <= start:
+        return start
+    if isinstance(buffer, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        buffer.madvise(mmap.MADV_DONTNEED, start, end - start)
+    return end
 
 
 def read_capture(path: str | os.PathLike[str]) -> Capture:
