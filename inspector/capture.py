@@ -274,24 +274,7 @@ class Capture:
         self.last_timestamp = 0.0
 
     def __iter__(self) -> Iterator[Record]:
-        buffer, end = self._buffer, self._end
-        unpack = _RECORD_HEADER.unpack_from
-        header_size = _RECORD_HEADER.size
-        client_to_server, server_to_client = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
-        offset = _FILE_HEADER.size
-        released = 0
-        while offset < end:
-            if offset - released >= _RELEASE_STEP:
-                released = _release(buffer, released, offset)
-            kind, connection_id, timestamp, length = unpack(buffer, offset)
-            start = offset + header_size
-            offset = start + length
-            if kind == _SERVER_DATA:
-                yield DataChunk(connection_id, timestamp, server_to_client, buffer[start:offset])
-            elif kind == _CLIENT_DATA:
-                yield DataChunk(connection_id, timestamp, client_to_server, buffer[start:offset])
-            elif kind in (_OPENED, _CLOSED, _EVENT):
-                yield self._json_record(kind, connection_id, timestamp, buffer[start:offset], start - header_size)
+        return (record for _, record in self.select())
 
     def select(self, part: int = 0, parts: int = 1) -> Iterator[tuple[int, Record]]:
         """``(offset, record)`` for the records of connections whose number is
