@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from inspector.capture import ConnectionOpened
-from inspector.classify import Classifier, TransportRule
+from inspector.classify import TransportRule
 from inspector.connection import EXCHANGE_DETAIL_LIMIT, ConnectionAnalyzer
 from inspector.render.json import report_to_dict
 from inspector.render.stream import ConnectionStream
