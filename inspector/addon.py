@@ -171,9 +171,6 @@ class RtInspect:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "http2" in updated and ctx.options.http2:
-            # Raw TCP mirrors the client's ALPN offer; HTTP/2 would be negotiated and left unanalysed.
-            ctx.options.http2 = False
         if "rtinspect_write" in updated:
             self._open_capture(ctx.options.rtinspect_write)
 

@@ -273,6 +273,12 @@ def export(capture: str, fmt: str, output: str | None, mss: int | None, server_p
 @click.option("--listen-host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--listen-tls", is_flag=True, help="Accept TLS clients only (certificates from mitmproxy's CA).")
 @click.option("--upstream-insecure", is_flag=True, help="Do not verify the upstream's certificate (self-signed).")
+@click.option(
+    "--http1-only",
+    is_flag=True,
+    help="Offer only HTTP/1.1 in TLS (ALPN), so clients and server do not agree on HTTP/2 "
+    "(mitmproxy's --set http2=false). By default their ALPN offers pass through.",
+)
 @click.option("-w", "--write", metavar="CAPTURE", help="Record the raw traffic to this file (.rtcap).")
 @click.option("-q", "--quiet", is_flag=True, help="No live view and no summary; warnings and errors only.")
 @click.option("--report", metavar="FILE", help="Write the report to FILE on exit.")
@@ -315,6 +321,7 @@ def proxy(
     listen_host: str,
     listen_tls: bool,
     upstream_insecure: bool,
+    http1_only: bool,
     write: str | None,
     quiet: bool,
     report: str | None,
@@ -364,6 +371,7 @@ def proxy(
         listen_port=listen_port,
         listen_tls=listen_tls,
         upstream_insecure=upstream_insecure,
+        http1_only=http1_only,
         write=write,
         quiet=quiet,
         report=report,

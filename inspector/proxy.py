@@ -79,6 +79,8 @@ class ProxySettings:
     listen_port: int = 8080
     listen_tls: bool = False
     upstream_insecure: bool = False
+    #: Offer only HTTP/1.1 over TLS; otherwise the client's ALPN offer passes to the upstream.
+    http1_only: bool = False
     write: str | None = None
     quiet: bool = False
     report: str | None = None
@@ -330,7 +332,7 @@ class _ProxyRun:
                 mode=[self.mode],
                 listen_host=settings.listen_host,
                 listen_port=settings.listen_port,
-                http2=False,
+                http2=not settings.http1_only,
                 ssl_insecure=settings.upstream_insecure,
                 rtinspect_write=settings.write,
                 rtinspect_client_tls=settings.listen_tls,
