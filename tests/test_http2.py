@@ -323,3 +323,29 @@ def test_streams_past_the_limit_are_counted_with_the_connection() -> None:
     assert parser.open_streams == OPEN_STREAM_LIMIT
     record = _hostile(c2s)
     assert any("streams open at once" in reason for reason, _ in _reasons(record))
+
+
+# -- renderings -----------------------------------------------------------------
+
+
+def _mixed_report():  # type: ignore[no-untyped-def]
+    http1 = ConnectionAnalyzer(ConnectionOpened(3, 0.0, "127.0.0.1:50003", "127.0.0.1:8000", "reverse"))
+    http1.feed(C2S, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n", 1.0)
+    http1.feed(S2C, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 27\r\n\r\ndata: a\n\ndata: b\n\ndata: c\n\n", 1.1)
+    return build_report([http1.close(2.0), analyse(CONVERSATIONS["polls_and_sse"])])
+
+
+def test_renderings_show_the_protocol_and_compare_like_with_like() -> None:
+    from inspector.render import render
+
+    report = _mixed_report()
+    table = render(report, "markdown", connections=True)
+    assert "| sse (http/1.1) |" in table and "| sse (h2) |" in table and "| short\\_poll (h2) |" in table
+    assert "over h2" in table and "sse over h2 spent" in table
+    csv_rows = render(report, "csv").splitlines()
+    assert csv_rows[0].startswith("transport,protocol,")
+    assert any(row.startswith("sse,all,") for row in csv_rows) and any(row.startswith("sse,h2,") for row in csv_rows)
+    connections = render(report, "csv", connections=True).splitlines()
+    assert connections[0].startswith("id,transport,protocol,") and sum(",h2," in row for row in connections) == 1
+    html = render(report, "html")
+    assert "sse (h2)" in html and "over h2" in html
