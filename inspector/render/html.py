@@ -18,6 +18,7 @@ from .rows import (
     Column,
     connection_rows,
     has_estimates,
+    http2_summary,
     transport_rows,
     transport_parts,
     transports_in_order,
@@ -221,6 +222,8 @@ def _cost_chart(report: Report) -> str:
 def _transport_table(report: Report) -> str:
     best = cheapest_row(report)
     notes = list(report.notes)
+    if http2_summary(report):
+        notes.insert(0, http2_summary(report))
     if has_estimates(report):
         notes.append(ESTIMATE_LEGEND)
     notes_html = "".join(f"<li>{escape(n)}</li>" for n in notes)

@@ -88,6 +88,22 @@ def transport_parts(report: Report) -> list[tuple[str, TransportSummary]]:
     ]
 
 
+def http2_summary(report: Report) -> str | None:
+    """One sentence on the report's HTTP/2 frames (None without HTTP/2)."""
+    h2 = report.http2
+    if h2 is None:
+        return None
+    frames = sum(sum(counts.values()) for counts in h2.frames.values())
+    blocks, decoded = h2.header_block_bytes.total, h2.decoded_header_bytes.total
+    saved = f" (HPACK saved {percent(1 - blocks / decoded)})" if decoded else ""
+    return (
+        f"HTTP/2: {count(frames)} frames; {human_bytes(blocks)} of header blocks carried "
+        f"{human_bytes(decoded)} of headers{saved}; {human_bytes(h2.frame_header_bytes.total)} of frame headers; "
+        f"{human_bytes(h2.control_bytes.total + h2.preface_bytes.total)} of control frames and prefaces; "
+        f"{human_bytes(h2.connection_bytes.total)} outside every stream, shared among the transports."
+    )
+
+
 def has_estimates(report: Report) -> bool:
     """Whether any figure in the transport table is a sampled estimate."""
     return any(
