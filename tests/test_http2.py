@@ -350,3 +350,15 @@ def test_renderings_show_the_protocol_and_compare_like_with_like() -> None:
     assert connections[0].startswith("id,transport,protocol,") and sum(",h2," in row for row in connections) == 1
     html = render(report, "html")
     assert "sse (h2)" in html and "over h2" in html
+
+
+def test_expectations_reach_the_figures_of_one_protocol() -> None:
+    import pytest
+
+    from inspector.expectations import assert_transport
+
+    report = _mixed_report()
+    assert_transport(report, "sse", protocol="h2", messages_server_to_client=4, min_http2_frames_server_to_client_DATA=5)
+    assert_transport(report, "sse", protocol="http/1.1", messages_server_to_client=3, http2=None)
+    with pytest.raises(AssertionError, match="no 'short_poll' traffic over http/1.1"):
+        assert_transport(report, "short_poll", protocol="http/1.1")
