@@ -59,6 +59,8 @@ S2C = Direction.SERVER_TO_CLIENT
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: What a client's first bytes start with when it speaks HTTP/2 (with prior knowledge, or after ALPN).
 PREFACE_START = PREFACE[:14]
+#: The ``http_version`` of the heads this parser reads.
+HTTP_VERSION = "HTTP/2"
 #: Bytes of a connection held while it is not yet known whether the client speaks HTTP/2.
 SNIFF_LIMIT = 64 * 1024
 FRAME_HEADER_SIZE = 9
@@ -749,7 +751,7 @@ def _request(stream_id: int, headers: Headers, size: int, timestamp: float) -> R
     pseudo, fields = _split(headers)
     method = pseudo.get(":method", "")
     target = pseudo.get(":path") or pseudo.get(":authority", "")
-    return RequestHead(stream_id, method, target, "HTTP/2", fields, size, timestamp)
+    return RequestHead(stream_id, method, target, HTTP_VERSION, fields, size, timestamp)
 
 
 def _response(stream_id: int, headers: Headers, size: int, timestamp: float) -> ResponseHead:
@@ -758,4 +760,4 @@ def _response(stream_id: int, headers: Headers, size: int, timestamp: float) -> 
         status = int(pseudo.get(":status", "0"))
     except ValueError:
         status = 0
-    return ResponseHead(stream_id, status, "", "HTTP/2", fields, size, timestamp)
+    return ResponseHead(stream_id, status, "", HTTP_VERSION, fields, size, timestamp)
