@@ -15,14 +15,18 @@ messages), so their bytes are rebuilt, and marked reconstructed:
   authority, the same framing rules), one after the other on their connection;
   a WebSocket over HTTP/2 (an extended CONNECT, RFC 8441: a CONNECT flow with
   WebSocket messages) becomes the HTTP/1.1 handshake, a GET with Upgrade
-  answered 101 Switching Protocols;
+  answered 101 Switching Protocols. Since HTTP/1.1 carries nothing after a
+  WebSocket session or an unanswered request, a WebSocket session goes after
+  the other exchanges of its connection, and an HTTP/2 connection's WebSocket
+  sessions after the first, and its requests never answered, go on
+  connections of their own;
 - WebSocket messages are re-encoded by wsproto's frame encoder, compressed
   with permessage-deflate where the handshake negotiated it, client frames
   masked; a close frame each way where the flow says how the session closed.
   Pings and pongs are not in flow files and do not come back.
 
-Exchanges of one client connection stay on one connection, in the order
-their requests started. Chunk timestamps are the flow's: a head when its
+Otherwise the exchanges of one client connection stay on one connection, in
+the order their requests started. Chunk timestamps are the flow's: a head when its
 message started, a body when it ended, a WebSocket message when it was sent.
 Other CONNECT requests, UDP and DNS flows are left out (the notes say how many),
 and so are raw TCP flows recorded through rtinspect's own addon: it keeps
@@ -86,9 +90,9 @@ class RebuiltTraffic:
         #: Raw TCP flows left out because rtinspect's addon kept only their last message.
         self.trimmed = 0
         starts: dict[str, list[float | int | bool]] = {}
-        websockets: Counter[str] = Counter()
+        apart: Counter[str] = Counter()
         for flow in flows():
-            group = self._group(flow, websockets)
+            group = self._group(flow, apart)
             if group is None:
                 continue
             entry = starts.setdefault(group, [_started(flow), 0, False])
@@ -109,9 +113,9 @@ class RebuiltTraffic:
     def connections(self) -> int:
         return len(self._plan)
 
-    def _group(self, flow: Flow, websockets: Counter[str]) -> str | None:
+    def _group(self, flow: Flow, apart: Counter[str]) -> str | None:
         """The connection a flow is rebuilt on (see :func:`_connection_key`), or None (counted) when it is left out."""
-        key = _connection_key(flow, websockets)
+        key = _connection_key(flow, apart)
         if key is None:
             if isinstance(flow, http.HTTPFlow):
                 self._left_out["CONNECT request"] += 1
@@ -124,9 +128,9 @@ class RebuiltTraffic:
     def __iter__(self) -> Iterator[Record]:
         rebuilder = self._rebuilder = _Rebuilder()
         pending: dict[str, list[Flow]] = {}
-        websockets: Counter[str] = Counter()
+        apart: Counter[str] = Counter()
         for flow in self._flows():
-            group = _connection_key(flow, websockets)
+            group = _connection_key(flow, apart)
             planned = self._plan.get(group) if group is not None else None
             if planned is None:
                 continue
@@ -195,14 +199,16 @@ def _carries_websocket(flow: Flow) -> bool:
     return isinstance(flow, http.HTTPFlow) and flow.websocket is not None
 
 
-def _connection_key(flow: Flow, websockets: Counter[str]) -> str | None:
+def _connection_key(flow: Flow, apart: Counter[str]) -> str | None:
     """The connection a flow is rebuilt on: its client connection's, or None when it is left out.
 
     Left out are CONNECT requests (but an extended CONNECT that carried
     WebSocket), raw TCP flows recorded through rtinspect's addon, and flows
     other than HTTP and TCP. HTTP/1.1 carries one WebSocket session per
-    connection, so a WebSocket over HTTP/2 after the first on its connection
-    (``websockets`` counts them, in file order) goes on a connection of its own.
+    connection, after every other exchange, and nothing after a request left
+    unanswered; so of the streams of an HTTP/2 (or HTTP/3) connection, a
+    WebSocket session after the first and a request without a response go on
+    a connection of their own (``apart`` counts them, in file order).
     """
     if isinstance(flow, http.HTTPFlow):
         if flow.request.method.upper() == "CONNECT" and flow.websocket is None:
@@ -210,10 +216,15 @@ def _connection_key(flow: Flow, websockets: Counter[str]) -> str | None:
     elif not isinstance(flow, tcp.TCPFlow) or CLOSE_REASON_KEY in flow.metadata:  # relayed by rtinspect's addon
         return None
     key: str = flow.client_conn.id
-    if _carries_websocket(flow) and not flow.request.http_version.startswith("HTTP/1"):  # type: ignore[attr-defined]
-        websockets[key] += 1
-        if websockets[key] > 1:
-            return f"{key} websocket {websockets[key]}"
+    if isinstance(flow, http.HTTPFlow) and not flow.request.http_version.startswith("HTTP/1"):
+        if flow.response is None:
+            apart[key] += 1
+            return f"{key} apart {apart[key]}"
+        if flow.websocket is not None:
+            apart[f"{key} websocket"] += 1
+            if apart[f"{key} websocket"] > 1:
+                apart[key] += 1
+                return f"{key} apart {apart[key]}"
     return key
 
 
