@@ -26,7 +26,15 @@ from dataclasses import dataclass, field, replace
 
 from .capture import ConnectionOpened
 from .classify import CONNECTION_ROUTE_LIMIT, Classifier, Route, RouteTable, exchange_route
-from .http2 import PREFACE_START, FrameBytes, Http2Counts, Http2Event, Http2Parser, StreamEnd
+from .http2 import (
+    FrameBytes,
+    Http2Counts,
+    Http2Event,
+    Http2Parser,
+    StreamEnd,
+    is_websocket_connect,
+    speaks_http2,
+)
 from .http1 import (
     BodyData,
     Http1Parser,
@@ -58,9 +66,6 @@ LINE_STREAM_TYPES = frozenset(
 EXCHANGE_DETAIL_LIMIT = 100
 #: Distinct request targets a connection's record names.
 TARGETS_LIMIT = 3
-
-#: Bytes of one direction held while it is not yet known whether the client speaks HTTP/2.
-SNIFF_LIMIT = 64 * 1024
 
 #: What a connection's exchanges are folded under: a transport, or a route whose
 #: transport (long poll, short poll or one-off request) is decided later.
@@ -283,11 +288,6 @@ def _upgraded_to(exchange: _Exchange) -> str:
     return (response.header("upgrade") or "").strip().lower()
 
 
-def _is_extended_connect(head: RequestHead) -> bool:
-    """An HTTP/2 request to run WebSocket on its stream (RFC 8441)."""
-    return head.method == "CONNECT" and (head.header(":protocol") or "").lower() == "websocket"
-
-
 class ConnectionAnalyzer:
     """Accounts one TCP connection from its two byte streams.
 
@@ -329,9 +329,10 @@ class ConnectionAnalyzer:
         self._h2_directions: set[Direction] = set()
         #: Chunks held until the client's first bytes say whether it speaks HTTP/2.
         self._sniffed: list[tuple[Direction, bytes, float]] | None = []
-        tls = opened.tls
-        if tls is not None and tls.alpn is not None:
-            self._decide(HTTP2 if tls.alpn == "h2" else HTTP1)
+        self._alpn = opened.tls.alpn if opened.tls is not None else None
+        decided = speaks_http2(self._alpn, b"")
+        if decided is not None:
+            self._decide(HTTP2 if decided else HTTP1)
         self._record: ConnectionRecord | None = None
 
     @property
@@ -371,11 +372,10 @@ class ConnectionAnalyzer:
         sniffed = self._sniffed
         assert sniffed is not None
         sniffed.append((direction, data, timestamp))
-        first = b"".join(d for way, d, _ in sniffed if way is C2S)[: len(PREFACE_START)]
-        if len(first) == len(PREFACE_START) or not PREFACE_START.startswith(first):
-            self._decide(HTTP2 if first == PREFACE_START else HTTP1)
-        elif sum(len(d) for _, d, _ in sniffed) > SNIFF_LIMIT:
-            self._decide(HTTP1)
+        first = b"".join(d for way, d, _ in sniffed if way is C2S)
+        decided = speaks_http2(self._alpn, first, held=sum(len(d) for _, d, _ in sniffed))
+        if decided is not None:
+            self._decide(HTTP2 if decided else HTTP1)
 
     def _decide(self, protocol: str) -> None:
         """Start parsing as ``protocol``, with the chunks held so far."""
@@ -391,8 +391,8 @@ class ConnectionAnalyzer:
         if self._record is not None:
             return self._record
         if self._sniffed is not None:
-            sniffed = b"".join(d for way, d, _ in self._sniffed if way is C2S)
-            self._decide(HTTP2 if sniffed and PREFACE_START.startswith(sniffed) else HTTP1)
+            first = b"".join(d for way, d, _ in self._sniffed if way is C2S)
+            self._decide(HTTP2 if speaks_http2(self._alpn, first, ended=True) else HTTP1)
         for event in self._http.close(timestamp):
             self._http_event(event, timestamp)
         if self._h2 is not None:
@@ -594,7 +594,7 @@ class ConnectionAnalyzer:
                 if exchange.http2 is None:
                     exchange.http2 = self._h2.stream_counts(event.exchange)  # type: ignore[union-attr]
                 self._response_head(exchange, event)
-                if 200 <= event.status < 300 and exchange.request and _is_extended_connect(exchange.request):
+                if 200 <= event.status < 300 and exchange.request and is_websocket_connect(exchange.request):
                     self._accept_websocket(exchange, event, {d: self._fed[d] for d in Direction})
             else:
                 self._http_event(event, getattr(event, "timestamp", 0.0))

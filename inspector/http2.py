@@ -8,7 +8,14 @@ events of :mod:`inspector.http1` (a request head, response heads, body data,
 the end of each message) keyed by stream id, plus :class:`FrameBytes` for the
 frame bytes that are neither a head nor body data and :class:`StreamEnd` when a
 stream closes. The connection's own frames (the preface and everything on
-stream 0) come back as :class:`FrameBytes` without an exchange.
+stream 0) come back as :class:`FrameBytes` without an exchange. A trailer
+section also comes back as :class:`Trailers`, its fields only (its bytes are
+framing, in :class:`FrameBytes`).
+
+:func:`speaks_http2` is the rule that tells an HTTP/2 connection from an
+HTTP/1.1 one (TLS ALPN, or the client's first bytes), and
+:func:`is_websocket_connect` tells the request that runs WebSocket on a
+stream; the accounting and the exports both decide by them.
 
 Every byte fed comes back in exactly one event: in a head's ``size`` (its
 header block as on the wire), a body piece's ``data`` plus ``framing`` (the
@@ -52,6 +59,10 @@ S2C = Direction.SERVER_TO_CLIENT
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: What a client's first bytes start with when it speaks HTTP/2 (with prior knowledge, or after ALPN).
 PREFACE_START = PREFACE[:14]
+#: The ``http_version`` of the heads this parser reads.
+HTTP_VERSION = "HTTP/2"
+#: Bytes of a connection held while it is not yet known whether the client speaks HTTP/2.
+SNIFF_LIMIT = 64 * 1024
 FRAME_HEADER_SIZE = 9
 DEFAULT_MAX_FRAME_SIZE = 16_384
 DEFAULT_HEADER_TABLE_SIZE = 4_096
@@ -92,6 +103,34 @@ _ATTACK_SHAPE = " (denial-of-service shape)"
 
 def frame_type_name(frame_type: int) -> str:
     return FRAME_TYPE_NAMES.get(frame_type, f"UNKNOWN_0x{frame_type:02X}")
+
+
+def speaks_http2(alpn: str | None, client_start: bytes, *, held: int = 0, ended: bool = False) -> bool | None:
+    """Whether a connection speaks HTTP/2 from its start: True or False, or None while it cannot tell yet.
+
+    ``alpn`` is the protocol TLS negotiated with the client (None without
+    TLS or ALPN): "h2" is HTTP/2, any other is not. Without it the client's
+    first bytes tell: HTTP/2 when they are :data:`PREFACE_START`. ``held`` is
+    how many bytes (both directions) wait for the answer: past
+    :data:`SNIFF_LIMIT` it is HTTP/1.1. When the connection has ``ended``
+    first, a start of the preface is HTTP/2 and no bytes are HTTP/1.1. (An
+    h2c Upgrade starts as HTTP/1.1; its parser follows it.)
+    """
+    if alpn is not None:
+        return alpn == "h2"
+    first = client_start[: len(PREFACE_START)]
+    if len(first) == len(PREFACE_START) or not PREFACE_START.startswith(first):
+        return first == PREFACE_START
+    if ended:
+        return bool(first)
+    if held > SNIFF_LIMIT:
+        return False
+    return None
+
+
+def is_websocket_connect(head: RequestHead) -> bool:
+    """An HTTP/2 request to run WebSocket on its stream (an extended CONNECT, RFC 8441)."""
+    return head.method == "CONNECT" and (head.header(":protocol") or "").lower() == "websocket"
 
 
 class Http2Counts:
@@ -178,7 +217,20 @@ class StreamEnd:
     timestamp: float
 
 
-Http2Event = RequestHead | ResponseHead | BodyData | MessageEnd | FrameBytes | StreamEnd | Unparsed | ParseFailure
+@dataclass(frozen=True, slots=True)
+class Trailers:
+    """The fields of a trailer section (a header block after a message's head).
+
+    It carries no bytes: the block's are in a :class:`FrameBytes` as framing.
+    """
+
+    direction: Direction
+    exchange: int
+    headers: Headers
+    timestamp: float
+
+
+Http2Event = RequestHead | ResponseHead | BodyData | MessageEnd | FrameBytes | StreamEnd | Trailers | Unparsed | ParseFailure
 
 
 class _Stream:
@@ -605,6 +657,8 @@ class Http2Parser:
             block.size = 0
         else:
             # Trailers count as framing, as they do in HTTP/1.1's chunked coding.
+            if headers:
+                events.append(Trailers(direction, stream.id, headers, timestamp))
             block.framing += block.size
             block.size = 0
         events += self._block_bytes(direction, block, timestamp)
@@ -697,7 +751,7 @@ def _request(stream_id: int, headers: Headers, size: int, timestamp: float) -> R
     pseudo, fields = _split(headers)
     method = pseudo.get(":method", "")
     target = pseudo.get(":path") or pseudo.get(":authority", "")
-    return RequestHead(stream_id, method, target, "HTTP/2", fields, size, timestamp)
+    return RequestHead(stream_id, method, target, HTTP_VERSION, fields, size, timestamp)
 
 
 def _response(stream_id: int, headers: Headers, size: int, timestamp: float) -> ResponseHead:
@@ -706,4 +760,4 @@ def _response(stream_id: int, headers: Headers, size: int, timestamp: float) -> 
         status = int(pseudo.get(":status", "0"))
     except ValueError:
         status = 0
-    return ResponseHead(stream_id, status, "", "HTTP/2", fields, size, timestamp)
+    return ResponseHead(stream_id, status, "", HTTP_VERSION, fields, size, timestamp)

@@ -74,9 +74,10 @@ class Talk:
         self.pump()
 
 
-def polls_and_sse() -> Conversation:
+def polls_and_sse(*, large_head: bool = True) -> Conversation:
     """Polls on one connection (HPACK shrinks their heads), a POST, a padded
-    response, a response with trailers, and an SSE stream beside them."""
+    response, a response with trailers, and an SSE stream beside them; with
+    ``large_head``, a request whose 20 KB header field takes CONTINUATION frames."""
     talk = Talk()
     sse = talk.request("/sse", extra=[("accept", "text/event-stream")])
     talk.respond(sse, "text/event-stream", end=False)
@@ -91,7 +92,7 @@ def polls_and_sse() -> Conversation:
     talk.server.send_data(trailed, b"body")
     talk.server.send_headers(trailed, [("x-checksum", "abc")], end_stream=True)
     talk.pump()
-    big = talk.request("/big", extra=[("x-large", "v" * 20_000)])  # needs CONTINUATION frames
+    big = talk.request("/big", extra=[("x-large", "v" * (20_000 if large_head else 200))])  # needs CONTINUATION frames
     talk.respond(big, "text/plain", b"x" * 16_000, end=False)  # DATA frames and WINDOW_UPDATEs
     talk.send(big, b"y" * 16_000)
     talk.send(big, b"z" * 8_000, end=True)

@@ -3,16 +3,41 @@ HAR and flow-file exports are written from.
 
 The wire accounting counts bytes and keeps no content; formats such as HAR
 carry heads, bodies and WebSocket messages. Each connection's streams are
-parsed again here: HTTP/1.1 by :class:`~inspector.http1.Http1Parser` (the
-parser the report uses), WebSocket frames by wsproto (unmasked, and inflated
-where permessage-deflate was negotiated). Every HTTP exchange becomes an
-``HTTPFlow`` (with its WebSocket messages, where it upgraded); a connection
-that carried no HTTP request at all becomes a ``TCPFlow`` of its chunks.
+parsed again here by the parsers the report uses: HTTP/1.1 by
+:class:`~inspector.http1.Http1Parser`, HTTP/2 by
+:class:`~inspector.http2.Http2Parser` (a connection speaks HTTP/2 by the
+report's own rule, :func:`~inspector.http2.speaks_http2`: TLS ALPN "h2" or
+the client's preface; or after an h2c Upgrade), WebSocket frames by wsproto
+(unmasked, and inflated where permessage-deflate was negotiated). Every
+HTTP/1.1 exchange and every HTTP/2 stream becomes an ``HTTPFlow`` (with its
+WebSocket messages, where it upgraded); a connection that carried no HTTP
+request at all becomes a ``TCPFlow`` of its chunks.
+
+An HTTP/2 stream's flow is what mitmproxy makes of one: ``http_version``
+"HTTP/2.0", the method, scheme, authority and path from the request's
+pseudo-header fields and the status from ``:status`` (pseudo-header fields
+are not among the headers), no reason phrase, and trailers where a trailer
+section came. A stream the server accepted WebSocket on (an extended
+CONNECT, RFC 8441) keeps its method, CONNECT, and its path, and has the
+session's messages; its ``:protocol`` is not kept (mitmproxy has no place for
+it). A reset stream's flow has an error. After an h2c Upgrade, the upgraded
+request (HTTP/1.1) has the response of stream 1 (HTTP/2.0).
 
 Each ``HTTPFlow`` keeps the exact wire sizes of its messages in
 ``flow.metadata["rtinspect"]`` (:data:`WIRE_SIZES`): ``connection`` (the
 capture's connection id), ``request_head``, ``request_body``,
-``response_head``, ``response_body`` (bodies with their chunk framing).
+``response_head``, ``response_body``. Over HTTP/1.1 a head is its bytes
+(``response_head`` counts interim responses too) and a body has its chunk
+framing and trailers. Over HTTP/2 a head is its header block as HPACK put it
+on the wire, and a body is every other byte the stream carried that way, as
+the report accounts them: its DATA frames whole (payload, 9-byte frame
+header, padding), the frame headers of its HEADERS and CONTINUATION frames,
+trailers, and its other frames (WINDOW_UPDATE, RST_STREAM, PRIORITY). So a
+connection's bytes are its flows' sizes plus what belongs to no exchange:
+over HTTP/2 the preface and the frames of stream 0 (SETTINGS, PING, GOAWAY,
+the connection's WINDOW_UPDATEs). The bytes of a WebSocket session after its
+handshake are in no size (over HTTP/2, the DATA frames of its stream once
+the CONNECT was accepted).
 """
 
 from __future__ import annotations
@@ -22,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mitmproxy import connection, http, tcp
-from mitmproxy.flow import Flow
+from mitmproxy.flow import Error, Flow
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.websocket import WebSocketData, WebSocketMessage
 from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
@@ -30,14 +55,18 @@ from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 from ..capture import ConnectionClosed, ConnectionOpened, DataChunk, Record, TlsInfo
 from ..http1 import (
     BodyData,
+    Headers,
     Http1Parser,
+    HttpEvent,
     MessageEnd,
     ProtocolSwitch,
     RequestHead,
     ResponseHead,
     Unparsed,
 )
-from ..wire import Direction
+from ..http2 import HTTP_VERSION as HTTP2_VERSION
+from ..http2 import FrameBytes, Http2Event, Http2Parser, StreamEnd, Trailers, is_websocket_connect, speaks_http2
+from ..wire import Category, Direction
 from .mitmflows import negotiated_extensions
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -87,18 +116,45 @@ def _tls_fields(tls: TlsInfo | None) -> dict[str, Any]:
 
 
 class _Exchange:
-    """One request and its response while the streams are parsed."""
+    """One request and its response (an HTTP/1.1 exchange or an HTTP/2 stream) while the streams are parsed."""
 
     def __init__(self, head: RequestHead) -> None:
         self.request = head
         self.response: ResponseHead | None = None
         self.bodies = {C2S: bytearray(), S2C: bytearray()}
+        self.head_wire = {C2S: head.size, S2C: 0}
         self.body_wire = {C2S: 0, S2C: 0}
+        self.trailers: dict[Direction, Headers] = {}
         #: When each message ended (or, unfinished, when its last bytes came).
         self.ended: dict[Direction, float] = {}
+        #: The readers of its WebSocket session, once the server accepted one.
+        self.websocket: dict[Direction, _WebSocketReader] | None = None
         self.messages: list[WebSocketMessage] = []
         self.close: tuple[bool, int, str] | None = None
         self.closed_at: float | None = None
+        #: HTTP/2: when the stream ended, and whether it was reset.
+        self.stream_ended: float | None = None
+        self.reset = False
+
+    def response_head(self, head: ResponseHead) -> None:
+        self.head_wire[S2C] += head.size
+        if not head.interim or head.status == 101:
+            self.response = head
+
+    def body(self, event: BodyData) -> None:
+        self.bodies[event.direction] += event.data
+        self.body_wire[event.direction] += len(event.data) + event.framing
+        self.ended[event.direction] = event.timestamp
+
+    def end(self, event: MessageEnd) -> None:
+        self.body_wire[event.direction] += event.framing
+        self.ended[event.direction] = event.timestamp
+
+    def accept_websocket(self, response: ResponseHead) -> dict[Direction, _WebSocketReader]:
+        if self.websocket is None:
+            extensions = response.header("sec-websocket-extensions")
+            self.websocket = {direction: _WebSocketReader(direction, extensions) for direction in Direction}
+        return self.websocket
 
 
 class _WebSocketReader:
@@ -133,6 +189,26 @@ class _WebSocketReader:
             self.failed = True
 
 
+def _pseudo(headers: Headers) -> tuple[dict[str, str], Headers]:
+    """HTTP/2 pseudo-header fields (the first of each name), and the other fields."""
+    pseudo: dict[str, str] = {}
+    for name, value in headers:
+        if name.startswith(":"):
+            pseudo.setdefault(name, value)
+    return pseudo, tuple(field for field in headers if not field[0].startswith(":"))
+
+
+def _headers(fields: Headers) -> http.Headers:
+    return http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields])
+
+
+def _http_version(head: RequestHead | ResponseHead) -> bytes:
+    """As mitmproxy spells it: "HTTP/1.1", "HTTP/2.0"."""
+    if head.http_version == HTTP2_VERSION:
+        return b"HTTP/2.0"
+    return f"HTTP/{head.http_version}".encode("latin-1")
+
+
 class _Connection:
     """One connection's streams, parsed for content."""
 
@@ -153,23 +229,64 @@ class _Connection:
             timestamp_tcp_setup=opened.timestamp,
             **_tls_fields(opened.upstream_tls),
         )
-        self.parser = Http1Parser()
+        self.http1 = Http1Parser()
+        self.http2: Http2Parser | None = None
+        #: Directions that speak HTTP/2 (both, unless an h2c Upgrade is half done).
+        self.h2_directions: set[Direction] = set()
+        self.alpn = opened.tls.alpn if opened.tls is not None else None
+        #: Chunks held until it is known whether the client speaks HTTP/2 (None once it is).
+        self.held: list[tuple[Direction, bytes, float]] | None = []
+        #: Every exchange, in the order of their requests.
         self.exchanges: list[_Exchange] = []
+        #: HTTP/1.1 exchanges by their number, HTTP/2 streams by their id.
+        self.http1_exchanges: dict[int, _Exchange] = {}
+        self.streams: dict[int, _Exchange] = {}
         #: The connection's chunks until it shows a request (then it is HTTP, and they are dropped).
         self.raw: list[tcp.TCPMessage] | None = []
-        self.websocket: dict[Direction, _WebSocketReader] = {}
         self.unparsed = 0
         self.tunneled = 0
+        decided = speaks_http2(self.alpn, b"")
+        if decided is not None:
+            self._decide(decided)
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         if self.raw is not None:
             self.raw.append(tcp.TCPMessage(direction is C2S, bytes(data), timestamp))
-        for event in self.parser.feed(direction, data, timestamp):
-            self._event(event)
+        if not data:
+            return
+        if self.held is None:
+            self._parse(direction, data, timestamp)
+            return
+        self.held.append((direction, data, timestamp))
+        first = b"".join(d for way, d, _ in self.held if way is C2S)
+        decided = speaks_http2(self.alpn, first, held=sum(len(d) for _, d, _ in self.held))
+        if decided is not None:
+            self._decide(decided)
+
+    def _decide(self, http2: bool) -> None:
+        """Parse as HTTP/2 or HTTP/1.1 from now on, starting with the chunks held."""
+        held, self.held = self.held or [], None
+        if http2:
+            self.http2 = Http2Parser()
+            self.h2_directions = {C2S, S2C}
+        for direction, data, timestamp in held:
+            self._parse(direction, data, timestamp)
+
+    def _parse(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        if direction in self.h2_directions:
+            self._http2_events(self.http2.feed(direction, data, timestamp))  # type: ignore[union-attr]
+        else:
+            for event in self.http1.feed(direction, data, timestamp):
+                self._http1_event(event)
 
     def close(self, timestamp: float) -> list[Flow]:
-        for event in self.parser.close(timestamp):
-            self._event(event)
+        if self.held is not None:
+            first = b"".join(d for way, d, _ in self.held if way is C2S)
+            self._decide(bool(speaks_http2(self.alpn, first, ended=True)))
+        for event in self.http1.close(timestamp):
+            self._http1_event(event)
+        if self.http2 is not None:
+            self._http2_events(self.http2.close(timestamp))
         self.client.timestamp_end = self.server.timestamp_end = timestamp
         if self.raw is not None:
             if not self.raw:
@@ -179,48 +296,103 @@ class _Connection:
             return [flow]
         return [self._flow(exchange) for exchange in self.exchanges]
 
-    def _event(self, event: object) -> None:
+    def _request(self, head: RequestHead) -> _Exchange:
+        self.raw = None
+        exchange = _Exchange(head)
+        self.exchanges.append(exchange)
+        return exchange
+
+    def _http1_event(self, event: HttpEvent) -> None:
         if isinstance(event, RequestHead):
-            self.raw = None
-            self.exchanges.append(_Exchange(event))
-        elif isinstance(event, ResponseHead):
-            exchange = self.exchanges[event.exchange]
-            if not event.interim or event.status == 101:
-                exchange.response = event
-        elif isinstance(event, BodyData) and event.exchange is not None:
-            exchange = self.exchanges[event.exchange]
-            exchange.bodies[event.direction] += event.data
-            exchange.body_wire[event.direction] += len(event.data) + event.framing
-            exchange.ended[event.direction] = event.timestamp
-        elif isinstance(event, MessageEnd) and event.exchange is not None:
-            exchange = self.exchanges[event.exchange]
-            exchange.body_wire[event.direction] += event.framing
-            exchange.ended[event.direction] = event.timestamp
-        elif isinstance(event, ProtocolSwitch):
+            self.http1_exchanges[event.exchange] = self._request(event)
+            return
+        if isinstance(event, ProtocolSwitch):
             self._switched(event)
-        elif isinstance(event, Unparsed) and self.raw is None:
-            self.unparsed += event.size
+            return
+        if isinstance(event, Unparsed):
+            if self.raw is None:
+                self.unparsed += event.size
+            return
+        exchange = self.http1_exchanges.get(event.exchange) if isinstance(event, (ResponseHead, BodyData, MessageEnd)) else None
+        if exchange is None:
+            return
+        if isinstance(event, ResponseHead):
+            exchange.response_head(event)
+        elif isinstance(event, BodyData):
+            exchange.body(event)
+        elif isinstance(event, MessageEnd):
+            exchange.end(event)
 
     def _switched(self, event: ProtocolSwitch) -> None:
-        exchange = self.exchanges[event.exchange] if event.exchange is not None else None
+        if self.http2 is not None:
+            # The second half of an h2c Upgrade.
+            self.h2_directions.add(event.direction)
+            self._http2_events(self.http2.feed(event.direction, event.data, event.timestamp))
+            return
+        exchange = self.http1_exchanges.get(event.exchange) if event.exchange is not None else None
         response = exchange.response if exchange is not None else None
-        upgrade = response.header("upgrade") if response is not None else None
-        if exchange is None or response is None or response.status != 101 or (upgrade or "").lower() != "websocket":
+        upgrade = ""
+        if response is not None and response.status == 101:
+            upgrade = (response.header("upgrade") or "").strip().lower()
+        if exchange is None or response is None or upgrade not in ("websocket", "h2c"):
             self.tunneled += len(event.data)
             return
-        reader = self.websocket.get(event.direction)
-        if reader is None:
-            reader = self.websocket[event.direction] = _WebSocketReader(
-                event.direction, response.header("sec-websocket-extensions")
-            )
+        if upgrade == "h2c":
+            # Stream 1 carries the upgraded request's response (the parser knows the request).
+            self.http2 = Http2Parser(upgraded=True)
+            self.streams[1] = exchange
+            self.h2_directions.add(event.direction)
+            self._http2_events(self.http2.feed(event.direction, event.data, event.timestamp))
+            return
+        reader = exchange.accept_websocket(response)[event.direction]
         if event.data:
             reader.feed(exchange, event.data, event.timestamp)
+
+    def _http2_events(self, events: list[Http2Event]) -> None:
+        for event in events:
+            if isinstance(event, RequestHead):
+                self.streams[event.exchange] = self._request(event)
+                continue
+            if isinstance(event, Unparsed):
+                if self.raw is None:
+                    self.unparsed += event.size
+                continue
+            stream = getattr(event, "exchange", None)
+            exchange = self.streams.get(stream) if isinstance(stream, int) else None
+            if exchange is None:
+                continue
+            if isinstance(event, ResponseHead):
+                exchange.response_head(event)
+                if 200 <= event.status < 300 and is_websocket_connect(exchange.request):
+                    exchange.accept_websocket(event)
+            elif isinstance(event, BodyData):
+                if exchange.websocket is not None:
+                    exchange.websocket[event.direction].feed(exchange, event.data, event.timestamp)
+                    exchange.ended[event.direction] = event.timestamp
+                else:
+                    exchange.body(event)
+            elif isinstance(event, MessageEnd):
+                exchange.end(event)
+            elif isinstance(event, FrameBytes):
+                sizes = exchange.head_wire if event.category is Category.HEAD else exchange.body_wire
+                sizes[event.direction] += event.size
+            elif isinstance(event, Trailers):
+                exchange.trailers[event.direction] = _pseudo(event.headers)[1]
+            elif isinstance(event, StreamEnd):
+                exchange.stream_ended = event.timestamp
+                exchange.reset = exchange.reset or event.reset
 
     def _flow(self, exchange: _Exchange) -> http.HTTPFlow:
         head = exchange.request
         flow = http.HTTPFlow(self.client, self.server)
-        scheme, authority, path = "https" if self.opened.tls else "http", "", head.target
-        if "://" in head.target:
+        scheme, authority, path, fields = "https" if self.opened.tls else "http", "", head.target, head.headers
+        if head.http_version == HTTP2_VERSION:
+            # As mitmproxy reads an HTTP/2 request: its pseudo-header fields are not headers.
+            pseudo, fields = _pseudo(head.headers)
+            scheme = pseudo.get(":scheme") or scheme
+            authority = pseudo.get(":authority", "")
+            path = pseudo.get(":path", "")
+        elif "://" in head.target:
             scheme, _, rest = head.target.partition("://")
             authority, slash, path = rest.partition("/")
             path = slash + path
@@ -232,40 +404,42 @@ class _Connection:
             scheme=scheme.encode("latin-1"),
             authority=authority.encode("latin-1"),
             path=path.encode("latin-1"),
-            http_version=f"HTTP/{head.http_version}".encode("latin-1"),
-            headers=http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in head.headers]),
+            http_version=_http_version(head),
+            headers=_headers(fields),
             content=bytes(exchange.bodies[C2S]),
-            trailers=None,
+            trailers=_headers(exchange.trailers[C2S]) if C2S in exchange.trailers else None,
             timestamp_start=head.timestamp,
             timestamp_end=exchange.ended.get(C2S, head.timestamp),
         )
         sizes = {
             "connection": str(self.opened.connection_id),
-            "request_head": head.size,
+            "request_head": exchange.head_wire[C2S],
             "request_body": exchange.body_wire[C2S],
         }
         response = exchange.response
         if response is not None:
             flow.response = http.Response(
-                http_version=f"HTTP/{response.http_version}".encode("latin-1"),
+                http_version=_http_version(response),
                 status_code=response.status,
                 reason=response.reason.encode("latin-1"),
-                headers=http.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]),
+                headers=_headers(_pseudo(response.headers)[1]),
                 content=bytes(exchange.bodies[S2C]),
-                trailers=None,
+                trailers=_headers(exchange.trailers[S2C]) if S2C in exchange.trailers else None,
                 timestamp_start=response.timestamp,
                 timestamp_end=exchange.ended.get(S2C, response.timestamp),
             )
-            sizes |= {"response_head": response.size, "response_body": exchange.body_wire[S2C]}
-        if self.websocket and response is not None and response.status == 101:
+            sizes |= {"response_head": exchange.head_wire[S2C], "response_body": exchange.body_wire[S2C]}
+        if exchange.websocket is not None and response is not None:
             closed_by_client, code, reason = exchange.close or (None, None, None)
             flow.websocket = WebSocketData(
                 messages=exchange.messages,
                 closed_by_client=closed_by_client,
                 close_code=code,
                 close_reason=reason,
-                timestamp_end=exchange.closed_at or self.client.timestamp_end,
+                timestamp_end=exchange.closed_at or exchange.stream_ended or self.client.timestamp_end,
             )
+        if exchange.reset:
+            flow.error = Error("the HTTP/2 stream was reset (RST_STREAM)")
         flow.metadata[WIRE_SIZES] = sizes
         return flow
 
@@ -304,7 +478,9 @@ def _notes(connections: list[_Connection]) -> tuple[str, ...]:
     tunneled = sum(conn.tunneled for conn in connections)
     if tunneled:
         notes.append(f"{tunneled} bytes of protocols other than WebSocket (after an Upgrade or CONNECT) are not in the export.")
-    broken = sum(reader.failed for conn in connections for reader in conn.websocket.values())
+    broken = sum(
+        reader.failed for conn in connections for exchange in conn.exchanges for reader in (exchange.websocket or {}).values()
+    )
     if broken:
         notes.append(f"{broken} WebSocket stream(s) stopped at a frame that could not be read; later messages are not in the export.")
     return tuple(notes)

@@ -8,6 +8,10 @@ rtinspect knows exactly put in: ``connection`` is the capture's connection
 id, ``headersSize`` and ``bodySize`` are the wire bytes of each head and body
 (chunk framing included) and ``response._transferSize`` their sum;
 ``content.size`` is the decoded body length. The creator is rtinspect.
+HTTP/2 entries say ``httpVersion`` "HTTP/2.0", as mitmproxy's own do (HAR
+readers take it, and "h2" or "http/2.0" as Chrome writes it, alike); a
+WebSocket over HTTP/2 (an extended CONNECT) keeps its method, CONNECT, and
+its ``url`` is the stream's, path included.
 
 **Import** (:func:`flows_from_har`): each entry becomes a mitmproxy
 ``HTTPFlow`` whose bytes :mod:`inspector.formats.mitmflows` rebuilds, so
@@ -39,6 +43,7 @@ from mitmproxy import connection, flow, http
 from mitmproxy.addons.savehar import SaveHar
 from mitmproxy.io.har import fix_headers
 from mitmproxy.net import encoding
+from mitmproxy.net.http import url as mitmproxy_url
 from mitmproxy.net.http.headers import infer_content_encoding
 from mitmproxy.websocket import WebSocketData, WebSocketMessage
 from wsproto.frame_protocol import Opcode
@@ -88,6 +93,11 @@ def _exact(entry: dict[str, Any], item: http.HTTPFlow) -> dict[str, Any]:
             entry["response"]["headersSize"] = sizes["response_head"]
             entry["response"]["bodySize"] = sizes["response_body"]
             entry["response"]["_transferSize"] = sizes["response_head"] + sizes["response_body"]
+    request = item.request
+    if request.method.upper() == "CONNECT" and item.websocket is not None and request.path:
+        # mitmproxy writes a CONNECT's authority only; an extended CONNECT has a path.
+        authority = request.authority or mitmproxy_url.hostport(request.scheme, request.host, request.port)
+        entry["request"]["url"] = f"{request.scheme}://{authority}{request.path}"
     if item.response is not None:
         try:
             decoded = item.response.content or b""

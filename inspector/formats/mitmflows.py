@@ -13,15 +13,22 @@ messages), so their bytes are rebuilt, and marked reconstructed:
   connection, by the connection's end; elsewhere a Content-Length is added;
 - HTTP/2 and HTTP/3 exchanges are written as HTTP/1.1 (Host from the
   authority, the same framing rules), one after the other on their connection;
+  a WebSocket over HTTP/2 (an extended CONNECT, RFC 8441: a CONNECT flow with
+  WebSocket messages) becomes the HTTP/1.1 handshake, a GET with Upgrade
+  answered 101 Switching Protocols. Since HTTP/1.1 carries nothing after a
+  WebSocket session or an unanswered request, a WebSocket session goes after
+  the other exchanges of its connection, and an HTTP/2 connection's WebSocket
+  sessions after the first, and its requests never answered, go on
+  connections of their own;
 - WebSocket messages are re-encoded by wsproto's frame encoder, compressed
   with permessage-deflate where the handshake negotiated it, client frames
   masked; a close frame each way where the flow says how the session closed.
   Pings and pongs are not in flow files and do not come back.
 
-Exchanges of one client connection stay on one connection, in the order
-their requests started. Chunk timestamps are the flow's: a head when its
+Otherwise the exchanges of one client connection stay on one connection, in
+the order their requests started. Chunk timestamps are the flow's: a head when its
 message started, a body when it ended, a WebSocket message when it was sent.
-CONNECT requests, UDP and DNS flows are left out (the notes say how many),
+Other CONNECT requests, UDP and DNS flows are left out (the notes say how many),
 and so are raw TCP flows recorded through rtinspect's own addon: it keeps
 only the last message of each flow (its capture holds every byte).
 """
@@ -83,8 +90,9 @@ class RebuiltTraffic:
         #: Raw TCP flows left out because rtinspect's addon kept only their last message.
         self.trimmed = 0
         starts: dict[str, list[float | int | bool]] = {}
+        apart: Counter[str] = Counter()
         for flow in flows():
-            group = self._group(flow)
+            group = self._group(flow, apart)
             if group is None:
                 continue
             entry = starts.setdefault(group, [_started(flow), 0, False])
@@ -105,23 +113,24 @@ class RebuiltTraffic:
     def connections(self) -> int:
         return len(self._plan)
 
-    def _group(self, flow: Flow) -> str | None:
-        """The client connection a flow belongs to, or None (counted) when it is left out."""
-        if isinstance(flow, http.HTTPFlow) and flow.request.method.upper() == "CONNECT":
-            self._left_out["CONNECT request"] += 1
-        elif isinstance(flow, tcp.TCPFlow) and CLOSE_REASON_KEY in flow.metadata:  # relayed by rtinspect's addon
-            self.trimmed += 1
-        elif isinstance(flow, (http.HTTPFlow, tcp.TCPFlow)):
-            return flow.client_conn.id
-        else:
-            self._left_out[f"{flow.type.upper()} flow"] += 1
-        return None
+    def _group(self, flow: Flow, apart: Counter[str]) -> str | None:
+        """The connection a flow is rebuilt on (see :func:`_connection_key`), or None (counted) when it is left out."""
+        key = _connection_key(flow, apart)
+        if key is None:
+            if isinstance(flow, http.HTTPFlow):
+                self._left_out["CONNECT request"] += 1
+            elif isinstance(flow, tcp.TCPFlow):
+                self.trimmed += 1
+            else:
+                self._left_out[f"{flow.type.upper()} flow"] += 1
+        return key
 
     def __iter__(self) -> Iterator[Record]:
         rebuilder = self._rebuilder = _Rebuilder()
         pending: dict[str, list[Flow]] = {}
+        apart: Counter[str] = Counter()
         for flow in self._flows():
-            group = flow.client_conn.id if isinstance(flow, (http.HTTPFlow, tcp.TCPFlow)) else None
+            group = _connection_key(flow, apart)
             planned = self._plan.get(group) if group is not None else None
             if planned is None:
                 continue
@@ -129,7 +138,8 @@ class RebuiltTraffic:
             flows.append(flow)
             if len(flows) == planned.flows:
                 del pending[group]  # type: ignore[arg-type]
-                flows.sort(key=_started)
+                # HTTP/1.1 carries nothing after a WebSocket session.
+                flows.sort(key=lambda flow: (_carries_websocket(flow), _started(flow)))
                 yield from rebuilder.connection(planned.number, flows, self._mode)
 
     @property
@@ -185,6 +195,39 @@ def write_flow_file(flows: Iterable[Flow], out: BinaryIO) -> int:
     return count
 
 
+def _carries_websocket(flow: Flow) -> bool:
+    return isinstance(flow, http.HTTPFlow) and flow.websocket is not None
+
+
+def _connection_key(flow: Flow, apart: Counter[str]) -> str | None:
+    """The connection a flow is rebuilt on: its client connection's, or None when it is left out.
+
+    Left out are CONNECT requests (but an extended CONNECT that carried
+    WebSocket), raw TCP flows recorded through rtinspect's addon, and flows
+    other than HTTP and TCP. HTTP/1.1 carries one WebSocket session per
+    connection, after every other exchange, and nothing after a request left
+    unanswered; so of the streams of an HTTP/2 (or HTTP/3) connection, a
+    WebSocket session after the first and a request without a response go on
+    a connection of their own (``apart`` counts them, in file order).
+    """
+    if isinstance(flow, http.HTTPFlow):
+        if flow.request.method.upper() == "CONNECT" and flow.websocket is None:
+            return None
+    elif not isinstance(flow, tcp.TCPFlow) or CLOSE_REASON_KEY in flow.metadata:  # relayed by rtinspect's addon
+        return None
+    key: str = flow.client_conn.id
+    if isinstance(flow, http.HTTPFlow) and not flow.request.http_version.startswith("HTTP/1"):
+        if flow.response is None:
+            apart[key] += 1
+            return f"{key} apart {apart[key]}"
+        if flow.websocket is not None:
+            apart[f"{key} websocket"] += 1
+            if apart[f"{key} websocket"] > 1:
+                apart[key] += 1
+                return f"{key} apart {apart[key]}"
+    return key
+
+
 def _started(flow: Flow) -> float:
     if isinstance(flow, http.HTTPFlow):
         return flow.request.timestamp_start
@@ -238,12 +281,19 @@ class _Rebuilder:
 
     def _exchange(self, chunks: _Chunks, flow: http.HTTPFlow, *, last: bool) -> None:
         request = self._as_http1(flow.request)
+        if flow.websocket is not None and request.method.upper() == "CONNECT":
+            request.method = "GET"
+            _upgrade_to_websocket(request.headers)
         body = self._body(request, bodyless=False, ends_connection=False)
         chunks.add(C2S, assemble_request_head(request), request.timestamp_start)
         chunks.add(C2S, body, request.timestamp_end or request.timestamp_start)
         if flow.response is None:
             return
         response = self._as_http1(flow.response)
+        if flow.websocket is not None and flow.request.method.upper() == "CONNECT" and 200 <= response.status_code < 300:
+            # The extended CONNECT's answer, as HTTP/1.1 says it.
+            response.status_code, response.reason = 101, "Switching Protocols"
+            _upgrade_to_websocket(response.headers)
         status = response.status_code
         bodyless = request.method.upper() == "HEAD" or status < 200 or status in (204, 304)
         body = self._body(response, bodyless=bodyless, ends_connection=last)
@@ -288,6 +338,12 @@ class _Rebuilder:
         if framed and headers.get("content-length") != str(len(content)):
             headers["content-length"] = str(len(content))
         return content
+
+
+def _upgrade_to_websocket(headers: http.Headers) -> None:
+    for name, value in (("Upgrade", "websocket"), ("Connection", "Upgrade")):
+        if name not in headers:
+            headers[name] = value
 
 
 class _Chunks:
