@@ -103,9 +103,9 @@ async def _run_pages_per_protocol(
             screenshots: dict[str | None, bytes] = {p: await b.screenshot() for p, b in browsers.items()}
         finally:
             await asyncio.gather(*(browser.close() for browser in browsers.values()), return_exceptions=True)
-    tallies: dict[str, ClientTally] = {}
-    for protocol, (state, finished) in zip(browsers, watched, strict=True):
-        tallies.update(page_tallies(state, settings, finished, protocol))
+    per_protocol = [page_tallies(state, settings, finished, protocol) for protocol, (state, finished) in zip(browsers, watched, strict=True)]
+    # In report order: each transport's clients together, HTTP/1.1 first.
+    tallies = {tally.label: tally for demo in settings.selected for page in per_protocol for tally in page.values() if tally.demo == demo}
     return tallies, screenshots
 
 

@@ -111,6 +111,8 @@ class _Stream:
 
 
 def _h2_requests(sent: bytes, answered: bytes) -> tuple[tuple[Request, ...], str | None]:
+    if not sent:
+        return (), None  # opened ahead of need (Chromium does) and never used: only the server's SETTINGS
     if not sent.startswith(H2_PREFACE):
         return (), "no HTTP/2 connection preface"
     streams: dict[int, _Stream] = {}
