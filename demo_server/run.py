@@ -180,7 +180,7 @@ class _HypercornThread(threading.Thread):
         from hypercorn.config import Config
 
         self.feed: Feed = app.state.feed
-        self.app = AwaitWebSocketClose(app)
+        self.app: Any = AwaitWebSocketClose(app)
         self.config = Config()
         self.config.certfile = str(tls.cert_chain)
         self.config.keyfile = str(tls.key)

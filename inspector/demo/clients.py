@@ -105,7 +105,7 @@ async def websocket_client(target: Target, tally: ClientTally, connected: asynci
         ping_interval=None,
         max_size=None,
         open_timeout=CONNECT_TIMEOUT,
-        **({"ssl": target.ssl_context()} if tls else {}),
+        ssl=target.ssl_context() if tls else None,
     ) as connection:
         tally.requests += 1
         if target.protocol is not None:

@@ -151,13 +151,13 @@ def protocols_table(result: DemoResult) -> Table:
     for transport, tallies in by_transport.items():
         baseline: float | None = None
         for i, protocol in enumerate(PROTOCOLS):
-            tally = tallies.get(protocol)
+            client = tallies.get(protocol)
             summary = transport_summary(result.report, transport, protocol)
-            wire = _wire_per_feed_message(summary, tally) if tally is not None else None
+            wire = _wire_per_feed_message(summary, client) if client is not None else None
             if i == 0:
                 baseline = wire
             compared = factor(wire / baseline) if i and wire is not None and baseline else ""
-            latency = tally.latency_ms.summary() if tally is not None else None
+            latency = client.latency_ms.summary() if client is not None else None
             table.add_row(
                 transport if i == 0 else "",
                 protocol,

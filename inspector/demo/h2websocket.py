@@ -24,7 +24,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
-from wsproto.extensions import PerMessageDeflate
+from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
 
 from .settings import CONNECT_TIMEOUT, DemoError
@@ -55,6 +55,7 @@ class H2WebSocket:
         self.compressed = bool(frames.extensions)
         self.close_code: int | None = None
         self._stream_ended = False
+        self._parts: list[str | bytes | bytearray] = []
 
     @classmethod
     async def connect(cls, url: str, ssl_context: ssl.SSLContext, compression: bool = True) -> H2WebSocket:
@@ -124,7 +125,7 @@ class H2WebSocket:
         if status != "200":
             raise DemoError(f"the WebSocket over HTTP/2 was answered with status {status}, not 200")
         accepted = answer.get(b"sec-websocket-extensions")
-        extensions = []
+        extensions: list[Extension] = []
         if deflate is not None and accepted is not None and accepted.decode().split(";")[0].strip() == deflate.name:
             deflate.finalize(accepted.decode())
             extensions.append(deflate)
@@ -133,7 +134,6 @@ class H2WebSocket:
 
     async def messages(self) -> AsyncIterator[str | bytes]:
         """Each message from the server until it closes the WebSocket (or the stream ends)."""
-        parts: list[str | bytes] = []
         while not self._stream_ended:
             events, self._pending = self._pending, []
             if not events:
@@ -146,23 +146,8 @@ class H2WebSocket:
             for event in events:
                 if isinstance(event, h2.events.DataReceived) and event.stream_id == self.stream_id:
                     self._h2.acknowledge_received_data(event.flow_controlled_length, self.stream_id)
-                    self._frames.receive_bytes(event.data)
-                    try:
-                        frames = list(self._frames.received_frames())
-                    except ParseFailed as error:
-                        raise DemoError(f"a WebSocket frame over HTTP/2 did not parse: {error}") from None
-                    for frame in frames:
-                        if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION):
-                            parts.append(frame.payload)
-                            if frame.message_finished:
-                                yield "".join(parts) if isinstance(parts[0], str) else b"".join(parts)  # type: ignore[arg-type]
-                                parts = []
-                        elif frame.opcode == Opcode.PING:
-                            self._send(self._frames.pong(frame.payload))
-                        elif frame.opcode == Opcode.CLOSE:
-                            code, _reason = frame.payload
-                            self.close_code = int(code)
-                            self._send(self._frames.close(code), end_stream=True)
+                    for message in self._received(event.data or b""):
+                        yield message
                 elif isinstance(event, h2.events.StreamEnded) and event.stream_id == self.stream_id:
                     self._stream_ended = True
                 elif isinstance(event, h2.events.StreamReset) and event.stream_id == self.stream_id:
@@ -172,6 +157,30 @@ class H2WebSocket:
                         raise DemoError("the server ended the HTTP/2 connection before closing the WebSocket")
                     self._stream_ended = True
             await self._flush()
+
+    def _received(self, data: bytes) -> list[str | bytes]:
+        """The messages completed by these stream bytes; pings are answered, a Close is returned."""
+        self._frames.receive_bytes(data)
+        messages: list[str | bytes] = []
+        try:
+            for frame in self._frames.received_frames():
+                if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION):
+                    assert isinstance(frame.payload, (str, bytes, bytearray))
+                    self._parts.append(frame.payload)
+                    if frame.message_finished:
+                        parts, self._parts = self._parts, []
+                        text = all(isinstance(part, str) for part in parts)
+                        messages.append("".join(map(str, parts)) if text else b"".join(map(bytes, parts)))  # type: ignore[arg-type]
+                elif frame.opcode == Opcode.PING:
+                    assert isinstance(frame.payload, (bytes, bytearray))
+                    self._send(self._frames.pong(bytes(frame.payload)))
+                elif frame.opcode == Opcode.CLOSE:
+                    assert isinstance(frame.payload, tuple)
+                    self.close_code = int(frame.payload[0])
+                    self._send(self._frames.close(self.close_code), end_stream=True)
+        except ParseFailed as error:
+            raise DemoError(f"a WebSocket frame over HTTP/2 did not parse: {error}") from None
+        return messages
 
     def _send(self, data: bytes | bytearray, end_stream: bool = False) -> None:
         with contextlib.suppress(h2.exceptions.StreamClosedError):

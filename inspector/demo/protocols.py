@@ -118,11 +118,11 @@ def _h2_requests(sent: bytes, answered: bytes) -> tuple[tuple[Request, ...], str
     streams: dict[int, _Stream] = {}
     problem = None
     try:
-        for stream_id, headers in _header_blocks(sent[len(H2_PREFACE) :]):
-            streams.setdefault(stream_id, _Stream(headers=dict(headers)))
-        for stream_id, headers in _header_blocks(answered):
+        for stream_id, block in _header_blocks(sent[len(H2_PREFACE) :]):
+            streams.setdefault(stream_id, _Stream(headers=dict(block)))
+        for stream_id, block in _header_blocks(answered):
             stream = streams.get(stream_id)
-            status = dict(headers).get(b":status")
+            status = dict(block).get(b":status")
             if stream is not None and stream.status is None and status is not None:
                 stream.status = status.decode("ascii", "replace")
     except (HyperframeError, hpack.HPACKError, ValueError) as error:
@@ -161,7 +161,8 @@ def _header_blocks(data: bytes) -> list[tuple[int, list[tuple[bytes, bytes]]]]:
             frame.parse_body(view[position + FRAME_HEADER_SIZE : end])
             fragments += frame.data
             if "END_HEADERS" in frame.flags:
-                blocks.append((frame.stream_id, decoder.decode(bytes(fragments), raw=True)))
+                headers = decoder.decode(bytes(fragments), raw=True)
+                blocks.append((frame.stream_id, [(bytes(name), bytes(value)) for name, value in headers]))
                 fragments.clear()
         position = end
     return blocks
