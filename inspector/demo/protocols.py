@@ -12,8 +12,7 @@ other frame by its length.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import hpack
@@ -73,26 +72,95 @@ class WireConnection:
 
 
 def wire_connections(capture: Path) -> list[WireConnection]:
-    """Each connection in the capture, in the order they opened."""
-    opened: dict[int, ConnectionOpened] = {}
-    data: dict[int, dict[Direction, bytearray]] = defaultdict(lambda: defaultdict(bytearray))
+    """Each connection in the capture, in the order of their ids. Memory holds the heads,
+    not the traffic: h2 frames other than HEADERS and CONTINUATION are skipped as they
+    stream past, and HTTP/1.1 is read in the client's direction only (its first
+    :data:`HTTP1_SCAN_LIMIT` bytes)."""
+    connections: dict[int, _Connection] = {}
     with read_capture(capture) as records:
         for record in records:
             if isinstance(record, ConnectionOpened):
-                opened[record.connection_id] = record
+                connection = connections.setdefault(record.connection_id, _Connection())
+                connection.alpn = record.tls.alpn if record.tls is not None else None
             elif isinstance(record, DataChunk):
-                data[record.connection_id][record.direction] += record.data
-    connections = []
-    for ident, facts in sorted(opened.items()):
-        sent = bytes(data[ident][Direction.CLIENT_TO_SERVER])
-        answered = bytes(data[ident][Direction.SERVER_TO_CLIENT])
-        alpn = facts.tls.alpn if facts.tls is not None else None
-        if alpn == H2 or sent.startswith(H2_PREFACE):
-            requests, problem = _h2_requests(sent, answered)
-            connections.append(WireConnection(ident, alpn, H2, requests, problem))
-        else:
-            connections.append(WireConnection(ident, alpn, HTTP1, _http1_requests(sent)))
-    return connections
+                connections.setdefault(record.connection_id, _Connection()).feed(record.direction, record.data)
+    return [connection.result(ident) for ident, connection in sorted(connections.items())]
+
+
+#: Bytes of an HTTP/1.1 connection's client side searched for request heads.
+HTTP1_SCAN_LIMIT = 1 << 20
+
+
+class _Connection:
+    """One connection as its bytes arrive: which protocol (the client's first bytes say,
+    h2 by its preface), then its heads."""
+
+    def __init__(self) -> None:
+        self.alpn: str | None = None
+        self.protocol: str | None = None
+        self._first = bytearray()
+        self._waiting: list[tuple[Direction, bytes]] = []
+        self._sent = bytearray()
+        self._h2: dict[Direction, _HeaderBlocks] = {}
+        self._problem: str | None = None
+
+    def feed(self, direction: Direction, data: bytes) -> None:
+        if self.protocol is None:
+            self._waiting.append((direction, data))
+            if direction is Direction.CLIENT_TO_SERVER:
+                self._first += data[: len(H2_PREFACE)]
+                if len(self._first) >= len(H2_PREFACE) or not H2_PREFACE.startswith(bytes(self._first)):
+                    self._decide(H2 if self._first.startswith(H2_PREFACE) else HTTP1)
+            return
+        if self._problem is not None:
+            return
+        if self.protocol == HTTP1:
+            if direction is Direction.CLIENT_TO_SERVER and len(self._sent) < HTTP1_SCAN_LIMIT:
+                self._sent += data[: HTTP1_SCAN_LIMIT - len(self._sent)]
+            return
+        try:
+            self._h2[direction].feed(data)
+        except (HyperframeError, hpack.HPACKError, ValueError) as error:
+            self._problem = f"HTTP/2 heads did not parse: {error}"
+
+    def _decide(self, protocol: str) -> None:
+        self.protocol = protocol
+        if protocol == H2:
+            self._h2 = {Direction.CLIENT_TO_SERVER: _HeaderBlocks(preface=True), Direction.SERVER_TO_CLIENT: _HeaderBlocks()}
+        waiting, self._waiting = self._waiting, []
+        for direction, data in waiting:
+            self.feed(direction, data)
+
+    def result(self, ident: int) -> WireConnection:
+        if self.protocol is None:
+            # The client sent nothing (or too little to tell): a connection opened ahead of need
+            # and never used, as Chromium does; over h2 the server's SETTINGS are all there is.
+            protocol = H2 if self.alpn == H2 else HTTP1
+            return WireConnection(ident, self.alpn, protocol, ())
+        if self.protocol == HTTP1:
+            return WireConnection(ident, self.alpn, HTTP1, _http1_requests(bytes(self._sent)))
+        return WireConnection(ident, self.alpn, H2, self._h2_requests(), self._problem)
+
+    def _h2_requests(self) -> tuple[Request, ...]:
+        asked = self._h2[Direction.CLIENT_TO_SERVER].blocks
+        answered = self._h2[Direction.SERVER_TO_CLIENT].blocks
+        statuses: dict[int, str] = {}
+        for stream_id, headers in answered:
+            status = headers.get(b":status")
+            if status is not None and not status.startswith(b"1"):
+                statuses.setdefault(stream_id, status.decode("ascii", "replace"))
+        requests: dict[int, Request] = {}
+        for stream_id, headers in asked:
+            if stream_id in requests:
+                continue  # trailers
+            protocol = headers.get(b":protocol")
+            requests[stream_id] = Request(
+                headers.get(b":method", b"").decode("ascii", "replace"),
+                _path(headers.get(b":path", b"")),
+                protocol.decode("ascii", "replace") if protocol is not None else None,
+                statuses.get(stream_id),
+            )
+        return tuple(request for _, request in sorted(requests.items()))
 
 
 def _http1_requests(sent: bytes) -> tuple[Request, ...]:
@@ -104,68 +172,53 @@ def _http1_requests(sent: bytes) -> tuple[Request, ...]:
     return tuple(requests)
 
 
-@dataclass
-class _Stream:
-    headers: dict[bytes, bytes] = field(default_factory=dict)
-    status: str | None = None
+class _HeaderBlocks:
+    """One direction of an h2 connection, fed as it arrives: each complete header block
+    (HEADERS and its CONTINUATIONs), HPACK-decoded in order; every other frame is skipped
+    without being held."""
 
+    def __init__(self, preface: bool = False) -> None:
+        self.blocks: list[tuple[int, dict[bytes, bytes]]] = []
+        self._preface = preface
+        self._buffer = bytearray()
+        self._skip = 0
+        self._fragments = bytearray()
+        self._decoder = hpack.Decoder()
+        # The peer's SETTINGS may allow a larger dynamic table than HPACK's default.
+        self._decoder.max_allowed_table_size = 1 << 24
 
-def _h2_requests(sent: bytes, answered: bytes) -> tuple[tuple[Request, ...], str | None]:
-    if not sent:
-        return (), None  # opened ahead of need (Chromium does) and never used: only the server's SETTINGS
-    if not sent.startswith(H2_PREFACE):
-        return (), "no HTTP/2 connection preface"
-    streams: dict[int, _Stream] = {}
-    problem = None
-    try:
-        for stream_id, block in _header_blocks(sent[len(H2_PREFACE) :]):
-            streams.setdefault(stream_id, _Stream(headers=dict(block)))
-        for stream_id, block in _header_blocks(answered):
-            stream = streams.get(stream_id)
-            status = dict(block).get(b":status")
-            if stream is not None and stream.status is None and status is not None:
-                stream.status = status.decode("ascii", "replace")
-    except (HyperframeError, hpack.HPACKError, ValueError) as error:
-        problem = f"HTTP/2 heads did not parse: {error}"
-    requests = []
-    for _, stream in sorted(streams.items()):
-        headers = stream.headers
-        method = headers.get(b":method", b"").decode("ascii", "replace")
-        protocol = headers.get(b":protocol")
-        requests.append(
-            Request(
-                method,
-                _path(headers.get(b":path", b"")),
-                protocol.decode("ascii", "replace") if protocol is not None else None,
-                stream.status,
-            )
-        )
-    return tuple(requests), problem
-
-
-def _header_blocks(data: bytes) -> list[tuple[int, list[tuple[bytes, bytes]]]]:
-    """Each complete header block (HEADERS and its CONTINUATIONs) in one direction, decoded."""
-    decoder = hpack.Decoder()
-    # The peer's SETTINGS may allow a larger dynamic table than HPACK's default.
-    decoder.max_allowed_table_size = 1 << 24
-    blocks = []
-    fragments = bytearray()
-    view = memoryview(data)
-    position = 0
-    while position + FRAME_HEADER_SIZE <= len(data):
-        frame, length = Frame.parse_frame_header(view[position : position + FRAME_HEADER_SIZE])
-        end = position + FRAME_HEADER_SIZE + length
-        if end > len(data):
-            break  # cut short by the end of the capture
-        if isinstance(frame, (HeadersFrame, ContinuationFrame)):
-            frame.parse_body(view[position + FRAME_HEADER_SIZE : end])
-            fragments += frame.data
-            if "END_HEADERS" in frame.flags:
-                headers = decoder.decode(bytes(fragments), raw=True)
-                blocks.append((frame.stream_id, [(bytes(name), bytes(value)) for name, value in headers]))
-                fragments.clear()
-        position = end
-    return blocks
+    def feed(self, data: bytes) -> None:
+        if self._skip:
+            skipped = min(self._skip, len(data))
+            self._skip -= skipped
+            data = data[skipped:]
+        self._buffer += data
+        if self._preface:
+            if len(self._buffer) < len(H2_PREFACE):
+                return
+            if not self._buffer.startswith(H2_PREFACE):
+                raise ValueError("no HTTP/2 connection preface")
+            del self._buffer[: len(H2_PREFACE)]
+            self._preface = False
+        while len(self._buffer) >= FRAME_HEADER_SIZE:
+            frame, length = Frame.parse_frame_header(memoryview(self._buffer)[:FRAME_HEADER_SIZE])
+            end = FRAME_HEADER_SIZE + length
+            if isinstance(frame, (HeadersFrame, ContinuationFrame)):
+                if len(self._buffer) < end:
+                    return
+                frame.parse_body(memoryview(bytes(self._buffer[FRAME_HEADER_SIZE:end])))
+                del self._buffer[:end]
+                self._fragments += frame.data
+                if "END_HEADERS" in frame.flags:
+                    headers = self._decoder.decode(bytes(self._fragments), raw=True)
+                    self._fragments.clear()
+                    self.blocks.append((frame.stream_id, {bytes(name): bytes(value) for name, value in headers}))
+            elif len(self._buffer) >= end:
+                del self._buffer[:end]
+            else:
+                self._skip = end - len(self._buffer)
+                self._buffer.clear()
+                return
 
 
 def _path(target: bytes) -> str:
