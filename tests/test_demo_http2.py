@@ -17,6 +17,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.settings
 import httpx
 import pytest
 from rich.console import Console
@@ -24,13 +27,14 @@ from rich.console import Console
 from demo_server.app import create_app
 from demo_server.run import serve_tls_in_thread
 from demo_server.tls import make_tls_files
-from inspector.capture import ConnectionOpened, read_capture
+from inspector.capture import CaptureWriter, ConnectionOpened, DataChunk, TlsInfo, read_capture
 from inspector.demo import TRANSPORTS, ClientTally, DemoError, DemoSettings
 from inspector.demo import run as demo_run
 from inspector.demo.display import protocols_table
 from inspector.demo.h2websocket import H2WebSocket
 from inspector.demo.protocols import wire_connections
 from inspector.demo.run import REPORT_SPLITS_PROTOCOLS, DemoFiles, DemoResult
+from inspector.wire import Direction
 from servers import run_rtinspect
 
 COUNT = 20
@@ -224,3 +228,52 @@ def test_a_mistake_is_one_line(tmp_path: Path) -> None:
         "permessage-deflate and Hypercorn always accepts it"
     )
     assert not (tmp_path / "demo").exists()
+
+
+def test_the_wire_check_reads_heads_from_bytes_in_any_pieces(tmp_path: Path) -> None:
+    """h2 made by the h2 library, cut into 7-byte reads (frames and DATA split anywhere), the server
+    speaking first; an HTTP/1.1 Upgrade; and an h2 connection the client never used."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_connection()
+    server.update_settings({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+    server_bytes = server.data_to_send()
+    client.initiate_connection()
+    client.receive_data(server_bytes)
+    connect = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"), (":path", "/ws?x=1"),
+               (":authority", "127.0.0.1:1")]
+    client.send_headers(1, connect)
+    client.send_headers(3, [(":method", "GET"), (":scheme", "https"), (":path", "/sse"), (":authority", "127.0.0.1:1")],
+                        end_stream=True)
+    client_bytes = client.data_to_send()
+    server.receive_data(client_bytes)
+    server_bytes += server.data_to_send()
+    server.send_headers(1, [(":status", "200")])
+    server.send_data(1, b"x" * 5000)
+    server.send_headers(3, [(":status", "200"), ("content-type", "text/event-stream")])
+    server.send_data(3, b"data: 1\n\n" * 100)
+    server_bytes += server.data_to_send()
+
+    capture = tmp_path / "wire.rtcap"
+    tls = {"h2": TlsInfo(alpn="h2"), "http/1.1": TlsInfo(alpn="http/1.1")}
+    with CaptureWriter(capture) as writer:
+        writer.write(ConnectionOpened(1, 1.0, "c:1", "s:1", "reverse", tls=tls["h2"], upstream_tls=tls["h2"]))
+        pieces = [(Direction.SERVER_TO_CLIENT, server_bytes[:20]), (Direction.CLIENT_TO_SERVER, client_bytes),
+                  (Direction.SERVER_TO_CLIENT, server_bytes[20:])]
+        for direction, data in pieces:
+            for at in range(0, len(data), 7):
+                writer.write(DataChunk(1, 2.0, direction, data[at : at + 7]))
+        writer.write(ConnectionOpened(2, 1.0, "c:2", "s:1", "reverse", tls=tls["http/1.1"], upstream_tls=tls["http/1.1"]))
+        upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        writer.write(DataChunk(2, 2.0, Direction.CLIENT_TO_SERVER, upgrade))
+        writer.write(ConnectionOpened(3, 1.0, "c:3", "s:1", "reverse", tls=tls["h2"], upstream_tls=tls["h2"]))
+        writer.write(DataChunk(3, 2.0, Direction.SERVER_TO_CLIENT, server_bytes[:20]))
+
+    first, second, third = wire_connections(capture)
+    assert first.problem is None and (first.alpn, first.protocol) == ("h2", "h2")
+    assert [(r.method, r.path, r.protocol, r.status) for r in first.requests] == [
+        ("CONNECT", "/ws", "websocket", "200"), ("GET", "/sse", None, "200")
+    ]
+    assert (first.extended_connects, first.websocket_upgrades) == (1, 0)
+    assert (second.protocol, second.websocket_upgrades, second.extended_connects) == ("http/1.1", 1, 0)
+    assert (third.protocol, third.requests, third.problem) == ("h2", (), None)
