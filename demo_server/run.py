@@ -96,9 +96,11 @@ class RunningServer:
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+            self._thread.join()
         if self._stop is not None:
             self._stop()
-        self._thread.join()
+            # Bounded: Hypercorn waits for its connections to close; the thread is a daemon.
+            self._thread.join(STARTUP_TIMEOUT_SECONDS)
 
     def __enter__(self) -> RunningServer:
         return self

@@ -72,9 +72,7 @@ class H2WebSocket:
             try:
                 return await cls._open(reader, writer, authority, path, compression)
             except BaseException:
-                writer.close()
-                with contextlib.suppress(OSError, ssl.SSLError):
-                    await writer.wait_closed()
+                await _close(writer)
                 raise
 
     @classmethod
@@ -194,14 +192,21 @@ class H2WebSocket:
 
     async def close(self) -> None:
         """End the connection: a normal close if the server has not closed, then GOAWAY."""
-        with contextlib.suppress(OSError, ssl.SSLError, h2.exceptions.ProtocolError):
+        with contextlib.suppress(OSError, ssl.SSLError, h2.exceptions.ProtocolError, TimeoutError):
             if self.close_code is None and not self._stream_ended:
                 self._send(self._frames.close(CloseReason.NORMAL_CLOSURE), end_stream=True)
             self._h2.close_connection()
-            await self._flush()
-        self._writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await self._writer.wait_closed()
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await self._flush()
+        await _close(self._writer)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close the connection, waiting at most ``CONNECT_TIMEOUT`` for TLS to say goodbye."""
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await writer.wait_closed()
 
 
 async def _receive(
