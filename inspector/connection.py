@@ -1,12 +1,15 @@
 """Per-connection accounting: the two byte streams of one TCP connection in,
 an exact :class:`ConnectionRecord` out.
 
-The HTTP/1.1 parser splits the streams into exchanges; each response body goes
-to the parser its media type calls for (SSE, NDJSON, or plain chunks), and an
-accepted WebSocket Upgrade hands the rest of both streams to the WebSocket
-parser. Every byte lands in exactly one category of exactly one exchange (or,
-when it belongs to no request at all, in the connection's ``unattributed``
-account).
+The HTTP/1.1 parser, or the HTTP/2 parser when the client starts with the
+HTTP/2 preface (prior knowledge, ALPN ``h2``, or after an h2c Upgrade), splits
+the streams into exchanges: a request and its response, or an HTTP/2 stream.
+Each response body goes to the parser its media type calls for (SSE, NDJSON,
+or plain chunks), and an accepted WebSocket Upgrade (or extended CONNECT over
+HTTP/2) hands the exchange's bytes to the WebSocket parser. Every byte lands
+in exactly one category of exactly one exchange (or, when it belongs to no
+request at all, in the connection's ``unattributed`` account: HTTP/2's
+preface and the frames of stream 0 are there).
 
 Each exchange is folded into running per-transport figures
 (:class:`~inspector.totals.ExchangeTotals`) once the parser has moved past it,
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from .capture import ConnectionOpened
 from .classify import CONNECTION_ROUTE_LIMIT, Classifier, Route, RouteTable, exchange_route
+from .http2 import PREFACE_START, FrameBytes, Http2Counts, Http2Event, Http2Parser, StreamEnd
 from .http1 import (
     BodyData,
     Http1Parser,
@@ -35,6 +39,7 @@ from .http1 import (
     Unparsed,
 )
 from .ndjson import LineStream
+from .report import HTTP1, HTTP2
 from .sse import SseStream
 from .stats import Distribution, EvenSample
 from .totals import ExchangeTotals, MessageTime
@@ -53,6 +58,9 @@ LINE_STREAM_TYPES = frozenset(
 EXCHANGE_DETAIL_LIMIT = 100
 #: Distinct request targets a connection's record names.
 TARGETS_LIMIT = 3
+
+#: Bytes of one direction held while it is not yet known whether the client speaks HTTP/2.
+SNIFF_LIMIT = 64 * 1024
 
 #: What a connection's exchanges are folded under: a transport, or a route whose
 #: transport (long poll, short poll or one-off request) is decided later.
@@ -100,6 +108,8 @@ class ExchangeRecord:
     first_server_message_at: float | None
     timeline: tuple[MessageTime, ...]
     websocket: WebSocketCounts | None = None
+    #: HTTP/2 frame figures of the stream (None over HTTP/1.1).
+    http2: Http2Counts | None = None
 
     @property
     def wire_bytes(self) -> int:
@@ -146,6 +156,11 @@ class ConnectionRecord:
     routes: RouteTable = field(default_factory=RouteTable)
     #: The first few distinct request targets, as requested.
     targets: tuple[str, ...] = ()
+    #: "http/1.1" or "h2".
+    protocol: str = HTTP1
+    #: HTTP/2 frame figures of the connection's own frames: the preface, stream 0,
+    #: and streams no longer followed (None over HTTP/1.1).
+    http2: Http2Counts | None = None
 
     @property
     def client(self) -> str:
@@ -199,6 +214,8 @@ class _Exchange:
         self.deflate: DeflateParams | None = None
         self.compressed = {C2S: 0, S2C: 0}
         self.close_codes: dict[Direction, int | None] = {C2S: None, S2C: None}
+        #: The HTTP/2 stream's running frame figures.
+        self.http2: Http2Counts | None = None
 
     def message(self, direction: Direction, wire_bytes: int, payload_bytes: int, timestamp: float) -> None:
         self.stream_messages[direction] += 1
@@ -249,6 +266,7 @@ class _Exchange:
             first_server_message_at=self.first_server_message_at,
             timeline=tuple(self.timeline.items),  # type: ignore[arg-type]
             websocket=websocket,
+            http2=self.http2.copy() if self.http2 is not None else None,
         )
 
 
@@ -257,11 +275,17 @@ def _media_type(head: ResponseHead) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
-def _is_websocket_accept(exchange: _Exchange) -> bool:
+def _upgraded_to(exchange: _Exchange) -> str:
+    """The protocol a 101 response switched to (lower case), or ""."""
     response = exchange.response or (exchange.interim[-1] if exchange.interim else None)
     if response is None or response.status != 101:
-        return False
-    return (response.header("upgrade") or "").strip().lower() == "websocket"
+        return ""
+    return (response.header("upgrade") or "").strip().lower()
+
+
+def _is_extended_connect(head: RequestHead) -> bool:
+    """An HTTP/2 request to run WebSocket on its stream (RFC 8441)."""
+    return head.method == "CONNECT" and (head.header(":protocol") or "").lower() == "websocket"
 
 
 class ConnectionAnalyzer:
@@ -300,6 +324,14 @@ class ConnectionAnalyzer:
         self._first_byte_at: dict[Direction, float] = {}
         #: Once the connection speaks WebSocket, chunks go straight to its streams.
         self._websocket: _Exchange | None = None
+        self._h2: Http2Parser | None = None
+        #: Directions that speak HTTP/2 (both, unless an h2c Upgrade is half done).
+        self._h2_directions: set[Direction] = set()
+        #: Chunks held until the client's first bytes say whether it speaks HTTP/2.
+        self._sniffed: list[tuple[Direction, bytes, float]] | None = []
+        tls = opened.tls
+        if tls is not None and tls.alpn is not None:
+            self._decide(HTTP2 if tls.alpn == "h2" else HTTP1)
         self._record: ConnectionRecord | None = None
 
     @property
@@ -311,23 +343,60 @@ class ConnectionAnalyzer:
         """Exchanges held whole because the parser may still add to them."""
         return len(self._exchanges)
 
+    @property
+    def protocol(self) -> str:
+        return HTTP2 if self._h2 is not None else HTTP1
+
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         if not data or self._record is not None:
             return
         self._first_byte_at.setdefault(direction, timestamp)
+        if self._sniffed is not None:
+            self._sniff(direction, data, timestamp)
+            return
+        self._dispatch(direction, data, timestamp)
+
+    def _dispatch(self, direction: Direction, data: bytes, timestamp: float) -> None:
         self._fed[direction] += len(data)
         if self._websocket is not None and direction in self._websocket.websocket:
             self._websocket_events(self._websocket, direction, self._websocket.websocket[direction].feed(data, timestamp))
-            return
-        for event in self._http.feed(direction, data, timestamp):
-            self._http_event(event, timestamp)
+        elif direction in self._h2_directions:
+            self._h2_events(self._h2.feed(direction, data, timestamp))  # type: ignore[union-attr]
+        else:
+            for event in self._http.feed(direction, data, timestamp):
+                self._http_event(event, timestamp)
+
+    def _sniff(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        """Hold chunks until the client's first bytes tell HTTP/2's preface from HTTP/1.1."""
+        sniffed = self._sniffed
+        assert sniffed is not None
+        sniffed.append((direction, data, timestamp))
+        first = b"".join(d for way, d, _ in sniffed if way is C2S)[: len(PREFACE_START)]
+        if len(first) == len(PREFACE_START) or not PREFACE_START.startswith(first):
+            self._decide(HTTP2 if first == PREFACE_START else HTTP1)
+        elif sum(len(d) for _, d, _ in sniffed) > SNIFF_LIMIT:
+            self._decide(HTTP1)
+
+    def _decide(self, protocol: str) -> None:
+        """Start parsing as ``protocol``, with the chunks held so far."""
+        held, self._sniffed = self._sniffed or [], None
+        if protocol == HTTP2:
+            self._h2 = Http2Parser()
+            self._h2_directions = {C2S, S2C}
+        for direction, data, timestamp in held:
+            self._dispatch(direction, data, timestamp)
 
     def close(self, timestamp: float, reason: str | None = None) -> ConnectionRecord:
         """The connection ended; finish every parser and return the record."""
         if self._record is not None:
             return self._record
+        if self._sniffed is not None:
+            sniffed = b"".join(d for way, d, _ in self._sniffed if way is C2S)
+            self._decide(HTTP2 if sniffed and PREFACE_START.startswith(sniffed) else HTTP1)
         for event in self._http.close(timestamp):
             self._http_event(event, timestamp)
+        if self._h2 is not None:
+            self._h2_events(self._h2.close(timestamp))
         for exchange in self._exchanges.values():
             self._finish_body(exchange, timestamp)
             for direction, stream in exchange.websocket.items():
@@ -356,11 +425,13 @@ class ConnectionAnalyzer:
             first = next(iter(self._exchanges))
             if index is not None and first >= index:
                 return
-            exchange = self._exchanges.pop(first)
-            record = exchange.record(final=True)
-            if len(self._detail) < self._detail_limit:
-                self._detail.append(record)
-            self._fold(record, self._totals, self._routes)
+            self._fold_exchange(self._exchanges.pop(first))
+
+    def _fold_exchange(self, exchange: _Exchange) -> None:
+        record = exchange.record(final=True)
+        if len(self._detail) < self._detail_limit:
+            self._detail.append(record)
+        self._fold(record, self._totals, self._routes)
 
     def _fold(self, record: ExchangeRecord, totals: dict[TotalsKey, ExchangeTotals], routes: RouteTable) -> None:
         route = exchange_route(record)
@@ -395,31 +466,18 @@ class ConnectionAnalyzer:
             totals=totals,
             routes=routes,
             targets=tuple(self._targets),
+            protocol=self.protocol,
+            http2=self._h2.connection.copy() if self._h2 is not None else None,
         )
 
     # -- HTTP ---------------------------------------------------------------
 
     def _http_event(self, event: HttpEvent, timestamp: float) -> None:
         if isinstance(event, RequestHead):
-            exchange = _Exchange(event)
-            self._exchanges[event.exchange] = exchange
-            self._exchange_count += 1
-            if len(self._targets) < TARGETS_LIMIT and event.target not in self._targets:
-                self._targets.append(event.target)
-            exchange.accounts[C2S].add(Category.HEAD, event.size)
+            self._request_head(event)
         elif isinstance(event, ResponseHead):
             self._fold_before(event.exchange)
-            exchange = self._exchanges[event.exchange]
-            exchange.accounts[S2C].add(Category.HEAD, event.size)
-            if event.interim:
-                exchange.interim.append(event)
-            else:
-                exchange.response = event
-                media_type = _media_type(event)
-                if media_type == "text/event-stream":
-                    exchange.body_parser = SseStream(offset=self._fed[S2C])
-                elif media_type in LINE_STREAM_TYPES:
-                    exchange.body_parser = LineStream()
+            self._response_head(self._exchanges[event.exchange], event)
         elif isinstance(event, BodyData):
             self._body(event)
         elif isinstance(event, MessageEnd):
@@ -440,6 +498,27 @@ class ConnectionAnalyzer:
             account.add(Category.UNPARSED, event.size)
         elif isinstance(event, ParseFailure):
             self._anomalies.append(event.anomaly)
+
+    def _request_head(self, event: RequestHead) -> _Exchange:
+        exchange = _Exchange(event)
+        self._exchanges[event.exchange] = exchange
+        self._exchange_count += 1
+        if len(self._targets) < TARGETS_LIMIT and event.target not in self._targets:
+            self._targets.append(event.target)
+        exchange.accounts[C2S].add(Category.HEAD, event.size)
+        return exchange
+
+    def _response_head(self, exchange: _Exchange, event: ResponseHead) -> None:
+        exchange.accounts[S2C].add(Category.HEAD, event.size)
+        if event.interim:
+            exchange.interim.append(event)
+            return
+        exchange.response = event
+        media_type = _media_type(event)
+        if media_type == "text/event-stream":
+            exchange.body_parser = SseStream(offset=self._fed[S2C])
+        elif media_type in LINE_STREAM_TYPES:
+            exchange.body_parser = LineStream()
 
     def _exchange(self, index: int | None) -> _Exchange | None:
         return None if index is None else self._exchanges.get(index)
@@ -487,16 +566,88 @@ class ConnectionAnalyzer:
             exchange.message(S2C, exchange.chunk_wire, exchange.chunk_payload, exchange.last_body_at or timestamp)
             exchange.chunk_wire = exchange.chunk_payload = 0
 
+    # -- HTTP/2 -------------------------------------------------------------
+
+    def _h2_events(self, events: list[Http2Event]) -> None:
+        for event in events:
+            if isinstance(event, FrameBytes):
+                exchange = self._exchange(event.exchange)
+                account = exchange.accounts[event.direction] if exchange else self._unattributed[event.direction]
+                account.add(event.category, event.size)
+            elif isinstance(event, BodyData):
+                self._h2_body(event)
+            elif isinstance(event, StreamEnd):
+                exchange = self._exchanges.pop(event.exchange, None)
+                if exchange is not None:
+                    self._finish_body(exchange, event.timestamp)
+                    for direction, stream in exchange.websocket.items():
+                        self._websocket_events(exchange, direction, stream.close(event.timestamp))
+                    self._fold_exchange(exchange)
+            elif isinstance(event, RequestHead):
+                exchange = self._request_head(event)
+                exchange.http2 = self._h2.stream_counts(event.exchange)  # type: ignore[union-attr]
+            elif isinstance(event, ResponseHead):
+                exchange = self._exchanges.get(event.exchange)
+                if exchange is None:
+                    self._unattributed[S2C].add(Category.HEAD, event.size)
+                    continue
+                if exchange.http2 is None:
+                    exchange.http2 = self._h2.stream_counts(event.exchange)  # type: ignore[union-attr]
+                self._response_head(exchange, event)
+                if 200 <= event.status < 300 and exchange.request and _is_extended_connect(exchange.request):
+                    self._accept_websocket(exchange, event, {d: self._fed[d] for d in Direction})
+            else:
+                self._http_event(event, getattr(event, "timestamp", 0.0))
+
+    def _h2_body(self, event: BodyData) -> None:
+        exchange = self._exchange(event.exchange)
+        if exchange is None:
+            account = self._unattributed[event.direction]
+            account.add(Category.CHUNK_FRAMING, event.framing)
+            account.add(Category.UNPARSED, len(event.data))
+        elif event.direction in exchange.websocket:
+            exchange.accounts[event.direction].add(Category.CHUNK_FRAMING, event.framing)
+            stream = exchange.websocket[event.direction]
+            self._websocket_events(exchange, event.direction, stream.feed(event.data, event.timestamp))
+        else:
+            self._body(event)
+
+    def _start_h2c(self, exchange: _Exchange, offsets: dict[Direction, int]) -> None:
+        """An h2c Upgrade was accepted: stream 1 carries the upgraded request's response."""
+        self._h2 = Http2Parser(offsets=offsets, upgraded=True)
+        del self._exchanges[exchange.index]
+        self._exchanges[1] = exchange
+        exchange.http2 = self._h2.stream_counts(1)
+
     # -- WebSocket ----------------------------------------------------------
 
+    def _accept_websocket(self, exchange: _Exchange, response: ResponseHead, offsets: dict[Direction, int]) -> None:
+        """The server accepted WebSocket on this exchange: its later bytes are WebSocket frames."""
+        exchange.body_kind = BodyKind.WEBSOCKET
+        exchange.deflate = DeflateParams.from_response_header(response.header("sec-websocket-extensions"))
+        for direction in Direction:
+            exchange.websocket[direction] = WebSocketStream(direction, offset=offsets[direction], deflate=exchange.deflate)
+
     def _switch(self, event: ProtocolSwitch) -> None:
+        direction = event.direction
+        if self._h2 is not None:
+            # The second half of an h2c Upgrade.
+            self._h2_directions.add(direction)
+            self._h2_events(self._h2.feed(direction, event.data, event.timestamp))
+            return
         exchange = self._exchange(event.exchange)
         if exchange is None:
             return
-        direction = event.direction
         stream = exchange.websocket.get(direction)
+        if stream is None and exchange.body_kind is not BodyKind.OPAQUE and _upgraded_to(exchange) == "h2c":
+            offsets = dict(self._fed)
+            offsets[direction] -= len(event.data)
+            self._start_h2c(exchange, offsets)
+            self._h2_directions.add(direction)
+            self._h2_events(self._h2.feed(direction, event.data, event.timestamp))  # type: ignore[union-attr]
+            return
         if stream is None and exchange.body_kind is not BodyKind.OPAQUE:
-            if _is_websocket_accept(exchange):
+            if _upgraded_to(exchange) == "websocket":
                 response = exchange.response or exchange.interim[-1]
                 exchange.body_kind = BodyKind.WEBSOCKET
                 exchange.deflate = DeflateParams.from_response_header(response.header("sec-websocket-extensions"))

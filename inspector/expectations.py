@@ -9,9 +9,12 @@ measured, and the connections that carried the transport.
 A keyword names a figure by its path through the summary joined with ``_``:
 ``connections``, ``messages_server_to_client``, ``wire_bytes_total``,
 ``bytes_per_message_p95``, ``categories_frame_header_client_to_server``,
-``websocket_data_frames_server_to_client``. As is, the figure must equal the
+``websocket_data_frames_server_to_client``, ``http2_header_block_bytes_total``,
+``http2_frames_client_to_server_HEADERS``. As is, the figure must equal the
 value (floats to a relative 1e-9; ``pytest.approx`` works too); with ``min_``
-or ``max_`` in front, it must be at least or at most the value.
+or ``max_`` in front, it must be at least or at most the value. With
+``protocol="h2"`` (or ``"http/1.1"``), the figures are those of the transport's
+connections of that protocol (its ``by_protocol`` entry).
 
 The checks raise their own messages rather than rely on ``assert``
 statements, so they read the same with or without pytest's assertion
@@ -29,8 +32,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .http2 import FRAME_TYPE_NAMES
 from .report import ConnectionSummary, PerDirection, Report, TransportSummary
-from .wire import Category
+from .wire import Category, Direction
 
 #: Connections listed under a failure; the rest are counted.
 CONNECTIONS_SHOWN = 10
@@ -44,10 +48,15 @@ def _figure_paths(cls: type, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str
     """Every figure of a report dataclass, as attribute paths (dict keys for ``categories``)."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
+        if field.name == "by_protocol":
+            continue  # checked with ``protocol=``
         path = (*prefix, field.name)
         yield path
         kind = _without_none(hints[field.name])
-        if typing.get_origin(kind) is dict:
+        if field.name == "frames" and prefix == ("http2",):
+            for direction in Direction:
+                yield from ((*path, direction.value, name) for name in FRAME_TYPE_NAMES.values())
+        elif typing.get_origin(kind) is dict:
             for category in Category:
                 yield (*path, category.value)
                 yield from _figure_paths(PerDirection, (*path, category.value))
@@ -142,40 +151,57 @@ def _show(value: Any) -> str:
     return repr(value) if not isinstance(value, int) else str(value)
 
 
-def check_transport(report: Report, transport: str, /, **expected: Any) -> tuple[Mismatch, ...]:
-    """The figures of ``transport`` that miss the expectations (none: all held).
+def _over(summary: TransportSummary, protocol: str | None) -> TransportSummary | None:
+    return summary if protocol is None else summary.by_protocol.get(protocol)
+
+
+def check_transport(
+    report: Report, transport: str, /, *, protocol: str | None = None, **expected: Any
+) -> tuple[Mismatch, ...]:
+    """The figures of ``transport`` (over ``protocol``) that miss the expectations (none: all held).
 
     Raises KeyError naming the transports present when ``transport`` is not in
-    the report, and TypeError for a keyword that names no figure.
+    the report (or not over that protocol), and TypeError for a keyword that
+    names no figure.
     """
     expectations = [Expectation.parse(keyword, value) for keyword, value in expected.items()]
-    summary = report.transport(transport)
+    summary = _over(report.transport(transport), protocol)
+    if summary is None:
+        raise KeyError(missing_transport_message(report, transport, protocol))
     return tuple(mismatch for e in expectations if (mismatch := e.check(summary)) is not None)
 
 
-def assert_transport(report: Report, transport: str, /, **expected: Any) -> TransportSummary:
-    """Check figures of one transport (see the module's docstring for the keywords)
-    and return its summary; AssertionError says what missed and where.
+def assert_transport(
+    report: Report, transport: str, /, *, protocol: str | None = None, **expected: Any
+) -> TransportSummary:
+    """Check figures of one transport (over ``protocol``, when given; see the
+    module's docstring for the keywords) and return its summary;
+    AssertionError says what missed and where.
 
-    ``assert_transport(report, "sse")`` alone checks that the report has SSE traffic.
+    ``assert_transport(report, "sse")`` alone checks that the report has SSE
+    traffic, and ``assert_transport(report, "sse", protocol="h2")`` SSE over HTTP/2.
     """
     __tracebackhide__ = True
     expectations = [Expectation.parse(keyword, value) for keyword, value in expected.items()]
-    summary = report.transports.get(transport)
+    whole = report.transports.get(transport)
+    summary = _over(whole, protocol) if whole is not None else None
     if summary is None:
-        raise AssertionError(missing_transport_message(report, transport))
+        raise AssertionError(missing_transport_message(report, transport, protocol))
     mismatches = [mismatch for e in expectations if (mismatch := e.check(summary)) is not None]
     if mismatches:
         raise AssertionError(mismatch_message(report, transport, mismatches))
     return summary
 
 
-def missing_transport_message(report: Report, transport: str) -> str:
+def missing_transport_message(report: Report, transport: str, protocol: str | None = None) -> str:
     present = ", ".join(
-        f"{name} ({s.connections} connection{'s' * (s.connections != 1)})" for name, s in report.transports.items()
+        f"{name} ({s.connections} connection{'s' * (s.connections != 1)}"
+        f"{'; ' + ', '.join(s.by_protocol) if protocol else ''})"
+        for name, s in report.transports.items()
     )
     sources = f" in {', '.join(report.sources)}" if report.sources else ""
-    return f"no {transport!r} traffic{sources}; present: {present or 'none'}"
+    over = f" over {protocol}" if protocol else ""
+    return f"no {transport!r} traffic{over}{sources}; present: {present or 'none'}"
 
 
 def mismatch_message(report: Report, transport: str, mismatches: list[Mismatch]) -> str:

@@ -17,6 +17,10 @@ TRANSPORTS = ("websocket", "sse", "http_stream", "long_poll", "short_poll", "htt
 STREAMING = frozenset({"websocket", "sse", "http_stream"})
 #: Transports that ask again for each answer.
 POLLING = frozenset({"long_poll", "short_poll"})
+#: The HTTP versions a connection can speak, by their ALPN names, in the order reports list them.
+HTTP1 = "http/1.1"
+HTTP2 = "h2"
+PROTOCOLS = (HTTP1, HTTP2)
 
 REPORT_FORMAT = "rtinspect-report"
 REPORT_VERSION = 1
@@ -76,6 +80,30 @@ class WebSocketFigures:
 
 
 @dataclass(frozen=True, slots=True)
+class Http2Figures:
+    """HTTP/2 frame-level figures, the way Wireshark's ``http2`` dissector counts them.
+
+    ``frames`` counts frames by type name ("DATA", "HEADERS", ...), for each
+    direction. The byte figures are explained in
+    :class:`~inspector.http2.Http2Counts`. ``connection_bytes`` are the bytes of
+    HTTP/2 connections outside every stream (the preface, stream 0's frames):
+    for a transport, the share it was attributed; for the whole report, all of
+    them. A transport's frame figures cover its streams' frames only; the
+    report's cover every frame.
+    """
+
+    frames: dict[Direction, dict[str, int]]
+    frame_header_bytes: PerDirection
+    header_block_bytes: PerDirection
+    decoded_header_bytes: PerDirection
+    data_bytes: PerDirection
+    padding_bytes: PerDirection
+    control_bytes: PerDirection
+    preface_bytes: PerDirection
+    connection_bytes: PerDirection
+
+
+@dataclass(frozen=True, slots=True)
 class TransportSummary:
     """What one transport cost across all the connections that used it.
 
@@ -122,6 +150,10 @@ class TransportSummary:
     #: TLS handshakes with clients (their bytes are not in the wire counts) and how long they took.
     tls_handshakes: int = 0
     tls_handshake_duration: Quantiles | None = None
+    #: HTTP/2 frame figures of this transport's streams (None if none used HTTP/2).
+    http2: Http2Figures | None = None
+    #: The same summary for the connections of each protocol ("http/1.1", "h2").
+    by_protocol: dict[str, TransportSummary] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +179,8 @@ class ConnectionSummary:
     #: Its bytes were rebuilt from a file that does not keep them (HAR, mitmproxy
     #: HTTP flows), so heads, framing and frame headers are estimates.
     reconstructed: bool = False
+    #: "http/1.1" or "h2".
+    protocol: str = "http/1.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +208,8 @@ class Report:
     timeline: tuple[MessagePoint, ...] = field(default=())
     #: Every connection in the figures; ``connections`` lists at most a bounded number of them.
     connection_count: int = 0
+    #: HTTP/2 frame figures of every HTTP/2 connection, connection-level frames included.
+    http2: Http2Figures | None = None
 
     def transport(self, name: str) -> TransportSummary:
         """The summary of one transport; KeyError names the transports present."""

@@ -11,6 +11,14 @@ the same routes, until the report is made.
 What counts as a message, as payload and as a handshake is decided in
 :mod:`inspector.totals`. Wire bytes are summed from the byte categories;
 overhead is every wire byte that was not payload as it travelled.
+
+A connection's bytes outside every exchange go to the transport the connection
+is counted under, except on an HTTP/2 connection that carried streams: there
+they (the preface, SETTINGS, PING, stream 0's WINDOW_UPDATE, GOAWAY) are split
+among the transports of its streams in proportion to the streams' wire bytes,
+in whole bytes (:func:`apportion`), because one HTTP/2 connection often
+carries several transports at once. The report's ``http2`` figures show them
+unattributed as well.
 """
 
 from __future__ import annotations
@@ -23,12 +31,15 @@ from typing import IO
 
 from .classify import CONNECTION_ROUTE_LIMIT, ROUTE_LIMIT, Route, RouteTable, most_streaming
 from .connection import ConnectionRecord
+from .http2 import Http2Counts
 from .redact import redact_target
 from .report import (
     POLLING,
+    PROTOCOLS,
     STREAMING,
     TRANSPORTS,
     ConnectionSummary,
+    Http2Figures,
     MessagePoint,
     PerDirection,
     Report,
@@ -57,12 +68,60 @@ TIMELINE_POINTS = 4000
 #: Connections a report lists; every connection is in the transports' figures.
 CONNECTION_LIST_LIMIT = 10_000
 
-#: A transport the connection is known to have used, and the routes still to decide.
-_GroupKey = tuple[str | None, frozenset[Route]]
+#: A transport the connection is known to have used, the routes still to decide, and its protocol.
+_GroupKey = tuple[str | None, frozenset[Route], str]
+#: A route and the protocol its exchanges used.
+_RouteKey = tuple[Route, str]
 
 
 def _pair(counts: dict[Direction, int]) -> PerDirection:
     return PerDirection(counts[C2S], counts[S2C])
+
+
+def _accounts() -> dict[Direction, ByteAccount]:
+    return {C2S: ByteAccount(), S2C: ByteAccount()}
+
+
+def apportion(accounts: dict[Direction, ByteAccount], weights: Sequence[int]) -> list[dict[Direction, ByteAccount]]:
+    """Split byte counts among parts in proportion to ``weights``, in whole bytes.
+
+    Each category of each direction is split on its own; the bytes left over by
+    rounding down go one each to the parts with the largest remainders (the
+    earlier part on a tie). Every byte goes to exactly one part. Without any
+    weight, the parts share equally.
+    """
+    if not any(weights):
+        weights = [1] * len(weights)
+    whole = sum(weights)
+    parts = [_accounts() for _ in weights]
+    for direction in Direction:
+        for category in Category:
+            amount = accounts[direction][category]
+            if not amount:
+                continue
+            shares = [amount * weight // whole for weight in weights]
+            left = amount - sum(shares)
+            by_remainder = sorted(range(len(weights)), key=lambda i: (-(amount * weights[i] % whole), i))
+            for i in by_remainder[:left]:
+                shares[i] += 1
+            for part, share in zip(parts, shares):
+                part[direction].add(category, share)
+    return parts
+
+
+def http2_figures(counts: Http2Counts, connection_bytes: dict[Direction, int]) -> Http2Figures:
+    """The report's view of running HTTP/2 frame figures."""
+    return Http2Figures(
+        frames={d: dict(sorted(counts.frames[d].items())) for d in Direction},
+        frame_header_bytes=_pair(counts.frame_header_bytes),
+        header_block_bytes=_pair(counts.header_block_bytes),
+        decoded_header_bytes=_pair(counts.decoded_header_bytes),
+        data_bytes=_pair(counts.data_bytes),
+        padding_bytes=_pair(counts.padding_bytes),
+        control_bytes=_pair(counts.control_bytes),
+        preface_bytes=_pair(counts.preface_bytes),
+        connection_bytes=_pair(connection_bytes),
+    )
 
 
 class _Totals:
@@ -71,6 +130,7 @@ class _Totals:
 
     __slots__ = (
         "anomalies",
+        "connection_bytes",
         "connections",
         "exchanges",
         "time_to_first_byte",
@@ -89,8 +149,18 @@ class _Totals:
         self.unattributed = {C2S: ByteAccount(), S2C: ByteAccount()}
         self.time_to_first_byte = Distribution()
         self.time_to_first_message = Distribution()
+        #: HTTP/2 connections' bytes outside every stream attributed here (also in ``unattributed``).
+        self.connection_bytes = {C2S: 0, S2C: 0}
 
-    def add_connection(self, record: ConnectionRecord, first_message_at: float | None) -> None:
+    def share(self, accounts: dict[Direction, ByteAccount]) -> None:
+        """Take a share of an HTTP/2 connection's bytes outside every stream."""
+        for direction in Direction:
+            self.unattributed[direction].merge(accounts[direction])
+            self.connection_bytes[direction] += accounts[direction].total
+
+    def add_connection(self, record: ConnectionRecord, first_message_at: float | None, *, unattributed: bool = True) -> None:
+        """Count a connection; ``unattributed`` says whether its bytes outside
+        every exchange come too (they do not when they were shared out)."""
         self.connections += 1
         self.anomalies += len(record.anomalies)
         tls = record.opened.tls
@@ -98,8 +168,9 @@ class _Totals:
             self.tls_handshakes += 1
             if tls.handshake_started is not None and tls.handshake_finished is not None:
                 self.tls_duration.add(tls.handshake_finished - tls.handshake_started)
-        for direction in Direction:
-            self.unattributed[direction].merge(record.unattributed[direction])
+        if unattributed:
+            for direction in Direction:
+                self.unattributed[direction].merge(record.unattributed[direction])
         started = record.first_byte_at.get(C2S)
         if started is not None:
             answered = record.first_byte_at.get(S2C)
@@ -116,6 +187,7 @@ class _Totals:
         self.tls_duration.merge(other.tls_duration)
         for direction in Direction:
             self.unattributed[direction].merge(other.unattributed[direction])
+            self.connection_bytes[direction] += other.connection_bytes[direction]
         self.time_to_first_byte.merge(other.time_to_first_byte)
         self.time_to_first_message.merge(other.time_to_first_message)
 
@@ -127,6 +199,7 @@ class _Totals:
         twin.unattributed = {d: a.copy() for d, a in self.unattributed.items()}
         twin.time_to_first_byte = self.time_to_first_byte.copy()
         twin.time_to_first_message = self.time_to_first_message.copy()
+        twin.connection_bytes = dict(self.connection_bytes)
         return twin
 
     def summary(self, transport: str) -> TransportSummary:
@@ -178,6 +251,7 @@ class _Totals:
             websocket=websocket,
             tls_handshakes=self.tls_handshakes,
             tls_handshake_duration=self.tls_duration.summary(),
+            http2=http2_figures(figures.http2, self.connection_bytes) if figures.http2 is not None else None,
         )
 
 
@@ -248,12 +322,18 @@ class ReportBuilder:
         self._redact = redact
         self._limit = connection_limit
         self._on_connection = on_connection
-        self._totals: dict[str, _Totals] = {}
+        #: Figures by transport and protocol.
+        self._totals: dict[tuple[str, str], _Totals] = {}
         #: Requests per route; given, it stands for more connections than are added here and is not added to.
         self._routes = routes if routes is not None else RouteTable(limit=route_limit)
         self._fixed_routes = routes is not None
-        #: Exchanges whose transport their route decides, by route.
-        self._by_route: dict[Route, ExchangeTotals] = {}
+        #: Exchanges whose transport their route decides, by route and protocol, and
+        #: their share of their HTTP/2 connections' bytes outside every stream.
+        self._by_route: dict[_RouteKey, ExchangeTotals] = {}
+        self._route_shares: dict[_RouteKey, dict[Direction, ByteAccount]] = {}
+        #: Every HTTP/2 connection's frame figures, and its bytes outside every stream.
+        self._http2: Http2Counts | None = None
+        self._http2_connection_bytes = {C2S: 0, S2C: 0}
         self._groups: dict[_GroupKey, _Group] = {}
         #: Listed connections with their place in the order they were added.
         self._listed: list[tuple[int, ConnectionSummary]] = []
@@ -261,11 +341,29 @@ class ReportBuilder:
         self.started_at: float | None = None
         self.ended_at: float | None = None
 
-    def _transport(self, name: str) -> _Totals:
-        totals = self._totals.get(name)
+    def _transport(self, name: str, protocol: str) -> _Totals:
+        totals = self._totals.get((name, protocol))
         if totals is None:
-            totals = self._totals[name] = _Totals()
+            totals = self._totals[(name, protocol)] = _Totals()
         return totals
+
+    def _add_http2(self, record: ConnectionRecord) -> list[dict[Direction, ByteAccount]] | None:
+        """Total an HTTP/2 connection's frame figures; the shares of its bytes
+        outside every stream, one per entry of its totals (None when they are
+        not shared out: HTTP/1.1, or no streams)."""
+        if record.http2 is None:
+            return None
+        if self._http2 is None:
+            self._http2 = Http2Counts()
+        self._http2.merge(record.http2)
+        for figures in record.totals.values():
+            if figures.http2 is not None:
+                self._http2.merge(figures.http2)
+        for direction in Direction:
+            self._http2_connection_bytes[direction] += record.unattributed[direction].total
+        if not record.totals:
+            return None
+        return apportion(record.unattributed, [figures.wire_bytes for figures in record.totals.values()])
 
     def add(self, record: ConnectionRecord) -> None:
         """Fold in one connection; its record is not kept."""
@@ -273,19 +371,28 @@ class ReportBuilder:
         self.connection_count += 1
         self._span(record.opened.timestamp, record.closed_at)
         refused = set() if self._fixed_routes else self._routes.add(record.routes)
+        protocol = record.protocol
+        shares = self._add_http2(record)
         decided: list[str] = []
         waiting: list[Route] = []
         messages = {C2S: 0, S2C: 0}
         payload = {C2S: 0, S2C: 0}
         first_message_at: float | None = None
-        for key, figures in record.totals.items():
+        for place_in_totals, (key, figures) in enumerate(record.totals.items()):
             if isinstance(key, str) or key in refused:
                 # A route the table has no room for is classified by this connection's requests alone.
                 transport = key if isinstance(key, str) else record.routes.transport(key)
-                self._transport(transport).exchanges.merge(figures)
+                totals = self._transport(transport, protocol)
+                totals.exchanges.merge(figures)
+                if shares is not None:
+                    totals.share(shares[place_in_totals])
                 decided.append(transport)
             else:
-                self._by_route.setdefault(key, ExchangeTotals()).merge(figures)
+                self._by_route.setdefault((key, protocol), ExchangeTotals()).merge(figures)
+                if shares is not None:
+                    share = self._route_shares.setdefault((key, protocol), _accounts())
+                    for direction in Direction:
+                        share[direction].merge(shares[place_in_totals][direction])
                 waiting.append(key)
             for direction in Direction:
                 messages[direction] += figures.messages[direction]
@@ -297,13 +404,14 @@ class ReportBuilder:
         best = most_streaming(decided) if decided else None
         if not waiting or (best is not None and TRANSPORTS.index(best) <= TRANSPORTS.index("long_poll")):
             transport = best or "http"
-            self._transport(transport).add_connection(record, first_message_at)
+            self._transport(transport, protocol).add_connection(record, first_message_at, unattributed=shares is None)
             self._list(place, self._connection(record, transport, messages, payload))
             return
-        group = self._groups.get((best, frozenset(waiting)))
+        group_key = (best, frozenset(waiting), protocol)
+        group = self._groups.get(group_key)
         if group is None:
-            group = self._groups[(best, frozenset(waiting))] = _Group()
-        group.totals.add_connection(record, first_message_at)
+            group = self._groups[group_key] = _Group()
+        group.totals.add_connection(record, first_message_at, unattributed=shares is None)
         summary = self._connection(record, "", messages, payload)
         if self._on_connection is not None:
             group.spool.append(summary)
@@ -331,6 +439,7 @@ class ReportBuilder:
             anomalies=record.anomalies,
             targets=targets,
             reconstructed=record.opened.reconstructed,
+            protocol=record.protocol,
         )
 
     def _list(self, place: int, summary: ConnectionSummary) -> None:
@@ -353,6 +462,9 @@ class ReportBuilder:
         twin._totals = {name: totals.copy() for name, totals in self._totals.items()}
         twin._routes = self._routes.copy()
         twin._by_route = {route: figures.copy() for route, figures in self._by_route.items()}
+        twin._route_shares = {route: {d: a.copy() for d, a in share.items()} for route, share in self._route_shares.items()}
+        twin._http2 = self._http2.copy() if self._http2 is not None else None
+        twin._http2_connection_bytes = dict(self._http2_connection_bytes)
         twin._groups = {key: group.copy() for key, group in self._groups.items()}
         twin._listed = list(self._listed)
         twin.connection_count, twin.started_at, twin.ended_at = self.connection_count, self.started_at, self.ended_at
@@ -368,19 +480,34 @@ class ReportBuilder:
     def report(self, *, sources: Sequence[str] = (), notes: Sequence[str] = ()) -> Report:
         """Decide what waited on the routes and summarise. ``notes`` are added to
         the report's own. The builder is spent: add nothing after this."""
-        for route, figures in self._by_route.items():
-            self._transport(self._routes.transport(route)).exchanges.merge(figures)
+        for (route, protocol), figures in self._by_route.items():
+            totals = self._transport(self._routes.transport(route), protocol)
+            totals.exchanges.merge(figures)
+            share = self._route_shares.get((route, protocol))
+            if share is not None:
+                totals.share(share)
         self._by_route = {}
-        for (best, routes), group in self._groups.items():
+        self._route_shares = {}
+        for (best, routes, protocol), group in self._groups.items():
             transport = most_streaming([*([best] if best else []), *(self._routes.transport(r) for r in routes)])
-            self._transport(transport).merge(group.totals)
+            self._transport(transport, protocol).merge(group.totals)
             for summary in group.spool.drain():
                 if self._on_connection is not None:
                     self._on_connection(replace(summary, transport=transport))
             self._listed += [(place, replace(summary, transport=transport)) for place, summary in group.listed]
         self._groups = {}
 
-        transports = {name: self._totals[name].summary(name) for name in TRANSPORTS if name in self._totals}
+        merged: dict[str, _Totals] = {}
+        transports: dict[str, TransportSummary] = {}
+        for name in TRANSPORTS:
+            parts = {protocol: self._totals[(name, protocol)] for protocol in PROTOCOLS if (name, protocol) in self._totals}
+            if not parts:
+                continue
+            whole = merged[name] = _Totals()
+            for totals in parts.values():
+                whole.merge(totals)
+            by_protocol = {protocol: totals.summary(name) for protocol, totals in parts.items()}
+            transports[name] = replace(whole.summary(name), by_protocol=by_protocol)
         report_notes = [WIRE_BYTES_NOTE, *notes]
         if any(transports[name].messages.total for name in POLLING if name in transports):
             report_notes.append(POLL_MESSAGE_NOTE)
@@ -401,9 +528,8 @@ class ReportBuilder:
             )
         timeline = [
             MessagePoint(time, name, direction, wire)
-            for name in TRANSPORTS
-            if name in self._totals
-            for time, direction, wire in self._totals[name].exchanges.timeline.items  # type: ignore[misc]
+            for name, totals in merged.items()
+            for time, direction, wire in totals.exchanges.timeline.items  # type: ignore[misc]
         ]
         return Report(
             transports=transports,
@@ -414,6 +540,7 @@ class ReportBuilder:
             notes=tuple(report_notes),
             timeline=tuple(sorted(timeline, key=lambda point: point.time)),
             connection_count=self.connection_count,
+            http2=http2_figures(self._http2, self._http2_connection_bytes) if self._http2 is not None else None,
         )
 
 

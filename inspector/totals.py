@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from .http2 import Http2Counts
 from .report import STREAMING
 from .stats import Distribution, EvenSample
 from .wire import ByteAccount, Category, Direction
@@ -100,6 +101,7 @@ class ExchangeTotals:
         "handshake_duration",
         "handshakes",
         "head_bytes",
+        "http2",
         "inter_arrival",
         "messages",
         "payload",
@@ -128,6 +130,8 @@ class ExchangeTotals:
         self.control_frames = {C2S: 0, S2C: 0}
         self.compressed = {C2S: 0, S2C: 0}
         self.timeline = EvenSample(timeline_points)
+        #: HTTP/2 frame figures of the exchanges that were HTTP/2 streams.
+        self.http2: Http2Counts | None = None
         #: The earliest first message from the server, over these exchanges.
         self.first_message_at: float | None = None
         self._last_response_at: float | None = None
@@ -149,11 +153,18 @@ class ExchangeTotals:
         at = first_server_message_at(exchange, transport)
         if at is not None and (self.first_message_at is None or at < self.first_message_at):
             self.first_message_at = at
+        if exchange.http2 is not None:
+            self._http2().merge(exchange.http2)
         heads = exchange.head_bytes()
         if transport in STREAMING:
             self._add_stream(exchange, heads)
         else:
             self._add_response(exchange, heads, messages)
+
+    def _http2(self) -> Http2Counts:
+        if self.http2 is None:
+            self.http2 = Http2Counts()
+        return self.http2
 
     def _add_stream(self, exchange: ExchangeRecord, heads: int) -> None:
         self.handshakes += 1
@@ -198,6 +209,8 @@ class ExchangeTotals:
             self.data_frames[direction] += other.data_frames[direction]
             self.control_frames[direction] += other.control_frames[direction]
             self.compressed[direction] += other.compressed[direction]
+        if other.http2 is not None:
+            self._http2().merge(other.http2)
         self.handshakes += other.handshakes
         self.handshake_bytes += other.handshake_bytes
         self.head_bytes += other.head_bytes
@@ -220,7 +233,7 @@ class ExchangeTotals:
             value = getattr(self, name)
             if isinstance(value, dict):
                 value = {key: item.copy() if isinstance(item, ByteAccount) else item for key, item in value.items()}
-            elif isinstance(value, (Distribution, EvenSample)):
+            elif isinstance(value, (Distribution, EvenSample, Http2Counts)):
                 value = value.copy()
             setattr(twin, name, value)
         return twin

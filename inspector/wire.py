@@ -27,11 +27,13 @@ class Direction(enum.StrEnum):
 class Category(enum.StrEnum):
     """What a byte on the wire was for."""
 
-    #: HTTP request, response and interim (1xx) heads, Upgrade handshakes included.
+    #: HTTP request, response and interim (1xx) heads, Upgrade handshakes included;
+    #: over HTTP/2, the header blocks (HPACK, as on the wire).
     HEAD = "head"
     #: Message content as it travelled (compressed where permessage-deflate is on).
     PAYLOAD = "payload"
-    #: Chunked transfer coding: chunk-size lines, chunk CRLFs, the last chunk, trailers.
+    #: Chunked transfer coding: chunk-size lines, chunk CRLFs, the last chunk, trailers;
+    #: over HTTP/2, the 9-byte frame headers, padding and trailers.
     CHUNK_FRAMING = "chunk_framing"
     #: Structure inside a body that is not payload: SSE field names, colons, line
     #: ends, comments, id/event/retry lines; NDJSON line ends.
@@ -40,7 +42,9 @@ class Category(enum.StrEnum):
     FRAME_HEADER = "frame_header"
     #: WebSocket masking keys (4 bytes per masked frame).
     MASK_KEY = "mask_key"
-    #: Payload of WebSocket control frames (ping, pong, close).
+    #: Payload of WebSocket control frames (ping, pong, close); over HTTP/2, the
+    #: client preface and the payload of control frames (SETTINGS, WINDOW_UPDATE,
+    #: PING, PRIORITY, RST_STREAM, GOAWAY) and of HEADERS frames' priority fields.
     CONTROL = "control"
     #: Bytes after an anomaly, or an incomplete tail when the stream ended.
     UNPARSED = "unparsed"

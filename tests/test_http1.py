@@ -81,13 +81,6 @@ def test_bad_chunk_size_stops_parsing_at_the_chunk() -> None:
     assert record.account(S2C)[Category.UNPARSED] == len(body)
 
 
-def test_http2_preface_on_a_plain_port_is_an_anomaly() -> None:
-    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00"
-    record = run((C2S, preface))
-    assert record.anomalies and record.anomalies[0].offset == 0
-    assert record.wire_bytes(C2S) == len(preface)
-
-
 def test_a_refused_upgrade_leaves_the_connection_speaking_http() -> None:
     upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
     refusal = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nno"

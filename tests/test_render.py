@@ -433,7 +433,7 @@ def test_markdown_connections_escape_traffic() -> None:
     assert "## Connections" in text
     assert "<script>" not in text and "\\<script\\>" in text
     c7 = next(line for line in text.splitlines() if line.startswith("| c7 |"))
-    assert c7.count(" | ") == 10  # pipes inside cells are escaped
+    assert c7.count(" | ") == 11  # pipes inside cells are escaped
 
 
 # ---------------------------------------------------------------- HTML

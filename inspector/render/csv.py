@@ -1,7 +1,9 @@
 """The report as CSV, for spreadsheets and scripts.
 
-By default one row per transport (:data:`TRANSPORT_FIELDS`); with
-``connections=True`` one row per connection instead (:data:`CONNECTION_FIELDS`).
+By default one row per transport (:data:`TRANSPORT_FIELDS`), with ``protocol``
+``all``, followed by one row per transport and protocol ("http/1.1", "h2");
+with ``connections=True`` one row per connection instead
+(:data:`CONNECTION_FIELDS`).
 Headers are stable snake_case names; byte and message figures are exact
 integers, flags are ``true``/``false``, and a figure that does not exist is an
 empty cell.
@@ -26,6 +28,7 @@ def _directions(name: str) -> tuple[str, str]:
 
 TRANSPORT_FIELDS = (
     "transport",
+    "protocol",
     "connections",
     "tcp_connects",
     "handshakes",
@@ -52,6 +55,7 @@ TRANSPORT_FIELDS = (
 CONNECTION_FIELDS = (
     "id",
     "transport",
+    "protocol",
     "client",
     "server",
     "opened_at",
@@ -78,11 +82,12 @@ def cell(value: Cell) -> Cell:
     return value
 
 
-def transport_record(t: TransportSummary) -> tuple[Cell, ...]:
+def transport_record(t: TransportSummary, protocol: str = "all") -> tuple[Cell, ...]:
     """One transport's cells, in :data:`TRANSPORT_FIELDS` order."""
     q = t.bytes_per_message if t.bytes_per_message and t.bytes_per_message.count else None
     return (
         t.transport,
+        protocol,
         t.connections,
         t.tcp_connects,
         t.handshakes,
@@ -109,6 +114,7 @@ def connection_record(c: ConnectionSummary) -> tuple[Cell, ...]:
     return (
         c.id,
         c.transport,
+        c.protocol,
         c.client,
         c.server,
         c.opened_at,
@@ -135,4 +141,7 @@ def render_csv(report: Report, connections: bool = False) -> str:
     """Transport rows, or connection rows with ``connections``."""
     if connections:
         return _write(CONNECTION_FIELDS, map(connection_record, report.connections))
-    return _write(TRANSPORT_FIELDS, map(transport_record, transports_in_order(report)))
+    transports = transports_in_order(report)
+    records = [transport_record(t) for t in transports]
+    records += [transport_record(part, protocol) for t in transports for protocol, part in t.by_protocol.items()]
+    return _write(TRANSPORT_FIELDS, records)

@@ -18,12 +18,14 @@ from .rows import (
     Column,
     connection_rows,
     has_estimates,
+    http2_summary,
     transport_rows,
+    transport_parts,
     transports_in_order,
 )
 from .svg import Bar, Segment, Series, stacked_bars, step_lines
 from .units import count, human_bytes, is_number, seconds
-from .verdict import delivered, verdict
+from .verdict import cheapest_row, delivered_messages, verdict
 
 #: Line colours of the transports in the time chart.
 TRANSPORT_COLORS = {
@@ -197,17 +199,16 @@ def _verdict(report: Report) -> str:
 
 
 def _cost_chart(report: Report) -> str:
-    cheap = {t.transport for t in delivered(report)}
-    ranked = [t for t in transports_in_order(report) if t.transport in cheap]
+    ranked = [(label, t) for label, t in transport_parts(report) if delivered_messages(t)]
     if not ranked:
         return ""
     colors = dict(COST_PARTS)
     bars = [
         Bar(
-            t.transport,
+            label,
             tuple(Segment(name, value, colors[name]) for name, value in message_cost_parts(t).items()),
         )
-        for t in ranked
+        for label, t in ranked
     ]
     return (
         "<section><h2>Wire bytes per message, by transport</h2>"
@@ -219,10 +220,10 @@ def _cost_chart(report: Report) -> str:
 
 
 def _transport_table(report: Report) -> str:
-    ranked = delivered(report)
-    order = [t.transport for t in transports_in_order(report)]
-    best = order.index(ranked[0].transport) if len(ranked) > 1 else None
+    best = cheapest_row(report)
     notes = list(report.notes)
+    if http2_summary(report):
+        notes.insert(0, http2_summary(report))
     if has_estimates(report):
         notes.append(ESTIMATE_LEGEND)
     notes_html = "".join(f"<li>{escape(n)}</li>" for n in notes)

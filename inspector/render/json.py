@@ -3,7 +3,10 @@
 Shape (``"format": "rtinspect-report"``, ``"version": 1``): ``transports`` is
 an object keyed by transport name (only transports seen, in report order) and
 ``connections`` a list (of at most the first 10,000 connections;
-``connection_count`` counts them all). Figures "by direction" are objects with exactly the keys
+``connection_count`` counts them all). Each transport has ``by_protocol``, its
+figures again for each protocol ("http/1.1", "h2"), and ``http2``, its streams'
+HTTP/2 frame figures (null without HTTP/2); the top-level ``http2`` totals every
+HTTP/2 connection's frames. Figures "by direction" are objects with exactly the keys
 ``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
 messages, nothing to divide by) are ``null``, never NaN or Infinity.
 """
@@ -17,6 +20,7 @@ from ..report import (
     REPORT_FORMAT,
     REPORT_VERSION,
     ConnectionSummary,
+    Http2Figures,
     MessagePoint,
     Quantiles,
     Report,
@@ -55,8 +59,24 @@ def _websocket_to_dict(ws: WebSocketFigures) -> dict[str, Any]:
     }
 
 
+def http2_to_dict(h: Http2Figures) -> dict[str, Any]:
+    """HTTP/2 frame figures: each an object by direction; ``frames`` by direction, then by frame type."""
+    return {
+        "frames": {direction.value: dict(counts) for direction, counts in h.frames.items()},
+        "frame_header_bytes": h.frame_header_bytes.as_dict(),
+        "header_block_bytes": h.header_block_bytes.as_dict(),
+        "decoded_header_bytes": h.decoded_header_bytes.as_dict(),
+        "data_bytes": h.data_bytes.as_dict(),
+        "padding_bytes": h.padding_bytes.as_dict(),
+        "control_bytes": h.control_bytes.as_dict(),
+        "preface_bytes": h.preface_bytes.as_dict(),
+        "connection_bytes": h.connection_bytes.as_dict(),
+    }
+
+
 def transport_to_dict(t: TransportSummary) -> dict[str, Any]:
-    """One transport's figures; WebSocket adds its frame-level figures."""
+    """One transport's figures; WebSocket adds its frame-level figures, HTTP/2
+    its own (``http2``), and ``by_protocol`` the same figures per protocol."""
     d: dict[str, Any] = {
         "connections": t.connections,
         "tcp_connects": t.tcp_connects,
@@ -85,6 +105,9 @@ def transport_to_dict(t: TransportSummary) -> dict[str, Any]:
     }
     if t.websocket is not None:
         d.update(_websocket_to_dict(t.websocket))
+    d["http2"] = http2_to_dict(t.http2) if t.http2 is not None else None
+    if t.by_protocol:
+        d["by_protocol"] = {protocol: transport_to_dict(part) for protocol, part in t.by_protocol.items()}
     return d
 
 
@@ -108,6 +131,7 @@ def connection_to_dict(c: ConnectionSummary) -> dict[str, Any]:
         "anomalies": [anomaly_to_dict(a) for a in c.anomalies],
         "targets": list(c.targets),
         "reconstructed": c.reconstructed,
+        "protocol": c.protocol,
     }
 
 
@@ -126,6 +150,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "notes": list(report.notes),
         "transports": {t.transport: transport_to_dict(t) for t in transports_in_order(report)},
         "connection_count": report.connection_count,
+        "http2": http2_to_dict(report.http2) if report.http2 is not None else None,
         "connections": [connection_to_dict(c) for c in report.connections],
         "timeline": [_point_to_dict(p) for p in report.timeline if is_number(p.time)],
     }

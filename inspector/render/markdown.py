@@ -12,6 +12,7 @@ from .rows import (
     Column,
     connection_rows,
     has_estimates,
+    http2_summary,
     transport_rows,
 )
 from .verdict import verdict
@@ -45,6 +46,8 @@ def render_markdown(report: Report, connections: bool = False) -> str:
     sentences = verdict(report)
     lines += [" ".join([f"**{escape(sentences[0])}**", *(escape(s) for s in sentences[1:])]), ""]
     notes = list(report.notes)
+    if http2_summary(report):
+        notes.insert(0, http2_summary(report))
     if has_estimates(report):
         notes.append(ESTIMATE_LEGEND)
     if notes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..report import TRANSPORTS, ConnectionSummary, Report, TransportSummary
+from ..report import HTTP1, PROTOCOLS, TRANSPORTS, ConnectionSummary, Report, TransportSummary
 from ..wire import Anomaly, Direction
 from .units import MISSING, count, human_bytes, percent, quantile_bytes
 
@@ -48,6 +48,7 @@ TRANSPORT_COLUMNS = (
 CONNECTION_COLUMNS = (
     Column("ID", numeric=False),
     Column("Transport", numeric=False),
+    Column("Protocol", numeric=False, short="Proto"),
     Column("Client", numeric=False),
     Column("Server", numeric=False),
     Column("Exchanges"),
@@ -68,6 +69,41 @@ def transports_in_order(report: Report) -> list[TransportSummary]:
     return known + others
 
 
+def protocols(report: Report) -> tuple[str, ...]:
+    """The protocols the report's transports used, in :data:`~inspector.report.PROTOCOLS` order."""
+    seen = {protocol for t in report.transports.values() for protocol in t.by_protocol}
+    return tuple(p for p in PROTOCOLS if p in seen) + tuple(sorted(seen - set(PROTOCOLS)))
+
+
+def transport_parts(report: Report) -> list[tuple[str, TransportSummary]]:
+    """The rows of the transport table as (label, figures): one per transport
+    when all traffic was HTTP/1.1, else one per transport and protocol
+    ("sse (h2)"), so that like is set beside like."""
+    if protocols(report) in ((), (HTTP1,)):
+        return [(t.transport, t) for t in transports_in_order(report)]
+    return [
+        (f"{t.transport} ({protocol})", part)
+        for t in transports_in_order(report)
+        for protocol, part in t.by_protocol.items()
+    ]
+
+
+def http2_summary(report: Report) -> str | None:
+    """One sentence on the report's HTTP/2 frames (None without HTTP/2)."""
+    h2 = report.http2
+    if h2 is None:
+        return None
+    frames = sum(sum(counts.values()) for counts in h2.frames.values())
+    blocks, decoded = h2.header_block_bytes.total, h2.decoded_header_bytes.total
+    saved = f" (HPACK saved {percent(1 - blocks / decoded)})" if decoded else ""
+    return (
+        f"HTTP/2: {count(frames)} frames; {human_bytes(blocks)} of header blocks carried "
+        f"{human_bytes(decoded)} of headers{saved}; {human_bytes(h2.frame_header_bytes.total)} of frame headers; "
+        f"{human_bytes(h2.control_bytes.total + h2.preface_bytes.total)} of control frames and prefaces; "
+        f"{human_bytes(h2.connection_bytes.total)} outside every stream, shared among the transports."
+    )
+
+
 def has_estimates(report: Report) -> bool:
     """Whether any figure in the transport table is a sampled estimate."""
     return any(
@@ -76,10 +112,10 @@ def has_estimates(report: Report) -> bool:
     )
 
 
-def transport_row(t: TransportSummary) -> tuple[str, ...]:
+def transport_row(t: TransportSummary, label: str | None = None) -> tuple[str, ...]:
     """One transport's cells, in :data:`TRANSPORT_COLUMNS` order."""
     return (
-        t.transport,
+        label or t.transport,
         count(t.connections),
         count(t.tcp_connects),
         count(t.handshakes),
@@ -94,8 +130,8 @@ def transport_row(t: TransportSummary) -> tuple[str, ...]:
 
 
 def transport_rows(report: Report) -> list[tuple[str, ...]]:
-    """The transport table, one row per transport seen."""
-    return [transport_row(t) for t in transports_in_order(report)]
+    """The transport table (see :func:`transport_parts`)."""
+    return [transport_row(t, label) for label, t in transport_parts(report)]
 
 
 def anomaly_text(anomaly: Anomaly) -> str:
@@ -109,6 +145,7 @@ def connection_row(c: ConnectionSummary) -> tuple[str, ...]:
     return (
         c.id,
         f"{c.transport} (rebuilt)" if c.reconstructed else c.transport,
+        c.protocol,
         c.client,
         c.server,
         count(c.exchanges),

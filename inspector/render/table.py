@@ -17,6 +17,7 @@ from .rows import (
     Column,
     connection_rows,
     has_estimates,
+    http2_summary,
     transport_rows,
 )
 from .verdict import verdict
@@ -60,6 +61,8 @@ def table_renderables(report: Report, connections: bool = False) -> list[Rendera
     sentences = verdict(report)
     parts.append(Text("\n").join([Text(sentences[0], style="bold"), *map(Text, sentences[1:])]))
     notes = list(report.notes)
+    if http2_summary(report):
+        notes.insert(0, http2_summary(report))
     if has_estimates(report):
         notes.append(ESTIMATE_LEGEND)
     if notes:

@@ -2,57 +2,96 @@
 
 The comparison uses the all-in figure (every wire byte of a transport divided
 by every message it delivered), among transports that delivered messages.
+When the traffic used more than one protocol (HTTP/1.1 and h2), transports are
+ranked within each protocol, like with like, and then each transport seen over
+both is set beside itself.
 """
 
 from __future__ import annotations
 
 from ..report import Report, TransportSummary
-from .rows import transports_in_order
+from .rows import protocols, transport_parts, transports_in_order
 from .units import factor, human_bytes, is_number
+
+
+def delivered_messages(t: TransportSummary) -> bool:
+    """Whether the transport delivered messages, so that it has a cost per message."""
+    return t.messages.total > 0 and is_number(t.wire_bytes_per_message)
+
+
+def _delivered(summaries: list[TransportSummary]) -> list[TransportSummary]:
+    return sorted(filter(delivered_messages, summaries), key=lambda t: t.wire_bytes_per_message or 0.0)
 
 
 def delivered(report: Report) -> list[TransportSummary]:
     """Transports that delivered messages, cheapest per message first."""
-    seen = [
-        t
-        for t in transports_in_order(report)
-        if t.messages.total > 0 and is_number(t.wire_bytes_per_message)
-    ]
-    return sorted(seen, key=lambda t: t.wire_bytes_per_message or 0.0)
+    return _delivered(transports_in_order(report))
+
+
+def cheapest_row(report: Report) -> int | None:
+    """The row of the transport table (:func:`~inspector.render.rows.transport_parts`)
+    that spent the fewest wire bytes per message, when there is a comparison."""
+    parts = [t for _, t in transport_parts(report)]
+    ranked = _delivered(parts)
+    return parts.index(ranked[0]) if len(ranked) > 1 else None
+
+
+def _ranking(summaries: list[TransportSummary], over: str = "") -> list[str]:
+    """Sentences ranking transports of one protocol (``over`` names it, e.g. " over h2")."""
+    ranked = _delivered(summaries)
+    if not ranked:
+        return [f"No transport{over} delivered messages, so there is nothing to compare."]
+    best = ranked[0]
+    best_cost = best.wire_bytes_per_message or 0.0
+    if len(summaries) == 1:
+        return [
+            f"Only one transport was seen{over}: {best.transport}, at {human_bytes(best_cost)} "
+            "on the wire per message (all-in).",
+        ]
+    if len(ranked) == 1:
+        return [
+            f"Only {best.transport} delivered messages{over} ({human_bytes(best_cost)} on the wire "
+            "per message, all-in), so there is nothing to compare it with.",
+        ]
+    sentences = [f"{best.transport} spent the fewest wire bytes per message{over}: {human_bytes(best_cost)} all-in."]
+    for other in ranked[1:]:
+        cost = other.wire_bytes_per_message or 0.0
+        if cost == best_cost:
+            sentences.append(f"{other.transport} spent the same wire bytes per message as {best.transport}{over}.")
+        elif best_cost > 0:
+            sentences.append(
+                f"{other.transport} spent {factor(cost / best_cost)} the wire bytes per message "
+                f"of {best.transport}{over} ({human_bytes(cost)})."
+            )
+    return sentences
+
+
+def _across(report: Report, first: str, second: str) -> list[str]:
+    """Each transport seen over both protocols, set beside itself."""
+    sentences = []
+    for t in transports_in_order(report):
+        a, b = t.by_protocol.get(first), t.by_protocol.get(second)
+        if a is None or b is None or not _delivered([a]) or not _delivered([b]):
+            continue
+        cost_a, cost_b = a.wire_bytes_per_message or 0.0, b.wire_bytes_per_message or 0.0
+        if cost_a > 0:
+            sentences.append(
+                f"{t.transport} over {second} spent {factor(cost_b / cost_a)} the wire bytes per message "
+                f"it spent over {first} ({human_bytes(cost_b)} against {human_bytes(cost_a)})."
+            )
+    return sentences
 
 
 def verdict(report: Report) -> tuple[str, ...]:
     """Sentences stating the comparison neutrally; the first one is the headline."""
     if not report.transports:
         return ("No transport was recognised in this traffic.",)
-    ranked = delivered(report)
-    if not ranked:
-        return ("No transport delivered messages, so there is nothing to compare.",)
-    best = ranked[0]
-    best_cost = best.wire_bytes_per_message or 0.0
-    if len(report.transports) == 1:
-        return (
-            f"Only one transport was seen: {best.transport}, at {human_bytes(best_cost)} "
-            "on the wire per message (all-in).",
-        )
-    if len(ranked) == 1:
-        return (
-            f"Only {best.transport} delivered messages ({human_bytes(best_cost)} on the wire "
-            "per message, all-in), so there is nothing to compare it with.",
-        )
-    sentences = [
-        f"{best.transport} spent the fewest wire bytes per message: "
-        f"{human_bytes(best_cost)} all-in."
-    ]
-    for other in ranked[1:]:
-        cost = other.wire_bytes_per_message or 0.0
-        if cost == best_cost:
-            sentences.append(
-                f"{other.transport} spent the same wire bytes per message as {best.transport}."
-            )
-        elif best_cost > 0:
-            sentences.append(
-                f"{other.transport} spent {factor(cost / best_cost)} the wire bytes per message "
-                f"of {best.transport} ({human_bytes(cost)})."
-            )
+    seen = protocols(report)
+    if len(seen) <= 1:
+        return tuple(_ranking(transports_in_order(report)))
+    sentences: list[str] = []
+    for protocol in seen:
+        parts = [t.by_protocol[protocol] for t in transports_in_order(report) if protocol in t.by_protocol]
+        sentences += _ranking(parts, f" over {protocol}")
+    sentences += _across(report, seen[0], seen[1])
     return tuple(sentences)

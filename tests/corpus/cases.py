@@ -262,9 +262,8 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         "http2_preface",
-        "The HTTP/2 connection preface and a SETTINGS frame on an HTTP/1.1 port.",
+        "The HTTP/2 connection preface and a SETTINGS frame on an HTTP/1.1 port: HTTP/2 with prior knowledge.",
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64",),
-        anomaly=Anomaly(C2S, 0, "HTTP/2 connection preface"),
     ),
     # Request smuggling shapes.
     smuggling(
