@@ -33,7 +33,7 @@ from inspector.demo import run as demo_run
 from inspector.demo.display import protocols_table
 from inspector.demo.h2websocket import H2WebSocket
 from inspector.demo.protocols import wire_connections
-from inspector.demo.run import REPORT_SPLITS_PROTOCOLS, DemoFiles, DemoResult
+from inspector.demo.run import DemoFiles, DemoResult
 from inspector.wire import Direction
 from servers import run_rtinspect
 
@@ -112,7 +112,6 @@ def test_every_transport_is_in_the_report(http2_run: SimpleNamespace) -> None:
     assert closes <= {"client closed", "server closed"}, closes
 
 
-@pytest.mark.skipif(not REPORT_SPLITS_PROTOCOLS, reason="this build's report has no by_protocol (HTTP/2 accounting)")
 def test_the_report_splits_every_transport_by_protocol(http2_run: SimpleNamespace) -> None:
     for name in REPORT_NAMES:
         by_protocol = http2_run.report["transports"][name]["by_protocol"]
@@ -179,10 +178,8 @@ def test_the_rfc8441_client_reads_the_feed_and_closes_cleanly(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
-def test_the_side_by_side_table_reads_by_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Against the shape the report gives with HTTP/2 accounting: ``by_protocol`` per transport."""
-    monkeypatch.setattr(demo_run, "REPORT_SPLITS_PROTOCOLS", True)
-
+def test_the_side_by_side_table_reads_by_protocol() -> None:
+    """Each transport's ``by_protocol`` share, one row per protocol, h2 compared with HTTP/1.1."""
     def summary(connections: int, handshake_bytes: int, wire: int, messages: int) -> SimpleNamespace:
         return SimpleNamespace(
             connections=connections, handshakes=connections, handshake_bytes=handshake_bytes,

@@ -16,7 +16,7 @@ import json
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,6 @@ from .recording_proxy import DemoProxy
 from .settings import DEMO_RULES, H2, HTTP1, LOOPBACK, PROTOCOLS, DemoError, DemoSettings
 from .tally import ClientTally, ProgressCallback
 
-#: Whether this build's report splits each transport by protocol (``TransportSummary.by_protocol``).
-REPORT_SPLITS_PROTOCOLS = any(f.name == "by_protocol" for f in fields(TransportSummary))
 #: mitmproxy's CA certificate in its confdir, for clients of a proxy that listens with TLS.
 MITMPROXY_CA = "mitmproxy-ca-cert.pem"
 
@@ -183,16 +181,11 @@ def report_capture(capture: Path) -> Report:
 
 def transport_summary(report: Report, transport: str, protocol: str | None = None) -> TransportSummary | None:
     """The report's figures for a transport, or for its share over one protocol
-    (``TransportSummary.by_protocol``). A report that does not split by protocol
-    has HTTP/1.1 only (h2 connections are not accounted as any transport), so
-    there its HTTP/1.1 share is the whole transport."""
+    (``TransportSummary.by_protocol``)."""
     summary = report.transports.get(transport)
     if summary is None or protocol is None:
         return summary
-    if not REPORT_SPLITS_PROTOCOLS:
-        return summary if protocol == HTTP1 else None
-    by_protocol: Mapping[str, TransportSummary] = getattr(summary, "by_protocol", None) or {}
-    return by_protocol.get(protocol)
+    return summary.by_protocol.get(protocol)
 
 
 def clients_document(settings: DemoSettings, clients: dict[str, ClientTally]) -> dict[str, Any]:
@@ -229,9 +222,8 @@ def client_problems(settings: DemoSettings, clients: dict[str, ClientTally], rep
             problems.append(f"{name}: lost {tally.lost} of {settings.count} messages")
         if tally.demo.transport not in report.transports:
             problems.append(f"{name}: the capture holds none of its traffic")
-        elif tally.protocol is not None and REPORT_SPLITS_PROTOCOLS:
-            if transport_summary(report, tally.demo.transport, tally.protocol) is None:
-                problems.append(f"{name}: the report holds none of its traffic")
+        elif tally.protocol is not None and transport_summary(report, tally.demo.transport, tally.protocol) is None:
+            problems.append(f"{name}: the report holds none of its traffic over {tally.protocol}")
     return list(dict.fromkeys(problems))
 
 
@@ -276,7 +268,7 @@ def _upgraded(wire: tuple[WireConnection, ...], path: str) -> bool:
 
 
 def wire_notes(settings: DemoSettings, wire: tuple[WireConnection, ...]) -> list[str]:
-    """With ``--http2``: what the capture shows of each protocol, and whether the report splits by it."""
+    """With ``--http2``: what the capture shows of each protocol."""
     if not settings.http2:
         return []
     by_protocol = {protocol: [c for c in wire if c.protocol == protocol] for protocol in PROTOCOLS}
@@ -289,11 +281,6 @@ def wire_notes(settings: DemoSettings, wire: tuple[WireConnection, ...]) -> list
         f"{_plural(len(h2), 'h2 connection')} with {_plural(streams, 'request stream')} "
         f"({_plural(connects, 'extended CONNECT')} for WebSocket, RFC 8441)."
     ]
-    if not REPORT_SPLITS_PROTOCOLS:
-        notes.append(
-            "This build's report does not account HTTP/2 yet: the h2 columns stay empty, and the h2 "
-            "connections appear in the report as unparsed HTTP."
-        )
     return notes
 
 
