@@ -4,7 +4,7 @@ with ``--http2``, each transport's HTTP/1.1 and h2 figures side by side."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,7 +15,7 @@ from ..render.table import TEXT_WIDTH, table_renderables
 from ..render.units import MISSING, count, factor, human_bytes, percent
 from ..report import TransportSummary
 from .run import DemoResult, transport_summary
-from .settings import PROTOCOLS, DemoSettings
+from .settings import PROTOCOLS, TRANSPORT_KEYS, DemoSettings
 from .tally import ClientTally, client_label
 
 
@@ -93,6 +93,12 @@ def _wire_per_feed_message(summary: TransportSummary | None, tally: ClientTally)
     return summary.wire_bytes.total / tally.received if summary is not None and tally.received else None
 
 
+def _in_report_order(tallies: Iterable[ClientTally]) -> list[ClientTally]:
+    """Transports in report order, each one's clients together, HTTP/1.1 before h2."""
+    order = {protocol: i for i, protocol in enumerate(PROTOCOLS)}
+    return sorted(tallies, key=lambda t: (TRANSPORT_KEYS.index(t.demo.key), order.get(t.protocol or "", -1)))
+
+
 def clients_table(result: DemoResult) -> Table:
     """What each client measured, with the report's wire bytes per feed message received."""
     source = "the page in Chromium" if result.settings.browser else "the Python clients"
@@ -105,7 +111,7 @@ def clients_table(result: DemoResult) -> Table:
     )
     for i, heading in enumerate(headings):
         table.add_column(heading, justify="left" if i == 0 or (http2 and i == 1) else "right")
-    for tally in result.clients.values():
+    for tally in _in_report_order(result.clients.values()):
         latency = tally.latency_ms.summary()
         summary = transport_summary(result.report, tally.demo.transport, tally.protocol)
         wire = _wire_per_feed_message(summary, tally)
@@ -146,7 +152,7 @@ def protocols_table(result: DemoResult) -> Table:
     for i, heading in enumerate(headings):
         table.add_column(heading, justify="left" if i < 2 else "right")
     by_transport: dict[str, dict[str | None, ClientTally]] = {}
-    for tally in result.clients.values():
+    for tally in _in_report_order(result.clients.values()):
         by_transport.setdefault(tally.demo.transport, {})[tally.protocol] = tally
     for transport, tallies in by_transport.items():
         baseline: float | None = None
@@ -176,7 +182,9 @@ def protocols_table(result: DemoResult) -> Table:
 PROTOCOLS_LEGEND = (
     "HTTP/1.1 and h2: the report's figures for each transport's share over each protocol (its by_protocol), "
     "and the latency its client measured. Handshakes: how many, and their bytes. vs HTTP/1.1 compares wire bytes "
-    "per feed message. Both ran at once, over TLS, through the same proxy; TLS bytes are not counted."
+    "per feed message. Both ran at once, over TLS, through the same proxy; TLS bytes are not counted. On one "
+    "machine, latencies a few milliseconds apart say as much about the Python implementations (server and "
+    "clients) as about the protocols."
 )
 
 
