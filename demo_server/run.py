@@ -1,20 +1,26 @@
-"""Running the demo server with uvicorn, in the foreground or in a thread.
+"""Running the demo server with uvicorn, in the foreground or in a thread, or
+with Hypercorn over TLS (HTTP/1.1 and h2, WebSocket over h2) in a thread.
 
-The listening socket is bound before uvicorn starts, so port 0 picks a free
+The listening socket is bound before the server starts, so port 0 picks a free
 port and the real one is known at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from demo_server.feed import Feed
+from demo_server.tls import TlsFiles
 
 # wsproto is a declared dependency; uvicorn's "auto" would pick the websockets
 # package instead whenever it happens to be installed, and the two differ on
@@ -83,12 +89,18 @@ class RunningServer:
 
     url: str
     port: int
-    _server: DemoServer
+    _server: DemoServer | None
     _thread: threading.Thread
+    _stop: Callable[[], None] | None = None
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join()
+        if self._server is not None:
+            self._server.should_exit = True
+            self._thread.join()
+        if self._stop is not None:
+            self._stop()
+            # Bounded: Hypercorn waits for its connections to close; the thread is a daemon.
+            self._thread.join(STARTUP_TIMEOUT_SECONDS)
 
     def __enter__(self) -> RunningServer:
         return self
@@ -117,3 +129,118 @@ def serve_in_thread(
             sock.close()
             raise RuntimeError("the demo server did not start")
     return RunningServer(url=url, port=sock.getsockname()[1], _server=server, _thread=thread)
+
+
+#: Seconds an app that closed a WebSocket waits for the client's Close under Hypercorn.
+CLOSE_HANDSHAKE_SECONDS = 5.0
+
+
+class AwaitWebSocketClose:
+    """ASGI middleware: when the app closes a WebSocket, hold its return until the
+    client's Close has arrived (at most :data:`CLOSE_HANDSHAKE_SECONDS`).
+
+    Hypercorn 0.18 over h2 forgets the stream as soon as the app returns after
+    closing; the client's Close then arrives in a DATA frame for a stream it no
+    longer knows, and the KeyError ends the whole connection, every other stream
+    on it included. Waiting for the closing handshake, as RFC 6455 has it, avoids that.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        closed = disconnected = False
+
+        async def receive_watched() -> dict[str, Any]:
+            nonlocal disconnected
+            message = await receive()
+            disconnected = disconnected or message["type"] == "websocket.disconnect"
+            return message
+
+        async def send_watched(message: dict[str, Any]) -> None:
+            nonlocal closed
+            closed = closed or message["type"] == "websocket.close"
+            await send(message)
+
+        await self.app(scope, receive_watched, send_watched)
+        if closed and not disconnected:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_HANDSHAKE_SECONDS):
+                    while (await receive())["type"] != "websocket.disconnect":
+                        pass
+
+
+class _HypercornThread(threading.Thread):
+    """Hypercorn serving a demo app over TLS in its own event loop; :meth:`shutdown`
+    ends the feed (so open streams and held polls finish) and then the server."""
+
+    def __init__(self, app: FastAPI, sock: socket.socket, tls: TlsFiles, log_level: str) -> None:
+        super().__init__(name="demo-server-h2", daemon=True)
+        from hypercorn.config import Config
+
+        self.feed: Feed = app.state.feed
+        self.app: Any = AwaitWebSocketClose(app)
+        self.config = Config()
+        self.config.certfile = str(tls.cert_chain)
+        self.config.keyfile = str(tls.key)
+        self.config.alpn_protocols = ["h2", "http/1.1"]
+        self.config.graceful_timeout = GRACEFUL_SHUTDOWN_SECONDS
+        self.config.loglevel = log_level.upper()
+        self.config.accesslog = None  # errors and warnings still go to standard error
+        # Hypercorn takes over the socket's descriptor (fd://), so ours must not close it too.
+        self.config.bind = [f"fd://{sock.detach()}"]
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as error:  # noqa: BLE001 - reported by serve_tls_in_thread
+            self.error = error
+
+    async def _serve(self) -> None:
+        from hypercorn.asyncio import serve
+
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        await serve(self.app, self.config, shutdown_trigger=self._until_stopped, mode="asgi")
+
+    async def _until_stopped(self) -> None:
+        # Hypercorn awaits this once its listeners accept connections.
+        assert self._stopping is not None
+        self.ready.set()
+        await self._stopping.wait()
+        await self.feed.close()
+
+    def shutdown(self) -> None:
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stopping.set)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+
+def serve_tls_in_thread(
+    app: FastAPI, tls: TlsFiles, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> RunningServer:
+    """Start ``app`` under Hypercorn on ``host``:``port`` over TLS with the certificate
+    in ``tls``, offering ``h2`` and ``http/1.1`` (ALPN), WebSocket over h2 (RFC 8441)
+    included; returns once it accepts connections. Its URL is ``https://``."""
+    sock = bind(host, port)
+    url = "https" + url_for(sock).removeprefix("http")
+    bound_port = sock.getsockname()[1]
+    server = _HypercornThread(app, sock, tls, log_level)
+    server.start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while not server.ready.wait(0.05):
+        if not server.is_alive() or time.monotonic() > deadline:
+            server.shutdown()
+            server.join(STARTUP_TIMEOUT_SECONDS)
+            reason = f": {server.error}" if server.error else ""
+            raise RuntimeError(f"the demo server did not start{reason}")
+    return RunningServer(url=url, port=bound_port, _server=None, _thread=server, _stop=server.shutdown)

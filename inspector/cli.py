@@ -447,6 +447,12 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--browser", is_flag=True, help="Read the feed with the demo page in headless Chromium instead.")
 @click.option("--chromium", metavar="PATH", help="The Chromium executable for --browser (default: found on PATH).")
 @click.option(
+    "--http2",
+    is_flag=True,
+    help="Serve over TLS with Hypercorn and read every transport twice at once, over HTTP/1.1 and over h2 "
+    "(WebSocket over h2 by RFC 8441); prints both side by side. With --browser, one Chromium per protocol.",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(file_okay=False),
@@ -468,6 +474,7 @@ def demo(
     compression: bool,
     browser: bool,
     chromium: str | None,
+    http2: bool,
     output: str | None,
     mitmproxy_options: tuple[str, ...],
 ) -> None:
@@ -480,12 +487,20 @@ def demo(
     report.json, report.html and clients.json to the output folder. Exits
     non-zero if any client lost a message or failed.
 
+    With --http2 the demo server is Hypercorn over TLS (a throwaway CA made for
+    the run), the proxy listens with TLS (mitmproxy's CA in a temporary confdir
+    unless --set confdir= names one), and each transport is read by two clients
+    at once, one over HTTP/1.1 and one over h2; the output puts the two side by
+    side per transport.
+
     \b
     Examples:
       rtinspect demo
       rtinspect demo --count 1000 --rate 100 --size 64
       rtinspect demo --transports ws,sse --no-compression
       rtinspect demo --browser -o demo-browser
+      rtinspect demo --http2 --count 100 --rate 50
+      rtinspect demo --http2 --browser
     """
     from pathlib import Path
 
@@ -512,6 +527,7 @@ def demo(
             browser=browser,
             chromium=chromium,
             proxy_options=mitmproxy_options,
+            http2=http2,
         )
     except DemoError as error:
         raise click.UsageError(str(error)) from None

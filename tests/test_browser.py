@@ -24,9 +24,11 @@ import pytest
 
 from demo_server.app import create_app
 from demo_server.run import serve_in_thread
+from inspector.capture import ConnectionOpened, read_capture
 from inspector.demo import DemoSettings
 from inspector.demo.chromium import Chromium, find_chromium
 from inspector.demo.page import page_url
+from inspector.demo.protocols import wire_connections
 from servers import DEADLINE, run_rtinspect, running_proxy
 
 CHROMIUM = find_chromium()
@@ -145,3 +147,50 @@ def test_demo_browser_mode(tmp_path: Path, confdir: Path, artifacts: Path) -> No
     assert page.read_bytes().startswith(b"\x89PNG")
     (artifacts / "demo-page.png").write_bytes(page.read_bytes())
     screenshot_file(output / "report.html", artifacts / "demo-report.png", tmp_path / "report-profile")
+
+
+def test_demo_browser_mode_over_http2(tmp_path: Path, confdir: Path, artifacts: Path) -> None:
+    """Two Chromiums at once through the TLS proxy: one with --disable-http2, one speaking h2 for the
+    page, EventSource, fetch and WebSocket (RFC 8441, which Hypercorn's SETTINGS allow and the raw
+    relay passes on)."""
+    output = tmp_path / "demo"
+    done = run_rtinspect(
+        "demo", "--browser", "--http2", "--count", str(COUNT), "--rate", str(RATE), "--poll-interval", "0.2",
+        "-o", str(output), "--set", f"confdir={confdir}",
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    clients = json.loads((output / "clients.json").read_text())
+    report = json.loads((output / "report.json").read_text())
+    assert clients["clients"] == "chromium" and clients["protocols"] == ["http/1.1", "h2"]
+    for name, entry in clients["transports"].items():
+        for protocol, measured in entry["by_protocol"].items():
+            where = (name, protocol)
+            assert (where, measured["received"], measured["lost"], measured["error"]) == (where, COUNT, 0, None)
+    assert {"websocket", "sse", "http_stream", "long_poll", "short_poll"} <= set(report["transports"])
+
+    capture = output / "capture.rtcap"
+    with read_capture(capture) as records:
+        alpn = {r.connection_id: r.tls.alpn for r in records if isinstance(r, ConnectionOpened)}
+    wire = wire_connections(capture)
+    assert not [c.problem for c in wire if c.problem]
+    h2 = [c for c in wire if c.protocol == "h2" and c.requests]
+    assert h2 and all(alpn[c.connection_id] == "h2" for c in h2)
+    h2_paths = set().union(*(c.paths for c in h2))
+    assert {"/", "/feed/status", "/ws", "/sse", "/stream", "/longpoll", "/poll"} <= h2_paths
+    # WebSocket over h2: an extended CONNECT answered 200 (not 101), on a connection it shares.
+    connects = [(c, r) for c in h2 for r in c.requests if r.method == "CONNECT"]
+    assert [(r.protocol, r.path, r.status) for _, r in connects] == [("websocket", "/ws", "200")]
+    assert {"/sse", "/stream"} <= connects[0][0].paths
+    # Only the HTTP/1.1 Chromium sent an Upgrade; the h2 one did not fall back to HTTP/1.1 for WebSocket.
+    http1 = [c for c in wire if c.protocol == "http/1.1"]
+    assert all(alpn[c.connection_id] == "http/1.1" for c in http1)
+    assert sum(c.websocket_upgrades for c in http1) == 1
+
+    words = " ".join(done.stdout.split())
+    assert "the demo page in two headless Chromiums, one over HTTP/1.1 and one over h2" in words
+    assert "HTTP/1.1 and h2, side by side" in done.stdout and "Clients (the page in Chromium)" in done.stdout
+    for protocol in ("http1.1", "h2"):
+        page = output / f"page-{protocol}.png"
+        assert page.read_bytes().startswith(b"\x89PNG")
+        (artifacts / f"demo-page-{protocol}.png").write_bytes(page.read_bytes())

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as websocket_connect
 from websockets.exceptions import ConnectionClosed
@@ -31,6 +35,15 @@ CHROMIUM_FLAGS = (
     "--no-first-run",
     "--no-default-browser-check",
 )
+
+
+def spki_fingerprint(ca_cert: Path) -> str:
+    """The base64 SHA-256 of a certificate's public key, as ``--ignore-certificate-errors-spki-list``
+    takes it: Chromium then accepts certificates from that key (mitmproxy's CA) without trusting it
+    system-wide."""
+    certificate = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    key = certificate.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(key).digest()).decode("ascii")
 
 
 def find_chromium(explicit: str | None = None) -> str | None:
@@ -101,9 +114,9 @@ class Chromium:
         self.session = session
 
     @classmethod
-    async def launch(cls, executable: str, profile: Path) -> Chromium:
-        """Start Chromium with a fresh ``profile`` folder and attach to its blank page."""
-        flags = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0"]
+    async def launch(cls, executable: str, profile: Path, extra_flags: Sequence[str] = ()) -> Chromium:
+        """Start Chromium with a fresh ``profile`` folder (and ``extra_flags``) and attach to its blank page."""
+        flags = [*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}", "--remote-debugging-port=0"]
         flags.append("--window-size={},{}".format(*BROWSER_WINDOW))
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             flags.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox.

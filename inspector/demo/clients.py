@@ -7,14 +7,21 @@
   counts as connected once its first request is on its way.
 - The clients (``websockets``, ``httpx``) behave as browsers do: WebSocket
   without keep-alive pings, polls over one keep-alive connection.
+- With ``--http2`` every transport has two clients, over TLS: one offering
+  only ``http/1.1`` (ALPN) and one offering only ``h2``: ``httpx`` with
+  ``http2=True``, and for WebSocket :class:`~.h2websocket.H2WebSocket`
+  (RFC 8441). Each checks it got the protocol it asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from websockets.asyncio.client import connect as websocket_connect
@@ -23,49 +30,113 @@ from demo_server.app import FEED_ENDED_HEADER
 from demo_server.sse import END_EVENT
 
 from ..sse import SseStream
-from .settings import CONNECT_TIMEOUT, DemoError, DemoSettings
+from .h2websocket import H2WebSocket
+from .settings import CONNECT_TIMEOUT, H2, HTTP1, DemoError, DemoSettings
 from .tally import ClientTally, ProgressCallback
 
+#: What ``httpx`` reports as ``Response.http_version`` for each protocol.
+HTTP_VERSIONS = {HTTP1: "HTTP/1.1", H2: "HTTP/2"}
 
-def _http_client() -> httpx.AsyncClient:
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a client connects and how.
+
+    ``base`` is ``http://HOST:PORT`` or ``https://HOST:PORT``; over TLS the
+    client trusts ``ca`` only. ``protocol`` is what it must speak (``--http2``:
+    ``"http/1.1"`` or ``"h2"``, offered alone by ALPN); None for the plain demo.
+    """
+
+    base: str
+    ca: Path | None = None
+    protocol: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A new client context (each client its own: ALPN is set per context) trusting ``ca``."""
+        context = ssl.create_default_context(cafile=str(self.ca) if self.ca is not None else None)
+        if self.protocol is not None:
+            context.set_alpn_protocols([self.protocol])
+        return context
+
+    @property
+    def ws_base(self) -> str:
+        return "ws" + self.base.removeprefix("http")
+
+
+def _http_client(target: Target) -> httpx.AsyncClient:
     """One keep-alive connection, no proxy from the environment, no read timeout
-    (the run's deadline bounds waiting)."""
+    (the run's deadline bounds waiting); over TLS, h2 if the target asks for it."""
+    tls = target.base.startswith("https:")
     return httpx.AsyncClient(
         trust_env=False,
         timeout=httpx.Timeout(CONNECT_TIMEOUT, read=None),
         limits=httpx.Limits(max_connections=1),
+        verify=target.ssl_context() if tls else True,
+        http1=target.protocol != H2,
+        http2=target.protocol == H2,
     )
 
 
-def _expect_ok(response: httpx.Response) -> None:
+def _expect_protocol(response: httpx.Response, target: Target, tally: ClientTally) -> None:
+    """The response came over the protocol the target asked for (if it asked)."""
+    if target.protocol is not None:
+        tally.http_version = response.http_version
+        if response.http_version != HTTP_VERSIONS[target.protocol]:
+            raise DemoError(f"asked for {target.protocol}, got {response.http_version}")
+
+
+def _expect_ok(response: httpx.Response, target: Target, tally: ClientTally) -> None:
+    """A 200, over the protocol the target asked for."""
+    _expect_protocol(response, target, tally)
     if response.status_code != 200:
         raise DemoError(f"{response.request.url.path}: HTTP {response.status_code}")
 
 
-async def websocket_client(base: str, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
+async def websocket_client(target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
     """``/ws``: one connection, a text message per feed message, then a normal close."""
-    url = "ws" + base.removeprefix("http") + tally.demo.path
+    if target.protocol == H2:
+        await _h2_websocket_client(target, tally, connected, settings)
+        return
+    tls = target.base.startswith("https:")
     async with websocket_connect(
-        url,
+        target.ws_base + tally.demo.path,
         compression="deflate" if settings.compression else None,
         proxy=None,
         ping_interval=None,
         max_size=None,
         open_timeout=CONNECT_TIMEOUT,
+        ssl=target.ssl_context() if tls else None,
     ) as connection:
         tally.requests += 1
+        if target.protocol is not None:
+            tally.http_version = HTTP_VERSIONS[HTTP1]
         connected.set()
         async for text in connection:
             tally.delivered([json.loads(text)], time.time())
 
 
-async def sse_client(base: str, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
+async def _h2_websocket_client(target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
+    """``/ws`` over h2 (RFC 8441): an extended CONNECT, then the same messages and close."""
+    websocket = await H2WebSocket.connect(target.base + tally.demo.path, target.ssl_context(), settings.compression)
+    try:
+        tally.requests += 1
+        tally.http_version = HTTP_VERSIONS[H2]
+        connected.set()
+        async for text in websocket.messages():
+            tally.delivered([json.loads(text)], time.time())
+        if websocket.close_code not in (None, 1000):
+            raise DemoError(f"closed with code {websocket.close_code}")
+    finally:
+        await websocket.close()
+
+
+async def sse_client(target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
     """``/sse``: one response, an event per feed message, then the ``end`` event."""
-    async with _http_client() as client, client.stream(
-        "GET", base + tally.demo.path, headers={"Accept": "text/event-stream"}
+    async with _http_client(target) as client, client.stream(
+        "GET", target.base + tally.demo.path, headers={"Accept": "text/event-stream"}
     ) as response:
         tally.requests += 1
-        _expect_ok(response)
+        _expect_ok(response, target, tally)
         connected.set()
         events = SseStream()
         async for chunk in response.aiter_bytes():
@@ -73,26 +144,27 @@ async def sse_client(base: str, tally: ClientTally, connected: asyncio.Event, se
                 tally.delivered([] if event.type == END_EVENT else [json.loads(event.data)], event.timestamp)
 
 
-async def stream_client(base: str, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
-    """``/stream``: one chunked response, an NDJSON line per feed message."""
-    async with _http_client() as client, client.stream("GET", base + tally.demo.path) as response:
+async def stream_client(target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
+    """``/stream``: one streamed response (chunked over HTTP/1.1), an NDJSON line per feed message."""
+    async with _http_client(target) as client, client.stream("GET", target.base + tally.demo.path) as response:
         tally.requests += 1
-        _expect_ok(response)
+        _expect_ok(response, target, tally)
         connected.set()
         async for line in response.aiter_lines():
             if line.strip():
                 tally.delivered([json.loads(line)], time.time())
 
 
-async def _poll(base: str, tally: ClientTally, connected: asyncio.Event, pause: float) -> None:
+async def _poll(target: Target, tally: ClientTally, connected: asyncio.Event, pause: float) -> None:
     """Ask for everything after the last message held, until the feed has ended;
     ``pause`` seconds between requests."""
     after = 0
-    async with _http_client() as client:
+    async with _http_client(target) as client:
         while True:
             connected.set()
-            response = await client.get(base + tally.demo.path, params={"after": after})
+            response = await client.get(target.base + tally.demo.path, params={"after": after})
             tally.requests += 1
+            _expect_protocol(response, target, tally)
             if response.status_code == 200:
                 messages = response.json()
                 tally.delivered(messages, time.time())
@@ -101,22 +173,22 @@ async def _poll(base: str, tally: ClientTally, connected: asyncio.Event, pause: 
                 if response.headers.get(FEED_ENDED_HEADER) == "1":
                     return
             else:
-                _expect_ok(response)
+                _expect_ok(response, target, tally)
             if pause:
                 await asyncio.sleep(pause)
 
 
-async def long_poll_client(base: str, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
+async def long_poll_client(target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
     """``/longpoll?after=``: each request is held until there is news; asks again at once."""
-    await _poll(base, tally, connected, 0.0)
+    await _poll(target, tally, connected, 0.0)
 
 
-async def short_poll_client(base: str, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
+async def short_poll_client(target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
     """``/poll?after=``: answered at once; asks again every ``poll_interval`` seconds."""
-    await _poll(base, tally, connected, settings.poll_interval)
+    await _poll(target, tally, connected, settings.poll_interval)
 
 
-Client = Callable[[str, ClientTally, asyncio.Event, DemoSettings], Awaitable[None]]
+Client = Callable[[Target, ClientTally, asyncio.Event, DemoSettings], Awaitable[None]]
 CLIENTS: dict[str, Client] = {
     "ws": websocket_client,
     "sse": sse_client,
@@ -134,33 +206,42 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-async def _run_client(client: Client, base: str, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
+async def _run_client(client: Client, target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
     """Run one client; a failure is recorded in its tally, never raised."""
     try:
-        await client(base, tally, connected, settings)
+        await client(target, tally, connected, settings)
     except Exception as error:  # noqa: BLE001 - any failure is that client's result
         tally.error = _describe(error)
     finally:
         connected.set()
 
 
-async def start_feed(server_url: str) -> None:
+async def start_feed(server: Target) -> None:
     """``POST /feed/start``, straight to the server."""
-    async with httpx.AsyncClient(trust_env=False, timeout=CONNECT_TIMEOUT) as client:
-        response = await client.post(server_url + "/feed/start")
+    verify = server.ssl_context() if server.base.startswith("https:") else True
+    async with httpx.AsyncClient(trust_env=False, timeout=CONNECT_TIMEOUT, verify=verify) as client:
+        response = await client.post(server.base + "/feed/start")
         if response.status_code != 200:
             raise DemoError(f"starting the feed: HTTP {response.status_code}")
 
 
 async def run_python_clients(
-    settings: DemoSettings, server_url: str, proxy_url: str, on_progress: ProgressCallback | None = None
+    settings: DemoSettings, server: Target, proxy: Target, on_progress: ProgressCallback | None = None
 ) -> dict[str, ClientTally]:
-    """Connect a client per transport through the proxy, start the feed, and
-    wait (at most ``settings.deadline``) until every client has finished."""
-    tallies = {t.key: ClientTally(t, settings.count, on_progress=on_progress) for t in settings.selected}
+    """Connect a client per transport (with ``--http2``, one per transport and
+    protocol) through the ``proxy``, start the feed on the ``server``, and wait
+    (at most ``settings.deadline``) until every client has finished. The tallies
+    are keyed by :attr:`ClientTally.label`."""
+    targets: dict[str, Target] = {}
+    tallies: dict[str, ClientTally] = {}
+    for demo in settings.selected:
+        for protocol in settings.protocols:
+            tally = ClientTally(demo, settings.count, protocol=protocol, on_progress=on_progress)
+            tallies[tally.label] = tally
+            targets[tally.label] = Target(proxy.base, proxy.ca, protocol)
     connected = {key: asyncio.Event() for key in tallies}
     tasks = {
-        key: asyncio.create_task(_run_client(CLIENTS[key], proxy_url, tally, connected[key], settings))
+        key: asyncio.create_task(_run_client(CLIENTS[tally.demo.key], targets[key], tally, connected[key], settings))
         for key, tally in tallies.items()
     }
     try:
@@ -169,7 +250,7 @@ async def run_python_clients(
                 await asyncio.gather(*(event.wait() for event in connected.values()))
         except TimeoutError:
             raise DemoError(f"the clients did not connect through the proxy within {CONNECT_TIMEOUT:g} s") from None
-        await start_feed(server_url)
+        await start_feed(server)
         _, late = await asyncio.wait(tasks.values(), timeout=settings.deadline)
         for key, task in tasks.items():
             if task in late:

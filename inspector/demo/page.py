@@ -5,6 +5,13 @@ time. No ``--virtual-time-budget``: virtual time would make the page's
 latencies (and the feed's pacing as the page sees it) meaningless. The page
 loads and starts the feed through the proxy, so those requests appear in the
 report as ``http``.
+
+With ``--http2`` two Chromiums read the feed at once through the TLS proxy
+(each accepting mitmproxy's CA by its key, ``--ignore-certificate-errors-spki-list``):
+one with ``--disable-http2`` (HTTP/1.1 for everything) and one as it comes,
+which speaks h2 for the page, EventSource, fetch and, since the server's
+SETTINGS allow it, WebSocket. Both pages connect every transport first; then
+the run starts the feed straight at the server, so neither page is late.
 """
 
 from __future__ import annotations
@@ -16,18 +23,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .chromium import CHROMIUM_NAMES, Chromium, find_chromium
-from .settings import CONNECT_TIMEOUT, DemoError, DemoSettings
-from .tally import ClientTally, ProgressCallback
+from .chromium import CHROMIUM_NAMES, Chromium, find_chromium, spki_fingerprint
+from .clients import Target, start_feed
+from .settings import CONNECT_TIMEOUT, HTTP1, PROTOCOLS, DemoError, DemoSettings
+from .tally import ClientTally, ProgressCallback, client_label
 
 #: Seconds between reads of the page's state in browser mode.
 PAGE_POLL = 0.25
 PAGE_STATE = "window.rtinspectDemo ? JSON.stringify(window.rtinspectDemo) : null"
 
 
-def page_url(proxy_url: str, settings: DemoSettings) -> str:
-    """The demo page through the proxy, starting at once, polling at the demo's interval."""
-    return f"{proxy_url}/?autostart=1&poll={round(settings.poll_interval * 1000)}"
+#: Page states of a transport that has connected (or given up).
+CONNECTED_STATES = frozenset({"live", "done", "error", "retrying"})
+
+
+def page_url(proxy_url: str, settings: DemoSettings, start_feed: bool = True) -> str:
+    """The demo page through the proxy, starting at once, polling at the demo's interval;
+    without ``start_feed`` it connects every transport and leaves starting the feed to the run."""
+    url = f"{proxy_url}/?autostart=1&poll={round(settings.poll_interval * 1000)}"
+    return url if start_feed else url + "&startfeed=0"
 
 
 def require_chromium(settings: DemoSettings) -> str:
@@ -40,20 +54,85 @@ def require_chromium(settings: DemoSettings) -> str:
 
 
 async def run_browser_clients(
-    settings: DemoSettings, executable: str, proxy_url: str, on_progress: ProgressCallback | None = None
-) -> tuple[dict[str, ClientTally], bytes]:
-    """Open the demo page in Chromium (``executable``) through the proxy and wait
+    settings: DemoSettings,
+    executable: str,
+    server: Target,
+    proxy: Target,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[dict[str, ClientTally], dict[str | None, bytes]]:
+    """Open the demo page in Chromium (``executable``) through the ``proxy`` and wait
     (at most ``settings.deadline`` plus a page load) until every transport is
-    done. Returns what the page measured and a screenshot of it."""
+    done. Returns what the page measured, keyed by :attr:`ClientTally.label`, and
+    a screenshot of the page (with ``--http2``, of each protocol's page)."""
+    if settings.http2:
+        return await _run_pages_per_protocol(settings, executable, server, proxy, on_progress)
     with tempfile.TemporaryDirectory(prefix="rtinspect-chromium-") as folder:
         browser = await Chromium.launch(executable, Path(folder) / "profile")
         try:
-            await browser.open(page_url(proxy_url, settings))
+            await browser.open(page_url(proxy.base, settings))
             state, finished = await _watch_page(browser, settings, on_progress)
             screenshot = await browser.screenshot()
         finally:
             await browser.close()
-    return page_tallies(state, settings, finished), screenshot
+    return page_tallies(state, settings, finished), {None: screenshot}
+
+
+async def _run_pages_per_protocol(
+    settings: DemoSettings, executable: str, server: Target, proxy: Target, on_progress: ProgressCallback | None
+) -> tuple[dict[str, ClientTally], dict[str | None, bytes]]:
+    """``--http2``: a Chromium per protocol, both pages connected before the feed starts."""
+    if proxy.ca is None:
+        raise DemoError("--browser --http2 needs the proxy's CA certificate")
+    spki = spki_fingerprint(proxy.ca)
+    browsers: dict[str, Chromium] = {}
+    with tempfile.TemporaryDirectory(prefix="rtinspect-chromium-") as folder:
+        try:
+            for protocol in PROTOCOLS:
+                flags = [f"--ignore-certificate-errors-spki-list={spki}"]
+                if protocol == HTTP1:
+                    flags.append("--disable-http2")
+                profile = Path(folder) / f"profile-{protocol.replace('/', '')}"
+                browsers[protocol] = await Chromium.launch(executable, profile, flags)
+            for browser in browsers.values():
+                await browser.open(page_url(proxy.base, settings, start_feed=False))
+            await _wait_connected(list(browsers.values()))
+            await start_feed(server)
+            watched = await asyncio.gather(
+                *(_watch_page(browser, settings, _progress_for(protocol, on_progress)) for protocol, browser in browsers.items())
+            )
+            screenshots: dict[str | None, bytes] = {p: await b.screenshot() for p, b in browsers.items()}
+        finally:
+            await asyncio.gather(*(browser.close() for browser in browsers.values()), return_exceptions=True)
+    per_protocol = [page_tallies(state, settings, finished, protocol) for protocol, (state, finished) in zip(browsers, watched, strict=True)]
+    # In report order: each transport's clients together, HTTP/1.1 first.
+    tallies = {tally.label: tally for demo in settings.selected for page in per_protocol for tally in page.values() if tally.demo == demo}
+    return tallies, screenshots
+
+
+def _progress_for(protocol: str, on_progress: ProgressCallback | None) -> ProgressCallback | None:
+    """Progress of one protocol's page, told with its clients' labels."""
+    if on_progress is None:
+        return None
+    return lambda key, received: on_progress(client_label(key, protocol), received)
+
+
+async def _wait_connected(browsers: list[Chromium]) -> None:
+    """Until every page has connected every transport, at most ``CONNECT_TIMEOUT`` seconds;
+    after that the feed starts anyway (the pages ask for everything from the start, so
+    they miss nothing, but their first latencies include connecting)."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    while time.monotonic() < deadline:
+        states = [await browser.evaluate(PAGE_STATE) for browser in browsers]
+        if all(text and _connected(json.loads(text)) for text in states):
+            return
+        await asyncio.sleep(PAGE_POLL / 5)
+
+
+def _connected(state: dict[str, Any]) -> bool:
+    transports = state.get("transports", {})
+    return bool(state.get("started")) and bool(transports) and all(
+        figures["state"] in CONNECTED_STATES for figures in transports.values()
+    )
 
 
 async def _watch_page(
@@ -76,14 +155,17 @@ async def _watch_page(
         await asyncio.sleep(PAGE_POLL)
 
 
-def page_tallies(state: dict[str, Any], settings: DemoSettings, finished: bool = True) -> dict[str, ClientTally]:
-    """What the page measured (``window.rtinspectDemo``), as client tallies.
+def page_tallies(
+    state: dict[str, Any], settings: DemoSettings, finished: bool = True, protocol: str | None = None
+) -> dict[str, ClientTally]:
+    """What the page measured (``window.rtinspectDemo``), as client tallies keyed by
+    their labels; ``protocol`` is the one that page's Chromium was to speak.
     The page does not count poll responses or SSE events apart from messages,
     so ``deliveries`` is None."""
     tallies: dict[str, ClientTally] = {}
     transports = state.get("transports", {})
     for demo in settings.selected:
-        tally = ClientTally(demo, settings.count, deliveries=None)
+        tally = ClientTally(demo, settings.count, deliveries=None, protocol=protocol)
         figures = transports.get(demo.key)
         if figures is None:
             tally.error = "the page did not run it"
@@ -97,5 +179,5 @@ def page_tallies(state: dict[str, Any], settings: DemoSettings, finished: bool =
                 tally.error = figures.get("error") or "failed in the page"
             elif not figures["done"]:
                 tally.error = "did not finish in time" if not finished else "did not finish"
-        tallies[demo.key] = tally
+        tallies[tally.label] = tally
     return tallies

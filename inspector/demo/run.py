@@ -1,27 +1,45 @@
-"""One demo run: the demo server, the proxy and the clients, then the capture's report and the files."""
+"""One demo run: the demo server, the proxy and the clients, then the capture's report and the files.
+
+The plain demo serves HTTP/1.1 without TLS (uvicorn). With ``--http2`` the
+server is Hypercorn over TLS with a throwaway CA (``trustme``, in a temporary
+folder), offering ``h2`` and ``http/1.1``; the proxy listens with TLS
+(mitmproxy's CA, in a temporary confdir unless ``--set confdir=`` names one),
+verifies the server against the throwaway CA, and relays whatever protocol
+the two ends agree on. Each transport is then read over both protocols.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+
 from demo_server.app import create_app
-from demo_server.run import serve_in_thread
+from demo_server.run import RunningServer, serve_in_thread, serve_tls_in_thread
+from demo_server.tls import make_tls_files
 
 from ..capture import CaptureError
 from ..proxy_process import wait_until_closed
 from ..render import render
 from ..replay import report_from_captures
-from ..report import Report
-from .clients import run_python_clients
+from ..report import Report, TransportSummary
+from .clients import Target, run_python_clients
 from .page import require_chromium, run_browser_clients
+from .protocols import WireConnection, wire_connections
 from .recording_proxy import DemoProxy
-from .settings import DEMO_RULES, LOOPBACK, DemoError, DemoSettings
+from .settings import DEMO_RULES, H2, HTTP1, LOOPBACK, PROTOCOLS, DemoError, DemoSettings
 from .tally import ClientTally, ProgressCallback
+
+#: mitmproxy's CA certificate in its confdir, for clients of a proxy that listens with TLS.
+MITMPROXY_CA = "mitmproxy-ca-cert.pem"
 
 CLIENTS_FORMAT = "rtinspect-demo-clients"
 
@@ -35,22 +53,28 @@ class DemoFiles:
     report_json: Path
     report_html: Path
     clients_json: Path
-    screenshot: Path | None
+    #: The page's screenshot in browser mode: ``page.png``, or with ``--http2`` one per protocol.
+    screenshots: Mapping[str | None, Path]
 
     @classmethod
-    def in_folder(cls, folder: Path, browser: bool) -> DemoFiles:
+    def in_folder(cls, folder: Path, browser: bool, http2: bool = False) -> DemoFiles:
+        screenshots: dict[str | None, Path] = {}
+        if browser and http2:
+            screenshots = {protocol: folder / f"page-{protocol.replace('/', '')}.png" for protocol in PROTOCOLS}
+        elif browser:
+            screenshots = {None: folder / "page.png"}
         return cls(
             folder=folder,
             capture=folder / "capture.rtcap",
             report_json=folder / "report.json",
             report_html=folder / "report.html",
             clients_json=folder / "clients.json",
-            screenshot=folder / "page.png" if browser else None,
+            screenshots=screenshots,
         )
 
     def written(self) -> list[Path]:
-        paths = [self.capture, self.report_json, self.report_html, self.clients_json, self.screenshot]
-        return [path for path in paths if path is not None and path.exists()]
+        paths = [self.capture, self.report_json, self.report_html, self.clients_json, *self.screenshots.values()]
+        return [path for path in paths if path.exists()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +88,8 @@ class DemoResult:
     problems: tuple[str, ...]
     notes: tuple[str, ...]
     seconds: float
+    #: With ``--http2``: each connection's protocol and requests as the capture shows them.
+    wire: tuple[WireConnection, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -78,39 +104,71 @@ def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None
         settings.output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DemoError(f"cannot create {settings.output}: {error.strerror or error}") from None
-    files = DemoFiles.in_folder(settings.output, settings.browser)
-    app = create_app(rate=settings.rate, count=settings.count, size=settings.size, autostart=False)
+    files = DemoFiles.in_folder(settings.output, settings.browser, settings.http2)
     problems: list[str] = []
-    screenshot: bytes | None = None
-    with serve_in_thread(app, LOOPBACK, ws_compression=settings.compression) as server:
-        proxy = DemoProxy.rtinspect(server.url, capture=files.capture, options=settings.proxy_options)
+    screenshots: dict[str | None, bytes] = {}
+    with contextlib.ExitStack() as stack:
+        if settings.http2:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rtinspect-demo-tls-")))
+            server, proxy, server_target, proxy_target = _start_tls(settings, files, folder, stack)
+        else:
+            server = stack.enter_context(serve_in_thread(app_for(settings), LOOPBACK, ws_compression=settings.compression))
+            proxy = DemoProxy.rtinspect(server.url, capture=files.capture, options=settings.proxy_options)
+            server_target, proxy_target = Target(server.url), Target(proxy.url)
         try:
             proxy.wait_listening()
             if chromium is not None:
-                clients, screenshot = asyncio.run(run_browser_clients(settings, chromium, proxy.url, on_progress))
+                clients, screenshots = asyncio.run(
+                    run_browser_clients(settings, chromium, server_target, proxy_target, on_progress)
+                )
             else:
-                clients = asyncio.run(run_python_clients(settings, server.url, proxy.url, on_progress))
+                clients = asyncio.run(run_python_clients(settings, server_target, proxy_target, on_progress))
             wait_until_closed(files.capture)
         finally:
             stopped = proxy.stop_problem()
         if stopped:
             problems.append(stopped)
     report = report_capture(files.capture)
-    if screenshot is not None and files.screenshot is not None:
-        files.screenshot.write_bytes(screenshot)
+    wire = tuple(wire_connections(files.capture)) if settings.http2 else ()
+    for protocol, png in screenshots.items():
+        if protocol in files.screenshots:
+            files.screenshots[protocol].write_bytes(png)
     files.report_json.write_text(render(report, "json"), encoding="utf-8")
     files.report_html.write_text(render(report, "html"), encoding="utf-8")
     files.clients_json.write_text(json.dumps(clients_document(settings, clients), indent=2) + "\n", encoding="utf-8")
     problems += client_problems(settings, clients, report)
+    problems += wire_problems(settings, wire)
     return DemoResult(
         settings=settings,
         report=report,
         clients=clients,
         files=files,
         problems=tuple(problems),
-        notes=tuple(count_notes(clients, report)),
+        notes=tuple([*count_notes(clients, report), *wire_notes(settings, wire)]),
         seconds=time.monotonic() - began,
+        wire=wire,
     )
+
+
+def _start_tls(
+    settings: DemoSettings, files: DemoFiles, folder: Path, stack: contextlib.ExitStack
+) -> tuple[RunningServer, DemoProxy, Target, Target]:
+    """``--http2``: a throwaway CA and certificate in ``folder``, Hypercorn over TLS,
+    and the proxy listening with TLS, verifying the server against that CA."""
+    tls = make_tls_files(folder)
+    server = stack.enter_context(serve_tls_in_thread(app_for(settings), tls, LOOPBACK))
+    confdir = settings.confdir
+    options = (f"ssl_verify_upstream_trusted_ca={tls.ca_cert}", *settings.proxy_options)
+    proxy = DemoProxy.rtinspect(
+        server.url, "--listen-tls", capture=files.capture, confdir=None if confdir else folder / "mitmproxy", options=options
+    )
+    proxy_ca = (confdir or folder / "mitmproxy") / MITMPROXY_CA
+    return server, proxy, Target(server.url, tls.ca_cert), Target(f"https://{LOOPBACK}:{proxy.port}", proxy_ca)
+
+
+def app_for(settings: DemoSettings) -> FastAPI:
+    """The demo server's app for this run, its feed waiting for the run to start it."""
+    return create_app(rate=settings.rate, count=settings.count, size=settings.size, autostart=False)
 
 
 def report_capture(capture: Path) -> Report:
@@ -121,44 +179,115 @@ def report_capture(capture: Path) -> Report:
         raise DemoError(f"cannot read the capture {capture}: {error}") from None
 
 
+def transport_summary(report: Report, transport: str, protocol: str | None = None) -> TransportSummary | None:
+    """The report's figures for a transport, or for its share over one protocol
+    (``TransportSummary.by_protocol``)."""
+    summary = report.transports.get(transport)
+    if summary is None or protocol is None:
+        return summary
+    return summary.by_protocol.get(protocol)
+
+
 def clients_document(settings: DemoSettings, clients: dict[str, ClientTally]) -> dict[str, Any]:
-    """``clients.json``: the run's parameters and what each client measured, keyed by report transport name."""
-    return {
+    """``clients.json``: the run's parameters and what each client measured, keyed by report
+    transport name; with ``--http2``, each transport's clients keyed by protocol (``by_protocol``)."""
+    document: dict[str, Any] = {
         "format": CLIENTS_FORMAT,
         "version": 1,
         "clients": "chromium" if settings.browser else "python",
         "feed": {"count": settings.count, "rate": settings.rate, "size": settings.size},
         "poll_interval": settings.poll_interval,
         "websocket_compression": settings.compression,
-        "transports": {tally.demo.transport: tally.to_dict() for tally in clients.values()},
     }
+    if not settings.http2:
+        document["transports"] = {tally.demo.transport: tally.to_dict() for tally in clients.values()}
+        return document
+    document["protocols"] = list(PROTOCOLS)
+    transports: dict[str, Any] = {}
+    for tally in clients.values():
+        entry = transports.setdefault(tally.demo.transport, {"path": tally.demo.path, "by_protocol": {}})
+        entry["by_protocol"][tally.protocol] = tally.to_dict()
+    document["transports"] = transports
+    return document
 
 
 def client_problems(settings: DemoSettings, clients: dict[str, ClientTally], report: Report) -> list[str]:
     """One line per failure: a client's error, lost messages, a transport missing from the report."""
     problems = []
     for tally in clients.values():
-        name = tally.demo.transport
+        name = _client_name(tally)
         if tally.error:
             problems.append(f"{name}: {tally.error}")
         if tally.lost:
             problems.append(f"{name}: lost {tally.lost} of {settings.count} messages")
-        if name not in report.transports:
+        if tally.demo.transport not in report.transports:
             problems.append(f"{name}: the capture holds none of its traffic")
-    return problems
+        elif tally.protocol is not None and transport_summary(report, tally.demo.transport, tally.protocol) is None:
+            problems.append(f"{name}: the report holds none of its traffic over {tally.protocol}")
+    return list(dict.fromkeys(problems))
 
 
 def count_notes(clients: dict[str, ClientTally], report: Report) -> list[str]:
     """Where the report's server-to-client message count differs from what the client counted."""
     notes = []
     for tally in clients.values():
-        summary = report.transports.get(tally.demo.transport)
+        summary = transport_summary(report, tally.demo.transport, tally.protocol)
         if summary is None or tally.deliveries is None:
             continue
         on_wire = summary.messages.server_to_client
         if on_wire != tally.deliveries:
             notes.append(
-                f"{tally.demo.transport}: the report counted {on_wire} server-to-client messages, "
+                f"{_client_name(tally)}: the report counted {on_wire} server-to-client messages, "
                 f"the client {tally.deliveries}."
             )
     return notes
+
+
+def wire_problems(settings: DemoSettings, wire: tuple[WireConnection, ...]) -> list[str]:
+    """With ``--http2``: each transport must have crossed the wire over each protocol;
+    WebSocket over h2 as an extended CONNECT, over HTTP/1.1 as an Upgrade."""
+    if not settings.http2:
+        return []
+    problems = [f"connection {c.connection_id}: {c.problem}" for c in wire if c.problem]
+    for demo in settings.selected:
+        for protocol in PROTOCOLS:
+            carriers = [c for c in wire if c.protocol == protocol and demo.path in c.paths]
+            if demo.key == "ws":
+                opened = sum(c.extended_connects if protocol == H2 else c.websocket_upgrades for c in carriers)
+                if not opened:
+                    how = "an extended CONNECT (RFC 8441)" if protocol == H2 else "an Upgrade"
+                    fallback = " (it went over HTTP/1.1 instead)" if protocol == H2 and _upgraded(wire, demo.path) else ""
+                    problems.append(f"websocket over {protocol}: no WebSocket opened by {how} on the wire{fallback}")
+            elif not carriers:
+                problems.append(f"{demo.transport} over {protocol}: no {protocol} connection carried {demo.path}")
+    return problems
+
+
+def _upgraded(wire: tuple[WireConnection, ...], path: str) -> bool:
+    return any(c.websocket_upgrades for c in wire if c.protocol == HTTP1 and path in c.paths)
+
+
+def wire_notes(settings: DemoSettings, wire: tuple[WireConnection, ...]) -> list[str]:
+    """With ``--http2``: what the capture shows of each protocol."""
+    if not settings.http2:
+        return []
+    by_protocol = {protocol: [c for c in wire if c.protocol == protocol] for protocol in PROTOCOLS}
+    http1, h2 = by_protocol[HTTP1], by_protocol[H2]
+    upgrades = sum(c.websocket_upgrades for c in http1)
+    streams = sum(len(c.requests) for c in h2)
+    connects = sum(c.extended_connects for c in h2)
+    notes = [
+        f"On the wire: {_plural(len(http1), 'HTTP/1.1 connection')} ({_plural(upgrades, 'WebSocket Upgrade')}); "
+        f"{_plural(len(h2), 'h2 connection')} with {_plural(streams, 'request stream')} "
+        f"({_plural(connects, 'extended CONNECT')} for WebSocket, RFC 8441)."
+    ]
+    return notes
+
+
+def _plural(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _client_name(tally: ClientTally) -> str:
+    """``websocket``, or with ``--http2`` ``websocket over h2``."""
+    return tally.demo.transport if tally.protocol is None else f"{tally.demo.transport} over {tally.protocol}"

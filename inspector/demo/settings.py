@@ -16,6 +16,11 @@ DEADLINE_SLACK = 20.0
 #: The page clamps shorter short-polling intervals to this many seconds.
 PAGE_MIN_POLL_INTERVAL = 0.05
 
+#: The protocols ``--http2`` compares, by their ALPN names (the report's ``by_protocol`` keys).
+HTTP1 = "http/1.1"
+H2 = "h2"
+PROTOCOLS = (HTTP1, H2)
+
 
 class DemoError(Exception):
     """The demo could not run; the message is one line for the user."""
@@ -56,6 +61,8 @@ class DemoSettings:
     ``poll_interval`` is the pause between short polls in seconds;
     ``compression`` lets WebSocket use permessage-deflate; ``proxy_options``
     are mitmproxy ``key=value`` options for the proxy (e.g. ``confdir=...``).
+    ``http2`` serves the demo over TLS with Hypercorn and reads every
+    transport twice, over HTTP/1.1 and over h2.
     """
 
     output: Path
@@ -68,6 +75,7 @@ class DemoSettings:
     browser: bool = False
     chromium: str | None = None
     proxy_options: tuple[str, ...] = ()
+    http2: bool = False
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -85,11 +93,28 @@ class DemoSettings:
             raise DemoError("--transports cannot be combined with --browser: the page runs every transport")
         if self.browser and self.poll_interval < PAGE_MIN_POLL_INTERVAL:
             raise DemoError(f"--poll-interval: the page polls at most every {PAGE_MIN_POLL_INTERVAL * 1000:g} ms")
+        if self.http2 and self.browser and not self.compression:
+            raise DemoError(
+                "--no-compression cannot be combined with --browser --http2: Chromium always offers "
+                "permessage-deflate and Hypercorn always accepts it"
+            )
 
     @property
     def selected(self) -> tuple[DemoTransport, ...]:
         """The transports to run, in report order."""
         return tuple(t for t in TRANSPORTS if t.key in self.transports)
+
+    @property
+    def protocols(self) -> tuple[str | None, ...]:
+        """The protocols each transport is read over: HTTP/1.1 and h2 with ``--http2``;
+        else None, the plain demo's HTTP/1.1 without TLS."""
+        return PROTOCOLS if self.http2 else (None,)
+
+    @property
+    def confdir(self) -> Path | None:
+        """mitmproxy's configuration folder if ``--set confdir=...`` gave one (the last wins)."""
+        folders = [option.partition("=")[2] for option in self.proxy_options if option.partition("=")[0].strip() == "confdir"]
+        return Path(folders[-1]).expanduser() if folders else None
 
     @property
     def deadline(self) -> float:

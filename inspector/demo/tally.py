@@ -11,7 +11,12 @@ from ..stats import Distribution
 from .settings import DemoTransport
 
 ProgressCallback = Callable[[str, int], None]
-"""Told ``(transport key, messages received so far)`` as messages arrive."""
+"""Told ``(client label, messages received so far)`` as messages arrive (see :attr:`ClientTally.label`)."""
+
+
+def client_label(key: str, protocol: str | None) -> str:
+    """A client's name in a run: the transport's key, and with ``--http2`` its protocol (``ws h2``)."""
+    return key if protocol is None else f"{key} {protocol}"
 
 
 @dataclass
@@ -22,6 +27,10 @@ class ClientTally:
     (WebSocket messages, SSE events including the final ``end`` event, NDJSON
     lines, poll responses that carried data); None where the client cannot
     say (the page in browser mode). Latencies are in milliseconds.
+
+    ``protocol`` is what the client was asked to speak with ``--http2``
+    (``"http/1.1"`` or ``"h2"``; None in the plain demo), ``http_version``
+    what it got (``"HTTP/1.1"``, ``"HTTP/2"``), where the client can tell.
     """
 
     demo: DemoTransport
@@ -31,9 +40,15 @@ class ClientTally:
     deliveries: int | None = 0
     requests: int = 0
     error: str | None = None
+    protocol: str | None = None
+    http_version: str | None = None
     latency_ms: Distribution = field(default_factory=Distribution)
     on_progress: ProgressCallback | None = None
     _seen: set[int] = field(default_factory=set, repr=False)
+
+    @property
+    def label(self) -> str:
+        return client_label(self.demo.key, self.protocol)
 
     @property
     def lost(self) -> int:
@@ -48,7 +63,7 @@ class ClientTally:
         self.received += 1
         self.latency_ms.add((at - sent_at) * 1000)
         if self.on_progress is not None:
-            self.on_progress(self.demo.key, self.received)
+            self.on_progress(self.label, self.received)
 
     def delivered(self, messages: list[dict[str, Any]], at: float) -> None:
         """One server-to-client message on the wire, carrying these feed messages."""
@@ -58,8 +73,10 @@ class ClientTally:
             self.message(int(message["seq"]), float(message["sent_at"]), at)
 
     def to_dict(self) -> dict[str, Any]:
+        protocol = {} if self.protocol is None else {"protocol": self.protocol, "http_version": self.http_version}
         return {
             "path": self.demo.path,
+            **protocol,
             "received": self.received,
             "lost": self.lost,
             "duplicates": self.duplicates,
