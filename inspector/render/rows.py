@@ -42,7 +42,7 @@ TRANSPORT_COLUMNS = (
     Column("Overhead"),
     Column("Wire per message", short="Wire/msg"),
     Column("Per message p50 / p95", short="p50 / p95"),
-    Column("Anomalies"),
+    Column("Anomalies", short="Anom."),
 )
 
 CONNECTION_COLUMNS = (
