@@ -32,7 +32,7 @@ from mitmproxy.proxy.layers.tcp import TcpMessageInjected
 from mitmproxy.proxy.mode_specs import ReverseMode
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.proxy.utils import expect
-from mitmproxy.tls import ClientHelloData
+from mitmproxy.tls import ClientHelloData, TlsData
 
 from inspector.analyser_process import AnalyserProcess
 from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, encode_record
@@ -261,6 +261,29 @@ class RtInspect:
 
     def tls_clienthello(self, data: ClientHelloData) -> None:
         self._client_hello_at[data.context.client.id] = time.time()
+
+    def tls_start_client(self, tls_start: TlsData) -> None:
+        """A client's TLS handshake with the proxy: no HTTP/2 when the upstream is cleartext.
+
+        When the upstream speaks TLS, mitmproxy offers it the client's ALPN
+        protocols first and then gives the client the upstream's choice, so both
+        ends agree. A cleartext upstream chooses nothing: mitmproxy would pick
+        the client's favourite, h2 for a browser, and the relayed frames would
+        reach a server that may speak only HTTP/1.1. So such a client is
+        offered HTTP/1.1 alone, as with mitmproxy's ``http2=false``.
+        """
+        if any(isinstance(layer, layers.ServerTLSLayer) for layer in tls_start.context.layers):
+            return
+        if tls_start.ssl_conn is None:
+            # Loaded as a script, this hook runs before mitmproxy's own TLS addon: let it build the connection.
+            tlsconfig = ctx.master.addons.get("tlsconfig")
+            if tlsconfig is not None:
+                tlsconfig.tls_start_client(tls_start)
+        if tls_start.ssl_conn is None:
+            return
+        app_data = tls_start.ssl_conn.get_app_data()
+        if isinstance(app_data, dict) and "http2" in app_data:
+            app_data["http2"] = False
 
     def client_disconnected(self, client: Client) -> None:
         self._client_hello_at.pop(client.id, None)
