@@ -29,12 +29,9 @@ import argparse
 import asyncio
 import json
 import random
-import re
 import shutil
-import signal
 import socket
 import string
-import subprocess
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -52,6 +49,7 @@ sys.path.insert(0, str(HERE.parent))
 from demo_server.app import FEED_ENDED_HEADER, create_app  # noqa: E402
 from demo_server.run import serve_in_thread  # noqa: E402
 from servers import LOOPBACK, free_port, running_proxy  # noqa: E402
+from tshark import PacketCapture  # noqa: E402
 
 #: Seconds a whole scenario may take before recording fails.
 SCENARIO_DEADLINE = 60.0
@@ -320,41 +318,6 @@ def start_feed(server_port: int, control_port: int) -> None:
             answer += data
     if not answer.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(f"the feed did not start: {answer[:100]!r}")
-
-
-class PacketCapture:
-    """``dumpcap`` on ``lo`` writing a pcapng; capturing once :meth:`start` returns."""
-
-    def __init__(self, path: Path, capture_filter: str) -> None:
-        self.path = path
-        self.filter = capture_filter
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["dumpcap", "-i", "lo", "-f", self.filter, "-w", str(self.path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stderr is not None
-        # dumpcap names its output file once the interface is open and the filter is set.
-        for line in self.process.stderr:
-            if line.startswith("File:"):
-                return
-        raise RuntimeError(f"dumpcap did not start (exit status {self.process.wait()})")
-
-    def stop(self) -> str:
-        """Stop capturing; returns dumpcap's closing statistics. Fails if packets were dropped."""
-        assert self.process is not None and self.process.stderr is not None
-        self.process.send_signal(signal.SIGTERM)
-        rest = self.process.stderr.read()
-        self.process.wait(30)
-        dropped = re.search(r"received/dropped on interface .*?: (\d+)/(\d+)", rest)
-        if dropped is None or dropped.group(2) != "0":
-            raise RuntimeError(f"dumpcap dropped packets or did not report: {rest.strip()}")
-        return rest.strip()
 
 
 async def drive(base_url: str, scenario: Scenario, start: Callable[[], None]) -> dict[str, Observed]:
