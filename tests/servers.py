@@ -735,9 +735,12 @@ class H2WebSocket:
     def send(self, message: str | bytes) -> None:
         self.client.send_data(self.stream_id, bytes(self.frames.send_data(message)))
 
-    def recv(self) -> str | bytes:
-        self.client.wait_for(lambda: bool(self._more()), f"a WebSocket message on stream {self.stream_id}")
-        return self._messages.pop(0)
+    def recv(self) -> str | bytes | None:
+        """The next message; None once the server has closed and every message has been read."""
+        self.client.wait_for(
+            lambda: bool(self._more()) or self._closed(), f"a WebSocket message on stream {self.stream_id}"
+        )
+        return self._messages.pop(0) if self._messages else None
 
     def _more(self) -> list[str | bytes]:
         body = self.response.body
@@ -758,15 +761,18 @@ class H2WebSocket:
         return self.closed_by_server is not None or self.response.ended or self.response.reset is not None
 
     def close(self) -> None:
-        """Send Close (1000), wait for the server's Close, then reset the stream (NO_ERROR).
+        """End the WebSocket: send Close (1000) unless the server closed first, wait
+        for the server's Close, then reset the stream (RST_STREAM, NO_ERROR).
 
-        The stream is reset rather than ended: Hypercorn 0.18 forgets the stream
-        once it has answered Close without ending its side, fails on a DATA frame
-        that ends ours, and would hold the connection until its keep-alive timeout.
+        The client's side ends with a reset, and a Close from the server gets no
+        Close back: Hypercorn 0.18 forgets a WebSocket stream once its side has
+        closed, and a DATA frame on it after that (a Close reply, or one that
+        ends the stream) makes it drop the whole connection.
         """
-        self.client.send_data(self.stream_id, bytes(self.frames.close(CloseReason.NORMAL_CLOSURE)))
-        self.client.wait_for(self._closed, "the server's Close")
-        if not self.response.ended and self.response.reset is None:
+        if self.closed_by_server is None:
+            self.client.send_data(self.stream_id, bytes(self.frames.close(CloseReason.NORMAL_CLOSURE)))
+            self.client.wait_for(self._closed, "the server's Close")
+        if self.response.reset is None:
             self.client.h2.reset_stream(self.stream_id)
             self.client.flush()
 
@@ -835,7 +841,7 @@ class _H2Server(_H2Endpoint):
                 self.send_data(stream_id, b"padded data", pad_length=7)
                 self.send_data(stream_id, b"more", pad_length=0, end_stream=True)
             case "/big-headers":
-                self.h2.send_headers(stream_id, [*ok, (b"x-big", b"b" * 20000)], end_stream=True)
+                self.h2.send_headers(stream_id, [*ok, (b"x-big", b"b" * 30000)], end_stream=True)
             case _:
                 self.h2.send_headers(stream_id, [(b":status", b"404")], end_stream=True)
         self.flush()

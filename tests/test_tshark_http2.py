@@ -6,7 +6,8 @@ an SSE stream, an NDJSON stream, polls and repeated requests (so HPACK's
 dynamic table shrinks the later heads), once as h2c with prior knowledge and
 once over TLS with the client's key log. tshark must account for every byte
 the proxy relayed, and ``rtinspect report -f json`` must give the same
-figures in its top-level ``http2`` object.
+figures in its top-level ``http2`` object. The harness is first checked on
+traffic with every frame kind, against what the two ends sent.
 """
 
 from __future__ import annotations
@@ -22,8 +23,19 @@ from typing import Any
 import httpx
 import pytest
 
-from servers import DEADLINE, Certificates, HypercornServer, issue_certificates, run_rtinspect, running_proxy
+from servers import (
+    DEADLINE,
+    Certificates,
+    H2Client,
+    HypercornServer,
+    ScriptedServer,
+    issue_certificates,
+    run_rtinspect,
+    running_proxy,
+    serve_h2,
+)
 from test_proxy import captured
+from test_proxy_http2 import h2_conversation
 from tshark import (
     C2S,
     DIRECTION_NAMES,
@@ -162,6 +174,46 @@ def test_tshark_accounts_for_every_relayed_byte(recorded: Recorded) -> None:
     # HPACK's dynamic table: the decoded heads are several times their header blocks.
     for name in DIRECTION_NAMES.values():
         assert figures["decoded_header_bytes"][name] > 2 * figures["header_block_bytes"][name]
+
+
+def test_tshark_figures_cover_every_frame_kind(confdir: Path, tmp_path: Path) -> None:
+    """The harness itself, on h2c traffic with padding, priority, CONTINUATION, PING,
+    RST_STREAM and GOAWAY (the h2 library on both ends): every TCP payload byte is in
+    exactly one figure, and the figures are what both ends sent."""
+    pcapng = tmp_path / "kinds.pcapng"
+    with ScriptedServer(serve_h2) as server:
+        with running_proxy(server.url, confdir=confdir, probe=False) as proxy:
+            packets = PacketCapture(pcapng, f"tcp port {proxy.port}")
+            packets.start()
+            try:
+                client = H2Client.connect(proxy.port)
+                h2_conversation(client)
+                assert proxy.stop() == 0, proxy.stderr
+            finally:
+                packets.stop()
+    streams = dissect_http2(pcapng, proxy.port)
+    figures = http2_totals(streams.values())
+    tcp = {name: sum(s.directions[d].tcp_len for s in streams.values()) for d, name in DIRECTION_NAMES.items()}
+    sent = {"client_to_server": len(client.sent), "server_to_client": len(client.received)}
+    assert http2_bytes(figures) == tcp == sent
+    up, down = figures["frames"]["client_to_server"], figures["frames"]["server_to_client"]
+    assert (up["HEADERS"], up["RST_STREAM"], up["PING"], up["GOAWAY"]) == (8, 1, 1, 1)
+    assert (down["HEADERS"], down["CONTINUATION"], down["PING"]) == (7, 1, 1)
+    assert figures["padding_bytes"] == {"client_to_server": 0, "server_to_client": (1 + 7) + (1 + 0)}
+    assert figures["data_bytes"] == {
+        "client_to_server": 256 * 400,
+        "server_to_client": sum(len(response.body) for response in client.responses.values()),
+    }
+    decoded, block = figures["decoded_header_bytes"], figures["header_block_bytes"]
+    assert decoded["server_to_client"] > 30_000 > block["server_to_client"]
+    # Control: each side's SETTINGS (its first frame; the ACKs are empty), WINDOW_UPDATEs,
+    # PING and its answer, the reset, GOAWAY, and the priority field of one request.
+    settings_up = int.from_bytes(client.sent[24:27])
+    settings_down = int.from_bytes(client.received[:3])
+    assert figures["control_bytes"] == {
+        "client_to_server": settings_up + 4 * up["WINDOW_UPDATE"] + 8 + 4 + 8 + 5,
+        "server_to_client": settings_down + 4 * down["WINDOW_UPDATE"] + 8,
+    }
 
 
 def nonzero(frames: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
