@@ -230,3 +230,46 @@ def test_report_http2_figures_agree_with_tshark(recorded: Recorded) -> None:
     assert nonzero(report["http2"]["frames"]) == nonzero(figures["frames"])
     for figure in HTTP2_BYTE_FIGURES:
         assert report["http2"][figure] == figures[figure], figure
+
+
+# -- the committed recordings of HTTP/2 (tests/recordings/h2_*)
+
+RECORDINGS = Path(__file__).parent / "recordings"
+H2_RECORDINGS = sorted(p.name.removesuffix(".expected.json") for p in RECORDINGS.glob("h2_*.expected.json"))
+
+
+def committed(name: str) -> tuple[dict[str, Any], Recorded]:
+    expected = json.loads((RECORDINGS / f"{name}.expected.json").read_text())
+    files = (RECORDINGS / f"{name}.{suffix}" for suffix in ("rtcap", "pcapng"))
+    return expected, Recorded(*files, expected["server_port"], RECORDINGS / expected["keylog"])
+
+
+def test_every_http2_scenario_is_recorded() -> None:
+    assert H2_RECORDINGS == sorted(["h2_sse", "h2_ndjson", "h2_long_poll", "h2_short_poll", "h2_websocket"])
+
+
+@pytest.mark.parametrize("name", H2_RECORDINGS)
+def test_recordings_are_http2_and_tshark_accounts_for_every_byte(name: str) -> None:
+    expected, recording = committed(name)
+    connections = captured(recording.capture)
+    assert len(connections) == sum(seen["connections"] for seen in expected["transports"].values())
+    for connection in connections:
+        assert connection.opened.tls is not None and connection.opened.upstream_tls is not None
+        assert connection.opened.tls.alpn == connection.opened.upstream_tls.alpn == "h2"
+        assert connection.streams[0].startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    figures, _ = tshark_figures(recording)
+    assert http2_bytes(figures) == captured_bytes(recording.capture)
+
+
+@pytest.mark.parametrize("name", H2_RECORDINGS)
+def test_report_of_recordings_agrees_with_tshark(name: str) -> None:
+    expected, recording = committed(name)
+    rules = [arg for rule in expected["rules"] for arg in ("--transport", rule)]
+    result = run_rtinspect("report", str(recording.capture), *rules, "-f", "json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert "http2" in report, "the report has no top-level http2 figures"
+    figures, _ = tshark_figures(recording)
+    assert nonzero(report["http2"]["frames"]) == nonzero(figures["frames"])
+    for figure in HTTP2_BYTE_FIGURES:
+        assert report["http2"][figure] == figures[figure], figure
