@@ -122,6 +122,47 @@ class PlaintextRefused(layer.Layer):
             yield commands.CloseConnection(self.context.client)
 
 
+class ClientSpeaksFirst(layer.Layer):
+    """Holds what a reverse proxy's upstream sends until the client has sent its
+    first bytes, then lets mitmproxy choose the layers as if the client had spoken first.
+
+    mitmproxy connects to the upstream as soon as a client connects and chooses
+    the layers on the first bytes from either side. An upstream that speaks first
+    (an h2c server sends its SETTINGS at once) would have them chosen before the
+    client's first bytes say whether it speaks TLS: a TLS client would be relayed
+    raw, or refused by ``--listen-tls``; and a client that connects and leaves
+    without a word (a readiness probe, a health check) would be relayed the
+    greeting and recorded. An HTTP client always speaks first; a client that
+    waited for the upstream's greeting would wait for ever.
+    """
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.context.layers.remove(self)  # invisible, like NextLayer: the choice is made as if it were not there
+        self._held: list[events.Event] = []
+        self._next: layer.NextLayer | None = None
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if self._next is not None:
+            yield from self._next.handle_event(event)
+            return
+        client = self.context.client
+        if isinstance(event, events.ConnectionClosed) and event.connection is client:
+            yield commands.CloseConnection(client)  # as NextLayer does when the client leaves before a choice
+            return
+        if not (isinstance(event, events.DataReceived) and event.connection is client):
+            self._held.append(event)
+            return
+        # The choice is made on the client's bytes: they go first, then what the upstream sent meanwhile
+        # (NextLayer would choose again on each of the upstream's reads with no client bytes in sight).
+        self._next = layer.NextLayer(self.context)
+        start = [e for e in self._held if isinstance(e, events.Start)]
+        rest = [e for e in self._held if not isinstance(e, events.Start)]
+        self._held = []
+        for past in (*start, event, *rest):
+            yield from self._next.handle_event(past)
+
+
 @dataclass(slots=True)
 class _LiveConnection:
     connection_id: int
@@ -240,6 +281,10 @@ class RtInspect:
         if builtin is not None:
             builtin.next_layer(nextlayer)
         context = nextlayer.context
+        if _upstream_spoke_first(nextlayer):
+            _discard(nextlayer.layer)
+            nextlayer.layer = ClientSpeaksFirst(context)
+            return
         parent: layer.Layer | None = None
         child = nextlayer.layer
         refuse_plaintext = ctx.options.rtinspect_client_tls and isinstance(context.layers[0], ReverseProxy)
@@ -388,6 +433,21 @@ class RtInspect:
         except OSError:
             pass
         self._writer = None
+
+
+def _upstream_spoke_first(nextlayer: layer.NextLayer) -> bool:
+    """Whether a reverse proxy is asked for its layers because the upstream sent
+    something before the client did (see :class:`ClientSpeaksFirst`)."""
+    top = nextlayer.context.layers[0]
+    return isinstance(top, ReverseProxy) and top.child_layer is nextlayer and not nextlayer.data_client()
+
+
+def _discard(chosen: layer.Layer | None) -> None:
+    """Take back layers another addon chose: a layer joins its context's stack when it is made."""
+    while chosen is not None:
+        if chosen in chosen.context.layers:
+            chosen.context.layers.remove(chosen)
+        chosen = getattr(chosen, "child_layer", None)
 
 
 def _is_relay_point(candidate: layer.Layer) -> bool:

@@ -882,32 +882,15 @@ def running_proxy(
     confdir: Path,
     capture: Path | None = None,
     quiet: bool = True,
-    probe: bool = True,
 ) -> Iterator[CheckoutProxyProcess]:
     """``rtinspect proxy UPSTREAM ARGS`` on a free port, listening when this yields.
 
     ``confdir`` holds mitmproxy's CA (share one per test session: creating it
     takes a moment). Stopped with SIGTERM on exit unless the test stopped it.
-
-    With ``probe`` the proxy is ready once it accepts a connection. Probes
-    carry no bytes, but behind an upstream that speaks first (an h2c server
-    sends its SETTINGS on connect) each probe is relayed that greeting and
-    shows up in the capture. Without ``probe`` the proxy is ready once it has
-    announced where it listens (it is then not quiet, and prints its summary at exit).
     """
-    proxy = CheckoutProxyProcess.rtinspect(
-        upstream, *args, confdir=confdir, capture=capture, quiet=quiet and probe
-    )
+    proxy = CheckoutProxyProcess.rtinspect(upstream, *args, confdir=confdir, capture=capture, quiet=quiet)
     try:
-        if probe:
-            proxy.wait_listening()
-        else:
-            wait_until(
-                lambda: proxy.process.poll() is not None or "rtinspect: " in proxy.stdout,
-                "the proxy to announce where it listens",
-            )
-            if proxy.process.poll() is not None:
-                raise AssertionError(f"the proxy exited with status {proxy.process.returncode}: {proxy.stderr}")
+        proxy.wait_listening()
         yield proxy
     finally:
         if proxy.process.poll() is None:

@@ -14,6 +14,7 @@ import asyncio
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,11 +32,13 @@ from servers import (
     H2WebSocket,
     HypercornServer,
     RecordingRelay,
+    ScriptedConnection,
     ScriptedServer,
     free_port,
     issue_certificates,
     run_rtinspect,
     running_proxy,
+    wait_until,
     self_signed_certificate,
     serve_h2,
     tls_client_context,
@@ -60,11 +63,7 @@ def hypercorn_tls(certificates: Certificates) -> Iterator[HypercornServer]:
 
 @pytest.fixture(scope="module")
 def hypercorn_h2c() -> Iterator[HypercornServer]:
-    """The test app under Hypercorn in cleartext: HTTP/1.1 and h2c with prior knowledge.
-
-    An h2c server sends its SETTINGS as soon as a connection opens, so a proxy in
-    front of it is started without readiness probes (``probe=False``): the proxy
-    would relay that greeting to each probe and the capture would hold it."""
+    """The test app under Hypercorn in cleartext: HTTP/1.1 and h2c with prior knowledge."""
     with HypercornServer() as server:
         yield server
 
@@ -107,7 +106,7 @@ def test_h2c_with_prior_knowledge_passes_a_cleartext_proxy(
     hypercorn_h2c: HypercornServer, confdir: Path, tmp_path: Path
 ) -> None:
     capture = tmp_path / "h2c.rtcap"
-    with running_proxy(hypercorn_h2c.url, confdir=confdir, capture=capture, probe=False) as proxy:
+    with running_proxy(hypercorn_h2c.url, confdir=confdir, capture=capture) as proxy:
         with httpx.Client(http1=False, http2=True, timeout=DEADLINE) as client:
             version = client.get(f"{proxy.url}/version")
         assert proxy.stop() == 0, proxy.stderr
@@ -212,6 +211,48 @@ def test_websocket_over_h2_gets_the_servers_settings(
     assert connection.streams == (bytes(client.sent), bytes(client.received))
 
 
+GREETING = b"upstream says hello\r\n"
+REQUEST = b"GET /after-the-greeting HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+
+def greet_then_answer(connection: ScriptedConnection) -> None:
+    connection.send(GREETING)
+    connection.read_until(b"\r\n\r\n")
+    connection.send(RESPONSE)
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls-client", "cleartext-client"])
+def test_an_upstream_that_speaks_first_waits_for_the_client(confdir: Path, tmp_path: Path, tls: bool) -> None:
+    """mitmproxy connects upstream as soon as a client connects and chooses its layers
+    on the first bytes from either side. An upstream that speaks first (an h2c server
+    sends its SETTINGS at once) must not have them chosen before the client's first
+    bytes: a TLS client slow to say hello would be refused by ``--listen-tls``, and the
+    readiness probes (connect, then leave without a word) would be relayed the greeting
+    and recorded. The greeting waits until the client has spoken."""
+    capture = tmp_path / "greeting.rtcap"
+    with ScriptedServer(greet_then_answer) as server:
+        args = ("--listen-tls",) if tls else ()
+        with running_proxy(server.url, *args, confdir=confdir, capture=capture) as proxy:
+            upstreams = len(server.connections)
+            with socket.create_connection((LOOPBACK, proxy.port), timeout=DEADLINE) as raw:
+                wait_until(
+                    lambda: len(server.connections) > upstreams and bytes(server.connections[-1].sent) == GREETING,
+                    "the upstream to greet the proxy",
+                )
+                time.sleep(0.1)  # for the proxy to read the greeting before the client's first bytes
+                sock = tls_client_context(proxy_ca(confdir)).wrap_socket(raw, server_hostname=LOOPBACK) if tls else raw
+                sock.sendall(REQUEST)  # an HTTP client speaks first; only then does the greeting come
+                received = b""
+                while data := sock.recv(65536):
+                    received += data
+            assert proxy.stop() == 0, proxy.stderr
+    assert received == GREETING + RESPONSE
+    assert "refused" not in proxy.stderr
+    (connection,) = captured(capture)
+    assert connection.streams == (REQUEST, GREETING + RESPONSE)
+
+
 # -- byte for byte
 
 
@@ -243,7 +284,7 @@ def test_h2_is_relayed_byte_for_byte(confdir: Path, tmp_path: Path, tls: bool) -
     server_tls = tls_server_context(*self_signed_certificate(tmp_path), alpn=("h2",)) if tls else None
     args = ("--upstream-insecure", "--listen-tls") if tls else ()
     with ScriptedServer(serve_h2, tls=server_tls) as server:
-        with running_proxy(server.url, *args, confdir=confdir, capture=capture, probe=False) as proxy:
+        with running_proxy(server.url, *args, confdir=confdir, capture=capture) as proxy:
             client_tls = tls_client_context(proxy_ca(confdir), alpn=("h2",)) if tls else None
             client = H2Client.connect(proxy.port, client_tls)
             h2_conversation(client)
@@ -266,7 +307,7 @@ def test_concurrent_h2c_streams_are_relayed_byte_for_byte(
     Hypercorn; recording relays on both sides of the proxy see the same bytes."""
     capture = tmp_path / "concurrent.rtcap"
     with RecordingRelay(hypercorn_h2c.port) as server_side:
-        with running_proxy(server_side.url(), confdir=confdir, capture=capture, probe=False) as proxy:
+        with running_proxy(server_side.url(), confdir=confdir, capture=capture) as proxy:
             with RecordingRelay(proxy.port) as client_side:
                 asyncio.run(concurrent_streams(client_side.url()))
                 (at_client,) = [c for c in client_side.wait_finished(1) if c.client_to_server]
