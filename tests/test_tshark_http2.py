@@ -104,7 +104,7 @@ def record(upstream: HypercornServer, confdir: Path, directory: Path, tls: bool)
     capture, pcapng = directory / "h2.rtcap", directory / "h2.pcapng"
     keylog = directory / "client.keys" if tls else None
     args = ("--upstream-insecure", "--listen-tls") if tls else ()
-    with running_proxy(upstream.url, *args, confdir=confdir, capture=capture, probe=False) as proxy:
+    with running_proxy(upstream.url, *args, confdir=confdir, capture=capture) as proxy:
         packets = PacketCapture(pcapng, f"tcp port {proxy.port}")
         packets.start()
         try:
@@ -182,7 +182,7 @@ def test_tshark_figures_cover_every_frame_kind(confdir: Path, tmp_path: Path) ->
     exactly one figure, and the figures are what both ends sent."""
     pcapng = tmp_path / "kinds.pcapng"
     with ScriptedServer(serve_h2) as server:
-        with running_proxy(server.url, confdir=confdir, probe=False) as proxy:
+        with running_proxy(server.url, confdir=confdir) as proxy:
             packets = PacketCapture(pcapng, f"tcp port {proxy.port}")
             packets.start()
             try:
@@ -232,9 +232,9 @@ def test_report_http2_figures_agree_with_tshark(recorded: Recorded) -> None:
         assert report["http2"][figure] == figures[figure], figure
 
 
-# -- the committed recordings of HTTP/2 (tests/recordings/h2_*)
+# -- the committed recordings of HTTP/2 (tests/recordings/http2/h2_*)
 
-RECORDINGS = Path(__file__).parent / "recordings"
+RECORDINGS = Path(__file__).parent / "recordings" / "http2"
 H2_RECORDINGS = sorted(p.name.removesuffix(".expected.json") for p in RECORDINGS.glob("h2_*.expected.json"))
 
 

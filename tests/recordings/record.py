@@ -30,7 +30,8 @@ client-to-proxy leg (the proxy's port) and the clients write their TLS secrets
 to ``SCENARIO.keys`` (for ``tshark -o tls.keylog_file:SCENARIO.keys -d
 tcp.port==PORT,tls``). For these, ``expected.json``'s ``server_port`` is the
 proxy's port, ``pcap_leg`` is ``"client-proxy"``, ``keylog`` names the key file
-and ``http_version`` is what every response came in.
+and ``http_version`` is what every response came in. They are written to the
+``http2`` folder beside the others (``--out DIR`` puts them in ``DIR/http2``).
 
 Usage: ``.venv/bin/python tests/recordings/record.py [--out DIR] [SCENARIO ...]``
 """
@@ -523,8 +524,8 @@ def record_http2(scenario: Scenario, out: Path, confdir: Path) -> dict[str, Any]
     with HypercornServer(app, certificates=certificates, cleartext_too=True) as server:
         assert server.cleartext_port is not None
         args = ("--listen-tls", "--upstream-insecure")
-        # No readiness probes: the pcapng starts once the proxy listens, and holds the clients alone.
-        with running_proxy(server.url, *args, confdir=confdir, capture=rtcap, probe=False) as proxy:
+        # The pcapng starts once the proxy listens (after its readiness probes) and holds the clients alone.
+        with running_proxy(server.url, *args, confdir=confdir, capture=rtcap) as proxy:
             client_tls = tls_client_context(confdir / "mitmproxy-ca-cert.pem", alpn=("h2",), keylog=keys)
             packets = PacketCapture(pcapng, f"tcp port {proxy.port}")
             packets.start()
@@ -568,9 +569,11 @@ def main() -> None:
         for scenario in SCENARIOS:
             if args.scenarios and scenario.name not in args.scenarios:
                 continue
-            expected = record(scenario, args.out, Path(confdir))
+            out = args.out / "http2" if scenario.http2 else args.out
+            out.mkdir(exist_ok=True)
+            expected = record(scenario, out, Path(confdir))
             suffixes = ("rtcap", "pcapng", "expected.json", *(("keys",) if scenario.http2 else ()))
-            files = [args.out / f"{scenario.name}.{suffix}" for suffix in suffixes]
+            files = [out / f"{scenario.name}.{suffix}" for suffix in suffixes]
             files[2].write_text(json.dumps(expected, indent=2) + "\n")
             for path in files:
                 path.chmod(0o644)  # the proxy and dumpcap create them readable by their owner only
