@@ -317,7 +317,7 @@ class RtInspect:
         reach a server that may speak only HTTP/1.1. So such a client is
         offered HTTP/1.1 alone, as with mitmproxy's ``http2=false``.
         """
-        if any(isinstance(layer, layers.ServerTLSLayer) for layer in tls_start.context.layers):
+        if any(isinstance(stacked, layers.ServerTLSLayer) for stacked in tls_start.context.layers):
             return
         if tls_start.ssl_conn is None:
             # Loaded as a script, this hook runs before mitmproxy's own TLS addon: let it build the connection.
