@@ -32,7 +32,7 @@ from mitmproxy.proxy.layers.tcp import TcpMessageInjected
 from mitmproxy.proxy.mode_specs import ReverseMode
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.proxy.utils import expect
-from mitmproxy.tls import ClientHelloData
+from mitmproxy.tls import ClientHelloData, TlsData
 
 from inspector.analyser_process import AnalyserProcess
 from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, encode_record
@@ -120,6 +120,47 @@ class PlaintextRefused(layer.Layer):
         if not self._closed:
             self._closed = True
             yield commands.CloseConnection(self.context.client)
+
+
+class ClientSpeaksFirst(layer.Layer):
+    """Holds what a reverse proxy's upstream sends until the client has sent its
+    first bytes, then lets mitmproxy choose the layers as if the client had spoken first.
+
+    mitmproxy connects to the upstream as soon as a client connects and chooses
+    the layers on the first bytes from either side. An upstream that speaks first
+    (an h2c server sends its SETTINGS at once) would have them chosen before the
+    client's first bytes say whether it speaks TLS: a TLS client would be relayed
+    raw, or refused by ``--listen-tls``; and a client that connects and leaves
+    without a word (a readiness probe, a health check) would be relayed the
+    greeting and recorded. An HTTP client always speaks first; a client that
+    waited for the upstream's greeting would wait for ever.
+    """
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.context.layers.remove(self)  # invisible, like NextLayer: the choice is made as if it were not there
+        self._held: list[events.Event] = []
+        self._next: layer.NextLayer | None = None
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if self._next is not None:
+            yield from self._next.handle_event(event)
+            return
+        client = self.context.client
+        if isinstance(event, events.ConnectionClosed) and event.connection is client:
+            yield commands.CloseConnection(client)  # as NextLayer does when the client leaves before a choice
+            return
+        if not (isinstance(event, events.DataReceived) and event.connection is client):
+            self._held.append(event)
+            return
+        # The choice is made on the client's bytes: they go first, then what the upstream sent meanwhile
+        # (NextLayer would choose again on each of the upstream's reads with no client bytes in sight).
+        self._next = layer.NextLayer(self.context)
+        start = [e for e in self._held if isinstance(e, events.Start)]
+        rest = [e for e in self._held if not isinstance(e, events.Start)]
+        self._held = []
+        for past in (*start, event, *rest):
+            yield from self._next.handle_event(past)
 
 
 @dataclass(slots=True)
@@ -240,6 +281,10 @@ class RtInspect:
         if builtin is not None:
             builtin.next_layer(nextlayer)
         context = nextlayer.context
+        if _upstream_spoke_first(nextlayer):
+            _discard(nextlayer.layer)
+            nextlayer.layer = ClientSpeaksFirst(context)
+            return
         parent: layer.Layer | None = None
         child = nextlayer.layer
         refuse_plaintext = ctx.options.rtinspect_client_tls and isinstance(context.layers[0], ReverseProxy)
@@ -261,6 +306,29 @@ class RtInspect:
 
     def tls_clienthello(self, data: ClientHelloData) -> None:
         self._client_hello_at[data.context.client.id] = time.time()
+
+    def tls_start_client(self, tls_start: TlsData) -> None:
+        """A client's TLS handshake with the proxy: no HTTP/2 when the upstream is cleartext.
+
+        When the upstream speaks TLS, mitmproxy offers it the client's ALPN
+        protocols first and then gives the client the upstream's choice, so both
+        ends agree. A cleartext upstream chooses nothing: mitmproxy would pick
+        the client's favourite, h2 for a browser, and the relayed frames would
+        reach a server that may speak only HTTP/1.1. So such a client is
+        offered HTTP/1.1 alone, as with mitmproxy's ``http2=false``.
+        """
+        if any(isinstance(stacked, layers.ServerTLSLayer) for stacked in tls_start.context.layers):
+            return
+        if tls_start.ssl_conn is None:
+            # Loaded as a script, this hook runs before mitmproxy's own TLS addon: let it build the connection.
+            tlsconfig = ctx.master.addons.get("tlsconfig")
+            if tlsconfig is not None:
+                tlsconfig.tls_start_client(tls_start)
+        if tls_start.ssl_conn is None:
+            return
+        app_data = tls_start.ssl_conn.get_app_data()
+        if isinstance(app_data, dict) and "http2" in app_data:
+            app_data["http2"] = False
 
     def client_disconnected(self, client: Client) -> None:
         self._client_hello_at.pop(client.id, None)
@@ -365,6 +433,21 @@ class RtInspect:
         except OSError:
             pass
         self._writer = None
+
+
+def _upstream_spoke_first(nextlayer: layer.NextLayer) -> bool:
+    """Whether a reverse proxy is asked for its layers because the upstream sent
+    something before the client did (see :class:`ClientSpeaksFirst`)."""
+    top = nextlayer.context.layers[0]
+    return isinstance(top, ReverseProxy) and top.child_layer is nextlayer and not nextlayer.data_client()
+
+
+def _discard(chosen: layer.Layer | None) -> None:
+    """Take back layers another addon chose: a layer joins its context's stack when it is made."""
+    while chosen is not None:
+        if chosen in chosen.context.layers:
+            chosen.context.layers.remove(chosen)
+        chosen = getattr(chosen, "child_layer", None)
 
 
 def _is_relay_point(candidate: layer.Layer) -> bool:

@@ -277,7 +277,8 @@ def export(capture: str, fmt: str, output: str | None, mss: int | None, server_p
     "--http1-only",
     is_flag=True,
     help="Offer only HTTP/1.1 in TLS (ALPN), so clients and server do not agree on HTTP/2 "
-    "(mitmproxy's --set http2=false). By default their ALPN offers pass through.",
+    "(mitmproxy's --set http2=false). By default a TLS upstream gets the client's ALPN offer and the "
+    "client its choice; TLS clients of a cleartext upstream are offered HTTP/1.1 only.",
 )
 @click.option("-w", "--write", metavar="CAPTURE", help="Record the raw traffic to this file (.rtcap).")
 @click.option("-q", "--quiet", is_flag=True, help="No live view and no summary; warnings and errors only.")

@@ -79,7 +79,8 @@ class ProxySettings:
     listen_port: int = 8080
     listen_tls: bool = False
     upstream_insecure: bool = False
-    #: Offer only HTTP/1.1 over TLS; otherwise the client's ALPN offer passes to the upstream.
+    #: Offer only HTTP/1.1 over TLS; otherwise the client's ALPN offer passes to a TLS upstream
+    #: (TLS clients of a cleartext upstream get HTTP/1.1: see RtInspect.tls_start_client).
     http1_only: bool = False
     write: str | None = None
     quiet: bool = False

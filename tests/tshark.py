@@ -2,13 +2,18 @@
 
 Wireshark's dissectors do not share code with rtinspect, so where both count
 the same traffic their figures must agree: TCP payload bytes per stream and
-direction, HTTP head sizes and body bytes, and WebSocket frames.
+direction, HTTP head sizes and body bytes, WebSocket frames, and HTTP/2
+frames (:func:`http2_figures`). :class:`PacketCapture` records a pcapng on
+the loopback interface with dumpcap.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
+import signal
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,9 @@ from inspector.wire import Direction
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
 TSHARK = shutil.which("tshark")
+DUMPCAP = shutil.which("dumpcap")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (apt-get install tshark)")
+needs_dumpcap = pytest.mark.skipif(DUMPCAP is None, reason="dumpcap is not installed (apt-get install tshark)")
 
 
 @dataclass(frozen=True)
@@ -206,3 +213,245 @@ def frame_figures(frames: list[Frame]) -> dict[str, PerDirection]:
         "control_bytes": per_direction(lambda f: f.payload if f.control else 0),
         "compressed_messages": per_direction(lambda f: f.compressed and f.opcode in (1, 2)),
     }
+
+
+# -- HTTP/2
+
+
+#: The byte figures of :func:`http2_figures`, each per direction. With the frame
+#: counts they account for every byte of an HTTP/2 connection: see :func:`http2_bytes`.
+HTTP2_BYTE_FIGURES = (
+    "frame_header_bytes",
+    "header_block_bytes",
+    "decoded_header_bytes",
+    "data_bytes",
+    "padding_bytes",
+    "control_bytes",
+    "preface_bytes",
+)
+DIRECTION_NAMES = {C2S: "client_to_server", S2C: "server_to_client"}
+_FRAME_TYPE = re.compile(r"Type: (.+) \((?:0x)?[0-9a-fA-F]+\)$")
+
+
+@dataclass
+class Http2Direction:
+    """What one side of an HTTP/2 connection sent, as tshark's ``http2`` dissector sees it."""
+
+    frames: Counter[str] = field(default_factory=Counter)
+    #: Every figure of :data:`HTTP2_BYTE_FIGURES`.
+    figures: Counter[str] = field(default_factory=Counter)
+    #: Sum of ``tcp.len`` (ciphertext under TLS).
+    tcp_len: int = 0
+
+    @property
+    def wire_bytes(self) -> int:
+        """Every byte the figures account for: each byte is in exactly one of them
+        (decoded header bytes aside, which are not on the wire)."""
+        f = self.figures
+        return sum(f[name] for name in HTTP2_BYTE_FIGURES if name != "decoded_header_bytes")
+
+
+@dataclass
+class Http2Stream:
+    """One TCP connection that carried HTTP/2, by tshark's stream index."""
+
+    index: int
+    directions: dict[Direction, Http2Direction] = field(
+        default_factory=lambda: {C2S: Http2Direction(), S2C: Http2Direction()}
+    )
+
+
+def _children(element: ElementTree.Element, name: str) -> list[ElementTree.Element]:
+    return [child for child in element if child.get("name") == name]
+
+
+def _size(element: ElementTree.Element | None) -> int:
+    return int(element.get("size", "0")) if element is not None else 0
+
+
+def _http2_frame(frame: ElementTree.Element, into: Http2Direction) -> None:
+    """Count one ``http2.stream`` item of the PDML (a frame, or the client preface).
+
+    Each frame's bytes are split from tshark's own fields, and the split must
+    add up to the 9-byte header plus the frame's length field.
+    """
+    fields = {child.get("name", ""): child for child in reversed(list(frame))}
+    figures = into.figures
+    if "http2.magic" in fields:
+        figures["preface_bytes"] += _size(fields["http2.magic"])
+        return
+    if "http2.type" not in fields:
+        raise AssertionError(f"an http2 item that is neither the preface nor a frame: {frame.get('showname')}")
+    matched = _FRAME_TYPE.match(fields["http2.type"].get("showname", ""))
+    assert matched, fields["http2.type"].get("showname")
+    kind = matched.group(1)
+    length = int(fields["http2.length"].get("show", "0"))
+    into.frames[kind] += 1
+    figures["frame_header_bytes"] += 9
+    for header in _children(frame, "http2.header"):
+        lengths = named_fields(header)
+        for part in ("http2.header.name.length", "http2.header.value.length"):
+            figures["decoded_header_bytes"] += int(lengths[part].get("show", "0"))
+    for limit in ("http2.header_size_exceeded", "http2.header_lines_exceeded"):
+        if limit in fields:
+            raise AssertionError(f"tshark stopped decoding a header block ({limit})")
+    # The pad length byte is http2.padding; the padding itself, <type>.padding.
+    padding = _size(fields.get("http2.padding")) + sum(
+        _size(fields.get(f"http2.{where}.padding")) for where in ("data", "headers")
+    )
+    if kind == "DATA":
+        data = length - padding
+        if "http2.body.fragments" not in fields:  # the last frame of a body shows the whole body as its data
+            assert _size(fields.get("http2.data.data")) == data, frame.get("showname")
+        figures["data_bytes"] += data
+        figures["padding_bytes"] += padding
+    elif kind == "HEADERS":
+        priority = _size(fields.get("http2.stream_dependency")) + _size(fields.get("http2.headers.weight"))
+        block = _size(fields.get("http2.headers"))
+        assert padding + priority + block == length, frame.get("showname")
+        figures["header_block_bytes"] += block
+        figures["padding_bytes"] += padding
+        figures["control_bytes"] += priority
+    elif kind == "CONTINUATION":
+        assert _size(fields.get("http2.continuation.header")) == length, frame.get("showname")
+        figures["header_block_bytes"] += length
+    else:
+        figures["control_bytes"] += length
+
+
+def tshark_http2_pdml(pcap: Path, port: int | None, keylog: Path | None) -> bytes:
+    """The capture as PDML with TCP streams reassembled and only the tcp and http2 layers.
+
+    With ``port``, the port is decoded as TLS (with ``keylog``) or as cleartext
+    HTTP/2; under TLS, tshark goes on to HTTP/2 where ALPN said h2.
+    """
+    decode_as = "tls" if keylog is not None else "http2"
+    command = [
+        TSHARK or "tshark",
+        "-n",
+        "-r", str(pcap),
+        "-o", "tcp.desegment_tcp_streams:TRUE",
+        *(["-o", f"tls.keylog_file:{keylog}"] if keylog is not None else []),
+        *(["-d", f"tcp.port=={port},{decode_as}"] if port is not None else []),
+        "-J", "tcp http2",
+        "-T", "pdml",
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, check=True, timeout=120).stdout
+
+
+def dissect_http2(pcap: Path, port: int | None = None, keylog: Path | None = None) -> dict[int, Http2Stream]:
+    """Every TCP stream of ``pcap`` with its HTTP/2 frames, by tshark's stream index.
+
+    Segments from ``port`` are the server's. Without ``port``, the side that
+    sent the client preface is the client (tshark must then find HTTP/2 by
+    itself). ``keylog`` decrypts TLS (NSS key log, as ``SSLKEYLOGFILE`` writes it).
+    """
+    by_sender: dict[tuple[int, str], Http2Direction] = {}
+    clients: dict[int, str] = {}
+    root = ElementTree.fromstring(tshark_http2_pdml(pcap, port, keylog))
+    for packet in root.iter("packet"):
+        tcp = named_fields(packet.find("proto[@name='tcp']"))  # type: ignore[arg-type]
+        index = int(tcp["tcp.stream"].get("show", "0"))
+        sender = f"{tcp['tcp.srcport'].get('show')}"
+        side = by_sender.setdefault((index, sender), Http2Direction())
+        side.tcp_len += int(tcp["tcp.len"].get("show", "0"))
+        for layer in packet.findall("proto[@name='http2']"):
+            for frame in _children(layer, "http2.stream"):
+                if _children(frame, "http2.magic"):
+                    clients.setdefault(index, sender)
+                _http2_frame(frame, side)
+    streams: dict[int, Http2Stream] = {}
+    for (index, sender), side in sorted(by_sender.items()):
+        if port is not None:
+            direction = S2C if sender == str(port) else C2S
+        elif index in clients:
+            direction = C2S if sender == clients[index] else S2C
+        else:
+            continue  # no preface, no port: not HTTP/2 as far as tshark could tell
+        streams.setdefault(index, Http2Stream(index)).directions[direction] = side
+    return streams
+
+
+def http2_figures(pcap: Path, port: int | None = None, keylog: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The HTTP/2 figures of every connection in ``pcap``, summed, per direction, as
+    tshark's ``http2`` dissector sees them; shaped like the report's ``http2`` object::
+
+        {"frames": {"client_to_server": {"HEADERS": 3, ...}, "server_to_client": {...}},
+         "frame_header_bytes": {"client_to_server": n, "server_to_client": n}, ...}
+
+    - frames: counts by tshark's frame type name (only the types that occur)
+    - frame_header_bytes: 9 per frame
+    - header_block_bytes: HPACK header block fragments of HEADERS and
+      CONTINUATION frames as on the wire (no pad length, padding or priority)
+    - decoded_header_bytes: decoded name + value lengths, pseudo-headers included
+    - data_bytes: DATA payload without pad length and padding
+    - padding_bytes: pad length byte and padding of DATA and HEADERS frames
+    - control_bytes: the payload of every other frame type, and the 5-byte
+      priority field of HEADERS frames with the PRIORITY flag
+    - preface_bytes: the client's 24-byte connection preface
+
+    See :func:`dissect_http2` for ``port`` and ``keylog``.
+    """
+    return http2_totals(dissect_http2(pcap, port, keylog).values())
+
+
+def http2_totals(streams: Any) -> dict[str, dict[str, Any]]:
+    """:func:`http2_figures` of some :class:`Http2Stream`\\ s."""
+    totals: dict[str, dict[str, Any]] = {"frames": {name: {} for name in DIRECTION_NAMES.values()}}
+    totals |= {figure: dict.fromkeys(DIRECTION_NAMES.values(), 0) for figure in HTTP2_BYTE_FIGURES}
+    for stream in streams:
+        for direction, name in DIRECTION_NAMES.items():
+            side = stream.directions[direction]
+            frames = totals["frames"][name]
+            for kind, count in side.frames.items():
+                frames[kind] = frames.get(kind, 0) + count
+            for figure in HTTP2_BYTE_FIGURES:
+                totals[figure][name] += side.figures[figure]
+    return totals
+
+
+def http2_bytes(figures: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Per direction, the bytes :func:`http2_figures` account for: every byte of the
+    HTTP/2 connections (decoded header bytes are not on the wire and not counted)."""
+    return {
+        name: sum(figures[f][name] for f in HTTP2_BYTE_FIGURES if f != "decoded_header_bytes")
+        for name in DIRECTION_NAMES.values()
+    }
+
+
+# -- capturing packets
+
+
+class PacketCapture:
+    """``dumpcap`` on ``lo`` writing a pcapng; capturing once :meth:`start` returns."""
+
+    def __init__(self, path: Path, capture_filter: str) -> None:
+        self.path = path
+        self.filter = capture_filter
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [DUMPCAP or "dumpcap", "-i", "lo", "-f", self.filter, "-w", str(self.path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stderr is not None
+        # dumpcap names its output file once the interface is open and the filter is set.
+        for line in self.process.stderr:
+            if line.startswith("File:"):
+                return
+        raise RuntimeError(f"dumpcap did not start (exit status {self.process.wait()})")
+
+    def stop(self) -> str:
+        """Stop capturing; returns dumpcap's closing statistics. Fails if packets were dropped."""
+        assert self.process is not None and self.process.stderr is not None
+        self.process.send_signal(signal.SIGTERM)
+        rest = self.process.stderr.read()
+        self.process.wait(30)
+        dropped = re.search(r"received/dropped on interface .*?: (\d+)/(\d+)", rest)
+        if dropped is None or dropped.group(2) != "0":
+            raise RuntimeError(f"dumpcap dropped packets or did not report: {rest.strip()}")
+        return rest.strip()

@@ -20,6 +20,19 @@ like a short poll).
 The feed is started by ``POST /feed/start`` from a fixed local port that the
 packet filter leaves out, so neither the capture nor the pcapng has it.
 
+The ``h2_*`` scenarios are HTTP/2 over TLS. The demo server runs under
+Hypercorn (TLS with ALPN h2, plus a cleartext port for the feed control), the
+proxy listens with TLS (``--listen-tls --upstream-insecure``), and the clients
+speak h2: httpx and httpx-sse with ``http2=True``, and for WebSocket over
+HTTP/2 (RFC 8441, extended CONNECT) the ``h2`` library over a socket. Both TLS
+legs are encrypted with different keys, so ``dumpcap`` captures the
+client-to-proxy leg (the proxy's port) and the clients write their TLS secrets
+to ``SCENARIO.keys`` (for ``tshark -o tls.keylog_file:SCENARIO.keys -d
+tcp.port==PORT,tls``). For these, ``expected.json``'s ``server_port`` is the
+proxy's port, ``pcap_leg`` is ``"client-proxy"``, ``keylog`` names the key file
+and ``http_version`` is what every response came in. They are written to the
+``http2`` folder beside the others (``--out DIR`` puts them in ``DIR/http2``).
+
 Usage: ``.venv/bin/python tests/recordings/record.py [--out DIR] [SCENARIO ...]``
 """
 
@@ -27,14 +40,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
+import functools
 import json
 import random
-import re
 import shutil
-import signal
 import socket
+import ssl
 import string
-import subprocess
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -51,7 +64,17 @@ sys.path.insert(0, str(HERE.parent))
 
 from demo_server.app import FEED_ENDED_HEADER, create_app  # noqa: E402
 from demo_server.run import serve_in_thread  # noqa: E402
-from servers import LOOPBACK, free_port, running_proxy  # noqa: E402
+from servers import (  # noqa: E402
+    LOOPBACK,
+    H2Client,
+    H2WebSocket,
+    HypercornServer,
+    free_port,
+    issue_certificates,
+    running_proxy,
+    tls_client_context,
+)
+from tshark import PacketCapture  # noqa: E402
 
 #: Seconds a whole scenario may take before recording fails.
 SCENARIO_DEADLINE = 60.0
@@ -95,8 +118,28 @@ class Observed:
 Client = Callable[[str, Observed, asyncio.Event], Awaitable[None]]
 
 
+#: The TLS context of HTTP/2 scenarios' clients (trusting the proxy's CA, writing the key log);
+#: None for HTTP/1.1 scenarios.
+CLIENT_TLS: contextvars.ContextVar[ssl.SSLContext | None] = contextvars.ContextVar("CLIENT_TLS", default=None)
+
+
 def _http_client(base_url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=SCENARIO_DEADLINE)
+    tls = CLIENT_TLS.get()
+    if tls is None:
+        return httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=SCENARIO_DEADLINE)
+    return httpx.AsyncClient(
+        base_url=base_url,
+        trust_env=False,
+        timeout=SCENARIO_DEADLINE,
+        http2=True,
+        verify=tls,
+        event_hooks={"response": [_require_http2]},
+    )
+
+
+async def _require_http2(response: httpx.Response) -> None:
+    if response.http_version != "HTTP/2":
+        raise RuntimeError(f"{response.request.url} came in {response.http_version}, not HTTP/2")
 
 
 def _local_address(response: httpx.Response) -> tuple[str, int]:
@@ -146,6 +189,48 @@ def websocket_echo(messages: list[str | bytes]) -> Client:
     return run
 
 
+def websocket_h2(messages: list[str | bytes]) -> Client:
+    """WebSocket over HTTP/2 (RFC 8441) on one h2 connection: push on ``/ws`` and echo
+    round trips on ``/ws/echo``, each an extended CONNECT stream. The echo stream is
+    closed by the client once every message has come back; the push stream by the
+    server when the feed ends (the client then resets its side, see :meth:`H2WebSocket.close`)."""
+
+    async def run(base_url: str, seen: Observed, ready: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        tls = CLIENT_TLS.get()
+        port = int(base_url.rsplit(":", 1)[1])
+
+        def talk() -> None:
+            client = H2Client.connect(port, tls)
+            try:
+                seen.connections.add(client.sock.getsockname()[:2])
+                push, echo = H2WebSocket(client, "/ws"), H2WebSocket(client, "/ws/echo")
+                for websocket in (push, echo):
+                    if websocket.response.status != 200:
+                        raise RuntimeError(f"extended CONNECT answered {websocket.response.status}")
+                    extensions = dict(websocket.response.headers).get(b"sec-websocket-extensions")
+                    seen.extensions.append(extensions.decode() if extensions else None)
+                loop.call_soon_threadsafe(ready.set)
+                for message in messages:
+                    echo.send(message)
+                    seen.sent.append(len(message.encode() if isinstance(message, str) else message))
+                    echoed = echo.recv()
+                    assert echoed is not None, "the echo stream closed early"
+                    seen.received.append(len(echoed.encode() if isinstance(echoed, str) else echoed))
+                echo.close()
+                while (pushed := push.recv()) is not None:
+                    seen.received.append(len(pushed.encode() if isinstance(pushed, str) else pushed))
+                if push.closed_by_server != 1000:
+                    raise RuntimeError(f"the push stream ended with {push.closed_by_server}, not 1000")
+                push.close()
+            finally:
+                client.close()
+
+        await asyncio.to_thread(talk)
+
+    return run
+
+
 def server_sent_events(resume_after: int | None = None) -> Client:
     """``/sse`` until the ``end`` event. With ``resume_after``, the first connection
     is closed right after the event with that id, and a second one resumes with
@@ -159,6 +244,10 @@ def server_sent_events(resume_after: int | None = None) -> Client:
 
     async def run(base_url: str, seen: Observed, ready: asyncio.Event) -> None:
         last_id: str | None = None
+        # Each connection has its own client, closed when its stream is left: httpx
+        # closes an HTTP/1.1 connection whose response was not read to the end, but
+        # over HTTP/2 it neither resets the stream nor closes the connection, and the
+        # server would go on sending events that no one reads.
         async with _http_client(base_url) as client:
             async with aconnect_sse(client, "GET", "/sse") as source:
                 seen.connections.add(_local_address(source.response))
@@ -169,8 +258,9 @@ def server_sent_events(resume_after: int | None = None) -> Client:
                     last_id = event.id
                     if resume_after is not None and event.id == str(resume_after):
                         break
-            if resume_after is None:
-                return
+        if resume_after is None:
+            return
+        async with _http_client(base_url) as client:
             async with aconnect_sse(client, "GET", "/sse", headers={"Last-Event-ID": str(last_id)}) as source:
                 seen.connections.add(_local_address(source.response))
                 async for event in source.aiter_sse():
@@ -248,6 +338,8 @@ class Scenario:
     clients: list[tuple[str, Client]]
     ws_compression: bool = True
     rules: tuple[str, ...] = ()
+    #: HTTP/2 over TLS through a Hypercorn upstream (see the module's docstring).
+    http2: bool = False
 
 
 SCENARIOS = [
@@ -308,6 +400,48 @@ SCENARIOS = [
         ],
         rules=("/longpoll=long_poll", "/poll=short_poll"),
     ),
+    Scenario(
+        "h2_sse",
+        "HTTP/2 over TLS: Server-Sent Events with heartbeat comments; the first connection is closed "
+        "after event 5 and a second one resumes with Last-Event-ID.",
+        {"rate": 40, "count": 12, "size": 120, "heartbeat": 0.03},
+        [("sse", server_sent_events(resume_after=5))],
+        http2=True,
+    ),
+    Scenario(
+        "h2_ndjson",
+        "HTTP/2 over TLS: NDJSON in the DATA frames of one response (/stream).",
+        {"rate": 100, "count": 15, "size": 120},
+        [("http_stream", ndjson_stream())],
+        http2=True,
+    ),
+    Scenario(
+        "h2_long_poll",
+        f"HTTP/2 over TLS: long polling /longpoll, one stream per poll on one connection; polls time out "
+        f"after {LONG_POLL_TIMEOUT}s (204) until the feed starts, and the last 204 says it has ended.",
+        {"rate": 50, "count": 12, "size": 120},
+        [("long_poll", long_poll())],
+        rules=("/longpoll=long_poll",),
+        http2=True,
+    ),
+    Scenario(
+        "h2_short_poll",
+        f"HTTP/2 over TLS: short polling /poll every {SHORT_POLL_PAUSE}s, one stream per poll on one "
+        "connection, faster than the feed, so many polls are empty (204).",
+        {"rate": 40, "count": 10, "size": 120},
+        [("short_poll", short_poll())],
+        rules=("/poll=short_poll",),
+        http2=True,
+    ),
+    Scenario(
+        "h2_websocket",
+        "WebSocket over HTTP/2 (RFC 8441) over TLS: on one connection, push over /ws and echo round "
+        "trips over /ws/echo (masked client frames, one binary message), each an extended CONNECT "
+        "stream; no compression is offered.",
+        {"rate": 100, "count": 12, "size": 160},
+        [("websocket", websocket_h2(ECHOES))],
+        http2=True,
+    ),
 ]
 
 
@@ -320,41 +454,6 @@ def start_feed(server_port: int, control_port: int) -> None:
             answer += data
     if not answer.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(f"the feed did not start: {answer[:100]!r}")
-
-
-class PacketCapture:
-    """``dumpcap`` on ``lo`` writing a pcapng; capturing once :meth:`start` returns."""
-
-    def __init__(self, path: Path, capture_filter: str) -> None:
-        self.path = path
-        self.filter = capture_filter
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["dumpcap", "-i", "lo", "-f", self.filter, "-w", str(self.path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stderr is not None
-        # dumpcap names its output file once the interface is open and the filter is set.
-        for line in self.process.stderr:
-            if line.startswith("File:"):
-                return
-        raise RuntimeError(f"dumpcap did not start (exit status {self.process.wait()})")
-
-    def stop(self) -> str:
-        """Stop capturing; returns dumpcap's closing statistics. Fails if packets were dropped."""
-        assert self.process is not None and self.process.stderr is not None
-        self.process.send_signal(signal.SIGTERM)
-        rest = self.process.stderr.read()
-        self.process.wait(30)
-        dropped = re.search(r"received/dropped on interface .*?: (\d+)/(\d+)", rest)
-        if dropped is None or dropped.group(2) != "0":
-            raise RuntimeError(f"dumpcap dropped packets or did not report: {rest.strip()}")
-        return rest.strip()
 
 
 async def drive(base_url: str, scenario: Scenario, start: Callable[[], None]) -> dict[str, Observed]:
@@ -383,6 +482,8 @@ def record(scenario: Scenario, out: Path, confdir: Path) -> dict[str, Any]:
     rtcap, pcapng = out / f"{scenario.name}.rtcap", out / f"{scenario.name}.pcapng"
     for stale in (rtcap, pcapng):
         stale.unlink(missing_ok=True)
+    if scenario.http2:
+        return record_http2(scenario, out, confdir)
     server = serve_in_thread(
         create_app(**scenario.feed, autostart=False),  # type: ignore[arg-type]
         host=LOOPBACK,
@@ -411,6 +512,47 @@ def record(scenario: Scenario, out: Path, confdir: Path) -> dict[str, Any]:
     }
 
 
+def record_http2(scenario: Scenario, out: Path, confdir: Path) -> dict[str, Any]:
+    """Record an HTTP/2 scenario: Hypercorn over TLS, the proxy with TLS on both
+    sides, the client-to-proxy leg in the pcapng and the clients' TLS secrets in
+    ``SCENARIO.keys``."""
+    rtcap, pcapng, keys = (out / f"{scenario.name}.{suffix}" for suffix in ("rtcap", "pcapng", "keys"))
+    keys.unlink(missing_ok=True)
+    app = create_app(**scenario.feed, autostart=False)  # type: ignore[arg-type]
+    certificates = issue_certificates(confdir)
+    control_port = free_port()
+    with HypercornServer(app, certificates=certificates, cleartext_too=True) as server:
+        assert server.cleartext_port is not None
+        args = ("--listen-tls", "--upstream-insecure")
+        # The pcapng starts once the proxy listens (after its readiness probes) and holds the clients alone.
+        with running_proxy(server.url, *args, confdir=confdir, capture=rtcap) as proxy:
+            client_tls = tls_client_context(confdir / "mitmproxy-ca-cert.pem", alpn=("h2",), keylog=keys)
+            packets = PacketCapture(pcapng, f"tcp port {proxy.port}")
+            packets.start()
+            try:
+                CLIENT_TLS.set(client_tls)
+                base_url = f"https://{LOOPBACK}:{proxy.port}"
+                start = functools.partial(start_feed, server.cleartext_port, control_port)
+                observed = asyncio.run(drive(base_url, scenario, start))
+                status = proxy.stop()
+                if status != 0:
+                    raise RuntimeError(f"rtinspect proxy exited with {status}: {proxy.stderr}")
+            finally:
+                CLIENT_TLS.set(None)
+                packets.stop()
+    return {
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "server_port": proxy.port,
+        "pcap_leg": "client-proxy",
+        "keylog": keys.name,
+        "http_version": "HTTP/2",
+        "rules": list(scenario.rules),
+        "feed": scenario.feed,
+        "transports": {transport: seen.as_dict(transport) for transport, seen in observed.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=HERE, help="directory to write to (default: %(default)s)")
@@ -427,8 +569,11 @@ def main() -> None:
         for scenario in SCENARIOS:
             if args.scenarios and scenario.name not in args.scenarios:
                 continue
-            expected = record(scenario, args.out, Path(confdir))
-            files = [args.out / f"{scenario.name}.{suffix}" for suffix in ("rtcap", "pcapng", "expected.json")]
+            out = args.out / "http2" if scenario.http2 else args.out
+            out.mkdir(exist_ok=True)
+            expected = record(scenario, out, Path(confdir))
+            suffixes = ("rtcap", "pcapng", "expected.json", *(("keys",) if scenario.http2 else ()))
+            files = [out / f"{scenario.name}.{suffix}" for suffix in suffixes]
             files[2].write_text(json.dumps(expected, indent=2) + "\n")
             for path in files:
                 path.chmod(0o644)  # the proxy and dumpcap create them readable by their owner only
