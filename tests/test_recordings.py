@@ -6,6 +6,10 @@
 dumpcap. The proxy relays bytes unchanged, so that leg carries exactly the
 bytes of the client leg the capture holds.
 
+The HTTP/2 recordings in ``recordings/http2/`` (over TLS, with the clients'
+key log beside them) are checked against their clients here too, and against
+tshark's ``http2`` dissector in ``test_tshark_http2.py``.
+
 - The report built from the ``.rtcap`` must agree with the clients: connections,
   messages and payload bytes per transport and direction, polls and empty polls;
   it must have no anomalies, and every byte of the capture must be in exactly
@@ -44,6 +48,10 @@ C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
 RECORDINGS = Path(__file__).parent / "recordings"
 SCENARIOS = sorted(path.name.removesuffix(".expected.json") for path in RECORDINGS.glob("*.expected.json"))
+#: The HTTP/2 recordings, named by their path under ``recordings/``.
+HTTP2_SCENARIOS = sorted(f"http2/{p.name.removesuffix('.expected.json')}" for p in RECORDINGS.glob("http2/*.expected.json"))
+#: Every recording whose report is checked against its clients.
+CLIENT_CHECKED = SCENARIOS + HTTP2_SCENARIOS
 POLLING = ("long_poll", "short_poll")
 
 
@@ -79,9 +87,9 @@ def expected(name: str) -> dict[str, Any]:
     return json.loads((RECORDINGS / f"{name}.expected.json").read_text())
 
 
-def with_transports(*transports: str) -> list[str]:
+def with_transports(*transports: str, scenarios: list[str] = SCENARIOS) -> list[str]:
     """Scenarios in which the clients used any of ``transports``."""
-    return [name for name in SCENARIOS if set(expected(name)["transports"]) & set(transports)]
+    return [name for name in scenarios if set(expected(name)["transports"]) & set(transports)]
 
 
 @functools.cache
@@ -100,14 +108,24 @@ def test_every_scenario_is_recorded() -> None:
     assert SCENARIOS == sorted(
         ["websocket", "websocket_deflate", "sse", "ndjson", "long_poll", "short_poll", "mixed"]
     )
-    for name in SCENARIOS:
+    assert HTTP2_SCENARIOS == sorted(f"http2/h2_{n}" for n in ["sse", "ndjson", "long_poll", "short_poll", "websocket"])
+    for name in CLIENT_CHECKED:
         assert (RECORDINGS / f"{name}.rtcap").is_file() and (RECORDINGS / f"{name}.pcapng").is_file()
+
+
+@pytest.mark.parametrize("name", HTTP2_SCENARIOS)
+def test_http2_recordings_are_reported_as_http2(name: str) -> None:
+    report = load(name).report
+    assert {c.protocol for c in report.connections} == {"h2"}
+    for transport, summary in report.transports.items():
+        assert list(summary.by_protocol) == ["h2"], transport
+        assert summary.http2 is not None and summary.http2.frame_header_bytes.total > 0, transport
 
 
 # -- the report against what the clients observed
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("name", CLIENT_CHECKED)
 def test_transports_match_what_the_clients_saw(name: str) -> None:
     recording = load(name)
     report = recording.report
@@ -121,7 +139,7 @@ def test_transports_match_what_the_clients_saw(name: str) -> None:
             assert (len(sizes), sum(sizes)) == (seen["messages"][direction], seen["payload_bytes"][direction])
 
 
-@pytest.mark.parametrize("name", with_transports(*POLLING))
+@pytest.mark.parametrize("name", with_transports(*POLLING, scenarios=CLIENT_CHECKED))
 def test_polls_match_what_the_clients_saw(name: str) -> None:
     """Every poll is either a message (a response with data) or an empty poll."""
     recording = load(name)
@@ -135,7 +153,7 @@ def test_polls_match_what_the_clients_saw(name: str) -> None:
         assert summary.empty_polls > 0, f"{transport}: the recording should hold empty polls"
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("name", CLIENT_CHECKED)
 def test_no_anomalies_and_every_byte_parsed(name: str) -> None:
     report = load(name).report
     assert [(c.id, c.anomalies) for c in report.connections if c.anomalies] == []
@@ -144,7 +162,7 @@ def test_no_anomalies_and_every_byte_parsed(name: str) -> None:
         assert summary.categories[Category.UNPARSED.value].total == 0, transport
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("name", CLIENT_CHECKED)
 def test_every_captured_byte_is_counted_once(name: str) -> None:
     """Per direction: bytes in the capture == wire bytes of all transports == the sum of their categories."""
     recording = load(name)

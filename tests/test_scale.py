@@ -25,6 +25,7 @@ C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
 RECORDINGS = Path(__file__).parent / "recordings"
 SCENARIOS = sorted(path.name.removesuffix(".expected.json") for path in RECORDINGS.glob("*.expected.json"))
+HTTP2_SCENARIOS = sorted(f"http2/{p.name.removesuffix('.expected.json')}" for p in RECORDINGS.glob("http2/*.expected.json"))
 
 POLL = b"GET /poll?after=%d HTTP/1.1\r\nHost: x\r\n\r\n"
 DATA = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]"
@@ -150,7 +151,7 @@ def test_the_report_of_each_recording_is_the_one_kept_beside_it(name: str) -> No
     _same(kept, report)
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("name", SCENARIOS + HTTP2_SCENARIOS)
 def test_any_number_of_processes_gives_the_same_report(name: str) -> None:
     path = RECORDINGS / f"{name}.rtcap"
     one = report_to_dict(report_from_captures([path], rules=rules(name), jobs=1))
