@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from .capture import ConnectionClosed, ConnectionOpened, DataChunk, Event, Record
+from .app_messages import AppMessageRule
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
 from .report import Report
@@ -46,6 +47,7 @@ class AnalyserSettings:
 
     rules: tuple[TransportRule, ...] = ()
     long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD
+    app_messages: tuple[AppMessageRule, ...] = ()
     redact: bool = True
     sources: tuple[str, ...] = ()
     capture: str | None = None
@@ -61,6 +63,9 @@ class AnalyserSettings:
     def from_json(cls, text: str) -> AnalyserSettings:
         value = json.loads(text)
         value["rules"] = tuple(TransportRule(**rule) for rule in value["rules"])
+        value["app_messages"] = tuple(
+            AppMessageRule(rule["pattern"], tuple(rule["members"]), rule["method"]) for rule in value["app_messages"]
+        )
         value["sources"] = tuple(value["sources"])
         return cls(**value)
 
@@ -118,7 +123,7 @@ class Analyser:
 
     def __init__(self, settings: AnalyserSettings) -> None:
         self.settings = settings
-        self._classifier = Classifier(tuple(settings.rules), settings.long_poll_threshold)
+        self._classifier = Classifier(tuple(settings.rules), settings.long_poll_threshold, settings.app_messages)
         self._builder = ReportBuilder(redact=settings.redact)
         self._live: dict[int, ConnectionAnalyzer] = {}
         self._closed: list[ConnectionRecord] = []

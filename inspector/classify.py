@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from .app_messages import AppMessageRule
 from .report import TRANSPORTS
 from .wire import BodyKind
 
@@ -88,10 +89,22 @@ def exchange_route(exchange: ExchangeRecord) -> Route | None:
 
 @dataclass(frozen=True, slots=True)
 class Classifier:
-    """The user's rules and threshold, applied to one exchange as it completes."""
+    """The user's rules and threshold, applied to one exchange as it completes;
+    and where the application's messages are in the bodies of the requests
+    ``app_messages`` rules match (see :mod:`inspector.app_messages`)."""
 
     rules: tuple[TransportRule, ...] = ()
     long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD
+    app_messages: tuple[AppMessageRule, ...] = ()
+
+    def app_message_place(self, method: str, target: str) -> tuple[str, ...] | None:
+        """Where a rule puts the application's messages in this request's
+        responses (None when no rule matches: the body's shape decides)."""
+        path = request_path(target)
+        for rule in self.app_messages:
+            if rule.matches(method, path):
+                return rule.members
+        return None
 
     def decide(self, exchange: ExchangeRecord) -> str | Route:
         """The exchange's transport, or its route when only the routes of every

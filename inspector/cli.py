@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from .app_messages import AppMessageRule
 from .capture import CaptureError
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
 from .formats.export import EXPORT_FORMATS
@@ -52,6 +53,13 @@ def _transport_rule(ctx: click.Context, param: click.Parameter, values: tuple[st
         raise click.BadParameter(str(error)) from None
 
 
+def _app_message_rule(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[AppMessageRule, ...]:
+    try:
+        return tuple(AppMessageRule.parse(value) for value in values)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 def classification_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options that steer classification, shared by every command that reports."""
     command = click.option(
@@ -70,6 +78,16 @@ def classification_options(command: Callable[..., None]) -> Callable[..., None]:
         show_default=True,
         metavar="SECONDS",
         help="A repeated request the server held at least this long is a long poll.",
+    )(command)
+    command = click.option(
+        "--app-messages",
+        "app_messages",
+        multiple=True,
+        metavar="[METHOD ]PATH=$.MEMBER",
+        callback=_app_message_rule,
+        help="The application's messages in responses to PATH are the items of the JSON array at "
+        "$.MEMBER (or $ for the whole body), e.g. 'GET /poll=$.items'. Without a rule, a JSON array "
+        "body (or an object whose one member is an array) counts its items. Repeatable.",
     )(command)
     return command
 
@@ -115,6 +133,7 @@ def report(
     jobs: int | None,
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
+    app_messages: tuple[AppMessageRule, ...],
     redact: bool,
 ) -> None:
     """What each transport cost in one or more captures (merged).
@@ -133,7 +152,7 @@ def report(
       rtinspect report day.rtcap -j 2 --connections -f csv -o connections.csv
       rtinspect report session.har
     """
-    options = {"long_poll_threshold": long_poll_threshold, "rules": rules, "redact": redact}
+    options = {"long_poll_threshold": long_poll_threshold, "rules": rules, "app_messages": app_messages, "redact": redact}
     options["jobs"] = jobs if jobs is not None else default_jobs(captures)
     if connections and fmt in STREAMED_FORMATS:
         _report_streaming_connections(captures, fmt, output, options)
@@ -329,6 +348,7 @@ def proxy(
     report_format: str | None,
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
+    app_messages: tuple[AppMessageRule, ...],
     redact: bool,
     mitmproxy_options: tuple[str, ...],
     metrics_port: int | None,
@@ -379,6 +399,7 @@ def proxy(
         report_format=report_format,
         long_poll_threshold=long_poll_threshold,
         rules=rules,
+        app_messages=app_messages,
         redact=redact,
         mitmproxy_options=mitmproxy_options,
         metrics_host=metrics_host,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from .app_messages import JsonBody, is_json
 from .capture import ConnectionOpened
 from .classify import CONNECTION_ROUTE_LIMIT, Classifier, Route, RouteTable, exchange_route
 from .http2 import (
@@ -108,6 +109,8 @@ class ExchangeRecord:
     stream_payload: dict[Direction, int]
     #: Wire bytes attributed to each stream message.
     stream_message_sizes: Distribution
+    #: Messages the application received, by direction (see :mod:`inspector.app_messages`).
+    app_messages: dict[Direction, int]
     #: Seconds between consecutive server-to-client stream messages.
     inter_arrival: Distribution
     first_server_message_at: float | None
@@ -221,6 +224,8 @@ class _Exchange:
         self.close_codes: dict[Direction, int | None] = {C2S: None, S2C: None}
         #: The HTTP/2 stream's running frame figures.
         self.http2: Http2Counts | None = None
+        #: A JSON response body kept to count the application's messages in it.
+        self.json_body: JsonBody | None = None
 
     def message(self, direction: Direction, wire_bytes: int, payload_bytes: int, timestamp: float) -> None:
         self.stream_messages[direction] += 1
@@ -233,6 +238,18 @@ class _Exchange:
             else:
                 self.inter_arrival.add(timestamp - self.last_server_message_at)
             self.last_server_message_at = timestamp
+
+    def app_messages(self) -> dict[Direction, int]:
+        """The application's messages: each SSE event, NDJSON line or WebSocket
+        message; a JSON body's items; one for any other body with data."""
+        if self.websocket:
+            return dict(self.stream_messages)
+        request = 1 if self.accounts[C2S][Category.PAYLOAD] else 0
+        if self.body_kind in (BodyKind.SSE, BodyKind.LINES):
+            return {C2S: request, S2C: self.stream_messages[S2C]}
+        if self.body_kind is BodyKind.PLAIN:
+            return {C2S: request, S2C: self.json_body.messages() if self.json_body is not None else 1}
+        return {C2S: request, S2C: 0}
 
     def record(self, *, final: bool) -> ExchangeRecord:
         accounts = {direction: account.copy() for direction, account in self.accounts.items()}
@@ -267,6 +284,7 @@ class _Exchange:
             stream_messages=dict(self.stream_messages),
             stream_payload=dict(self.stream_payload),
             stream_message_sizes=self.sizes,
+            app_messages=self.app_messages(),
             inter_arrival=self.inter_arrival,
             first_server_message_at=self.first_server_message_at,
             timeline=tuple(self.timeline.items),  # type: ignore[arg-type]
@@ -519,6 +537,11 @@ class ConnectionAnalyzer:
             exchange.body_parser = SseStream(offset=self._fed[S2C])
         elif media_type in LINE_STREAM_TYPES:
             exchange.body_parser = LineStream()
+        else:
+            request = exchange.request
+            place = self._classifier.app_message_place(request.method, request.target) if request else None
+            if place is not None or is_json(media_type):
+                exchange.json_body = JsonBody(place)
 
     def _exchange(self, index: int | None) -> _Exchange | None:
         return None if index is None else self._exchanges.get(index)
@@ -547,6 +570,8 @@ class ConnectionAnalyzer:
         else:
             exchange.body_kind = BodyKind.PLAIN
             account.add(Category.PAYLOAD, len(event.data))
+            if exchange.json_body is not None:
+                exchange.json_body.feed(event.data)
             exchange.chunk_wire += len(event.data) + event.framing
             exchange.chunk_payload += len(event.data)
             if event.chunk_end:

@@ -36,6 +36,7 @@ from rich.text import Text
 from inspector.addon import RtInspect
 from inspector.analyser import AnalyserSettings, Finished
 from inspector.analyser_process import BACKLOG_LIMIT, AnalyserProcess
+from inspector.app_messages import AppMessageRule
 from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from inspector.connection import ConnectionRecord
 from inspector.metrics import SCRAPE_TIMEOUT, LiveMetrics, MetricsLedger, MetricsServer, listen_error
@@ -88,6 +89,7 @@ class ProxySettings:
     report_format: str | None = None
     long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD
     rules: tuple[TransportRule, ...] = ()
+    app_messages: tuple[AppMessageRule, ...] = ()
     #: Reports show request targets without credentials (see :mod:`inspector.redact`).
     redact: bool = True
     mitmproxy_options: tuple[str, ...] = ()
@@ -207,7 +209,7 @@ class _ProxyRun:
         self.mode = mitmproxy_mode(settings)
         self.out = Console()
         self.err = Console(stderr=True)
-        self.inspect = RtInspect(Classifier(tuple(settings.rules), settings.long_poll_threshold))
+        self.inspect = RtInspect(Classifier(tuple(settings.rules), settings.long_poll_threshold, settings.app_messages))
         #: Every closed connection, folded in as it closes.
         self.closed = ReportBuilder(redact=settings.redact)
         self.inspect.on_close.append(self.closed.add)
@@ -267,6 +269,7 @@ class _ProxyRun:
         return AnalyserSettings(
             rules=tuple(settings.rules),
             long_poll_threshold=settings.long_poll_threshold,
+            app_messages=settings.app_messages,
             redact=settings.redact,
             sources=(settings.write,) if settings.write else (),
             capture=settings.write,
@@ -294,6 +297,7 @@ class _ProxyRun:
                 [settings.write],
                 long_poll_threshold=settings.long_poll_threshold,
                 rules=settings.rules,
+                app_messages=settings.app_messages,
                 redact=settings.redact,
             )
             return dataclasses.replace(report, notes=(*report.notes, note))

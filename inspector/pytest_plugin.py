@@ -38,12 +38,14 @@ from .proxy_process import ProxyProcess, ProxyProcessError
 from .report import Report
 
 if TYPE_CHECKING:
+    from .app_messages import AppMessageRule
     from .classify import TransportRule
 
 # The plugin is loaded by every pytest run where rtinspect is installed, so the
 # parsers (h11, wsproto and the rest of the core) are imported on first use only.
 
 Rules = Iterable["str | TransportRule"]
+AppMessageRules = Iterable["str | AppMessageRule"]
 
 
 def transport_rules(rules: Rules) -> tuple[TransportRule, ...]:
@@ -58,10 +60,13 @@ def load_report(
     *,
     rules: Rules = (),
     long_poll_threshold: float | None = None,
+    app_messages: AppMessageRules = (),
 ) -> Report:
     """The report of captures; a capture that cannot be read fails the test with its reason alone.
-    ``long_poll_threshold`` is ``rtinspect report``'s (1 s) unless given."""
+    ``long_poll_threshold`` is ``rtinspect report``'s (1 s) unless given; ``app_messages``
+    are ``--app-messages`` rules."""
     __tracebackhide__ = True
+    from .app_messages import AppMessageRule
     from .capture import CaptureError
     from .replay import report_from_captures
 
@@ -70,7 +75,8 @@ def load_report(
         raise TypeError("give at least one capture")
     threshold = {} if long_poll_threshold is None else {"long_poll_threshold": long_poll_threshold}
     try:
-        return report_from_captures(paths, rules=transport_rules(rules), **threshold)
+        places = tuple(rule if isinstance(rule, AppMessageRule) else AppMessageRule.parse(rule) for rule in app_messages)
+        return report_from_captures(paths, rules=transport_rules(rules), app_messages=places, **threshold)
     except CaptureError as error:
         pytest.fail(str(error), pytrace=False)
 
@@ -114,26 +120,33 @@ class RecordingProxy:
         if status != 0:
             pytest.fail(f"rtinspect proxy exited with status {status}: {self.output.strip()}", pytrace=False)
 
-    def report(self, *, rules: Rules = (), long_poll_threshold: float | None = None) -> Report:
+    def report(
+        self, *, rules: Rules = (), long_poll_threshold: float | None = None, app_messages: AppMessageRules = ()
+    ) -> Report:
         """Stop the proxy and report everything it relayed."""
         __tracebackhide__ = True
         self.stop()
-        return load_report([self.capture], rules=rules, long_poll_threshold=long_poll_threshold)
+        return load_report([self.capture], rules=rules, long_poll_threshold=long_poll_threshold, app_messages=app_messages)
 
 
 @pytest.fixture
 def rtinspect_report(request: pytest.FixtureRequest) -> Callable[..., Report]:
-    """``rtinspect_report(*captures, rules=(), long_poll_threshold=1.0)``: the report of the captures, merged."""
+    """``rtinspect_report(*captures, rules=(), long_poll_threshold=1.0, app_messages=())``: the
+    report of the captures, merged."""
     here = request.path.parent
 
     def report(
         *captures: str | os.PathLike[str],
         rules: Rules = (),
         long_poll_threshold: float | None = None,
+        app_messages: AppMessageRules = (),
     ) -> Report:
         __tracebackhide__ = True
         return load_report(
-            [_next_to(here, capture) for capture in captures], rules=rules, long_poll_threshold=long_poll_threshold
+            [_next_to(here, capture) for capture in captures],
+            rules=rules,
+            long_poll_threshold=long_poll_threshold,
+            app_messages=app_messages,
         )
 
     return report

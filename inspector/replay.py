@@ -21,6 +21,7 @@ from multiprocessing import get_context
 from typing import IO
 
 from .capture import ConnectionClosed, ConnectionOpened, DataChunk
+from .app_messages import AppMessageRule
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
 from .formats import ImportedTraffic, open_traffic
@@ -158,6 +159,7 @@ def report_from_captures(
     *,
     long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD,
     rules: Sequence[TransportRule] = (),
+    app_messages: Sequence[AppMessageRule] = (),
     redact: bool = True,
     jobs: int = 1,
     on_connection: Callable[[ConnectionSummary], None] | None = None,
@@ -174,7 +176,7 @@ def report_from_captures(
     connections and no transports.
     """
     names = [os.fspath(path) for path in paths]
-    classifier = Classifier(tuple(rules), long_poll_threshold)
+    classifier = Classifier(tuple(rules), long_poll_threshold, tuple(app_messages))
     builder = ReportBuilder(redact=redact, on_connection=on_connection)
     reading = _Reading()
     if jobs <= 1:

@@ -150,6 +150,11 @@ class TransportSummary:
     #: TLS handshakes with clients (their bytes are not in the wire counts) and how long they took.
     tls_handshakes: int = 0
     tls_handshake_duration: Quantiles | None = None
+    #: Messages the application received: SSE events, WebSocket messages,
+    #: NDJSON lines, the items of JSON array bodies (see :mod:`inspector.app_messages`).
+    app_messages: PerDirection = PerDirection()
+    #: All wire bytes divided by all application messages.
+    wire_bytes_per_app_message: float | None = None
     #: HTTP/2 frame figures of this transport's streams (None if none used HTTP/2).
     http2: Http2Figures | None = None
     #: The same summary for the connections of each protocol ("http/1.1", "h2").

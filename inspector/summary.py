@@ -212,6 +212,7 @@ class _Totals:
         wire_total = wire[C2S] + wire[S2C]
         overhead = wire_total - wire_payload[C2S] - wire_payload[S2C]
         messages = figures.messages[C2S] + figures.messages[S2C]
+        app_messages = figures.app_messages[C2S] + figures.app_messages[S2C]
         categories = {c.value: PerDirection(accounts[C2S][c], accounts[S2C][c]) for c in Category}
         websocket = None
         if transport == "websocket":
@@ -251,6 +252,8 @@ class _Totals:
             websocket=websocket,
             tls_handshakes=self.tls_handshakes,
             tls_handshake_duration=self.tls_duration.summary(),
+            app_messages=_pair(figures.app_messages),
+            wire_bytes_per_app_message=wire_total / app_messages if app_messages else None,
             http2=http2_figures(figures.http2, self.connection_bytes) if figures.http2 is not None else None,
         )
 

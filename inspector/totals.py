@@ -90,6 +90,7 @@ class ExchangeTotals:
     __slots__ = (
         "_last_response_at",
         "accounts",
+        "app_messages",
         "compressed",
         "control_frames",
         "data_frames",
@@ -113,6 +114,8 @@ class ExchangeTotals:
         self.exchanges = 0
         self.accounts = {C2S: ByteAccount(), S2C: ByteAccount()}
         self.messages = {C2S: 0, S2C: 0}
+        #: Messages the application received (see :mod:`inspector.app_messages`).
+        self.app_messages = {C2S: 0, S2C: 0}
         self.payload = {C2S: 0, S2C: 0}
         self.handshakes = 0
         self.handshake_bytes = 0
@@ -150,6 +153,7 @@ class ExchangeTotals:
         for direction in Direction:
             self.messages[direction] += messages[direction]
             self.payload[direction] += payload[direction]
+            self.app_messages[direction] += exchange.app_messages[direction]
         at = first_server_message_at(exchange, transport)
         if at is not None and (self.first_message_at is None or at < self.first_message_at):
             self.first_message_at = at
@@ -205,6 +209,7 @@ class ExchangeTotals:
         for direction in Direction:
             self.accounts[direction].merge(other.accounts[direction])
             self.messages[direction] += other.messages[direction]
+            self.app_messages[direction] += other.app_messages[direction]
             self.payload[direction] += other.payload[direction]
             self.data_frames[direction] += other.data_frames[direction]
             self.control_frames[direction] += other.control_frames[direction]

@@ -96,6 +96,8 @@ def transport_to_dict(t: TransportSummary) -> dict[str, Any]:
         "empty_polls": t.empty_polls,
         "empty_poll_bytes": t.empty_poll_bytes,
         "wire_bytes_per_message": _number(t.wire_bytes_per_message),
+        "app_messages": t.app_messages.as_dict(),
+        "wire_bytes_per_app_message": _number(t.wire_bytes_per_app_message),
         "inter_arrival": quantiles_to_dict(t.inter_arrival),
         "time_to_first_byte": quantiles_to_dict(t.time_to_first_byte),
         "time_to_first_message": quantiles_to_dict(t.time_to_first_message),

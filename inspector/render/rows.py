@@ -41,6 +41,7 @@ TRANSPORT_COLUMNS = (
     Column("Wire"),
     Column("Overhead"),
     Column("Wire per message", short="Wire/msg"),
+    Column("Wire per app message", short="Wire/app msg"),
     Column("Per message p50 / p95", short="p50 / p95"),
     Column("Anomalies", short="Anom."),
 )
@@ -124,6 +125,7 @@ def transport_row(t: TransportSummary, label: str | None = None) -> tuple[str, .
         human_bytes(t.wire_bytes.total),
         percent(t.overhead_ratio),
         human_bytes(t.wire_bytes_per_message),
+        human_bytes(t.wire_bytes_per_app_message),
         quantile_bytes(t.bytes_per_message),
         count(t.anomalies),
     )

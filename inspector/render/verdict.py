@@ -1,13 +1,18 @@
 """The plain-language verdict: which transport spent the fewest wire bytes per message.
 
 The comparison uses the all-in figure (every wire byte of a transport divided
-by every message it delivered), among transports that delivered messages.
+by every message it delivered), among transports that delivered messages:
+per application message (what the application received, see
+:mod:`inspector.app_messages`) when every compared transport has them, else
+per message as the transport frames it; the sentences say which.
 When the traffic used more than one protocol (HTTP/1.1 and h2), transports are
 ranked within each protocol, like with like, and then each transport seen over
 both is set beside itself.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from ..report import Report, TransportSummary
 from .rows import protocols, transport_parts, transports_in_order
@@ -19,8 +24,28 @@ def delivered_messages(t: TransportSummary) -> bool:
     return t.messages.total > 0 and is_number(t.wire_bytes_per_message)
 
 
-def _delivered(summaries: list[TransportSummary]) -> list[TransportSummary]:
-    return sorted(filter(delivered_messages, summaries), key=lambda t: t.wire_bytes_per_message or 0.0)
+Cost = Callable[[TransportSummary], float | None]
+
+
+def _per_message(t: TransportSummary) -> float | None:
+    return t.wire_bytes_per_message
+
+
+def _per_app_message(t: TransportSummary) -> float | None:
+    return t.wire_bytes_per_app_message
+
+
+def basis(summaries: list[TransportSummary]) -> tuple[Cost, str]:
+    """What the comparison divides by, and its name: application messages when
+    every transport that delivered messages has them, else the transports' own."""
+    seen = list(filter(delivered_messages, summaries))
+    if seen and all(t.app_messages.total and is_number(t.wire_bytes_per_app_message) for t in seen):
+        return _per_app_message, "application message"
+    return _per_message, "message"
+
+
+def _delivered(summaries: list[TransportSummary], cost: Cost = _per_message) -> list[TransportSummary]:
+    return sorted(filter(delivered_messages, summaries), key=lambda t: cost(t) or 0.0)
 
 
 def delivered(report: Report) -> list[TransportSummary]:
@@ -32,36 +57,37 @@ def cheapest_row(report: Report) -> int | None:
     """The row of the transport table (:func:`~inspector.render.rows.transport_parts`)
     that spent the fewest wire bytes per message, when there is a comparison."""
     parts = [t for _, t in transport_parts(report)]
-    ranked = _delivered(parts)
+    ranked = _delivered(parts, basis(parts)[0])
     return parts.index(ranked[0]) if len(ranked) > 1 else None
 
 
 def _ranking(summaries: list[TransportSummary], over: str = "") -> list[str]:
     """Sentences ranking transports of one protocol (``over`` names it, e.g. " over h2")."""
-    ranked = _delivered(summaries)
+    cost, unit = basis(summaries)
+    ranked = _delivered(summaries, cost)
     if not ranked:
         return [f"No transport{over} delivered messages, so there is nothing to compare."]
     best = ranked[0]
-    best_cost = best.wire_bytes_per_message or 0.0
+    best_cost = cost(best) or 0.0
     if len(summaries) == 1:
         return [
             f"Only one transport was seen{over}: {best.transport}, at {human_bytes(best_cost)} "
-            "on the wire per message (all-in).",
+            f"on the wire per {unit} (all-in).",
         ]
     if len(ranked) == 1:
         return [
             f"Only {best.transport} delivered messages{over} ({human_bytes(best_cost)} on the wire "
-            "per message, all-in), so there is nothing to compare it with.",
+            f"per {unit}, all-in), so there is nothing to compare it with.",
         ]
-    sentences = [f"{best.transport} spent the fewest wire bytes per message{over}: {human_bytes(best_cost)} all-in."]
+    sentences = [f"{best.transport} spent the fewest wire bytes per {unit}{over}: {human_bytes(best_cost)} all-in."]
     for other in ranked[1:]:
-        cost = other.wire_bytes_per_message or 0.0
-        if cost == best_cost:
-            sentences.append(f"{other.transport} spent the same wire bytes per message as {best.transport}{over}.")
+        other_cost = cost(other) or 0.0
+        if other_cost == best_cost:
+            sentences.append(f"{other.transport} spent the same wire bytes per {unit} as {best.transport}{over}.")
         elif best_cost > 0:
             sentences.append(
-                f"{other.transport} spent {factor(cost / best_cost)} the wire bytes per message "
-                f"of {best.transport}{over} ({human_bytes(cost)})."
+                f"{other.transport} spent {factor(other_cost / best_cost)} the wire bytes per {unit} "
+                f"of {best.transport}{over} ({human_bytes(other_cost)})."
             )
     return sentences
 
@@ -71,12 +97,13 @@ def _across(report: Report, first: str, second: str) -> list[str]:
     sentences = []
     for t in transports_in_order(report):
         a, b = t.by_protocol.get(first), t.by_protocol.get(second)
-        if a is None or b is None or not _delivered([a]) or not _delivered([b]):
+        if a is None or b is None or not delivered_messages(a) or not delivered_messages(b):
             continue
-        cost_a, cost_b = a.wire_bytes_per_message or 0.0, b.wire_bytes_per_message or 0.0
+        cost, unit = basis([a, b])
+        cost_a, cost_b = cost(a) or 0.0, cost(b) or 0.0
         if cost_a > 0:
             sentences.append(
-                f"{t.transport} over {second} spent {factor(cost_b / cost_a)} the wire bytes per message "
+                f"{t.transport} over {second} spent {factor(cost_b / cost_a)} the wire bytes per {unit} "
                 f"it spent over {first} ({human_bytes(cost_b)} against {human_bytes(cost_a)})."
             )
     return sentences
