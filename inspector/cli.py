@@ -6,12 +6,14 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import click
 
 from .app_messages import AppMessageRule
 from .capture import CaptureError
+from .projection import Fleet, project
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
 from .formats.export import EXPORT_FORMATS
 from .formats.pcapng import MAX_SEGMENT
@@ -56,6 +58,13 @@ def _transport_rule(ctx: click.Context, param: click.Parameter, values: tuple[st
 def _app_message_rule(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[AppMessageRule, ...]:
     try:
         return tuple(AppMessageRule.parse(value) for value in values)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _fleet(ctx: click.Context, param: click.Parameter, value: str | None) -> Fleet | None:
+    try:
+        return Fleet.parse(value) if value is not None else None
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
 
@@ -123,6 +132,15 @@ def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
     help="Processes that share the connections; the report is the same for any N "
     "[default: every CPU for captures of 16 MB or more, else 1].",
 )
+@click.option(
+    "--project",
+    "fleet",
+    metavar="CLIENTS@RATE",
+    callback=_fleet,
+    help="Project each transport's measured costs per application message to a fleet, e.g. 10000@1/s "
+    "(clients @ application messages per client per s, min or h): wire bytes a day, requests a second, "
+    "handshakes and TCP connects an hour, open connections.",
+)
 @classification_options
 @redaction_option
 def report(
@@ -131,6 +149,7 @@ def report(
     output: str | None,
     connections: bool,
     jobs: int | None,
+    fleet: Fleet | None,
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
     app_messages: tuple[AppMessageRule, ...],
@@ -150,12 +169,14 @@ def report(
       rtinspect report a.rtcap b.rtcap -f html -o report.html
       rtinspect report feed.rtcap --transport /updates=long_poll -f json
       rtinspect report day.rtcap -j 2 --connections -f csv -o connections.csv
+      rtinspect report feed.rtcap --project 10000@1/s
+      rtinspect report feed.rtcap --app-messages 'GET /poll=$.items'
       rtinspect report session.har
     """
     options = {"long_poll_threshold": long_poll_threshold, "rules": rules, "app_messages": app_messages, "redact": redact}
     options["jobs"] = jobs if jobs is not None else default_jobs(captures)
     if connections and fmt in STREAMED_FORMATS:
-        _report_streaming_connections(captures, fmt, output, options)
+        _report_streaming_connections(captures, fmt, output, options, fleet)
         return
     try:
         built = report_from_captures(captures, **options)  # type: ignore[arg-type]
@@ -163,6 +184,8 @@ def report(
         raise click.ClickException(str(error)) from None
     if not built.connection_count:
         raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
+    if fleet is not None:
+        built = replace(built, projection=project(built, fleet))
     text = render(built, fmt, connections=connections)
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
@@ -197,7 +220,9 @@ def _output(target: str, *, binary: bool = False) -> Iterator[Any]:
             os.unlink(partial)
 
 
-def _report_streaming_connections(captures: tuple[str, ...], fmt: str, output: str | None, options: dict[str, object]) -> None:
+def _report_streaming_connections(
+    captures: tuple[str, ...], fmt: str, output: str | None, options: dict[str, object], fleet: Fleet | None
+) -> None:
     """``report --connections`` as JSON or CSV: each connection written as it is summarised."""
     target = output if output is not None else "-"
     with _output(target) as out:
@@ -205,6 +230,8 @@ def _report_streaming_connections(captures: tuple[str, ...], fmt: str, output: s
         built = report_from_captures(captures, on_connection=stream.write, **options)  # type: ignore[arg-type]
         if not built.connection_count:
             raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
+        if fleet is not None:
+            built = replace(built, projection=project(built, fleet))
         stream.finish(built)
     if target != "-":
         click.echo(f"wrote {target}", err=True)

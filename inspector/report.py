@@ -150,6 +150,8 @@ class TransportSummary:
     #: TLS handshakes with clients (their bytes are not in the wire counts) and how long they took.
     tls_handshakes: int = 0
     tls_handshake_duration: Quantiles | None = None
+    #: HTTP requests (HTTP/2 streams included), WebSocket Upgrades and stream requests too.
+    requests: int = 0
     #: Messages the application received: SSE events, WebSocket messages,
     #: NDJSON lines, the items of JSON array bodies (see :mod:`inspector.app_messages`).
     app_messages: PerDirection = PerDirection()
@@ -199,6 +201,29 @@ class MessagePoint:
 
 
 @dataclass(frozen=True, slots=True)
+class TransportProjection:
+    """One transport's projected costs for a fleet of clients (see :mod:`inspector.projection`)."""
+
+    wire_bytes_per_day: float
+    requests_per_second: float
+    handshakes_per_hour: float
+    tcp_connects_per_hour: float
+    open_connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """What ``clients`` clients, each receiving ``messages_per_second`` application
+    messages, would cost with each transport: a projection from the measured
+    traffic, under its ``assumptions``."""
+
+    clients: int
+    messages_per_second: float
+    transports: dict[str, TransportProjection]
+    assumptions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """The whole report of one or more captures."""
 
@@ -215,6 +240,8 @@ class Report:
     connection_count: int = 0
     #: HTTP/2 frame figures of every HTTP/2 connection, connection-level frames included.
     http2: Http2Figures | None = None
+    #: What a fleet would cost, when asked for (``rtinspect report --project``).
+    projection: Projection | None = None
 
     def transport(self, name: str) -> TransportSummary:
         """The summary of one transport; KeyError names the transports present."""

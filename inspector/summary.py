@@ -60,8 +60,8 @@ WIRE_BYTES_NOTE = (
     "Wire bytes are the bytes of each TCP stream after TLS; TCP/IP headers and TLS record overhead are not counted."
 )
 POLL_MESSAGE_NOTE = (
-    "A poll's message is a response that carried data; one response can carry several application messages, "
-    "so compare polling per message with care."
+    "A poll's message is a response that carried data; one response can carry several application messages "
+    "(the items of a JSON array), which are counted apart as app_messages."
 )
 ESTIMATE_NOTE = "Percentiles marked ~ are estimated from a uniform sample; counts, totals, means and maxima are exact."
 TIMELINE_POINTS = 4000
@@ -252,6 +252,7 @@ class _Totals:
             websocket=websocket,
             tls_handshakes=self.tls_handshakes,
             tls_handshake_duration=self.tls_duration.summary(),
+            requests=figures.exchanges,
             app_messages=_pair(figures.app_messages),
             wire_bytes_per_app_message=wire_total / app_messages if app_messages else None,
             http2=http2_figures(figures.http2, self.connection_bytes) if figures.http2 is not None else None,

@@ -132,12 +132,14 @@ def _as_kept(report: dict[str, Any]) -> dict[str, Any]:
     application messages, which say nothing new here (every transport's one
     protocol has the transport's figures; every message is one application message)."""
     assert report.pop("http2") is None
+    assert report.pop("projection") is None
     for figures in report["transports"].values():
         assert figures.pop("http2") is None
         assert figures.pop("by_protocol") == {"http/1.1": {**figures, "http2": None}}
         # In these recordings each message carried one application message.
         assert figures.pop("app_messages") == figures["messages"]
         assert figures.pop("wire_bytes_per_app_message") == figures["wire_bytes_per_message"]
+        assert figures.pop("requests") >= figures["connections"]
     for connection in report["connections"]:
         assert connection.pop("protocol") == "http/1.1"
     return report

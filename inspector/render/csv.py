@@ -15,7 +15,7 @@ import csv
 import io
 from collections.abc import Iterable
 
-from ..report import ConnectionSummary, PerDirection, Report, TransportSummary
+from ..report import ConnectionSummary, PerDirection, Report, TransportProjection, TransportSummary
 from .rows import transports_in_order
 from .units import is_number
 
@@ -52,6 +52,11 @@ TRANSPORT_FIELDS = (
     "bytes_per_message_max",
     "bytes_per_message_exact",
     "anomalies",
+    "projected_wire_bytes_per_day",
+    "projected_requests_per_second",
+    "projected_handshakes_per_hour",
+    "projected_tcp_connects_per_hour",
+    "projected_open_connections",
 )
 
 CONNECTION_FIELDS = (
@@ -84,8 +89,11 @@ def cell(value: Cell) -> Cell:
     return value
 
 
-def transport_record(t: TransportSummary, protocol: str = "all") -> tuple[Cell, ...]:
-    """One transport's cells, in :data:`TRANSPORT_FIELDS` order."""
+def transport_record(
+    t: TransportSummary, protocol: str = "all", projected: TransportProjection | None = None
+) -> tuple[Cell, ...]:
+    """One transport's cells, in :data:`TRANSPORT_FIELDS` order (the projected
+    ones empty without a projection)."""
     q = t.bytes_per_message if t.bytes_per_message and t.bytes_per_message.count else None
     return (
         t.transport,
@@ -109,6 +117,17 @@ def transport_record(t: TransportSummary, protocol: str = "all") -> tuple[Cell, 
         t.wire_bytes_per_app_message,
         *((q.mean, q.p50, q.p95, q.max, q.exact) if q else (None,) * 5),
         t.anomalies,
+        *(
+            (
+                projected.wire_bytes_per_day,
+                projected.requests_per_second,
+                projected.handshakes_per_hour,
+                projected.tcp_connects_per_hour,
+                projected.open_connections,
+            )
+            if projected is not None
+            else (None,) * 5
+        ),
     )
 
 
@@ -146,6 +165,7 @@ def render_csv(report: Report, connections: bool = False) -> str:
     if connections:
         return _write(CONNECTION_FIELDS, map(connection_record, report.connections))
     transports = transports_in_order(report)
-    records = [transport_record(t) for t in transports]
+    projected = report.projection.transports if report.projection is not None else {}
+    records = [transport_record(t, projected=projected.get(t.transport)) for t in transports]
     records += [transport_record(part, protocol) for t in transports for protocol, part in t.by_protocol.items()]
     return _write(TRANSPORT_FIELDS, records)

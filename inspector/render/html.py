@@ -13,10 +13,13 @@ from html import escape
 from ..report import REPORT_FORMAT, REPORT_VERSION, Report, TransportSummary
 from .rows import (
     CONNECTION_COLUMNS,
+    PROJECTION_COLUMNS,
     ESTIMATE_LEGEND,
     TRANSPORT_COLUMNS,
     Column,
     connection_rows,
+    projection_rows,
+    projection_title,
     has_estimates,
     http2_summary,
     transport_rows,
@@ -236,6 +239,18 @@ def _transport_table(report: Report) -> str:
     )
 
 
+def _projection(report: Report) -> str:
+    title = projection_title(report)
+    if title is None or report.projection is None:
+        return ""
+    assumptions = "".join(f"<li>{escape(a)}</li>" for a in report.projection.assumptions)
+    return (
+        f"<section><h2>{escape(title)}</h2>"
+        f"{_table(PROJECTION_COLUMNS, projection_rows(report))}"
+        f'<ul class="notes">{assumptions}</ul></section>'
+    )
+
+
 def _timeline_chart(report: Report) -> str:
     points = sorted(report.timeline, key=lambda p: p.time)
     points = [p for p in points if is_number(p.time)]
@@ -300,6 +315,7 @@ def render_html(report: Report) -> str:
             _verdict(report),
             _cost_chart(report),
             _transport_table(report) if report.transports else "",
+            _projection(report),
             _timeline_chart(report),
             _connections(report),
             f"<footer>{escape(REPORT_FORMAT)} v{REPORT_VERSION}</footer>",

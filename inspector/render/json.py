@@ -22,6 +22,7 @@ from ..report import (
     ConnectionSummary,
     Http2Figures,
     MessagePoint,
+    Projection,
     Quantiles,
     Report,
     TransportSummary,
@@ -74,6 +75,25 @@ def http2_to_dict(h: Http2Figures) -> dict[str, Any]:
     }
 
 
+def projection_to_dict(p: Projection) -> dict[str, Any]:
+    """The fleet, its assumptions, and each transport's projected costs."""
+    return {
+        "clients": p.clients,
+        "app_messages_per_second_per_client": p.messages_per_second,
+        "assumptions": list(p.assumptions),
+        "transports": {
+            name: {
+                "wire_bytes_per_day": t.wire_bytes_per_day,
+                "requests_per_second": t.requests_per_second,
+                "handshakes_per_hour": t.handshakes_per_hour,
+                "tcp_connects_per_hour": t.tcp_connects_per_hour,
+                "open_connections": t.open_connections,
+            }
+            for name, t in p.transports.items()
+        },
+    }
+
+
 def transport_to_dict(t: TransportSummary) -> dict[str, Any]:
     """One transport's figures; WebSocket adds its frame-level figures, HTTP/2
     its own (``http2``), and ``by_protocol`` the same figures per protocol."""
@@ -96,6 +116,7 @@ def transport_to_dict(t: TransportSummary) -> dict[str, Any]:
         "empty_polls": t.empty_polls,
         "empty_poll_bytes": t.empty_poll_bytes,
         "wire_bytes_per_message": _number(t.wire_bytes_per_message),
+        "requests": t.requests,
         "app_messages": t.app_messages.as_dict(),
         "wire_bytes_per_app_message": _number(t.wire_bytes_per_app_message),
         "inter_arrival": quantiles_to_dict(t.inter_arrival),
@@ -153,6 +174,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "transports": {t.transport: transport_to_dict(t) for t in transports_in_order(report)},
         "connection_count": report.connection_count,
         "http2": http2_to_dict(report.http2) if report.http2 is not None else None,
+        "projection": projection_to_dict(report.projection) if report.projection is not None else None,
         "connections": [connection_to_dict(c) for c in report.connections],
         "timeline": [_point_to_dict(p) for p in report.timeline if is_number(p.time)],
     }

@@ -7,10 +7,13 @@ import re
 from ..report import Report
 from .rows import (
     CONNECTION_COLUMNS,
+    PROJECTION_COLUMNS,
     ESTIMATE_LEGEND,
     TRANSPORT_COLUMNS,
     Column,
     connection_rows,
+    projection_rows,
+    projection_title,
     has_estimates,
     http2_summary,
     transport_rows,
@@ -52,6 +55,10 @@ def render_markdown(report: Report, connections: bool = False) -> str:
         notes.append(ESTIMATE_LEGEND)
     if notes:
         lines += [*(f"- {escape(note)}" for note in notes), ""]
+    title = projection_title(report)
+    if title is not None and report.projection is not None:
+        lines += [f"## {escape(title)}", "", *_table(PROJECTION_COLUMNS, projection_rows(report)), ""]
+        lines += [*(f"- {escape(a)}" for a in report.projection.assumptions), ""]
     if connections and report.connections:
         lines += ["## Connections", "", *_table(CONNECTION_COLUMNS, connection_rows(report)), ""]
     return "\n".join(lines)

@@ -62,6 +62,16 @@ CONNECTION_COLUMNS = (
 )
 
 
+PROJECTION_COLUMNS = (
+    Column("Transport", numeric=False),
+    Column("Wire per day"),
+    Column("Requests/s"),
+    Column("Handshakes/h"),
+    Column("TCP connects/h"),
+    Column("Open connections", short="Open conns"),
+)
+
+
 def transports_in_order(report: Report) -> list[TransportSummary]:
     """The transports seen, in :data:`~inspector.report.TRANSPORTS` order
     (any other name after them, as the report lists it)."""
@@ -103,6 +113,40 @@ def http2_summary(report: Report) -> str | None:
         f"{human_bytes(h2.control_bytes.total + h2.preface_bytes.total)} of control frames and prefaces; "
         f"{human_bytes(h2.connection_bytes.total)} outside every stream, shared among the transports."
     )
+
+
+def _rate(x: float) -> str:
+    return f"{x:,.0f}" if x >= 10 else f"{x:.2g}"
+
+
+def projection_title(report: Report) -> str | None:
+    """What the projection is of, and that it is one (None without a projection)."""
+    p = report.projection
+    if p is None:
+        return None
+    return (
+        f"Projection: {count(p.clients)} clients, each receiving {p.messages_per_second:g} application "
+        "messages/s (from the measured traffic; not a measurement)"
+    )
+
+
+def projection_rows(report: Report) -> list[tuple[str, ...]]:
+    """The projection table, one row per transport, in report order."""
+    p = report.projection
+    if p is None:
+        return []
+    return [
+        (
+            name,
+            human_bytes(t.wire_bytes_per_day),
+            _rate(t.requests_per_second),
+            _rate(t.handshakes_per_hour),
+            _rate(t.tcp_connects_per_hour),
+            count(t.open_connections),
+        )
+        for name in [s.transport for s in transports_in_order(report)]
+        if (t := p.transports.get(name)) is not None
+    ]
 
 
 def has_estimates(report: Report) -> bool:

@@ -12,10 +12,13 @@ from rich.text import Text
 from ..report import Report
 from .rows import (
     CONNECTION_COLUMNS,
+    PROJECTION_COLUMNS,
     ESTIMATE_LEGEND,
     TRANSPORT_COLUMNS,
     Column,
     connection_rows,
+    projection_rows,
+    projection_title,
     has_estimates,
     http2_summary,
     transport_rows,
@@ -67,6 +70,10 @@ def table_renderables(report: Report, connections: bool = False) -> list[Rendera
         notes.append(ESTIMATE_LEGEND)
     if notes:
         parts.append(Text("\n".join(f"• {note}" for note in notes), style="dim"))
+    title = projection_title(report)
+    if title is not None and report.projection is not None:
+        parts.append(_table(title, PROJECTION_COLUMNS, projection_rows(report)))
+        parts.append(Text("\n".join(f"• {a}" for a in report.projection.assumptions), style="dim"))
     if connections and report.connections:
         parts.append(_table("Connections", CONNECTION_COLUMNS, connection_rows(report)))
     return parts
