@@ -28,7 +28,7 @@ from .rows import (
 )
 from .svg import Bar, Segment, Series, stacked_bars, step_lines
 from .units import count, human_bytes, is_number, seconds
-from .verdict import cheapest_row, delivered_messages, verdict
+from .verdict import basis, cheapest_row, delivered_messages, verdict
 
 #: Line colours of the transports in the time chart.
 TRANSPORT_COLORS = {
@@ -118,14 +118,15 @@ def _color(transport: str) -> str:
     return TRANSPORT_COLORS.get(transport, _OTHER_TRANSPORT_COLOR)
 
 
-def message_cost_parts(t: TransportSummary) -> dict[str, float]:
-    """Wire bytes per message split into payload, framing, heads, handshakes and
-    other (control frames, unparsed bytes); the parts add up to the all-in figure.
+def message_cost_parts(t: TransportSummary, *, per_app_message: bool = False) -> dict[str, float]:
+    """Wire bytes per message (or per application message) split into payload,
+    framing, heads, handshakes and other (control frames, unparsed bytes); the
+    parts add up to the all-in figure.
 
     Payload is counted as it travelled, so compressed WebSocket messages count
     their compressed size here.
     """
-    messages = t.messages.total
+    messages = t.app_messages.total if per_app_message else t.messages.total
     payload = t.websocket.wire_payload_bytes.total if t.websocket else t.payload_bytes.total
     parts = {
         "payload": payload,
@@ -205,17 +206,22 @@ def _cost_chart(report: Report) -> str:
     ranked = [(label, t) for label, t in transport_parts(report) if delivered_messages(t)]
     if not ranked:
         return ""
+    _, unit = basis([t for _, t in ranked])
+    per_app = unit == "application message"
     colors = dict(COST_PARTS)
     bars = [
         Bar(
             label,
-            tuple(Segment(name, value, colors[name]) for name, value in message_cost_parts(t).items()),
+            tuple(
+                Segment(name, value, colors[name])
+                for name, value in message_cost_parts(t, per_app_message=per_app).items()
+            ),
         )
         for label, t in ranked
     ]
     return (
-        "<section><h2>Wire bytes per message, by transport</h2>"
-        '<p class="caption">All wire bytes of a transport divided by the messages it delivered, '
+        f"<section><h2>Wire bytes per {unit}, by transport</h2>"
+        f'<p class="caption">All wire bytes of a transport divided by the {unit}s it delivered, '
         "split by what the bytes were for. Payload is counted as it travelled.</p>"
         f"{_legend([(name, color) for name, color in COST_PARTS])}"
         f"{stacked_bars(bars, human_bytes)}</section>"
