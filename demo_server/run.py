@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from demo_server.counting import CountRequests, ServerCounts, counted_http, counted_websocket
 from demo_server.feed import Feed
 from demo_server.tls import TlsFiles
 
@@ -30,6 +31,8 @@ WS_IMPLEMENTATION = "wsproto"
 # streams and held polls; WebSocket echo clients are closed by uvicorn.
 GRACEFUL_SHUTDOWN_SECONDS = 2
 STARTUP_TIMEOUT_SECONDS = 30.0
+#: Connections waiting to be accepted: room for a thousand clients connecting at once.
+LISTEN_BACKLOG = 4096
 
 
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -40,7 +43,7 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-        sock.listen(128)
+        sock.listen(LISTEN_BACKLOG)
     except OSError:
         sock.close()
         raise
@@ -59,14 +62,24 @@ class DemoServer(uvicorn.Server):
     """uvicorn serving a demo app; on shutdown the feed ends before connections
     are drained, so streaming clients get a proper end instead of a cut."""
 
-    def __init__(self, app: FastAPI, ws_compression: bool = True, log_level: str = "warning") -> None:
-        """``ws_compression``: accept WebSocket permessage-deflate when a client offers it."""
+    def __init__(
+        self, app: FastAPI, ws_compression: bool = True, log_level: str = "warning", counts: ServerCounts | None = None
+    ) -> None:
+        """``ws_compression``: accept WebSocket permessage-deflate when a client offers it;
+        ``counts``: count connections and requests into it (:mod:`demo_server.counting`)."""
+        served: Any = app
+        http: Any = "auto"
+        ws: Any = WS_IMPLEMENTATION
+        if counts is not None:
+            served, http, ws = CountRequests(app, counts), counted_http(http, counts), counted_websocket(ws, counts)
         super().__init__(
             uvicorn.Config(
-                app,
-                ws=WS_IMPLEMENTATION,
+                served,
+                http=http,
+                ws=ws,
                 ws_per_message_deflate=ws_compression,
                 log_level=log_level,
+                access_log=counts is None,  # the child process answers on its standard output
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             )
         )
