@@ -493,8 +493,28 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option(
     "--compression/--no-compression", default=True, show_default=True, help="WebSocket permessage-deflate."
 )
-@click.option("--browser", is_flag=True, help="Read the feed with the demo page in headless Chromium instead.")
+@click.option(
+    "--clients",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Python clients per transport, all connected at once; the transports run one after another.",
+)
+@click.option(
+    "--browser",
+    is_flag=True,
+    help="Read the feed with the demo page in headless Chromium instead: a page per transport, "
+    "and what each cost the page (layouts, style, script and task time, heap, INP).",
+)
 @click.option("--chromium", metavar="PATH", help="The Chromium executable for --browser (default: found on PATH).")
+@click.option(
+    "--ui-rows",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --browser: rows the page's message log keeps (default 50); each message adds one and "
+    "scrolls to it, so a larger log is a heavier update per message (e.g. 2000 for an app-sized table).",
+)
 @click.option(
     "--http2",
     is_flag=True,
@@ -521,33 +541,45 @@ def demo(
     transports: tuple[str, ...],
     poll_interval: float,
     compression: bool,
+    clients: int,
     browser: bool,
     chromium: str | None,
+    ui_rows: int | None,
     http2: bool,
     output: str | None,
     mitmproxy_options: tuple[str, ...],
 ) -> None:
     """Run the experiment: the same feed over every transport, measured on the wire.
 
-    Starts the demo server and the rtinspect proxy on free loopback ports,
-    reads the feed through the proxy with one client per transport at once,
-    and prints the report of the capture next to what the clients measured
-    (messages received and lost, delivery latency). Writes capture.rtcap,
-    report.json, report.html and clients.json to the output folder. Exits
-    non-zero if any client lost a message or failed.
+    Runs the transports one after another. For each, starts the demo server
+    and the rtinspect proxy as processes of their own on free loopback ports,
+    reads the feed through the proxy with --clients clients at once, and
+    measures what that cost the server and the proxy (CPU time per 1,000
+    messages, peak memory, connections and requests). Then prints the report of
+    the capture next to what the clients measured (messages received and lost,
+    delivery latency), the costs and a verdict per dimension. Writes
+    capture.rtcap, report.json, report.html and clients.json to the output
+    folder. Exits non-zero if any client lost a message or failed.
+
+    With --browser each transport is read by the demo page in a headless
+    Chromium of its own, clicked at a steady pace while the feed runs, and what
+    the page spent (layouts, style, script and task time, heap growth, INP) is
+    read over the DevTools protocol.
 
     With --http2 the demo server is Hypercorn over TLS (a throwaway CA made for
     the run), the proxy listens with TLS (mitmproxy's CA in a temporary confdir
     unless --set confdir= names one), and each transport is read by two clients
-    at once, one over HTTP/1.1 and one over h2; the output puts the two side by
-    side per transport.
+    at once, one over HTTP/1.1 and one over h2, every transport at once; the
+    output puts the two side by side per transport (no process or page costs).
 
     \b
     Examples:
       rtinspect demo
       rtinspect demo --count 1000 --rate 100 --size 64
+      rtinspect demo --clients 1000 --count 100 --rate 10
       rtinspect demo --transports ws,sse --no-compression
       rtinspect demo --browser -o demo-browser
+      rtinspect demo --browser --ui-rows 2000
       rtinspect demo --http2 --count 100 --rate 50
       rtinspect demo --http2 --browser
     """
@@ -577,6 +609,8 @@ def demo(
             chromium=chromium,
             proxy_options=mitmproxy_options,
             http2=http2,
+            clients=clients,
+            ui_rows=ui_rows,
         )
     except DemoError as error:
         raise click.UsageError(str(error)) from None

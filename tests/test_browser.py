@@ -125,27 +125,61 @@ def test_the_page_through_the_proxy_is_reported_per_transport(tmp_path: Path, co
     screenshot_file(html, artifacts / "report.png", tmp_path / "report-profile")
 
 
+#: The browser-cost run's feed: long enough for CLICK_INTERVAL's clicks to make at least 5 interactions.
+COST_COUNT = 30
+COST_RATE = 20.0
+BROWSER_KEYS = {
+    "layout_count", "recalc_style_count", "layout_ms", "recalc_style_ms", "script_ms", "task_ms",
+    "js_heap_bytes", "inp_ms", "interactions",
+}
+
+
 def test_demo_browser_mode(tmp_path: Path, confdir: Path, artifacts: Path) -> None:
+    """Each transport in a page of its own, one after another, and what each page cost."""
     output = tmp_path / "demo"
     done = run_rtinspect(
-        "demo", "--browser", "--count", str(COUNT), "--rate", str(RATE), "--poll-interval", "0.2",
+        "demo", "--browser", "--count", str(COST_COUNT), "--rate", str(COST_RATE), "--poll-interval", "0.2",
         "-o", str(output), "--set", f"confdir={confdir}",
-        timeout=60,
+        timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     clients = json.loads((output / "clients.json").read_text())
     report = json.loads((output / "report.json").read_text())
-    assert clients["clients"] == "chromium"
+    assert clients["clients"] == "chromium" and clients["one_transport_at_a_time"] is True
+    assert clients["page"]["ui_rows"] == 50
     for name, measured in clients["transports"].items():
-        assert (name, measured["received"], measured["lost"], measured["error"]) == (name, COUNT, 0, None)
+        assert (name, measured["received"], measured["lost"], measured["error"]) == (name, COST_COUNT, 0, None)
         # The page ran in real time, so each message arrived after the server sent it.
-        assert measured["latency_ms"]["count"] == COUNT and measured["latency_ms"]["p50"] > 0, name
+        assert measured["latency_ms"]["count"] == COST_COUNT and measured["latency_ms"]["p50"] > 0, name
+
+        browser = measured["browser"]
+        assert BROWSER_KEYS <= set(browser), name
+        for key in ("layout_count", "recalc_style_count", "interactions"):
+            assert isinstance(browser[key], int) and browser[key] >= 0, (name, key, browser[key])
+        for key in ("layout_ms", "recalc_style_ms", "script_ms", "task_ms"):
+            assert browser[key] >= 0, (name, key, browser[key])
+        assert isinstance(browser["js_heap_bytes"], int), name
+        # Every message adds a row to the log and scrolls to it, which lays the log out: layout
+        # work grows with the messages, at least one layout for each.
+        assert browser["layout_count"] >= measured["received"], (name, browser)
+        assert browser["layout_ms"] > 0 and browser["task_ms"] >= browser["layout_ms"], (name, browser)
+        # INP is taken over the clicks sent while the feed ran, each one an interaction.
+        assert browser["interactions"] >= 5, (name, browser)
+        assert browser["inp_ms"] is not None and browser["inp_ms"] >= 0, (name, browser)
+        assert browser["observed_interactions"] <= browser["interactions"], (name, browser)
+        # The server and the proxy saw the page's own requests (the page, the feed's status) too.
+        assert measured["server"]["requests"] >= measured["requests"], (name, measured["server"])
     assert set(clients["transports"]) <= set(report["transports"])
     assert report["transports"]["websocket"]["compressed_messages"]["server_to_client"] > 0
     assert "Clients (the page in Chromium)" in done.stdout
-    page = output / "page.png"
-    assert page.read_bytes().startswith(b"\x89PNG")
-    (artifacts / "demo-page.png").write_bytes(page.read_bytes())
+    assert "Clients: the page's cost in Chromium" in done.stdout
+    assert "Browser: " in done.stdout
+    for name in clients["transports"]:
+        page = output / f"page-{name}.png"
+        assert page.read_bytes().startswith(b"\x89PNG"), name
+        (artifacts / f"demo-page-{name}.png").write_bytes(page.read_bytes())
+    html = (output / "report.html").read_text()
+    assert "main-thread time, by transport" in html and "CPU time per 1,000 feed messages" in html
     screenshot_file(output / "report.html", artifacts / "demo-report.png", tmp_path / "report-profile")
 
 

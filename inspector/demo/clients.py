@@ -1,10 +1,13 @@
-"""One Python client per transport, all reading the feed through the proxy at once.
+"""Python clients reading the feed through the proxy: ``--clients N`` of one
+transport at a time, or with ``--http2`` one per transport and protocol, all at once.
 
 - Every client connects before the feed starts, so none of them pays for
-  connecting during the feed. The start request goes to the server directly,
-  not through the proxy, so it is not part of the measured traffic. A poll asks
-  for everything after the last message it has, so it cannot miss one; it
-  counts as connected once its first request is on its way.
+  connecting during the feed. The feed is started outside the proxy (straight
+  at the server, or over the server process's standard input), so that is not
+  part of the measured traffic. A poll asks for everything after the last
+  message it has, so it cannot miss one; it counts as connected once its first
+  request is on its way. At most :data:`~.settings.CONNECTING_AT_ONCE` clients of
+  a transport connect at once; the others wait for one of them to have connected.
 - The clients (``websockets``, ``httpx``) behave as browsers do: WebSocket
   without keep-alive pings, polls over one keep-alive connection.
 - With ``--http2`` every transport has two clients, over TLS: one offering
@@ -22,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect as websocket_connect
@@ -31,7 +35,7 @@ from demo_server.sse import END_EVENT
 
 from ..sse import SseStream
 from .h2websocket import H2WebSocket
-from .settings import CONNECT_TIMEOUT, H2, HTTP1, DemoError, DemoSettings
+from .settings import CONNECT_TIMEOUT, CONNECTING_AT_ONCE, H2, HTTP1, DemoError, DemoSettings, DemoTransport
 from .tally import ClientTally, ProgressCallback
 
 #: What ``httpx`` reports as ``Response.http_version`` for each protocol.
@@ -155,14 +159,29 @@ async def stream_client(target: Target, tally: ClientTally, connected: asyncio.E
                 tally.delivered([json.loads(line)], time.time())
 
 
+#: httpcore's trace events that say a request's head has gone out.
+_REQUEST_SENT = frozenset({"http11.send_request_headers.complete", "http2.send_request_headers.complete"})
+
+
 async def _poll(target: Target, tally: ClientTally, connected: asyncio.Event, pause: float) -> None:
     """Ask for everything after the last message held, until the feed has ended;
-    ``pause`` seconds between requests."""
+    ``pause`` seconds between requests. Connected once the first request's head is sent."""
+
+    async def trace(event: str, info: Any) -> None:
+        if event in _REQUEST_SENT:
+            connected.set()
+
     after = 0
     async with _http_client(target) as client:
         while True:
-            connected.set()
-            response = await client.get(target.base + tally.demo.path, params={"after": after})
+            extensions = {} if connected.is_set() else {"trace": trace}
+            url = target.base + tally.demo.path
+            try:
+                response = await client.get(url, params={"after": after}, extensions=extensions)
+            except httpx.RemoteProtocolError:
+                # The keep-alive connection was closed as the request went out (the server's idle
+                # timeout): ask again on a new one, once, as browsers do.
+                response = await client.get(url, params={"after": after})
             tally.requests += 1
             _expect_protocol(response, target, tally)
             if response.status_code == 200:
@@ -206,14 +225,86 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-async def _run_client(client: Client, target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
-    """Run one client; a failure is recorded in its tally, never raised."""
+async def _run_client(
+    client: Client,
+    target: Target,
+    tally: ClientTally,
+    connected: asyncio.Event,
+    settings: DemoSettings,
+    gate: asyncio.Semaphore | None = None,
+) -> None:
+    """Run one client; a failure is recorded in its tally, never raised. With a ``gate``,
+    the client holds one of its places until it has connected."""
+    running: asyncio.Future[None] | None = None
     try:
-        await client(target, tally, connected, settings)
+        if gate is None:
+            await client(target, tally, connected, settings)
+            return
+        async with gate:
+            running = asyncio.ensure_future(client(target, tally, connected, settings))
+            waiting = asyncio.ensure_future(connected.wait())
+            try:
+                await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+        await running
     except Exception as error:  # noqa: BLE001 - any failure is that client's result
         tally.error = _describe(error)
     finally:
+        if running is not None:
+            running.cancel()
         connected.set()
+
+
+async def run_transport_clients(
+    settings: DemoSettings,
+    demo: DemoTransport,
+    proxy: Target,
+    start: Callable[[], Awaitable[None]],
+    on_progress: ProgressCallback | None = None,
+) -> ClientTally:
+    """``settings.clients`` clients of one transport through the ``proxy``: connect them all
+    (at most :data:`~.settings.CONNECTING_AT_ONCE` at a time), ``start`` the feed, and wait
+    (at most ``settings.deadline``) until every one has finished. Returns their
+    :meth:`ClientTally.combined` tally."""
+    received = 0
+
+    def progress(label: str, _: int) -> None:
+        nonlocal received
+        received += 1
+        if on_progress is not None:
+            on_progress(label, received)
+
+    tallies = [
+        ClientTally(demo, settings.count, on_progress=progress if on_progress is not None else None)
+        for _ in range(settings.clients)
+    ]
+    connected = [asyncio.Event() for _ in tallies]
+    gate = asyncio.Semaphore(CONNECTING_AT_ONCE)
+    tasks = [
+        asyncio.create_task(_run_client(CLIENTS[demo.key], proxy, tally, event, settings, gate))
+        for tally, event in zip(tallies, connected, strict=True)
+    ]
+    try:
+        try:
+            async with asyncio.timeout(settings.connect_timeout):
+                await asyncio.gather(*(event.wait() for event in connected))
+        except TimeoutError:
+            waiting = sum(not event.is_set() for event in connected)
+            raise DemoError(
+                f"{demo.transport}: {waiting} of {len(tallies)} clients did not connect through the proxy "
+                f"within {settings.connect_timeout:g} s"
+            ) from None
+        await start()
+        _, late = await asyncio.wait(tasks, timeout=settings.deadline)
+        for tally, task in zip(tallies, tasks, strict=True):
+            if task in late:
+                tally.error = f"did not finish within {settings.deadline:g} s"
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return ClientTally.combined(tallies)
 
 
 async def start_feed(server: Target) -> None:

@@ -1,5 +1,6 @@
 """What ``rtinspect demo`` prints: its settings, progress bars, and the clients' table next to the report;
-with ``--http2``, each transport's HTTP/1.1 and h2 figures side by side."""
+with ``--http2``, each transport's HTTP/1.1 and h2 figures side by side; otherwise what each transport
+cost the server, the proxy and (``--browser``) the page, and a verdict per dimension."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from rich.text import Text
 from ..render.table import TEXT_WIDTH, table_renderables
 from ..render.units import MISSING, count, factor, human_bytes, percent
 from ..report import TransportSummary
+from .costs import ProcessCost, describe_machine
 from .run import DemoResult, transport_summary
-from .settings import PROTOCOLS, TRANSPORT_KEYS, DemoSettings
+from .settings import CLICK_INTERVAL, PROTOCOLS, TRANSPORT_KEYS, DemoSettings
 from .tally import ClientTally, client_label
+from .verdicts import demo_verdicts
 
 
 def demo_console() -> Console:
@@ -43,7 +46,7 @@ class DemoProgress:
         )
         self._tasks = {
             client_label(t.key, protocol): self._progress.add_task(
-                t.transport if protocol is None else f"{t.transport} {protocol}", total=settings.count
+                t.transport if protocol is None else f"{t.transport} {protocol}", total=settings.count * settings.clients
             )
             for t in settings.selected
             for protocol in settings.protocols
@@ -70,9 +73,11 @@ def describe_settings(settings: DemoSettings) -> str:
     elif settings.http2:
         clients = "two Python clients per transport, one over HTTP/1.1 and one over h2,"
     elif settings.browser:
-        clients = "the demo page in headless Chromium"
+        clients = f"the demo page in headless Chromium, a page per transport, one after another ({settings.page_rows}-row log)"
+    elif settings.clients == 1:
+        clients = "one Python client per transport, one transport after another,"
     else:
-        clients = "one Python client per transport"
+        clients = f"{settings.clients:,} Python clients per transport, one transport after another,"
     polls = f"short polls every {settings.poll_interval:g} s" if "poll" in settings.transports else None
     compression = "WebSocket compression " + ("on" if settings.compression else "off")
     tls = "TLS both sides; Hypercorn serves" if settings.http2 else None
@@ -102,6 +107,8 @@ def _in_report_order(tallies: Iterable[ClientTally]) -> list[ClientTally]:
 def clients_table(result: DemoResult) -> Table:
     """What each client measured, with the report's wire bytes per feed message received."""
     source = "the page in Chromium" if result.settings.browser else "the Python clients"
+    if result.settings.clients > 1:
+        source += f", {result.settings.clients:,} per transport"
     table = Table(title=f"Clients ({source})", title_justify="left", title_style="bold", header_style="bold")
     table.box = None
     http2 = result.settings.http2
@@ -188,8 +195,114 @@ PROTOCOLS_LEGEND = (
 )
 
 
+def _duration(ms: float) -> str:
+    return f"{ms:.1f} ms" if abs(ms) < 10 else f"{ms:,.0f} ms"
+
+
+def _signed_bytes(n: int) -> str:
+    return ("+" if n > 0 else "−" if n < 0 else "") + human_bytes(abs(n))
+
+
+def browser_table(result: DemoResult) -> Table:
+    """``--browser``: what each transport's page cost over its run, from Chromium's own counters."""
+    table = Table(
+        title="Clients: the page's cost in Chromium (over each transport's run)",
+        title_justify="left", title_style="bold", header_style="bold",
+    )
+    table.box = None
+    headings = ("Transport", "Layouts", "Style recalcs", "Layout", "Style", "Script", "Tasks", "JS heap Δ", "INP", "Clicks")
+    for i, heading in enumerate(headings):
+        table.add_column(heading, justify="left" if i == 0 else "right")
+    for tally in _in_report_order(result.clients.values()):
+        cost = result.costs.get(tally.label)
+        browser = cost.browser if cost is not None else None
+        if browser is None:
+            table.add_row(tally.demo.transport, *([MISSING] * (len(headings) - 1)))
+            continue
+        table.add_row(
+            tally.demo.transport,
+            count(browser.layout_count),
+            count(browser.recalc_style_count),
+            _duration(browser.layout_ms),
+            _duration(browser.recalc_style_ms),
+            _duration(browser.script_ms),
+            _duration(browser.task_ms),
+            _signed_bytes(browser.js_heap_bytes),
+            _ms(browser.inp_ms),
+            count(browser.interactions),
+        )
+    return table
+
+
+def browser_legend(result: DemoResult) -> str:
+    return (
+        f"Each transport had its own page in its own headless Chromium, one after another; every page did the same "
+        f"DOM work per message (a row added to a {result.settings.page_rows:,}-row log, which is then scrolled, so "
+        f"laid out). Layouts to Tasks: Chromium's Performance.getMetrics, the difference over the run (Tasks is all "
+        f"main-thread work; Script can read 0 where Chromium did not attribute it). JS heap Δ: the heap after "
+        f"garbage collection, end minus start. INP: clicks every {CLICK_INTERVAL:g} s while the feed ran, measured "
+        f"in the page (Event Timing, rounded to 8 ms; 0 means every interaction took under 16 ms)."
+    )
+
+
+def _process_row(table: Table, transport: str, process: str, cost: ProcessCost | None) -> None:
+    if cost is None:
+        table.add_row(transport, process, *([MISSING] * 8))
+        return
+    per_connection = cost.rss_per_connection_bytes
+    analysing = cost.cpu_ms_by_process.get("analyser")
+    table.add_row(
+        transport,
+        process,
+        _duration(cost.cpu_ms),
+        _duration(analysing) if analysing is not None else "",
+        _ms(cost.cpu_ms_per_1000_messages),
+        human_bytes(cost.peak_rss_bytes),
+        human_bytes(per_connection),
+        count(cost.connections_held),
+        count(cost.connections),
+        count(cost.requests),
+    )
+
+
+def process_table(result: DemoResult) -> Table:
+    """What each transport cost the demo server and the proxy, measured in their own processes."""
+    table = Table(
+        title="Server and proxy (a fresh process of each per transport)",
+        title_justify="left", title_style="bold", header_style="bold",
+    )
+    table.box = None
+    headings = (
+        "Transport", "Process", "CPU", "Analysing", "CPU per 1k msgs", "Peak RSS", "RSS per conn", "Held", "Conns",
+        "Requests",
+    )
+    for i, heading in enumerate(headings):
+        table.add_column(heading, justify="left" if i < 2 else "right")
+    for tally in _in_report_order(result.clients.values()):
+        cost = result.costs.get(tally.label)
+        _process_row(table, tally.demo.transport, "server", cost.server if cost else None)
+        _process_row(table, "", "proxy", cost.proxy if cost else None)
+    return table
+
+
+def process_legend(result: DemoResult) -> str:
+    machine = describe_machine(dict(result.machine)) if result.machine else "this machine"
+    return (
+        "CPU: user and system time from /proc (10 ms ticks), from just before the clients connected until every "
+        "connection had closed; the proxy's is its relay's and its analyser's (Analysing: the analyser's part, the "
+        "cost of inspecting). Per 1k msgs divides it by the feed messages the clients received. Peak RSS: the "
+        "highest resident set in that time (the proxy's relay and analyser added up). RSS per conn: its growth over "
+        "the starting resident set divided by the connections held at once (Held); meaningful with many clients. "
+        f"Conns and Requests: as the server counted them, and as the proxy's report has them. Measured on {machine}."
+    )
+
+
+def verdict_lines(result: DemoResult) -> list[str]:
+    return [f"{verdict.dimension}: {verdict.text}" for verdict in demo_verdicts(result)]
+
+
 def result_renderables(result: DemoResult) -> Iterator[RenderableType]:
-    """The report's tables and verdict, the clients' table, notes and the files written."""
+    """The report's tables and verdict, the clients' table, the costs, notes, verdicts and the files written."""
     yield from table_renderables(result.report)
     yield Text("")
     if result.settings.http2:
@@ -199,6 +312,19 @@ def result_renderables(result: DemoResult) -> Iterator[RenderableType]:
     yield clients_table(result)
     yield Text("\n".join(f"• {line}" for line in (CLIENT_LEGEND, *result.notes)), style="dim")
     yield Text("")
+    if any(cost.browser for cost in result.costs.values()):
+        yield browser_table(result)
+        yield Text(f"• {browser_legend(result)}", style="dim")
+        yield Text("")
+    if any(cost.server or cost.proxy for cost in result.costs.values()):
+        yield process_table(result)
+        yield Text(f"• {process_legend(result)}", style="dim")
+        yield Text("")
+    lines = verdict_lines(result)
+    if lines:
+        yield Text("Verdicts", style="bold")
+        yield Text("\n".join(f"• {line}" for line in lines))
+        yield Text("")
     for path in result.files.written():
         yield Text(f"wrote {path}")
     yield Text(f"finished in {result.seconds:.1f} s", style="dim")

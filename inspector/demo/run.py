@@ -1,6 +1,9 @@
 """One demo run: the demo server, the proxy and the clients, then the capture's report and the files.
 
-The plain demo serves HTTP/1.1 without TLS (uvicorn). With ``--http2`` the
+The plain demo serves HTTP/1.1 without TLS (uvicorn) and runs the transports
+one after another, each with a server process and a proxy process of its own
+(:mod:`.sequence`), so that what each cost them is measured apart; their
+captures are joined into the run's one capture. With ``--http2`` the
 server is Hypercorn over TLS with a throwaway CA (``trustme``, in a temporary
 folder), offering ``h2`` and ``http/1.1``; the proxy listens with TLS
 (mitmproxy's CA, in a temporary confdir unless ``--set confdir=`` names one),
@@ -16,14 +19,15 @@ import json
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
 from demo_server.app import create_app
-from demo_server.run import RunningServer, serve_in_thread, serve_tls_in_thread
+from demo_server.child import raise_open_file_limit
+from demo_server.run import RunningServer, serve_tls_in_thread
 from demo_server.tls import make_tls_files
 
 from ..capture import CaptureError
@@ -31,11 +35,15 @@ from ..proxy_process import wait_until_closed
 from ..render import render
 from ..replay import report_from_captures
 from ..report import Report, TransportSummary
+from .captures import join_captures
 from .clients import Target, run_python_clients
+from .costs import TransportCosts, machine
+from .html import with_demo_sections
 from .page import require_chromium, run_browser_clients
 from .protocols import WireConnection, wire_connections
 from .recording_proxy import DemoProxy
-from .settings import DEMO_RULES, H2, HTTP1, LOOPBACK, PROTOCOLS, DemoError, DemoSettings
+from .sequence import run_transport
+from .settings import CLICK_INTERVAL, DEMO_RULES, H2, HTTP1, LOOPBACK, PROTOCOLS, TRANSPORTS, DemoError, DemoSettings
 from .tally import ClientTally, ProgressCallback
 
 #: mitmproxy's CA certificate in its confdir, for clients of a proxy that listens with TLS.
@@ -53,7 +61,8 @@ class DemoFiles:
     report_json: Path
     report_html: Path
     clients_json: Path
-    #: The page's screenshot in browser mode: ``page.png``, or with ``--http2`` one per protocol.
+    #: The page's screenshots in browser mode: one per transport (``page-websocket.png``, keyed
+    #: by the transport's key), or with ``--http2`` one per protocol (``page-h2.png``).
     screenshots: Mapping[str | None, Path]
 
     @classmethod
@@ -62,7 +71,7 @@ class DemoFiles:
         if browser and http2:
             screenshots = {protocol: folder / f"page-{protocol.replace('/', '')}.png" for protocol in PROTOCOLS}
         elif browser:
-            screenshots = {None: folder / "page.png"}
+            screenshots = {t.key: folder / f"page-{t.transport}.png" for t in TRANSPORTS}
         return cls(
             folder=folder,
             capture=folder / "capture.rtcap",
@@ -90,10 +99,24 @@ class DemoResult:
     seconds: float
     #: With ``--http2``: each connection's protocol and requests as the capture shows them.
     wire: tuple[WireConnection, ...] = ()
+    #: Without ``--http2``: what each transport cost the server, the proxy and the page, by client label.
+    costs: Mapping[str, TransportCosts] = field(default_factory=dict)
+    #: The machine the run was measured on (:func:`.costs.machine`).
+    machine: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass
+class _Ran:
+    """What the clients' part of a run gave, before the capture is reported."""
+
+    clients: dict[str, ClientTally]
+    screenshots: dict[str | None, bytes] = field(default_factory=dict)
+    costs: dict[str, TransportCosts] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
 
 def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None) -> DemoResult:
@@ -105,16 +128,66 @@ def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None
     except OSError as error:
         raise DemoError(f"cannot create {settings.output}: {error.strerror or error}") from None
     files = DemoFiles.in_folder(settings.output, settings.browser, settings.http2)
+    raise_open_file_limit()
+    if settings.one_by_one:
+        ran = _run_one_by_one(settings, files, chromium, on_progress)
+    else:
+        ran = _run_at_once(settings, files, chromium, on_progress)
+    clients = ran.clients
+    problems = ran.problems
+    report = report_capture(files.capture)
+    wire = tuple(wire_connections(files.capture)) if settings.http2 else ()
+    for key, png in ran.screenshots.items():
+        if key in files.screenshots:
+            files.screenshots[key].write_bytes(png)
+    facts = machine()
+    files.report_json.write_text(render(report, "json"), encoding="utf-8")
+    document = clients_document(settings, clients, ran.costs, facts)
+    files.clients_json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    problems += client_problems(settings, clients, report)
+    problems += wire_problems(settings, wire)
+    result = DemoResult(
+        settings=settings,
+        report=report,
+        clients=clients,
+        files=files,
+        problems=tuple(problems),
+        notes=tuple([*count_notes(clients, report), *wire_notes(settings, wire)]),
+        seconds=time.monotonic() - began,
+        wire=wire,
+        costs=ran.costs,
+        machine=facts,
+    )
+    files.report_html.write_text(with_demo_sections(render(report, "html"), result), encoding="utf-8")
+    return result
+
+
+def _run_one_by_one(
+    settings: DemoSettings, files: DemoFiles, chromium: str | None, on_progress: ProgressCallback | None
+) -> _Ran:
+    """Each transport in turn with its own server and proxy (:mod:`.sequence`); their
+    captures joined into ``files.capture``."""
+    with tempfile.TemporaryDirectory(prefix=".parts-", dir=files.folder) as parts:
+        runs = [run_transport(settings, demo, Path(parts), chromium, on_progress) for demo in settings.selected]
+        facts = join_captures([run.capture for run in runs], files.capture)
+        costs = {run.tally.label: run.costs(part) for run, part in zip(runs, facts, strict=True)}
+    return _Ran(
+        clients={run.tally.label: run.tally for run in runs},
+        screenshots={run.demo.key: run.screenshot for run in runs if run.screenshot is not None},
+        costs=costs,
+        problems=[run.problem for run in runs if run.problem],
+    )
+
+
+def _run_at_once(
+    settings: DemoSettings, files: DemoFiles, chromium: str | None, on_progress: ProgressCallback | None
+) -> _Ran:
+    """``--http2``: one server over TLS in a thread, one proxy, every client at once."""
     problems: list[str] = []
     screenshots: dict[str | None, bytes] = {}
     with contextlib.ExitStack() as stack:
-        if settings.http2:
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rtinspect-demo-tls-")))
-            server, proxy, server_target, proxy_target = _start_tls(settings, files, folder, stack)
-        else:
-            server = stack.enter_context(serve_in_thread(app_for(settings), LOOPBACK, ws_compression=settings.compression))
-            proxy = DemoProxy.rtinspect(server.url, capture=files.capture, options=settings.proxy_options)
-            server_target, proxy_target = Target(server.url), Target(proxy.url)
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rtinspect-demo-tls-")))
+        _, proxy, server_target, proxy_target = _start_tls(settings, files, folder, stack)
         try:
             proxy.wait_listening()
             if chromium is not None:
@@ -128,26 +201,7 @@ def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None
             stopped = proxy.stop_problem()
         if stopped:
             problems.append(stopped)
-    report = report_capture(files.capture)
-    wire = tuple(wire_connections(files.capture)) if settings.http2 else ()
-    for protocol, png in screenshots.items():
-        if protocol in files.screenshots:
-            files.screenshots[protocol].write_bytes(png)
-    files.report_json.write_text(render(report, "json"), encoding="utf-8")
-    files.report_html.write_text(render(report, "html"), encoding="utf-8")
-    files.clients_json.write_text(json.dumps(clients_document(settings, clients), indent=2) + "\n", encoding="utf-8")
-    problems += client_problems(settings, clients, report)
-    problems += wire_problems(settings, wire)
-    return DemoResult(
-        settings=settings,
-        report=report,
-        clients=clients,
-        files=files,
-        problems=tuple(problems),
-        notes=tuple([*count_notes(clients, report), *wire_notes(settings, wire)]),
-        seconds=time.monotonic() - began,
-        wire=wire,
-    )
+    return _Ran(clients=clients, screenshots=screenshots, problems=problems)
 
 
 def _start_tls(
@@ -188,9 +242,18 @@ def transport_summary(report: Report, transport: str, protocol: str | None = Non
     return summary.by_protocol.get(protocol)
 
 
-def clients_document(settings: DemoSettings, clients: dict[str, ClientTally]) -> dict[str, Any]:
+def clients_document(
+    settings: DemoSettings,
+    clients: dict[str, ClientTally],
+    costs: Mapping[str, TransportCosts] | None = None,
+    facts: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """``clients.json``: the run's parameters and what each client measured, keyed by report
-    transport name; with ``--http2``, each transport's clients keyed by protocol (``by_protocol``)."""
+    transport name; with ``--http2``, each transport's clients keyed by protocol (``by_protocol``).
+    Without ``--http2``, each transport also holds what it cost (``server``, ``proxy`` and
+    with ``--browser`` ``browser``; :class:`.costs.TransportCosts`), and the document says
+    how the run was made (``clients_per_transport``, ``one_transport_at_a_time``, ``page``)
+    and on what (``machine``)."""
     document: dict[str, Any] = {
         "format": CLIENTS_FORMAT,
         "version": 1,
@@ -199,8 +262,18 @@ def clients_document(settings: DemoSettings, clients: dict[str, ClientTally]) ->
         "poll_interval": settings.poll_interval,
         "websocket_compression": settings.compression,
     }
+    if facts is not None:
+        document["machine"] = dict(facts)
     if not settings.http2:
-        document["transports"] = {tally.demo.transport: tally.to_dict() for tally in clients.values()}
+        costs = costs or {}
+        document["clients_per_transport"] = settings.clients
+        document["one_transport_at_a_time"] = True
+        if settings.browser:
+            document["page"] = {"ui_rows": settings.page_rows, "click_interval": CLICK_INTERVAL}
+        document["transports"] = {
+            tally.demo.transport: {**tally.to_dict(), **(costs[key].to_dict() if key in costs else {})}
+            for key, tally in clients.items()
+        }
         return document
     document["protocols"] = list(PROTOCOLS)
     transports: dict[str, Any] = {}
@@ -219,7 +292,7 @@ def client_problems(settings: DemoSettings, clients: dict[str, ClientTally], rep
         if tally.error:
             problems.append(f"{name}: {tally.error}")
         if tally.lost:
-            problems.append(f"{name}: lost {tally.lost} of {settings.count} messages")
+            problems.append(f"{name}: lost {tally.lost} of {tally.expected} messages")
         if tally.demo.transport not in report.transports:
             problems.append(f"{name}: the capture holds none of its traffic")
         elif tally.protocol is not None and transport_summary(report, tally.demo.transport, tally.protocol) is None:

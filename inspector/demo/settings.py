@@ -15,6 +15,14 @@ CONNECT_TIMEOUT = 15.0
 DEADLINE_SLACK = 20.0
 #: The page clamps shorter short-polling intervals to this many seconds.
 PAGE_MIN_POLL_INTERVAL = 0.05
+#: Rows the demo page keeps in its message log unless ``--ui-rows`` says otherwise.
+DEFAULT_UI_ROWS = 50
+#: Seconds between the synthetic clicks sent to the page while the feed runs (``--browser``).
+CLICK_INTERVAL = 0.2
+#: Clients of one transport that may be connecting at once (the rest wait their turn).
+CONNECTING_AT_ONCE = 50
+#: Seconds more, per client of a transport, for connecting and for finishing.
+PER_CLIENT_SLACK = 0.05
 
 #: The protocols ``--http2`` compares, by their ALPN names (the report's ``by_protocol`` keys).
 HTTP1 = "http/1.1"
@@ -45,13 +53,10 @@ TRANSPORTS = (
 TRANSPORT_KEYS = tuple(t.key for t in TRANSPORTS)
 _BY_KEY = {t.key: t for t in TRANSPORTS}
 
-#: The demo's paths pinned to their transports; the page and the feed's control
-#: requests (made through the proxy in browser mode only) are plain ``http``.
-DEMO_RULES = (
-    *(TransportRule.parse(f"{t.path}={t.transport}") for t in TRANSPORTS),
-    TransportRule.parse("/feed/*=http"),
-    TransportRule.parse("/=http"),
-)
+#: The demo's paths pinned to their transports, as ``--transport`` takes them; the page and
+#: the feed's control requests (made through the proxy in browser mode only) are plain ``http``.
+DEMO_RULE_TEXTS = (*(f"{t.path}={t.transport}" for t in TRANSPORTS), "/feed/*=http", "/=http")
+DEMO_RULES = tuple(TransportRule.parse(text) for text in DEMO_RULE_TEXTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,12 @@ class DemoSettings:
     are mitmproxy ``key=value`` options for the proxy (e.g. ``confdir=...``).
     ``http2`` serves the demo over TLS with Hypercorn and reads every
     transport twice, over HTTP/1.1 and over h2.
+
+    Without ``http2`` the transports run one after another, each against a
+    fresh demo-server process and a fresh proxy process, so the CPU time and
+    memory of each are that transport's: ``clients`` Python clients per
+    transport, or with ``browser`` one page per transport, whose message log
+    keeps ``ui_rows`` rows (None: :data:`DEFAULT_UI_ROWS`).
     """
 
     output: Path
@@ -76,6 +87,8 @@ class DemoSettings:
     chromium: str | None = None
     proxy_options: tuple[str, ...] = ()
     http2: bool = False
+    clients: int = 1
+    ui_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -93,6 +106,16 @@ class DemoSettings:
             raise DemoError("--transports cannot be combined with --browser: the page runs every transport")
         if self.browser and self.poll_interval < PAGE_MIN_POLL_INTERVAL:
             raise DemoError(f"--poll-interval: the page polls at most every {PAGE_MIN_POLL_INTERVAL * 1000:g} ms")
+        if self.clients < 1:
+            raise DemoError("--clients must be at least 1")
+        if self.clients > 1 and self.browser:
+            raise DemoError("--clients is for the Python clients: --browser runs one page per transport")
+        if self.clients > 1 and self.http2:
+            raise DemoError("--clients cannot be combined with --http2, which reads every transport at once")
+        if self.ui_rows is not None and not self.browser:
+            raise DemoError("--ui-rows is for the demo page: add --browser")
+        if self.ui_rows is not None and self.ui_rows < 1:
+            raise DemoError("--ui-rows must be at least 1")
         if self.http2 and self.browser and not self.compression:
             raise DemoError(
                 "--no-compression cannot be combined with --browser --http2: Chromium always offers "
@@ -111,6 +134,22 @@ class DemoSettings:
         return PROTOCOLS if self.http2 else (None,)
 
     @property
+    def one_by_one(self) -> bool:
+        """Whether the transports run one after another, each with its own server and proxy
+        process (every run but ``--http2``, which reads every transport at once)."""
+        return not self.http2
+
+    @property
+    def page_rows(self) -> int:
+        """Rows the demo page keeps in its message log."""
+        return self.ui_rows if self.ui_rows is not None else DEFAULT_UI_ROWS
+
+    @property
+    def feed_seconds(self) -> float:
+        """How long the feed takes to send every message."""
+        return self.count / self.rate
+
+    @property
     def confdir(self) -> Path | None:
         """mitmproxy's configuration folder if ``--set confdir=...`` gave one (the last wins)."""
         folders = [option.partition("=")[2] for option in self.proxy_options if option.partition("=")[0].strip() == "confdir"]
@@ -118,8 +157,14 @@ class DemoSettings:
 
     @property
     def deadline(self) -> float:
-        """Seconds the clients may take once the feed starts: its duration plus slack."""
-        return self.count / self.rate + self.poll_interval + DEADLINE_SLACK
+        """Seconds the clients may take once the feed starts: its duration plus slack
+        (more with many clients)."""
+        return self.feed_seconds + self.poll_interval + DEADLINE_SLACK + self.clients * PER_CLIENT_SLACK
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds the clients of one transport may take to connect."""
+        return CONNECT_TIMEOUT + self.clients * PER_CLIENT_SLACK
 
 
 def default_output_folder(now: datetime.datetime | None = None) -> Path:

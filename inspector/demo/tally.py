@@ -31,6 +31,9 @@ class ClientTally:
     ``protocol`` is what the client was asked to speak with ``--http2``
     (``"http/1.1"`` or ``"h2"``; None in the plain demo), ``http_version``
     what it got (``"HTTP/1.1"``, ``"HTTP/2"``), where the client can tell.
+
+    ``clients`` is how many clients' figures it holds: :meth:`combined` adds
+    up the tallies of a transport's clients (``--clients N``).
     """
 
     demo: DemoTransport
@@ -44,7 +47,27 @@ class ClientTally:
     http_version: str | None = None
     latency_ms: Distribution = field(default_factory=Distribution)
     on_progress: ProgressCallback | None = None
+    clients: int = 1
     _seen: set[int] = field(default_factory=set, repr=False)
+
+    @classmethod
+    def combined(cls, tallies: list[ClientTally]) -> ClientTally:
+        """One tally for several clients of the same transport: counts added up, latencies
+        merged; the error says how many clients failed and how the first one did."""
+        first = tallies[0]
+        total = cls(first.demo, sum(t.expected for t in tallies), protocol=first.protocol, clients=len(tallies))
+        total.http_version = first.http_version
+        for tally in tallies:
+            total.received += tally.received
+            total.duplicates += tally.duplicates
+            total.requests += tally.requests
+            total.latency_ms.merge(tally.latency_ms)
+        deliveries = [t.deliveries for t in tallies]
+        total.deliveries = None if None in deliveries else sum(d for d in deliveries if d is not None)
+        failed = [t.error for t in tallies if t.error]
+        if failed:
+            total.error = failed[0] if len(tallies) == 1 else f"{len(failed)} of {len(tallies)} clients failed; the first: {failed[0]}"
+        return total
 
     @property
     def label(self) -> str:
@@ -76,6 +99,7 @@ class ClientTally:
         protocol = {} if self.protocol is None else {"protocol": self.protocol, "http_version": self.http_version}
         return {
             "path": self.demo.path,
+            "clients": self.clients,
             **protocol,
             "received": self.received,
             "lost": self.lost,

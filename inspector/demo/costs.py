@@ -1,0 +1,182 @@
+"""What a transport cost the demo server and the proxy, and the machine it was measured on.
+
+Each transport runs against a fresh server process and a fresh proxy process
+(:mod:`.sequence`). Both are sampled (:mod:`.processes`) once they have
+settled after starting, just before the clients connect, and again once
+every client has finished and the capture shows every connection closed;
+their peak resident sets are reset at the first sample. So a transport's
+figures cover its clients connecting, the whole feed and the connections
+closing, and nothing of start-up or shutdown:
+
+- CPU time, in all and per 1,000 feed messages the clients received;
+- the peak resident set, and its growth over the starting one divided by the
+  connections held at once (what one more connection cost, roughly: the
+  growth also holds the feed's messages and whatever the allocator kept);
+- connections and requests handled: the server counts its own
+  (:mod:`demo_server.counting`), the proxy's come from its report of the run.
+
+The proxy is two processes, the relay and its analyser; their CPU time is
+also given apart (``cpu_ms_by_process``), since the analyser is the cost of
+inspecting and the relay the cost of any proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .browser_cost import BrowserCost
+from .processes import TreeSample
+
+#: Names for the processes of a tree, by the module or program they run.
+PROCESS_NAMES = {
+    "demo_server.child": "server",
+    "inspector": "relay",
+    "inspector.analyser_process": "analyser",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessCost:
+    """A server's or proxy's cost over one transport's run."""
+
+    cpu_ms: float
+    messages: int
+    baseline_rss_bytes: int
+    peak_rss_bytes: int
+    connections: int
+    connections_held: int
+    requests: int
+    seconds: float
+    cpu_ms_by_process: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cpu_ms_per_1000_messages(self) -> float | None:
+        return self.cpu_ms * 1000 / self.messages if self.messages else None
+
+    @property
+    def rss_growth_bytes(self) -> int:
+        return max(0, self.peak_rss_bytes - self.baseline_rss_bytes)
+
+    @property
+    def rss_per_connection_bytes(self) -> float | None:
+        return self.rss_growth_bytes / self.connections_held if self.connections_held else None
+
+    @classmethod
+    def between(
+        cls, before: TreeSample, after: TreeSample, *, messages: int, connections: int, connections_held: int, requests: int
+    ) -> ProcessCost:
+        by_process: dict[str, float] = {}
+        for name, seconds in after.cpu_seconds_since(before).items():
+            key = PROCESS_NAMES.get(name, name)
+            by_process[key] = by_process.get(key, 0.0) + seconds * 1000
+        return cls(
+            cpu_ms=sum(by_process.values()),
+            messages=messages,
+            baseline_rss_bytes=before.rss_bytes,
+            peak_rss_bytes=max(after.peak_rss_bytes, after.rss_bytes),
+            connections=connections,
+            connections_held=connections_held,
+            requests=requests,
+            seconds=after.at - before.at,
+            cpu_ms_by_process=by_process,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        per_1000 = self.cpu_ms_per_1000_messages
+        per_connection = self.rss_per_connection_bytes
+        return {
+            "cpu_ms": round(self.cpu_ms, 1),
+            "cpu_ms_per_1000_messages": None if per_1000 is None else round(per_1000, 2),
+            "messages": self.messages,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "baseline_rss_bytes": self.baseline_rss_bytes,
+            "rss_per_connection_bytes": None if per_connection is None else round(per_connection),
+            "connections": self.connections,
+            "connections_held": self.connections_held,
+            "requests": self.requests,
+            "seconds": round(self.seconds, 2),
+            "cpu_ms_by_process": {name: round(ms, 1) for name, ms in self.cpu_ms_by_process.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TransportCosts:
+    """What one transport cost the server, the proxy and (``--browser``) the page; None where
+    it was not measured (no ``/proc``, or the page never connected)."""
+
+    server: ProcessCost | None = None
+    proxy: ProcessCost | None = None
+    browser: BrowserCost | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys clients.json adds to the transport: ``server``, ``proxy``, ``browser``."""
+        parts = {"server": self.server, "proxy": self.proxy, "browser": self.browser}
+        return {key: part.to_dict() for key, part in parts.items() if part is not None}
+
+
+def proxy_counts(report_json: Path) -> tuple[int, int]:
+    """Connections and requests in a proxy's report of its run (every transport it saw)."""
+    try:
+        report = json.loads(report_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0, 0
+    transports = report.get("transports", {}).values()
+    return sum(int(t.get("connections", 0)) for t in transports), sum(int(t.get("requests", 0)) for t in transports)
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _memory_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _system() -> str:
+    system = f"{platform.system()} {platform.release()}"
+    try:
+        release = platform.freedesktop_os_release()
+    except OSError:
+        return system
+    return f"{system}, {release.get('PRETTY_NAME', release.get('NAME', ''))}".rstrip(", ")
+
+
+def machine() -> dict[str, Any]:
+    """This machine, as the demo's results name it."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_bytes": _memory_bytes(),
+        "system": _system(),
+        "python": platform.python_version(),
+    }
+
+
+def describe_machine(facts: dict[str, Any]) -> str:
+    """``2 × AMD EPYC, 23.5 GiB, Linux 6.1 (Debian GNU/Linux 12), Python 3.13.0``."""
+    parts = []
+    if facts.get("cores") or facts.get("cpu"):
+        parts.append(f"{facts.get('cores') or '?'} × {facts.get('cpu') or 'unknown CPU'}")
+    if facts.get("memory_bytes"):
+        parts.append(f"{facts['memory_bytes'] / 2**30:.1f} GiB")
+    parts.append(str(facts.get("system", "")))
+    parts.append(f"Python {facts.get('python')}")
+    return ", ".join(part for part in parts if part)

@@ -1,0 +1,249 @@
+"""One verdict per dimension the demo measures: bytes, latency, browser, server.
+
+Each names the transports from cheapest to dearest on one figure, says under
+which conditions it was measured, and groups the transports whose figures are
+too close for one run on one machine to tell apart, rather than ranking them:
+
+- bytes: wire bytes per feed message received, from the capture. They do not
+  vary from run to run beyond a few bytes, so only differences under 2% count
+  as the same;
+- latency: the clients' median delivery latency; within 20% (or 1 ms) of
+  each other is too close to call on one machine;
+- browser: the page's main-thread task time and layouts over the run; INP
+  differences of one Event Timing step (8 ms) or less are no difference;
+- server (and proxy): CPU time per 1,000 feed messages, within 20% or two
+  clock ticks (``/proc`` counts CPU time in 10 ms ticks) is too close; the
+  resident set per connection held is only given for 100 connections or more,
+  since with fewer the growth is mostly other things.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..render.units import factor, human_bytes
+from .costs import describe_machine
+
+if TYPE_CHECKING:
+    from .run import DemoResult
+
+#: Transports within this ratio of each other are not told apart (latency, CPU, page time).
+CLOSE_RATIO = 1.2
+#: Wire bytes within this ratio are the same.
+BYTES_CLOSE_RATIO = 1.02
+#: Event Timing's rounding step, in milliseconds.
+INP_STEP_MS = 8.0
+#: /proc's CPU clock tick in milliseconds, and how many of them two figures may differ by.
+TICK_MS = 10.0
+#: The fewest clock ticks of CPU time, server and proxy each, for comparing the two.
+MIN_TICKS_TO_COMPARE = 10
+#: The fewest connections held at once for which the resident set per connection is given.
+MIN_CONNECTIONS_FOR_RSS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One dimension's verdict: its name (``Bytes``) and its sentences."""
+
+    dimension: str
+    text: str
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms" if abs(value) < 10 else f"{value:,.0f} ms"
+
+
+def _names(names: Sequence[str]) -> str:
+    if len(names) <= 2:
+        return " and ".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def rank(
+    figures: Sequence[tuple[str, float]],
+    close: Callable[[float, float], bool],
+    shown: Callable[[float], str],
+    what: str,
+    tolerance: str,
+) -> str:
+    """``what`` from lowest to highest: the lowest, those too close to it to tell apart,
+    then each other one with how many times the lowest it is."""
+    ordered = sorted(figures, key=lambda item: item[1])
+    if not ordered:
+        return f"no transport had {what}"
+    best_name, best = ordered[0]
+    near = [name for name, value in ordered[1:] if close(best, value)]
+    if len(ordered) > 1 and len(near) == len(ordered) - 1:
+        low, high = ordered[0][1], ordered[-1][1]
+        return (
+            f"{_names([name for name, _ in ordered])} were within {tolerance} of each other "
+            f"({shown(low)} to {shown(high)}), too close for one run to rank"
+        )
+    text = f"{what} was lowest for {best_name} ({shown(best)})"
+    if near:
+        text += f"; {_names(near)} within {tolerance} of it"
+    for name, value in ordered[1:]:
+        if name in near:
+            continue
+        if best > 0:
+            text += f"; {name} {factor(value / best)} ({shown(value)})"
+        else:
+            text += f"; {name} {shown(value)}"
+    return text
+
+
+def _ratio_close(ratio: float, floor: float = 0.0) -> Callable[[float, float], bool]:
+    return lambda low, high: high - low <= floor or (low > 0 and high / low < ratio)
+
+
+def conditions(result: DemoResult) -> str:
+    """The run's conditions in one clause."""
+    settings = result.settings
+    if settings.browser:
+        clients = "the demo page in headless Chromium"
+    else:
+        clients = f"{settings.clients:,} Python client{'s' if settings.clients != 1 else ''} per transport"
+    order = "one transport at a time" if settings.one_by_one else "every transport at once"
+    machine = f" on {describe_machine(dict(result.machine))}" if result.machine else ""
+    return (
+        f"{settings.count:,} messages of {settings.size} B at {settings.rate:g}/s, {clients}, {order}, "
+        f"through the rtinspect proxy on loopback{machine}; one run"
+    )
+
+
+def bytes_verdict(result: DemoResult) -> Verdict | None:
+    from .run import transport_summary
+
+    figures = []
+    for tally in result.clients.values():
+        summary = transport_summary(result.report, tally.demo.transport, tally.protocol)
+        if summary is not None and tally.received and tally.protocol is None:
+            figures.append((tally.demo.transport, summary.wire_bytes.total / tally.received))
+    if not figures:
+        return None
+    compression = "on" if result.settings.compression else "off"
+    text = rank(figures, _ratio_close(BYTES_CLOSE_RATIO), human_bytes, "Wire bytes per feed message received", "2%")
+    return Verdict(
+        "Bytes",
+        f"{text}. Counted by the proxy, both directions, heads and handshakes included, TCP and TLS "
+        f"overhead not; WebSocket compression {compression}, short polls every {result.settings.poll_interval:g} s.",
+    )
+
+
+def latency_verdict(result: DemoResult) -> Verdict | None:
+    figures = []
+    for tally in result.clients.values():
+        summary = tally.latency_ms.summary()
+        if summary is not None and tally.protocol is None:
+            figures.append((tally.demo.transport, summary.p50))
+    if not figures:
+        return None
+    text = rank(figures, _ratio_close(CLOSE_RATIO, 1.0), _ms, "Median delivery latency", "20% or 1 ms")
+    polls = ""
+    if any(name == "short_poll" for name, _ in figures):
+        polls = f" A short poll waits for its next request, every {result.settings.poll_interval:g} s here."
+    return Verdict(
+        "Latency",
+        f"{text}. Measured by the clients as arrival minus the server's send time, with one clock.{polls}",
+    )
+
+
+def browser_verdict(result: DemoResult) -> Verdict | None:
+    costs = [(result.clients[key].demo.transport, cost.browser) for key, cost in result.costs.items() if cost.browser]
+    if not costs:
+        return None
+    rows = result.settings.page_rows
+    tasks = rank(
+        [(name, browser.task_ms) for name, browser in costs],
+        _ratio_close(CLOSE_RATIO),
+        _ms,
+        "The page's main-thread task time over the run",
+        "20%",
+    )
+    layouts = ", ".join(f"{name} {browser.layout_count:,}" for name, browser in costs)
+    inps = [(name, browser.inp_ms, browser.interactions) for name, browser in costs if browser.inp_ms is not None]
+    if inps:
+        low = min(value for _, value, _ in inps)
+        high = max(value for _, value, _ in inps)
+        clicks = min(n for _, _, n in inps)
+        if high - low <= INP_STEP_MS:
+            inp = (
+                f"INP was {_ms(low)} to {_ms(high)}, within one Event Timing step (8 ms): "
+                f"it does not separate the transports (at least {clicks} clicks each)"
+            )
+        else:
+            worst = max(inps, key=lambda item: item[1])
+            best = min(inps, key=lambda item: item[1])
+            inp = (
+                f"INP ranged from {_ms(low)} ({best[0]}) to {_ms(high)} ({worst[0]}), "
+                f"from at least {clicks} clicks each"
+            )
+    else:
+        inp = "INP: no interaction was recorded"
+    return Verdict(
+        "Browser",
+        f"{tasks}. Layouts: {layouts}. {inp}. Each transport had its own page, each doing the same DOM "
+        f"work per message (a {rows:,}-row message log); Chromium's own counters, headless.",
+    )
+
+
+def server_verdict(result: DemoResult) -> Verdict | None:
+    named = [(result.clients[key].demo.transport, cost, result.clients[key]) for key, cost in result.costs.items()]
+    servers = [(name, cost.server) for name, cost, _ in named if cost.server and cost.server.cpu_ms_per_1000_messages is not None]
+    if not servers:
+        return None
+    messages = min(server.messages for _, server in servers)
+    floor = 2 * TICK_MS * 1000 / messages if messages else 0.0
+    text = rank(
+        [(name, server.cpu_ms_per_1000_messages or 0.0) for name, server in servers],
+        _ratio_close(CLOSE_RATIO, floor),
+        _ms,
+        "The demo server's CPU time per 1,000 feed messages delivered",
+        "20% or two clock ticks",
+    )
+    held = [(name, server) for name, server in servers if server.connections_held >= MIN_CONNECTIONS_FOR_RSS]
+    if held:
+        memory = "Its resident set grew per connection held by " + ", ".join(
+            f"{human_bytes(server.rss_per_connection_bytes)} ({name}, {server.connections_held:,} held)"
+            for name, server in held
+        ) + "."
+    else:
+        most = max(server.connections_held for _, server in servers)
+        memory = (
+            f"With at most {most:,} connection{'s' if most != 1 else ''} held at once, the resident set "
+            f"says nothing per connection (run with --clients 100 or more)."
+        )
+    proxies = [(cost.proxy, cost.server) for _, cost, _ in named if cost.proxy and cost.server]
+    proxy_ms = sum(p.cpu_ms for p, _ in proxies)
+    server_ms = sum(s.cpu_ms for _, s in proxies)
+    if proxies and min(proxy_ms, server_ms) >= MIN_TICKS_TO_COMPARE * TICK_MS:
+        analysing = sum(p.cpu_ms_by_process.get("analyser", 0.0) for p, _ in proxies)
+        proxy = (
+            f" Over all transports the proxy used {factor(proxy_ms / server_ms)} the server's CPU time "
+            f"({_ms(proxy_ms)} against {_ms(server_ms)}; {_ms(analysing)} of it analysing)."
+        )
+    else:
+        proxy = " The proxy's CPU time is in the table; too little of it here to compare with the server's."
+    compression = (
+        "on (each WebSocket connection deflates every message itself)" if result.settings.compression else "off"
+    )
+    return Verdict(
+        "Server",
+        f"{text}. {memory}{proxy} uvicorn in one process, the same code for every transport; WebSocket "
+        f"compression {compression}.",
+    )
+
+
+def demo_verdicts(result: DemoResult) -> list[Verdict]:
+    """The verdicts the run has figures for, in the order bytes, latency, browser, server,
+    and a last line with the conditions they share."""
+    verdicts = [
+        verdict
+        for verdict in (bytes_verdict(result), latency_verdict(result), browser_verdict(result), server_verdict(result))
+        if verdict is not None
+    ]
+    if verdicts:
+        verdicts.append(Verdict("Conditions", conditions(result) + "."))
+    return verdicts

@@ -1,0 +1,255 @@
+"""What each transport costs the demo server and the proxy (``rtinspect demo --clients N``), and the
+pieces that measure it: the server's own counts, ``/proc`` sampling, joining the per-transport
+captures, INP as web-vitals takes it, and the verdicts' care not to rank what one run cannot tell apart.
+
+The end-to-end run is small (20 clients per transport, a 0.4 s feed); nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect as websocket_connect
+
+from demo_server.app import create_app
+from demo_server.counting import ServerCounts
+from demo_server.run import DemoServer, bind, url_for
+from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, Event, read_capture
+from inspector.demo import DemoError, DemoSettings
+from inspector.demo.browser_cost import BrowserCost, inp
+from inspector.demo.captures import join_captures
+from inspector.demo.costs import ProcessCost
+from inspector.demo.processes import TreeSample, available, reset_peaks, sample_tree
+from inspector.demo.server_process import ServerProcess
+from inspector.demo.verdicts import rank
+from inspector.wire import Direction
+from servers import run_rtinspect
+
+CLIENTS = 20
+COUNT = 20
+RATE = 50.0
+REPORT_NAMES = {"websocket", "sse", "http_stream", "long_poll", "short_poll"}
+needs_proc = pytest.mark.skipif(not available(), reason="process figures are read from Linux's /proc")
+
+
+@pytest.fixture(scope="module")
+def clients_run(tmp_path_factory: pytest.TempPathFactory, confdir: Path) -> dict[str, Any]:
+    """One ``rtinspect demo --clients 20`` run: its output, clients.json and report.json."""
+    output = tmp_path_factory.mktemp("demo-clients") / "demo"
+    done = run_rtinspect(
+        "demo", "--clients", str(CLIENTS), "--count", str(COUNT), "--rate", str(RATE), "--poll-interval", "0.2",
+        "-o", str(output), "--set", f"confdir={confdir}",
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {
+        "done": done,
+        "output": output,
+        "clients": json.loads((output / "clients.json").read_text()),
+        "report": json.loads((output / "report.json").read_text()),
+    }
+
+
+@needs_proc
+def test_every_client_got_every_message_and_the_server_handled_what_they_sent(clients_run: dict[str, Any]) -> None:
+    clients = clients_run["clients"]
+    assert clients["clients_per_transport"] == CLIENTS and clients["one_transport_at_a_time"] is True
+    assert {"cpu", "cores", "memory_bytes", "system", "python"} <= set(clients["machine"])
+    assert set(clients["transports"]) == REPORT_NAMES
+    for name, measured in clients["transports"].items():
+        assert measured["error"] is None, (name, measured["error"])
+        assert measured["clients"] == CLIENTS
+        assert (measured["received"], measured["lost"], measured["duplicates"]) == (CLIENTS * COUNT, 0, 0), name
+        server, proxy = measured["server"], measured["proxy"]
+        # The server counted its own: every request the clients sent, over one connection per client.
+        assert server["requests"] == measured["requests"], (name, server, measured["requests"])
+        assert server["connections"] == CLIENTS, (name, server)
+        assert 1 <= server["connections_held"] <= CLIENTS, (name, server)
+        # The proxy relayed the same requests on the same number of client connections.
+        assert (proxy["requests"], proxy["connections"]) == (measured["requests"], CLIENTS), (name, proxy)
+        for figures in (server, proxy):
+            assert figures["messages"] == measured["received"]
+            assert figures["cpu_ms"] >= 0 and figures["peak_rss_bytes"] > 0 and figures["baseline_rss_bytes"] > 0
+            assert figures["cpu_ms_per_1000_messages"] == pytest.approx(figures["cpu_ms"] * 1000 / figures["messages"], abs=0.01)
+            assert sum(figures["cpu_ms_by_process"].values()) == pytest.approx(figures["cpu_ms"], abs=0.2)
+            growth = max(0, figures["peak_rss_bytes"] - figures["baseline_rss_bytes"])
+            assert figures["rss_per_connection_bytes"] == pytest.approx(growth / figures["connections_held"], abs=1)
+        # The proxy is the relay and its analyser.
+        assert set(proxy["cpu_ms_by_process"]) <= {"relay", "analyser"}, proxy
+    # Each push client held its connection from before the feed started until it ended.
+    for name in ("websocket", "sse", "http_stream"):
+        assert clients["transports"][name]["server"]["connections_held"] == CLIENTS, name
+        assert clients["transports"][name]["requests"] == CLIENTS, name
+
+
+def test_the_joined_capture_holds_every_connection_once(clients_run: dict[str, Any]) -> None:
+    report = clients_run["report"]
+    for name in REPORT_NAMES:
+        assert report["transports"][name]["connections"] == CLIENTS, name
+        received = clients_run["clients"]["transports"][name]["received"]
+        assert report["transports"][name]["app_messages"]["server_to_client"] == received + (name == "sse" and CLIENTS), name
+    with read_capture(clients_run["output"] / "capture.rtcap") as records:
+        opened = [r.connection_id for r in records if isinstance(r, ConnectionOpened)]
+    assert sorted(opened) == list(range(1, len(REPORT_NAMES) * CLIENTS + 1))
+    assert not list(clients_run["output"].glob(".parts-*")), "the per-transport captures are removed"
+
+
+def test_the_output_shows_the_costs_and_a_verdict_per_dimension(clients_run: dict[str, Any]) -> None:
+    out = clients_run["done"].stdout
+    words = " ".join(out.split())
+    assert f"{CLIENTS} Python clients per transport, one transport after another" in words
+    assert "Clients (the Python clients, 20 per transport)" in out
+    assert "Server and proxy (a fresh process of each per transport)" in out
+    for dimension in ("Bytes:", "Latency:", "Server:", "Conditions:"):
+        assert f"• {dimension}" in out, dimension
+    assert "Browser:" not in out
+    assert f"{CLIENTS} Python clients per transport, one transport at a time" in words
+    html = (clients_run["output"] / "report.html").read_text()
+    section = html[html.index("<h2>CPU time per 1,000 feed messages: server and proxy</h2>") :]
+    assert "<svg" in section and section.index("<svg") < section.index("</section>")
+    assert html.index("The demo") < html.index("<footer>")
+
+
+def test_settings_refuse_what_the_cost_runs_cannot_do() -> None:
+    with pytest.raises(DemoError, match="--clients is for the Python clients"):
+        DemoSettings(output=Path("unused"), clients=2, browser=True)
+    with pytest.raises(DemoError, match="--clients cannot be combined with --http2"):
+        DemoSettings(output=Path("unused"), clients=2, http2=True)
+    with pytest.raises(DemoError, match="--ui-rows is for the demo page"):
+        DemoSettings(output=Path("unused"), ui_rows=100)
+    settings = DemoSettings(output=Path("unused"), browser=True, ui_rows=2000)
+    assert (settings.page_rows, settings.one_by_one) == (2000, True)
+    assert DemoSettings(output=Path("unused"), clients=1000).connect_timeout > DemoSettings(output=Path("unused")).connect_timeout
+
+
+def test_inp_is_taken_as_web_vitals_takes_it() -> None:
+    # Fewer than 50 interactions: the longest one.
+    assert inp([16.0, 104.0, 24.0], interactions=3) == 104.0
+    # 120 interactions: two (120 // 50) of the longest are skipped, even if only some were long enough to be seen.
+    assert inp([200.0, 96.0, 48.0, 40.0, 16.0], interactions=120) == 48.0
+    # Interactions, but none of 16 ms or more: web-vitals reports 0.
+    assert inp([], interactions=7) == 0.0
+    assert inp([], interactions=0) is None
+    before = {"LayoutCount": 10, "RecalcStyleCount": 5, "LayoutDuration": 0.5, "RecalcStyleDuration": 0.25,
+              "ScriptDuration": 1.0, "TaskDuration": 2.0}
+    after = {"LayoutCount": 52, "RecalcStyleCount": 60, "LayoutDuration": 0.75, "RecalcStyleDuration": 0.5,
+             "ScriptDuration": 1.5, "TaskDuration": 3.0}
+    cost = BrowserCost.from_readings(before, after, 1_000_000, 999_000, interactions=6, durations=[24.0])
+    assert cost.to_dict() == {
+        "layout_count": 42, "recalc_style_count": 55, "layout_ms": 250.0, "recalc_style_ms": 250.0,
+        "script_ms": 500.0, "task_ms": 1000.0, "js_heap_bytes": -1000, "inp_ms": 24.0, "interactions": 6,
+        "observed_interactions": 1,
+    }
+
+
+def test_joined_captures_number_their_connections_apart(tmp_path: Path) -> None:
+    parts = []
+    for part in range(2):
+        path = tmp_path / f"part{part}.rtcap"
+        with CaptureWriter(path) as writer:
+            writer.write(Event(0, 1.0 + part, "started", {"part": part}))
+            for ident in (1, 2):
+                writer.write(ConnectionOpened(ident, 1.0 + part, f"c:{ident}", "s:1", "reverse"))
+            writer.write(DataChunk(2, 1.1 + part, Direction.CLIENT_TO_SERVER, b"GET / HTTP/1.1\r\n\r\n"))
+            writer.write(ConnectionClosed(1, 1.2 + part, "client closed"))
+            writer.write(ConnectionOpened(3, 1.3 + part, "c:3", "s:1", "reverse"))
+            for ident in (2, 3):
+                writer.write(ConnectionClosed(ident, 1.4 + part, "client closed"))
+        parts.append(path)
+    facts = join_captures(parts, tmp_path / "joined.rtcap")
+    assert [(f.connections, f.peak_open) for f in facts] == [(3, 2), (3, 2)]
+    with read_capture(tmp_path / "joined.rtcap") as records:
+        joined = list(records)
+    assert [r.connection_id for r in joined if isinstance(r, ConnectionOpened)] == [1, 2, 3, 4, 5, 6]
+    assert [r.connection_id for r in joined if isinstance(r, Event)] == [0, 0]
+    assert [(r.connection_id, r.data) for r in joined if isinstance(r, DataChunk)] == [
+        (2, b"GET / HTTP/1.1\r\n\r\n"), (5, b"GET / HTTP/1.1\r\n\r\n")
+    ]
+
+
+@needs_proc
+def test_a_process_tree_is_sampled_from_proc() -> None:
+    sample = sample_tree(os.getpid())
+    assert sample is not None and sample.processes[0].pid == os.getpid()
+    assert sample.cpu_seconds > 0 and sample.rss_bytes > 0 and sample.peak_rss_bytes >= sample.rss_bytes
+    reset_peaks(sample)
+    assert sample_tree(2**22 + 12345) is None  # no such process
+    later = TreeSample(at=sample.at + 1, processes=sample.processes)
+    cost = ProcessCost.between(sample, later, messages=0, connections=0, connections_held=0, requests=0)
+    assert (cost.cpu_ms, cost.cpu_ms_per_1000_messages, cost.rss_per_connection_bytes) == (0.0, None, None)
+
+
+@needs_proc
+def test_the_server_process_counts_connections_and_requests_of_its_clients_only() -> None:
+    settings = DemoSettings(output=Path("unused"), count=3, rate=100.0)
+
+    async def clients(url: str) -> None:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            for _ in range(2):
+                assert (await client.get(url + "/poll")).status_code in (200, 204)
+        async with websocket_connect("ws" + url.removeprefix("http") + "/ws", proxy=None) as websocket:
+            assert len([message async for message in websocket]) == 3
+
+    with ServerProcess(settings) as server:
+        server.restart_counts()
+        server.start_feed()
+        asyncio.run(clients(server.url))
+        deadline = time.monotonic() + 10
+        while (counts := server.counts())["open"] and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server hears of the clients' closes a moment later
+        sample = sample_tree(server.pid)
+    assert sample is not None and sample.processes[0].name == "demo_server.child"
+    assert counts["requests"] == 3 and counts["requests_by_path"] == {"/poll": 2, "/ws": 1}
+    assert counts["connections"] == 2 and counts["peak_open"] == 1
+    assert counts["open"] == 0  # the WebSocket's close was counted by the protocol it was handed to
+
+
+def test_counted_uvicorn_protocols_in_a_thread() -> None:
+    counts = ServerCounts()
+    app = create_app(count=2, rate=100.0, autostart=True)
+    sock = bind()
+    server = DemoServer(app, counts=counts)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    assert server.ready.wait(20)
+    try:
+        with httpx.Client(trust_env=False) as client:
+            lines = client.get(url_for(sock) + "/stream").text.splitlines()
+    finally:
+        server.should_exit = True
+        thread.join(20)
+    assert len(lines) == 2
+    assert (counts.connections, counts.peak_open, dict(counts.requests)) == (1, 1, {"/stream": 1})
+
+
+def test_the_verdicts_do_not_rank_what_is_too_close() -> None:
+    def close(low: float, high: float) -> bool:
+        return high / low < 1.2
+
+    text = rank([("a", 10.0), ("b", 11.0), ("c", 30.0)], close, lambda v: f"{v:g}", "Cost", "20%")
+    assert text == "Cost was lowest for a (10); b within 20% of it; c 3.0× (30)"
+    text = rank([("a", 10.0), ("b", 11.0)], close, lambda v: f"{v:g}", "Cost", "20%")
+    assert text == "a and b were within 20% of each other (10 to 11), too close for one run to rank"
+
+
+def test_the_demo_server_child_answers_on_its_standard_output(tmp_path: Path) -> None:
+    """The child's protocol as the run uses it, spoken by hand."""
+    process = subprocess.run(
+        [sys.executable, "-m", "demo_server.child", "--count", "1"],
+        input="stats\nrestart\nbogus\nstop\n", capture_output=True, text=True, timeout=30,
+    )
+    hello, stats, restarted, bogus = (json.loads(line) for line in process.stdout.splitlines())
+    assert hello["url"].startswith("http://127.0.0.1:") and isinstance(hello["pid"], int)
+    assert stats == restarted == {"connections": 0, "open": 0, "peak_open": 0, "requests": 0, "requests_by_path": {}}
+    assert bogus == {"error": "unknown command 'bogus'"}
+    assert process.returncode == 0
