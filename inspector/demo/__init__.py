@@ -1,22 +1,30 @@
 """``rtinspect demo``: the experiment, end to end, on this machine.
 
-The demo server (in a thread) offers one feed over every transport; the
-rtinspect proxy (a child process) relays to it and records a capture; one real
-client per transport reads the whole feed through the proxy, all at once, with
-the same message count, rate and size. Then the capture is reported like any
-other, with rules that pin the demo's paths to their transports, next to what
-the clients themselves measured: messages received, lost and duplicated, and
-delivery latency (receipt time minus the server's ``sent_at``; server and
-clients share this machine's clock).
+The demo server offers one feed over every transport; the rtinspect proxy
+relays to it and records a capture; real clients read the whole feed through
+the proxy, with the same message count, rate and size. The transports run one
+after another, each against a fresh demo-server process and a fresh proxy
+process, so what each cost the server, the proxy and (``--browser``) the page
+is measured apart. Then the capture is reported like any other, with rules
+that pin the demo's paths to their transports, next to what the clients
+themselves measured: messages received, lost and duplicated, and delivery
+latency (receipt time minus the server's ``sent_at``; server and clients share
+this machine's clock), the costs, and a verdict per dimension.
 
 - :mod:`.settings`: what a run is asked to do, and the demo's transports;
-- :mod:`.run`: the server, the proxy (:mod:`.recording_proxy`) and the clients,
-  then the capture's report and the files written;
-- :mod:`.clients`: a Python client per transport, counting into a
-  :class:`~.tally.ClientTally` each;
+- :mod:`.run`: the run and the files written; :mod:`.sequence`, one transport's
+  turn: the server (:mod:`.server_process`), the proxy (:mod:`.recording_proxy`)
+  and the clients, sampled from ``/proc`` (:mod:`.processes`) into
+  :mod:`.costs`; :mod:`.captures` joins the turns' captures;
+- :mod:`.clients`: ``--clients N`` Python clients per transport, counting into
+  a :class:`~.tally.ClientTally` each;
 - :mod:`.page`: with ``--browser``, the demo page in headless Chromium
-  (:mod:`.chromium`) as the client instead;
-- :mod:`.display`: what the command prints.
+  (:mod:`.chromium`) as the client instead, and what it cost the page
+  (:mod:`.browser_cost`);
+- ``--http2``: every transport at once over HTTP/1.1 and h2 (:mod:`.h2websocket`,
+  :mod:`.protocols`), without the costs;
+- :mod:`.display`, :mod:`.verdicts` and :mod:`.html`: what the command prints and
+  what it adds to report.html.
 """
 
 from .display import DemoProgress, demo_console, describe_settings, result_renderables
