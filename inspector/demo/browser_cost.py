@@ -5,9 +5,10 @@ is done) the page's ``Performance.getMetrics`` are read twice and subtracted:
 layouts and style recalculations (how many, and their time), time in script
 and in all main-thread tasks, and the growth of the JavaScript heap (both
 readings after a garbage collection, so it is what the run left behind).
-``ScriptDuration`` is Chromium's own figure; it has been seen to stay 0 for
-pages whose work is all in fetch callbacks, so a 0 there means "not
-measured" as much as "none".
+``ScriptDuration`` is Chromium's own figure; it counts less of the work run
+from fetch callbacks (the stream, the polls) than of event handlers
+(WebSocket, EventSource), and has been seen to stay 0 for a page whose work
+was all in fetch callbacks; ``TaskDuration`` is the figure to compare.
 
 Responsiveness is INP as web-vitals computes it: while the feed runs, the run
 clicks the page's "Compact rows" button every :data:`~.settings.CLICK_INTERVAL`

@@ -238,8 +238,9 @@ def browser_legend(result: DemoResult) -> str:
     return (
         f"Each transport had its own page in its own headless Chromium, one after another; every page did the same "
         f"DOM work per message (a row added to a {result.settings.page_rows:,}-row log, which is then scrolled, so "
-        f"laid out). Layouts to Tasks: Chromium's Performance.getMetrics, the difference over the run (Tasks is all "
-        f"main-thread work; Script can read 0 where Chromium did not attribute it). JS heap Δ: the heap after "
+        f"laid out). Layouts to Tasks: Chromium's Performance.getMetrics, the difference over the run. Tasks is all "
+        f"main-thread work; Script (ScriptDuration) counts less of the work run from fetch callbacks (the stream and "
+        f"the polls) than from event handlers (WebSocket, SSE), so compare Tasks. JS heap Δ: the heap after "
         f"garbage collection, end minus start. INP: clicks every {CLICK_INTERVAL:g} s while the feed ran, measured "
         f"in the page (Event Timing, rounded to 8 ms; 0 means every interaction took under 16 ms)."
     )
