@@ -31,12 +31,15 @@ def _ms(value: float | None) -> str:
     return f"{value:.1f} ms" if abs(value) < 10 else f"{value:,.0f} ms"
 
 
-def _table(headings: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    head = "".join(f'<th class="{"num" if i else ""}">{escape(h)}</th>' for i, h in enumerate(headings))
+def _table(headings: tuple[str, ...], rows: list[tuple[str, ...]], text_columns: int = 1) -> str:
+    """A table in the report's style: the first ``text_columns`` columns text, the rest numbers."""
+
+    def css(i: int) -> str:
+        return "num" if i >= text_columns else "name" if i == 0 else "text"
+
+    head = "".join(f'<th class="{"num" if i >= text_columns else ""}">{escape(h)}</th>' for i, h in enumerate(headings))
     body = "".join(
-        "<tr>" + "".join(
-            f'<td class="{"num" if i else "name"}">{escape(cell)}</td>' for i, cell in enumerate(row)
-        ) + "</tr>"
+        "<tr>" + "".join(f'<td class="{css(i)}">{escape(cell)}</td>' for i, cell in enumerate(row)) + "</tr>"
         for row in rows
     )
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
@@ -132,7 +135,7 @@ def process_section(result: DemoResult) -> str:
         f'<p class="caption">A fresh server process and proxy process per transport, {clients} per transport, '
         f"measured from /proc from just before the clients connected until every connection had closed, on "
         f"{escape(machine)}. RSS per conn: the resident set's growth divided by the connections held at once.</p>"
-        f"{_legend(PROCESS_PARTS)}{stacked_bars(bars, _ms)}{_table(headings, rows)}</section>"
+        f"{_legend(PROCESS_PARTS)}{stacked_bars(bars, _ms)}{_table(headings, rows, text_columns=2)}</section>"
     )
 
 
