@@ -74,6 +74,8 @@ def rank(
     if not ordered:
         return f"no transport had {what}"
     best_name, best = ordered[0]
+    if len(ordered) == 1:
+        return f"{what} was {shown(best)} for {best_name}, the one transport run"
     near = [name for name, value in ordered[1:] if close(best, value)]
     if len(ordered) > 1 and len(near) == len(ordered) - 1:
         low, high = ordered[0][1], ordered[-1][1]
