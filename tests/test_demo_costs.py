@@ -29,7 +29,7 @@ from inspector.demo import DemoError, DemoSettings
 from inspector.demo.browser_cost import BrowserCost, inp
 from inspector.demo.captures import join_captures
 from inspector.demo.costs import ProcessCost
-from inspector.demo.processes import TreeSample, available, reset_peaks, sample_tree
+from inspector.demo.processes import ProcessSample, TreeSample, available, final_sample, reset_peaks, sample_tree
 from inspector.demo.server_process import ServerProcess
 from inspector.demo.verdicts import rank
 from inspector.wire import Direction
@@ -187,6 +187,34 @@ def test_a_process_tree_is_sampled_from_proc() -> None:
     later = TreeSample(at=sample.at + 1, processes=sample.processes)
     cost = ProcessCost.between(sample, later, messages=0, connections=0, connections_held=0, requests=0)
     assert (cost.cpu_ms, cost.cpu_ms_per_1000_messages, cost.rss_per_connection_bytes) == (0.0, None, None)
+
+
+def test_the_analyser_is_counted_until_it_exits() -> None:
+    """The relay's analyser may still be catching up when the connections close: its share comes
+    from what the relay had waited for once it exited."""
+    def process(pid: int, name: str, own: float, reaped: float = 0.0) -> ProcessSample:
+        return ProcessSample(pid, name, own, reaped, rss_bytes=1000, peak_rss_bytes=2000)
+
+    before = TreeSample(0.0, (process(1, "inspector", 1.0), process(2, "inspector.analyser_process", 0.5)))
+    after = TreeSample(5.0, (process(1, "inspector", 1.2), process(2, "inspector.analyser_process", 0.7)))
+    final = process(1, "?", 1.3, reaped=0.9)
+    cost = ProcessCost.between(before, after, messages=100, connections=1, connections_held=1, requests=1, final=final)
+    assert cost.cpu_ms_by_process == {"relay": pytest.approx(200.0), "analyser": pytest.approx(400.0)}
+    assert cost.cpu_ms == pytest.approx(600.0) and cost.cpu_ms_per_1000_messages == pytest.approx(6000.0)
+    assert (cost.baseline_rss_bytes, cost.peak_rss_bytes, cost.rss_per_connection_bytes) == (2000, 4000, 2000)
+    without = ProcessCost.between(before, after, messages=100, connections=1, connections_held=1, requests=1)
+    assert without.cpu_ms_by_process == {"relay": pytest.approx(200.0), "analyser": pytest.approx(200.0)}
+
+
+@needs_proc
+def test_an_exited_child_is_read_before_it_is_waited_for() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "sum(range(10**6))"])
+    try:
+        final = final_sample(child.pid, timeout=20)
+    finally:
+        child.wait(20)
+    assert final is not None and final.pid == child.pid and final.rss_bytes == 0
+    assert final_sample(child.pid, timeout=1) is None  # waited for: gone
 
 
 @needs_proc

@@ -6,7 +6,11 @@ settled after starting, just before the clients connect, and again once
 every client has finished and the capture shows every connection closed;
 their peak resident sets are reset at the first sample. So a transport's
 figures cover its clients connecting, the whole feed and the connections
-closing, and nothing of start-up or shutdown:
+closing, and nothing of start-up or shutdown. The one exception is the
+proxy's analyser: it runs at idle priority, so on a busy machine it may still
+be working through the run's traffic when the connections close; its CPU
+time is counted until it exits (its final report included), read from the
+relay once the relay has exited and waited for it:
 
 - CPU time, in all and per 1,000 feed messages the clients received;
 - the peak resident set, and its growth over the starting one divided by the
@@ -30,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .browser_cost import BrowserCost
-from .processes import TreeSample
+from .processes import ProcessSample, TreeSample
 
 #: Names for the processes of a tree, by the module or program they run.
 PROCESS_NAMES = {
@@ -68,12 +72,29 @@ class ProcessCost:
 
     @classmethod
     def between(
-        cls, before: TreeSample, after: TreeSample, *, messages: int, connections: int, connections_held: int, requests: int
+        cls,
+        before: TreeSample,
+        after: TreeSample,
+        *,
+        messages: int,
+        connections: int,
+        connections_held: int,
+        requests: int,
+        final: ProcessSample | None = None,
     ) -> ProcessCost:
+        """The cost from ``before`` to ``after``. With ``final``, the root process's last CPU
+        times once it exited: its one child (the proxy's analyser, which runs at idle priority
+        and may finish its work after the connections have closed) is then counted until it
+        exited, from what the root had waited for."""
         by_process: dict[str, float] = {}
         for name, seconds in after.cpu_seconds_since(before).items():
             key = PROCESS_NAMES.get(name, name)
             by_process[key] = by_process.get(key, 0.0) + seconds * 1000
+        root, *children = before.processes
+        if final is not None and len(children) == 1 and final.reaped_cpu_seconds > root.reaped_cpu_seconds:
+            child = children[0]
+            whole = final.reaped_cpu_seconds - root.reaped_cpu_seconds
+            by_process[PROCESS_NAMES.get(child.name, child.name)] = max(0.0, whole - child.cpu_seconds) * 1000
         return cls(
             cpu_ms=sum(by_process.values()),
             messages=messages,

@@ -291,7 +291,8 @@ def process_legend(result: DemoResult) -> str:
     return (
         "CPU: user and system time from /proc (10 ms ticks), from just before the clients connected until every "
         "connection had closed; the proxy's is its relay's and its analyser's (Analysing: the analyser's part, the "
-        "cost of inspecting). Per 1k msgs divides it by the feed messages the clients received. Peak RSS: the "
+        "cost of inspecting, counted until it had analysed the whole run and exited, its final report included). "
+        "Per 1k msgs divides it by the feed messages the clients received. Peak RSS: the "
         "highest resident set in that time (the proxy's relay and analyser added up). RSS per conn: its growth over "
         "the starting resident set divided by the connections held at once (Held); meaningful with many clients. "
         f"Conns and Requests: as the server counted them, and as the proxy's report has them. Measured on {machine}."

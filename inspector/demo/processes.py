@@ -1,10 +1,13 @@
 """CPU time and memory of a process and its children, read from ``/proc`` (Linux only).
 
 A :class:`TreeSample` holds, for a process and every process below it, the
-CPU time it has used (user and system, ``/proc/PID/stat``), its resident set
-now (``VmRSS``) and at its peak (``VmHWM``, ``/proc/PID/status``). Writing
-``5`` to ``/proc/PID/clear_refs`` resets the peak to the current resident set,
-so a peak read later is the peak since then. Where there is no ``/proc``
+CPU time it has used (user and system, ``/proc/PID/stat``, its own and that
+of the children it has waited for), its resident set now (``VmRSS``) and at
+its peak (``VmHWM``, ``/proc/PID/status``). Writing ``5`` to
+``/proc/PID/clear_refs`` resets the peak to the current resident set, so a
+peak read later is the peak since then. A process that has exited but not
+yet been waited for (a zombie) still has its final CPU times in
+``/proc/PID/stat``: :func:`final_sample` reads them. Where there is no ``/proc``
 (macOS, Windows), :func:`sample_tree` returns None and the demo reports no
 process figures; no dependency is needed for the rest.
 """
@@ -19,20 +22,25 @@ from pathlib import Path
 PROC = Path("/proc")
 #: Seconds of CPU time per clock tick of ``/proc/PID/stat``.
 _TICK = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
-#: ``/proc/PID/stat`` fields after the command name: state is 3, ppid 4, utime 14, stime 15, cutime 16, cstime 17.
-_PPID, _UTIME, _STIME, _CUTIME, _CSTIME = 4, 14, 15, 16, 17
+#: ``/proc/PID/stat`` fields, numbered from 1: state is 3, ppid 4, utime 14, stime 15, cutime 16, cstime 17.
+_STATE, _PPID, _UTIME, _STIME, _CUTIME, _CSTIME = 3, 4, 14, 15, 16, 17
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessSample:
-    """One process at one moment: CPU seconds used by it (and by its children it has reaped),
-    resident set bytes now and at its peak."""
+    """One process at one moment: CPU seconds used by it and by the children it has waited
+    for (``reaped_cpu_seconds``), resident set bytes now and at its peak."""
 
     pid: int
     name: str
-    cpu_seconds: float
+    own_cpu_seconds: float
+    reaped_cpu_seconds: float
     rss_bytes: int
     peak_rss_bytes: int
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.own_cpu_seconds + self.reaped_cpu_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +143,12 @@ def sample_process(pid: int) -> ProcessSample | None:
     fields = _stat_fields(pid)
     if fields is None or len(fields) <= _CSTIME:
         return None
-    ticks = sum(int(fields[i]) for i in (_UTIME, _STIME, _CUTIME, _CSTIME))
     memory = _status_kib(pid, "VmRSS", "VmHWM")
     return ProcessSample(
         pid=pid,
         name=_command_name(pid),
-        cpu_seconds=ticks * _TICK,
+        own_cpu_seconds=(int(fields[_UTIME]) + int(fields[_STIME])) * _TICK,
+        reaped_cpu_seconds=(int(fields[_CUTIME]) + int(fields[_CSTIME])) * _TICK,
         rss_bytes=memory.get("VmRSS", 0) * 1024,
         peak_rss_bytes=memory.get("VmHWM", 0) * 1024,
     )
@@ -154,6 +162,21 @@ def sample_tree(pid: int) -> TreeSample | None:
     if not processes or processes[0].pid != pid:
         return None
     return TreeSample(at=time.monotonic(), processes=tuple(processes))
+
+
+def final_sample(pid: int, timeout: float) -> ProcessSample | None:
+    """``pid``'s last CPU times, once it has exited and before it is waited for (it must be a
+    child of this process that nothing waits for meanwhile); None if it has not exited within
+    ``timeout`` seconds, or is gone. Its resident set is 0 by then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fields = _stat_fields(pid)
+        if fields is None or len(fields) <= _CSTIME:
+            return None
+        if fields[_STATE] in ("Z", "X"):
+            return sample_process(pid)
+        time.sleep(0.05)
+    return None
 
 
 def reset_peaks(sample: TreeSample) -> None:

@@ -7,7 +7,10 @@ closed in the capture, so the capture ends with each connection's own close.
 
 from __future__ import annotations
 
+import signal
+
 from ..proxy_process import ProxyProcess, ProxyProcessError
+from .processes import ProcessSample, final_sample
 from .settings import CONNECT_TIMEOUT, DemoError
 
 __all__ = ["DemoProxy"]
@@ -33,6 +36,16 @@ class DemoProxy(ProxyProcess):
             return f"the proxy did not stop within {CONNECT_TIMEOUT:g} s of SIGTERM and was killed"
         finally:
             self.close()
+
+    def stop_measured(self, timeout: float = CONNECT_TIMEOUT) -> tuple[str | None, ProcessSample | None]:
+        """:meth:`stop_problem`, and the proxy's last CPU times (its own, and its analyser's,
+        which it waits for before it exits), read once it has exited and before it is waited
+        for; None where they cannot be read."""
+        final = None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            final = final_sample(self.process.pid, timeout)
+        return self.stop_problem(), final
 
     def error_output(self) -> str:
         """The last line the proxy printed (its error, when it failed)."""

@@ -10,7 +10,9 @@ For each transport, in report order:
    with ``--browser`` the demo page in a Chromium of its own; the feed
    starts (over the server's standard input), and the run waits until every
    client has finished and the capture shows every connection closed;
-4. both are sampled again, the server is asked what it handled, and both stop.
+4. both are sampled again, the server is asked what it handled, and both stop;
+   the proxy is read once more as it exits, for its analyser's share
+   (:meth:`.costs.ProcessCost.between`).
 
 The run then joins the captures into one (:mod:`.captures`) and turns the
 samples into costs (:mod:`.costs`).
@@ -29,7 +31,7 @@ from .captures import PartFacts
 from .clients import Target, run_transport_clients
 from .costs import ProcessCost, TransportCosts, proxy_counts
 from .page import run_transport_page
-from .processes import TreeSample, reset_peaks, sample_tree, settle
+from .processes import ProcessSample, TreeSample, reset_peaks, sample_tree, settle
 from .recording_proxy import DemoProxy
 from .server_process import ServerProcess
 from .settings import DEMO_RULE_TEXTS, DemoSettings, DemoTransport
@@ -49,6 +51,7 @@ class TransportRun:
     server_samples: tuple[TreeSample, TreeSample] | None
     proxy_samples: tuple[TreeSample, TreeSample] | None
     server_counts: dict[str, Any]
+    proxy_final: ProcessSample | None = None
     browser: BrowserCost | None = None
     screenshot: bytes | None = None
     problem: str | None = None
@@ -73,6 +76,7 @@ class TransportRun:
                 connections=connections or facts.connections,
                 connections_held=facts.peak_open,
                 requests=requests,
+                final=self.proxy_final,
             )
         return TransportCosts(server=server, proxy=proxy, browser=self.browser)
 
@@ -123,7 +127,7 @@ def run_transport(
             proxy_samples = _samples(proxy_before, proxy.process.pid)
             counts = server.counts()
         finally:
-            stopped = proxy.stop_problem()
+            stopped, proxy_final = proxy.stop_measured(settings.connect_timeout)
     return TransportRun(
         demo=demo,
         tally=tally,
@@ -132,6 +136,7 @@ def run_transport(
         server_samples=server_samples,
         proxy_samples=proxy_samples,
         server_counts=counts,
+        proxy_final=proxy_final,
         browser=browser,
         screenshot=screenshot,
         problem=f"{demo.transport}: {stopped}" if stopped else None,
