@@ -116,8 +116,10 @@ def test_a_proxy_that_cannot_start_is_one_line_and_a_failure(tmp_path: Path) -> 
 
 
 def test_settings_refuse_what_cannot_run() -> None:
-    with pytest.raises(DemoError, match="--browser"):
-        DemoSettings(output=Path("unused"), transports=("ws",), browser=True)
+    with pytest.raises(DemoError, match="--browser --http2"):
+        DemoSettings(output=Path("unused"), transports=("ws",), browser=True, http2=True)
+    # Without --http2 each transport has a page of its own, so any of them can run alone.
+    assert DemoSettings(output=Path("unused"), transports=("ws",), browser=True).selected[0].key == "ws"
     with pytest.raises(DemoError, match="--transports"):
         DemoSettings(output=Path("unused"), transports=("ws", "carrier-pigeon"))
 

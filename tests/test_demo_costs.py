@@ -264,11 +264,17 @@ def test_the_verdicts_do_not_rank_what_is_too_close() -> None:
     def close(low: float, high: float) -> bool:
         return high / low < 1.2
 
-    text = rank([("a", 10.0), ("b", 11.0), ("c", 30.0)], close, lambda v: f"{v:g}", "Cost", "20%")
-    assert text == "Cost was lowest for a (10); b within 20% of it; c 3.0× (30)"
-    text = rank([("a", 10.0), ("b", 11.0)], close, lambda v: f"{v:g}", "Cost", "20%")
-    assert text == "a and b were within 20% of each other (10 to 11), too close for one run to rank"
-    assert rank([("a", 10.0)], close, lambda v: f"{v:g}", "Cost", "20%") == "Cost was 10 for a, the one transport run"
+    def shown(value: float) -> str:
+        return f"{value:g}"
+
+    text = rank([("c", 30.0), ("a", 10.0), ("b", 11.0), ("d", 33.0), ("e", 90.0)], close, shown, "Cost", "20%")
+    assert text == (
+        "Cost was lowest for a and b (10 to 11, within 20% of each other); "
+        "then c and d (3.0× the lowest, 30 to 33, within 20% of each other); then e (9.0× the lowest, 90)"
+    )
+    text = rank([("a", 10.0), ("b", 11.0)], close, shown, "Cost", "20%")
+    assert text == "Cost: a and b were within 20% of each other (10 to 11), too close for one run to rank"
+    assert rank([("a", 10.0)], close, shown, "Cost", "20%") == "Cost was 10 for a, the one transport run"
 
 
 def test_the_demo_server_child_answers_on_its_standard_output(tmp_path: Path) -> None:

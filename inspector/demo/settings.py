@@ -102,8 +102,8 @@ class DemoSettings:
         unknown = [key for key in self.transports if key not in _BY_KEY]
         if unknown or not self.transports:
             raise DemoError(f"--transports: choose from {','.join(TRANSPORT_KEYS)} (got {','.join(self.transports)})")
-        if self.browser and set(self.transports) != set(TRANSPORT_KEYS):
-            raise DemoError("--transports cannot be combined with --browser: the page runs every transport")
+        if self.browser and self.http2 and set(self.transports) != set(TRANSPORT_KEYS):
+            raise DemoError("--transports cannot be combined with --browser --http2: the page runs every transport")
         if self.browser and self.poll_interval < PAGE_MIN_POLL_INTERVAL:
             raise DemoError(f"--poll-interval: the page polls at most every {PAGE_MIN_POLL_INTERVAL * 1000:g} ms")
         if self.clients < 1:

@@ -29,8 +29,10 @@ from .costs import describe_machine
 if TYPE_CHECKING:
     from .run import DemoResult
 
-#: Transports within this ratio of each other are not told apart (latency, CPU, page time).
+#: Transports within this ratio of each other are not told apart (latency, CPU).
 CLOSE_RATIO = 1.2
+#: The page's main-thread time: two runs of the same page have differed by up to half again here.
+PAGE_CLOSE_RATIO = 1.5
 #: Wire bytes within this ratio are the same.
 BYTES_CLOSE_RATIO = 1.02
 #: Event Timing's rounding step, in milliseconds.
@@ -68,32 +70,38 @@ def rank(
     what: str,
     tolerance: str,
 ) -> str:
-    """``what`` from lowest to highest: the lowest, those too close to it to tell apart,
-    then each other one with how many times the lowest it is."""
+    """``what`` from lowest to highest, in groups: a group starts with the lowest figure not
+    yet placed and takes every figure ``close`` to it, so transports one run cannot tell apart
+    are named together, never ranked. Each later group says how many times the lowest it is."""
     ordered = sorted(figures, key=lambda item: item[1])
     if not ordered:
         return f"no transport had {what}"
-    best_name, best = ordered[0]
     if len(ordered) == 1:
-        return f"{what} was {shown(best)} for {best_name}, the one transport run"
-    near = [name for name, value in ordered[1:] if close(best, value)]
-    if len(ordered) > 1 and len(near) == len(ordered) - 1:
-        low, high = ordered[0][1], ordered[-1][1]
-        return (
-            f"{_names([name for name, _ in ordered])} were within {tolerance} of each other "
-            f"({shown(low)} to {shown(high)}), too close for one run to rank"
-        )
-    text = f"{what} was lowest for {best_name} ({shown(best)})"
-    if near:
-        text += f"; {_names(near)} within {tolerance} of it"
-    for name, value in ordered[1:]:
-        if name in near:
-            continue
-        if best > 0:
-            text += f"; {name} {factor(value / best)} ({shown(value)})"
+        name, value = ordered[0]
+        return f"{what} was {shown(value)} for {name}, the one transport run"
+    groups: list[list[tuple[str, float]]] = []
+    for name, value in ordered:
+        if groups and close(groups[-1][0][1], value):
+            groups[-1].append((name, value))
         else:
-            text += f"; {name} {shown(value)}"
-    return text
+            groups.append([(name, value)])
+    best = ordered[0][1]
+
+    def figures_of(group: list[tuple[str, float]]) -> str:
+        low, high = group[0][1], group[-1][1]
+        return shown(low) if len(group) == 1 else f"{shown(low)} to {shown(high)}, within {tolerance} of each other"
+
+    def names_of(group: list[tuple[str, float]]) -> str:
+        return _names([name for name, _ in group])
+
+    if len(groups) == 1:
+        return f"{what}: {names_of(groups[0])} were within {tolerance} of each other ({shown(best)} to " \
+            f"{shown(ordered[-1][1])}), too close for one run to rank"
+    parts = [f"{what} was lowest for {names_of(groups[0])} ({figures_of(groups[0])})"]
+    for group in groups[1:]:
+        times = f"{factor(group[0][1] / best)} the lowest, " if best > 0 else ""
+        parts.append(f"then {names_of(group)} ({times}{figures_of(group)})")
+    return "; ".join(parts)
 
 
 def _ratio_close(ratio: float, floor: float = 0.0) -> Callable[[float, float], bool]:
@@ -146,6 +154,11 @@ def latency_verdict(result: DemoResult) -> Verdict | None:
     polls = ""
     if any(name == "short_poll" for name, _ in figures):
         polls = f" A short poll waits for its next request, every {result.settings.poll_interval:g} s here."
+    if result.settings.clients >= MIN_CONNECTIONS_FOR_RSS:
+        polls += (
+            f" With {result.settings.clients:,} clients in one process, sharing the machine with the server and the "
+            f"proxy, this is queueing as much as the transport."
+        )
     return Verdict(
         "Latency",
         f"{text}. Measured by the clients as arrival minus the server's send time, with one clock.{polls}",
@@ -159,10 +172,10 @@ def browser_verdict(result: DemoResult) -> Verdict | None:
     rows = result.settings.page_rows
     tasks = rank(
         [(name, browser.task_ms) for name, browser in costs],
-        _ratio_close(CLOSE_RATIO),
+        _ratio_close(PAGE_CLOSE_RATIO),
         _ms,
         "The page's main-thread task time over the run",
-        "20%",
+        "50% (two runs of one page can differ that much)",
     )
     layouts = ", ".join(f"{name} {browser.layout_count:,}" for name, browser in costs)
     inps = [(name, browser.inp_ms, browser.interactions) for name, browser in costs if browser.inp_ms is not None]
