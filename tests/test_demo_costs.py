@@ -275,6 +275,8 @@ def test_the_verdicts_do_not_rank_what_is_too_close() -> None:
     text = rank([("a", 10.0), ("b", 11.0)], close, shown, "Cost", "20%")
     assert text == "Cost: a and b were within 20% of each other (10 to 11), too close for one run to rank"
     assert rank([("a", 10.0)], close, shown, "Cost", "20%") == "Cost was 10 for a, the one transport run"
+    text = rank([("a", 10.0), ("b", 10.01), ("c", 20.0)], close, lambda v: f"{v:.0f}", "Cost", "20%")
+    assert text == "Cost was lowest for a and b (10, within 20% of each other); then c (2.0× the lowest, 20)"
 
 
 def test_the_demo_server_child_answers_on_its_standard_output(tmp_path: Path) -> None:

@@ -88,8 +88,10 @@ def rank(
     best = ordered[0][1]
 
     def figures_of(group: list[tuple[str, float]]) -> str:
-        low, high = group[0][1], group[-1][1]
-        return shown(low) if len(group) == 1 else f"{shown(low)} to {shown(high)}, within {tolerance} of each other"
+        low, high = shown(group[0][1]), shown(group[-1][1])
+        if len(group) == 1:
+            return low
+        return f"{low if low == high else f'{low} to {high}'}, within {tolerance} of each other"
 
     def names_of(group: list[tuple[str, float]]) -> str:
         return _names([name for name, _ in group])
@@ -175,7 +177,7 @@ def browser_verdict(result: DemoResult) -> Verdict | None:
         _ratio_close(PAGE_CLOSE_RATIO),
         _ms,
         "The page's main-thread task time over the run",
-        "50% (two runs of one page can differ that much)",
+        "50%",
     )
     layouts = ", ".join(f"{name} {browser.layout_count:,}" for name, browser in costs)
     inps = [(name, browser.inp_ms, browser.interactions) for name, browser in costs if browser.inp_ms is not None]
@@ -199,8 +201,9 @@ def browser_verdict(result: DemoResult) -> Verdict | None:
         inp = "INP: no interaction was recorded"
     return Verdict(
         "Browser",
-        f"{tasks}. Layouts: {layouts}. {inp}. Each transport had its own page, each doing the same DOM "
-        f"work per message (a {rows:,}-row message log); Chromium's own counters, headless.",
+        f"{tasks} (two runs of the same page have differed by up to half again here). Layouts: {layouts}. {inp}. "
+        f"Each transport had its own page, each doing the same DOM work per message (a {rows:,}-row message log); "
+        f"Chromium's own counters, headless.",
     )
 
 
