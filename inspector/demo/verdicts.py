@@ -188,8 +188,9 @@ def browser_verdict(result: DemoResult) -> Verdict | None:
         high = max(value for value, _ in inps)
         clicks = min(n for _, n in inps)
         separates = "does not separate" if high - low <= INP_NOISE_MS else "may separate"
+        span = f"{_ms(low)} on every page" if _ms(low) == _ms(high) else f"{_ms(low)} to {_ms(high)}"
         inp = (
-            f"INP was {_ms(low)} to {_ms(high)} (at least {clicks} clicks a page, in 8 ms steps); runs of the same "
+            f"INP was {span} (at least {clicks} clicks a page, in 8 ms steps); runs of the same "
             f"page have differed by up to {INP_NOISE_MS:g} ms here, so this {separates} the transports"
         )
     else:
