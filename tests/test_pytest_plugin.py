@@ -230,3 +230,27 @@ def test_the_example_passes_where_only_rtinspect_is_installed(tmp_path: Path) ->
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert " passed" in run.stdout
+
+
+def test_a_missing_oracle_fails_the_run_when_oracles_are_required(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.skipif(True, reason="tshark is not installed (apt-get install tshark)")
+        def test_oracle():
+            pass
+
+        def test_other():
+            pytest.skip("needs something else")
+        """
+    )
+    monkeypatch.delenv("RTINSPECT_REQUIRE_ORACLES", raising=False)
+    pytester.runpytest("-p", "oracles").assert_outcomes(skipped=2)
+    monkeypatch.setenv("RTINSPECT_REQUIRE_ORACLES", "1")
+    result = pytester.runpytest("-p", "oracles")
+    result.assert_outcomes(errors=1, skipped=1)  # a skip mark acts at setup: there it is an error
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*tshark is not installed*RTINSPECT_REQUIRE_ORACLES=1 makes a missing oracle a failure*"])

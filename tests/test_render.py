@@ -8,6 +8,7 @@ import io
 import json
 import math
 import re
+from pathlib import Path
 from html.parser import HTMLParser
 from typing import Any
 
@@ -479,10 +480,9 @@ def test_html_cost_chart_parts_add_up_to_wire_bytes_per_message() -> None:
     assert ws["other"] == pytest.approx(10 / 620)  # control frame payload
 
 
-def test_html_sample_is_written_for_viewing() -> None:
+def test_html_sample_is_written_for_viewing(tmp_path: Path) -> None:
     text = render(sample_report(), "html")
-    with open("/tmp/rtinspect-sample.html", "w", encoding="utf-8") as f:
-        f.write(text)
+    (tmp_path / "rtinspect-sample.html").write_text(text, encoding="utf-8")
     assert "Wire bytes per message, by transport" in text and "Messages over time" in text
 
 
