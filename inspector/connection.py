@@ -33,6 +33,7 @@ from .http2 import (
     Http2Event,
     Http2Parser,
     StreamEnd,
+    Trailers,
     is_websocket_connect,
     speaks_http2,
 )
@@ -621,7 +622,7 @@ class ConnectionAnalyzer:
                 self._response_head(exchange, event)
                 if 200 <= event.status < 300 and exchange.request and is_websocket_connect(exchange.request):
                     self._accept_websocket(exchange, event, {d: self._fed[d] for d in Direction})
-            else:
+            elif not isinstance(event, Trailers):  # trailers carry no bytes: their block is framing
                 self._http_event(event, getattr(event, "timestamp", 0.0))
 
     def _h2_body(self, event: BodyData) -> None:
@@ -637,12 +638,13 @@ class ConnectionAnalyzer:
         else:
             self._body(event)
 
-    def _start_h2c(self, exchange: _Exchange, offsets: dict[Direction, int]) -> None:
+    def _start_h2c(self, exchange: _Exchange, offsets: dict[Direction, int]) -> Http2Parser:
         """An h2c Upgrade was accepted: stream 1 carries the upgraded request's response."""
-        self._h2 = Http2Parser(offsets=offsets, upgraded=True)
+        parser = self._h2 = Http2Parser(offsets=offsets, upgraded=True)
         del self._exchanges[exchange.index]
         self._exchanges[1] = exchange
-        exchange.http2 = self._h2.stream_counts(1)
+        exchange.http2 = parser.stream_counts(1)
+        return parser
 
     # -- WebSocket ----------------------------------------------------------
 
@@ -667,9 +669,9 @@ class ConnectionAnalyzer:
         if stream is None and exchange.body_kind is not BodyKind.OPAQUE and _upgraded_to(exchange) == "h2c":
             offsets = dict(self._fed)
             offsets[direction] -= len(event.data)
-            self._start_h2c(exchange, offsets)
+            parser = self._start_h2c(exchange, offsets)
             self._h2_directions.add(direction)
-            self._h2_events(self._h2.feed(direction, event.data, event.timestamp))  # type: ignore[union-attr]
+            self._h2_events(parser.feed(direction, event.data, event.timestamp))
             return
         if stream is None and exchange.body_kind is not BodyKind.OPAQUE:
             if _upgraded_to(exchange) == "websocket":

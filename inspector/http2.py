@@ -159,8 +159,13 @@ class Http2Counts:
 
     def __init__(self) -> None:
         self.frames: dict[Direction, Counter[str]] = {C2S: Counter(), S2C: Counter()}
-        for name in self.BYTE_FIGURES:
-            setattr(self, name, {C2S: 0, S2C: 0})
+        self.frame_header_bytes = {C2S: 0, S2C: 0}
+        self.header_block_bytes = {C2S: 0, S2C: 0}
+        self.decoded_header_bytes = {C2S: 0, S2C: 0}
+        self.data_bytes = {C2S: 0, S2C: 0}
+        self.padding_bytes = {C2S: 0, S2C: 0}
+        self.control_bytes = {C2S: 0, S2C: 0}
+        self.preface_bytes = {C2S: 0, S2C: 0}
 
     def figure(self, name: str) -> dict[Direction, int]:
         return getattr(self, name)  # type: ignore[no-any-return]
@@ -387,7 +392,7 @@ class Http2Parser:
                 break
             length = int.from_bytes(buffer[start : start + 3])
             if length > side.max_frame_size:
-                self._oversized(direction, side, buffer[start : start + FRAME_HEADER_SIZE], length, timestamp, events)
+                self._oversized(direction, side, bytes(buffer[start : start + FRAME_HEADER_SIZE]), length, timestamp, events)
                 start += FRAME_HEADER_SIZE
                 side.skip = length
                 continue

@@ -231,8 +231,9 @@ def _cost_chart(report: Report) -> str:
 def _transport_table(report: Report) -> str:
     best = cheapest_row(report)
     notes = list(report.notes)
-    if http2_summary(report):
-        notes.insert(0, http2_summary(report))
+    frames = http2_summary(report)
+    if frames is not None:
+        notes.insert(0, frames)
     if has_estimates(report):
         notes.append(ESTIMATE_LEGEND)
     notes_html = "".join(f"<li>{escape(n)}</li>" for n in notes)

@@ -49,8 +49,9 @@ def render_markdown(report: Report, connections: bool = False) -> str:
     sentences = verdict(report)
     lines += [" ".join([f"**{escape(sentences[0])}**", *(escape(s) for s in sentences[1:])]), ""]
     notes = list(report.notes)
-    if http2_summary(report):
-        notes.insert(0, http2_summary(report))
+    frames = http2_summary(report)
+    if frames is not None:
+        notes.insert(0, frames)
     if has_estimates(report):
         notes.append(ESTIMATE_LEGEND)
     if notes:

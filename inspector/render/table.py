@@ -64,8 +64,9 @@ def table_renderables(report: Report, connections: bool = False) -> list[Rendera
     sentences = verdict(report)
     parts.append(Text("\n").join([Text(sentences[0], style="bold"), *map(Text, sentences[1:])]))
     notes = list(report.notes)
-    if http2_summary(report):
-        notes.insert(0, http2_summary(report))
+    frames = http2_summary(report)
+    if frames is not None:
+        notes.insert(0, frames)
     if has_estimates(report):
         notes.append(ESTIMATE_LEGEND)
     if notes:
