@@ -27,7 +27,7 @@ from demo_server.run import RunningServer, serve_in_thread, serve_tls_in_thread
 from demo_server.tls import make_tls_files
 
 from ..capture import CaptureError
-from ..measurements import CLIENTS_FORMAT, CLIENTS_VERSION
+from ..measurements import CLIENTS_FORMAT, CLIENTS_VERSION, ClientMeasurements
 from ..proxy_process import wait_until_closed
 from ..render import render
 from ..replay import report_from_captures
@@ -132,9 +132,11 @@ def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None
     for protocol, png in screenshots.items():
         if protocol in files.screenshots:
             files.screenshots[protocol].write_bytes(png)
+    document = clients_document(settings, clients)
+    measured = ClientMeasurements.from_document(document, str(files.clients_json))
     files.report_json.write_text(render(report, "json"), encoding="utf-8")
-    files.report_html.write_text(render(report, "html"), encoding="utf-8")
-    files.clients_json.write_text(json_text(clients_document(settings, clients)), encoding="utf-8")
+    files.report_html.write_text(render(report, "html", clients=measured), encoding="utf-8")
+    files.clients_json.write_text(json_text(document), encoding="utf-8")
     problems += client_problems(settings, clients, report)
     problems += wire_problems(settings, wire)
     return DemoResult(
