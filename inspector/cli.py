@@ -14,6 +14,7 @@ from .capture import CaptureError
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
 from .formats.export import EXPORT_FORMATS
 from .formats.pcapng import MAX_SEGMENT
+from .measurements import ClientMeasurements, ClientMeasurementsError, load_client_measurements
 from .render import FORMATS, render
 from .render.stream import STREAMED_FORMATS, ConnectionStream
 from .replay import default_jobs, report_from_captures
@@ -105,6 +106,14 @@ def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
     help="Processes that share the connections; the report is the same for any N "
     "[default: every CPU for captures of 16 MB or more, else 1].",
 )
+@click.option(
+    "--clients",
+    "clients_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="What the clients measured (a demo's clients.json): adds their latency per transport "
+    "(a chart in -f html; a table in table, markdown and json; not in csv).",
+)
 @classification_options
 @redaction_option
 def report(
@@ -113,6 +122,7 @@ def report(
     output: str | None,
     connections: bool,
     jobs: int | None,
+    clients_file: str | None,
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
     redact: bool,
@@ -132,11 +142,13 @@ def report(
       rtinspect report feed.rtcap --transport /updates=long_poll -f json
       rtinspect report day.rtcap -j 2 --connections -f csv -o connections.csv
       rtinspect report session.har
+      rtinspect report demo/capture.rtcap --clients demo/clients.json -f html -o report.html
     """
+    clients = _client_measurements(clients_file, fmt)
     options = {"long_poll_threshold": long_poll_threshold, "rules": rules, "redact": redact}
     options["jobs"] = jobs if jobs is not None else default_jobs(captures)
     if connections and fmt in STREAMED_FORMATS:
-        _report_streaming_connections(captures, fmt, output, options)
+        _report_streaming_connections(captures, fmt, output, options, clients)
         return
     try:
         built = report_from_captures(captures, **options)  # type: ignore[arg-type]
@@ -144,7 +156,7 @@ def report(
         raise click.ClickException(str(error)) from None
     if not built.connection_count:
         raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
-    text = render(built, fmt, connections=connections)
+    text = render(built, fmt, connections=connections, clients=clients)
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
@@ -154,6 +166,18 @@ def report(
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)
+
+
+def _client_measurements(path: str | None, fmt: str) -> ClientMeasurements | None:
+    """``--clients FILE`` read, or one line saying why it cannot be."""
+    if path is None:
+        return None
+    if fmt == "csv":
+        raise click.UsageError("--clients does not apply to -f csv (a CSV report is one table); use table, markdown, json or html")
+    try:
+        return load_client_measurements(path)
+    except ClientMeasurementsError as error:
+        raise click.ClickException(str(error)) from None
 
 
 @contextlib.contextmanager
@@ -178,7 +202,13 @@ def _output(target: str, *, binary: bool = False) -> Iterator[Any]:
             os.unlink(partial)
 
 
-def _report_streaming_connections(captures: tuple[str, ...], fmt: str, output: str | None, options: dict[str, object]) -> None:
+def _report_streaming_connections(
+    captures: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    options: dict[str, object],
+    clients: ClientMeasurements | None = None,
+) -> None:
     """``report --connections`` as JSON or CSV: each connection written as it is summarised."""
     target = output if output is not None else "-"
     with _output(target) as out:
@@ -186,7 +216,7 @@ def _report_streaming_connections(captures: tuple[str, ...], fmt: str, output: s
         built = report_from_captures(captures, on_connection=stream.write, **options)  # type: ignore[arg-type]
         if not built.connection_count:
             raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
-        stream.finish(built)
+        stream.finish(built, clients)
     if target != "-":
         click.echo(f"wrote {target}", err=True)
 

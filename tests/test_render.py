@@ -560,6 +560,29 @@ def test_html_latency_from_a_file_without_values() -> None:
     assert "messages (darker: more)" not in section
 
 
+def test_json_holds_the_clients_latency_apart_from_the_report() -> None:
+    doc = json.loads(render(sample_report(), "json", clients=sample_clients()))
+    check_contract(doc)
+    clients = doc["clients"]
+    assert (clients["source"], clients["clients"]) == ("run/clients.json", "python")
+    assert clients["feed"] == {"count": 200, "rate": 20.0, "size": 256}
+    assert list(clients["transports"]) == ["websocket", "sse", "short_poll"]
+    assert list(clients["transports"]["websocket"]["by_protocol"]) == ["http/1.1", "h2"]
+    short_poll = clients["transports"]["short_poll"]
+    assert (short_poll["lost"], short_poll["error"]) == (10, HOSTILE_REASON)
+    assert set(short_poll["latency_ms"]) == {"count", "mean", "p50", "p90", "p95", "p99", "max", "exact"}
+    assert "clients" not in json.loads(render(sample_report(), "json"))
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_text_views_list_the_clients_latency(fmt: str) -> None:
+    text = render(sample_report(), fmt, clients=sample_clients())
+    assert "Latency measured by the clients" in text
+    assert "websocket (h2)" in text and "939 ms" in text
+    if fmt == "markdown":
+        assert 'x.png">' not in text and 'x.png"\\>' in text
+
+
 def test_html_without_clients_has_no_latency() -> None:
     assert "Latency measured by the clients" not in render(sample_report(), "html")
 

@@ -4,7 +4,7 @@ Each view is a pure function of the report. ``connections`` adds a table of
 every connection to the terminal and Markdown views and turns the CSV into one
 row per connection; the JSON and HTML views always include the connections.
 ``clients``, what the clients measured themselves (a demo's ``clients.json``),
-adds their latency to the HTML view.
+adds their latency to every view but CSV (one table per file, which has no place for it).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ def render(
 ) -> str:
     """The report as text in one of :data:`FORMATS`."""
     if fmt == "table":
-        return render_table(report, connections)
+        return render_table(report, connections, clients=clients)
     if fmt == "json":
-        return render_json(report)
+        return render_json(report, clients)
     if fmt == "markdown":
-        return render_markdown(report, connections)
+        return render_markdown(report, connections, clients)
     if fmt == "csv":
         return render_csv(report, connections)
     if fmt == "html":

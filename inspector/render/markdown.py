@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
+from ..measurements import ClientMeasurements
 from ..report import Report
+from .latency import LATENCY_COLUMNS, latency_caption, latency_notes, latency_rows
 from .rows import (
     CONNECTION_COLUMNS,
     ESTIMATE_LEGEND,
@@ -35,9 +37,9 @@ def _table(columns: tuple[Column, ...], rows: list[tuple[str, ...]]) -> list[str
     return lines
 
 
-def render_markdown(report: Report, connections: bool = False) -> str:
-    """The transport table, the verdict and the notes; with ``connections``, a
-    table of every connection after them."""
+def render_markdown(report: Report, connections: bool = False, clients: ClientMeasurements | None = None) -> str:
+    """The transport table, the verdict and the notes; with ``clients``, their
+    latency; with ``connections``, a table of every connection after them."""
     lines = ["# rtinspect report", ""]
     if report.sources:
         lines += ["Sources: " + ", ".join(escape(s) for s in report.sources), ""]
@@ -52,6 +54,11 @@ def render_markdown(report: Report, connections: bool = False) -> str:
         notes.append(ESTIMATE_LEGEND)
     if notes:
         lines += [*(f"- {escape(note)}" for note in notes), ""]
+    if clients is not None and clients.transports:
+        lines += ["## Latency measured by the clients", "", escape(latency_caption(clients)), ""]
+        lines += [*_table(LATENCY_COLUMNS, latency_rows(clients)), ""]
+        if latency_notes(clients):
+            lines += [*(f"- {escape(note)}" for note in latency_notes(clients)), ""]
     if connections and report.connections:
         lines += ["## Connections", "", *_table(CONNECTION_COLUMNS, connection_rows(report)), ""]
     return "\n".join(lines)
