@@ -90,6 +90,12 @@ def log_ticks(low: float, high: float) -> list[float]:
     return [*ticks, float(f"1e{last}")]
 
 
+def _label_width(rows: Sequence[Bar] | Sequence[Strip], least: int) -> int:
+    """Room for the longest row label (``short_poll (http/1.1)``), at least ``least`` and at most 260."""
+    longest = max((len(r.label) for r in rows), default=0)
+    return min(260, max(least, 8 * longest + 24))
+
+
 def _fmt(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
 
@@ -100,7 +106,7 @@ def stacked_bars(bars: Sequence[Bar], value_text: Callable[[float], str]) -> str
     Segments wide enough to hold their value are labelled inside; every segment
     has a tooltip; each bar ends with its total.
     """
-    label_width, total_width, row, bar_height, top, axis = 130, 96, 40, 24, 8, 30
+    label_width, total_width, row, bar_height, top, axis = _label_width(bars, 130), 96, 40, 24, 8, 30
     plot = WIDTH - label_width - total_width
     ticks = nice_ticks(max((b.total for b in bars), default=0))
     scale = plot / ticks[-1]
@@ -220,8 +226,7 @@ def log_strips(strips: Sequence[Strip], value_text: Callable[[float], str], axis
     if not positive:
         return ""
     ticks = log_ticks(min(positive), max(positive))
-    longest = max(len(s.label) for s in strips)
-    label_width, note_width, row, top, axis = min(260, max(110, 8 * longest + 24)), 110, 44, 8, 48
+    label_width, note_width, row, top, axis = _label_width(strips, 110), 110, 44, 8, 48
     plot = WIDTH - label_width - note_width
     first, span = math.log10(ticks[0]), math.log10(ticks[-1]) - math.log10(ticks[0])
 
