@@ -583,6 +583,12 @@ def test_text_views_list_the_clients_latency(fmt: str) -> None:
         assert 'x.png">' not in text and 'x.png"\\>' in text
 
 
+def test_clients_of_transports_the_report_lacks_are_pointed_out() -> None:
+    text = render(single_report(), "html", clients=sample_clients())
+    assert "The report holds no traffic of sse, short_poll: are these the clients of this capture?" in text
+    assert "holds no traffic" not in render(sample_report(), "html", clients=sample_clients())
+
+
 def test_html_without_clients_has_no_latency() -> None:
     assert "Latency measured by the clients" not in render(sample_report(), "html")
 

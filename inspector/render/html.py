@@ -261,7 +261,7 @@ def _latency_marks(t: TransportLatency) -> tuple[Mark, ...]:
     )
 
 
-def _latency(clients: ClientMeasurements | None) -> str:
+def _latency(report: Report, clients: ClientMeasurements | None) -> str:
     """The clients' latency per transport (per protocol too): a strip each on a log
     axis, then the figures in a table."""
     if clients is None or not clients.transports:
@@ -282,7 +282,7 @@ def _latency(clients: ClientMeasurements | None) -> str:
     legend = [(name, color) for name, color in LATENCY_MARKS.items() if name in used]
     if any(t.values for t in clients.transports):
         legend.append(("messages (darker: more)", "var(--muted)"))
-    notes = "".join(f"<li>{escape(n)}</li>" for n in latency_notes(clients))
+    notes = "".join(f"<li>{escape(n)}</li>" for n in latency_notes(clients, report))
     return (
         "<section><h2>Latency measured by the clients</h2>"
         f'<p class="caption">{escape(latency_caption(clients))}</p>'
@@ -357,7 +357,7 @@ def render_html(report: Report, clients: ClientMeasurements | None = None) -> st
             _verdict(report),
             _cost_chart(report),
             _transport_table(report) if report.transports else "",
-            _latency(clients),
+            _latency(report, clients),
             _timeline_chart(report),
             _connections(report),
             f"<footer>{escape(REPORT_FORMAT)} v{REPORT_VERSION}</footer>",

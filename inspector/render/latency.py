@@ -7,6 +7,7 @@ the clients measured themselves (a demo's ``clients.json``), not from the captur
 from __future__ import annotations
 
 from ..measurements import ClientMeasurements, TransportLatency
+from ..report import Report
 from .rows import Column
 from .units import ESTIMATE, MISSING, count, milliseconds
 
@@ -66,9 +67,14 @@ def latency_caption(clients: ClientMeasurements) -> str:
     )
 
 
-def latency_notes(clients: ClientMeasurements) -> list[str]:
-    """Each client's error, and what the marks mean when figures are missing or estimated."""
+def latency_notes(clients: ClientMeasurements, report: Report) -> list[str]:
+    """Each client's error, transports the report has no traffic of (a clients file of
+    another run?), and what the marks mean when figures are missing or estimated."""
     notes = [f"{t.label}: {t.error}" for t in clients.transports if t.error]
+    absent = [t.transport for t in clients.transports if t.transport not in report.transports]
+    if absent:
+        names = ", ".join(dict.fromkeys(absent))
+        notes.append(f"The report holds no traffic of {names}: are these the clients of this capture?")
     if any(t.count and not t.values for t in clients.transports):
         notes.append("p90 and p99 need the latencies themselves, which this file does not hold.")
     if any(not t.exact for t in clients.transports):

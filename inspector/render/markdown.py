@@ -57,8 +57,9 @@ def render_markdown(report: Report, connections: bool = False, clients: ClientMe
     if clients is not None and clients.transports:
         lines += ["## Latency measured by the clients", "", escape(latency_caption(clients)), ""]
         lines += [*_table(LATENCY_COLUMNS, latency_rows(clients)), ""]
-        if latency_notes(clients):
-            lines += [*(f"- {escape(note)}" for note in latency_notes(clients)), ""]
+        notes = latency_notes(clients, report)
+        if notes:
+            lines += [*(f"- {escape(note)}" for note in notes), ""]
     if connections and report.connections:
         lines += ["## Connections", "", *_table(CONNECTION_COLUMNS, connection_rows(report)), ""]
     return "\n".join(lines)

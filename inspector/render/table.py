@@ -74,7 +74,7 @@ def table_renderables(
         parts.append(Text("\n".join(f"• {note}" for note in notes), style="dim"))
     if clients is not None and clients.transports:
         parts.append(_table("Latency measured by the clients", LATENCY_COLUMNS, latency_rows(clients)))
-        about = [latency_caption(clients), *latency_notes(clients)]
+        about = [latency_caption(clients), *latency_notes(clients, report)]
         parts.append(Text("\n".join(f"• {line}" for line in about), style="dim"))
     if connections and report.connections:
         parts.append(_table("Connections", CONNECTION_COLUMNS, connection_rows(report)))
