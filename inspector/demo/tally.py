@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,4 +93,4 @@ class ClientTally:
         summary = quantiles_to_dict(self.latency_ms.summary())
         if summary is None:
             return None
-        return {**summary, "values": [round(v, 3) for v in self.latency_ms.values()]}
+        return {**summary, "values": [round(v, 3) for v in self.latency_ms.values() if math.isfinite(v)]}
