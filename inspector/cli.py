@@ -17,6 +17,7 @@ from .projection import Fleet, project
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
 from .formats.export import EXPORT_FORMATS
 from .formats.pcapng import MAX_SEGMENT
+from .measurements import ClientMeasurements, ClientMeasurementsError, load_client_measurements
 from .render import FORMATS, render
 from .render.stream import STREAMED_FORMATS, ConnectionStream
 from .replay import default_jobs, report_from_captures
@@ -141,6 +142,14 @@ def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
     "(clients @ application messages per client per s, min or h): wire bytes a day, requests a second, "
     "handshakes and TCP connects an hour, open connections.",
 )
+@click.option(
+    "--clients",
+    "clients_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="What the clients measured (a demo's clients.json): adds their latency per transport "
+    "(a chart in -f html; a table in table, markdown and json; not in csv).",
+)
 @classification_options
 @redaction_option
 def report(
@@ -150,6 +159,7 @@ def report(
     connections: bool,
     jobs: int | None,
     fleet: Fleet | None,
+    clients_file: str | None,
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
     app_messages: tuple[AppMessageRule, ...],
@@ -172,11 +182,13 @@ def report(
       rtinspect report feed.rtcap --project 10000@1/s
       rtinspect report feed.rtcap --app-messages 'GET /poll=$.items'
       rtinspect report session.har
+      rtinspect report demo/capture.rtcap --clients demo/clients.json -f html -o report.html
     """
+    clients = _client_measurements(clients_file, fmt)
     options = {"long_poll_threshold": long_poll_threshold, "rules": rules, "app_messages": app_messages, "redact": redact}
     options["jobs"] = jobs if jobs is not None else default_jobs(captures)
     if connections and fmt in STREAMED_FORMATS:
-        _report_streaming_connections(captures, fmt, output, options, fleet)
+        _report_streaming_connections(captures, fmt, output, options, fleet, clients)
         return
     try:
         built = report_from_captures(captures, **options)  # type: ignore[arg-type]
@@ -186,7 +198,7 @@ def report(
         raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
     if fleet is not None:
         built = replace(built, projection=project(built, fleet))
-    text = render(built, fmt, connections=connections)
+    text = render(built, fmt, connections=connections, clients=clients)
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
@@ -196,6 +208,18 @@ def report(
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)
+
+
+def _client_measurements(path: str | None, fmt: str) -> ClientMeasurements | None:
+    """``--clients FILE`` read, or one line saying why it cannot be."""
+    if path is None:
+        return None
+    if fmt == "csv":
+        raise click.UsageError("--clients does not apply to -f csv (a CSV report is one table); use table, markdown, json or html")
+    try:
+        return load_client_measurements(path)
+    except ClientMeasurementsError as error:
+        raise click.ClickException(str(error)) from None
 
 
 @contextlib.contextmanager
@@ -221,7 +245,12 @@ def _output(target: str, *, binary: bool = False) -> Iterator[Any]:
 
 
 def _report_streaming_connections(
-    captures: tuple[str, ...], fmt: str, output: str | None, options: dict[str, object], fleet: Fleet | None
+    captures: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    options: dict[str, object],
+    fleet: Fleet | None,
+    clients: ClientMeasurements | None = None,
 ) -> None:
     """``report --connections`` as JSON or CSV: each connection written as it is summarised."""
     target = output if output is not None else "-"
@@ -232,7 +261,7 @@ def _report_streaming_connections(
             raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
         if fleet is not None:
             built = replace(built, projection=project(built, fleet))
-        stream.finish(built)
+        stream.finish(built, clients)
     if target != "-":
         click.echo(f"wrote {target}", err=True)
 

@@ -82,3 +82,88 @@ def test_an_empty_capture(tmp_path: Path) -> None:
 
 def test_a_bad_rule(capture: Path) -> None:
     _one_line_failure(rtinspect("report", str(capture), "--transport", "/x=pigeon"), "unknown transport")
+
+
+RECORDING = Path(__file__).parent / "recordings" / "mixed.rtcap"
+
+
+def _latency(values: list[float]) -> dict[str, object]:
+    ordered = sorted(values)
+    return {
+        "received": len(values), "lost": 0, "duplicates": 0, "error": None,
+        "latency_ms": {
+            "mean": sum(values) / len(values), "p50": ordered[len(ordered) // 2], "p95": ordered[-1],
+            "max": ordered[-1], "count": len(values), "exact": True, "values": values,
+        },
+    }
+
+
+@pytest.fixture
+def clients_json(tmp_path: Path) -> Path:
+    """What a demo's clients of the recording's transports could have measured."""
+    path = tmp_path / "clients.json"
+    path.write_text(json.dumps({
+        "format": "rtinspect-demo-clients",
+        "version": 1,
+        "clients": "python",
+        "feed": {"count": 12, "rate": 20.0, "size": 64},
+        "transports": {
+            "websocket": _latency([1.0 + i / 10 for i in range(12)]),
+            "sse": {"path": "/sse", "by_protocol": {"http/1.1": _latency([2.0] * 12), "h2": _latency([3.0] * 12)}},
+            "short_poll": _latency([100.0 + 40 * i for i in range(12)]) | {"lost": 1, "error": "HTTP <502>"},
+        },
+    }))
+    return path
+
+
+def test_html_with_the_clients_latency(clients_json: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.html"
+    result = rtinspect("report", str(RECORDING), "--clients", str(clients_json), "-f", "html", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    html = out.read_text()
+    latency = html[html.index("<h2>Latency measured by the clients</h2>") :]
+    latency = latency[: latency.index("</section>")]
+    assert "<svg" in latency and html.count("<svg") == 3
+    for label in ("websocket", "sse (http/1.1)", "sse (h2)", "short_poll"):
+        assert f"<title>{label} · p50: " in latency and f'<td class="name">{label}</td>' in latency
+    assert "short_poll: HTTP &lt;502&gt;" in latency and "<502>" not in html
+    assert "src=" not in html and "href=" not in html
+
+
+def test_json_with_the_clients_latency(clients_json: Path) -> None:
+    result = rtinspect("report", str(RECORDING), "--clients", str(clients_json), "-f", "json")
+    assert result.returncode == 0, result.stderr
+    clients = json.loads(result.stdout)["clients"]
+    assert clients["source"] == str(clients_json)
+    assert list(clients["transports"]) == ["websocket", "sse", "short_poll"]
+    assert clients["transports"]["sse"]["by_protocol"]["h2"]["latency_ms"]["p99"] == 3.0
+    assert clients["transports"]["websocket"]["latency_ms"]["p90"] == pytest.approx(1.99)  # from the values
+    # The report's own figures are unchanged; without --clients there is no "clients".
+    plain = json.loads(rtinspect("report", str(RECORDING), "-f", "json").stdout)
+    assert "clients" not in plain and plain["transports"] == json.loads(result.stdout)["transports"]
+
+
+def test_json_connections_streamed_with_the_clients_latency(clients_json: Path) -> None:
+    result = rtinspect("report", str(RECORDING), "--clients", str(clients_json), "-f", "json", "--connections")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["clients"]["transports"]["short_poll"]["lost"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_text_views_with_the_clients_latency(clients_json: Path, fmt: str) -> None:
+    result = rtinspect("report", str(RECORDING), "--clients", str(clients_json), "-f", fmt)
+    assert result.returncode == 0, result.stderr
+    assert "Latency measured by the clients" in result.stdout and "sse (h2)" in result.stdout
+
+
+def test_a_file_that_is_not_a_clients_file(tmp_path: Path) -> None:
+    path = tmp_path / "clients.json"
+    path.write_text('{"format": "rtinspect-report", "version": 1}')
+    result = rtinspect("report", str(RECORDING), "--clients", str(path), "-f", "html")
+    _one_line_failure(result, f"Error: {path}: not a clients file")
+    assert not result.stdout
+    _one_line_failure(rtinspect("report", str(RECORDING), "--clients", str(tmp_path / "nope.json")), "cannot read")
+
+
+def test_clients_do_not_go_into_csv(clients_json: Path) -> None:
+    _one_line_failure(rtinspect("report", str(RECORDING), "--clients", str(clients_json), "-f", "csv"), "-f csv")

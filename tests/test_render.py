@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inspector.measurements import ClientMeasurements
 from inspector.render import FORMATS, render, report_to_dict, table_renderables
 from inspector.render.html import message_cost_parts
-from inspector.render.svg import nice_ticks
+from inspector.render.svg import log_ticks, nice_ticks
 from inspector.render.table import render_table
 from inspector.render.units import factor, human_bytes
 from inspector.render.verdict import verdict
@@ -273,6 +274,45 @@ def single_report() -> Report:
     return Report(transports={"websocket": ws}, connections=())
 
 
+def client_entry(latencies: list[float], error: str | None = None, **extra: Any) -> dict[str, Any]:
+    ordered = sorted(latencies)
+    return {
+        **extra,
+        "received": len(latencies),
+        "lost": 200 - len(latencies),
+        "duplicates": 0,
+        "latency_ms": {
+            "mean": sum(latencies) / len(latencies),
+            "p50": ordered[len(ordered) // 2],
+            "p95": ordered[int(len(ordered) * 0.95)],
+            "max": ordered[-1],
+            "count": len(latencies),
+            "exact": True,
+            "values": latencies,
+        },
+        "error": error,
+    }
+
+
+def sample_clients(source: str = "run/clients.json") -> ClientMeasurements:
+    """What the clients of a demo run measured: websocket and sse over both protocols, short polls."""
+    fast = [0.6 + 0.01 * i for i in range(200)]
+    return ClientMeasurements.from_document(
+        {
+            "format": "rtinspect-demo-clients",
+            "version": 1,
+            "clients": "python",
+            "feed": {"count": 200, "rate": 20.0, "size": 256},
+            "transports": {
+                "short_poll": client_entry([5.0 * i + 3 for i in range(190)], error=HOSTILE_REASON),
+                "websocket": {"by_protocol": {"h2": client_entry(fast[::-1]), "http/1.1": client_entry(fast)}},
+                "sse": {"by_protocol": {"http/1.1": client_entry([x * 2 for x in fast])}},
+            },
+        },
+        source,
+    )
+
+
 # ---------------------------------------------------------------- JSON contract
 
 BY_DIRECTION = {"client_to_server", "server_to_client"}
@@ -486,6 +526,73 @@ def test_html_sample_is_written_for_viewing(tmp_path: Path) -> None:
     assert "Wire bytes per message, by transport" in text and "Messages over time" in text
 
 
+def test_html_shows_the_clients_latency_beside_the_bytes() -> None:
+    text = render(sample_report(), "html", clients=sample_clients("<b>run</b>/clients.json"))
+    tags = parse(text)
+    assert "script" not in tags.tags and "img" not in tags.tags and "link" not in tags.tags
+    for name, value in tags.attrs:
+        assert name not in ("src", "href", "srcset", "xlink:href"), (name, value)
+    assert "url(" not in text and "@import" not in text
+    assert tags.tags.count("svg") == 3
+    section = text[text.index("<h2>Latency measured by the clients</h2>") :]
+    section = section[: section.index("</section>")]
+    assert text.index("<h2>Transports</h2>") < text.index("<h2>Latency measured by the clients</h2>")
+    # One strip per client, in report order, each protocol named; then the same rows in the table.
+    labels = re.findall(r'<text class="label"[^>]*>([^<]*)</text>', section)
+    assert labels == ["websocket (http/1.1)", "websocket (h2)", "sse (http/1.1)", "short_poll"]
+    for mark in ("p50", "p90", "p99", "max"):
+        assert f"<title>websocket (h2) · {mark}: " in section
+    assert "<title>short_poll · p99: 939 ms</title>" in section
+    assert '<td class="name">sse (http/1.1)</td>' in section
+    assert "<th" in section and '<td class="num">10</td>' in section  # short_poll lost 10
+    # What came from the file is escaped: its name, a client's error.
+    assert "&lt;b&gt;run&lt;/b&gt;/clients.json" in section and "<b>run</b>" not in text
+    assert "short_poll: invalid chunk size &lt;img" in section
+
+
+def test_html_latency_from_a_file_without_values() -> None:
+    clients = sample_clients()
+    bare = dataclasses.replace(clients.transports[0], values=(), p90=None, p99=None)
+    text = render(sample_report(), "html", clients=dataclasses.replace(clients, transports=(bare,)))
+    section = text[text.index("Latency measured by the clients") :]
+    assert "<title>websocket (http/1.1) · p95: " in section and "· p90: " not in section
+    assert "p90 and p99 need the latencies themselves" in section
+    assert "messages (darker: more)" not in section
+
+
+def test_json_holds_the_clients_latency_apart_from_the_report() -> None:
+    doc = json.loads(render(sample_report(), "json", clients=sample_clients()))
+    check_contract(doc)
+    clients = doc["clients"]
+    assert (clients["source"], clients["clients"]) == ("run/clients.json", "python")
+    assert clients["feed"] == {"count": 200, "rate": 20.0, "size": 256}
+    assert list(clients["transports"]) == ["websocket", "sse", "short_poll"]
+    assert list(clients["transports"]["websocket"]["by_protocol"]) == ["http/1.1", "h2"]
+    short_poll = clients["transports"]["short_poll"]
+    assert (short_poll["lost"], short_poll["error"]) == (10, HOSTILE_REASON)
+    assert set(short_poll["latency_ms"]) == {"count", "mean", "p50", "p90", "p95", "p99", "max", "exact"}
+    assert "clients" not in json.loads(render(sample_report(), "json"))
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_text_views_list_the_clients_latency(fmt: str) -> None:
+    text = render(sample_report(), fmt, clients=sample_clients())
+    assert "Latency measured by the clients" in text
+    assert "websocket (h2)" in text and "939 ms" in text
+    if fmt == "markdown":
+        assert 'x.png">' not in text and 'x.png"\\>' in text
+
+
+def test_clients_of_transports_the_report_lacks_are_pointed_out() -> None:
+    text = render(single_report(), "html", clients=sample_clients())
+    assert "The report holds no traffic of sse, short_poll: are these the clients of this capture?" in text
+    assert "holds no traffic" not in render(sample_report(), "html", clients=sample_clients())
+
+
+def test_html_without_clients_has_no_latency() -> None:
+    assert "Latency measured by the clients" not in render(sample_report(), "html")
+
+
 def test_html_without_messages_or_timeline() -> None:
     t = transport("sse", messages=pd(0, 0), payload=pd(0, 0), categories={"head": pd(200, 0), "payload": pd(0, 0)})
     tags = parse(render(Report({"sse": t}, ()), "html"))
@@ -552,6 +659,13 @@ def test_factor_never_rounds_a_difference_to_one() -> None:
     assert factor(1.004) == "1.00×"
     assert factor(1.04) == "1.04×"
     assert factor(12.4) == "12×"
+
+
+def test_log_ticks_cover_the_range_in_powers_of_ten() -> None:
+    assert log_ticks(0.6, 937) == [0.1, 1, 10, 100, 1000]
+    assert log_ticks(2, 3) == [1, 2, 5, 10]
+    assert log_ticks(1, 1) == [1, 2, 5, 10]
+    assert log_ticks(0.03, 4) == [0.01, 0.1, 1, 10]
 
 
 def test_nice_ticks_cover_the_maximum() -> None:

@@ -27,6 +27,7 @@ from demo_server.run import RunningServer, serve_in_thread, serve_tls_in_thread
 from demo_server.tls import make_tls_files
 
 from ..capture import CaptureError
+from ..measurements import CLIENTS_FORMAT, CLIENTS_VERSION, ClientMeasurements
 from ..proxy_process import wait_until_closed
 from ..render import render
 from ..replay import report_from_captures
@@ -40,8 +41,6 @@ from .tally import ClientTally, ProgressCallback
 
 #: mitmproxy's CA certificate in its confdir, for clients of a proxy that listens with TLS.
 MITMPROXY_CA = "mitmproxy-ca-cert.pem"
-
-CLIENTS_FORMAT = "rtinspect-demo-clients"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +132,11 @@ def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None
     for protocol, png in screenshots.items():
         if protocol in files.screenshots:
             files.screenshots[protocol].write_bytes(png)
+    document = clients_document(settings, clients)
+    measured = ClientMeasurements.from_document(document, str(files.clients_json))
     files.report_json.write_text(render(report, "json"), encoding="utf-8")
-    files.report_html.write_text(render(report, "html"), encoding="utf-8")
-    files.clients_json.write_text(json.dumps(clients_document(settings, clients), indent=2) + "\n", encoding="utf-8")
+    files.report_html.write_text(render(report, "html", clients=measured), encoding="utf-8")
+    files.clients_json.write_text(json_text(document), encoding="utf-8")
     problems += client_problems(settings, clients, report)
     problems += wire_problems(settings, wire)
     return DemoResult(
@@ -190,10 +191,11 @@ def transport_summary(report: Report, transport: str, protocol: str | None = Non
 
 def clients_document(settings: DemoSettings, clients: dict[str, ClientTally]) -> dict[str, Any]:
     """``clients.json``: the run's parameters and what each client measured, keyed by report
-    transport name; with ``--http2``, each transport's clients keyed by protocol (``by_protocol``)."""
+    transport name; with ``--http2``, each transport's clients keyed by protocol (``by_protocol``).
+    :mod:`inspector.measurements` reads it."""
     document: dict[str, Any] = {
         "format": CLIENTS_FORMAT,
-        "version": 1,
+        "version": CLIENTS_VERSION,
         "clients": "chromium" if settings.browser else "python",
         "feed": {"count": settings.count, "rate": settings.rate, "size": settings.size},
         "poll_interval": settings.poll_interval,
@@ -209,6 +211,19 @@ def clients_document(settings: DemoSettings, clients: dict[str, ClientTally]) ->
         entry["by_protocol"][tally.protocol] = tally.to_dict()
     document["transports"] = transports
     return document
+
+
+def json_text(document: dict[str, Any]) -> str:
+    """The document as indented JSON, each list on one line (a client's latencies are thousands of numbers)."""
+    return _json(document, "") + "\n"
+
+
+def _json(value: Any, indent: str) -> str:
+    if isinstance(value, dict) and value:
+        inner = indent + "  "
+        items = ",\n".join(f"{inner}{json.dumps(key)}: {_json(item, inner)}" for key, item in value.items())
+        return f"{{\n{items}\n{indent}}}"
+    return json.dumps(value, allow_nan=False, separators=(",", ":") if isinstance(value, list) else None)
 
 
 def client_problems(settings: DemoSettings, clients: dict[str, ClientTally], report: Report) -> list[str]:
