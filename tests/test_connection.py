@@ -76,6 +76,9 @@ def http_conversation() -> tuple[bytes, bytes]:
         + _chunk(b": heartbeat\r\ndata: \r")
         + _chunk(b"\nx\nid: 7\r\n\r\ndata:y\n")
         + _chunk(b"\n")
+        + _chunk(b"data: multi\r")  # a data line whose CRLF ends in the next chunk...
+        + _chunk(b"\ndata: line\r")  # ...joined by its CR to this one
+        + _chunk(b"\r")
         + b"0\r\n\r\n"
     )
     return c2s, s2c
@@ -170,9 +173,10 @@ def test_http_exchanges_are_accounted_to_the_byte() -> None:
     # "2;ext=1\r\n" + "\r\n" + "0\r\n" + "X-Trailer: 1\r\n" + "\r\n"
     assert send.accounts[S2C][Category.CHUNK_FRAMING] == 9 + 2 + 3 + 14 + 2
     assert sse.body_kind is BodyKind.SSE
-    assert sse.stream_messages[S2C] == 2
-    # data values: "" + "x" (one event "\nx"), then "y"
-    assert sse.stream_payload[S2C] == 1
+    assert sse.stream_messages[S2C] == 3
+    # The events' data: "" (the line "x" is a field of no meaning), "y", then "multi\nline",
+    # whose LF is the first byte of the CRLF after "multi".
+    assert sse.stream_payload[S2C] == sse.accounts[S2C][Category.PAYLOAD] == len("y" + "multi\nline")
     for direction, data in ((C2S, c2s), (S2C, s2c)):
         assert record.wire_bytes(direction) == len(data)
 
