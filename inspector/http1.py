@@ -20,6 +20,7 @@ however it arrived, which h11 alone does only when it arrives in pieces.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
@@ -177,8 +178,12 @@ LONGEST_FRAMING = LONGEST_HEAD
 _HEAD_TOO_LONG = "Receive buffer too long"
 #: h11's words for a chunk-size line that is not one.
 _BAD_CHUNK_SIZE = "illegal chunk header"
+#: h11's words for a field line it cannot read.
+_BAD_FIELD_LINE = "illegal header line"
 
 _FRAMING_FIELDS = {b"content-length": "Content-Length", b"transfer-encoding": "Transfer-Encoding"}
+#: A framing field's name followed by whitespace before its colon, at the start of a line.
+_FRAMING_NAME_THEN_SPACE = re.compile(rb"^(content-length|transfer-encoding)[ \t]+:", re.IGNORECASE | re.MULTILINE)
 
 
 def _framing_ambiguity(headers: Headers, head: bytes) -> str | None:
@@ -216,6 +221,17 @@ def _folded_framing_field(head: bytes) -> str | None:
         else:
             field = line.split(b":", 1)[0].strip().lower()
     return None
+
+
+def _space_before_colon(head: bytes) -> str | None:
+    """The framing field whose name is followed by whitespace before its colon, if any.
+
+    h11 refuses such a field line, as RFC 9112 tells a server to; a parser that
+    strips the whitespace reads the message length from the field, where one
+    that keeps it sees some other field and reads the length otherwise.
+    """
+    match = _FRAMING_NAME_THEN_SPACE.search(head)
+    return None if match is None else _FRAMING_FIELDS[match.group(1).lower()]
 
 
 def _reason(error: h11.RemoteProtocolError) -> str:
@@ -691,6 +707,12 @@ class Http1Parser:
                 # Arriving in pieces, the head would have been refused for its length first.
                 self._refuse(side, _HEAD_TOO_LONG, timestamp, events)
                 return
+            if reason == _BAD_FIELD_LINE:
+                field = _space_before_colon(bytes(side.head[:consumed]))
+                if field is not None:
+                    reason = f"whitespace between {field} and its colon"
+                    self._refuse(side, reason, timestamp, events, security=True)
+                    return
             self._refuse(side, reason, timestamp, events)
             return
         # Reading a chunked body: h11 took the bytes of the framing it refused.
@@ -715,6 +737,7 @@ class Http1Parser:
         events: list[HttpEvent],
         *,
         framing: int = 0,
+        security: bool = False,
     ) -> None:
         """Refuse the request or response being read, for ``reason``, after reporting
         ``framing`` bytes that came before the refused ones as chunk framing."""
@@ -722,7 +745,7 @@ class Http1Parser:
         if framing:
             events.append(BodyData(side.direction, side.exchange, b"", framing, False, False, timestamp))
             side.reported += framing
-        if reason in _AMBIGUOUS_LENGTH_REFUSALS:
+        if security or reason in _AMBIGUOUS_LENGTH_REFUSALS:
             self._fail(side, f"invalid {what}: {reason}{_SMUGGLING_SHAPE}", timestamp, events, security=True)
         else:
             self._fail(side, f"invalid {what}: {reason}", timestamp, events)

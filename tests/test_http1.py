@@ -122,6 +122,9 @@ SMUGGLING_HEADS = {
     "transfer-encoding-folded": b"Transfer-Encoding:\r\n chunked\r\n",
     "content-length-folded": b"Content-Length:\r\n\t5\r\n",
     "transfer-encoding-hidden-in-a-fold": b"Content-Length: 5\r\nX-Pad: x\r\n Transfer-Encoding: chunked\r\n",
+    "transfer-encoding-space-before-colon": b"Transfer-Encoding : chunked\r\n",
+    "content-length-tab-before-colon": b"Content-Length\t: 5\r\n",
+    "space-before-colon-beside-a-content-length": b"Content-Length: 5\r\ntransfer-encoding  : chunked\r\n",
 }
 
 
@@ -144,6 +147,14 @@ def test_an_ambiguous_message_length_is_a_security_anomaly_at_its_head(fields: b
     account = record.account(direction)
     assert account[Category.HEAD] + account[Category.UNPARSED] == account.total == len(first + sent)
     assert account[Category.UNPARSED] >= len(b"0\r\n\r\n")
+
+
+def test_whitespace_before_the_colon_of_an_ordinary_field_is_refused_but_not_a_smuggling_shape() -> None:
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Transfer-Encoding : chunked\r\n\r\n"
+    record = run((C2S, request))
+    (anomaly,) = record.anomalies
+    assert (anomaly.offset, anomaly.reason, anomaly.security) == (0, "invalid request: illegal header line", False)
+    assert record.account(C2S)[Category.UNPARSED] == len(request)
 
 
 def test_obsolete_line_folding_in_an_ordinary_field_is_unfolded_and_accepted() -> None:
