@@ -126,8 +126,9 @@ class SseStream:
     @property
     def pending_bytes(self) -> int:
         """Bytes fed whose category is not settled yet: the line being read, and the
-        data values of the event being read with the first byte of each one's line end. ``account.total + pending_bytes`` is always
-        the number of bytes fed; after :meth:`close` it is zero."""
+        data values of the event being read with the first byte of each one's line
+        end. ``account.total + pending_bytes`` is always the number of bytes fed;
+        after :meth:`close` it is zero."""
         return len(self._buf) + self._pending_payload
 
     def feed(self, data: bytes, timestamp: float) -> list[SseEvent]:
