@@ -1,8 +1,11 @@
-"""``rtinspect proxy --metrics-port``: Prometheus metrics that agree with the report.
+"""``rtinspect proxy --metrics-port``: Prometheus metrics that agree with the clients and the report.
 
 Real proxy, real clients, real server on 127.0.0.1; ``/metrics`` is scraped
-while a connection is open and after every connection has closed, and the
-counters are compared with the report of the capture the same proxy wrote.
+while a connection is open and after every connection has closed. Messages and
+payload are compared with what the clients sent and received, wire bytes with
+what a relay between the clients and the proxy recorded, and every counter
+with the report of the capture the same proxy wrote. The ledger of a
+recording is compared with its clients and with tshark's reading of its packets.
 """
 
 from __future__ import annotations
