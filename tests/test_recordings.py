@@ -11,7 +11,8 @@ key log beside them) are checked against their clients here too, and against
 tshark's ``http2`` dissector in ``test_tshark_http2.py``.
 
 - The report built from the ``.rtcap`` must agree with the clients: connections,
-  messages and payload bytes per transport and direction, polls and empty polls;
+  messages and payload bytes per transport and direction, polls and empty polls,
+  and the payload of each message as the analyser counted it while the capture arrived;
   it must have no anomalies, and every byte of the capture must be in exactly
   one category of one transport.
 - Where tshark is installed, Wireshark's dissectors must agree with the report:
