@@ -554,7 +554,7 @@ def heads_when_the_others_were_done(capture: Path, slow: set[str]) -> dict[str, 
     head_so_far = dict.fromkeys((address for address in clients.values() if address in slow), 0)
     for chunk in chunks:
         if clients[chunk.connection_id] in slow and chunk.timestamp <= others_done:
-            assert chunk.direction is Direction.CLIENT_TO_SERVER, "a slow client was answered before the others were done"
+            assert chunk.direction is Direction.CLIENT_TO_SERVER, "a slow client was answered before the others"
             head_so_far[clients[chunk.connection_id]] += len(chunk.data)
     return head_so_far
 

@@ -426,7 +426,7 @@ def test_a_har_as_chrome_exports_it_exports_to_pcapng_for_tshark(tmp_path: Path)
     dissected = sorted((bytes(s.data[C2S]), bytes(s.data[S2C])) for s in streams)
     assert dissected == sorted((d[C2S], d[S2C]) for d in data.values())
     frames = [frame for s in streams for frame in s.frames]
-    assert [(f.direction, f.opcode, f.payload) for f in frames] == [(C2S, 1, len("subscribe")), (S2C, 1, 300), (S2C, 2, 40)]
+    assert [(f.direction, f.opcode, f.payload) for f in frames] == [(C2S, 1, 9), (S2C, 1, 300), (S2C, 2, 40)]
     assert [f.masked for f in frames] == [True, False, False]
 
 

@@ -125,13 +125,17 @@ def mixed_recording() -> tuple[dict[str, Any], tuple[TransportRule, ...], Sample
     return seen, rules, parse(_exposition(ledger))
 
 
+#: Counters by transport and direction that the clients of a recording saw, and where they noted them.
+CLIENT_FIGURES = {"rtinspect_messages_total": "messages", "rtinspect_payload_bytes_total": "payload_bytes"}
+
+
 def test_the_ledger_of_a_recording_counts_what_its_clients_saw_and_its_report() -> None:
     seen, rules, samples = mixed_recording()
     for transport in TRANSPORTS:
         clients = seen["transports"].get(transport, {})
         assert samples[key("rtinspect_connections_total", transport=transport)] == clients.get("connections", 0)
         for d in Direction:
-            for name, figure in (("rtinspect_messages_total", "messages"), ("rtinspect_payload_bytes_total", "payload_bytes")):
+            for name, figure in CLIENT_FIGURES.items():
                 expected = clients[figure][d.value] if clients else 0
                 assert samples[key(name, transport=transport, direction=d.value)] == expected, (name, transport, d)
     for transport in ("long_poll", "short_poll"):
@@ -149,7 +153,7 @@ def test_the_ledger_of_a_recording_relays_the_bytes_tshark_finds() -> None:
     streams = dissect_pcapng(RECORDINGS / "mixed.pcapng", seen["server_port"], decode_as=False).values()
     for d in Direction:
         relayed = samples[key("rtinspect_relayed_bytes_total", direction=d.value)]
-        wire = total({k: v for k, v in samples.items() if dict(k[1]).get("direction") == d.value}, "rtinspect_wire_bytes_total")
+        wire = sum(samples[key("rtinspect_wire_bytes_total", transport=t, direction=d.value)] for t in TRANSPORTS)
         assert relayed == wire == sum(s.tcp_len[d] for s in streams), d
 
 
@@ -229,7 +233,9 @@ def test_counters_during_and_after_a_run_match_the_clients_and_the_report_of_its
         assert proxy.stop() == 0, proxy.stderr
 
     # Each relayed connection by its first request line: its transport's wire bytes.
-    first_requests = {"/ws": "websocket", "/poll": "short_poll", "/sse": "sse", "/ndjson": "http_stream", "/plain": "http"}
+    first_requests = {
+        "/ws": "websocket", "/poll": "short_poll", "/sse": "sse", "/ndjson": "http_stream", "/plain": "http"
+    }  # fmt: skip
     wire: dict[str, PerDirection] = {}
     for connection in relayed:
         path = bytes(connection.client_to_server).split(b" ", 2)[1].decode().split("?")[0]
