@@ -21,14 +21,17 @@ import io
 import json
 import subprocess
 import sys
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from click.testing import CliRunner
+from mitmproxy.io import FlowReader
 from servers import (
     DEADLINE,
     LOOPBACK,
@@ -220,11 +223,38 @@ def test_har_export_reads_back_with_the_same_messages_and_payload(name: str, tmp
         for message in entry.get("_webSocketMessages", []):
             assert set(message) == {"type", "time", "opcode", "data"} and message["type"] in ("send", "receive")
 
+    # What the HAR holds is what the clients saw: each WebSocket message, and each poll's answer.
+    seen = expected(name)["transports"]
+    websocket_sizes: dict[str, list[int]] = {"send": [], "receive": []}
+    polled = {rule.pattern: rule.transport for rule in map(TransportRule.parse, expected(name)["rules"])}
+    polls: dict[str, list[int]] = defaultdict(list)
+    for entry in log["entries"]:
+        for message in entry.get("_webSocketMessages", []):
+            if message["opcode"] in (1, 2):
+                data = message["data"]
+                size = len(data.encode()) if message["opcode"] == 1 else len(base64.b64decode(data))
+                websocket_sizes[message["type"]].append(size)
+        path = urlsplit(entry["request"]["url"]).path
+        if path in polled:
+            polls[polled[path]].append(entry["response"]["content"]["size"])
+    if "websocket" in seen:
+        sizes = seen["websocket"]["message_sizes"]
+        assert sorted(websocket_sizes["send"]) == sorted(sizes["client_to_server"])
+        assert sorted(websocket_sizes["receive"]) == sorted(sizes["server_to_client"])
+    for transport, answers in polls.items():
+        assert len(answers) == seen[transport]["polls"], transport
+        assert answers.count(0) == seen[transport]["empty_polls"], transport
+        assert sorted(size for size in answers if size) == sorted(seen[transport]["message_sizes"]["server_to_client"])
+
     original = report_of(RECORDINGS / f"{name}.rtcap", name=name)
     again = report_of(har, name=name)
-    assert set(again.transports) == set(original.transports)
+    assert set(again.transports) == set(original.transports) == set(seen)
     for transport, summary in original.transports.items():
         rebuilt = again.transport(transport)
+        # The report of the HAR agrees with the clients, and with the report of the capture.
+        clients = PerDirection(**seen[transport]["messages"]), PerDirection(**seen[transport]["payload_bytes"])
+        assert (rebuilt.messages, rebuilt.payload_bytes) == clients, transport
+        assert rebuilt.connections == seen[transport]["connections"], transport
         assert rebuilt.connections == summary.connections, transport
         assert rebuilt.messages == summary.messages, transport
         assert rebuilt.payload_bytes == summary.payload_bytes, transport
@@ -333,18 +363,71 @@ def test_a_har_as_chrome_exports_it_is_reported(tmp_path: Path) -> None:
     assert set(report.transports) == {"websocket", "sse", "short_poll"}
     polls = report.transport("short_poll")
     assert polls.connections == 1 and polls.messages.server_to_client == 2  # both polls on connection "1234"
+    # The body counts as it travelled: gzip again. Each response body on the rebuilt
+    # connection is one gzip member that zlib inflates to the HAR's text; the payload is
+    # those members' bytes, wherever zlib says each one ends.
     body = json.dumps({"messages": ["hello"] * 20}).encode()
-    gzipped = polls.payload_bytes.server_to_client // 2
-    assert 0 < gzipped < len(body)  # the body counts as it travelled: gzip again
+    (down,) = [down for up, down in streams_of(har).values() if up.startswith(b"GET /poll")]
+    members = []
+    while down:
+        head, _, down = down.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"content-encoding: gzip" in head.lower()
+        inflate = zlib.decompressobj(wbits=31)
+        assert inflate.decompress(down) == body and inflate.eof
+        members.append(len(down) - len(inflate.unused_data))
+        down = inflate.unused_data
+    assert len(members) == 2 and all(size < len(body) for size in members)
+    assert polls.payload_bytes == PerDirection(0, sum(members))
     websocket = report.transport("websocket")
     assert websocket.messages == PerDirection(1, 2)
     assert websocket.payload_bytes == PerDirection(len("subscribe"), 300 + 40)
     assert report.transport("sse").messages.server_to_client == 0
     assert any("no body text" in note for note in report.notes)
-    # Traffic of unknown clients exports to every format.
-    for fmt in ("pcapng", "har", "mitmproxy"):
-        with open_traffic(har) as traffic:
-            assert export_records(traffic, fmt, io.BytesIO()).summary
+    # Traffic of unknown clients exports to HAR and flows, one entry or flow per HTTP
+    # exchange of the HAR, and each export reads back with the same messages and payload.
+    for fmt, summary in (("har", "4 entries"), ("mitmproxy", "4 flows")):
+        target = tmp_path / f"chrome.{fmt}"
+        with open_traffic(har) as traffic, open(target, "wb") as out:
+            assert export_records(traffic, fmt, out).summary == summary
+        again = build_report(analyze_captures([target]).records)
+        assert set(again.transports) == {"websocket", "sse", "short_poll"}, fmt
+        assert again.transport("websocket").messages == PerDirection(1, 2), fmt
+        assert again.transport("websocket").payload_bytes == PerDirection(len("subscribe"), 300 + 40), fmt
+        assert again.transport("short_poll").messages == PerDirection(0, 2), fmt
+        assert again.transport("short_poll").payload_bytes == PerDirection(0, sum(members)), fmt
+
+
+@needs_tshark
+def test_a_har_as_chrome_exports_it_exports_to_pcapng_for_tshark(tmp_path: Path) -> None:
+    """Traffic of unknown clients (no client address, an IPv6 server) as packets: tshark
+    finds every connection's bytes, as many packets as the export says, and the WebSocket
+    messages of the HAR as frames."""
+    har = tmp_path / "chrome.har"
+    har.write_text(json.dumps(chrome_har()))
+    target = tmp_path / "chrome.pcapng"
+    with open_traffic(har) as traffic:
+        records = list(traffic)  # once: each reading masks the WebSocket frames with new keys
+    with open(target, "wb") as out:
+        summary = export_records(records, "pcapng", out).summary
+    data: dict[int, dict[Direction, bytes]] = defaultdict(lambda: {C2S: b"", S2C: b""})
+    for record in records:
+        if isinstance(record, DataChunk):
+            data[record.connection_id][record.direction] += record.data
+    packets = subprocess.run(
+        [TSHARK or "tshark", "-n", "-r", str(target), "-T", "fields", "-e", "frame.number"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    assert summary == f"{len(packets)} packets of 3 connection(s)"
+    # One server port at a time: the polls' connection (tshark's first stream) on 8443, the SSE
+    # and WebSocket ones on 8080.
+    on_8080 = dissect_pcapng(target, 8080)
+    streams = [dissect_pcapng(target, 8443)[0], on_8080[1], on_8080[2]]
+    assert len(on_8080) == 3
+    dissected = sorted((bytes(s.data[C2S]), bytes(s.data[S2C])) for s in streams)
+    assert dissected == sorted((d[C2S], d[S2C]) for d in data.values())
+    frames = [frame for s in streams for frame in s.frames]
+    assert [(f.direction, f.opcode, f.payload) for f in frames] == [(C2S, 1, 9), (S2C, 1, 300), (S2C, 2, 40)]
+    assert [f.masked for f in frames] == [True, False, False]
 
 
 # -- mitmproxy flow files written by a real mitmdump
@@ -443,11 +526,18 @@ def test_flows_exported_from_a_capture_read_back(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     original = report_of(RECORDINGS / "mixed.rtcap", name="mixed")
     again = report_of(flows, name="mixed")
-    for transport, summary in original.transports.items():
-        assert (again.transport(transport).messages, again.transport(transport).payload_bytes) == (
-            summary.messages,
-            summary.payload_bytes,
-        ), transport
+    seen = expected("mixed")["transports"]
+    assert set(again.transports) == set(original.transports) == set(seen)
+    for transport, summary in again.transports.items():
+        # What the clients saw, and what the capture itself reports.
+        clients = PerDirection(**seen[transport]["messages"]), PerDirection(**seen[transport]["payload_bytes"])
+        assert (summary.messages, summary.payload_bytes) == clients, transport
+        assert summary.connections == seen[transport]["connections"], transport
+        assert summary.anomalies == 0, transport
+        before = original.transport(transport)
+        assert (summary.messages, summary.payload_bytes) == (before.messages, before.payload_bytes), transport
+    for transport in ("long_poll", "short_poll"):
+        assert again.transport(transport).empty_polls == seen[transport]["empty_polls"], transport
 
 
 # -- detection
@@ -504,9 +594,19 @@ def test_a_flow_file_cut_short_keeps_the_flows_before_the_cut(tmp_path: Path, mi
     content = mitmdump_flows.read_bytes()
     cut = tmp_path / "cut.flows"
     cut.write_bytes(content[: len(content) - 50])
+    # mitmdump wrote each flow as it ended: the HTTP ones (/plain, /echo, /sse), then the
+    # WebSocket one, the last to end, which is the flow the cut leaves incomplete.
+    with open(mitmdump_flows, "rb") as file:
+        paths = [flow.request.path for flow in FlowReader(file).stream()]
+    assert paths == ["/plain", "/echo", "/sse?count=7", "/ws"]
     analysis = analyze_captures([cut])
-    assert analysis.records
     assert any("ends inside a flow" in note for note in analysis.notes)
+    # What the clients of the flows before the cut exchanged, and nothing of the WebSocket.
+    report = build_report(analysis.records)
+    assert set(report.transports) == {"http", "sse"}
+    assert report.transport("http").payload_bytes == PerDirection(500, len("hello, wire\n" * 20) + 500)
+    assert report.transport("sse").messages == PerDirection(0, 7)
+    assert report.transport("sse").payload_bytes == PerDirection(0, sum(len(f"message {i}") for i in range(7)))
 
 
 def test_flows_recorded_through_the_rtinspect_addon_are_refused(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.table import Table
 
 from inspector.measurements import ClientMeasurements
 from inspector.render import FORMATS, render, report_to_dict, table_renderables
@@ -620,8 +621,28 @@ def test_table_with_connections_shows_traffic_literally() -> None:
     assert "127.0.0.1:50007" in text and "client closed" in text
 
 
+def column(table: Table, header: str) -> list[str]:
+    (found,) = [c for c in table.columns if str(c.header) == header]
+    return [str(cell) for cell in found.cells]
+
+
 def test_table_renderables_for_a_live_view() -> None:
-    assert len(table_renderables(sample_report(), connections=True)) >= 4
+    """The blocks a live view redraws: the transports, the verdict, the notes, and the connections."""
+    report = sample_report()
+    transports, sentences, notes, connections = table_renderables(report, connections=True)
+    assert isinstance(transports, Table) and isinstance(connections, Table)
+    assert column(transports, "Transport") == ["websocket", "sse", "http_stream", "long_poll", "short_poll"]
+    # short_poll: 3 connections, 600 messages down and none up; websocket: 620 messages
+    # over 1186 + 67,382 = 68,568 wire bytes, 110.6 B each.
+    assert column(transports, "Conns")[-1] == "3"
+    assert column(transports, "Msgs s→c/c→s") == ["600 / 20", "600 / 0", "600 / 0", "600 / 0", "600 / 0"]
+    assert str(sentences).startswith("websocket spent the fewest wire bytes per message: 110.6 B all-in.\n")
+    assert str(notes).splitlines()[:2] == [f"• {note}" for note in report.notes]
+    assert column(connections, "ID") == ["c1", "c2", "c3", "c4", "c5", "c6", "c7"]
+    assert column(connections, "Wire s→c")[4:] == ["140 KB", "130 KB", "137 KB"]  # 140,000, 130,000 and 136,817
+    assert column(connections, "Exchanges")[3:] == ["612", "800", "800", "800"]
+    # Without connections, the same blocks but the last.
+    assert len(table_renderables(report)) == 3
 
 
 # ---------------------------------------------------------------- verdict and units
@@ -701,9 +722,21 @@ def test_odd_numbers_never_break_a_view(
         assert not NOT_A_NUMBER.search(render(report, fmt)), fmt
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_every_format_renders_an_empty_report(fmt: str) -> None:
-    assert isinstance(render(Report({}, ()), fmt), str)
+def test_every_format_renders_an_empty_report() -> None:
+    """No traffic: every view says so, with no rows and no charts."""
+    empty = Report({}, ())
+    said = "No transport was recognised in this traffic."
+    assert render(empty, "table").strip() == said
+    assert said in render(empty, "markdown") and "| " not in render(empty, "markdown")
+    doc = json.loads(render(empty, "json"))
+    check_contract(doc)
+    assert (doc["transports"], doc["connections"], doc["connection_count"], doc["timeline"]) == ({}, [], 0, [])
+    header, *rows = render(empty, "csv").splitlines()
+    assert header.startswith("transport,") and rows == []
+    html = render(empty, "html")
+    assert said in html
+    assert "svg" not in parse(html).tags and "td" not in parse(html).tags
+    assert set(FORMATS) == {"table", "json", "markdown", "csv", "html"}
 
 
 def test_unknown_format() -> None:
