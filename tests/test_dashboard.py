@@ -1,5 +1,9 @@
 """The Grafana dashboard in ``dashboards/rtinspect.json`` asks only for what the proxy exports.
 
+Where Prometheus is installed, a real Prometheus also scrapes a real proxy
+while real clients talk through it, and answers every query of the dashboard
+with data (no parse or vector-matching errors, no empty answers).
+
 A real proxy relays real traffic (WebSocket, polls, SSE) and its ``/metrics``
 is scraped; every PromQL expression of the dashboard (panels and template
 variables, with Grafana's variables filled in as Grafana would) is parsed by
@@ -11,9 +15,13 @@ adds to every target: ``job`` and ``instance``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +36,7 @@ from websockets.sync.client import connect as websocket_connect
 from servers import DEADLINE, LOOPBACK, AppServer, free_port, running_proxy, wait_until
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboards" / "rtinspect.json"
+PROMETHEUS = shutil.which("prometheus")
 #: Labels Prometheus puts on every series it scrapes (the target's).
 TARGET_LABELS = {"job", "instance"}
 #: Grafana's own variables, with a value of the kind Grafana gives them.
@@ -243,3 +252,101 @@ def test_the_check_catches_a_metric_or_label_the_proxy_does_not_export() -> None
         asked,
     )
     assert asked.labels == {"rtinspect_bytes_total": {"path", "transport", "le"}, "rtinspect_open_connections": {"le"}}
+
+
+# -- a real Prometheus answers every query
+
+
+@contextlib.contextmanager
+def prometheus_scraping(target: str, folder: Path) -> Iterator[str]:
+    """Prometheus on a free loopback port, scraping ``target`` every second as job "rtinspect";
+    yields its address once it is ready."""
+    assert PROMETHEUS is not None
+    port = free_port()
+    config = folder / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs: [{{job_name: rtinspect, static_configs: [{{targets: ['{target}']}}]}}]\n"
+    )
+    command = [
+        PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+        f"--web.listen-address={LOOPBACK}:{port}", "--log.level=warn",
+    ]  # fmt: skip
+    with open(folder / "prometheus.log", "wb") as log:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    address = f"http://{LOOPBACK}:{port}"
+    try:
+
+        def ready() -> bool:
+            assert process.poll() is None, (folder / "prometheus.log").read_text()
+            with contextlib.suppress(httpx.TransportError):
+                return httpx.get(f"{address}/-/ready", timeout=DEADLINE).status_code == 200
+            return False
+
+        wait_until(ready, "Prometheus to be ready")
+        yield address
+    finally:
+        process.terminate()
+        try:
+            process.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(DEADLINE)
+
+
+def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=DEADLINE)
+    answer = response.json()
+    assert answer["status"] == "success", f"{expr!r}: {answer.get('error')}"
+    return answer["data"]["result"]
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="no prometheus on PATH (apt-get install prometheus)")
+def test_prometheus_answers_every_dashboard_query_from_a_real_proxy(
+    app_server: AppServer, confdir: Path, tmp_path: Path
+) -> None:
+    metrics_port = free_port()
+    with (
+        running_proxy(app_server.url, "--metrics-port", str(metrics_port), confdir=confdir) as proxy,
+        prometheus_scraping(f"{LOOPBACK}:{metrics_port}", tmp_path) as prometheus,
+    ):
+        wait_until(lambda: bool(query(prometheus, 'up{job="rtinspect"} == 1')), "Prometheus to scrape the proxy")
+        with websocket_connect(f"ws://{LOOPBACK}:{proxy.port}/ws", open_timeout=DEADLINE) as ws:
+            for i in range(3):
+                ws.send(f"message {i}")
+                assert ws.recv(DEADLINE) == f"message {i}"
+            wait_until(
+                lambda: bool(query(prometheus, 'rtinspect_open_connections{transport="websocket"} == 1')),
+                "Prometheus to see the open WebSocket",
+            )
+        with httpx.Client(base_url=proxy.url, timeout=DEADLINE) as client:
+            for _ in range(3):
+                assert client.get("/poll", params={"count": 1}).status_code == 200
+        with httpx.Client(base_url=proxy.url, timeout=DEADLINE) as client:
+            assert client.get("/sse?count=3").status_code == 200
+        wait_until(
+            lambda: bool(query(prometheus, 'rtinspect_connections_total{transport="sse"} == 1')),
+            "Prometheus to count the closed connections",
+        )
+        time.sleep(2.5)  # a couple more scrapes, so that rate() has two samples after the traffic
+
+        empty = []
+        for title, target in targets():
+            if not query(prometheus, as_grafana_sends_it(target["expr"])):
+                empty.append(f"{title} ({target['refId']})")
+        assert not empty, f"queries with no data: {empty}"
+        per_message = next(t["expr"] for title, t in targets() if title == "Wire bytes per message")
+        costs = {r["metric"]["transport"]: float(r["value"][1]) for r in query(prometheus, as_grafana_sends_it(per_message))}
+        assert costs["websocket"] > 0 and costs["sse"] > 0 and costs["short_poll"] > 0
+
+        for name, variable in variables().items():
+            if variable["type"] != "query":
+                continue
+            selector, label = label_values_query(as_grafana_sends_it(variable["query"]["query"]))
+            response = httpx.get(f"{prometheus}/api/v1/label/{label}/values", params={"match[]": selector}, timeout=DEADLINE)
+            values = response.json()["data"]
+            expected = {"job": {"rtinspect"}, "instance": {f"{LOOPBACK}:{metrics_port}"}}.get(name)
+            assert values and (expected is None or set(values) == expected), (name, values)
+            if name == "transport":
+                assert {"websocket", "sse", "short_poll", "long_poll", "http", "http_stream"} <= set(values)
+        assert proxy.stop() == 0, proxy.stderr
