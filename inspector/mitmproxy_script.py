@@ -7,5 +7,5 @@ Options: ``rtinspect_write`` (a capture file), ``rtinspect_client_tls``, and
 from inspector.addon import RtInspect
 from inspector.metrics_addon import RtInspectMetrics
 
-inspect = RtInspect()
-addons = [inspect, RtInspectMetrics(inspect)]
+relay = RtInspect()
+addons = [relay, RtInspectMetrics(relay)]
