@@ -430,6 +430,94 @@ def test_a_har_as_chrome_exports_it_exports_to_pcapng_for_tshark(tmp_path: Path)
     assert [f.masked for f in frames] == [True, False, False]
 
 
+# -- WebSocket pings and pongs: counted where the file has them, a note where it cannot
+
+
+#: The ping the client of the websocket recording sent, and the pong that answered it.
+RECORDED_PING = b"are you there"
+
+
+def control_frames(report: Report) -> tuple[PerDirection, PerDirection]:
+    websocket = report.transport("websocket").websocket
+    assert websocket is not None
+    return websocket.control_frames, websocket.control_bytes
+
+
+def test_pings_and_pongs_go_into_har_and_come_back_as_control_frames(tmp_path: Path) -> None:
+    """The recording has one ping from the client and its pong (and a close each way, which no
+    HAR writer keeps): the export lists them as Chrome's opcodes 9 and 10, and the report of the
+    HAR counts them as the control frames and bytes they were."""
+    har = har_of("websocket", tmp_path)
+    (entry,) = json.loads(har.read_text())["log"]["entries"]
+    control = [m for m in entry["_webSocketMessages"] if m["opcode"] not in (1, 2)]
+    encoded = base64.b64encode(RECORDED_PING).decode()
+    assert [(m["type"], m["opcode"], m["data"]) for m in control] == [("send", 9, encoded), ("receive", 10, encoded)]
+
+    original = report_of(RECORDINGS / "websocket.rtcap", name="websocket")
+    with_close = len(RECORDED_PING) + 2  # a close frame carries its 2-byte code
+    assert control_frames(original) == (PerDirection(2, 2), PerDirection(with_close, with_close))
+    again = report_of(har, name="websocket")
+    assert control_frames(again) == (PerDirection(1, 1), PerDirection(len(RECORDED_PING), len(RECORDED_PING)))
+    assert again.transport("websocket").messages == original.transport("websocket").messages
+    assert not any("pings or pongs" in note for note in again.notes)
+
+
+def test_a_har_from_a_browser_says_its_pings_and_pongs_are_not_counted(tmp_path: Path) -> None:
+    har = tmp_path / "chrome.har"
+    har.write_text(json.dumps(chrome_har()))
+    analysis = analyze_captures([har])
+    report = build_report(analysis.records, notes=analysis.notes)
+    assert control_frames(report) == (PerDirection(0, 0), PerDirection(0, 0))
+    (note,) = [note for note in report.notes if "pings or pongs" in note]
+    assert note.startswith(f"{har}: 1 WebSocket session(s) have no pings or pongs in the file: browsers list")
+    assert "not counted" in note
+
+
+def test_a_flow_file_says_its_pings_and_pongs_are_not_counted(tmp_path: Path) -> None:
+    """mitmproxy records text and binary messages only: the export says it left the recording's
+    ping and pong out, and the report of the flow file says any pings are missing."""
+    flows = tmp_path / "websocket.flows"
+    with read_capture(RECORDINGS / "websocket.rtcap") as capture, open(flows, "wb") as out:
+        exported = export_records(capture, "mitmproxy", out)
+    assert any(note.startswith("2 WebSocket ping(s) and pong(s) are not in the flow file") for note in exported.notes)
+    report = report_of(flows, name="websocket")
+    assert control_frames(report) == (PerDirection(1, 1), PerDirection(2, 2))  # the closes, from the flow's close code
+    assert any("1 WebSocket session(s) have no pings or pongs in the file: mitmproxy records" in n for n in report.notes)
+
+
+def test_pings_and_pongs_in_a_flow_file_are_counted(tmp_path: Path) -> None:
+    """A flow file whose messages include pings and pongs (mitmproxy's message type is an opcode)."""
+    from mitmproxy.io import FlowWriter
+    from mitmproxy.test.tflow import twebsocketflow
+    from mitmproxy.websocket import WebSocketMessage
+    from wsproto.frame_protocol import Opcode
+
+    flow = twebsocketflow()
+    assert flow.websocket is not None
+    flow.request.headers["Host"] = flow.request.host  # HTTP/1.1 requires it; mitmproxy's test flow has none
+    start = flow.response.timestamp_end if flow.response else 0.0
+    flow.websocket.messages = [
+        WebSocketMessage(Opcode.TEXT, True, b"hello", start + 1),
+        WebSocketMessage(Opcode.PING, False, b"tick", start + 2),
+        WebSocketMessage(Opcode.PONG, True, b"tick", start + 3),
+        WebSocketMessage(Opcode.PING, True, b"", start + 4),
+        WebSocketMessage(Opcode.PONG, False, b"", start + 5),
+        WebSocketMessage(Opcode.PING, True, b"x" * 126, start + 6),  # too long for a control frame
+        WebSocketMessage(Opcode.BINARY, False, b"\x00" * 10, start + 7),
+    ]
+    flow.websocket.close_code = None
+    path = tmp_path / "pings.flows"
+    with open(path, "wb") as out:
+        FlowWriter(out).add(flow)
+    analysis = analyze_captures([path])
+    report = build_report(analysis.records, notes=analysis.notes)
+    assert control_frames(report) == (PerDirection(2, 2), PerDirection(len(b"tick"), len(b"tick")))
+    assert report.transport("websocket").messages == PerDirection(1, 1)
+    assert report.transport("websocket").anomalies == 0
+    assert not any("have no pings or pongs" in note for note in report.notes)
+    assert any("1 WebSocket ping(s) or pong(s) had more than 125 bytes" in note for note in report.notes)
+
+
 # -- mitmproxy flow files written by a real mitmdump
 
 
@@ -485,6 +573,9 @@ def test_a_mitmdump_flow_file_is_reported_with_the_clients_messages(mitmdump_flo
     assert report.transport("http").payload_bytes == PerDirection(500, len("hello, wire\n" * 20) + 500)
     assert all(c.reconstructed for c in report.connections)
     assert all(summary.anomalies == 0 for summary in report.transports.values())
+    # mitmdump relays pings without recording them: the report says it cannot count them.
+    notes = analyze_captures([mitmdump_flows]).notes
+    assert any("1 WebSocket session(s) have no pings or pongs in the file: mitmproxy records" in n for n in notes)
 
 
 def test_the_report_command_reads_a_flow_file_and_marks_it_reconstructed(mitmdump_flows: Path) -> None:

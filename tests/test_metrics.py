@@ -10,10 +10,13 @@ recording is compared with its clients and with tshark's reading of its packets.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import socket
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from servers import (
     DEADLINE,
     LOOPBACK,
     AppServer,
+    CheckoutProxyProcess,
     RecordingRelay,
     free_port,
     run_rtinspect,
@@ -317,3 +321,111 @@ def test_metrics_reachable_from_the_network_are_warned_about(confdir: Path) -> N
         assert key("rtinspect_relayed_bytes_total", direction="client_to_server") in scrape(metrics_port)
         assert proxy.stop() == 0, proxy.stderr
     assert f"serving metrics on 0.0.0.0:{metrics_port}: the metrics are reachable from the network" in proxy.stderr
+
+
+# -- the addon in a user's own mitmdump: --set rtinspect_metrics_port=PORT
+
+
+def addon_path() -> str:
+    """What ``rtinspect addon-path`` prints, as a user would ask for it."""
+    result = run_rtinspect("addon-path")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def answers(port: int) -> bool:
+    with contextlib.suppress(httpx.TransportError):
+        return httpx.get(f"http://{LOOPBACK}:{port}/metrics", timeout=DEADLINE).status_code == 200
+    return False
+
+
+def mitmdump_command(upstream: str, port: int, confdir: Path, *options: str) -> list[str]:
+    mitmdump = str(Path(sys.executable).with_name("mitmdump"))
+    command = [mitmdump, "-q", "-s", addon_path(), "--mode", f"reverse:{upstream}", "--listen-host", LOOPBACK]
+    command += ["-p", str(port), "--set", f"confdir={confdir}"]
+    for option in options:
+        command += ["--set", option]
+    return command
+
+
+@contextlib.contextmanager
+def mitmdump_with_addon(upstream: str, confdir: Path, *options: str) -> Iterator[CheckoutProxyProcess]:
+    """``mitmdump -s "$(rtinspect addon-path)" --set OPTION...`` on a free port, listening when this yields."""
+    port = free_port()
+    proxy = CheckoutProxyProcess(mitmdump_command(upstream, port, confdir, *options), port, None)
+    try:
+        proxy.wait_listening()
+        yield proxy
+    finally:
+        if proxy.process.poll() is None:
+            proxy.stop()
+
+
+def test_the_addon_in_mitmdump_serves_metrics_that_match_its_capture(
+    app_server: AppServer, confdir: Path, tmp_path: Path
+) -> None:
+    capture = tmp_path / "mitmdump.rtcap"
+    metrics_port = free_port()
+    options = (f"rtinspect_metrics_port={metrics_port}", f"rtinspect_write={capture}")
+    with mitmdump_with_addon(app_server.url, confdir, *options) as proxy:
+        # mitmdump may listen before it has loaded its scripts (it loads them on its event loop).
+        wait_until(lambda: answers(metrics_port), "mitmdump to serve metrics")
+        before = scrape(metrics_port)
+        assert total(counters(before), "rtinspect_connections_total") == 0
+
+        with websocket_connect(f"ws://{LOOPBACK}:{proxy.port}/ws", open_timeout=DEADLINE) as ws:
+            for i in range(3):
+                ws.send(f"message {i}")
+                assert ws.recv(DEADLINE) == f"message {i}"
+            during = scrape(metrics_port)
+        assert during[key("rtinspect_open_connections", transport="websocket")] == 1
+        assert during[key("rtinspect_open_messages", transport="websocket", direction="client_to_server")] == 3
+        assert total(during, "rtinspect_connections_total") == 0
+
+        with httpx.Client(base_url=proxy.url, timeout=DEADLINE) as client:  # one connection, three polls
+            for _ in range(3):
+                assert client.get("/poll", params={"count": 1}).status_code == 200
+        with httpx.Client(base_url=proxy.url, timeout=DEADLINE) as client:
+            assert client.get("/sse?count=5").status_code == 200
+
+        wait_until(
+            lambda: total(scrape(metrics_port), "rtinspect_connections_total") == 3,
+            "mitmdump's metrics to count three closed connections",
+        )
+        after = scrape(metrics_port)
+        assert ("process_cpu_seconds_total", ()) in after  # the process's own metrics, as the proxy serves them
+        assert proxy.stop() == 0, proxy.stderr
+
+    report = report_from_captures([capture])
+    assert {name: s.connections for name, s in report.transports.items()} == {"websocket": 1, "short_poll": 1, "sse": 1}
+    assert_counts_report(after, report)
+    assert total(after, "rtinspect_open_connections") == 0
+    for sample, value in counters(during).items():
+        assert after[sample] >= value, sample
+
+
+def test_mitmdump_without_the_option_serves_no_metrics(app_server: AppServer, confdir: Path, tmp_path: Path) -> None:
+    metrics_port = free_port()
+    with mitmdump_with_addon(app_server.url, confdir, f"rtinspect_write={tmp_path / 'plain.rtcap'}") as proxy:
+        wait_until(lambda: (tmp_path / "plain.rtcap").exists(), "mitmdump to load the script")
+        assert httpx.get(f"{proxy.url}/plain", timeout=DEADLINE).status_code == 200
+        assert not answers(metrics_port)
+        assert proxy.stop() == 0, proxy.stderr
+
+
+@pytest.mark.parametrize("problem", ["in use", "out of range"])
+def test_mitmdump_stops_with_one_reason_when_it_cannot_serve_metrics(confdir: Path, problem: str) -> None:
+    with socket.socket() as busy:
+        busy.bind((LOOPBACK, 0))
+        busy.listen(1)
+        port = busy.getsockname()[1] if problem == "in use" else 70000
+        proxy = CheckoutProxyProcess(
+            mitmdump_command("http://127.0.0.1:9", free_port(), confdir, f"rtinspect_metrics_port={port}"), 0, None
+        )
+        status = proxy.process.wait(DEADLINE)
+    reason = {
+        "in use": f"cannot serve metrics on 127.0.0.1:{port}: Address already in use",
+        "out of range": "rtinspect_metrics_port must be a port number (1-65535), not 70000",
+    }[problem]
+    assert status == 1
+    assert reason in proxy.output

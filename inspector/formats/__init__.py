@@ -22,8 +22,8 @@ from .imported import ImportedTraffic
 #: What a report of imported traffic says about the connections rebuilt from it.
 RECONSTRUCTED_NOTE = (
     "Their bytes are rebuilt from what the file keeps (heads, bodies, WebSocket messages): heads, body "
-    "framing and WebSocket frame headers are as rtinspect re-encoded them, not as they travelled, and "
-    "pings and pongs are missing; messages and payload are the file's. They are marked rebuilt "
+    "framing and WebSocket frame headers are as rtinspect re-encoded them, not as they travelled; "
+    "messages, pings and pongs (where the file has them) and payload are the file's. They are marked rebuilt "
     "(\"reconstructed\" in JSON)."
 )
 
@@ -43,7 +43,7 @@ def open_traffic(path: str | os.PathLike[str]) -> Capture | ImportedTraffic:
         from .mitmflows import RebuiltTraffic
 
         har = read_har(name)
-        rebuilt = RebuiltTraffic(lambda: har.flows, mode="har")
+        rebuilt = RebuiltTraffic(lambda: har.flows, mode="har", pings_missing=har.pings_missing)
         return ImportedTraffic(
             name,
             found,

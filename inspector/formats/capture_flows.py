@@ -11,7 +11,11 @@ the client's preface; or after an h2c Upgrade), WebSocket frames by wsproto
 (unmasked, and inflated where permessage-deflate was negotiated). Every
 HTTP/1.1 exchange and every HTTP/2 stream becomes an ``HTTPFlow`` (with its
 WebSocket messages, where it upgraded); a connection that carried no HTTP
-request at all becomes a ``TCPFlow`` of its chunks.
+request at all becomes a ``TCPFlow`` of its chunks. A WebSocket session's
+messages include its pings and pongs (``Opcode.PING``, ``Opcode.PONG``, with
+their payload), in the order they came: HAR keeps them (opcodes 9 and 10),
+while a mitmproxy flow file, whose messages are text and binary only, leaves
+them out (:mod:`.export`).
 
 An HTTP/2 stream's flow is what mitmproxy makes of one: ``http_version``
 "HTTP/2.0", the method, scheme, authority and path from the request's
@@ -178,6 +182,9 @@ class _WebSocketReader:
                     if exchange.close is None:
                         exchange.close = (self.direction is C2S, int(code), reason)
                         exchange.closed_at = timestamp
+                elif frame.opcode in (Opcode.PING, Opcode.PONG):
+                    ping = WebSocketMessage(frame.opcode, self.direction is C2S, bytes(frame.payload), timestamp)  # type: ignore[arg-type]
+                    exchange.messages.append(ping)
                 elif not frame.opcode.iscontrol():
                     self._parts.append(frame.payload)
                     if frame.message_finished:
