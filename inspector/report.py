@@ -7,8 +7,9 @@ connection records by :mod:`inspector.summary`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from .network import NetworkConditions
 from .wire import Anomaly, Direction
 
 #: Transport names, in the order reports list them.
@@ -210,6 +211,8 @@ class Report:
     connection_count: int = 0
     #: HTTP/2 frame figures of every HTTP/2 connection, connection-level frames included.
     http2: Http2Figures | None = None
+    #: The network conditions the proxy added while the traffic was recorded (None: none).
+    network: NetworkConditions | None = None
 
     def transport(self, name: str) -> TransportSummary:
         """The summary of one transport; KeyError names the transports present."""
@@ -217,3 +220,11 @@ class Report:
             return self.transports[name]
         except KeyError:
             raise KeyError(f"no {name!r} traffic in this report (present: {', '.join(self.transports) or 'none'})") from None
+
+
+def with_network(report: Report, network: NetworkConditions | None) -> Report:
+    """``report`` recorded under ``network``: the conditions, and the first of its notes
+    says what they were (unchanged if it says so already, or if there were none)."""
+    if network is None or report.network == network:
+        return report
+    return replace(report, network=network, notes=(network.note(), *report.notes))

@@ -6,7 +6,8 @@ an object keyed by transport name (only transports seen, in report order) and
 ``connection_count`` counts them all). Each transport has ``by_protocol``, its
 figures again for each protocol ("http/1.1", "h2"), and ``http2``, its streams'
 HTTP/2 frame figures (null without HTTP/2); the top-level ``http2`` totals every
-HTTP/2 connection's frames. Figures "by direction" are objects with exactly the keys
+HTTP/2 connection's frames; ``network`` the network conditions the proxy added (null for none).
+Figures "by direction" are objects with exactly the keys
 ``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
 messages, nothing to divide by) are ``null``, never NaN or Infinity.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..network import NetworkConditions
 from ..report import (
     REPORT_FORMAT,
     REPORT_VERSION,
@@ -135,6 +137,18 @@ def connection_to_dict(c: ConnectionSummary) -> dict[str, Any]:
     }
 
 
+def network_to_dict(n: NetworkConditions) -> dict[str, Any]:
+    """The conditions the proxy added: the preset they started from (or null), the
+    round trip and jitter in milliseconds, and each direction's rate (null: no limit)."""
+    return {
+        "preset": n.preset,
+        "rtt_ms": n.rtt_ms,
+        "jitter_ms": n.jitter_ms,
+        "down_bits_per_second": n.down_bits_per_second,
+        "up_bits_per_second": n.up_bits_per_second,
+    }
+
+
 def _point_to_dict(p: MessagePoint) -> dict[str, Any]:
     return {"time": p.time, "transport": p.transport, "direction": p.direction.value, "wire_bytes": p.wire_bytes}
 
@@ -151,6 +165,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "transports": {t.transport: transport_to_dict(t) for t in transports_in_order(report)},
         "connection_count": report.connection_count,
         "http2": http2_to_dict(report.http2) if report.http2 is not None else None,
+        "network": network_to_dict(report.network) if report.network is not None else None,
         "connections": [connection_to_dict(c) for c in report.connections],
         "timeline": [_point_to_dict(p) for p in report.timeline if is_number(p.time)],
     }
