@@ -129,8 +129,10 @@ def _same(a: Any, b: Any, path: str = "") -> None:
 def _as_kept(report: dict[str, Any]) -> dict[str, Any]:
     """A report of HTTP/1.1 traffic without the figures added after ``NAME.report.json``
     was kept: the protocol of each connection and the HTTP/2 figures, which say
-    nothing new here (every transport's one protocol has the transport's figures)."""
+    nothing new here (every transport's one protocol has the transport's figures),
+    and the network conditions, none for these recordings."""
     assert report.pop("http2") is None
+    assert report.pop("network") is None
     for figures in report["transports"].values():
         assert figures.pop("http2") is None
         assert figures.pop("by_protocol") == {"http/1.1": {**figures, "http2": None}}
