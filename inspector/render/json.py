@@ -6,9 +6,9 @@ an object keyed by transport name (only transports seen, in report order) and
 ``connection_count`` counts them all). Each transport has ``by_protocol``, its
 figures again for each protocol ("http/1.1", "h2"), and ``http2``, its streams'
 HTTP/2 frame figures (null without HTTP/2); the top-level ``http2`` totals every
-HTTP/2 connection's frames; ``network`` the network conditions the proxy added (null for none).
-Figures "by direction" are objects with exactly the keys
-``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
+HTTP/2 connection's frames, and ``network`` gives the network conditions the
+proxy added (null for none). Figures "by direction" are objects with exactly
+the keys ``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
 messages, nothing to divide by) are ``null``, never NaN or Infinity.
 """
 
