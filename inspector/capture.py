@@ -32,6 +32,11 @@ Byte layout (all integers little-endian; extension ``.rtcap``)::
     4     connection closed   UTF-8 JSON object: {"reason": str}
     5     event               UTF-8 JSON object: {"name": str, "data": object}
 
+Events on connection 0 concern the whole capture. "network conditions" records
+the delay and bandwidth the proxy added to the connections that follow it
+(data: {"preset": str | null, "rtt_ms": number, "jitter_ms": number,
+"down_bits_per_second": int | null, "up_bits_per_second": int | null}).
+
 Records appear in the order they were written, which is not always the order
 of their timestamps: a connection's "opened" record carries the time the
 client connected but is written once its facts (upstream TLS included) are

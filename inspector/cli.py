@@ -18,6 +18,7 @@ from .classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
 from .formats.export import EXPORT_FORMATS
 from .formats.pcapng import MAX_SEGMENT
 from .measurements import ClientMeasurements, ClientMeasurementsError, load_client_measurements
+from .network import PRESETS, NetworkConditions, NetworkError, network_conditions, preset_help
 from .render import FORMATS, render
 from .render.stream import STREAMED_FORMATS, ConnectionStream
 from .replay import default_jobs, report_from_captures
@@ -333,7 +334,58 @@ def export(capture: str, fmt: str, output: str | None, mss: int | None, server_p
 # `proxy` command: below, owned with inspector/addon.py and inspector/proxy.py
 
 
-@main.command(context_settings={"max_content_width": 100})
+def network_preset_option(command: Callable[..., None]) -> Callable[..., None]:
+    """``--network PRESET``, shared by the proxy and the demo."""
+    return click.option(
+        "--network",
+        "network_preset",
+        metavar="PRESET",
+        help=f"Add a named network profile to every connection: {', '.join(PRESETS)} "
+        "(their figures and sources are listed below).",
+    )(command)
+
+
+def network_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that add network conditions to the proxy's connections."""
+    command = click.option(
+        "--up",
+        metavar="RATE",
+        help="Bandwidth from client to server, per connection (like --down).",
+    )(command)
+    command = click.option(
+        "--down",
+        metavar="RATE",
+        help="Bandwidth from server to client, per connection: bits per second as tc and DevTools give them, "
+        "e.g. 500kbit, 1.6mbit, 1gbit; or bytes: 2mbyte; or unlimited. Decimal units (1kbit = 1,000 bit/s).",
+    )(command)
+    command = click.option(
+        "--jitter",
+        metavar="MS",
+        help="Vary each direction's delay at random by up to MS either way; bytes are never reordered.",
+    )(command)
+    command = click.option(
+        "--rtt",
+        metavar="MS",
+        help="Add MS milliseconds of round-trip time, half to each direction. This and the three "
+        "options below replace a --network preset's figures.",
+    )(command)
+    return network_preset_option(command)
+
+
+def parse_network(preset: str | None, **figures: str | None) -> NetworkConditions | None:
+    """The conditions the options ask for; a value that cannot be used ends the command with one line."""
+    try:
+        return network_conditions(preset, **figures)
+    except NetworkError as error:
+        raise click.ClickException(str(error)) from None
+
+
+_NETWORK_EPILOG = "\b\nNetwork presets (--network):\n" + "\n".join(
+    f"  {line}" for line in preset_help().splitlines()
+)
+
+
+@main.command(context_settings={"max_content_width": 100}, epilog=_NETWORK_EPILOG)
 @click.argument("upstream", required=False, metavar="[URL]")
 @click.option("--upstream", "upstream_option", metavar="URL", help="The server to relay to (same as URL).")
 @click.option(
@@ -389,6 +441,7 @@ def export(capture: str, fmt: str, output: str | None, mss: int | None, server_p
     help="process: analyse in a second process, off the relay's path (relaying never waits for analysis). "
     "inline: analyse each read in the relay before forwarding it.",
 )
+@network_options
 def proxy(
     upstream: str | None,
     upstream_option: str | None,
@@ -410,6 +463,11 @@ def proxy(
     metrics_port: int | None,
     metrics_host: str,
     analysis: str,
+    network_preset: str | None,
+    rtt: str | None,
+    jitter: str | None,
+    down: str | None,
+    up: str | None,
 ) -> None:
     """Relay clients to a server and measure what each transport costs.
 
@@ -424,6 +482,12 @@ def proxy(
     requests (GET http://...) are relayed by mitmproxy's HTTP layer and are
     not inspected.
 
+    --network, --rtt, --jitter, --down and --up add delay and limit bandwidth
+    on every connection, each direction on its own, without reordering or
+    changing a byte; the capture keeps the times bytes reached the proxy, and
+    notes the conditions for the report. Only bytes after TLS are held: TCP
+    and TLS handshakes are not delayed.
+
     \b
     Examples:
       rtinspect proxy http://127.0.0.1:8000 -w chat.rtcap
@@ -431,6 +495,8 @@ def proxy(
       rtinspect proxy https://127.0.0.1:8443 --upstream-insecure --listen-tls
       rtinspect proxy --mode regular -w browsing.rtcap
       rtinspect proxy http://127.0.0.1:8000 --metrics-port 9464
+      rtinspect proxy http://127.0.0.1:8000 --network 4g -w chat-4g.rtcap
+      rtinspect proxy http://127.0.0.1:8000 --rtt 100 --jitter 10 --down 1.6mbit --up 750kbit
       rtinspect report chat.rtcap
     """
     from inspector.proxy import ProxyError, ProxySettings, run
@@ -441,6 +507,7 @@ def proxy(
 
     if upstream and upstream_option and upstream != upstream_option:
         raise click.ClickException("give the upstream once: as URL or as --upstream")
+    network = parse_network(network_preset, rtt=rtt, jitter=jitter, down=down, up=up)
     settings = ProxySettings(
         upstream=upstream or upstream_option,
         mode=mode,
@@ -461,6 +528,7 @@ def proxy(
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         analysis=analysis,
+        network=network,
     )
     try:
         run(settings)
@@ -498,7 +566,7 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
     return keys
 
 
-@main.command(context_settings={"max_content_width": 100})
+@main.command(context_settings={"max_content_width": 100}, epilog=_NETWORK_EPILOG)
 @click.option("--count", default=200, show_default=True, type=click.IntRange(min=1), help="Messages in the feed.")
 @click.option(
     "--rate", default=20.0, show_default=True, type=click.FloatRange(0, min_open=True), help="Messages per second."
@@ -543,6 +611,7 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
     metavar="KEY=VALUE",
     help="Set a mitmproxy option for the proxy, e.g. confdir=~/.mitmproxy.",
 )
+@network_preset_option
 def demo(
     count: int,
     rate: float,
@@ -555,6 +624,7 @@ def demo(
     http2: bool,
     output: str | None,
     mitmproxy_options: tuple[str, ...],
+    network_preset: str | None,
 ) -> None:
     """Run the experiment: the same feed over every transport, measured on the wire.
 
@@ -571,9 +641,14 @@ def demo(
     at once, one over HTTP/1.1 and one over h2; the output puts the two side by
     side per transport.
 
+    With --network the proxy adds that profile's delay and bandwidth limits to
+    every connection (presets below); the clients' latencies include them,
+    the report's times are taken at the proxy.
+
     \b
     Examples:
       rtinspect demo
+      rtinspect demo --network 4g
       rtinspect demo --count 1000 --rate 100 --size 64
       rtinspect demo --transports ws,sse --no-compression
       rtinspect demo --browser -o demo-browser
@@ -593,6 +668,7 @@ def demo(
         run_demo,
     )
 
+    parse_network(network_preset)
     try:
         settings = DemoSettings(
             output=Path(output) if output else default_output_folder(),
@@ -606,6 +682,7 @@ def demo(
             chromium=chromium,
             proxy_options=mitmproxy_options,
             http2=http2,
+            network=network_preset,
         )
     except DemoError as error:
         raise click.UsageError(str(error)) from None

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import IO
 
-from .capture import ConnectionClosed, ConnectionOpened, DataChunk
 from .app_messages import AppMessageRule
+from .capture import CaptureError, ConnectionClosed, ConnectionOpened, DataChunk, Event
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
 from .formats import ImportedTraffic, open_traffic
 from .formats.detect import FileFormat, detect_format
-from .report import ConnectionSummary, Report
+from .network import NETWORK_EVENT, NetworkConditions
+from .report import ConnectionSummary, Report, with_network
 from .summary import ReportBuilder
 
 #: The close reason of a connection the capture never saw end.
@@ -55,9 +56,13 @@ class _Reading:
     #: Connections the captures never saw end, and bytes of connections they never opened.
     still_open: dict[str, int] = field(default_factory=dict)
     unknown: dict[str, int] = field(default_factory=dict)
+    #: The network conditions each capture recorded, in the order they were recorded.
+    network: dict[str, list[NetworkConditions]] = field(default_factory=dict)
 
     def merge(self, other: _Reading) -> None:
         self.notes += other.notes
+        for path, conditions in other.network.items():
+            self.network.setdefault(path, []).extend(conditions)
         for path, count in other.still_open.items():
             self.still_open[path] = self.still_open.get(path, 0) + count
         for path, count in other.unknown.items():
@@ -72,6 +77,20 @@ class _Reading:
             if self.unknown.get(path):
                 notes.append(f"{path}: {self.unknown[path]} bytes belonged to no recorded connection and were skipped.")
         return notes
+
+    def network_conditions(self, paths: Sequence[str]) -> tuple[NetworkConditions | None, list[str]]:
+        """The network conditions the captures were recorded under, and a note if they were not all the same."""
+        recorded = {path: self.network.get(path, []) for path in paths}
+        distinct = list(dict.fromkeys(c for conditions in recorded.values() for c in conditions))
+        if not distinct:
+            return None, []
+        if len(distinct) == 1 and all(recorded.values()):
+            return distinct[0], []
+        under = "; ".join(
+            f"{path}: {', then '.join(c.describe() for c in conditions) if conditions else 'none'}"
+            for path, conditions in recorded.items()
+        )
+        return distinct[0], [f"The traffic was not all recorded under the same network conditions ({under})."]
 
 
 def _read(
@@ -107,6 +126,12 @@ def _read(
                     if entry is not None:
                         closed = entry[1].close(record.timestamp, record.reason)
                         yield (number, 0, position), closed if detail else closed.without_detail()
+                elif isinstance(record, Event) and record.name == NETWORK_EVENT and record.connection_id == 0:
+                    try:
+                        conditions = NetworkConditions.from_json(record.data)
+                    except (ValueError, KeyError, TypeError):
+                        raise CaptureError(f"{path}: damaged network conditions at byte {position}") from None
+                    reading.network.setdefault(path, []).append(conditions)
             for opened_at, analyzer in live.values():
                 closed = analyzer.close(capture.last_timestamp, STILL_OPEN)
                 yield (number, 1, opened_at), closed if detail else closed.without_detail()
@@ -185,7 +210,9 @@ def report_from_captures(
     else:
         for record in _read_in_parallel(names, classifier, reading, jobs):
             builder.add(record)
-    return builder.report(sources=names, notes=reading.all_notes(names))
+    network, network_notes = reading.network_conditions(names)
+    report = builder.report(sources=names, notes=[*network_notes, *reading.all_notes(names)])
+    return with_network(report, network)
 
 
 def _read_part(paths: Sequence[str], classifier: Classifier, part: int, parts: int, spool: str) -> _Reading:

@@ -112,7 +112,9 @@ def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None
             server, proxy, server_target, proxy_target = _start_tls(settings, files, folder, stack)
         else:
             server = stack.enter_context(serve_in_thread(app_for(settings), LOOPBACK, ws_compression=settings.compression))
-            proxy = DemoProxy.rtinspect(server.url, capture=files.capture, options=settings.proxy_options)
+            proxy = DemoProxy.rtinspect(
+                server.url, *settings.proxy_arguments, capture=files.capture, options=settings.proxy_options
+            )
             server_target, proxy_target = Target(server.url), Target(proxy.url)
         try:
             proxy.wait_listening()
@@ -161,7 +163,12 @@ def _start_tls(
     confdir = settings.confdir
     options = (f"ssl_verify_upstream_trusted_ca={tls.ca_cert}", *settings.proxy_options)
     proxy = DemoProxy.rtinspect(
-        server.url, "--listen-tls", capture=files.capture, confdir=None if confdir else folder / "mitmproxy", options=options
+        server.url,
+        "--listen-tls",
+        *settings.proxy_arguments,
+        capture=files.capture,
+        confdir=None if confdir else folder / "mitmproxy",
+        options=options,
     )
     proxy_ca = (confdir or folder / "mitmproxy") / MITMPROXY_CA
     return server, proxy, Target(server.url, tls.ca_cert), Target(f"https://{LOOPBACK}:{proxy.port}", proxy_ca)

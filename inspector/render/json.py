@@ -6,8 +6,9 @@ an object keyed by transport name (only transports seen, in report order) and
 ``connection_count`` counts them all). Each transport has ``by_protocol``, its
 figures again for each protocol ("http/1.1", "h2"), and ``http2``, its streams'
 HTTP/2 frame figures (null without HTTP/2); the top-level ``http2`` totals every
-HTTP/2 connection's frames. Figures "by direction" are objects with exactly the keys
-``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
+HTTP/2 connection's frames, and ``network`` gives the network conditions the
+proxy added (null for none). Figures "by direction" are objects with exactly
+the keys ``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
 messages, nothing to divide by) are ``null``, never NaN or Infinity.
 
 Given what the clients measured (``report --clients``), ``clients`` holds it:
@@ -23,6 +24,7 @@ import json
 from typing import Any
 
 from ..measurements import ClientMeasurements, TransportLatency
+from ..network import NetworkConditions
 from ..report import (
     REPORT_FORMAT,
     REPORT_VERSION,
@@ -165,6 +167,18 @@ def connection_to_dict(c: ConnectionSummary) -> dict[str, Any]:
     }
 
 
+def network_to_dict(n: NetworkConditions) -> dict[str, Any]:
+    """The conditions the proxy added: the preset they started from (or null), the
+    round trip and jitter in milliseconds, and each direction's rate (null: no limit)."""
+    return {
+        "preset": n.preset,
+        "rtt_ms": n.rtt_ms,
+        "jitter_ms": n.jitter_ms,
+        "down_bits_per_second": n.down_bits_per_second,
+        "up_bits_per_second": n.up_bits_per_second,
+    }
+
+
 def _point_to_dict(p: MessagePoint) -> dict[str, Any]:
     return {"time": p.time, "transport": p.transport, "direction": p.direction.value, "wire_bytes": p.wire_bytes}
 
@@ -210,6 +224,7 @@ def report_to_dict(report: Report, clients: ClientMeasurements | None = None) ->
         "connection_count": report.connection_count,
         "http2": http2_to_dict(report.http2) if report.http2 is not None else None,
         "projection": projection_to_dict(report.projection) if report.projection is not None else None,
+        "network": network_to_dict(report.network) if report.network is not None else None,
         "connections": [connection_to_dict(c) for c in report.connections],
         "timeline": [_point_to_dict(p) for p in report.timeline if is_number(p.time)],
     }
