@@ -339,6 +339,15 @@ def tshark_http2_pdml(pcap: Path, port: int | None, keylog: Path | None) -> byte
     return subprocess.run(command, capture_output=True, check=True, timeout=120).stdout
 
 
+def retransmitted(pcap: Path) -> int:
+    """How many segments of ``pcap`` tshark takes for retransmissions."""
+    command = [TSHARK or "tshark", "-n", "-r", str(pcap), "-Y", RETRANSMISSION, "-T", "fields", "-e", "frame.number"]
+    return len(subprocess.run(command, capture_output=True, check=True, text=True, timeout=120).stdout.split())
+
+
+RETRANSMISSION = "tcp.analysis.retransmission or tcp.analysis.spurious_retransmission"
+
+
 def dissect_http2(pcap: Path, port: int | None = None, keylog: Path | None = None) -> dict[int, Http2Stream]:
     """Every TCP stream of ``pcap`` with its HTTP/2 frames, by tshark's stream index.
 
