@@ -18,6 +18,8 @@ after mitmproxy's default addons.
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 import logging
 import os
@@ -57,6 +59,9 @@ _NETWORK_OPTION_NAMES = {setting: f"rtinspect_{setting}" for setting in ("rtt", 
 _NETWORK_OPTION_NAMES["preset"] = "rtinspect_network"
 _NETWORK_OPTIONS = frozenset(_NETWORK_OPTION_NAMES.values())
 
+#: An option that may be unset: mitmproxy takes a union here, though its loader's signature says ``type``.
+OPTIONAL_STR: Any = str | None
+
 
 class InspectedTCPLayer(layers.TCPLayer):
     """mitmproxy's TCP relay, handing each read to ``relayed`` before it is
@@ -84,7 +89,7 @@ class InspectedTCPLayer(layers.TCPLayer):
             if isinstance(event, events.DataReceived):
                 self._last_activity = time.time()
             elif isinstance(event, events.ConnectionClosed) and CLOSE_REASON_KEY not in self.flow.metadata:
-                self.flow.metadata[CLOSE_REASON_KEY] = self._close_reason(event.connection)
+                self.flow.metadata[CLOSE_REASON_KEY] = self._close_reason(event.connection)  # type: ignore[arg-type]
         yield from super().handle_event(event)
 
     @expect(events.DataReceived, events.ConnectionClosed, TcpMessageInjected)
@@ -368,7 +373,7 @@ class RtInspect:
     def load(self, loader: Loader) -> None:
         loader.add_option(
             "rtinspect_write",
-            str | None,
+            OPTIONAL_STR,
             None,
             "Write raw traffic to this capture file (.rtcap), flushed at least once a second.",
         )
@@ -380,31 +385,31 @@ class RtInspect:
         )
         loader.add_option(
             "rtinspect_network",
-            str | None,
+            OPTIONAL_STR,
             None,
             "Network conditions to add, by name: slow-3g, 3g, 4g or transatlantic (rtinspect proxy --help has their figures).",
         )
         loader.add_option(
             "rtinspect_rtt",
-            str | None,
+            OPTIONAL_STR,
             None,
             "Round-trip time to add, in milliseconds, split evenly between the directions (replaces the preset's).",
         )
         loader.add_option(
             "rtinspect_jitter",
-            str | None,
+            OPTIONAL_STR,
             None,
             "Random variation of each direction's added delay, in milliseconds (bytes are never reordered).",
         )
         loader.add_option(
             "rtinspect_down",
-            str | None,
+            OPTIONAL_STR,
             None,
             "Bandwidth from server to client per connection, e.g. 1.6mbit, 500kbit, 2mbyte or unlimited.",
         )
         loader.add_option(
             "rtinspect_up",
-            str | None,
+            OPTIONAL_STR,
             None,
             "Bandwidth from client to server per connection, e.g. 750kbit.",
         )
@@ -650,7 +655,7 @@ class RtInspect:
             except OSError as e:
                 self._capture_failed(e)
 
-    def _write(self, record: ConnectionOpened | DataChunk | ConnectionClosed) -> None:
+    def _write(self, record: ConnectionOpened | DataChunk | ConnectionClosed | Event) -> None:
         if self._writer is None:
             return
         try:

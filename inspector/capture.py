@@ -172,7 +172,7 @@ def encode_record(record: Record) -> bytes:
         case DataChunk(connection_id, timestamp, direction, data):
             return _RECORD_HEADER.pack(_DATA_TYPES[direction], connection_id, timestamp, len(data)) + data
         case ConnectionOpened(connection_id, timestamp, client, server, mode, tls, upstream_tls, reconstructed):
-            body = {
+            body: dict[str, Any] = {
                 "client": client,
                 "server": server,
                 "mode": mode,

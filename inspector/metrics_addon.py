@@ -46,7 +46,7 @@ class RtInspectMetrics:
     def load(self, loader: Loader) -> None:
         loader.add_option(
             PORT_OPTION,
-            int | None,
+            int | None,  # type: ignore[arg-type]  # mitmproxy takes a union; its loader says type
             None,
             "Serve Prometheus metrics of what each transport cost on this port (/metrics), as "
             "rtinspect proxy --metrics-port does.",

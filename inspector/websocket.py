@@ -214,7 +214,7 @@ try:
     # The websockets library's C implementation of the same XOR, where it is built.
     from websockets.speedups import apply_mask as _unmask
 except ImportError:  # pragma: no cover - a pure-Python install of websockets
-    _unmask = _unmask_in_python
+    _unmask = _unmask_in_python  # type: ignore[assignment]
 
 
 def _close_code_allowed(code: int) -> bool:
