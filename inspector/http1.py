@@ -24,7 +24,6 @@ import re
 from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Union
 
 import h11
 
@@ -139,10 +138,10 @@ class ParseFailure:
     anomaly: Anomaly
 
 
-HttpEvent = Union[RequestHead, ResponseHead, BodyData, MessageEnd, ProtocolSwitch, Unparsed, ParseFailure]
+HttpEvent = RequestHead | ResponseHead | BodyData | MessageEnd | ProtocolSwitch | Unparsed | ParseFailure
 
 
-def _headers(raw: h11._headers.Headers) -> Headers:  # type: ignore[name-defined]
+def _headers(raw: h11._headers.Headers) -> Headers:
     """The header fields with lower-case names, as text.
 
     h11 keeps them as (raw name, name, value) triples; reading those directly

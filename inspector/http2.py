@@ -168,7 +168,7 @@ class Http2Counts:
         self.preface_bytes = {C2S: 0, S2C: 0}
 
     def figure(self, name: str) -> dict[Direction, int]:
-        return getattr(self, name)  # type: ignore[no-any-return]
+        return getattr(self, name)
 
     def wire_bytes(self, direction: Direction) -> int:
         """Every byte these frames took on the wire in one direction."""

@@ -221,7 +221,7 @@ class SseStream:
         data = self._data
         pending_before = pending = self._pending_payload
         event_type, last_event_id, retry = self._type, self._last_event_id, self._retry
-        for line, end in zip(lines, repeat(1) if ends is None else ends):
+        for line, end in zip(lines, repeat(1) if ends is None else ends):  # noqa: B905 - ends may be endless
             wire += len(line) + end
             if not line:
                 if data:

@@ -104,7 +104,7 @@ def apportion(accounts: dict[Direction, ByteAccount], weights: Sequence[int]) ->
             by_remainder = sorted(range(len(weights)), key=lambda i: (-(amount * weights[i] % whole), i))
             for i in by_remainder[:left]:
                 shares[i] += 1
-            for part, share in zip(parts, shares):
+            for part, share in zip(parts, shares, strict=True):
                 part[direction].add(category, share)
     return parts
 

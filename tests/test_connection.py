@@ -3,6 +3,8 @@ interleaved): the parts add up, chunking does not matter, nothing raises."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import random
 import zlib
 
@@ -107,7 +109,7 @@ def _split(data: bytes, cuts: random.Random | None, one_byte: bool) -> list[byte
     if cuts is None:
         return [data] if data else []
     points = sorted(cuts.sample(range(1, len(data)), min(len(data) - 1, cuts.randint(0, 12)))) if len(data) > 1 else []
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)]) if b > a]
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True) if b > a]
 
 
 def essentials(record: ConnectionRecord) -> object:
@@ -246,7 +248,7 @@ def test_chunking_does_not_matter_for_chunk_size_lines_and_trailers_near_16_kib(
     points = data.draw(st.lists(st.one_of(st.integers(1, len(sent) - 1), near_the_end), max_size=6))
     points = sorted({0, len(sent), *points})
     pieces = {C2S: [c2s], S2C: [s2c]}
-    pieces[direction] = [sent[a:b] for a, b in zip(points, points[1:])]
+    pieces[direction] = [sent[a:b] for a, b in pairwise(points)]
     whole = analyse(c2s, s2c)
     record = analyse_pieces(pieces)
     assert essentials(record) == essentials(whole)

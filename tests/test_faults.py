@@ -480,7 +480,8 @@ class SlowClient:
     def _run(self) -> None:
         half = len(SLOW_REQUEST) // 2
         with connect(self._port) as sock:
-            self.address = "%s:%d" % sock.getsockname()
+            host, port = sock.getsockname()
+            self.address = f"{host}:{port}"
             for index in range(half):
                 sock.sendall(SLOW_REQUEST[index : index + 1])
                 time.sleep(0.01)

@@ -277,7 +277,7 @@ def test_counters_never_go_down_when_a_transport_changes(
         for polls in (1, 2):
             assert httpx.get(f"{proxy.url}/poll", timeout=DEADLINE).status_code == 200  # a connection each
             wait_until(
-                lambda: total(scrape(metrics_port), "rtinspect_connections_total") == polls,
+                lambda polls=polls: total(scrape(metrics_port), "rtinspect_connections_total") == polls,
                 f"the metrics to count {polls} closed connection(s)",
             )
             scrapes.append(scrape(metrics_port))
