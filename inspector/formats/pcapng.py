@@ -4,8 +4,9 @@ Each recorded connection becomes a TCP connection between its client and
 server addresses and ports (as the capture's "connection opened" record names
 them): a three-way handshake at the time the client connected, the recorded
 bytes in segments of at most ``mss`` bytes with sequence and acknowledgement
-numbers that follow both byte streams, and FIN, FIN, ACK (or a reset) where
-the connection ended. A connection the capture never saw end is left open.
+numbers that follow both byte streams, and FIN, FIN, ACK (or a reset from
+the side that reset it) where the connection ended. A connection the capture
+never saw end is left open.
 Timestamps are the capture's, with microsecond resolution; a connection's
 packets never go back in time.
 
@@ -202,8 +203,8 @@ class PcapngWriter:
 
     def _close(self, connection: _Connection, reason: str, timestamp: float) -> None:
         c2s, s2c = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
-        if reason == "reset":
-            self._segment(connection, s2c, _RST | _ACK, timestamp)
+        if reason in ("client reset", "server reset", "reset"):
+            self._segment(connection, c2s if reason == "client reset" else s2c, _RST | _ACK, timestamp)
             return
         first = s2c if reason == "server closed" else c2s
         self._segment(connection, first, _FIN | _ACK, timestamp)
