@@ -21,7 +21,7 @@ from multiprocessing import get_context
 from typing import IO
 
 from .app_messages import AppMessageRule
-from .capture import CaptureError, ConnectionClosed, ConnectionOpened, DataChunk, Event
+from .capture import CaptureError, ConnectionClosed, ConnectionOpened, DataChunk, Event, missing_from
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
 from .formats import ImportedTraffic, open_traffic
@@ -126,6 +126,10 @@ def _read(
                     if entry is not None:
                         closed = entry[1].close(record.timestamp, record.reason)
                         yield (number, 0, position), closed if detail else closed.without_detail()
+                elif isinstance(record, Event) and record.connection_id in live:
+                    missing = missing_from(record)
+                    if missing is not None:
+                        live[record.connection_id][1].gap(*missing, record.timestamp)
                 elif isinstance(record, Event) and record.name == NETWORK_EVENT and record.connection_id == 0:
                     try:
                         conditions = NetworkConditions.from_json(record.data)
