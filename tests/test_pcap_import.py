@@ -725,9 +725,9 @@ def fed(reassembler: TcpReassembler, *segments: Segment) -> list[Record]:
     return [record for s in segments for record in reassembler.feed(s)] + reassembler.finish()
 
 
-def summary(records: list[Record]) -> list[tuple[str, Any]]:
+def summary(records: list[Record]) -> list[tuple[Any, ...]]:
     """Each record as what it says: ("opened", reconstructed), ("bytes", direction, data), ("missing", ...), ("closed", reason)."""
-    said: list[tuple[str, Any]] = []
+    said: list[tuple[Any, ...]] = []
     for record in records:
         if isinstance(record, ConnectionOpened):
             said.append(("opened", record.connection_id, record.reconstructed))
