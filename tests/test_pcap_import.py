@@ -342,6 +342,28 @@ def test_a_segment_taken_out_is_missing_bytes_never_made_up(tmp_path: Path) -> N
     assert [c["reconstructed"] for c in json.loads(result.output)["connections"]] == [True]
 
 
+@pytest.mark.parametrize("name", ["sse", "long_poll", "websocket_deflate", "http2/h2_sse", "http2/h2_websocket"])
+def test_each_parser_stops_its_direction_at_a_hole(name: str, tmp_path: Path) -> None:
+    """HTTP/1.1 bodies, SSE, WebSocket with deflate and HTTP/2 frames alike: a segment of the server's
+    taken out is one anomaly there, the connection is rebuilt, and every captured byte is counted once."""
+    rtcap = RECORDINGS / f"{name}.rtcap"
+    (port,) = server_ports(rtcap)
+    frames = frames_of(exported(rtcap, tmp_path / "export.pcapng", mss=64))
+    from_server = [i for i, (_, f) in enumerate(frames) if is_data(f) and tcp_of(f).sport == port]
+    gone = from_server[len(from_server) // 2]
+    lost, client_port = len(tcp_of(frames[gone][1]).data), tcp_of(frames[gone][1]).dport
+    lossy = report(write_pcap(tmp_path / "lossy.pcap", frames[:gone] + frames[gone + 1 :]), name, [port])
+    original = report(rtcap, name)
+    (cut,) = [c for c in lossy.connections if c.client.endswith(f":{client_port}")]
+    (before,) = [c for c in original.connections if c.id == cut.id]
+    assert cut.reconstructed and [c.id for c in lossy.connections if c.reconstructed] == [cut.id]
+    assert cut.wire_bytes == PerDirection(before.wire_bytes.client_to_server, before.wire_bytes.server_to_client - lost)
+    assert [a.direction for a in cut.anomalies if "missing from the packet capture" in a.reason] == [S2C]
+    for summary in lossy.transports.values():
+        for direction in Direction:
+            assert sum(split[direction] for split in summary.categories.values()) == summary.wire_bytes[direction]
+
+
 def test_missing_bytes_stay_missing_through_an_export(tmp_path: Path) -> None:
     """A pcapng written from an import that lacks bytes skips their sequence numbers, so reading it
     again finds the same hole."""
