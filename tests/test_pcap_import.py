@@ -737,9 +737,10 @@ def test_each_reading_of_a_packet_file_gives_the_same_records() -> None:
 # -- single rules of the reassembly, pinned
 
 
-def segment(seq: int, flags: int, data: bytes = b"", *, server: bool = False, ack: int = 0, port: int = 40000) -> Segment:
+def segment(seq: int, flags: int, data: bytes = b"", *, server: bool = False, ack: int = 0) -> Segment:
+    """A segment of the one connection these tests follow: client 10.0.0.1:40000, server 10.0.0.2:80."""
     source, target = (SERVER, CLIENT) if server else (CLIENT, SERVER)
-    ports = (80, port) if server else (port, 80)
+    ports = (80, 40000) if server else (40000, 80)
     return Segment(2.0, source, ports[0], target, ports[1], seq, ack, flags, data)
 
 
@@ -748,7 +749,8 @@ def fed(reassembler: TcpReassembler, *segments: Segment) -> list[Record]:
 
 
 def summary(records: list[Record]) -> list[tuple[Any, ...]]:
-    """Each record as what it says: ("opened", reconstructed), ("bytes", direction, data), ("missing", ...), ("closed", reason)."""
+    """Each record as what it says, after its kind and connection: whether it was rebuilt (opened),
+    direction and bytes, direction and how many are missing, or why it closed."""
     said: list[tuple[Any, ...]] = []
     for record in records:
         if isinstance(record, ConnectionOpened):
@@ -796,7 +798,8 @@ def test_a_syn_ack_the_capture_missed_is_told_by_the_client_s_acknowledgement() 
 def test_segments_after_a_connection_ended_open_nothing() -> None:
     records = fed(
         TcpReassembler([80]),
-        segment(100, SYN), segment(7, SYN | ACK, server=True), segment(101, FIN | ACK), segment(8, FIN | ACK, server=True),
+        segment(100, SYN), segment(7, SYN | ACK, server=True),
+        segment(101, FIN | ACK), segment(8, FIN | ACK, server=True),
         segment(102, ACK), segment(101, FIN | ACK),  # the last ACK, and the FIN again
     )  # fmt: skip
     assert summary(records) == [("opened", 1, False), ("closed", 1, "client closed")]
