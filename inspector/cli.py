@@ -151,6 +151,15 @@ def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
     help="What the clients measured (a demo's clients.json): adds their latency per transport "
     "(a chart in -f html; a table in table, markdown and json; not in csv).",
 )
+@click.option(
+    "--server-port",
+    "server_ports",
+    multiple=True,
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="pcap and pcapng files: a TCP port the servers listened on; segments from it are server to client "
+    "(as in Wireshark's -d tcp.port==PORT,http). Repeatable. Packet files need at least one.",
+)
 @classification_options
 @redaction_option
 def report(
@@ -161,6 +170,7 @@ def report(
     jobs: int | None,
     fleet: Fleet | None,
     clients_file: str | None,
+    server_ports: tuple[int, ...],
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
     app_messages: tuple[AppMessageRule, ...],
@@ -172,6 +182,10 @@ def report(
     size, by as many processes as there are CPUs when they are large.
     A CAPTURE may also be a HAR file or a mitmproxy flow file (mitmdump -w);
     their HTTP and WebSocket bytes are rebuilt, and the report says so.
+    Or a pcap or pcapng file (tcpdump, dumpcap, Wireshark) of plaintext
+    HTTP/1.1, WebSocket or h2c traffic, with --server-port: its TCP
+    connections are put back together from their segments, and connections
+    that lack segments are marked rebuilt.
 
     \b
     Examples:
@@ -183,10 +197,13 @@ def report(
       rtinspect report feed.rtcap --project 10000@1/s
       rtinspect report feed.rtcap --app-messages 'GET /poll=$.items'
       rtinspect report session.har
+      rtinspect report traffic.pcapng --server-port 8000
       rtinspect report demo/capture.rtcap --clients demo/clients.json -f html -o report.html
     """
     clients = _client_measurements(clients_file, fmt)
+    _check_server_ports(captures, server_ports)
     options = {"long_poll_threshold": long_poll_threshold, "rules": rules, "app_messages": app_messages, "redact": redact}
+    options["server_ports"] = server_ports
     options["jobs"] = jobs if jobs is not None else default_jobs(captures)
     if connections and fmt in STREAMED_FORMATS:
         _report_streaming_connections(captures, fmt, output, options, fleet, clients)
@@ -209,6 +226,20 @@ def report(
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)
+
+
+def _check_server_ports(captures: tuple[str, ...], server_ports: tuple[int, ...]) -> None:
+    """--server-port names the servers of packet files: given for none, it is a mistake to say so."""
+    from .formats.detect import FileFormat, detect_format
+
+    if not server_ports:
+        return
+    try:
+        formats = {detect_format(capture) for capture in captures}
+    except CaptureError:
+        return  # the report says what is wrong with the file
+    if not formats & {FileFormat.PCAP, FileFormat.PCAPNG}:
+        raise click.UsageError("--server-port is for pcap and pcapng files; none of the files given is one")
 
 
 def _client_measurements(path: str | None, fmt: str) -> ClientMeasurements | None:
@@ -320,6 +351,17 @@ def export(capture: str, fmt: str, output: str | None, mss: int | None, server_p
 
     if fmt != "pcapng" and (mss is not None or server_port is not None):
         raise click.UsageError("--mss and --server-port shape pcapng packets; they do not apply to --to " + fmt)
+    from inspector.formats.detect import FileFormat, detect_format
+
+    try:
+        found = detect_format(capture)
+    except CaptureError as error:
+        raise click.ClickException(str(error)) from None
+    if found in (FileFormat.PCAP, FileFormat.PCAPNG):
+        raise click.ClickException(
+            f"{capture}: a {found} file of packets already; export writes captures and the files rtinspect reads "
+            f"(rtinspect report reads it: rtinspect report {capture} --server-port PORT)"
+        )
     target = output or str(Path(capture).with_suffix(EXPORT_SUFFIXES[fmt]))
     if target != "-" and Path(target).resolve() == Path(capture).resolve():
         raise click.UsageError(f"the export would overwrite {capture}; choose another file with -o")

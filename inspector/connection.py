@@ -405,6 +405,31 @@ class ConnectionAnalyzer:
         for direction, data, timestamp in held:
             self._dispatch(direction, data, timestamp)
 
+    def gap(self, direction: Direction, missing: int, timestamp: float) -> None:
+        """``missing`` bytes of ``direction`` come next that the record does not have
+        (a packet capture lost their segments). The connection becomes
+        reconstructed, and ``direction`` is parsed no further: what follows a hole
+        cannot be told apart from what was cut (a body, a frame), so the message
+        the hole cut and every later byte of the direction are counted as
+        unparsed, behind one anomaly. No byte is made up for the hole."""
+        if self._record is not None:
+            return
+        self._opened = replace(self._opened, reconstructed=True)
+        if self._sniffed is not None:
+            first = b"".join(d for way, d, _ in self._sniffed if way is C2S)
+            self._decide(HTTP2 if speaks_http2(self._alpn, first, ended=True) else HTTP1)
+        at = self._fed[direction]
+        reason = f"{missing:,} bytes missing from the packet capture at byte {at:,}; not parsed from there"
+        websocket = self._websocket.websocket.get(direction) if self._websocket is not None else None
+        if websocket is not None:
+            websocket.stop(reason)
+            self._websocket_events(self._websocket, direction, [])  # type: ignore[arg-type]
+        elif direction in self._h2_directions:
+            self._h2_events(self._h2.stop(direction, reason, timestamp))  # type: ignore[union-attr]
+        else:
+            for event in self._http.stop(direction, reason, timestamp):
+                self._http_event(event, timestamp)
+
     def close(self, timestamp: float, reason: str | None = None) -> ConnectionRecord:
         """The connection ended; finish every parser and return the record."""
         if self._record is not None:

@@ -417,6 +417,17 @@ class Http1Parser:
             self._pump_responses(timestamp, events)
         return events
 
+    def stop(self, direction: Direction, reason: str, timestamp: float) -> list[HttpEvent]:
+        """Parse no more of ``direction``, for ``reason`` (its stream has a hole):
+        the message being read and every later byte are unparsed. Nothing happens
+        to a direction that has failed, closed or switched protocols already."""
+        events: list[HttpEvent] = []
+        side = self._side(direction)
+        if not (side.failed or side.switched or side.closed):
+            events.append(ParseFailure(Anomaly(direction, side.offset, reason)))
+            self._stop(side, timestamp, events)
+        return events
+
     def close(self, timestamp: float) -> list[HttpEvent]:
         """The connection ended (FIN, reset or end of capture): finish both directions.
 
@@ -489,6 +500,10 @@ class Http1Parser:
             if side.conn is None:
                 # A response parser starts when response bytes are there to read:
                 # one started earlier would only report that it needs data.
+                if side.waiting and not self._unanswered and self._c2s.failed:
+                    # No request will be read any more: nothing is held for one.
+                    self._fail(side, "response bytes with no request to answer", timestamp, events)
+                    return
                 if not self._unanswered or not side.waiting:
                     return
                 self._answer(self._unanswered.popleft())

@@ -332,6 +332,18 @@ class Http2Parser:
         self._frames(direction, side, timestamp, events)
         return events
 
+    def stop(self, direction: Direction, reason: str, timestamp: float) -> list[Http2Event]:
+        """Parse no more of ``direction``, for ``reason`` (its stream has a hole):
+        the frame being read and every later byte are unparsed."""
+        events: list[Http2Event] = []
+        side = self._sides[direction]
+        if not side.failed:
+            if side.block is not None:
+                events += self._block_bytes(direction, side.block, timestamp)
+                side.block = None
+            self._fail(direction, side, reason, timestamp, events)
+        return events
+
     def close(self, timestamp: float) -> list[Http2Event]:
         """The connection ended: incomplete frames are unparsed, open streams end."""
         events: list[Http2Event] = []

@@ -14,14 +14,14 @@ import heapq
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import IO
 
 from .app_messages import AppMessageRule
-from .capture import CaptureError, ConnectionClosed, ConnectionOpened, DataChunk, Event
+from .capture import CaptureError, ConnectionClosed, ConnectionOpened, DataChunk, Event, missing_from
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
 from .formats import ImportedTraffic, open_traffic
@@ -101,14 +101,16 @@ def _read(
     part: int = 0,
     parts: int = 1,
     detail: bool = True,
+    server_ports: Collection[int] = (),
 ) -> Iterator[tuple[Ordinal, ConnectionRecord]]:
     """Each connection of the captures as it closes, with its place in a
     one-process read. With ``parts``, only connections whose number modulo
-    ``parts`` is ``part``; notes about whole files come from part 0 alone."""
+    ``parts`` is ``part``; notes about whole files come from part 0 alone.
+    ``server_ports`` are for packet files (:func:`~inspector.formats.open_traffic`)."""
     several = len(paths) > 1
     for number, path in enumerate(paths, start=1):
         prefix = f"{number}:" if several else ""
-        with open_traffic(path) as capture:
+        with open_traffic(path, server_ports=server_ports) as capture:
             live: dict[int, tuple[int, ConnectionAnalyzer]] = {}
             unknown = 0
             for position, record in capture.select(part, parts):
@@ -126,6 +128,10 @@ def _read(
                     if entry is not None:
                         closed = entry[1].close(record.timestamp, record.reason)
                         yield (number, 0, position), closed if detail else closed.without_detail()
+                elif isinstance(record, Event) and record.connection_id in live:
+                    missing = missing_from(record)
+                    if missing is not None:
+                        live[record.connection_id][1].gap(*missing, record.timestamp)
                 elif isinstance(record, Event) and record.name == NETWORK_EVENT and record.connection_id == 0:
                     try:
                         conditions = NetworkConditions.from_json(record.data)
@@ -148,21 +154,23 @@ def _read(
                 reading.unknown[capture.path] = unknown
 
 
-def analyze_captures(paths: Sequence[str | os.PathLike[str]], *, classifier: Classifier | None = None) -> Analysis:
+def analyze_captures(
+    paths: Sequence[str | os.PathLike[str]], *, classifier: Classifier | None = None, server_ports: Collection[int] = ()
+) -> Analysis:
     """Every connection of one or more captures, held in memory (for looking at
     them one by one; reports use :func:`report_from_captures`, which holds none).
 
     With several captures, connection ids are prefixed with the capture's
-    number (``2:17``). HAR and mitmproxy flow files are read too
-    (:func:`~inspector.formats.open_traffic`), and what the report must say
-    about them joins the notes.
+    number (``2:17``). HAR, mitmproxy flow files and pcap or pcapng files
+    (with ``server_ports``) are read too (:func:`~inspector.formats.open_traffic`),
+    and what the report must say about them joins the notes.
 
     Raises :class:`~inspector.capture.CaptureError` for a file that is not a
     readable capture.
     """
     names = [os.fspath(path) for path in paths]
     reading = _Reading()
-    records = [record for _, record in _read(names, classifier or Classifier(), reading)]
+    records = [record for _, record in _read(names, classifier or Classifier(), reading, server_ports=server_ports)]
     records.sort(key=lambda r: r.opened.timestamp)
     return Analysis(tuple(records), tuple(reading.all_notes(names)))
 
@@ -188,10 +196,12 @@ def report_from_captures(
     redact: bool = True,
     jobs: int = 1,
     on_connection: Callable[[ConnectionSummary], None] | None = None,
+    server_ports: Collection[int] = (),
 ) -> Report:
     """The report of one or more captures (merged), with what a reader must know
     about them among its notes: what ``rtinspect report`` shows, as typed results.
-    ``redact`` and ``on_connection`` as for :class:`~inspector.summary.ReportBuilder`.
+    ``redact`` and ``on_connection`` as for :class:`~inspector.summary.ReportBuilder`;
+    ``server_ports`` say which side of each TCP connection in a pcap or pcapng file is the server.
 
     ``jobs`` processes share the connections; the report is the same for any
     number of them.
@@ -204,22 +214,25 @@ def report_from_captures(
     classifier = Classifier(tuple(rules), long_poll_threshold, tuple(app_messages))
     builder = ReportBuilder(redact=redact, on_connection=on_connection)
     reading = _Reading()
+    ports = tuple(server_ports)
     if jobs <= 1:
-        for _, record in _read(names, classifier, reading, detail=False):
+        for _, record in _read(names, classifier, reading, detail=False, server_ports=ports):
             builder.add(record)
     else:
-        for record in _read_in_parallel(names, classifier, reading, jobs):
+        for record in _read_in_parallel(names, classifier, reading, jobs, ports):
             builder.add(record)
     network, network_notes = reading.network_conditions(names)
     report = builder.report(sources=names, notes=[*network_notes, *reading.all_notes(names)])
     return with_network(report, network)
 
 
-def _read_part(paths: Sequence[str], classifier: Classifier, part: int, parts: int, spool: str) -> _Reading:
+def _read_part(
+    paths: Sequence[str], classifier: Classifier, part: int, parts: int, spool: str, server_ports: tuple[int, ...] = ()
+) -> _Reading:
     """One process's share: its connections, pickled in order to ``spool``."""
     reading = _Reading()
     with open(spool, "wb") as out:
-        for item in _read(paths, classifier, reading, part=part, parts=parts, detail=False):
+        for item in _read(paths, classifier, reading, part=part, parts=parts, detail=False, server_ports=server_ports):
             pickle.dump(item, out, protocol=pickle.HIGHEST_PROTOCOL)
     return reading
 
@@ -232,12 +245,17 @@ def _unpickled(file: IO[bytes]) -> Iterator[tuple[Ordinal, ConnectionRecord]]:
             return
 
 
-def _read_in_parallel(paths: Sequence[str], classifier: Classifier, reading: _Reading, jobs: int) -> Iterator[ConnectionRecord]:
+def _read_in_parallel(
+    paths: Sequence[str], classifier: Classifier, reading: _Reading, jobs: int, server_ports: tuple[int, ...] = ()
+) -> Iterator[ConnectionRecord]:
     """Every connection, read by ``jobs`` processes and merged into one-process order."""
     with tempfile.TemporaryDirectory(prefix="rtinspect-") as directory:
         spools = [os.path.join(directory, f"part-{part}") for part in range(jobs)]
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_read_part, paths, classifier, part, jobs, spools[part]) for part in range(jobs)]
+            futures = [
+                pool.submit(_read_part, paths, classifier, part, jobs, spools[part], server_ports)
+                for part in range(jobs)
+            ]
             parts = [future.result() for future in futures]
         for part in parts:
             reading.merge(part)

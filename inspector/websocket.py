@@ -474,6 +474,17 @@ class WebSocketStream:
             self._stop(self._position, "stream ended inside a fragmented message")
         return []
 
+    def stop(self, reason: str) -> None:
+        """Parse no more of the stream, for ``reason`` (it has a hole): the bytes of
+        an incomplete frame header and every later byte are ``UNPARSED``; payload
+        already received stays counted as it arrived."""
+        if self.anomaly is not None:
+            return
+        self._stop(self._position, reason)
+        self._unparsed_bytes += len(self._pending)
+        self._position += len(self._pending)
+        self._pending = b""
+
     def _stop(self, offset: int, reason: str) -> None:
         if self.anomaly is None:
             self.anomaly = Anomaly(self.direction, offset, reason)

@@ -323,3 +323,36 @@ def test_a_chunked_request_cut_by_the_client_is_an_anomaly_not_a_crash(tail: byt
     (anomaly,) = record.anomalies
     assert anomaly.direction is C2S and "incomplete chunked read" in anomaly.reason
     assert record.wire_bytes(C2S) == len(request)
+
+
+def test_a_hole_in_a_response_stops_that_direction_behind_one_anomaly() -> None:
+    """A packet capture lost bytes of the body: what follows is counted, unparsed, and never read
+    as the rest of the body or as the next response."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    analyzer = ConnectionAnalyzer(OPENED)
+    analyzer.feed(C2S, request, 0.0)
+    analyzer.feed(S2C, head + b"abc", 1.0)
+    analyzer.gap(S2C, 4, 2.0)
+    analyzer.feed(S2C, b"hij" + b"HTTP/1.1 204 No Content\r\n\r\n", 3.0)
+    record = analyzer.close(4.0, "server closed")
+    assert record.opened.reconstructed
+    (anomaly,) = record.anomalies
+    assert anomaly.direction is S2C and anomaly.offset == len(head) + 3
+    assert anomaly.reason == f"4 bytes missing from the packet capture at byte {len(head) + 3}; not parsed from there"
+    assert len(record.exchanges) == 1 and record.account(S2C)[Category.PAYLOAD] == 3
+    assert record.wire_bytes(S2C) == len(head) + 3 + 3 + len(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+
+def test_responses_no_request_can_answer_are_not_held() -> None:
+    """Once the request direction has stopped, response bytes that have no request fail at once
+    (counted as unparsed while the connection is open), instead of waiting for one to the end."""
+    analyzer = ConnectionAnalyzer(OPENED)
+    analyzer.feed(C2S, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0.0)
+    analyzer.feed(S2C, b"HTTP/1.1 204 No Content\r\n\r\n", 1.0)
+    analyzer.gap(C2S, 100, 2.0)
+    late = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    analyzer.feed(S2C, late, 3.0)
+    assert analyzer.snapshot().account(S2C)[Category.UNPARSED] == len(late)
+    record = analyzer.close(4.0, "client closed")
+    assert [a.reason for a in record.anomalies if a.direction is S2C] == ["response bytes with no request to answer"]
