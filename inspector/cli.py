@@ -262,9 +262,10 @@ def _output(target: str, *, binary: bool = False) -> Iterator[Any]:
     partial = f"{target}.partial"
     try:
         if target == "-":
-            yield click.get_binary_stream("stdout") if binary else sys.stdout
+            stdout: Any = click.get_binary_stream("stdout") if binary else sys.stdout  # type: ignore[operator]
+            yield stdout
         else:
-            with open(partial, "wb") if binary else open(partial, "w", encoding="utf-8") as out:
+            with open(partial, "wb" if binary else "w", encoding=None if binary else "utf-8") as out:
                 yield out
             os.replace(partial, target)
     except CaptureError as error:
@@ -414,10 +415,17 @@ def network_options(command: Callable[..., None]) -> Callable[..., None]:
     return network_preset_option(command)
 
 
-def parse_network(preset: str | None, **figures: str | None) -> NetworkConditions | None:
+def parse_network(
+    preset: str | None,
+    *,
+    rtt: str | None = None,
+    jitter: str | None = None,
+    down: str | None = None,
+    up: str | None = None,
+) -> NetworkConditions | None:
     """The conditions the options ask for; a value that cannot be used ends the command with one line."""
     try:
-        return network_conditions(preset, **figures)
+        return network_conditions(preset, rtt=rtt, jitter=jitter, down=down, up=up)
     except NetworkError as error:
         raise click.ClickException(str(error)) from None
 

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from mitmproxy import connection, http, tcp
 from mitmproxy.flow import Error, Flow
@@ -178,7 +178,7 @@ class _WebSocketReader:
         try:
             for frame in self._frames.received_frames():
                 if frame.opcode is Opcode.CLOSE:
-                    code, reason = frame.payload
+                    code, reason = cast("tuple[int, str]", frame.payload)
                     if exchange.close is None:
                         exchange.close = (self.direction is C2S, int(code), reason)
                         exchange.closed_at = timestamp
@@ -186,7 +186,7 @@ class _WebSocketReader:
                     ping = WebSocketMessage(frame.opcode, self.direction is C2S, bytes(frame.payload), timestamp)  # type: ignore[arg-type]
                     exchange.messages.append(ping)
                 elif not frame.opcode.iscontrol():
-                    self._parts.append(frame.payload)
+                    self._parts.append(cast("bytes | str", frame.payload))
                     if frame.message_finished:
                         text = frame.opcode is Opcode.TEXT
                         content = "".join(self._parts).encode() if text else b"".join(self._parts)  # type: ignore[arg-type]
@@ -320,7 +320,11 @@ class _Connection:
             if self.raw is None:
                 self.unparsed += event.size
             return
-        exchange = self.http1_exchanges.get(event.exchange) if isinstance(event, (ResponseHead, BodyData, MessageEnd)) else None
+        exchange = (
+            self.http1_exchanges.get(event.exchange)
+            if isinstance(event, (ResponseHead, BodyData, MessageEnd)) and event.exchange is not None
+            else None
+        )
         if exchange is None:
             return
         if isinstance(event, ResponseHead):

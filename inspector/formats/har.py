@@ -378,7 +378,7 @@ def flows_from_har(document: Any, path: str) -> HarFlows:
     notes = reader.notes()
     if skipped:
         notes.append(f"{skipped} of {len(entries)} entries could not be read and were skipped.")
-    creator = log.get("creator")
+    creator = log.get("creator") if isinstance(log, dict) else None
     written_by_rtinspect = isinstance(creator, dict) and creator.get("name") == _creator()["name"]
     return HarFlows(tuple(flows), tuple(notes), None if written_by_rtinspect else BROWSER_PINGS_MISSING)
 

@@ -308,7 +308,7 @@ class _Rebuilder:
             if isinstance(flow, tcp.TCPFlow):
                 for message in flow.messages:
                     chunks.add(C2S if message.from_client else S2C, message.content, message.timestamp)
-            else:
+            elif isinstance(flow, http.HTTPFlow):
                 self._exchange(chunks, flow, last=index == len(flows) - 1)
         start = first.client_conn.timestamp_start or _started(first)
         opened = replace(
@@ -413,7 +413,7 @@ class _Rebuilder:
             return
         closer = C2S if websocket.closed_by_client else S2C
         at = websocket.timestamp_end or last
-        code = websocket.close_code
+        code: int | None = websocket.close_code
         reason = websocket.close_reason or None
         if code in (CloseReason.NO_STATUS_RCVD, CloseReason.ABNORMAL_CLOSURE):
             code, reason = None, None
@@ -474,7 +474,7 @@ def _ends(flow: Flow) -> list[float | None]:
             ends += [flow.response.timestamp_end, flow.response.timestamp_start]
         if flow.websocket is not None:
             ends.append(flow.websocket.timestamp_end)
-    else:
+    elif isinstance(flow, tcp.TCPFlow):
         ends += [message.timestamp for message in flow.messages[-1:]]
     return ends
 

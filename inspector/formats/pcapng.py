@@ -44,8 +44,8 @@ _WINDOW_SCALE = 14
 _WINDOW = 0xFFFF
 _CLIENT_MAC = bytes.fromhex("020000000001")
 _SERVER_MAC = bytes.fromhex("020000000002")
-_SERVER_STAND_INS = ipaddress.ip_network("192.0.2.0/24")
-_CLIENT_STAND_INS = ipaddress.ip_network("198.51.100.0/24")
+_SERVER_STAND_INS = ipaddress.IPv4Network("192.0.2.0/24")
+_CLIENT_STAND_INS = ipaddress.IPv4Network("198.51.100.0/24")
 _FIRST_EPHEMERAL_PORT = 49152
 
 _SYN, _FIN, _RST, _PSH, _ACK = dpkt.tcp.TH_SYN, dpkt.tcp.TH_FIN, dpkt.tcp.TH_RST, dpkt.tcp.TH_PUSH, dpkt.tcp.TH_ACK
