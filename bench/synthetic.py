@@ -169,7 +169,7 @@ class _Writer:
         self.upgrade(connection_id, deflate=False)
         rng = self.rng
         stream = bytearray()
-        for n in range(frames):
+        for _ in range(frames):
             if rng.random() < 0.02:
                 self.flush(connection_id, stream)
                 self.chunk(connection_id, C2S, self.frame(C2S, _TEXT, self.message(rng.randint(20, 120))))
@@ -205,7 +205,7 @@ class _Writer:
     def polls(self, exchanges: int) -> None:
         connection_id = self.open("short-poll")
         rng = self.rng
-        for n in range(exchanges):
+        for _ in range(exchanges):
             self.chunk(
                 connection_id,
                 C2S,

@@ -50,12 +50,12 @@ def render(headings: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "t
         lines = ["| " + " | ".join(headings) + " |", "| " + " | ".join(rule) + " |"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(lines)
-    widths = [max(len(str(c)) for c in column) for column in zip(headings, *rows)]
+    widths = [max(len(str(c)) for c in column) for column in zip(headings, *rows, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
             str(c).ljust(w) if i < _left_columns(headings) else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     return "\n".join([line(headings), line(["-" * w for w in widths]), *(line(row) for row in rows)])

@@ -48,7 +48,7 @@ async def run_all(peers: Peers, workloads: list[str], names: list[str], rounds: 
 
 def paired_ratio(trials: list[Trial], others: list[Trial]) -> float | None:
     """The median over rounds of this peer's rate divided by the other peer's in the same round."""
-    pairs = [a.rate / b.rate for a, b in zip(trials, others) if b.rate > 0]
+    pairs = [a.rate / b.rate for a, b in zip(trials, others, strict=False) if b.rate > 0]
     return median(pairs) if pairs else None
 
 
@@ -66,7 +66,9 @@ def throughput_rows(results: Results, names: list[str]) -> list[list[str]]:
             lags = [t.analyser_lag for t in trials if t.analyser_lag is not None]
             busy = [t.cpu / t.seconds * 100 for t in trials if t.cpu is not None]
 
-            def versus(other: str) -> str:
+            def versus(
+                other: str, peer: str = peer, trials: list[Trial] = trials, by_peer: dict[str, list[Trial]] = by_peer
+            ) -> str:
                 if other == peer or other not in by_peer:
                     return ""
                 return ratio(paired_ratio(trials, by_peer[other]))
@@ -119,8 +121,8 @@ def latency_figures(results: Results, names: list[str]) -> dict[str, dict[str, f
         p99 = [percentile(t.rtts, 99) for t in trials]
         entry: dict[str, float | None] = {"p50": median(p50), "p99": median(p99), "added_p50": None, "added_p99": None}
         if direct is not None and peer != "direct":
-            entry["added_p50"] = median([a - percentile(d.rtts, 50) for a, d in zip(p50, direct)])
-            entry["added_p99"] = median([a - percentile(d.rtts, 99) for a, d in zip(p99, direct)])
+            entry["added_p50"] = median([a - percentile(d.rtts, 50) for a, d in zip(p50, direct, strict=False)])
+            entry["added_p99"] = median([a - percentile(d.rtts, 99) for a, d in zip(p99, direct, strict=False)])
         figures[peer] = entry
     return figures
 

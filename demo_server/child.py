@@ -29,6 +29,8 @@ import sys
 import threading
 from typing import Any
 
+from fastapi import FastAPI
+
 from demo_server.app import create_app
 from demo_server.counting import ServerCounts
 from demo_server.run import DemoServer, bind, url_for
@@ -48,8 +50,8 @@ class ControlledServer(DemoServer):
     """The demo server, its counts kept, its commands read from standard input by a thread
     and carried out on the server's event loop."""
 
-    def __init__(self, *args: Any, counts: ServerCounts, **kwargs: Any) -> None:
-        super().__init__(*args, counts=counts, **kwargs)
+    def __init__(self, app: FastAPI, ws_compression: bool, counts: ServerCounts) -> None:
+        super().__init__(app, ws_compression, counts=counts)
         self.counts = counts
         self._loop: asyncio.AbstractEventLoop | None = None
 

@@ -57,7 +57,7 @@ def counted_http(name: str, counts: ServerCounts) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol ``name`` (``"auto"``, ``"h11"``, ...), counting connections made and lost."""
     base: Any = import_from_string(HTTP_PROTOCOLS[name])
 
-    class CountedHttp(base):  # type: ignore[misc,valid-type]
+    class CountedHttp(base):
         def connection_made(self, transport: Any) -> None:
             counts.opened()
             super().connection_made(transport)
@@ -74,7 +74,7 @@ def counted_websocket(name: str, counts: ServerCounts) -> type[asyncio.Protocol]
     made from an HTTP connection that has been counted already)."""
     base: Any = import_from_string(WS_PROTOCOLS[name])
 
-    class CountedWebSocket(base):  # type: ignore[misc,valid-type]
+    class CountedWebSocket(base):
         def connection_lost(self, exc: Exception | None) -> None:
             counts.closed()
             super().connection_lost(exc)

@@ -7,6 +7,10 @@ is recorded and, before it is forwarded unchanged, either fed to the
 connection's analyzer here (inline analysis) or handed, encoded as a capture
 record, to an analyser in another process (see
 :mod:`inspector.analyser_process`), which keeps analysis off the relay's path.
+Under network conditions (options ``rtinspect_network``, ``rtinspect_rtt``,
+``rtinspect_jitter``, ``rtinspect_down``, ``rtinspect_up``; see
+:mod:`inspector.network`) the relay holds each read after recording it and
+forwards it later (:class:`ShapedTCPLayer`); without them it adds nothing.
 
 Load it with ``mitmdump -s "$(rtinspect addon-path)"`` or add it to a master
 after mitmproxy's default addons.
@@ -14,10 +18,14 @@ after mitmproxy's default addons.
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 import logging
 import os
+import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,23 +36,31 @@ from mitmproxy.proxy import commands, events, layer, layers
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.http import HTTPMode
 from mitmproxy.proxy.layers.modes import ReverseProxy
-from mitmproxy.proxy.layers.tcp import TcpMessageInjected
+from mitmproxy.proxy.layers.tcp import TcpEndHook, TcpMessageInjected
 from mitmproxy.proxy.mode_specs import ReverseMode
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.proxy.utils import expect
 from mitmproxy.tls import ClientHelloData, TlsData
 
 from inspector.analyser_process import AnalyserProcess
-from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, encode_record
+from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, Event, encode_record
 from inspector.classify import Classifier
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
 from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
+from inspector.network import NETWORK_EVENT, Link, NetworkConditions, NetworkError, links, network_conditions
 from inspector.wire import Direction
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between flushes of the capture file.
 FLUSH_INTERVAL = 1.0
+#: The options that set network conditions.
+_NETWORK_OPTION_NAMES = {setting: f"rtinspect_{setting}" for setting in ("rtt", "jitter", "down", "up")}
+_NETWORK_OPTION_NAMES["preset"] = "rtinspect_network"
+_NETWORK_OPTIONS = frozenset(_NETWORK_OPTION_NAMES.values())
+
+#: An option that may be unset: mitmproxy takes a union here, though its loader's signature says ``type``.
+OPTIONAL_STR: Any = str | None
 
 
 class InspectedTCPLayer(layers.TCPLayer):
@@ -73,7 +89,7 @@ class InspectedTCPLayer(layers.TCPLayer):
             if isinstance(event, events.DataReceived):
                 self._last_activity = time.time()
             elif isinstance(event, events.ConnectionClosed) and CLOSE_REASON_KEY not in self.flow.metadata:
-                self.flow.metadata[CLOSE_REASON_KEY] = self._close_reason(event.connection)
+                self.flow.metadata[CLOSE_REASON_KEY] = self._close_reason(event.connection)  # type: ignore[arg-type]
         yield from super().handle_event(event)
 
     @expect(events.DataReceived, events.ConnectionClosed, TcpMessageInjected)
@@ -95,6 +111,146 @@ class InspectedTCPLayer(layers.TCPLayer):
         return f"{side} reset"
 
 
+#: Bytes one direction of a shaped connection may hold before the proxy stops reading from
+#: that direction's sender; it reads again once they are down to half. Like a TCP window, it
+#: bounds memory, and a direction's throughput to this many bytes per one-way delay.
+HELD_LIMIT = 1024 * 1024
+#: Seconds early a held piece may be forwarded, so that a timer firing a little early needs no other.
+_EARLY = 0.001
+
+
+@dataclass(slots=True)
+class _Held:
+    """One direction of a shaped connection: its link and what it holds, in order."""
+
+    source: Client | Server
+    target: Client | Server
+    link: Link
+    #: (when to forward, bytes), or (when, None) for the end of the stream.
+    queue: deque[tuple[float, memoryview | None]]
+    size: int = 0
+    reading_paused: bool = False
+    ended: bool = False
+
+
+class ShapedTCPLayer(InspectedTCPLayer):
+    """The relay under network conditions (see :mod:`inspector.network`).
+
+    Each read is handed to ``relayed`` when it arrives, as without conditions,
+    and then held: each direction's :class:`~inspector.network.Link` says when
+    each piece of it may go, and mitmproxy's timers (``RequestWakeup``, one
+    outstanding per due time) wake the layer to forward what is due. The end
+    of a stream (a half-close) is held the same way, behind the bytes before
+    it. Nothing blocks the event loop and no byte changes or moves.
+
+    A direction holding more than :data:`HELD_LIMIT` bytes asks ``pause`` to
+    stop reading from its sender until it is down to half. When a side is
+    gone altogether (a reset, a timeout, an error), holding bytes has no point:
+    what is held is forwarded at once.
+    """
+
+    def __init__(
+        self,
+        context: Context,
+        relayed: Callable[[tcp.TCPFlow, tcp.TCPMessage], None],
+        conditions: NetworkConditions,
+        pause: Callable[[Client | Server, bool], None],
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(context, relayed)
+        up, down = links(conditions, rng)
+        self._up = _Held(context.client, context.server, up, deque())
+        self._down = _Held(context.server, context.client, down, deque())
+        self._pause_reading = pause
+        #: Timers asked for and not yet fired, with when each is due.
+        self._timers: dict[commands.RequestWakeup, float] = {}
+        self._hurry = False
+
+    @expect(events.DataReceived, events.ConnectionClosed, TcpMessageInjected, events.Wakeup)
+    def relay_messages(self, event: events.Event) -> layer.CommandGenerator[None]:
+        now = time.monotonic()
+        if isinstance(event, events.Wakeup):
+            self._timers.pop(event.command, None)
+        elif isinstance(event, events.DataReceived):
+            from_client = event.connection is self.context.client
+            if self.flow is not None:
+                self._relayed(self.flow, tcp.TCPMessage(from_client, event.data))
+            self._hold(self._up if from_client else self._down, now, event.data)
+        elif isinstance(event, TcpMessageInjected):
+            self._hold(self._up if event.message.from_client else self._down, now, event.message.content)
+        elif isinstance(event, events.ConnectionClosed):
+            held = self._up if event.connection is self.context.client else self._down
+            if event.connection.state is ConnectionState.CLOSED:
+                self._hurry = True
+            held.queue.append((held.link.end(now), None))
+        yield from self._forward(now)
+
+    @expect(events.DataReceived, events.ConnectionClosed, TcpMessageInjected, events.Wakeup)
+    def done(self, _: events.Event) -> layer.CommandGenerator[None]:
+        yield from ()
+
+    def _hold(self, held: _Held, now: float, data: bytes) -> None:
+        view = memoryview(data)
+        offset = 0
+        for when, length in held.link.send(now, len(data)):
+            held.queue.append((when, view[offset : offset + length]))
+            offset += length
+        held.size += len(data)
+        if held.size > HELD_LIMIT:
+            # Asked again on every read over the limit: asyncio's StreamReader, which mitmproxy
+            # reads with, resumes reading on its own once its buffer drains.
+            held.reading_paused = True
+            self._pause_reading(held.source, True)
+
+    def _forward(self, now: float) -> layer.CommandGenerator[None]:
+        """Forward what is due, then ask for a timer for the next piece if none is due by then."""
+        due = float("inf") if self._hurry else now + _EARLY
+        for held in (self._up, self._down):
+            queue = held.queue
+            ready: list[memoryview] = []
+            while queue and queue[0][0] <= due:
+                data = queue.popleft()[1]
+                if data is not None:
+                    ready.append(data)
+                    continue
+                if ready:
+                    yield from self._send(held, ready)
+                    ready = []
+                yield from self._end(held)
+            if ready:
+                yield from self._send(held, ready)
+            if held.reading_paused and held.size <= HELD_LIMIT // 2:
+                held.reading_paused = False
+                self._pause_reading(held.source, False)
+        pending = [held.queue[0][0] for held in (self._up, self._down) if held.queue]
+        if pending:
+            next_due = min(pending)
+            if not any(at <= next_due + _EARLY for at in self._timers.values()):
+                timer = commands.RequestWakeup(max(0.0, next_due - now))
+                self._timers[timer] = next_due
+                yield timer
+
+    def _send(self, held: _Held, pieces: list[memoryview]) -> layer.CommandGenerator[None]:
+        data = b"".join(pieces)
+        held.size -= len(data)
+        yield commands.SendData(held.target, data)
+
+    def _end(self, held: _Held) -> layer.CommandGenerator[None]:
+        """Forward the end of ``held``'s stream, as mitmproxy's relay does when a side
+        closes: a half-close, or, once both streams have ended, the end of the relay."""
+        held.ended = True
+        if not (self._up.ended and self._down.ended):
+            yield commands.CloseTcpConnection(held.target, half_close=True)
+            return
+        self._handle_event = self.done
+        for connection in (self.context.server, self.context.client):
+            if connection.state is not ConnectionState.CLOSED:
+                yield commands.CloseConnection(connection)
+        if self.flow is not None:
+            yield TcpEndHook(self.flow)
+            self.flow.live = False
+
+
 def _reading_was_reset(client: Client, connection: Client | Server) -> bool:
     """Whether reading from ``connection`` ended with a TCP reset rather than an end of stream.
 
@@ -107,6 +263,20 @@ def _reading_was_reset(client: Client, connection: Client | Server) -> bool:
     transport = handler.transports.get(connection) if handler is not None else None
     reader = transport.reader if transport is not None else None
     return isinstance(reader, asyncio.StreamReader) and isinstance(reader.exception(), ConnectionResetError)
+
+
+def _pause_reading(client: Client, connection: Client | Server, paused: bool) -> None:
+    """Stop (or resume) reading from one of a client's connections; a connection
+    that is gone, or not a socket mitmproxy reads with asyncio, is left alone."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    handler = proxyserver.connections.get(client.id) if proxyserver is not None else None
+    transport = handler.transports.get(connection) if handler is not None else None
+    socket_transport = getattr(transport.writer, "transport", None) if transport is not None else None
+    if isinstance(socket_transport, asyncio.ReadTransport):
+        if paused:
+            socket_transport.pause_reading()
+        else:
+            socket_transport.resume_reading()
 
 
 class PlaintextRefused(layer.Layer):
@@ -194,13 +364,16 @@ class RtInspect:
         self._client_hello_at: dict[str, float] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._stopped = False
+        #: The network conditions each new connection is relayed under (None: relayed at once).
+        self.network: NetworkConditions | None = None
+        self._random = random.Random()
 
     # -- options
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
             "rtinspect_write",
-            str | None,
+            OPTIONAL_STR,
             None,
             "Write raw traffic to this capture file (.rtcap), flushed at least once a second.",
         )
@@ -210,8 +383,53 @@ class RtInspect:
             False,
             "Refuse clients of a reverse proxy that do not start with TLS.",
         )
+        loader.add_option(
+            "rtinspect_network",
+            OPTIONAL_STR,
+            None,
+            "Network conditions to add, by name: slow-3g, 3g, 4g or transatlantic (rtinspect proxy --help has their figures).",
+        )
+        loader.add_option(
+            "rtinspect_rtt",
+            OPTIONAL_STR,
+            None,
+            "Round-trip time to add, in milliseconds, split evenly between the directions (replaces the preset's).",
+        )
+        loader.add_option(
+            "rtinspect_jitter",
+            OPTIONAL_STR,
+            None,
+            "Random variation of each direction's added delay, in milliseconds (bytes are never reordered).",
+        )
+        loader.add_option(
+            "rtinspect_down",
+            OPTIONAL_STR,
+            None,
+            "Bandwidth from server to client per connection, e.g. 1.6mbit, 500kbit, 2mbyte or unlimited.",
+        )
+        loader.add_option(
+            "rtinspect_up",
+            OPTIONAL_STR,
+            None,
+            "Bandwidth from client to server per connection, e.g. 750kbit.",
+        )
 
     def configure(self, updated: set[str]) -> None:
+        if updated & _NETWORK_OPTIONS:
+            options = ctx.options
+            try:
+                self.network = network_conditions(
+                    options.rtinspect_network or None,
+                    rtt=options.rtinspect_rtt or None,
+                    jitter=options.rtinspect_jitter or None,
+                    down=options.rtinspect_down or None,
+                    up=options.rtinspect_up or None,
+                    names=_NETWORK_OPTION_NAMES,
+                )
+            except NetworkError as e:
+                raise exceptions.OptionsError(str(e)) from None
+            if "rtinspect_write" not in updated:
+                self._record_network()
         if "rtinspect_write" in updated:
             self._open_capture(ctx.options.rtinspect_write)
 
@@ -226,9 +444,15 @@ class RtInspect:
             self._writer = CaptureWriter(path)
         except OSError as e:
             raise exceptions.OptionsError(f"cannot write capture {path}: {e.strerror or e}") from None
+        self._record_network()
         for live in self._live.values():
             if live.opened is not None:
                 self._write(live.opened)
+
+    def _record_network(self) -> None:
+        """Note in the capture the network conditions new connections get."""
+        if self.network is not None:
+            self._write(Event(0, time.time(), NETWORK_EVENT, self.network.to_json()))
 
     # -- lifecycle
 
@@ -293,7 +517,7 @@ class RtInspect:
                 refuse_plaintext = False
             if _is_relay_point(child):
                 context.layers.remove(child)
-                replacement = InspectedTCPLayer(context, self.relayed)
+                replacement = self._relay(context)
                 if parent is None:
                     nextlayer.layer = replacement
                 else:
@@ -303,6 +527,20 @@ class RtInspect:
         if refuse_plaintext and nextlayer.layer is not None:
             logger.warning(f"refused {address_text(context.client.peername)}: it did not start with TLS")
             nextlayer.layer = PlaintextRefused(context)
+
+    def _relay(self, context: Context) -> InspectedTCPLayer:
+        """The relay layer for a new connection: shaped only under network conditions."""
+        network = self.network
+        if network is None or not network.shapes:
+            return InspectedTCPLayer(context, self.relayed)
+        client = context.client
+        return ShapedTCPLayer(
+            context,
+            self.relayed,
+            network,
+            lambda connection, paused: _pause_reading(client, connection, paused),
+            self._random,
+        )
 
     def tls_clienthello(self, data: ClientHelloData) -> None:
         self._client_hello_at[data.context.client.id] = time.time()
@@ -417,7 +655,7 @@ class RtInspect:
             except OSError as e:
                 self._capture_failed(e)
 
-    def _write(self, record: ConnectionOpened | DataChunk | ConnectionClosed) -> None:
+    def _write(self, record: ConnectionOpened | DataChunk | ConnectionClosed | Event) -> None:
         if self._writer is None:
             return
         try:

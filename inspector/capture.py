@@ -32,6 +32,15 @@ Byte layout (all integers little-endian; extension ``.rtcap``)::
     4     connection closed   UTF-8 JSON object: {"reason": str}
     5     event               UTF-8 JSON object: {"name": str, "data": object}
 
+Events on connection 0 concern the whole capture. "network conditions" records
+the delay and bandwidth the proxy added to the connections that follow it
+(data: {"preset": str | null, "rtt_ms": number, "jitter_ms": number,
+"down_bits_per_second": int | null, "up_bits_per_second": int | null}).
+"missing bytes" on a connection says that the next bytes of one direction are
+not in the file, only how many there were (data: {"direction":
+"client_to_server" | "server_to_client", "bytes": int}): a packet capture
+lost their segments. The proxy never writes it; imports of packet captures do.
+
 Records appear in the order they were written, which is not always the order
 of their timestamps: a connection's "opened" record carries the time the
 client connected but is written once its facts (upstream TLS included) are
@@ -142,6 +151,27 @@ class Event:
 
 Record = ConnectionOpened | DataChunk | ConnectionClosed | Event
 
+#: The event that stands for bytes of a direction that a packet capture lost (see the module's docstring).
+MISSING_BYTES = "missing bytes"
+
+
+def missing_bytes(connection_id: int, timestamp: float, direction: Direction, size: int) -> Event:
+    """The event that ``size`` bytes of ``direction`` come next that the file does not hold."""
+    return Event(connection_id, timestamp, MISSING_BYTES, {"direction": direction.value, "bytes": size})
+
+
+def missing_from(event: Event) -> tuple[Direction, int] | None:
+    """The direction and byte count of a "missing bytes" event (None for any other event, or a damaged one)."""
+    if event.name != MISSING_BYTES or event.connection_id == 0:
+        return None
+    try:
+        direction, size = Direction(event.data["direction"]), event.data["bytes"]
+    except (KeyError, ValueError, TypeError):
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        return None
+    return direction, size
+
 
 def _tls_to_json(tls: TlsInfo | None) -> dict[str, Any] | None:
     return None if tls is None else asdict(tls)
@@ -167,7 +197,7 @@ def encode_record(record: Record) -> bytes:
         case DataChunk(connection_id, timestamp, direction, data):
             return _RECORD_HEADER.pack(_DATA_TYPES[direction], connection_id, timestamp, len(data)) + data
         case ConnectionOpened(connection_id, timestamp, client, server, mode, tls, upstream_tls, reconstructed):
-            body = {
+            body: dict[str, Any] = {
                 "client": client,
                 "server": server,
                 "mode": mode,

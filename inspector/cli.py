@@ -17,6 +17,8 @@ from .projection import Fleet, project
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
 from .formats.export import EXPORT_FORMATS
 from .formats.pcapng import MAX_SEGMENT
+from .measurements import ClientMeasurements, ClientMeasurementsError, load_client_measurements
+from .network import PRESETS, NetworkConditions, NetworkError, network_conditions, preset_help
 from .render import FORMATS, render
 from .render.stream import STREAMED_FORMATS, ConnectionStream
 from .replay import default_jobs, report_from_captures
@@ -141,6 +143,23 @@ def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
     "(clients @ application messages per client per s, min or h): wire bytes a day, requests a second, "
     "handshakes and TCP connects an hour, open connections.",
 )
+@click.option(
+    "--clients",
+    "clients_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="What the clients measured (a demo's clients.json): adds their latency per transport "
+    "(a chart in -f html; a table in table, markdown and json; not in csv).",
+)
+@click.option(
+    "--server-port",
+    "server_ports",
+    multiple=True,
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="pcap and pcapng files: a TCP port the servers listened on; segments from it are server to client "
+    "(as in Wireshark's -d tcp.port==PORT,http). Repeatable. Packet files need at least one.",
+)
 @classification_options
 @redaction_option
 def report(
@@ -150,6 +169,8 @@ def report(
     connections: bool,
     jobs: int | None,
     fleet: Fleet | None,
+    clients_file: str | None,
+    server_ports: tuple[int, ...],
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
     app_messages: tuple[AppMessageRule, ...],
@@ -161,6 +182,10 @@ def report(
     size, by as many processes as there are CPUs when they are large.
     A CAPTURE may also be a HAR file or a mitmproxy flow file (mitmdump -w);
     their HTTP and WebSocket bytes are rebuilt, and the report says so.
+    Or a pcap or pcapng file (tcpdump, dumpcap, Wireshark) of plaintext
+    HTTP/1.1, WebSocket or h2c traffic, with --server-port: its TCP
+    connections are put back together from their segments, and connections
+    that lack segments are marked rebuilt.
 
     \b
     Examples:
@@ -172,11 +197,16 @@ def report(
       rtinspect report feed.rtcap --project 10000@1/s
       rtinspect report feed.rtcap --app-messages 'GET /poll=$.items'
       rtinspect report session.har
+      rtinspect report traffic.pcapng --server-port 8000
+      rtinspect report demo/capture.rtcap --clients demo/clients.json -f html -o report.html
     """
+    clients = _client_measurements(clients_file, fmt)
+    _check_server_ports(captures, server_ports)
     options = {"long_poll_threshold": long_poll_threshold, "rules": rules, "app_messages": app_messages, "redact": redact}
+    options["server_ports"] = server_ports
     options["jobs"] = jobs if jobs is not None else default_jobs(captures)
     if connections and fmt in STREAMED_FORMATS:
-        _report_streaming_connections(captures, fmt, output, options, fleet)
+        _report_streaming_connections(captures, fmt, output, options, fleet, clients)
         return
     try:
         built = report_from_captures(captures, **options)  # type: ignore[arg-type]
@@ -186,7 +216,7 @@ def report(
         raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
     if fleet is not None:
         built = replace(built, projection=project(built, fleet))
-    text = render(built, fmt, connections=connections)
+    text = render(built, fmt, connections=connections, clients=clients)
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
@@ -198,6 +228,32 @@ def report(
     click.echo(f"wrote {output}", err=True)
 
 
+def _check_server_ports(captures: tuple[str, ...], server_ports: tuple[int, ...]) -> None:
+    """--server-port names the servers of packet files: given for none, it is a mistake to say so."""
+    from .formats.detect import FileFormat, detect_format
+
+    if not server_ports:
+        return
+    try:
+        formats = {detect_format(capture) for capture in captures}
+    except CaptureError:
+        return  # the report says what is wrong with the file
+    if not formats & {FileFormat.PCAP, FileFormat.PCAPNG}:
+        raise click.UsageError("--server-port is for pcap and pcapng files; none of the files given is one")
+
+
+def _client_measurements(path: str | None, fmt: str) -> ClientMeasurements | None:
+    """``--clients FILE`` read, or one line saying why it cannot be."""
+    if path is None:
+        return None
+    if fmt == "csv":
+        raise click.UsageError("--clients does not apply to -f csv (a CSV report is one table); use table, markdown, json or html")
+    try:
+        return load_client_measurements(path)
+    except ClientMeasurementsError as error:
+        raise click.ClickException(str(error)) from None
+
+
 @contextlib.contextmanager
 def _output(target: str, *, binary: bool = False) -> Iterator[Any]:
     """Standard output for "-", else a file that is written whole or not at all
@@ -206,9 +262,10 @@ def _output(target: str, *, binary: bool = False) -> Iterator[Any]:
     partial = f"{target}.partial"
     try:
         if target == "-":
-            yield click.get_binary_stream("stdout") if binary else sys.stdout
+            stdout: Any = click.get_binary_stream("stdout") if binary else sys.stdout  # type: ignore[operator]
+            yield stdout
         else:
-            with open(partial, "wb") if binary else open(partial, "w", encoding="utf-8") as out:
+            with open(partial, "wb" if binary else "w", encoding=None if binary else "utf-8") as out:
                 yield out
             os.replace(partial, target)
     except CaptureError as error:
@@ -221,7 +278,12 @@ def _output(target: str, *, binary: bool = False) -> Iterator[Any]:
 
 
 def _report_streaming_connections(
-    captures: tuple[str, ...], fmt: str, output: str | None, options: dict[str, object], fleet: Fleet | None
+    captures: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    options: dict[str, object],
+    fleet: Fleet | None,
+    clients: ClientMeasurements | None = None,
 ) -> None:
     """``report --connections`` as JSON or CSV: each connection written as it is summarised."""
     target = output if output is not None else "-"
@@ -232,7 +294,7 @@ def _report_streaming_connections(
             raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
         if fleet is not None:
             built = replace(built, projection=project(built, fleet))
-        stream.finish(built)
+        stream.finish(built, clients)
     if target != "-":
         click.echo(f"wrote {target}", err=True)
 
@@ -290,6 +352,17 @@ def export(capture: str, fmt: str, output: str | None, mss: int | None, server_p
 
     if fmt != "pcapng" and (mss is not None or server_port is not None):
         raise click.UsageError("--mss and --server-port shape pcapng packets; they do not apply to --to " + fmt)
+    from inspector.formats.detect import FileFormat, detect_format
+
+    try:
+        found = detect_format(capture)
+    except CaptureError as error:
+        raise click.ClickException(str(error)) from None
+    if found in (FileFormat.PCAP, FileFormat.PCAPNG):
+        raise click.ClickException(
+            f"{capture}: a {found} file of packets already; export writes captures and the files rtinspect reads "
+            f"(rtinspect report reads it: rtinspect report {capture} --server-port PORT)"
+        )
     target = output or str(Path(capture).with_suffix(EXPORT_SUFFIXES[fmt]))
     if target != "-" and Path(target).resolve() == Path(capture).resolve():
         raise click.UsageError(f"the export would overwrite {capture}; choose another file with -o")
@@ -304,7 +377,65 @@ def export(capture: str, fmt: str, output: str | None, mss: int | None, server_p
 # `proxy` command: below, owned with inspector/addon.py and inspector/proxy.py
 
 
-@main.command(context_settings={"max_content_width": 100})
+def network_preset_option(command: Callable[..., None]) -> Callable[..., None]:
+    """``--network PRESET``, shared by the proxy and the demo."""
+    return click.option(
+        "--network",
+        "network_preset",
+        metavar="PRESET",
+        help=f"Add a named network profile to every connection: {', '.join(PRESETS)} "
+        "(their figures and sources are listed below).",
+    )(command)
+
+
+def network_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that add network conditions to the proxy's connections."""
+    command = click.option(
+        "--up",
+        metavar="RATE",
+        help="Bandwidth from client to server, per connection (like --down).",
+    )(command)
+    command = click.option(
+        "--down",
+        metavar="RATE",
+        help="Bandwidth from server to client, per connection: bits per second as tc and DevTools give them, "
+        "e.g. 500kbit, 1.6mbit, 1gbit; or bytes: 2mbyte; or unlimited. Decimal units (1kbit = 1,000 bit/s).",
+    )(command)
+    command = click.option(
+        "--jitter",
+        metavar="MS",
+        help="Vary each direction's delay at random by up to MS either way; bytes are never reordered.",
+    )(command)
+    command = click.option(
+        "--rtt",
+        metavar="MS",
+        help="Add MS milliseconds of round-trip time, half to each direction. This and the three "
+        "options below replace a --network preset's figures.",
+    )(command)
+    return network_preset_option(command)
+
+
+def parse_network(
+    preset: str | None,
+    *,
+    rtt: str | None = None,
+    jitter: str | None = None,
+    down: str | None = None,
+    up: str | None = None,
+) -> NetworkConditions | None:
+    """The conditions the options ask for; a value that cannot be used ends the command with one line."""
+    try:
+        return network_conditions(preset, rtt=rtt, jitter=jitter, down=down, up=up)
+    except NetworkError as error:
+        raise click.ClickException(str(error)) from None
+
+
+_NETWORK_EPILOG = "\b\nNetwork presets (--network):\n" + "\n".join(
+    f"  {line}" for line in preset_help().splitlines()
+)
+
+
+@main.command(context_settings={"max_content_width": 100}, epilog=_NETWORK_EPILOG)
 @click.argument("upstream", required=False, metavar="[URL]")
 @click.option("--upstream", "upstream_option", metavar="URL", help="The server to relay to (same as URL).")
 @click.option(
@@ -360,6 +491,7 @@ def export(capture: str, fmt: str, output: str | None, mss: int | None, server_p
     help="process: analyse in a second process, off the relay's path (relaying never waits for analysis). "
     "inline: analyse each read in the relay before forwarding it.",
 )
+@network_options
 def proxy(
     upstream: str | None,
     upstream_option: str | None,
@@ -381,6 +513,11 @@ def proxy(
     metrics_port: int | None,
     metrics_host: str,
     analysis: str,
+    network_preset: str | None,
+    rtt: str | None,
+    jitter: str | None,
+    down: str | None,
+    up: str | None,
 ) -> None:
     """Relay clients to a server and measure what each transport costs.
 
@@ -395,6 +532,12 @@ def proxy(
     requests (GET http://...) are relayed by mitmproxy's HTTP layer and are
     not inspected.
 
+    --network, --rtt, --jitter, --down and --up add delay and limit bandwidth
+    on every connection, each direction on its own, without reordering or
+    changing a byte; the capture keeps the times bytes reached the proxy, and
+    notes the conditions for the report. Only bytes after TLS are held: TCP
+    and TLS handshakes are not delayed.
+
     \b
     Examples:
       rtinspect proxy http://127.0.0.1:8000 -w chat.rtcap
@@ -402,6 +545,8 @@ def proxy(
       rtinspect proxy https://127.0.0.1:8443 --upstream-insecure --listen-tls
       rtinspect proxy --mode regular -w browsing.rtcap
       rtinspect proxy http://127.0.0.1:8000 --metrics-port 9464
+      rtinspect proxy http://127.0.0.1:8000 --network 4g -w chat-4g.rtcap
+      rtinspect proxy http://127.0.0.1:8000 --rtt 100 --jitter 10 --down 1.6mbit --up 750kbit
       rtinspect report chat.rtcap
     """
     from inspector.proxy import ProxyError, ProxySettings, run
@@ -412,6 +557,7 @@ def proxy(
 
     if upstream and upstream_option and upstream != upstream_option:
         raise click.ClickException("give the upstream once: as URL or as --upstream")
+    network = parse_network(network_preset, rtt=rtt, jitter=jitter, down=down, up=up)
     settings = ProxySettings(
         upstream=upstream or upstream_option,
         mode=mode,
@@ -432,6 +578,7 @@ def proxy(
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         analysis=analysis,
+        network=network,
     )
     try:
         run(settings)
@@ -469,7 +616,7 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
     return keys
 
 
-@main.command(context_settings={"max_content_width": 100})
+@main.command(context_settings={"max_content_width": 100}, epilog=_NETWORK_EPILOG)
 @click.option("--count", default=200, show_default=True, type=click.IntRange(min=1), help="Messages in the feed.")
 @click.option(
     "--rate", default=20.0, show_default=True, type=click.FloatRange(0, min_open=True), help="Messages per second."
@@ -534,6 +681,7 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
     metavar="KEY=VALUE",
     help="Set a mitmproxy option for the proxy, e.g. confdir=~/.mitmproxy.",
 )
+@network_preset_option
 def demo(
     count: int,
     rate: float,
@@ -548,6 +696,7 @@ def demo(
     http2: bool,
     output: str | None,
     mitmproxy_options: tuple[str, ...],
+    network_preset: str | None,
 ) -> None:
     """Run the experiment: the same feed over every transport, measured on the wire.
 
@@ -572,11 +721,16 @@ def demo(
     at once, one over HTTP/1.1 and one over h2, every transport at once; the
     output puts the two side by side per transport (no process or page costs).
 
+    With --network the proxy adds that profile's delay and bandwidth limits to
+    every connection (presets below); the clients' latencies include them,
+    the report's times are taken at the proxy.
+
     \b
     Examples:
       rtinspect demo
+      rtinspect demo --network 4g
       rtinspect demo --count 1000 --rate 100 --size 64
-      rtinspect demo --clients 1000 --count 100 --rate 10
+      rtinspect demo --clients 1000 --count 100 --rate 5
       rtinspect demo --transports ws,sse --no-compression
       rtinspect demo --browser -o demo-browser
       rtinspect demo --browser --ui-rows 2000
@@ -596,6 +750,7 @@ def demo(
         run_demo,
     )
 
+    parse_network(network_preset)
     try:
         settings = DemoSettings(
             output=Path(output) if output else default_output_folder(),
@@ -609,6 +764,7 @@ def demo(
             chromium=chromium,
             proxy_options=mitmproxy_options,
             http2=http2,
+            network=network_preset,
             clients=clients,
             ui_rows=ui_rows,
         )

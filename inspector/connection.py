@@ -33,6 +33,7 @@ from .http2 import (
     Http2Event,
     Http2Parser,
     StreamEnd,
+    Trailers,
     is_websocket_connect,
     speaks_http2,
 )
@@ -404,6 +405,31 @@ class ConnectionAnalyzer:
         for direction, data, timestamp in held:
             self._dispatch(direction, data, timestamp)
 
+    def gap(self, direction: Direction, missing: int, timestamp: float) -> None:
+        """``missing`` bytes of ``direction`` come next that the record does not have
+        (a packet capture lost their segments). The connection becomes
+        reconstructed, and ``direction`` is parsed no further: what follows a hole
+        cannot be told apart from what was cut (a body, a frame), so the message
+        the hole cut and every later byte of the direction are counted as
+        unparsed, behind one anomaly. No byte is made up for the hole."""
+        if self._record is not None:
+            return
+        self._opened = replace(self._opened, reconstructed=True)
+        if self._sniffed is not None:
+            first = b"".join(d for way, d, _ in self._sniffed if way is C2S)
+            self._decide(HTTP2 if speaks_http2(self._alpn, first, ended=True) else HTTP1)
+        at = self._fed[direction]
+        reason = f"{missing:,} bytes missing from the packet capture at byte {at:,}; not parsed from there"
+        websocket = self._websocket.websocket.get(direction) if self._websocket is not None else None
+        if websocket is not None:
+            websocket.stop(reason)
+            self._websocket_events(self._websocket, direction, [])  # type: ignore[arg-type]
+        elif direction in self._h2_directions:
+            self._h2_events(self._h2.stop(direction, reason, timestamp))  # type: ignore[union-attr]
+        else:
+            for event in self._http.stop(direction, reason, timestamp):
+                self._http_event(event, timestamp)
+
     def close(self, timestamp: float, reason: str | None = None) -> ConnectionRecord:
         """The connection ended; finish every parser and return the record."""
         if self._record is not None:
@@ -621,7 +647,7 @@ class ConnectionAnalyzer:
                 self._response_head(exchange, event)
                 if 200 <= event.status < 300 and exchange.request and is_websocket_connect(exchange.request):
                     self._accept_websocket(exchange, event, {d: self._fed[d] for d in Direction})
-            else:
+            elif not isinstance(event, Trailers):  # trailers carry no bytes: their block is framing
                 self._http_event(event, getattr(event, "timestamp", 0.0))
 
     def _h2_body(self, event: BodyData) -> None:
@@ -637,12 +663,13 @@ class ConnectionAnalyzer:
         else:
             self._body(event)
 
-    def _start_h2c(self, exchange: _Exchange, offsets: dict[Direction, int]) -> None:
+    def _start_h2c(self, exchange: _Exchange, offsets: dict[Direction, int]) -> Http2Parser:
         """An h2c Upgrade was accepted: stream 1 carries the upgraded request's response."""
-        self._h2 = Http2Parser(offsets=offsets, upgraded=True)
+        parser = self._h2 = Http2Parser(offsets=offsets, upgraded=True)
         del self._exchanges[exchange.index]
         self._exchanges[1] = exchange
-        exchange.http2 = self._h2.stream_counts(1)
+        exchange.http2 = parser.stream_counts(1)
+        return parser
 
     # -- WebSocket ----------------------------------------------------------
 
@@ -667,9 +694,9 @@ class ConnectionAnalyzer:
         if stream is None and exchange.body_kind is not BodyKind.OPAQUE and _upgraded_to(exchange) == "h2c":
             offsets = dict(self._fed)
             offsets[direction] -= len(event.data)
-            self._start_h2c(exchange, offsets)
+            parser = self._start_h2c(exchange, offsets)
             self._h2_directions.add(direction)
-            self._h2_events(self._h2.feed(direction, event.data, event.timestamp))  # type: ignore[union-attr]
+            self._h2_events(parser.feed(direction, event.data, event.timestamp))
             return
         if stream is None and exchange.body_kind is not BodyKind.OPAQUE:
             if _upgraded_to(exchange) == "websocket":

@@ -13,15 +13,17 @@ piece's ``data`` plus ``framing``, a ``MessageEnd``'s ``framing``, a
 
 Where bytes are malformed, the anomaly's offset and kind ("invalid request",
 "invalid response") never depend on how the bytes arrived; h11's detail after
-the colon can, when the bytes are malformed in more than one way.
+the colon can, when the bytes are malformed in more than one way. A head, a
+chunk-size line or a trailer section over 16 KiB is refused for its length
+however it arrived, which h11 alone does only when it arrives in pieces.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Union
 
 import h11
 
@@ -136,10 +138,10 @@ class ParseFailure:
     anomaly: Anomaly
 
 
-HttpEvent = Union[RequestHead, ResponseHead, BodyData, MessageEnd, ProtocolSwitch, Unparsed, ParseFailure]
+HttpEvent = RequestHead | ResponseHead | BodyData | MessageEnd | ProtocolSwitch | Unparsed | ParseFailure
 
 
-def _headers(raw: h11._headers.Headers) -> Headers:  # type: ignore[name-defined]
+def _headers(raw: h11._headers.Headers) -> Headers:
     """The header fields with lower-case names, as text.
 
     h11 keeps them as (raw name, name, value) triples; reading those directly
@@ -168,12 +170,19 @@ _AMBIGUOUS_LENGTH_REFUSALS = frozenset(
 #: The longest head h11 accepts whatever the chunking: it refuses a head still
 #: incomplete after more than its ``max_incomplete_event_size`` (16 KiB) bytes.
 LONGEST_HEAD = 16 * 1024 + 1
-#: h11's words when it refuses a head for its length.
+#: The longest chunk-size line, and the longest trailer section, h11 accepts
+#: whatever the chunking: the same bound, for the same reason, as a head's.
+LONGEST_FRAMING = LONGEST_HEAD
+#: h11's words when it refuses a head, a chunk-size line or trailers for their length.
 _HEAD_TOO_LONG = "Receive buffer too long"
 #: h11's words for a chunk-size line that is not one.
 _BAD_CHUNK_SIZE = "illegal chunk header"
+#: h11's words for a field line it cannot read.
+_BAD_FIELD_LINE = "illegal header line"
 
 _FRAMING_FIELDS = {b"content-length": "Content-Length", b"transfer-encoding": "Transfer-Encoding"}
+#: A framing field's name followed by whitespace before its colon, at the start of a line.
+_FRAMING_NAME_THEN_SPACE = re.compile(rb"^(content-length|transfer-encoding)[ \t]+:", re.IGNORECASE | re.MULTILINE)
 
 
 def _framing_ambiguity(headers: Headers, head: bytes) -> str | None:
@@ -211,6 +220,17 @@ def _folded_framing_field(head: bytes) -> str | None:
         else:
             field = line.split(b":", 1)[0].strip().lower()
     return None
+
+
+def _space_before_colon(head: bytes) -> str | None:
+    """The framing field whose name is followed by whitespace before its colon, if any.
+
+    h11 refuses such a field line, as RFC 9112 tells a server to; a parser that
+    strips the whitespace reads the message length from the field, where one
+    that keeps it sees some other field and reads the length otherwise.
+    """
+    match = _FRAMING_NAME_THEN_SPACE.search(head)
+    return None if match is None else _FRAMING_FIELDS[match.group(1).lower()]
 
 
 def _reason(error: h11.RemoteProtocolError) -> str:
@@ -268,6 +288,11 @@ class _Direction:
         #: The bytes of the head being read, as they arrived (None once a message's
         #: final head is complete): h11 does not say how a head was folded.
         self.head: bytearray | None = None
+        #: The chunks fed to ``conn`` from the one holding the first unreported byte
+        #: on, and where in what was fed the first of them starts: h11 reports chunk
+        #: framing only as a count, and an oversized run of it is read back from them.
+        self.kept: deque[bytes] = deque()
+        self.kept_from = 0
         self.failed = False
         self.switched = False
         self.closed = False
@@ -283,6 +308,8 @@ class _Direction:
         self.conn = conn
         self.fed = self.reported = 0
         self.head = bytearray()
+        self.kept.clear()
+        self.kept_from = 0
         self.feed(data)
         if self.closed:
             conn.receive_data(b"")
@@ -294,6 +321,10 @@ class _Direction:
                 self.first_bytes += data[:2]
             if self.head is not None:
                 self.head += data
+            kept = self.kept
+            while kept and self.kept_from + len(kept[0]) <= self.reported:
+                self.kept_from += len(kept.popleft())
+            kept.append(data)
             self.conn.receive_data(data)
             self.fed += len(data)
 
@@ -307,6 +338,17 @@ class _Direction:
         else:
             del self.head[:size]
         return head
+
+    def fed_bytes(self, start: int, size: int) -> bytes:
+        """``size`` bytes fed to ``conn``, ``start`` bytes into what was fed (not
+        before the first unreported byte as of the last :meth:`feed`)."""
+        start -= self.kept_from
+        return b"".join(self.kept)[start : start + size]
+
+    def unreported_consumed(self) -> int:
+        """Bytes h11 consumed that no event reported yet (before it refused them)."""
+        assert self.conn is not None
+        return self.fed - _buffered(self.conn) - self.reported
 
     def consumed_since_last(self) -> int:
         """Bytes h11 consumed since the last event was reported."""
@@ -375,6 +417,17 @@ class Http1Parser:
             self._pump_responses(timestamp, events)
         return events
 
+    def stop(self, direction: Direction, reason: str, timestamp: float) -> list[HttpEvent]:
+        """Parse no more of ``direction``, for ``reason`` (its stream has a hole):
+        the message being read and every later byte are unparsed. Nothing happens
+        to a direction that has failed, closed or switched protocols already."""
+        events: list[HttpEvent] = []
+        side = self._side(direction)
+        if not (side.failed or side.switched or side.closed):
+            events.append(ParseFailure(Anomaly(direction, side.offset, reason)))
+            self._stop(side, timestamp, events)
+        return events
+
     def close(self, timestamp: float) -> list[HttpEvent]:
         """The connection ended (FIN, reset or end of capture): finish both directions.
 
@@ -425,7 +478,7 @@ class Http1Parser:
             try:
                 event = side.conn.next_event()
             except h11.RemoteProtocolError as error:
-                self._refuse(side, _reason(error), timestamp, events)
+                self._refused(side, _reason(error), timestamp, events)
                 return
             if event is h11.NEED_DATA or type(event) is h11.ConnectionClosed:
                 return
@@ -447,6 +500,10 @@ class Http1Parser:
             if side.conn is None:
                 # A response parser starts when response bytes are there to read:
                 # one started earlier would only report that it needs data.
+                if side.waiting and not self._unanswered and self._c2s.failed:
+                    # No request will be read any more: nothing is held for one.
+                    self._fail(side, "response bytes with no request to answer", timestamp, events)
+                    return
                 if not self._unanswered or not side.waiting:
                     return
                 self._answer(self._unanswered.popleft())
@@ -454,7 +511,7 @@ class Http1Parser:
             try:
                 event = side.conn.next_event()
             except h11.RemoteProtocolError as error:
-                self._refuse(side, _reason(error), timestamp, events)
+                self._refused(side, _reason(error), timestamp, events)
                 return
             if event is h11.NEED_DATA or type(event) is h11.ConnectionClosed:
                 return
@@ -517,24 +574,30 @@ class Http1Parser:
         size = side.consumed_since_last()
         kind = type(event)
         if kind is h11.Data:
-            side.after_chunk = event.chunk_end  # type: ignore[attr-defined]
             data = bytes(event.data)  # type: ignore[attr-defined]
+            framing = size - len(data)
+            if framing and self._refuse_oversized_framing(side, size, framing, timestamp, events):
+                return True
+            side.after_chunk = event.chunk_end  # type: ignore[attr-defined]
             events.append(
                 BodyData(
                     side.direction,
                     side.exchange,
                     data,
-                    size - len(data),
+                    framing,
                     event.chunk_start,  # type: ignore[attr-defined]
                     event.chunk_end,  # type: ignore[attr-defined]
                     timestamp,
                 )
             )
             return False
-        side.after_chunk = False
         if kind is h11.EndOfMessage:
+            if size and self._refuse_oversized_framing(side, size, size, timestamp, events):
+                return True
+            side.after_chunk = False
             events.append(MessageEnd(side.direction, side.exchange, size, timestamp))
             return False
+        side.after_chunk = False
         if kind is h11.Request:
             return self._report_request(side, event, size, timestamp, events)  # type: ignore[arg-type]
         if kind is h11.Response or kind is h11.InformationalResponse:
@@ -612,14 +675,91 @@ class Http1Parser:
         self._stop(side, timestamp, events)
         return True
 
-    def _refuse(self, side: _Direction, reason: str, timestamp: float, events: list[HttpEvent]) -> None:
-        """h11 refused the request or response being read, for ``reason``."""
-        what = "request" if side.direction is C2S else "response"
-        if reason == _BAD_CHUNK_SIZE and side.after_chunk:
+    def _oversized_framing(self, side: _Direction, start: int, size: int) -> int | None:
+        """Where a chunk-size line or a trailer section longer than :data:`LONGEST_FRAMING`
+        starts within ``size`` bytes of chunk framing that h11 consumed from ``start``
+        (bytes into what was fed) on; None when there is none.
+
+        Those bytes are the CRLF that ended the previous chunk (when one did), a
+        chunk-size line up to its first CRLF, and after the last chunk's line, the
+        trailer section. Arriving in pieces, either is refused once h11 holds more
+        than 16 KiB of it; arriving whole, either is accepted. So that how the
+        stream was split does not matter, one that some split refuses is refused.
+        """
+        crlf = len(b"\r\n") if side.after_chunk else 0
+        if size - crlf <= LONGEST_FRAMING:
+            return None
+        framing = side.fed_bytes(start + crlf, size - crlf)
+        end = framing.find(b"\r\n")
+        line = len(framing) if end < 0 else end + len(b"\r\n")
+        if line > LONGEST_FRAMING:
+            return crlf
+        if len(framing) - line > LONGEST_FRAMING:
+            return crlf + line
+        return None
+
+    def _refuse_oversized_framing(
+        self, side: _Direction, size: int, framing: int, timestamp: float, events: list[HttpEvent]
+    ) -> bool:
+        """Refuse the event just read, ``size`` bytes of which the first ``framing`` are
+        chunk framing, if that framing holds an oversized line or trailer section."""
+        start = side.reported - size
+        at = self._oversized_framing(side, start, framing)
+        if at is None:
+            return False
+        side.reported = start  # refused whole, as h11 refuses it when it arrives in pieces
+        self._refuse(side, _HEAD_TOO_LONG, timestamp, events, framing=at)
+        return True
+
+    def _refused(self, side: _Direction, reason: str, timestamp: float, events: list[HttpEvent]) -> None:
+        """h11 refused the request or response being read, for ``reason``: the same
+        anomaly at the same offset whatever pieces the bytes arrived in."""
+        consumed = side.unreported_consumed()
+        if side.head is not None:
+            # Reading a head: h11 took all of it before it refused it, or none.
+            if consumed > LONGEST_HEAD:
+                # Arriving in pieces, the head would have been refused for its length first.
+                self._refuse(side, _HEAD_TOO_LONG, timestamp, events)
+                return
+            if reason == _BAD_FIELD_LINE:
+                field = _space_before_colon(bytes(side.head[:consumed]))
+                if field is not None:
+                    reason = f"whitespace between {field} and its colon"
+                    self._refuse(side, reason, timestamp, events, security=True)
+                    return
+            self._refuse(side, reason, timestamp, events)
+            return
+        # Reading a chunked body: h11 took the bytes of the framing it refused.
+        at = self._oversized_framing(side, side.reported, consumed) if consumed else None
+        if at is not None:
+            self._refuse(side, _HEAD_TOO_LONG, timestamp, events, framing=at)
+        elif reason == _HEAD_TOO_LONG:
+            # The line or trailers h11 holds are too long; what it took before them
+            # (the last chunk's CRLF, the last chunk's size line) is framing.
+            self._refuse(side, reason, timestamp, events, framing=consumed)
+        elif reason == _BAD_CHUNK_SIZE and side.after_chunk:
             # h11 took the CRLF that ended the last chunk before it read the bad size line.
-            events.append(BodyData(side.direction, side.exchange, b"", len(b"\r\n"), False, False, timestamp))
-            side.reported += len(b"\r\n")
-        if reason in _AMBIGUOUS_LENGTH_REFUSALS:
+            self._refuse(side, reason, timestamp, events, framing=len(b"\r\n"))
+        else:
+            self._refuse(side, reason, timestamp, events)
+
+    def _refuse(
+        self,
+        side: _Direction,
+        reason: str,
+        timestamp: float,
+        events: list[HttpEvent],
+        *,
+        framing: int = 0,
+        security: bool = False,
+    ) -> None:
+        """Refuse the request or response being read, for ``reason``, after reporting
+        ``framing`` bytes that came before the refused ones as chunk framing."""
+        what = "request" if side.direction is C2S else "response"
+        if framing:
+            events.append(BodyData(side.direction, side.exchange, b"", framing, False, False, timestamp))
+            side.reported += framing
+        if security or reason in _AMBIGUOUS_LENGTH_REFUSALS:
             self._fail(side, f"invalid {what}: {reason}{_SMUGGLING_SHAPE}", timestamp, events, security=True)
         else:
             self._fail(side, f"invalid {what}: {reason}", timestamp, events)

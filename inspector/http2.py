@@ -159,11 +159,16 @@ class Http2Counts:
 
     def __init__(self) -> None:
         self.frames: dict[Direction, Counter[str]] = {C2S: Counter(), S2C: Counter()}
-        for name in self.BYTE_FIGURES:
-            setattr(self, name, {C2S: 0, S2C: 0})
+        self.frame_header_bytes = {C2S: 0, S2C: 0}
+        self.header_block_bytes = {C2S: 0, S2C: 0}
+        self.decoded_header_bytes = {C2S: 0, S2C: 0}
+        self.data_bytes = {C2S: 0, S2C: 0}
+        self.padding_bytes = {C2S: 0, S2C: 0}
+        self.control_bytes = {C2S: 0, S2C: 0}
+        self.preface_bytes = {C2S: 0, S2C: 0}
 
     def figure(self, name: str) -> dict[Direction, int]:
-        return getattr(self, name)  # type: ignore[no-any-return]
+        return getattr(self, name)
 
     def wire_bytes(self, direction: Direction) -> int:
         """Every byte these frames took on the wire in one direction."""
@@ -327,6 +332,18 @@ class Http2Parser:
         self._frames(direction, side, timestamp, events)
         return events
 
+    def stop(self, direction: Direction, reason: str, timestamp: float) -> list[Http2Event]:
+        """Parse no more of ``direction``, for ``reason`` (its stream has a hole):
+        the frame being read and every later byte are unparsed."""
+        events: list[Http2Event] = []
+        side = self._sides[direction]
+        if not side.failed:
+            if side.block is not None:
+                events += self._block_bytes(direction, side.block, timestamp)
+                side.block = None
+            self._fail(direction, side, reason, timestamp, events)
+        return events
+
     def close(self, timestamp: float) -> list[Http2Event]:
         """The connection ended: incomplete frames are unparsed, open streams end."""
         events: list[Http2Event] = []
@@ -387,7 +404,7 @@ class Http2Parser:
                 break
             length = int.from_bytes(buffer[start : start + 3])
             if length > side.max_frame_size:
-                self._oversized(direction, side, buffer[start : start + FRAME_HEADER_SIZE], length, timestamp, events)
+                self._oversized(direction, side, bytes(buffer[start : start + FRAME_HEADER_SIZE]), length, timestamp, events)
                 start += FRAME_HEADER_SIZE
                 side.skip = length
                 continue

@@ -40,9 +40,10 @@ from inspector.app_messages import AppMessageRule
 from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from inspector.connection import ConnectionRecord
 from inspector.metrics import SCRAPE_TIMEOUT, LiveMetrics, MetricsLedger, MetricsServer, listen_error
+from inspector.network import NetworkConditions
 from inspector.render import render, table_renderables
 from inspector.replay import report_from_captures
-from inspector.report import Report
+from inspector.report import Report, with_network
 from inspector.summary import ReportBuilder
 
 #: The report format a report file's suffix implies.
@@ -97,6 +98,8 @@ class ProxySettings:
     metrics_port: int | None = None
     #: "process" (an analyser process) or "inline" (analysis on the relay's path).
     analysis: str = DEFAULT_ANALYSIS
+    #: Delay and bandwidth added to every connection (see :mod:`inspector.network`); None adds nothing.
+    network: NetworkConditions | None = None
 
 
 def mitmproxy_mode(settings: ProxySettings) -> str:
@@ -255,7 +258,7 @@ class _ProxyRun:
                 await serving
             else:
                 await self._show_live(serving)
-            report = await self._final_report()
+            report = with_network(await self._final_report(), settings.network)
         finally:
             root.removeHandler(log)
             if self.metrics is not None:
@@ -343,6 +346,8 @@ class _ProxyRun:
                 rtinspect_client_tls=settings.listen_tls,
             )
             proxy.options.set(*settings.mitmproxy_options)
+            if settings.network is not None:
+                proxy.options.update(**network_options(settings.network))
         except exceptions.OptionsError as e:
             raise ProxyError(str(e)) from None
         return proxy
@@ -391,6 +396,8 @@ class _ProxyRun:
             self.out.print(f"clients must trust mitmproxy's CA: {ca}", highlight=False)
         if settings.write:
             self.out.print(f"capture: {settings.write}", highlight=False)
+        if settings.network is not None:
+            self.out.print(f"network: {settings.network.describe()}, per connection", highlight=False)
         if self.metrics is not None:
             self.out.print(f"metrics: {self.metrics.url}", highlight=False)
 
@@ -432,6 +439,21 @@ class _ProxyRun:
                 raise ProxyError(f"cannot write report {settings.report}: {e.strerror or e}") from None
             if not settings.quiet:
                 self.out.print(f"report written to {settings.report}", highlight=False)
+
+
+def network_options(network: NetworkConditions) -> dict[str, str | None]:
+    """The addon's options that set ``network`` (every figure given, so the preset's are all replaced)."""
+
+    def rate(bits: int | None) -> str:
+        return "unlimited" if bits is None else f"{bits}bit"
+
+    return {
+        "rtinspect_network": network.preset,
+        "rtinspect_rtt": f"{network.rtt_ms!r}",
+        "rtinspect_jitter": f"{network.jitter_ms!r}",
+        "rtinspect_down": rate(network.down_bits_per_second),
+        "rtinspect_up": rate(network.up_bits_per_second),
+    }
 
 
 def live_table(report: Report) -> Table:

@@ -73,10 +73,13 @@ def load_report(
     paths = list(paths)
     if not paths:
         raise TypeError("give at least one capture")
-    threshold = {} if long_poll_threshold is None else {"long_poll_threshold": long_poll_threshold}
     try:
         places = tuple(rule if isinstance(rule, AppMessageRule) else AppMessageRule.parse(rule) for rule in app_messages)
-        return report_from_captures(paths, rules=transport_rules(rules), app_messages=places, **threshold)
+        if long_poll_threshold is None:
+            return report_from_captures(paths, rules=transport_rules(rules), app_messages=places)
+        return report_from_captures(
+            paths, rules=transport_rules(rules), app_messages=places, long_poll_threshold=long_poll_threshold
+        )
     except CaptureError as error:
         pytest.fail(str(error), pytrace=False)
 

@@ -14,19 +14,20 @@ import heapq
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import IO
 
-from .capture import ConnectionClosed, ConnectionOpened, DataChunk
 from .app_messages import AppMessageRule
+from .capture import CaptureError, ConnectionClosed, ConnectionOpened, DataChunk, Event, missing_from
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
 from .formats import ImportedTraffic, open_traffic
 from .formats.detect import FileFormat, detect_format
-from .report import ConnectionSummary, Report
+from .network import NETWORK_EVENT, NetworkConditions
+from .report import ConnectionSummary, Report, with_network
 from .summary import ReportBuilder
 
 #: The close reason of a connection the capture never saw end.
@@ -55,9 +56,13 @@ class _Reading:
     #: Connections the captures never saw end, and bytes of connections they never opened.
     still_open: dict[str, int] = field(default_factory=dict)
     unknown: dict[str, int] = field(default_factory=dict)
+    #: The network conditions each capture recorded, in the order they were recorded.
+    network: dict[str, list[NetworkConditions]] = field(default_factory=dict)
 
     def merge(self, other: _Reading) -> None:
         self.notes += other.notes
+        for path, conditions in other.network.items():
+            self.network.setdefault(path, []).extend(conditions)
         for path, count in other.still_open.items():
             self.still_open[path] = self.still_open.get(path, 0) + count
         for path, count in other.unknown.items():
@@ -73,6 +78,20 @@ class _Reading:
                 notes.append(f"{path}: {self.unknown[path]} bytes belonged to no recorded connection and were skipped.")
         return notes
 
+    def network_conditions(self, paths: Sequence[str]) -> tuple[NetworkConditions | None, list[str]]:
+        """The network conditions the captures were recorded under, and a note if they were not all the same."""
+        recorded = {path: self.network.get(path, []) for path in paths}
+        distinct = list(dict.fromkeys(c for conditions in recorded.values() for c in conditions))
+        if not distinct:
+            return None, []
+        if len(distinct) == 1 and all(recorded.values()):
+            return distinct[0], []
+        under = "; ".join(
+            f"{path}: {', then '.join(c.describe() for c in conditions) if conditions else 'none'}"
+            for path, conditions in recorded.items()
+        )
+        return distinct[0], [f"The traffic was not all recorded under the same network conditions ({under})."]
+
 
 def _read(
     paths: Sequence[str],
@@ -82,14 +101,16 @@ def _read(
     part: int = 0,
     parts: int = 1,
     detail: bool = True,
+    server_ports: Collection[int] = (),
 ) -> Iterator[tuple[Ordinal, ConnectionRecord]]:
     """Each connection of the captures as it closes, with its place in a
     one-process read. With ``parts``, only connections whose number modulo
-    ``parts`` is ``part``; notes about whole files come from part 0 alone."""
+    ``parts`` is ``part``; notes about whole files come from part 0 alone.
+    ``server_ports`` are for packet files (:func:`~inspector.formats.open_traffic`)."""
     several = len(paths) > 1
     for number, path in enumerate(paths, start=1):
         prefix = f"{number}:" if several else ""
-        with open_traffic(path) as capture:
+        with open_traffic(path, server_ports=server_ports) as capture:
             live: dict[int, tuple[int, ConnectionAnalyzer]] = {}
             unknown = 0
             for position, record in capture.select(part, parts):
@@ -107,6 +128,16 @@ def _read(
                     if entry is not None:
                         closed = entry[1].close(record.timestamp, record.reason)
                         yield (number, 0, position), closed if detail else closed.without_detail()
+                elif isinstance(record, Event) and record.connection_id in live:
+                    missing = missing_from(record)
+                    if missing is not None:
+                        live[record.connection_id][1].gap(*missing, record.timestamp)
+                elif isinstance(record, Event) and record.name == NETWORK_EVENT and record.connection_id == 0:
+                    try:
+                        conditions = NetworkConditions.from_json(record.data)
+                    except (ValueError, KeyError, TypeError):
+                        raise CaptureError(f"{path}: damaged network conditions at byte {position}") from None
+                    reading.network.setdefault(path, []).append(conditions)
             for opened_at, analyzer in live.values():
                 closed = analyzer.close(capture.last_timestamp, STILL_OPEN)
                 yield (number, 1, opened_at), closed if detail else closed.without_detail()
@@ -123,21 +154,23 @@ def _read(
                 reading.unknown[capture.path] = unknown
 
 
-def analyze_captures(paths: Sequence[str | os.PathLike[str]], *, classifier: Classifier | None = None) -> Analysis:
+def analyze_captures(
+    paths: Sequence[str | os.PathLike[str]], *, classifier: Classifier | None = None, server_ports: Collection[int] = ()
+) -> Analysis:
     """Every connection of one or more captures, held in memory (for looking at
     them one by one; reports use :func:`report_from_captures`, which holds none).
 
     With several captures, connection ids are prefixed with the capture's
-    number (``2:17``). HAR and mitmproxy flow files are read too
-    (:func:`~inspector.formats.open_traffic`), and what the report must say
-    about them joins the notes.
+    number (``2:17``). HAR, mitmproxy flow files and pcap or pcapng files
+    (with ``server_ports``) are read too (:func:`~inspector.formats.open_traffic`),
+    and what the report must say about them joins the notes.
 
     Raises :class:`~inspector.capture.CaptureError` for a file that is not a
     readable capture.
     """
     names = [os.fspath(path) for path in paths]
     reading = _Reading()
-    records = [record for _, record in _read(names, classifier or Classifier(), reading)]
+    records = [record for _, record in _read(names, classifier or Classifier(), reading, server_ports=server_ports)]
     records.sort(key=lambda r: r.opened.timestamp)
     return Analysis(tuple(records), tuple(reading.all_notes(names)))
 
@@ -163,10 +196,12 @@ def report_from_captures(
     redact: bool = True,
     jobs: int = 1,
     on_connection: Callable[[ConnectionSummary], None] | None = None,
+    server_ports: Collection[int] = (),
 ) -> Report:
     """The report of one or more captures (merged), with what a reader must know
     about them among its notes: what ``rtinspect report`` shows, as typed results.
-    ``redact`` and ``on_connection`` as for :class:`~inspector.summary.ReportBuilder`.
+    ``redact`` and ``on_connection`` as for :class:`~inspector.summary.ReportBuilder`;
+    ``server_ports`` say which side of each TCP connection in a pcap or pcapng file is the server.
 
     ``jobs`` processes share the connections; the report is the same for any
     number of them.
@@ -179,20 +214,25 @@ def report_from_captures(
     classifier = Classifier(tuple(rules), long_poll_threshold, tuple(app_messages))
     builder = ReportBuilder(redact=redact, on_connection=on_connection)
     reading = _Reading()
+    ports = tuple(server_ports)
     if jobs <= 1:
-        for _, record in _read(names, classifier, reading, detail=False):
+        for _, record in _read(names, classifier, reading, detail=False, server_ports=ports):
             builder.add(record)
     else:
-        for record in _read_in_parallel(names, classifier, reading, jobs):
+        for record in _read_in_parallel(names, classifier, reading, jobs, ports):
             builder.add(record)
-    return builder.report(sources=names, notes=reading.all_notes(names))
+    network, network_notes = reading.network_conditions(names)
+    report = builder.report(sources=names, notes=[*network_notes, *reading.all_notes(names)])
+    return with_network(report, network)
 
 
-def _read_part(paths: Sequence[str], classifier: Classifier, part: int, parts: int, spool: str) -> _Reading:
+def _read_part(
+    paths: Sequence[str], classifier: Classifier, part: int, parts: int, spool: str, server_ports: tuple[int, ...] = ()
+) -> _Reading:
     """One process's share: its connections, pickled in order to ``spool``."""
     reading = _Reading()
     with open(spool, "wb") as out:
-        for item in _read(paths, classifier, reading, part=part, parts=parts, detail=False):
+        for item in _read(paths, classifier, reading, part=part, parts=parts, detail=False, server_ports=server_ports):
             pickle.dump(item, out, protocol=pickle.HIGHEST_PROTOCOL)
     return reading
 
@@ -205,12 +245,17 @@ def _unpickled(file: IO[bytes]) -> Iterator[tuple[Ordinal, ConnectionRecord]]:
             return
 
 
-def _read_in_parallel(paths: Sequence[str], classifier: Classifier, reading: _Reading, jobs: int) -> Iterator[ConnectionRecord]:
+def _read_in_parallel(
+    paths: Sequence[str], classifier: Classifier, reading: _Reading, jobs: int, server_ports: tuple[int, ...] = ()
+) -> Iterator[ConnectionRecord]:
     """Every connection, read by ``jobs`` processes and merged into one-process order."""
     with tempfile.TemporaryDirectory(prefix="rtinspect-") as directory:
         spools = [os.path.join(directory, f"part-{part}") for part in range(jobs)]
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_read_part, paths, classifier, part, jobs, spools[part]) for part in range(jobs)]
+            futures = [
+                pool.submit(_read_part, paths, classifier, part, jobs, spools[part], server_ports)
+                for part in range(jobs)
+            ]
             parts = [future.result() for future in futures]
         for part in parts:
             reading.merge(part)

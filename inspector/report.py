@@ -7,8 +7,9 @@ connection records by :mod:`inspector.summary`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from .network import NetworkConditions
 from .wire import Anomaly, Direction
 
 #: Transport names, in the order reports list them.
@@ -242,6 +243,8 @@ class Report:
     http2: Http2Figures | None = None
     #: What a fleet would cost, when asked for (``rtinspect report --project``).
     projection: Projection | None = None
+    #: The network conditions the proxy added while the traffic was recorded (None: none).
+    network: NetworkConditions | None = None
 
     def transport(self, name: str) -> TransportSummary:
         """The summary of one transport; KeyError names the transports present."""
@@ -249,3 +252,11 @@ class Report:
             return self.transports[name]
         except KeyError:
             raise KeyError(f"no {name!r} traffic in this report (present: {', '.join(self.transports) or 'none'})") from None
+
+
+def with_network(report: Report, network: NetworkConditions | None) -> Report:
+    """``report`` recorded under ``network``: the conditions, and the first of its notes
+    says what they were (unchanged if it says so already, or if there were none)."""
+    if network is None or report.network == network:
+        return report
+    return replace(report, network=network, notes=(network.note(), *report.notes))

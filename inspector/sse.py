@@ -6,11 +6,14 @@ leading BOM skipped once, lines ended by CRLF, LF or CR, the fields ``data``,
 that dispatches the event being read. The HTML parser gives every byte sequence
 a meaning (invalid UTF-8 becomes U+FFFD), so an event stream has no anomalies.
 
-Every body byte is counted once: the values of ``data`` fields of dispatched
-events are :attr:`Category.PAYLOAD`; everything else (field names, colons, the
-space after a colon, line ends, comments, ``event``/``id``/``retry`` lines, the
-BOM, blank lines, and the data of an event the stream ended inside) is
-:attr:`Category.MESSAGE_SYNTAX`.
+Every body byte is counted once. An event's :attr:`Category.PAYLOAD` is its
+data string, what the application gets: the values of its ``data`` fields,
+joined by LF. On the wire each joining LF is the line end of a data line that
+another data line of the event follows, one byte of it: the first, so that a
+CRLF is one byte of payload and one of syntax. Everything else (field names,
+colons, the space after a colon, other line ends, comments,
+``event``/``id``/``retry`` lines, the BOM, blank lines, and the data of an event
+the stream ended inside) is :attr:`Category.MESSAGE_SYNTAX`.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ class SseEvent:
     #: and including this event's dispatching blank line: comments and blank lines in
     #: between are part of the event that follows them.
     wire_bytes: int
-    #: Bytes of this event's ``data`` values: its :attr:`Category.PAYLOAD`.
+    #: Bytes of :attr:`data` as they were on the wire, the joining LFs included: its
+    #: :attr:`Category.PAYLOAD` (``len(data.encode())`` when the data is valid UTF-8).
     payload_bytes: int
     #: When the chunk holding the dispatching line end (its first byte) arrived.
     timestamp: float
@@ -107,6 +111,8 @@ class SseStream:
         self._event_wire = 0
         # The data buffer: values of the data fields of the event being read.
         self._data: list[bytes] = []
+        # Bytes of those values, each with the first byte of its line end: the LF
+        # that joins it to the next one, if the event gets another data line.
         self._pending_payload = 0
         self._type = ""
         self._last_event_id = ""
@@ -119,9 +125,10 @@ class SseStream:
 
     @property
     def pending_bytes(self) -> int:
-        """Bytes fed whose category is not settled yet: the line being read and the
-        data of the event being read. ``account.total + pending_bytes`` is always
-        the number of bytes fed; after :meth:`close` it is zero."""
+        """Bytes fed whose category is not settled yet: the line being read, and the
+        data values of the event being read with the first byte of each one's line
+        end. ``account.total + pending_bytes`` is always the number of bytes fed;
+        after :meth:`close` it is zero."""
         return len(self._buf) + self._pending_payload
 
     def feed(self, data: bytes, timestamp: float) -> list[SseEvent]:
@@ -214,11 +221,12 @@ class SseStream:
         data = self._data
         pending_before = pending = self._pending_payload
         event_type, last_event_id, retry = self._type, self._last_event_id, self._retry
-        for line, end in zip(lines, repeat(1) if ends is None else ends):
+        for line, end in zip(lines, repeat(1) if ends is None else ends):  # noqa: B905 - ends may be endless
             wire += len(line) + end
             if not line:
                 if data:
-                    payload += pending
+                    # The last data line's line end joins nothing: it stays syntax.
+                    payload += pending - 1
                     events.append(
                         SseEvent(
                             event_type or "message",
@@ -226,7 +234,7 @@ class SseStream:
                             last_event_id,
                             retry,
                             wire,
-                            pending,
+                            pending - 1,
                             timestamp,
                         )
                     )
@@ -240,14 +248,14 @@ class SseStream:
                 # The usual line, read with one copy of its value instead of two.
                 value = line[6:] if line[5:6] == b" " else line[5:]
                 data.append(value)
-                pending += len(value)
+                pending += len(value) + 1
             else:
                 name, _, value = line.partition(b":")
                 if value[:1] == b" ":
                     value = value[1:]
                 if name == b"data":
                     data.append(value)
-                    pending += len(value)
+                    pending += len(value) + 1
                 elif name == b"event":
                     event_type = value.decode("utf-8", "replace")
                 elif name == b"id":

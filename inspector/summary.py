@@ -27,7 +27,7 @@ import pickle
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import IO
+from typing import IO, cast
 
 from .classify import CONNECTION_ROUTE_LIMIT, ROUTE_LIMIT, Route, RouteTable, most_streaming
 from .connection import ConnectionRecord
@@ -47,7 +47,7 @@ from .report import (
     WebSocketFigures,
 )
 from .stats import Distribution
-from .totals import ExchangeTotals, exchange_messages, handshake_duration
+from .totals import ExchangeTotals, MessageTime, exchange_messages, handshake_duration
 from .wire import ByteAccount, Category, Direction
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -104,7 +104,7 @@ def apportion(accounts: dict[Direction, ByteAccount], weights: Sequence[int]) ->
             by_remainder = sorted(range(len(weights)), key=lambda i: (-(amount * weights[i] % whole), i))
             for i in by_remainder[:left]:
                 shares[i] += 1
-            for part, share in zip(parts, shares):
+            for part, share in zip(parts, shares, strict=True):
                 part[direction].add(category, share)
     return parts
 
@@ -533,7 +533,7 @@ class ReportBuilder:
         timeline = [
             MessagePoint(time, name, direction, wire)
             for name, totals in merged.items()
-            for time, direction, wire in totals.exchanges.timeline.items  # type: ignore[misc]
+            for time, direction, wire in cast("list[MessageTime]", totals.exchanges.timeline.items)
         ]
         return Report(
             transports=transports,

@@ -214,7 +214,7 @@ try:
     # The websockets library's C implementation of the same XOR, where it is built.
     from websockets.speedups import apply_mask as _unmask
 except ImportError:  # pragma: no cover - a pure-Python install of websockets
-    _unmask = _unmask_in_python
+    _unmask = _unmask_in_python  # type: ignore[assignment]
 
 
 def _close_code_allowed(code: int) -> bool:
@@ -473,6 +473,17 @@ class WebSocketStream:
         elif self._message is not None:
             self._stop(self._position, "stream ended inside a fragmented message")
         return []
+
+    def stop(self, reason: str) -> None:
+        """Parse no more of the stream, for ``reason`` (it has a hole): the bytes of
+        an incomplete frame header and every later byte are ``UNPARSED``; payload
+        already received stays counted as it arrived."""
+        if self.anomaly is not None:
+            return
+        self._stop(self._position, reason)
+        self._unparsed_bytes += len(self._pending)
+        self._position += len(self._pending)
+        self._pending = b""
 
     def _stop(self, offset: int, reason: str) -> None:
         if self.anomaly is None:

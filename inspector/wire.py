@@ -36,7 +36,8 @@ class Category(enum.StrEnum):
     #: over HTTP/2, the 9-byte frame headers, padding and trailers.
     CHUNK_FRAMING = "chunk_framing"
     #: Structure inside a body that is not payload: SSE field names, colons, line
-    #: ends, comments, id/event/retry lines; NDJSON line ends.
+    #: ends (but one byte of each that joins two data lines of an event: that LF is
+    #: in the data the application gets), comments, id/event/retry lines; NDJSON line ends.
     MESSAGE_SYNTAX = "message_syntax"
     #: WebSocket frame headers (2, 4 or 10 bytes), without the mask key.
     FRAME_HEADER = "frame_header"

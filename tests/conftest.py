@@ -1,4 +1,5 @@
-"""Fixtures shared by the test suite: real servers on 127.0.0.1."""
+"""Fixtures shared by the test suite: real servers on 127.0.0.1; and the
+plugin that fails a run whose oracles are missing (:mod:`oracles`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from servers import AppServer
+
+pytest_plugins = ["oracles"]
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +24,4 @@ def app_server() -> Iterator[AppServer]:
     """The test app (plain, SSE, NDJSON, WebSocket echo) under uvicorn."""
     with AppServer() as server:
         yield server
+

@@ -69,3 +69,10 @@ def test_profile_names_the_hot_spots() -> None:
     out = bench("profile_proxy", "--workload", "ws-echo-64", "--seconds", "1")
     assert "rtinspect proxy, ws-echo-64" in out
     assert "WebSocketStream.feed" in out or "tottime" in out
+
+
+def test_network_conditions_measure_every_condition() -> None:
+    out = bench("network", "--rounds", "1", "--echoes", "3", "--bytes", "20000")
+    for condition in ("rtt 100 jitter 20", "down 1mbit", "up 1mbit", "4g", "transatlantic"):
+        assert f"\n{condition} " in out
+    assert "0.02 MB download" in out

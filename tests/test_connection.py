@@ -3,14 +3,18 @@ interleaved): the parts add up, chunking does not matter, nothing raises."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import random
 import zlib
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_http1 import FRAMING_PLACES, oversized_framing
 
 from inspector.capture import ConnectionOpened
 from inspector.connection import BodyKind, ConnectionAnalyzer, ConnectionRecord
+from inspector.http1 import LONGEST_FRAMING
 from inspector.wire import Category, Direction
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -76,6 +80,9 @@ def http_conversation() -> tuple[bytes, bytes]:
         + _chunk(b": heartbeat\r\ndata: \r")
         + _chunk(b"\nx\nid: 7\r\n\r\ndata:y\n")
         + _chunk(b"\n")
+        + _chunk(b"data: multi\r")  # a data line whose CRLF ends in the next chunk...
+        + _chunk(b"\ndata: line\r")  # ...joined by its CR to this one
+        + _chunk(b"\r")
         + b"0\r\n\r\n"
     )
     return c2s, s2c
@@ -83,8 +90,12 @@ def http_conversation() -> tuple[bytes, bytes]:
 
 def analyse(c2s: bytes, s2c: bytes, cuts: random.Random | None = None, one_byte: bool = False) -> ConnectionRecord:
     """Feed both directions interleaved (client first, as on the wire), split as asked."""
+    return analyse_pieces({C2S: _split(c2s, cuts, one_byte), S2C: _split(s2c, cuts, one_byte)})
+
+
+def analyse_pieces(pieces: dict[Direction, list[bytes]]) -> ConnectionRecord:
+    """Feed the pieces of both directions interleaved, client first."""
     analyzer = ConnectionAnalyzer(OPENED)
-    pieces = {C2S: _split(c2s, cuts, one_byte), S2C: _split(s2c, cuts, one_byte)}
     while pieces[C2S] or pieces[S2C]:
         for direction in (C2S, S2C):
             if pieces[direction]:
@@ -98,7 +109,7 @@ def _split(data: bytes, cuts: random.Random | None, one_byte: bool) -> list[byte
     if cuts is None:
         return [data] if data else []
     points = sorted(cuts.sample(range(1, len(data)), min(len(data) - 1, cuts.randint(0, 12)))) if len(data) > 1 else []
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)]) if b > a]
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True) if b > a]
 
 
 def essentials(record: ConnectionRecord) -> object:
@@ -170,9 +181,10 @@ def test_http_exchanges_are_accounted_to_the_byte() -> None:
     # "2;ext=1\r\n" + "\r\n" + "0\r\n" + "X-Trailer: 1\r\n" + "\r\n"
     assert send.accounts[S2C][Category.CHUNK_FRAMING] == 9 + 2 + 3 + 14 + 2
     assert sse.body_kind is BodyKind.SSE
-    assert sse.stream_messages[S2C] == 2
-    # data values: "" + "x" (one event "\nx"), then "y"
-    assert sse.stream_payload[S2C] == 1
+    assert sse.stream_messages[S2C] == 3
+    # The events' data: "" (the line "x" is a field of no meaning), "y", then "multi\nline",
+    # whose LF is the first byte of the CRLF after "multi".
+    assert sse.stream_payload[S2C] == sse.accounts[S2C][Category.PAYLOAD] == len("y" + "multi\nline")
     for direction, data in ((C2S, c2s), (S2C, s2c)):
         assert record.wire_bytes(direction) == len(data)
 
@@ -209,6 +221,43 @@ def test_chunking_does_not_matter(which: int, seed: int) -> None:
 def test_one_byte_at_a_time_matches_one_chunk() -> None:
     for c2s, s2c in CONVERSATIONS:
         assert essentials(analyse(c2s, s2c, one_byte=True)) == essentials(analyse(c2s, s2c))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    where=st.sampled_from(FRAMING_PLACES),
+    size=st.integers(LONGEST_FRAMING - 1, LONGEST_FRAMING + 2),
+    direction=st.sampled_from(Direction),
+    data=st.data(),
+)
+def test_chunking_does_not_matter_for_chunk_size_lines_and_trailers_near_16_kib(
+    where: str, size: int, direction: Direction, data: st.DataObject
+) -> None:
+    """h11 refuses a chunk-size line or trailer section once it holds more than 16 KiB
+    of it, so a cut just before its end is the split that matters."""
+    before, framing, after = oversized_framing(where, size)
+    request = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    if direction is C2S:
+        c2s, s2c = request + before + framing + after, response + b"0\r\n\r\n"
+    else:
+        c2s, s2c = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", response + before + framing + after
+    sent = c2s if direction is C2S else s2c
+    end = sent.index(framing) + len(framing)
+    near_the_end = st.integers(end - 3, end - 1)
+    points = data.draw(st.lists(st.one_of(st.integers(1, len(sent) - 1), near_the_end), max_size=6))
+    points = sorted({0, len(sent), *points})
+    pieces = {C2S: [c2s], S2C: [s2c]}
+    pieces[direction] = [sent[a:b] for a, b in pairwise(points)]
+    whole = analyse(c2s, s2c)
+    record = analyse_pieces(pieces)
+    assert essentials(record) == essentials(whole)
+    assert record.anomalies == whole.anomalies
+    if size > LONGEST_FRAMING:
+        (anomaly,) = whole.anomalies
+        assert anomaly.offset == end - len(framing) and anomaly.reason.endswith("Receive buffer too long")
+    else:
+        assert whole.anomalies == ()
 
 
 def _mutate(data: bytes, rng: random.Random) -> bytes:

@@ -8,6 +8,7 @@ proxy's capture says crossed the wire (``report.json``).
 from __future__ import annotations
 
 import json
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def test_every_message_reaches_every_client_and_the_report_counts_them(tmp_path:
     for name, measured in clients["transports"].items():
         assert measured["error"] is None, (name, measured)
         assert (measured["received"], measured["lost"], measured["duplicates"]) == (COUNT, 0, 0), name
-        assert measured["latency_ms"]["count"] == COUNT, name
+        assert measured["latency_ms"]["count"] == len(measured["latency_ms"]["values"]) == COUNT, name
         on_wire = report["transports"][name]["messages"]["server_to_client"]
         assert on_wire == measured["deliveries"], name
     # What a message on the wire is differs by transport; the clients agree with the report on each.
@@ -90,6 +91,12 @@ def test_every_message_reaches_every_client_and_the_report_counts_them(tmp_path:
 
     html = (output / "report.html").read_text()
     assert html.lstrip().lower().startswith("<!doctype html") and "<svg" in html
+    # The clients' latency sits beside the bytes: a strip per transport and the figures.
+    latency = html[html.index("<h2>Latency measured by the clients</h2>") :]
+    latency = latency[: latency.index("</section>")]
+    assert "<svg" in latency and escape(str(output / "clients.json")) in latency
+    for name in REPORT_NAMES:
+        assert f"<title>{name} · p90: " in latency and f'<td class="name">{name}</td>' in latency
     for name in ("capture.rtcap", "report.json", "report.html", "clients.json"):
         assert str(output / name) in done.stdout
     for heading in ("Transports", "Clients (the Python clients)", "Latency p50", "Wire per feed msg"):

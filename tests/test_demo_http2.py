@@ -274,3 +274,13 @@ def test_the_wire_check_reads_heads_from_bytes_in_any_pieces(tmp_path: Path) -> 
     assert (first.extended_connects, first.websocket_upgrades) == (1, 0)
     assert (second.protocol, second.websocket_upgrades, second.extended_connects) == ("http/1.1", 1, 0)
     assert (third.protocol, third.requests, third.problem) == ("h2", (), None)
+
+
+def test_the_html_report_shows_each_clients_latency_per_protocol(http2_run: SimpleNamespace) -> None:
+    html = (http2_run.output / "report.html").read_text()
+    latency = html[html.index("<h2>Latency measured by the clients</h2>") :]
+    latency = latency[: latency.index("</section>")]
+    for name in REPORT_NAMES:
+        for protocol in ("http/1.1", "h2"):
+            label = f"{name} ({protocol})"
+            assert f"<title>{label} · p50: " in latency and f'<td class="name">{label}</td>' in latency

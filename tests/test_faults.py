@@ -42,7 +42,7 @@ from websockets.sync.client import connect as websocket_connect
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
-from inspector.capture import read_capture
+from inspector.capture import ConnectionOpened, DataChunk, read_capture
 from inspector.proxy_process import wait_until_closed
 from inspector.replay import STILL_OPEN, analyze_captures
 from inspector.report import PerDirection, Report
@@ -480,7 +480,8 @@ class SlowClient:
     def _run(self) -> None:
         half = len(SLOW_REQUEST) // 2
         with connect(self._port) as sock:
-            self.address = "%s:%d" % sock.getsockname()
+            host, port = sock.getsockname()
+            self.address = f"{host}:{port}"
             for index in range(half):
                 sock.sendall(SLOW_REQUEST[index : index + 1])
                 time.sleep(0.01)
@@ -500,7 +501,8 @@ class SlowClient:
 def test_slowloris_clients_do_not_hold_up_the_others(app_server: AppServer, confdir: Path, tmp_path: Path) -> None:
     slow_clients = 20
     let_go = threading.Event()
-    with running_proxy(app_server.url, confdir=confdir, capture=tmp_path / "slowloris.rtcap") as proxy:
+    capture = tmp_path / "slowloris.rtcap"
+    with running_proxy(app_server.url, confdir=confdir, capture=capture) as proxy:
         footprint = Footprint.of(proxy)
         slow = [SlowClient(proxy.port, finishes=i % 2 == 0, let_go=let_go) for i in range(slow_clients)]
         for client in slow:
@@ -513,7 +515,6 @@ def test_slowloris_clients_do_not_hold_up_the_others(app_server: AppServer, conf
             for n in range(10):
                 ws.send(f"message {n}")
                 assert ws.recv(timeout=DEADLINE) == f"message {n}"
-        assert not let_go.is_set()
         let_go.set()
         for client in slow:
             client.thread.join(DEADLINE)
@@ -532,6 +533,31 @@ def test_slowloris_clients_do_not_hold_up_the_others(app_server: AppServer, conf
     # The ten requests share one keep-alive connection.
     assert len(report.connections) == slow_clients + 2
     assert report.transport("websocket").messages == PerDirection(10, 10)
+    # The proxy's own record of when it saw each byte: it had relayed the last byte of the
+    # others' traffic while every slow client was still in the middle of its request head.
+    head_so_far = heads_when_the_others_were_done(capture, {client.address for client in slow})
+    assert sorted(head_so_far) == sorted(client.address for client in slow)
+    assert all(0 < sent < len(SLOW_REQUEST) for sent in head_so_far.values()), head_so_far
+
+
+def heads_when_the_others_were_done(capture: Path, slow: set[str]) -> dict[str, int]:
+    """By slow client: the bytes of its request the proxy had received by the time it
+    relayed the last byte of any other connection (the times are the capture's)."""
+    clients: dict[int, str] = {}
+    chunks: list[DataChunk] = []
+    with read_capture(capture) as records:
+        for record in records:
+            if isinstance(record, ConnectionOpened):
+                clients[record.connection_id] = record.client
+            elif isinstance(record, DataChunk):
+                chunks.append(record)
+    others_done = max(c.timestamp for c in chunks if clients[c.connection_id] not in slow)
+    head_so_far = dict.fromkeys((address for address in clients.values() if address in slow), 0)
+    for chunk in chunks:
+        if clients[chunk.connection_id] in slow and chunk.timestamp <= others_done:
+            assert chunk.direction is Direction.CLIENT_TO_SERVER, "a slow client was answered before the others"
+            head_so_far[clients[chunk.connection_id]] += len(chunk.data)
+    return head_so_far
 
 
 def test_an_idle_client_is_timed_out(confdir: Path, tmp_path: Path) -> None:

@@ -21,14 +21,17 @@ import io
 import json
 import subprocess
 import sys
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from click.testing import CliRunner
+from mitmproxy.io import FlowReader
 from servers import (
     DEADLINE,
     LOOPBACK,
@@ -165,7 +168,7 @@ def test_pcapng_segments_respect_the_mss_and_keep_every_byte(tmp_path: Path) -> 
     pcapng = tmp_path / "named.pcapng"
     pcapng.write_bytes(out.getvalue())
     if TSHARK is None:
-        return
+        pytest.skip("tshark is not installed (apt-get install tshark): the pcapng is not dissected")
     (stream,) = dissect_pcapng(pcapng, 8443, decode_as=False).values()
     assert (bytes(stream.data[C2S]), bytes(stream.data[S2C])) == streams_of(capture)["1"]
     comments = subprocess.run(
@@ -220,11 +223,38 @@ def test_har_export_reads_back_with_the_same_messages_and_payload(name: str, tmp
         for message in entry.get("_webSocketMessages", []):
             assert set(message) == {"type", "time", "opcode", "data"} and message["type"] in ("send", "receive")
 
+    # What the HAR holds is what the clients saw: each WebSocket message, and each poll's answer.
+    seen = expected(name)["transports"]
+    websocket_sizes: dict[str, list[int]] = {"send": [], "receive": []}
+    polled = {rule.pattern: rule.transport for rule in map(TransportRule.parse, expected(name)["rules"])}
+    polls: dict[str, list[int]] = defaultdict(list)
+    for entry in log["entries"]:
+        for message in entry.get("_webSocketMessages", []):
+            if message["opcode"] in (1, 2):
+                data = message["data"]
+                size = len(data.encode()) if message["opcode"] == 1 else len(base64.b64decode(data))
+                websocket_sizes[message["type"]].append(size)
+        path = urlsplit(entry["request"]["url"]).path
+        if path in polled:
+            polls[polled[path]].append(entry["response"]["content"]["size"])
+    if "websocket" in seen:
+        sizes = seen["websocket"]["message_sizes"]
+        assert sorted(websocket_sizes["send"]) == sorted(sizes["client_to_server"])
+        assert sorted(websocket_sizes["receive"]) == sorted(sizes["server_to_client"])
+    for transport, answers in polls.items():
+        assert len(answers) == seen[transport]["polls"], transport
+        assert answers.count(0) == seen[transport]["empty_polls"], transport
+        assert sorted(size for size in answers if size) == sorted(seen[transport]["message_sizes"]["server_to_client"])
+
     original = report_of(RECORDINGS / f"{name}.rtcap", name=name)
     again = report_of(har, name=name)
-    assert set(again.transports) == set(original.transports)
+    assert set(again.transports) == set(original.transports) == set(seen)
     for transport, summary in original.transports.items():
         rebuilt = again.transport(transport)
+        # The report of the HAR agrees with the clients, and with the report of the capture.
+        clients = PerDirection(**seen[transport]["messages"]), PerDirection(**seen[transport]["payload_bytes"])
+        assert (rebuilt.messages, rebuilt.payload_bytes) == clients, transport
+        assert rebuilt.connections == seen[transport]["connections"], transport
         assert rebuilt.connections == summary.connections, transport
         assert rebuilt.messages == summary.messages, transport
         assert rebuilt.payload_bytes == summary.payload_bytes, transport
@@ -333,18 +363,159 @@ def test_a_har_as_chrome_exports_it_is_reported(tmp_path: Path) -> None:
     assert set(report.transports) == {"websocket", "sse", "short_poll"}
     polls = report.transport("short_poll")
     assert polls.connections == 1 and polls.messages.server_to_client == 2  # both polls on connection "1234"
+    # The body counts as it travelled: gzip again. Each response body on the rebuilt
+    # connection is one gzip member that zlib inflates to the HAR's text; the payload is
+    # those members' bytes, wherever zlib says each one ends.
     body = json.dumps({"messages": ["hello"] * 20}).encode()
-    gzipped = polls.payload_bytes.server_to_client // 2
-    assert 0 < gzipped < len(body)  # the body counts as it travelled: gzip again
+    (down,) = [down for up, down in streams_of(har).values() if up.startswith(b"GET /poll")]
+    members = []
+    while down:
+        head, _, down = down.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"content-encoding: gzip" in head.lower()
+        inflate = zlib.decompressobj(wbits=31)
+        assert inflate.decompress(down) == body and inflate.eof
+        members.append(len(down) - len(inflate.unused_data))
+        down = inflate.unused_data
+    assert len(members) == 2 and all(size < len(body) for size in members)
+    assert polls.payload_bytes == PerDirection(0, sum(members))
     websocket = report.transport("websocket")
     assert websocket.messages == PerDirection(1, 2)
     assert websocket.payload_bytes == PerDirection(len("subscribe"), 300 + 40)
     assert report.transport("sse").messages.server_to_client == 0
     assert any("no body text" in note for note in report.notes)
-    # Traffic of unknown clients exports to every format.
-    for fmt in ("pcapng", "har", "mitmproxy"):
-        with open_traffic(har) as traffic:
-            assert export_records(traffic, fmt, io.BytesIO()).summary
+    # Traffic of unknown clients exports to HAR and flows, one entry or flow per HTTP
+    # exchange of the HAR, and each export reads back with the same messages and payload.
+    for fmt, summary in (("har", "4 entries"), ("mitmproxy", "4 flows")):
+        target = tmp_path / f"chrome.{fmt}"
+        with open_traffic(har) as traffic, open(target, "wb") as out:
+            assert export_records(traffic, fmt, out).summary == summary
+        again = build_report(analyze_captures([target]).records)
+        assert set(again.transports) == {"websocket", "sse", "short_poll"}, fmt
+        assert again.transport("websocket").messages == PerDirection(1, 2), fmt
+        assert again.transport("websocket").payload_bytes == PerDirection(len("subscribe"), 300 + 40), fmt
+        assert again.transport("short_poll").messages == PerDirection(0, 2), fmt
+        assert again.transport("short_poll").payload_bytes == PerDirection(0, sum(members)), fmt
+
+
+@needs_tshark
+def test_a_har_as_chrome_exports_it_exports_to_pcapng_for_tshark(tmp_path: Path) -> None:
+    """Traffic of unknown clients (no client address, an IPv6 server) as packets: tshark
+    finds every connection's bytes, as many packets as the export says, and the WebSocket
+    messages of the HAR as frames."""
+    har = tmp_path / "chrome.har"
+    har.write_text(json.dumps(chrome_har()))
+    target = tmp_path / "chrome.pcapng"
+    with open_traffic(har) as traffic:
+        records = list(traffic)  # once: each reading masks the WebSocket frames with new keys
+    with open(target, "wb") as out:
+        summary = export_records(records, "pcapng", out).summary
+    data: dict[int, dict[Direction, bytes]] = defaultdict(lambda: {C2S: b"", S2C: b""})
+    for record in records:
+        if isinstance(record, DataChunk):
+            data[record.connection_id][record.direction] += record.data
+    packets = subprocess.run(
+        [TSHARK or "tshark", "-n", "-r", str(target), "-T", "fields", "-e", "frame.number"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    assert summary == f"{len(packets)} packets of 3 connection(s)"
+    # One server port at a time: the polls' connection (tshark's first stream) on 8443, the SSE
+    # and WebSocket ones on 8080.
+    on_8080 = dissect_pcapng(target, 8080)
+    streams = [dissect_pcapng(target, 8443)[0], on_8080[1], on_8080[2]]
+    assert len(on_8080) == 3
+    dissected = sorted((bytes(s.data[C2S]), bytes(s.data[S2C])) for s in streams)
+    assert dissected == sorted((d[C2S], d[S2C]) for d in data.values())
+    frames = [frame for s in streams for frame in s.frames]
+    assert [(f.direction, f.opcode, f.payload) for f in frames] == [(C2S, 1, 9), (S2C, 1, 300), (S2C, 2, 40)]
+    assert [f.masked for f in frames] == [True, False, False]
+
+
+# -- WebSocket pings and pongs: counted where the file has them, a note where it cannot
+
+
+#: The ping the client of the websocket recording sent, and the pong that answered it.
+RECORDED_PING = b"are you there"
+
+
+def control_frames(report: Report) -> tuple[PerDirection, PerDirection]:
+    websocket = report.transport("websocket").websocket
+    assert websocket is not None
+    return websocket.control_frames, websocket.control_bytes
+
+
+def test_pings_and_pongs_go_into_har_and_come_back_as_control_frames(tmp_path: Path) -> None:
+    """The recording has one ping from the client and its pong (and a close each way, which no
+    HAR writer keeps): the export lists them as Chrome's opcodes 9 and 10, and the report of the
+    HAR counts them as the control frames and bytes they were."""
+    har = har_of("websocket", tmp_path)
+    (entry,) = json.loads(har.read_text())["log"]["entries"]
+    control = [m for m in entry["_webSocketMessages"] if m["opcode"] not in (1, 2)]
+    encoded = base64.b64encode(RECORDED_PING).decode()
+    assert [(m["type"], m["opcode"], m["data"]) for m in control] == [("send", 9, encoded), ("receive", 10, encoded)]
+
+    original = report_of(RECORDINGS / "websocket.rtcap", name="websocket")
+    with_close = len(RECORDED_PING) + 2  # a close frame carries its 2-byte code
+    assert control_frames(original) == (PerDirection(2, 2), PerDirection(with_close, with_close))
+    again = report_of(har, name="websocket")
+    assert control_frames(again) == (PerDirection(1, 1), PerDirection(len(RECORDED_PING), len(RECORDED_PING)))
+    assert again.transport("websocket").messages == original.transport("websocket").messages
+    assert not any("pings or pongs" in note for note in again.notes)
+
+
+def test_a_har_from_a_browser_says_its_pings_and_pongs_are_not_counted(tmp_path: Path) -> None:
+    har = tmp_path / "chrome.har"
+    har.write_text(json.dumps(chrome_har()))
+    analysis = analyze_captures([har])
+    report = build_report(analysis.records, notes=analysis.notes)
+    assert control_frames(report) == (PerDirection(0, 0), PerDirection(0, 0))
+    (note,) = [note for note in report.notes if "pings or pongs" in note]
+    assert note.startswith(f"{har}: 1 WebSocket session(s) have no pings or pongs in the file: browsers list")
+    assert "not counted" in note
+
+
+def test_a_flow_file_says_its_pings_and_pongs_are_not_counted(tmp_path: Path) -> None:
+    """mitmproxy records text and binary messages only: the export says it left the recording's
+    ping and pong out, and the report of the flow file says any pings are missing."""
+    flows = tmp_path / "websocket.flows"
+    with read_capture(RECORDINGS / "websocket.rtcap") as capture, open(flows, "wb") as out:
+        exported = export_records(capture, "mitmproxy", out)
+    assert any(note.startswith("2 WebSocket ping(s) and pong(s) are not in the flow file") for note in exported.notes)
+    report = report_of(flows, name="websocket")
+    assert control_frames(report) == (PerDirection(1, 1), PerDirection(2, 2))  # the closes, from the flow's close code
+    assert any("1 WebSocket session(s) have no pings or pongs in the file: mitmproxy records" in n for n in report.notes)
+
+
+def test_pings_and_pongs_in_a_flow_file_are_counted(tmp_path: Path) -> None:
+    """A flow file whose messages include pings and pongs (mitmproxy's message type is an opcode)."""
+    from mitmproxy.io import FlowWriter
+    from mitmproxy.test.tflow import twebsocketflow
+    from mitmproxy.websocket import WebSocketMessage
+    from wsproto.frame_protocol import Opcode
+
+    flow = twebsocketflow()
+    assert flow.websocket is not None
+    flow.request.headers["Host"] = flow.request.host  # HTTP/1.1 requires it; mitmproxy's test flow has none
+    start = flow.response.timestamp_end if flow.response else 0.0
+    flow.websocket.messages = [
+        WebSocketMessage(Opcode.TEXT, True, b"hello", start + 1),
+        WebSocketMessage(Opcode.PING, False, b"tick", start + 2),
+        WebSocketMessage(Opcode.PONG, True, b"tick", start + 3),
+        WebSocketMessage(Opcode.PING, True, b"", start + 4),
+        WebSocketMessage(Opcode.PONG, False, b"", start + 5),
+        WebSocketMessage(Opcode.PING, True, b"x" * 126, start + 6),  # too long for a control frame
+        WebSocketMessage(Opcode.BINARY, False, b"\x00" * 10, start + 7),
+    ]
+    flow.websocket.close_code = None
+    path = tmp_path / "pings.flows"
+    with open(path, "wb") as out:
+        FlowWriter(out).add(flow)
+    analysis = analyze_captures([path])
+    report = build_report(analysis.records, notes=analysis.notes)
+    assert control_frames(report) == (PerDirection(2, 2), PerDirection(len(b"tick"), len(b"tick")))
+    assert report.transport("websocket").messages == PerDirection(1, 1)
+    assert report.transport("websocket").anomalies == 0
+    assert not any("have no pings or pongs" in note for note in report.notes)
+    assert any("1 WebSocket ping(s) or pong(s) had more than 125 bytes" in note for note in report.notes)
 
 
 # -- mitmproxy flow files written by a real mitmdump
@@ -402,6 +573,9 @@ def test_a_mitmdump_flow_file_is_reported_with_the_clients_messages(mitmdump_flo
     assert report.transport("http").payload_bytes == PerDirection(500, len("hello, wire\n" * 20) + 500)
     assert all(c.reconstructed for c in report.connections)
     assert all(summary.anomalies == 0 for summary in report.transports.values())
+    # mitmdump relays pings without recording them: the report says it cannot count them.
+    notes = analyze_captures([mitmdump_flows]).notes
+    assert any("1 WebSocket session(s) have no pings or pongs in the file: mitmproxy records" in n for n in notes)
 
 
 def test_the_report_command_reads_a_flow_file_and_marks_it_reconstructed(mitmdump_flows: Path) -> None:
@@ -443,11 +617,18 @@ def test_flows_exported_from_a_capture_read_back(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     original = report_of(RECORDINGS / "mixed.rtcap", name="mixed")
     again = report_of(flows, name="mixed")
-    for transport, summary in original.transports.items():
-        assert (again.transport(transport).messages, again.transport(transport).payload_bytes) == (
-            summary.messages,
-            summary.payload_bytes,
-        ), transport
+    seen = expected("mixed")["transports"]
+    assert set(again.transports) == set(original.transports) == set(seen)
+    for transport, summary in again.transports.items():
+        # What the clients saw, and what the capture itself reports.
+        clients = PerDirection(**seen[transport]["messages"]), PerDirection(**seen[transport]["payload_bytes"])
+        assert (summary.messages, summary.payload_bytes) == clients, transport
+        assert summary.connections == seen[transport]["connections"], transport
+        assert summary.anomalies == 0, transport
+        before = original.transport(transport)
+        assert (summary.messages, summary.payload_bytes) == (before.messages, before.payload_bytes), transport
+    for transport in ("long_poll", "short_poll"):
+        assert again.transport(transport).empty_polls == seen[transport]["empty_polls"], transport
 
 
 # -- detection
@@ -504,9 +685,19 @@ def test_a_flow_file_cut_short_keeps_the_flows_before_the_cut(tmp_path: Path, mi
     content = mitmdump_flows.read_bytes()
     cut = tmp_path / "cut.flows"
     cut.write_bytes(content[: len(content) - 50])
+    # mitmdump wrote each flow as it ended: the HTTP ones (/plain, /echo, /sse), then the
+    # WebSocket one, the last to end, which is the flow the cut leaves incomplete.
+    with open(mitmdump_flows, "rb") as file:
+        paths = [flow.request.path for flow in FlowReader(file).stream()]
+    assert paths == ["/plain", "/echo", "/sse?count=7", "/ws"]
     analysis = analyze_captures([cut])
-    assert analysis.records
     assert any("ends inside a flow" in note for note in analysis.notes)
+    # What the clients of the flows before the cut exchanged, and nothing of the WebSocket.
+    report = build_report(analysis.records)
+    assert set(report.transports) == {"http", "sse"}
+    assert report.transport("http").payload_bytes == PerDirection(500, len("hello, wire\n" * 20) + 500)
+    assert report.transport("sse").messages == PerDirection(0, 7)
+    assert report.transport("sse").payload_bytes == PerDirection(0, sum(len(f"message {i}") for i in range(7)))
 
 
 def test_flows_recorded_through_the_rtinspect_addon_are_refused(tmp_path: Path) -> None:

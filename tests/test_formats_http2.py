@@ -147,13 +147,13 @@ def test_every_stream_is_a_har_entry_with_its_method_path_status_and_bodies(capt
             assert {"name": "user-agent", "value": "h2-conversation/1"} in request["headers"]
     by_path = {(e["connection"], e["request"]["url"].split(SERVER, 1)[-1]): e for e in entries}
     text = {key: e["response"]["content"].get("text") for key, e in by_path.items()}
-    assert [text["1", f"/poll?after={n}"] for n in range(4)] == ['{"seq": %d}' % n for n in range(4)]
-    assert text["1", "/sse"] == "".join('id: %d\ndata: {"seq": %d}\n\n' % (n, n) for n in range(4))
+    assert [text["1", f"/poll?after={n}"] for n in range(4)] == [f'{{"seq": {n}}}' for n in range(4)]
+    assert text["1", "/sse"] == "".join(f'id: {n}\ndata: {{"seq": {n}}}\n\n' for n in range(4))
     assert text["1", "/send"] == "ok"  # padded DATA frame: the padding is not content
     assert by_path["1", "/send"]["request"]["postData"]["text"] == "hello"
     assert text["1", "/trailers"] == "body"
     assert text["1", "/big"] == "x" * 16_000 + "y" * 16_000 + "z" * 8_000
-    assert text["2", "/ndjson"] == "".join('{"seq": %d}\n' % n for n in range(5))
+    assert text["2", "/ndjson"] == "".join(f'{{"seq": {n}}}\n' for n in range(5))
     assert by_path["1", "/sse"]["response"]["content"]["mimeType"] == "text/event-stream"
     (events,) = [e for e in entries if e["request"]["url"].endswith("/events")]
     assert events["response"]["content"]["text"] == "data: one\n\n"
@@ -161,7 +161,9 @@ def test_every_stream_is_a_har_entry_with_its_method_path_status_and_bodies(capt
 
     messages = [(m["type"], m["opcode"], m["data"]) for m in by_path["3", "/ws"]["_webSocketMessages"]]
     assert messages == [
-        item for n in range(3) for item in (("receive", 1, "event %03d" % n), ("send", 1, "ack %d" % n))
+        *(item for n in range(3) for item in (("receive", 1, f"event {n:03d}"), ("send", 1, f"ack {n}"))),
+        ("receive", 9, ""),  # the server's ping and the client's pong, as Chrome's opcodes
+        ("send", 10, ""),
     ]
     for n, path in enumerate(("/ws/a", "/ws/b")):
         messages = [(m["type"], m["opcode"], m["data"]) for m in by_path["5", path]["_webSocketMessages"]]

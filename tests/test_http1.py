@@ -7,6 +7,7 @@ import pytest
 from inspector.capture import ConnectionOpened
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
 from inspector.http1 import (
+    LONGEST_FRAMING,
     LONGEST_HEAD,
     BodyData,
     Http1Parser,
@@ -121,6 +122,9 @@ SMUGGLING_HEADS = {
     "transfer-encoding-folded": b"Transfer-Encoding:\r\n chunked\r\n",
     "content-length-folded": b"Content-Length:\r\n\t5\r\n",
     "transfer-encoding-hidden-in-a-fold": b"Content-Length: 5\r\nX-Pad: x\r\n Transfer-Encoding: chunked\r\n",
+    "transfer-encoding-space-before-colon": b"Transfer-Encoding : chunked\r\n",
+    "content-length-tab-before-colon": b"Content-Length\t: 5\r\n",
+    "space-before-colon-beside-a-content-length": b"Content-Length: 5\r\ntransfer-encoding  : chunked\r\n",
 }
 
 
@@ -143,6 +147,14 @@ def test_an_ambiguous_message_length_is_a_security_anomaly_at_its_head(fields: b
     account = record.account(direction)
     assert account[Category.HEAD] + account[Category.UNPARSED] == account.total == len(first + sent)
     assert account[Category.UNPARSED] >= len(b"0\r\n\r\n")
+
+
+def test_whitespace_before_the_colon_of_an_ordinary_field_is_refused_but_not_a_smuggling_shape() -> None:
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Transfer-Encoding : chunked\r\n\r\n"
+    record = run((C2S, request))
+    (anomaly,) = record.anomalies
+    assert (anomaly.offset, anomaly.reason, anomaly.security) == (0, "invalid request: illegal header line", False)
+    assert record.account(C2S)[Category.UNPARSED] == len(request)
 
 
 def test_obsolete_line_folding_in_an_ordinary_field_is_unfolded_and_accepted() -> None:
@@ -173,6 +185,75 @@ def test_a_head_over_16_kib_is_refused_however_it_arrives(size: int) -> None:
         assert account[Category.UNPARSED] == size
     else:
         assert anomalies == () and account[Category.HEAD] == size
+
+
+@pytest.mark.parametrize(
+    "fault", [b"Bad Name: x\r\n", b"Content-Length: 5\r\nContent-Length: 6\r\n"], ids=["bad-field", "two-lengths"]
+)
+def test_a_malformed_head_over_16_kib_is_refused_for_its_length_however_it_arrives(fault: bytes) -> None:
+    """In pieces, h11 refuses the head for its length before it reads the fault; whole, it reads the fault."""
+    start = b"POST / HTTP/1.1\r\nHost: x\r\n" + fault + b"X-Pad: "
+    head = start + b"a" * (LONGEST_HEAD + 1 - len(start) - 4) + b"\r\n\r\n"
+    sent = head + b"0\r\n\r\n"
+    for piece in (1, 1000, len(sent)):
+        analyzer = ConnectionAnalyzer(OPENED)
+        for i in range(0, len(sent), piece):
+            analyzer.feed(C2S, sent[i : i + piece], 0.0)
+        record = analyzer.close(1.0)
+        assert [(a.offset, a.reason, a.security) for a in record.anomalies] == [
+            (0, "invalid request: Receive buffer too long", False)
+        ]
+        assert record.account(C2S)[Category.UNPARSED] == len(sent)
+
+
+def oversized_framing(where: str, size: int) -> tuple[bytes, bytes, bytes]:
+    """A chunked body with a chunk-size line or trailer section of ``size`` bytes:
+    (the body before it, it, the rest)."""
+    if where == "first chunk-size line":
+        return b"", b"5;pad=" + b"p" * (size - 8) + b"\r\n", b"hello\r\n0\r\n\r\n"
+    if where == "chunk-size line":
+        return b"3\r\nabc\r\n", b"5;pad=" + b"p" * (size - 8) + b"\r\n", b"hello\r\n0\r\n\r\n"
+    if where == "last chunk's line":
+        return b"3\r\nabc\r\n", b"0;pad=" + b"p" * (size - 8) + b"\r\n", b"X-Trailer: 1\r\n\r\n"
+    assert where == "trailers"
+    return b"3\r\nabc\r\n0\r\n", b"X-Pad: " + b"p" * (size - 11) + b"\r\n\r\n", b""
+
+
+FRAMING_PLACES = ["first chunk-size line", "chunk-size line", "last chunk's line", "trailers"]
+
+
+@pytest.mark.parametrize("size", [LONGEST_FRAMING, LONGEST_FRAMING + 1])
+@pytest.mark.parametrize("where", FRAMING_PLACES)
+@pytest.mark.parametrize("direction", [C2S, S2C], ids=["request", "response"])
+def test_a_chunk_size_line_or_trailers_over_16_kib_are_refused_however_they_arrive(
+    direction: Direction, where: str, size: int
+) -> None:
+    before, framing, after = oversized_framing(where, size)
+    assert len(framing) == size
+    request = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = request if direction is C2S else b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    sent = head + before + framing + after
+    results = []
+    for piece in (1, 1000, len(sent)):
+        analyzer = ConnectionAnalyzer(OPENED)
+        if direction is S2C:
+            analyzer.feed(C2S, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0.0)
+        for i in range(0, len(sent), piece):
+            analyzer.feed(direction, sent[i : i + piece], 0.0)
+        record = analyzer.close(1.0)
+        results.append(([(a.direction, a.offset, a.reason) for a in record.anomalies], record.account(direction)))
+    assert results[0] == results[1] == results[2]
+    anomalies, account = results[0]
+    what = "request" if direction is C2S else "response"
+    if size > LONGEST_FRAMING:
+        # Refused at its first byte, whole: everything from there on is unparsed.
+        assert anomalies == [(direction, len(head + before), f"invalid {what}: Receive buffer too long")]
+        assert account[Category.UNPARSED] == len(framing + after)
+        parsed = account[Category.HEAD] + account[Category.PAYLOAD] + account[Category.CHUNK_FRAMING]
+        assert parsed == len(head + before)
+    else:
+        assert anomalies == []
+        assert account[Category.CHUNK_FRAMING] == len(sent) - len(head) - account[Category.PAYLOAD]
 
 
 def test_bad_chunk_size_after_a_chunk_is_placed_at_the_size_line() -> None:
@@ -242,3 +323,36 @@ def test_a_chunked_request_cut_by_the_client_is_an_anomaly_not_a_crash(tail: byt
     (anomaly,) = record.anomalies
     assert anomaly.direction is C2S and "incomplete chunked read" in anomaly.reason
     assert record.wire_bytes(C2S) == len(request)
+
+
+def test_a_hole_in_a_response_stops_that_direction_behind_one_anomaly() -> None:
+    """A packet capture lost bytes of the body: what follows is counted, unparsed, and never read
+    as the rest of the body or as the next response."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    analyzer = ConnectionAnalyzer(OPENED)
+    analyzer.feed(C2S, request, 0.0)
+    analyzer.feed(S2C, head + b"abc", 1.0)
+    analyzer.gap(S2C, 4, 2.0)
+    analyzer.feed(S2C, b"hij" + b"HTTP/1.1 204 No Content\r\n\r\n", 3.0)
+    record = analyzer.close(4.0, "server closed")
+    assert record.opened.reconstructed
+    (anomaly,) = record.anomalies
+    assert anomaly.direction is S2C and anomaly.offset == len(head) + 3
+    assert anomaly.reason == f"4 bytes missing from the packet capture at byte {len(head) + 3}; not parsed from there"
+    assert len(record.exchanges) == 1 and record.account(S2C)[Category.PAYLOAD] == 3
+    assert record.wire_bytes(S2C) == len(head) + 3 + 3 + len(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+
+def test_responses_no_request_can_answer_are_not_held() -> None:
+    """Once the request direction has stopped, response bytes that have no request fail at once
+    (counted as unparsed while the connection is open), instead of waiting for one to the end."""
+    analyzer = ConnectionAnalyzer(OPENED)
+    analyzer.feed(C2S, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0.0)
+    analyzer.feed(S2C, b"HTTP/1.1 204 No Content\r\n\r\n", 1.0)
+    analyzer.gap(C2S, 100, 2.0)
+    late = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    analyzer.feed(S2C, late, 3.0)
+    assert analyzer.snapshot().account(S2C)[Category.UNPARSED] == len(late)
+    record = analyzer.close(4.0, "client closed")
+    assert [a.reason for a in record.anomalies if a.direction is S2C] == ["response bytes with no request to answer"]

@@ -55,7 +55,7 @@ def _split(data: bytes, cuts: random.Random | None, one_byte: bool = False) -> l
     if cuts is None or len(data) < 2:
         return [data] if data else []
     points = sorted(cuts.sample(range(1, len(data)), min(len(data) - 1, cuts.randint(0, 6))))
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)]) if b > a]
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True) if b > a]
 
 
 def essentials(record: ConnectionRecord) -> object:

@@ -1,26 +1,47 @@
-"""``rtinspect proxy --metrics-port``: Prometheus metrics that agree with the report.
+"""``rtinspect proxy --metrics-port``: Prometheus metrics that agree with the clients and the report.
 
 Real proxy, real clients, real server on 127.0.0.1; ``/metrics`` is scraped
-while a connection is open and after every connection has closed, and the
-counters are compared with the report of the capture the same proxy wrote.
+while a connection is open and after every connection has closed. Messages and
+payload are compared with what the clients sent and received, wire bytes with
+what a relay between the clients and the proxy recorded, and every counter
+with the report of the capture the same proxy wrote. The ledger of a
+recording is compared with its clients and with tshark's reading of its packets.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import math
 import socket
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect as websocket_connect
 
+from inspector.classify import Classifier, TransportRule
 from inspector.metrics import MetricsLedger
 from inspector.replay import analyze_captures, report_from_captures
-from inspector.report import TRANSPORTS, Report
+from inspector.report import TRANSPORTS, PerDirection, Report
 from inspector.wire import Direction
-from servers import DEADLINE, LOOPBACK, AppServer, free_port, run_rtinspect, running_proxy, wait_until
+from servers import (
+    DEADLINE,
+    LOOPBACK,
+    AppServer,
+    CheckoutProxyProcess,
+    RecordingRelay,
+    free_port,
+    run_rtinspect,
+    running_proxy,
+    wait_until,
+)
+from tshark import dissect_pcapng, needs_tshark
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -93,14 +114,51 @@ def assert_counts_report(samples: Samples, report: Report) -> None:
         assert math.isclose(measured, durations.mean * count if durations else 0.0, rel_tol=1e-9, abs_tol=1e-9)
 
 
-def test_the_ledger_of_a_recording_counts_its_report() -> None:
-    analysis = analyze_captures([Path(__file__).parent / "recordings" / "mixed.rtcap"])
+RECORDINGS = Path(__file__).parent / "recordings"
+
+
+@functools.cache
+def mixed_recording() -> tuple[dict[str, Any], tuple[TransportRule, ...], Samples]:
+    """What the mixed recording's clients saw, its transport rules, and the samples of a
+    ledger that counted it."""
+    seen = json.loads((RECORDINGS / "mixed.expected.json").read_text())
+    rules = tuple(TransportRule.parse(rule) for rule in seen["rules"])
+    analysis = analyze_captures([RECORDINGS / "mixed.rtcap"], classifier=Classifier(rules))
     ledger = MetricsLedger()
     ledger.update(analysis.records, ())
-    samples = parse(_exposition(ledger))
-    report = report_from_captures([Path(__file__).parent / "recordings" / "mixed.rtcap"])
-    assert_counts_report(samples, report)
+    return seen, rules, parse(_exposition(ledger))
+
+
+#: Counters by transport and direction that the clients of a recording saw, and where they noted them.
+CLIENT_FIGURES = {"rtinspect_messages_total": "messages", "rtinspect_payload_bytes_total": "payload_bytes"}
+
+
+def test_the_ledger_of_a_recording_counts_what_its_clients_saw_and_its_report() -> None:
+    seen, rules, samples = mixed_recording()
+    for transport in TRANSPORTS:
+        clients = seen["transports"].get(transport, {})
+        assert samples[key("rtinspect_connections_total", transport=transport)] == clients.get("connections", 0)
+        for d in Direction:
+            for name, figure in CLIENT_FIGURES.items():
+                expected = clients[figure][d.value] if clients else 0
+                assert samples[key(name, transport=transport, direction=d.value)] == expected, (name, transport, d)
+    for transport in ("long_poll", "short_poll"):
+        empty_polls = seen["transports"][transport]["empty_polls"]
+        assert samples[key("rtinspect_empty_polls_total", transport=transport)] == empty_polls, transport
+    # Every counter, the figures no client could see included, is the report's.
+    assert_counts_report(samples, report_from_captures([RECORDINGS / "mixed.rtcap"], rules=rules))
     assert total(samples, "rtinspect_open_connections") == 0
+
+
+@needs_tshark
+def test_the_ledger_of_a_recording_relays_the_bytes_tshark_finds() -> None:
+    """The pcapng holds the proxy-to-server leg, which carried the bytes of the client leg."""
+    seen, _, samples = mixed_recording()
+    streams = dissect_pcapng(RECORDINGS / "mixed.pcapng", seen["server_port"], decode_as=False).values()
+    for d in Direction:
+        relayed = samples[key("rtinspect_relayed_bytes_total", direction=d.value)]
+        wire = sum(samples[key("rtinspect_wire_bytes_total", transport=t, direction=d.value)] for t in TRANSPORTS)
+        assert relayed == wire == sum(s.tcp_len[d] for s in streams), d
 
 
 def _exposition(ledger: MetricsLedger) -> str:
@@ -116,36 +174,61 @@ def _exposition(ledger: MetricsLedger) -> str:
 
 
 @pytest.mark.parametrize("analysis", ["inline", "process"])
-def test_counters_during_and_after_a_run_match_the_report_of_its_capture(
+def test_counters_during_and_after_a_run_match_the_clients_and_the_report_of_its_capture(
     app_server: AppServer, confdir: Path, tmp_path: Path, analysis: str
 ) -> None:
+    """The clients talk through a relay that records every byte between them and the
+    proxy: the counters are what the clients sent and received, on the wire bytes the
+    relay saw; and the figures no client sees are those of the report of the capture."""
     capture = tmp_path / "metered.rtcap"
     metrics_port = free_port()
+    #: What the clients exchanged, by transport: messages and payload bytes, each way.
+    messages: dict[str, PerDirection] = {}
+    payload: dict[str, PerDirection] = {}
     with running_proxy(
         app_server.url, "--metrics-port", str(metrics_port), "--analysis", analysis, confdir=confdir, capture=capture
-    ) as proxy:
+    ) as proxy, RecordingRelay(proxy.port) as relay:
         before = scrape(metrics_port)
         assert total(counters(before), "rtinspect_connections_total") == 0
 
-        with websocket_connect(f"ws://{LOOPBACK}:{proxy.port}/ws", open_timeout=DEADLINE) as ws:
-            for i in range(3):
-                ws.send(f"message {i}")
-                assert ws.recv(DEADLINE) == f"message {i}"
+        with websocket_connect(relay.url("ws") + "/ws", open_timeout=DEADLINE) as ws:
+            sent = [f"message {i}" for i in range(3)]
+            for message in sent:
+                ws.send(message)
+                assert ws.recv(DEADLINE) == message
             during = scrape(metrics_port)
+            (websocket,) = relay.connections  # what went by so far, in the relay
+            so_far = PerDirection(len(websocket.client_to_server), len(websocket.server_to_client))
+        messages["websocket"] = PerDirection(len(sent), len(sent))
+        payload["websocket"] = PerDirection(sum(map(len, sent)), sum(map(len, sent)))
         assert during[key("rtinspect_open_connections", transport="websocket")] == 1
         assert during[key("rtinspect_open_messages", transport="websocket", direction="client_to_server")] == 3
         assert during[key("rtinspect_open_messages", transport="websocket", direction="server_to_client")] == 3
         assert total(during, "rtinspect_connections_total") == 0
-        open_wire = total(during, "rtinspect_open_wire_bytes")
-        assert open_wire > 0 and total(during, "rtinspect_relayed_bytes_total") == open_wire
+        for d in Direction:
+            assert during[key("rtinspect_open_wire_bytes", transport="websocket", direction=d.value)] == so_far[d], d
+            assert during[key("rtinspect_relayed_bytes_total", direction=d.value)] == so_far[d], d
 
-        with httpx.Client(base_url=proxy.url, timeout=DEADLINE) as client:  # one connection, three polls
-            for _ in range(3):
-                assert client.get("/poll", params={"count": 1}).status_code == 200
-        for path in ("/sse?count=5", "/ndjson?count=4", "/plain"):
-            with httpx.Client(base_url=proxy.url, timeout=DEADLINE) as client:
-                assert client.get(path).status_code == 200
+        with httpx.Client(base_url=relay.url(), timeout=DEADLINE) as client:  # one connection, three polls
+            answers = [client.get("/poll", params={"count": 1}) for _ in range(3)]
+        assert all(answer.status_code == 200 for answer in answers)
+        messages["short_poll"] = PerDirection(0, len(answers))
+        payload["short_poll"] = PerDirection(0, sum(len(answer.content) for answer in answers))
+        with httpx.Client(base_url=relay.url(), timeout=DEADLINE) as client:
+            events = [line for line in client.get("/sse?count=5").text.splitlines() if line.startswith("data: ")]
+        messages["sse"] = PerDirection(0, len(events))
+        payload["sse"] = PerDirection(0, sum(len(line.removeprefix("data: ").encode()) for line in events))
+        with httpx.Client(base_url=relay.url(), timeout=DEADLINE) as client:
+            lines = [line for line in client.get("/ndjson?count=4").content.split(b"\n") if line]
+        messages["http_stream"] = PerDirection(0, len(lines))
+        payload["http_stream"] = PerDirection(0, sum(map(len, lines)))
+        with httpx.Client(base_url=relay.url(), timeout=DEADLINE) as client:
+            plain = client.get("/plain").content
+        messages["http"] = PerDirection(0, 1)
+        payload["http"] = PerDirection(0, len(plain))
+        assert (len(events), len(lines)) == (5, 4)
 
+        relayed = relay.wait_finished(5)
         wait_until(
             lambda: total(scrape(metrics_port), "rtinspect_connections_total") == 5,
             "the metrics to count five closed connections",
@@ -153,14 +236,27 @@ def test_counters_during_and_after_a_run_match_the_report_of_its_capture(
         after = scrape(metrics_port)
         assert proxy.stop() == 0, proxy.stderr
 
+    # Each relayed connection by its first request line: its transport's wire bytes.
+    first_requests = {
+        "/ws": "websocket", "/poll": "short_poll", "/sse": "sse", "/ndjson": "http_stream", "/plain": "http"
+    }  # fmt: skip
+    wire: dict[str, PerDirection] = {}
+    for connection in relayed:
+        path = bytes(connection.client_to_server).split(b" ", 2)[1].decode().split("?")[0]
+        wire[first_requests[path]] = PerDirection(len(connection.client_to_server), len(connection.server_to_client))
+    assert set(wire) == set(first_requests.values())
+    for transport in TRANSPORTS:
+        assert after[key("rtinspect_connections_total", transport=transport)] == (transport in wire), transport
+        for d in Direction:
+            labels = {"transport": transport, "direction": d.value}
+            assert after[key("rtinspect_messages_total", **labels)] == messages.get(transport, PerDirection())[d]
+            assert after[key("rtinspect_payload_bytes_total", **labels)] == payload.get(transport, PerDirection())[d]
+            assert after[key("rtinspect_wire_bytes_total", **labels)] == wire.get(transport, PerDirection())[d]
+    for d in Direction:
+        assert after[key("rtinspect_relayed_bytes_total", direction=d.value)] == sum(w[d] for w in wire.values())
+
     report = report_from_captures([capture])
-    assert {name: s.connections for name, s in report.transports.items()} == {
-        "websocket": 1,
-        "sse": 1,
-        "http_stream": 1,
-        "short_poll": 1,
-        "http": 1,
-    }
+    assert {name: s.connections for name, s in report.transports.items()} == dict.fromkeys(wire, 1)
     assert_counts_report(after, report)
     assert total(after, "rtinspect_open_connections") == 0
     for sample, value in counters(during).items():
@@ -181,7 +277,7 @@ def test_counters_never_go_down_when_a_transport_changes(
         for polls in (1, 2):
             assert httpx.get(f"{proxy.url}/poll", timeout=DEADLINE).status_code == 200  # a connection each
             wait_until(
-                lambda: total(scrape(metrics_port), "rtinspect_connections_total") == polls,
+                lambda polls=polls: total(scrape(metrics_port), "rtinspect_connections_total") == polls,
                 f"the metrics to count {polls} closed connection(s)",
             )
             scrapes.append(scrape(metrics_port))
@@ -225,3 +321,111 @@ def test_metrics_reachable_from_the_network_are_warned_about(confdir: Path) -> N
         assert key("rtinspect_relayed_bytes_total", direction="client_to_server") in scrape(metrics_port)
         assert proxy.stop() == 0, proxy.stderr
     assert f"serving metrics on 0.0.0.0:{metrics_port}: the metrics are reachable from the network" in proxy.stderr
+
+
+# -- the addon in a user's own mitmdump: --set rtinspect_metrics_port=PORT
+
+
+def addon_path() -> str:
+    """What ``rtinspect addon-path`` prints, as a user would ask for it."""
+    result = run_rtinspect("addon-path")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def answers(port: int) -> bool:
+    with contextlib.suppress(httpx.TransportError):
+        return httpx.get(f"http://{LOOPBACK}:{port}/metrics", timeout=DEADLINE).status_code == 200
+    return False
+
+
+def mitmdump_command(upstream: str, port: int, confdir: Path, *options: str) -> list[str]:
+    mitmdump = str(Path(sys.executable).with_name("mitmdump"))
+    command = [mitmdump, "-q", "-s", addon_path(), "--mode", f"reverse:{upstream}", "--listen-host", LOOPBACK]
+    command += ["-p", str(port), "--set", f"confdir={confdir}"]
+    for option in options:
+        command += ["--set", option]
+    return command
+
+
+@contextlib.contextmanager
+def mitmdump_with_addon(upstream: str, confdir: Path, *options: str) -> Iterator[CheckoutProxyProcess]:
+    """``mitmdump -s "$(rtinspect addon-path)" --set OPTION...`` on a free port, listening when this yields."""
+    port = free_port()
+    proxy = CheckoutProxyProcess(mitmdump_command(upstream, port, confdir, *options), port, None)
+    try:
+        proxy.wait_listening()
+        yield proxy
+    finally:
+        if proxy.process.poll() is None:
+            proxy.stop()
+
+
+def test_the_addon_in_mitmdump_serves_metrics_that_match_its_capture(
+    app_server: AppServer, confdir: Path, tmp_path: Path
+) -> None:
+    capture = tmp_path / "mitmdump.rtcap"
+    metrics_port = free_port()
+    options = (f"rtinspect_metrics_port={metrics_port}", f"rtinspect_write={capture}")
+    with mitmdump_with_addon(app_server.url, confdir, *options) as proxy:
+        # mitmdump may listen before it has loaded its scripts (it loads them on its event loop).
+        wait_until(lambda: answers(metrics_port), "mitmdump to serve metrics")
+        before = scrape(metrics_port)
+        assert total(counters(before), "rtinspect_connections_total") == 0
+
+        with websocket_connect(f"ws://{LOOPBACK}:{proxy.port}/ws", open_timeout=DEADLINE) as ws:
+            for i in range(3):
+                ws.send(f"message {i}")
+                assert ws.recv(DEADLINE) == f"message {i}"
+            during = scrape(metrics_port)
+        assert during[key("rtinspect_open_connections", transport="websocket")] == 1
+        assert during[key("rtinspect_open_messages", transport="websocket", direction="client_to_server")] == 3
+        assert total(during, "rtinspect_connections_total") == 0
+
+        with httpx.Client(base_url=proxy.url, timeout=DEADLINE) as client:  # one connection, three polls
+            for _ in range(3):
+                assert client.get("/poll", params={"count": 1}).status_code == 200
+        with httpx.Client(base_url=proxy.url, timeout=DEADLINE) as client:
+            assert client.get("/sse?count=5").status_code == 200
+
+        wait_until(
+            lambda: total(scrape(metrics_port), "rtinspect_connections_total") == 3,
+            "mitmdump's metrics to count three closed connections",
+        )
+        after = scrape(metrics_port)
+        assert ("process_cpu_seconds_total", ()) in after  # the process's own metrics, as the proxy serves them
+        assert proxy.stop() == 0, proxy.stderr
+
+    report = report_from_captures([capture])
+    assert {name: s.connections for name, s in report.transports.items()} == {"websocket": 1, "short_poll": 1, "sse": 1}
+    assert_counts_report(after, report)
+    assert total(after, "rtinspect_open_connections") == 0
+    for sample, value in counters(during).items():
+        assert after[sample] >= value, sample
+
+
+def test_mitmdump_without_the_option_serves_no_metrics(app_server: AppServer, confdir: Path, tmp_path: Path) -> None:
+    metrics_port = free_port()
+    with mitmdump_with_addon(app_server.url, confdir, f"rtinspect_write={tmp_path / 'plain.rtcap'}") as proxy:
+        wait_until(lambda: (tmp_path / "plain.rtcap").exists(), "mitmdump to load the script")
+        assert httpx.get(f"{proxy.url}/plain", timeout=DEADLINE).status_code == 200
+        assert not answers(metrics_port)
+        assert proxy.stop() == 0, proxy.stderr
+
+
+@pytest.mark.parametrize("problem", ["in use", "out of range"])
+def test_mitmdump_stops_with_one_reason_when_it_cannot_serve_metrics(confdir: Path, problem: str) -> None:
+    with socket.socket() as busy:
+        busy.bind((LOOPBACK, 0))
+        busy.listen(1)
+        port = busy.getsockname()[1] if problem == "in use" else 70000
+        proxy = CheckoutProxyProcess(
+            mitmdump_command("http://127.0.0.1:9", free_port(), confdir, f"rtinspect_metrics_port={port}"), 0, None
+        )
+        status = proxy.process.wait(DEADLINE)
+    reason = {
+        "in use": f"cannot serve metrics on 127.0.0.1:{port}: Address already in use",
+        "out of range": "rtinspect_metrics_port must be a port number (1-65535), not 70000",
+    }[problem]
+    assert status == 1
+    assert reason in proxy.output

@@ -7,6 +7,7 @@ environment where rtinspect is installed. The live-proxy test runs the real
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,11 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from tshark import dissect_pcapng, frame_figures, needs_tshark
 
 pytest_plugins = ["pytester"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIXED = REPO_ROOT / "tests" / "recordings" / "mixed.rtcap"
+#: What the mixed recording's clients saw, and the port of its server.
+MIXED_SEEN = json.loads(MIXED.with_suffix(".expected.json").read_text())
 
 
 @pytest.fixture
@@ -56,6 +60,17 @@ def test_a_passing_test_reads_the_report_as_typed_results(pytester: pytest.Pytes
     result.assert_outcomes(passed=3)
 
 
+def websocket_overhead_ratio_from_tshark() -> float:
+    """The overhead ratio of the mixed recording's WebSocket connection as tshark counts
+    it in the recording's packets: TCP payload bytes that are not WebSocket data frame
+    payload, over all TCP payload bytes (the connection's, both ways)."""
+    streams = dissect_pcapng(MIXED.with_suffix(".pcapng"), MIXED_SEEN["server_port"])
+    (websocket,) = [stream for stream in streams.values() if stream.frames]
+    wire = sum(websocket.tcp_len.values())
+    return (wire - frame_figures(websocket.frames)["wire_payload_bytes"].total) / wire
+
+
+@needs_tshark
 def test_a_failing_check_names_transport_figure_expected_actual_and_connection(
     pytester: pytest.Pytester, feed: Path
 ) -> None:
@@ -70,13 +85,15 @@ def test_a_failing_check_names_transport_figure_expected_actual_and_connection(
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
+    received = MIXED_SEEN["transports"]["websocket"]["messages"]["server_to_client"]  # 12
+    server = f"127.0.0.1:{MIXED_SEEN['server_port']}"
     result.stdout.fnmatch_lines(
         [
             "*websocket: 2 figures not as expected",
-            "*messages.server_to_client is 12, expected 200",
-            "*overhead_ratio is 0.281627, expected at most 0.1",
+            f"*messages.server_to_client is {received}, expected 200",
+            f"*overhead_ratio is {websocket_overhead_ratio_from_tshark():.6g}, expected at most 0.1",
             "*websocket connections (1):",
-            "*connection 1: 127.0.0.1:51936 -> 127.0.0.1:33017 /ws*messages client_to_server 0, server_to_client 12*",
+            f"*connection 1: 127.0.0.1:51936 -> {server} /ws*messages client_to_server 0, server_to_client {received}*",
         ]
     )
     assert "anomalies is" not in result.stdout.str()
@@ -230,3 +247,27 @@ def test_the_example_passes_where_only_rtinspect_is_installed(tmp_path: Path) ->
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert " passed" in run.stdout
+
+
+def test_a_missing_oracle_fails_the_run_when_oracles_are_required(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.skipif(True, reason="tshark is not installed (apt-get install tshark)")
+        def test_oracle():
+            pass
+
+        def test_other():
+            pytest.skip("needs something else")
+        """
+    )
+    monkeypatch.delenv("RTINSPECT_REQUIRE_ORACLES", raising=False)
+    pytester.runpytest("-p", "oracles").assert_outcomes(skipped=2)
+    monkeypatch.setenv("RTINSPECT_REQUIRE_ORACLES", "1")
+    result = pytester.runpytest("-p", "oracles")
+    result.assert_outcomes(errors=1, skipped=1)  # a skip mark acts at setup: there it is an error
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*tshark is not installed*RTINSPECT_REQUIRE_ORACLES=1 makes a missing oracle a failure*"])

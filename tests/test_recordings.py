@@ -11,7 +11,8 @@ key log beside them) are checked against their clients here too, and against
 tshark's ``http2`` dissector in ``test_tshark_http2.py``.
 
 - The report built from the ``.rtcap`` must agree with the clients: connections,
-  messages and payload bytes per transport and direction, polls and empty polls;
+  messages and payload bytes per transport and direction, polls and empty polls,
+  and the payload of each message as the analyser counted it while the capture arrived;
   it must have no anomalies, and every byte of the capture must be in exactly
   one category of one transport.
 - Where tshark is installed, Wireshark's dissectors must agree with the report:
@@ -25,7 +26,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,10 @@ import pytest
 from click.testing import CliRunner
 from tshark import TcpStream, dissect_pcapng, frame_figures, needs_tshark
 
-from inspector.capture import DataChunk, read_capture
+from inspector.capture import ConnectionClosed, ConnectionOpened, DataChunk, read_capture
 from inspector.classify import Classifier, TransportRule
 from inspector.cli import main as rtinspect
-from inspector.connection import ConnectionRecord
+from inspector.connection import ConnectionAnalyzer, ConnectionRecord
 from inspector.render.json import report_to_dict
 from inspector.replay import Analysis, analyze_captures
 from inspector.report import PerDirection, Report
@@ -135,8 +136,64 @@ def test_transports_match_what_the_clients_saw(name: str) -> None:
         assert summary.connections == seen["connections"], transport
         assert summary.messages == pair(seen["messages"]), transport
         assert summary.payload_bytes == pair(seen["payload_bytes"]), transport
-        for direction, sizes in seen["message_sizes"].items():
+        for direction, sizes in seen["message_sizes"].items():  # the recording is consistent
             assert (len(sizes), sum(sizes)) == (seen["messages"][direction], seen["payload_bytes"][direction])
+
+
+def messages_as_they_arrived(recording: Recording) -> dict[tuple[str, Direction], list[tuple[int, int]]]:
+    """Per transport and direction, the (messages, payload bytes) the analyser added as each
+    chunk of the capture arrived: the capture fed to it chunk by chunk, as the proxy saw
+    it, with the figures of the connection so far taken after every chunk."""
+    classifier = Classifier(tuple(TransportRule.parse(rule) for rule in recording.rules))
+    analyzers: dict[int, ConnectionAnalyzer] = {}
+    counted: dict[int, dict[Direction, tuple[int, int]]] = {}
+    arrivals: dict[tuple[str, Direction], list[tuple[int, int]]] = defaultdict(list)
+
+    def note(connection_id: int, record: ConnectionRecord) -> None:
+        for direction in Direction:
+            now = (
+                sum(totals.messages[direction] for totals in record.totals.values()),
+                sum(totals.payload[direction] for totals in record.totals.values()),
+            )
+            before = counted[connection_id].get(direction, (0, 0))
+            if now != before:
+                added = (now[0] - before[0], now[1] - before[1])
+                arrivals[(recording.transport_of(record.id), direction)].append(added)
+            counted[connection_id][direction] = now
+
+    with read_capture(recording.rtcap) as capture:
+        for record in capture:
+            if isinstance(record, ConnectionOpened):
+                analyzers[record.connection_id] = ConnectionAnalyzer(record, classifier=classifier)
+                counted[record.connection_id] = {}
+            elif isinstance(record, DataChunk):
+                analyzer = analyzers[record.connection_id]
+                analyzer.feed(record.direction, record.data, record.timestamp)
+                note(record.connection_id, analyzer.snapshot())
+            elif isinstance(record, ConnectionClosed):
+                note(record.connection_id, analyzers.pop(record.connection_id).close(record.timestamp))
+    for connection_id, analyzer in analyzers.items():  # still open when the capture ended
+        note(connection_id, analyzer.close(0.0))
+    return arrivals
+
+
+@pytest.mark.parametrize("name", CLIENT_CHECKED)
+def test_each_message_is_one_the_clients_saw(name: str) -> None:
+    """Message by message, not just in total: each message the analyser counted as it
+    arrived has the payload of a message a client sent or received. Where one chunk of
+    the capture completed several messages, they add up to as many of the clients' messages."""
+    recording = load(name)
+    arrivals = messages_as_they_arrived(recording)
+    for transport, seen in recording.expected["transports"].items():
+        for direction in Direction:
+            sizes = Counter(seen["message_sizes"][direction.value])
+            added = arrivals.get((transport, direction), [])
+            one_each = Counter(size for count, size in added if count == 1)
+            assert one_each <= sizes, (transport, direction, sorted((one_each - sizes).elements()))
+            together = [(count, size) for count, size in added if count > 1]
+            rest = sizes - one_each
+            assert (rest.total(), sum(rest.elements())) == (sum(c for c, _ in together), sum(s for _, s in together))
+            assert len(together) <= len(added) // 4, (transport, direction, together)  # most chunks carried one message
 
 
 @pytest.mark.parametrize("name", with_transports(*POLLING, scenarios=CLIENT_CHECKED))

@@ -8,16 +8,19 @@ import io
 import json
 import math
 import re
+from pathlib import Path
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.table import Table
 
+from inspector.measurements import ClientMeasurements
 from inspector.render import FORMATS, render, report_to_dict, table_renderables
 from inspector.render.html import message_cost_parts
-from inspector.render.svg import nice_ticks
+from inspector.render.svg import log_ticks, nice_ticks
 from inspector.render.table import render_table
 from inspector.render.units import factor, human_bytes
 from inspector.render.verdict import verdict
@@ -272,6 +275,45 @@ def single_report() -> Report:
     return Report(transports={"websocket": ws}, connections=())
 
 
+def client_entry(latencies: list[float], error: str | None = None, **extra: Any) -> dict[str, Any]:
+    ordered = sorted(latencies)
+    return {
+        **extra,
+        "received": len(latencies),
+        "lost": 200 - len(latencies),
+        "duplicates": 0,
+        "latency_ms": {
+            "mean": sum(latencies) / len(latencies),
+            "p50": ordered[len(ordered) // 2],
+            "p95": ordered[int(len(ordered) * 0.95)],
+            "max": ordered[-1],
+            "count": len(latencies),
+            "exact": True,
+            "values": latencies,
+        },
+        "error": error,
+    }
+
+
+def sample_clients(source: str = "run/clients.json") -> ClientMeasurements:
+    """What the clients of a demo run measured: websocket and sse over both protocols, short polls."""
+    fast = [0.6 + 0.01 * i for i in range(200)]
+    return ClientMeasurements.from_document(
+        {
+            "format": "rtinspect-demo-clients",
+            "version": 1,
+            "clients": "python",
+            "feed": {"count": 200, "rate": 20.0, "size": 256},
+            "transports": {
+                "short_poll": client_entry([5.0 * i + 3 for i in range(190)], error=HOSTILE_REASON),
+                "websocket": {"by_protocol": {"h2": client_entry(fast[::-1]), "http/1.1": client_entry(fast)}},
+                "sse": {"by_protocol": {"http/1.1": client_entry([x * 2 for x in fast])}},
+            },
+        },
+        source,
+    )
+
+
 # ---------------------------------------------------------------- JSON contract
 
 BY_DIRECTION = {"client_to_server", "server_to_client"}
@@ -479,11 +521,77 @@ def test_html_cost_chart_parts_add_up_to_wire_bytes_per_message() -> None:
     assert ws["other"] == pytest.approx(10 / 620)  # control frame payload
 
 
-def test_html_sample_is_written_for_viewing() -> None:
+def test_html_sample_is_written_for_viewing(tmp_path: Path) -> None:
     text = render(sample_report(), "html")
-    with open("/tmp/rtinspect-sample.html", "w", encoding="utf-8") as f:
-        f.write(text)
+    (tmp_path / "rtinspect-sample.html").write_text(text, encoding="utf-8")
     assert "Wire bytes per message, by transport" in text and "Messages over time" in text
+
+
+def test_html_shows_the_clients_latency_beside_the_bytes() -> None:
+    text = render(sample_report(), "html", clients=sample_clients("<b>run</b>/clients.json"))
+    tags = parse(text)
+    assert "script" not in tags.tags and "img" not in tags.tags and "link" not in tags.tags
+    for name, value in tags.attrs:
+        assert name not in ("src", "href", "srcset", "xlink:href"), (name, value)
+    assert "url(" not in text and "@import" not in text
+    assert tags.tags.count("svg") == 3
+    section = text[text.index("<h2>Latency measured by the clients</h2>") :]
+    section = section[: section.index("</section>")]
+    assert text.index("<h2>Transports</h2>") < text.index("<h2>Latency measured by the clients</h2>")
+    # One strip per client, in report order, each protocol named; then the same rows in the table.
+    labels = re.findall(r'<text class="label"[^>]*>([^<]*)</text>', section)
+    assert labels == ["websocket (http/1.1)", "websocket (h2)", "sse (http/1.1)", "short_poll"]
+    for mark in ("p50", "p90", "p99", "max"):
+        assert f"<title>websocket (h2) · {mark}: " in section
+    assert "<title>short_poll · p99: 939 ms</title>" in section
+    assert '<td class="name">sse (http/1.1)</td>' in section
+    assert "<th" in section and '<td class="num">10</td>' in section  # short_poll lost 10
+    # What came from the file is escaped: its name, a client's error.
+    assert "&lt;b&gt;run&lt;/b&gt;/clients.json" in section and "<b>run</b>" not in text
+    assert "short_poll: invalid chunk size &lt;img" in section
+
+
+def test_html_latency_from_a_file_without_values() -> None:
+    clients = sample_clients()
+    bare = dataclasses.replace(clients.transports[0], values=(), p90=None, p99=None)
+    text = render(sample_report(), "html", clients=dataclasses.replace(clients, transports=(bare,)))
+    section = text[text.index("Latency measured by the clients") :]
+    assert "<title>websocket (http/1.1) · p95: " in section and "· p90: " not in section
+    assert "p90 and p99 need the latencies themselves" in section
+    assert "messages (darker: more)" not in section
+
+
+def test_json_holds_the_clients_latency_apart_from_the_report() -> None:
+    doc = json.loads(render(sample_report(), "json", clients=sample_clients()))
+    check_contract(doc)
+    clients = doc["clients"]
+    assert (clients["source"], clients["clients"]) == ("run/clients.json", "python")
+    assert clients["feed"] == {"count": 200, "rate": 20.0, "size": 256}
+    assert list(clients["transports"]) == ["websocket", "sse", "short_poll"]
+    assert list(clients["transports"]["websocket"]["by_protocol"]) == ["http/1.1", "h2"]
+    short_poll = clients["transports"]["short_poll"]
+    assert (short_poll["lost"], short_poll["error"]) == (10, HOSTILE_REASON)
+    assert set(short_poll["latency_ms"]) == {"count", "mean", "p50", "p90", "p95", "p99", "max", "exact"}
+    assert "clients" not in json.loads(render(sample_report(), "json"))
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_text_views_list_the_clients_latency(fmt: str) -> None:
+    text = render(sample_report(), fmt, clients=sample_clients())
+    assert "Latency measured by the clients" in text
+    assert "websocket (h2)" in text and "939 ms" in text
+    if fmt == "markdown":
+        assert 'x.png">' not in text and 'x.png"\\>' in text
+
+
+def test_clients_of_transports_the_report_lacks_are_pointed_out() -> None:
+    text = render(single_report(), "html", clients=sample_clients())
+    assert "The report holds no traffic of sse, short_poll: are these the clients of this capture?" in text
+    assert "holds no traffic" not in render(sample_report(), "html", clients=sample_clients())
+
+
+def test_html_without_clients_has_no_latency() -> None:
+    assert "Latency measured by the clients" not in render(sample_report(), "html")
 
 
 def test_html_without_messages_or_timeline() -> None:
@@ -513,8 +621,28 @@ def test_table_with_connections_shows_traffic_literally() -> None:
     assert "127.0.0.1:50007" in text and "client closed" in text
 
 
+def column(table: Table, header: str) -> list[str]:
+    (found,) = [c for c in table.columns if str(c.header) == header]
+    return [str(cell) for cell in found.cells]
+
+
 def test_table_renderables_for_a_live_view() -> None:
-    assert len(table_renderables(sample_report(), connections=True)) >= 4
+    """The blocks a live view redraws: the transports, the verdict, the notes, and the connections."""
+    report = sample_report()
+    transports, sentences, notes, connections = table_renderables(report, connections=True)
+    assert isinstance(transports, Table) and isinstance(connections, Table)
+    assert column(transports, "Transport") == ["websocket", "sse", "http_stream", "long_poll", "short_poll"]
+    # short_poll: 3 connections, 600 messages down and none up; websocket: 620 messages
+    # over 1186 + 67,382 = 68,568 wire bytes, 110.6 B each.
+    assert column(transports, "Conns")[-1] == "3"
+    assert column(transports, "Msgs s→c/c→s") == ["600 / 20", "600 / 0", "600 / 0", "600 / 0", "600 / 0"]
+    assert str(sentences).startswith("websocket spent the fewest wire bytes per message: 110.6 B all-in.\n")
+    assert str(notes).splitlines()[:2] == [f"• {note}" for note in report.notes]
+    assert column(connections, "ID") == ["c1", "c2", "c3", "c4", "c5", "c6", "c7"]
+    assert column(connections, "Wire s→c")[4:] == ["140 KB", "130 KB", "137 KB"]  # 140,000, 130,000 and 136,817
+    assert column(connections, "Exchanges")[3:] == ["612", "800", "800", "800"]
+    # Without connections, the same blocks but the last.
+    assert len(table_renderables(report)) == 3
 
 
 # ---------------------------------------------------------------- verdict and units
@@ -554,6 +682,13 @@ def test_factor_never_rounds_a_difference_to_one() -> None:
     assert factor(12.4) == "12×"
 
 
+def test_log_ticks_cover_the_range_in_powers_of_ten() -> None:
+    assert log_ticks(0.6, 937) == [0.1, 1, 10, 100, 1000]
+    assert log_ticks(2, 3) == [1, 2, 5, 10]
+    assert log_ticks(1, 1) == [1, 2, 5, 10]
+    assert log_ticks(0.03, 4) == [0.01, 0.1, 1, 10]
+
+
 def test_nice_ticks_cover_the_maximum() -> None:
     assert nice_ticks(1398) == [0, 500, 1000, 1500]
     assert nice_ticks(0) == [0.0, 1.0]
@@ -587,9 +722,21 @@ def test_odd_numbers_never_break_a_view(
         assert not NOT_A_NUMBER.search(render(report, fmt)), fmt
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_every_format_renders_an_empty_report(fmt: str) -> None:
-    assert isinstance(render(Report({}, ()), fmt), str)
+def test_every_format_renders_an_empty_report() -> None:
+    """No traffic: every view says so, with no rows and no charts."""
+    empty = Report({}, ())
+    said = "No transport was recognised in this traffic."
+    assert render(empty, "table").strip() == said
+    assert said in render(empty, "markdown") and "| " not in render(empty, "markdown")
+    doc = json.loads(render(empty, "json"))
+    check_contract(doc)
+    assert (doc["transports"], doc["connections"], doc["connection_count"], doc["timeline"]) == ({}, [], 0, [])
+    header, *rows = render(empty, "csv").splitlines()
+    assert header.startswith("transport,") and rows == []
+    html = render(empty, "html")
+    assert said in html
+    assert "svg" not in parse(html).tags and "td" not in parse(html).tags
+    assert set(FORMATS) == {"table", "json", "markdown", "csv", "html"}
 
 
 def test_unknown_format() -> None:

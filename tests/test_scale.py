@@ -128,11 +128,13 @@ def _same(a: Any, b: Any, path: str = "") -> None:
 
 def _as_kept(report: dict[str, Any]) -> dict[str, Any]:
     """A report of HTTP/1.1 traffic without the figures added after ``NAME.report.json``
-    was kept: the protocol of each connection, the HTTP/2 figures and the
-    application messages, which say nothing new here (every transport's one
-    protocol has the transport's figures; every message is one application message)."""
+    was kept: the protocol of each connection, the HTTP/2 figures, the
+    application messages and the network conditions, which say nothing new here
+    (every transport's one protocol has the transport's figures; every message
+    is one application message; no conditions were set)."""
     assert report.pop("http2") is None
     assert report.pop("projection") is None
+    assert report.pop("network") is None
     for figures in report["transports"].values():
         assert figures.pop("http2") is None
         assert figures.pop("by_protocol") == {"http/1.1": {**figures, "http2": None}}

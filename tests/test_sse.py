@@ -21,8 +21,10 @@ from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 from hypothesis import given
 from hypothesis import strategies as st
 
+from inspector.replay import report_from_captures
 from inspector.sse import SseEvent, SseStream
 from inspector.wire import Category
+from servers import ScriptedServer, respond_with, running_proxy
 
 # Fragments that make event streams with every structure the parser knows about.
 FRAGMENTS = [
@@ -151,7 +153,32 @@ def test_standard_example_event_types() -> None:
 def test_line_ends_crlf_lf_and_cr_are_alike() -> None:
     for end in (b"\n", b"\r", b"\r\n"):
         body = b"event: e" + end + b"data: a" + end + b"data: b" + end + end
-        assert summary(parse(body)) == [("e", "a\nb", "", None)]
+        events, stream = read([body])
+        assert summary(events) == [("e", "a\nb", "", None)]
+        # "a", the first byte of the line end after it (the LF that joins the lines), "b".
+        assert events[0].payload_bytes == stream.account[Category.PAYLOAD] == len(b"a\nb")
+        assert stream.account[Category.MESSAGE_SYNTAX] == len(body) - len(b"a\nb")
+
+
+def test_the_lf_joining_data_lines_is_payload_whatever_lies_between_them() -> None:
+    # A comment and an event line between two data lines; the line end of the
+    # last data line, and of the line that only resets the type, join nothing.
+    body = b"data: one\r\n: note\r\nevent: e\r\ndata: two\r\n\r\ndata: solo\r\n\r\n"
+    events, stream = read([body])
+    assert [(e.data, e.payload_bytes) for e in events] == [("one\ntwo", 7), ("solo", 4)]
+    assert stream.account[Category.PAYLOAD] == 11
+    assert stream.account[Category.MESSAGE_SYNTAX] == len(body) - 11
+
+
+def test_a_data_line_ended_by_a_crlf_split_across_chunks_joins_the_next() -> None:
+    stream = SseStream()
+    assert stream.feed(b"data: a\r", 1.0) == []
+    assert stream.pending_bytes == len(b"data: a\r")
+    assert stream.feed(b"\ndata: b\r", 2.0) == []
+    assert stream.account.total + stream.pending_bytes == len(b"data: a\r\ndata: b\r")
+    assert stream.feed(b"\r\n", 3.0) == [SseEvent("message", "a\nb", "", None, 19, 3, 3.0)]
+    assert stream.account[Category.PAYLOAD] == 3
+    assert stream.account[Category.MESSAGE_SYNTAX] == 16
 
 
 def test_blank_line_without_data_resets_the_event_type_and_retry() -> None:
@@ -204,10 +231,10 @@ def test_unfinished_event_is_discarded_as_syntax() -> None:
 def test_accounting_of_an_event_with_a_heartbeat_before_it() -> None:
     events, stream = read([b': ping\n\nevent: tick\nid: 3\ndata: {"n": 1}\ndata:2\n\n'])
     (event,) = events
-    assert event.payload_bytes == len(b'{"n": 1}') + 1
+    assert event.payload_bytes == len(b'{"n": 1}\n2')
     assert event.wire_bytes == len(b': ping\n\nevent: tick\nid: 3\ndata: {"n": 1}\ndata:2\n\n')
-    assert stream.account[Category.PAYLOAD] == 9
-    assert stream.account[Category.MESSAGE_SYNTAX] == event.wire_bytes - 9
+    assert stream.account[Category.PAYLOAD] == 10
+    assert stream.account[Category.MESSAGE_SYNTAX] == event.wire_bytes - 10
     assert stream.comments == 1
 
 
@@ -258,10 +285,26 @@ TEXT_FRAGMENTS = [
 ]  # fmt: skip
 
 
-@given(st.lists(st.sampled_from(TEXT_FRAGMENTS), max_size=60).map("".join), st.lists(st.integers(min_value=0)))
+# Whole lines, so that events of several data lines are common: a field (or a
+# comment, or nothing: a blank line) and a value, then any line end.
+text_lines = st.lists(
+    st.tuples(
+        st.sampled_from(["data", "data:", "data: ", "event: ", "id: ", "retry: ", ": ", ""]),
+        st.sampled_from(["", "x", "hello", "é", "☃", " two", "1"]),
+        st.sampled_from(["\n", "\r\n", "\r"]),
+    ).map("".join),
+    max_size=30,
+).map("".join)
+texts = st.one_of(st.lists(st.sampled_from(TEXT_FRAGMENTS), max_size=60).map("".join), text_lines)
+
+
+@given(texts, st.lists(st.integers(min_value=0)))
 def test_events_agree_with_httpx_sse(text: str, cuts: list[int]) -> None:
-    events, _ = read(split(text.encode(), cuts))
+    events, stream = read(split(text.encode(), cuts))
     assert summary(events) == reference(text)
+    # The payload is the data the application gets, byte for byte.
+    assert [e.payload_bytes for e in events] == [len(e.data.encode()) for e in events]
+    assert stream.account[Category.PAYLOAD] == sum(len(data.encode()) for _, data, _, _ in reference(text))
 
 
 # --- a real server --------------------------------------------------------------------
@@ -316,7 +359,53 @@ def test_a_real_event_stream_read_by_httpx(server_url: str) -> None:
         events += stream.close(0.0)
     assert summary(events) == expected == [("tick", "café\ntwo", "1", 3000), ("message", "last", "1", None)]
     assert stream.account.total == sum(map(len, SERVER_CHUNKS))
-    assert stream.account[Category.PAYLOAD] == len(b"caf\xc3\xa9two" + b"last")
+    assert stream.account[Category.PAYLOAD] == len("café\ntwo".encode() + b"last")
+
+
+# Multi-line events with every line end, sent in pieces that split CRLFs and characters.
+LINE_ENDS = (b"\n", b"\r\n", b"\r")
+
+
+def multi_line_events(count: int) -> bytes:
+    """``count`` events of 1 to 4 data lines, every fifth with a comment among them."""
+    body = b""
+    for i in range(count):
+        lines = [b"data: %d.%d caf\xc3\xa9 \xe2\x98\x83" % (i, n) for n in range(1 + i % 4)]
+        if i % 5 == 0:
+            lines.insert(1, b": heartbeat")
+        for n, line in enumerate(lines):
+            body += line + LINE_ENDS[(i + n) % 3]
+        # The blank line that dispatches the event (after a CR, an LF would end no line).
+        body += b"\r\n" if body.endswith(b"\r") else LINE_ENDS[i % 3]
+    return body
+
+
+MULTI_LINE_BODY = multi_line_events(120)
+MULTI_LINE_PIECES = [MULTI_LINE_BODY[i : i + 97] for i in range(0, len(MULTI_LINE_BODY), 97)]
+MULTI_LINE_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+    *(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in MULTI_LINE_PIECES),
+    b"0\r\n\r\n",
+)
+
+
+def test_the_payload_of_multi_line_events_is_what_httpx_sse_delivers(confdir: Path, tmp_path: Path) -> None:
+    """httpx-sse reads multi-line events through the proxy; the report's SSE payload
+    is the UTF-8 bytes of the data strings it delivered, joining LFs included."""
+    assert any(piece.endswith(b"\r") for piece in MULTI_LINE_PIECES)  # a CRLF or CR line end split across chunks
+    capture = tmp_path / "sse.rtcap"
+    with ScriptedServer(respond_with(*MULTI_LINE_RESPONSE)) as server:
+        with running_proxy(server.url, confdir=confdir, capture=capture) as proxy:
+            with httpx.Client() as client:
+                with httpx_sse.connect_sse(client, "GET", f"http://127.0.0.1:{proxy.port}/events") as source:
+                    delivered = [event.data for event in source.iter_sse()]
+            assert proxy.stop() == 0, proxy.stderr
+    assert len(delivered) == 120 and sum(data.count("\n") for data in delivered) == 120 * 3 // 2
+    sse = report_from_captures([capture]).transport("sse")
+    assert sse.messages.server_to_client == len(delivered)
+    assert sse.payload_bytes.server_to_client == sum(len(data.encode()) for data in delivered)
+    syntax = sse.categories[Category.MESSAGE_SYNTAX].server_to_client
+    assert sse.payload_bytes.server_to_client + syntax == len(MULTI_LINE_BODY)
 
 
 # --- a real browser -------------------------------------------------------------------

@@ -6,6 +6,8 @@ Frames come from wsproto (an independent encoder) and, end to end, from a real
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import socket
 import struct
 import threading
@@ -73,7 +75,7 @@ def run(
     stream = WebSocketStream(direction, offset=offset, deflate=deflate)
     events: list[WebSocketMessage | ControlFrame] = []
     cuts = [0, *sorted(chunks or []), len(data)]
-    for start, stop in zip(cuts, cuts[1:]):
+    for start, stop in pairwise(cuts):
         events += stream.feed(data[start:stop], 0.0)
     events += stream.close(0.0)
     return stream, events
@@ -139,7 +141,7 @@ def test_single_frame_messages_are_counted_exactly(direction: Direction) -> None
         *((Opcode.BINARY, n, n) for n in SIZES),
         (Opcode.TEXT, 200, 200),
     ]
-    for event, n in zip(events, [*SIZES, 200]):
+    for event, n in zip(events, [*SIZES, 200], strict=True):
         assert isinstance(event, WebSocketMessage)
         assert event.direction is direction and event.frames == 1 and not event.compressed
         assert event.wire_bytes == header_length(n) + masks // frames + n
@@ -533,7 +535,7 @@ def test_arbitrary_bytes_whatever_the_split(
     stream = WebSocketStream(direction, deflate=deflate)
     events = []
     fed = 0
-    for start, stop in zip([0, *sorted(cuts)], [*sorted(cuts), len(raw)]):
+    for start, stop in zip([0, *sorted(cuts)], [*sorted(cuts), len(raw)], strict=True):
         events += stream.feed(raw[start:stop], 0.0)
         fed += stop - start
         assert stream.account.total + stream.buffered == fed

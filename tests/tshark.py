@@ -339,6 +339,15 @@ def tshark_http2_pdml(pcap: Path, port: int | None, keylog: Path | None) -> byte
     return subprocess.run(command, capture_output=True, check=True, timeout=120).stdout
 
 
+def retransmitted(pcap: Path) -> int:
+    """How many segments of ``pcap`` tshark takes for retransmissions."""
+    command = [TSHARK or "tshark", "-n", "-r", str(pcap), "-Y", RETRANSMISSION, "-T", "fields", "-e", "frame.number"]
+    return len(subprocess.run(command, capture_output=True, check=True, text=True, timeout=120).stdout.split())
+
+
+RETRANSMISSION = "tcp.analysis.retransmission or tcp.analysis.spurious_retransmission"
+
+
 def dissect_http2(pcap: Path, port: int | None = None, keylog: Path | None = None) -> dict[int, Http2Stream]:
     """Every TCP stream of ``pcap`` with its HTTP/2 frames, by tshark's stream index.
 
@@ -351,6 +360,9 @@ def dissect_http2(pcap: Path, port: int | None = None, keylog: Path | None = Non
     root = ElementTree.fromstring(tshark_http2_pdml(pcap, port, keylog))
     for packet in root.iter("packet"):
         tcp = named_fields(packet.find("proto[@name='tcp']"))  # type: ignore[arg-type]
+        if "tcp.analysis.retransmission" in tcp or "tcp.analysis.spurious_retransmission" in tcp:
+            # The same bytes again (a busy loopback retransmits now and then): they were counted once.
+            continue
         index = int(tcp["tcp.stream"].get("show", "0"))
         sender = f"{tcp['tcp.srcport'].get('show')}"
         side = by_sender.setdefault((index, sender), Http2Direction())

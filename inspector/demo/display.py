@@ -81,7 +81,8 @@ def describe_settings(settings: DemoSettings) -> str:
     polls = f"short polls every {settings.poll_interval:g} s" if "poll" in settings.transports else None
     compression = "WebSocket compression " + ("on" if settings.compression else "off")
     tls = "TLS both sides; Hypercorn serves" if settings.http2 else None
-    details = "; ".join(part for part in (polls, compression, tls) if part)
+    network = f"network {settings.network}" if settings.network else None
+    details = "; ".join(part for part in (polls, compression, tls, network) if part)
     return (
         f"rtinspect demo: {settings.count} messages at {settings.rate:g}/s, {settings.size} B each, "
         f"over {names}, read by {clients} through the rtinspect proxy ({details})"

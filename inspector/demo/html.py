@@ -8,6 +8,7 @@ its footer, with the report's own styles and SVG charts
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ def _ms(value: float | None) -> str:
     return f"{value:.1f} ms" if abs(value) < 10 else f"{value:,.0f} ms"
 
 
-def _table(headings: tuple[str, ...], rows: list[tuple[str, ...]], text_columns: int = 1) -> str:
+def _table(headings: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1) -> str:
     """A table in the report's style: the first ``text_columns`` columns text, the rest numbers."""
 
     def css(i: int) -> str:

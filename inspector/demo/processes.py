@@ -89,10 +89,10 @@ def _stat_fields(pid: int) -> list[str] | None:
         return None
     # The command name is in parentheses and may itself hold spaces or parentheses.
     head, _, rest = text.rpartition(")")
-    pid, _, name = head.partition(" (")
+    number, _, name = head.partition(" (")
     if not name:
         return None
-    return ["", pid, name, *rest.split()]  # numbered as proc(5) numbers them, from 1
+    return ["", number, name, *rest.split()]  # numbered as proc(5) numbers them, from 1
 
 
 def _status_kib(pid: int, *keys: str) -> dict[str, int]:

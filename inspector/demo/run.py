@@ -31,6 +31,7 @@ from demo_server.run import RunningServer, serve_tls_in_thread
 from demo_server.tls import make_tls_files
 
 from ..capture import CaptureError
+from ..measurements import CLIENTS_FORMAT, CLIENTS_VERSION, ClientMeasurements
 from ..proxy_process import wait_until_closed
 from ..render import render
 from ..replay import report_from_captures
@@ -48,8 +49,6 @@ from .tally import ClientTally, ProgressCallback
 
 #: mitmproxy's CA certificate in its confdir, for clients of a proxy that listens with TLS.
 MITMPROXY_CA = "mitmproxy-ca-cert.pem"
-
-CLIENTS_FORMAT = "rtinspect-demo-clients"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +140,10 @@ def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None
         if key in files.screenshots:
             files.screenshots[key].write_bytes(png)
     facts = machine()
-    files.report_json.write_text(render(report, "json"), encoding="utf-8")
     document = clients_document(settings, clients, ran.costs, facts)
-    files.clients_json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    measured = ClientMeasurements.from_document(document, str(files.clients_json))
+    files.report_json.write_text(render(report, "json"), encoding="utf-8")
+    files.clients_json.write_text(json_text(document), encoding="utf-8")
     problems += client_problems(settings, clients, report)
     problems += wire_problems(settings, wire)
     result = DemoResult(
@@ -158,7 +158,8 @@ def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None
         costs=ran.costs,
         machine=facts,
     )
-    files.report_html.write_text(with_demo_sections(render(report, "html"), result), encoding="utf-8")
+    html = render(report, "html", clients=measured)
+    files.report_html.write_text(with_demo_sections(html, result), encoding="utf-8")
     return result
 
 
@@ -214,7 +215,12 @@ def _start_tls(
     confdir = settings.confdir
     options = (f"ssl_verify_upstream_trusted_ca={tls.ca_cert}", *settings.proxy_options)
     proxy = DemoProxy.rtinspect(
-        server.url, "--listen-tls", capture=files.capture, confdir=None if confdir else folder / "mitmproxy", options=options
+        server.url,
+        "--listen-tls",
+        *settings.proxy_arguments,
+        capture=files.capture,
+        confdir=None if confdir else folder / "mitmproxy",
+        options=options,
     )
     proxy_ca = (confdir or folder / "mitmproxy") / MITMPROXY_CA
     return server, proxy, Target(server.url, tls.ca_cert), Target(f"https://{LOOPBACK}:{proxy.port}", proxy_ca)
@@ -253,10 +259,11 @@ def clients_document(
     Without ``--http2``, each transport also holds what it cost (``server``, ``proxy`` and
     with ``--browser`` ``browser``; :class:`.costs.TransportCosts`), and the document says
     how the run was made (``clients_per_transport``, ``one_transport_at_a_time``, ``page``)
-    and on what (``machine``)."""
+    and on what (``machine``).
+    :mod:`inspector.measurements` reads it."""
     document: dict[str, Any] = {
         "format": CLIENTS_FORMAT,
-        "version": 1,
+        "version": CLIENTS_VERSION,
         "clients": "chromium" if settings.browser else "python",
         "feed": {"count": settings.count, "rate": settings.rate, "size": settings.size},
         "poll_interval": settings.poll_interval,
@@ -282,6 +289,19 @@ def clients_document(
         entry["by_protocol"][tally.protocol] = tally.to_dict()
     document["transports"] = transports
     return document
+
+
+def json_text(document: dict[str, Any]) -> str:
+    """The document as indented JSON, each list on one line (a client's latencies are thousands of numbers)."""
+    return _json(document, "") + "\n"
+
+
+def _json(value: Any, indent: str) -> str:
+    if isinstance(value, dict) and value:
+        inner = indent + "  "
+        items = ",\n".join(f"{inner}{json.dumps(key)}: {_json(item, inner)}" for key, item in value.items())
+        return f"{{\n{items}\n{indent}}}"
+    return json.dumps(value, allow_nan=False, separators=(",", ":") if isinstance(value, list) else None)
 
 
 def client_problems(settings: DemoSettings, clients: dict[str, ClientTally], report: Report) -> list[str]:

@@ -101,7 +101,13 @@ def run_transport(
     screenshot: bytes | None = None
     with ServerProcess(settings) as server:
         proxy = DemoProxy.rtinspect(
-            server.url, "--report", str(proxy_report), *rules, capture=capture, options=settings.proxy_options
+            server.url,
+            "--report",
+            str(proxy_report),
+            *rules,
+            *settings.proxy_arguments,
+            capture=capture,
+            options=settings.proxy_options,
         )
         try:
             proxy.wait_listening()

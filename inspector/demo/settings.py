@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..classify import TransportRule
+from ..network import NetworkError, network_conditions
 
 LOOPBACK = "127.0.0.1"
 #: Seconds for any one connection, start-up or shutdown step.
@@ -67,7 +68,8 @@ class DemoSettings:
     ``compression`` lets WebSocket use permessage-deflate; ``proxy_options``
     are mitmproxy ``key=value`` options for the proxy (e.g. ``confdir=...``).
     ``http2`` serves the demo over TLS with Hypercorn and reads every
-    transport twice, over HTTP/1.1 and over h2.
+    transport twice, over HTTP/1.1 and over h2. ``network`` names network
+    conditions the proxy adds (``rtinspect proxy --network``).
 
     Without ``http2`` the transports run one after another, each against a
     fresh demo-server process and a fresh proxy process, so the CPU time and
@@ -87,10 +89,15 @@ class DemoSettings:
     chromium: str | None = None
     proxy_options: tuple[str, ...] = ()
     http2: bool = False
+    network: str | None = None
     clients: int = 1
     ui_rows: int | None = None
 
     def __post_init__(self) -> None:
+        try:
+            network_conditions(self.network)
+        except NetworkError as error:
+            raise DemoError(str(error)) from None
         if self.count < 1:
             raise DemoError("--count must be at least 1")
         if self.rate <= 0:
@@ -121,6 +128,11 @@ class DemoSettings:
                 "--no-compression cannot be combined with --browser --http2: Chromium always offers "
                 "permessage-deflate and Hypercorn always accepts it"
             )
+
+    @property
+    def proxy_arguments(self) -> tuple[str, ...]:
+        """The proxy's command-line arguments for this run's network conditions."""
+        return ("--network", self.network) if self.network else ()
 
     @property
     def selected(self) -> tuple[DemoTransport, ...]:

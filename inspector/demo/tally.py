@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,14 @@ class ClientTally:
             "duplicates": self.duplicates,
             "deliveries": self.deliveries,
             "requests": self.requests,
-            "latency_ms": quantiles_to_dict(self.latency_ms.summary()),
+            "latency_ms": self.latency_to_dict(),
             "error": self.error,
         }
+
+    def latency_to_dict(self) -> dict[str, Any] | None:
+        """The latency summary and ``values``: the latencies kept (every one while ``exact``,
+        else a uniform sample of at most the distribution's capacity), to the microsecond."""
+        summary = quantiles_to_dict(self.latency_ms.summary())
+        if summary is None:
+            return None
+        return {**summary, "values": [round(v, 3) for v in self.latency_ms.values() if math.isfinite(v)]}

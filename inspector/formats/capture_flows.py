@@ -11,7 +11,11 @@ the client's preface; or after an h2c Upgrade), WebSocket frames by wsproto
 (unmasked, and inflated where permessage-deflate was negotiated). Every
 HTTP/1.1 exchange and every HTTP/2 stream becomes an ``HTTPFlow`` (with its
 WebSocket messages, where it upgraded); a connection that carried no HTTP
-request at all becomes a ``TCPFlow`` of its chunks.
+request at all becomes a ``TCPFlow`` of its chunks. A WebSocket session's
+messages include its pings and pongs (``Opcode.PING``, ``Opcode.PONG``, with
+their payload), in the order they came: HAR keeps them (opcodes 9 and 10),
+while a mitmproxy flow file, whose messages are text and binary only, leaves
+them out (:mod:`.export`).
 
 An HTTP/2 stream's flow is what mitmproxy makes of one: ``http_version``
 "HTTP/2.0", the method, scheme, authority and path from the request's
@@ -44,7 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from mitmproxy import connection, http, tcp
 from mitmproxy.flow import Error, Flow
@@ -174,12 +178,15 @@ class _WebSocketReader:
         try:
             for frame in self._frames.received_frames():
                 if frame.opcode is Opcode.CLOSE:
-                    code, reason = frame.payload
+                    code, reason = cast("tuple[int, str]", frame.payload)
                     if exchange.close is None:
                         exchange.close = (self.direction is C2S, int(code), reason)
                         exchange.closed_at = timestamp
+                elif frame.opcode in (Opcode.PING, Opcode.PONG):
+                    ping = WebSocketMessage(frame.opcode, self.direction is C2S, bytes(frame.payload), timestamp)  # type: ignore[arg-type]
+                    exchange.messages.append(ping)
                 elif not frame.opcode.iscontrol():
-                    self._parts.append(frame.payload)
+                    self._parts.append(cast("bytes | str", frame.payload))
                     if frame.message_finished:
                         text = frame.opcode is Opcode.TEXT
                         content = "".join(self._parts).encode() if text else b"".join(self._parts)  # type: ignore[arg-type]
@@ -313,7 +320,11 @@ class _Connection:
             if self.raw is None:
                 self.unparsed += event.size
             return
-        exchange = self.http1_exchanges.get(event.exchange) if isinstance(event, (ResponseHead, BodyData, MessageEnd)) else None
+        exchange = (
+            self.http1_exchanges.get(event.exchange)
+            if isinstance(event, (ResponseHead, BodyData, MessageEnd)) and event.exchange is not None
+            else None
+        )
         if exchange is None:
             return
         if isinstance(event, ResponseHead):

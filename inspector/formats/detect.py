@@ -5,8 +5,9 @@
   white space), recognised for sure once parsed by its ``log.entries``;
 - a mitmproxy flow file (what ``mitmdump -w`` writes) is a run of
   tnetstrings, the first of which is a dictionary: ``<digits>:<body>}``;
-- pcap and pcapng files are recognised so that the user hears what they are,
-  though they are not read.
+- a pcap file starts with one of its four magic numbers (microseconds or
+  nanoseconds, either byte order), a pcapng file with its section header
+  block's type, ``0a 0d 0d 0a``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b
 ReadAt = Callable[[int], bytes]
 
 #: What rtinspect reads, in the words error messages use.
-READABLE = "rtinspect captures (.rtcap), HAR files and mitmproxy flow files"
+READABLE = "rtinspect captures (.rtcap), HAR files, mitmproxy flow files and pcap or pcapng files"
 
 
 class FileFormat(enum.StrEnum):
@@ -82,5 +83,5 @@ def detect_format(path: str | os.PathLike[str]) -> FileFormat:
     if not head:
         raise CaptureError(f"{name}: the file is empty")
     if found is None:
-        raise CaptureError(f"{name}: not an rtinspect capture (.rtcap), HAR file or mitmproxy flow file")
+        raise CaptureError(f"{name}: not an rtinspect capture (.rtcap), HAR file, mitmproxy flow file, pcap or pcapng file")
     return found

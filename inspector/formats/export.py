@@ -61,8 +61,14 @@ def export_records(
             notes += (f"{skipped} connection(s) carried no HTTP and have no place in HAR.",)
         return Exported(f"{len(document['log']['entries'])} entries", notes)
     if fmt == "mitmproxy":
-        from .mitmflows import write_flow_file
+        from .mitmflows import drop_control_messages, write_flow_file
 
+        notes = captured.notes
+        if dropped := drop_control_messages(captured.flows):
+            notes += (
+                f"{dropped} WebSocket ping(s) and pong(s) are not in the flow file: mitmproxy keeps a session's "
+                "text and binary messages only (HAR keeps them).",
+            )
         count = write_flow_file(captured.flows, out)
-        return Exported(f"{count} flows", captured.notes)
+        return Exported(f"{count} flows", notes)
     raise ValueError(f"unknown export format {fmt!r} (choose from {', '.join(EXPORT_FORMATS)})")

@@ -7,7 +7,12 @@ base64, timings, and ``_webSocketMessages`` in Chrome's shape
 rtinspect knows exactly put in: ``connection`` is the capture's connection
 id, ``headersSize`` and ``bodySize`` are the wire bytes of each head and body
 (chunk framing included) and ``response._transferSize`` their sum;
-``content.size`` is the decoded body length. The creator is rtinspect.
+``content.size`` is the decoded body length. ``_webSocketMessages`` include
+pings and pongs (opcodes 9 and 10, their payload in base64, as Chrome's
+DevTools protocol gives any frame that is not text). Every entry has a
+``_resourceType``, as Chrome's do: "websocket", "eventsource" for a
+``text/event-stream`` response, else "other" (what made the request is not
+known). The creator is rtinspect.
 HTTP/2 entries say ``httpVersion`` "HTTP/2.0", as mitmproxy's own do (HAR
 readers take it, and "h2" or "http/2.0" as Chrome writes it, alike); a
 WebSocket over HTTP/2 (an extended CONNECT) keeps its method, CONNECT, and
@@ -21,7 +26,10 @@ and connect; the response starts after send and wait and ends after
 receive). Bodies are ``postData.text`` and ``content.text`` (base64 where
 ``encoding`` says so), encoded again as the response's Content-Encoding says,
 since browsers store them decoded. ``_webSocketMessages`` (Chrome) become the
-WebSocket messages of their entry. Pseudo-header fields (``:authority`` ...)
+WebSocket messages of their entry: text and binary messages (opcodes 1 and
+2), and pings and pongs (9 and 10), which browsers do not write but
+rtinspect's export does. A file from another writer whose WebSocket sessions
+list no pings or pongs gets a note that any they had are not counted. Pseudo-header fields (``:authority`` ...)
 are dropped. Entries share a connection where they name the same
 ``connection`` and server and, for HTTP/1, follow one another in time; an
 entry without a ``connection`` gets a connection of its own.
@@ -78,7 +86,9 @@ def har_from_flows(flows: Sequence[flow.Flow]) -> dict[str, Any]:
     entries = []
     for item in flows:
         if isinstance(item, http.HTTPFlow):
-            entries.append(_exact(writer.flow_entry(item, servers_seen), item))
+            entry = _exact(writer.flow_entry(item, servers_seen), item)
+            entry.setdefault("_resourceType", _resource_type(item))
+            entries.append(entry)
     return {"log": {"version": HAR_VERSION, "creator": _creator(), "pages": [], "entries": entries}}
 
 
@@ -109,6 +119,16 @@ def _exact(entry: dict[str, Any], item: http.HTTPFlow) -> dict[str, Any]:
     return entry
 
 
+def _resource_type(item: http.HTTPFlow) -> str:
+    """The type Chrome's DevTools would give the entry, as far as the traffic tells it."""
+    if item.websocket is not None:
+        return "websocket"
+    content_type = item.response.headers.get("content-type", "") if item.response is not None else ""
+    if content_type.split(";")[0].strip().lower() == "text/event-stream":
+        return "eventsource"
+    return "other"
+
+
 def har_text(document: dict[str, Any]) -> str:
     """A HAR document as the text of a ``.har`` file."""
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -117,12 +137,24 @@ def har_text(document: dict[str, Any]) -> str:
 # -- import
 
 
+#: Why a HAR file that rtinspect did not write has no pings or pongs.
+BROWSER_PINGS_MISSING = "browsers list a session's text and binary messages only (Chrome's _webSocketMessages)"
+#: WebSocket opcodes a HAR file's ``_webSocketMessages`` may hold that rtinspect rebuilds.
+_DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY)
+_CONTROL_OPCODES = (Opcode.PING, Opcode.PONG)
+
+
 @dataclass(frozen=True, slots=True)
 class HarFlows:
-    """The flows of a HAR file and what a reader of its report must know."""
+    """The flows of a HAR file and what a reader of its report must know.
+
+    ``pings_missing`` says why its WebSocket sessions have no pings or pongs,
+    or is None when its writer (rtinspect) lists them.
+    """
 
     flows: tuple[http.HTTPFlow, ...]
     notes: tuple[str, ...]
+    pings_missing: str | None = BROWSER_PINGS_MISSING
 
 
 def _seconds(timings: dict[str, Any], name: str) -> float:
@@ -184,10 +216,15 @@ def _websocket(entry: dict[str, Any], request: http.Request, response: http.Resp
     messages = []
     for message in entry.get("_webSocketMessages") or []:
         opcode = message.get("opcode")
-        if opcode not in (Opcode.TEXT, Opcode.BINARY):
+        if opcode not in (*_DATA_OPCODES, *_CONTROL_OPCODES):
             continue
         data = message.get("data") or ""
-        content = data.encode("utf-8", "surrogateescape") if opcode == Opcode.TEXT else base64.b64decode(data)
+        if opcode == Opcode.TEXT:
+            content = data.encode("utf-8", "surrogateescape")
+        elif opcode in _CONTROL_OPCODES:
+            content = _control_payload(data)
+        else:
+            content = base64.b64decode(data)
         messages.append(WebSocketMessage(Opcode(opcode), message.get("type") == "send", content, float(message["time"])))
     # The handshake must read as one, whatever the file kept of it.
     for name, value in (("Upgrade", "websocket"), ("Connection", "Upgrade")):
@@ -202,6 +239,14 @@ def _websocket(entry: dict[str, Any], request: http.Request, response: http.Resp
             response.headers[name] = value
     ended = max((m.timestamp for m in messages if m.timestamp is not None), default=response.timestamp_start)
     return WebSocketData(messages=messages, timestamp_end=ended), response
+
+
+def _control_payload(data: str) -> bytes:
+    """A ping's or pong's payload: base64, as Chrome gives every frame that is not text; else the text itself."""
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return data.encode("utf-8", "surrogateescape")
 
 
 class _Reader:
@@ -333,7 +378,9 @@ def flows_from_har(document: Any, path: str) -> HarFlows:
     notes = reader.notes()
     if skipped:
         notes.append(f"{skipped} of {len(entries)} entries could not be read and were skipped.")
-    return HarFlows(tuple(flows), tuple(notes))
+    creator = log.get("creator") if isinstance(log, dict) else None
+    written_by_rtinspect = isinstance(creator, dict) and creator.get("name") == _creator()["name"]
+    return HarFlows(tuple(flows), tuple(notes), None if written_by_rtinspect else BROWSER_PINGS_MISSING)
 
 
 def read_har(path: str) -> HarFlows:

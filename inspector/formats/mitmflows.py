@@ -23,7 +23,11 @@ messages), so their bytes are rebuilt, and marked reconstructed:
 - WebSocket messages are re-encoded by wsproto's frame encoder, compressed
   with permessage-deflate where the handshake negotiated it, client frames
   masked; a close frame each way where the flow says how the session closed.
-  Pings and pongs are not in flow files and do not come back.
+  Messages of type ``Opcode.PING`` and ``Opcode.PONG`` (a HAR file's opcodes 9
+  and 10) become ping and pong frames with their payload. mitmproxy itself
+  records text and binary messages only, so its flow files (and most HAR
+  files) have no pings or pongs: the notes say so, unless the source keeps
+  them (``pings_missing`` is None) or some session has them.
 
 Otherwise the exchanges of one client connection stay on one connection, in
 the order their requests started. Chunk timestamps are the flow's: a head when its
@@ -62,6 +66,10 @@ S2C = Direction.SERVER_TO_CLIENT
 
 #: How a connection ended when the file does not say which side closed it.
 UNKNOWN_CLOSE = "closed"
+#: The most payload a WebSocket control frame carries (RFC 6455, 5.5).
+MAX_CONTROL_PAYLOAD = 125
+#: Why a mitmproxy flow file has no pings or pongs.
+MITMPROXY_PINGS_MISSING = "mitmproxy records a session's text and binary messages only"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +91,17 @@ class RebuiltTraffic:
     of connections still being read are held, not the file.
     """
 
-    def __init__(self, flows: Callable[[], Iterable[Flow]], *, mode: str | None = None) -> None:
+    def __init__(
+        self,
+        flows: Callable[[], Iterable[Flow]],
+        *,
+        mode: str | None = None,
+        pings_missing: str | None = MITMPROXY_PINGS_MISSING,
+    ) -> None:
         self._flows = flows
         self._mode = mode
+        #: Why the source has no pings or pongs (for the notes), or None when it keeps them.
+        self._pings_missing = pings_missing
         self._left_out: Counter[str] = Counter()
         #: Raw TCP flows left out because rtinspect's addon kept only their last message.
         self.trimmed = 0
@@ -145,7 +161,7 @@ class RebuiltTraffic:
     @property
     def notes(self) -> list[str]:
         """What the plan found and, once the records have been read, what rebuilding them found."""
-        notes = self._rebuilder.notes()
+        notes = self._rebuilder.notes(self._pings_missing)
         left_out = self._left_out
         if left_out:
             notes.append("Left out: " + ", ".join(f"{n} {kind}(s)" for kind, n in sorted(left_out.items())) + ".")
@@ -193,6 +209,18 @@ def write_flow_file(flows: Iterable[Flow], out: BinaryIO) -> int:
         writer.add(flow)
         count += 1
     return count
+
+
+def drop_control_messages(flows: Iterable[Flow]) -> int:
+    """Take pings and pongs out of the flows' WebSocket messages (mitmproxy
+    records text and binary messages only); returns how many were taken out."""
+    dropped = 0
+    for flow in flows:
+        if isinstance(flow, http.HTTPFlow) and flow.websocket is not None:
+            kept = [message for message in flow.websocket.messages if not message.type.iscontrol()]
+            dropped += len(flow.websocket.messages) - len(kept)
+            flow.websocket.messages = kept
+    return dropped
 
 
 def _carries_websocket(flow: Flow) -> bool:
@@ -243,9 +271,23 @@ class _Rebuilder:
         self.rebuilt = 0
         self.upgraded_versions: Counter[str] = Counter()
         self.missing_bodies = 0
+        self.websocket_sessions = 0
+        #: Pings and pongs rebuilt as control frames, and those too long to be one (left out).
+        self.pings = 0
+        self.oversized_pings = 0
 
-    def notes(self) -> list[str]:
+    def notes(self, pings_missing: str | None = None) -> list[str]:
         notes = []
+        if self.websocket_sessions and not self.pings and pings_missing:
+            notes.append(
+                f"{self.websocket_sessions} WebSocket session(s) have no pings or pongs in the file: {pings_missing}, "
+                "so any they had are not counted (no control frames or control bytes for them)."
+            )
+        if self.oversized_pings:
+            notes.append(
+                f"{self.oversized_pings} WebSocket ping(s) or pong(s) had more than 125 bytes of payload, which no "
+                "control frame can carry; they were left out."
+            )
         if self.upgraded_versions:
             versions = ", ".join(sorted(self.upgraded_versions))
             notes.append(f"{self.upgraded_versions.total()} {versions} exchange(s) were rebuilt as HTTP/1.1.")
@@ -266,7 +308,7 @@ class _Rebuilder:
             if isinstance(flow, tcp.TCPFlow):
                 for message in flow.messages:
                     chunks.add(C2S if message.from_client else S2C, message.content, message.timestamp)
-            else:
+            elif isinstance(flow, http.HTTPFlow):
                 self._exchange(chunks, flow, last=index == len(flows) - 1)
         start = first.client_conn.timestamp_start or _started(first)
         opened = replace(
@@ -300,7 +342,8 @@ class _Rebuilder:
         chunks.add(S2C, assemble_response_head(response), response.timestamp_start)
         chunks.add(S2C, body, response.timestamp_end or response.timestamp_start)
         if flow.websocket is not None:
-            _websocket(chunks, flow.websocket, response.headers.get("sec-websocket-extensions"))
+            self.websocket_sessions += 1
+            self._websocket(chunks, flow.websocket, response.headers.get("sec-websocket-extensions"))
 
     def _as_http1[M: (http.Request, http.Response)](self, message: M) -> M:
         """A copy to assemble; HTTP/2 and HTTP/3 become HTTP/1.1 (Host from the authority)."""
@@ -338,6 +381,44 @@ class _Rebuilder:
         if framed and headers.get("content-length") != str(len(content)):
             headers["content-length"] = str(len(content))
         return content
+
+
+    def _websocket(self, chunks: _Chunks, websocket: WebSocketData, extensions: str | None) -> None:
+        """The frames of a WebSocket session: each message, ping and pong, then the close handshake."""
+        senders = {C2S: FrameProtocol(True, negotiated_extensions(extensions)), S2C: FrameProtocol(False, negotiated_extensions(extensions))}
+        last = 0.0
+        for message in websocket.messages:
+            if message.dropped:
+                continue
+            direction = C2S if message.from_client else S2C
+            timestamp = message.timestamp if message.timestamp is not None else last
+            last = max(last, timestamp)
+            if message.type in (Opcode.PING, Opcode.PONG):
+                if len(message.content) > MAX_CONTROL_PAYLOAD:
+                    self.oversized_pings += 1
+                    continue
+                sender = senders[direction]
+                control = sender.ping if message.type is Opcode.PING else sender.pong
+                chunks.add(direction, bytes(control(bytes(message.content))), timestamp)
+                self.pings += 1
+                continue
+            payload: bytes | str = message.content
+            if message.type is Opcode.TEXT:
+                try:
+                    payload = message.content.decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+            chunks.add(direction, bytes(senders[direction].send_data(payload)), timestamp)
+        if websocket.close_code is None:
+            return
+        closer = C2S if websocket.closed_by_client else S2C
+        at = websocket.timestamp_end or last
+        code: int | None = websocket.close_code
+        reason = websocket.close_reason or None
+        if code in (CloseReason.NO_STATUS_RCVD, CloseReason.ABNORMAL_CLOSURE):
+            code, reason = None, None
+        chunks.add(closer, bytes(senders[closer].close(code, reason)), at)
+        chunks.add(closer.opposite, bytes(senders[closer.opposite].close(code)), at)
 
 
 def _upgrade_to_websocket(headers: http.Headers) -> None:
@@ -385,35 +466,6 @@ def negotiated_extensions(extensions: str | None) -> list[Extension]:
     return [deflate]
 
 
-def _websocket(chunks: _Chunks, websocket: WebSocketData, extensions: str | None) -> None:
-    """The frames of a WebSocket session: each message, then the close handshake."""
-    senders = {C2S: FrameProtocol(True, negotiated_extensions(extensions)), S2C: FrameProtocol(False, negotiated_extensions(extensions))}
-    last = 0.0
-    for message in websocket.messages:
-        if message.dropped:
-            continue
-        direction = C2S if message.from_client else S2C
-        payload: bytes | str = message.content
-        if message.type is Opcode.TEXT:
-            try:
-                payload = message.content.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-        timestamp = message.timestamp if message.timestamp is not None else last
-        chunks.add(direction, bytes(senders[direction].send_data(payload)), timestamp)
-        last = max(last, timestamp)
-    if websocket.close_code is None:
-        return
-    closer = C2S if websocket.closed_by_client else S2C
-    at = websocket.timestamp_end or last
-    code = websocket.close_code
-    reason = websocket.close_reason or None
-    if code in (CloseReason.NO_STATUS_RCVD, CloseReason.ABNORMAL_CLOSURE):
-        code, reason = None, None
-    chunks.add(closer, bytes(senders[closer].close(code, reason)), at)
-    chunks.add(closer.opposite, bytes(senders[closer.opposite].close(code)), at)
-
-
 def _ends(flow: Flow) -> list[float | None]:
     ends = [flow.client_conn.timestamp_end, flow.server_conn.timestamp_end]
     if isinstance(flow, http.HTTPFlow):
@@ -422,7 +474,7 @@ def _ends(flow: Flow) -> list[float | None]:
             ends += [flow.response.timestamp_end, flow.response.timestamp_start]
         if flow.websocket is not None:
             ends.append(flow.websocket.timestamp_end)
-    else:
+    elif isinstance(flow, tcp.TCPFlow):
         ends += [message.timestamp for message in flow.messages[-1:]]
     return ends
 

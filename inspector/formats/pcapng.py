@@ -4,8 +4,11 @@ Each recorded connection becomes a TCP connection between its client and
 server addresses and ports (as the capture's "connection opened" record names
 them): a three-way handshake at the time the client connected, the recorded
 bytes in segments of at most ``mss`` bytes with sequence and acknowledgement
-numbers that follow both byte streams, and FIN, FIN, ACK (or a reset) where
-the connection ended. A connection the capture never saw end is left open.
+numbers that follow both byte streams, and FIN, FIN, ACK (or a reset from
+the side that reset it) where the connection ended. A connection the capture
+never saw end is left open. Bytes a "missing bytes" event says are not in the
+capture (an import of a packet capture that lost segments) are left out as
+they were: the sequence numbers skip them.
 Timestamps are the capture's, with microsecond resolution; a connection's
 packets never go back in time.
 
@@ -29,7 +32,7 @@ from typing import BinaryIO
 
 import dpkt
 
-from ..capture import ConnectionClosed, ConnectionOpened, DataChunk, Record
+from ..capture import ConnectionClosed, ConnectionOpened, DataChunk, Event, Record, missing_from
 from ..wire import Direction
 
 #: Largest TCP payload that fits an IPv4 packet without options (65535 - 20 - 20).
@@ -41,8 +44,8 @@ _WINDOW_SCALE = 14
 _WINDOW = 0xFFFF
 _CLIENT_MAC = bytes.fromhex("020000000001")
 _SERVER_MAC = bytes.fromhex("020000000002")
-_SERVER_STAND_INS = ipaddress.ip_network("192.0.2.0/24")
-_CLIENT_STAND_INS = ipaddress.ip_network("198.51.100.0/24")
+_SERVER_STAND_INS = ipaddress.IPv4Network("192.0.2.0/24")
+_CLIENT_STAND_INS = ipaddress.IPv4Network("198.51.100.0/24")
 _FIRST_EPHEMERAL_PORT = 49152
 
 _SYN, _FIN, _RST, _PSH, _ACK = dpkt.tcp.TH_SYN, dpkt.tcp.TH_FIN, dpkt.tcp.TH_RST, dpkt.tcp.TH_PUSH, dpkt.tcp.TH_ACK
@@ -157,6 +160,11 @@ class PcapngWriter:
             connection = self._connections.pop(record.connection_id, None)
             if connection is not None:
                 self._close(connection, record.reason, record.timestamp)
+        elif isinstance(record, Event) and (missing := missing_from(record)) is not None:
+            connection = self._connections.get(record.connection_id)
+            if connection is not None:
+                direction, size = missing
+                connection.next_seq[direction] = (connection.next_seq[direction] + size) & 0xFFFFFFFF
 
     def result(self) -> PcapngExport:
         return PcapngExport(self.packets, self.connections, tuple(self.stand_ins))
@@ -202,8 +210,8 @@ class PcapngWriter:
 
     def _close(self, connection: _Connection, reason: str, timestamp: float) -> None:
         c2s, s2c = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
-        if reason == "reset":
-            self._segment(connection, s2c, _RST | _ACK, timestamp)
+        if reason in ("client reset", "server reset", "reset"):
+            self._segment(connection, c2s if reason == "client reset" else s2c, _RST | _ACK, timestamp)
             return
         first = s2c if reason == "server closed" else c2s
         self._segment(connection, first, _FIN | _ACK, timestamp)

@@ -10,7 +10,9 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from html import escape
 
+from ..measurements import ClientMeasurements, TransportLatency
 from ..report import REPORT_FORMAT, REPORT_VERSION, Report, TransportSummary
+from .latency import LATENCY_COLUMNS, latency_caption, latency_notes, latency_rows
 from .rows import (
     CONNECTION_COLUMNS,
     PROJECTION_COLUMNS,
@@ -26,8 +28,8 @@ from .rows import (
     transport_parts,
     transports_in_order,
 )
-from .svg import Bar, Segment, Series, stacked_bars, step_lines
-from .units import count, human_bytes, is_number, seconds
+from .svg import Bar, Mark, Segment, Series, Strip, log_strips, stacked_bars, step_lines
+from .units import count, human_bytes, is_number, milliseconds, seconds
 from .verdict import basis, cheapest_row, delivered_messages, verdict
 
 #: Line colours of the transports in the time chart.
@@ -49,6 +51,15 @@ COST_PARTS = (
     ("handshakes", "#ec4899"),
     ("other", "#94a3b8"),
 )
+
+#: The latency percentiles marked on each client's strip, cool to hot, with their colours.
+LATENCY_MARKS = {
+    "p50": "#0284c7",
+    "p90": "#7c3aed",
+    "p95": "#c026d3",
+    "p99": "#e11d48",
+    "max": "#ea580c",
+}
 
 _CSS = """
 :root {
@@ -102,12 +113,15 @@ td.wrap { overflow-wrap: anywhere; min-width: 10em; }
                      border-radius: 3px; margin-right: 6px; vertical-align: -1px;
                      background: var(--swatch); }
 svg.chart { width: 100%; height: auto; display: block; }
+svg.chart + .scroll { margin-top: 14px; }
 svg .grid { stroke: var(--line); stroke-width: 1; }
 svg .axis { fill: var(--muted); font-size: 12px; }
 svg .axis.title { font-size: 13px; }
 svg .label { fill: var(--text); font-size: 14px; font-weight: 600; }
 svg .value { fill: var(--text); font-size: 13px; font-weight: 600; }
 svg .inside { fill: #ffffff; font-size: 12px; font-weight: 600; }
+svg .density { fill: var(--muted); }
+svg .whisker { stroke: var(--muted); stroke-width: 1.5; }
 details summary { cursor: pointer; font-size: 18px; font-weight: 600; }
 details[open] summary { margin-bottom: 12px; }
 footer { margin-top: 24px; color: var(--muted); font-size: 12px; text-align: center; }
@@ -231,8 +245,9 @@ def _cost_chart(report: Report) -> str:
 def _transport_table(report: Report) -> str:
     best = cheapest_row(report)
     notes = list(report.notes)
-    if http2_summary(report):
-        notes.insert(0, http2_summary(report))
+    frames = http2_summary(report)
+    if frames is not None:
+        notes.insert(0, frames)
     if has_estimates(report):
         notes.append(ESTIMATE_LEGEND)
     notes_html = "".join(f"<li>{escape(n)}</li>" for n in notes)
@@ -254,6 +269,48 @@ def _projection(report: Report) -> str:
         f"<section><h2>{escape(title)}</h2>"
         f"{_table(PROJECTION_COLUMNS, projection_rows(report))}"
         f'<ul class="notes">{assumptions}</ul></section>'
+    )
+
+
+def _latency_marks(t: TransportLatency) -> tuple[Mark, ...]:
+    """p50, p90, p99 and max; p50, p95 and max where the file holds no values."""
+    names = ("p50", "p90", "p99", "max") if t.values else ("p50", "p95", "max")
+    figures = {"p50": t.p50, "p90": t.p90, "p95": t.p95, "p99": t.p99, "max": t.max}
+    return tuple(
+        Mark(name, value, LATENCY_MARKS[name])
+        for name in names
+        if (value := figures[name]) is not None and is_number(value)
+    )
+
+
+def _latency(report: Report, clients: ClientMeasurements | None) -> str:
+    """The clients' latency per transport (per protocol too): a strip each on a log
+    axis, then the figures in a table."""
+    if clients is None or not clients.transports:
+        return ""
+    strips = [
+        Strip(
+            t.label,
+            values=t.values,
+            marks=_latency_marks(t),
+            low=t.values[0] if t.values else t.p50,
+            high=t.max,
+            note=f"p50 {milliseconds(t.p50)}" if t.p50 is not None else "",
+        )
+        for t in clients.transports
+    ]
+    chart = log_strips(strips, milliseconds, "milliseconds from the server's send to the client (log scale)")
+    used = {m.label for s in strips for m in s.marks}
+    legend = [(name, color) for name, color in LATENCY_MARKS.items() if name in used]
+    if any(t.values for t in clients.transports):
+        legend.append(("messages (darker: more)", "var(--muted)"))
+    notes = "".join(f"<li>{escape(n)}</li>" for n in latency_notes(clients, report))
+    return (
+        "<section><h2>Latency measured by the clients</h2>"
+        f'<p class="caption">{escape(latency_caption(clients))}</p>'
+        f"{f'{_legend(legend)}{chart}' if chart else ''}"
+        f"{_table(LATENCY_COLUMNS, latency_rows(clients))}"
+        f"{f'<ul class="notes">{notes}</ul>' if notes else ''}</section>"
     )
 
 
@@ -313,8 +370,9 @@ def _connections(report: Report) -> str:
     )
 
 
-def render_html(report: Report) -> str:
-    """The whole report as one HTML document."""
+def render_html(report: Report, clients: ClientMeasurements | None = None) -> str:
+    """The whole report as one HTML document; with ``clients``, what the clients
+    measured (their latency) after the transports."""
     body = "".join(
         [
             _header(report),
@@ -322,6 +380,7 @@ def render_html(report: Report) -> str:
             _cost_chart(report),
             _transport_table(report) if report.transports else "",
             _projection(report),
+            _latency(report, clients),
             _timeline_chart(report),
             _connections(report),
             f"<footer>{escape(REPORT_FORMAT)} v{REPORT_VERSION}</footer>",

@@ -6,9 +6,16 @@ an object keyed by transport name (only transports seen, in report order) and
 ``connection_count`` counts them all). Each transport has ``by_protocol``, its
 figures again for each protocol ("http/1.1", "h2"), and ``http2``, its streams'
 HTTP/2 frame figures (null without HTTP/2); the top-level ``http2`` totals every
-HTTP/2 connection's frames. Figures "by direction" are objects with exactly the keys
-``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
+HTTP/2 connection's frames, and ``network`` gives the network conditions the
+proxy added (null for none). Figures "by direction" are objects with exactly
+the keys ``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
 messages, nothing to divide by) are ``null``, never NaN or Infinity.
+
+Given what the clients measured (``report --clients``), ``clients`` holds it:
+its ``source`` file, who measured, the feed, and per transport (per protocol,
+under ``by_protocol``, when the clients were) messages received, lost and
+duplicated and their latency in milliseconds (``latency_ms``: count, mean, p50,
+p90, p95, p99, max, exact). Without it there is no ``clients`` key.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..measurements import ClientMeasurements, TransportLatency
+from ..network import NetworkConditions
 from ..report import (
     REPORT_FORMAT,
     REPORT_VERSION,
@@ -158,13 +167,53 @@ def connection_to_dict(c: ConnectionSummary) -> dict[str, Any]:
     }
 
 
+def network_to_dict(n: NetworkConditions) -> dict[str, Any]:
+    """The conditions the proxy added: the preset they started from (or null), the
+    round trip and jitter in milliseconds, and each direction's rate (null: no limit)."""
+    return {
+        "preset": n.preset,
+        "rtt_ms": n.rtt_ms,
+        "jitter_ms": n.jitter_ms,
+        "down_bits_per_second": n.down_bits_per_second,
+        "up_bits_per_second": n.up_bits_per_second,
+    }
+
+
 def _point_to_dict(p: MessagePoint) -> dict[str, Any]:
     return {"time": p.time, "transport": p.transport, "direction": p.direction.value, "wire_bytes": p.wire_bytes}
 
 
-def report_to_dict(report: Report) -> dict[str, Any]:
-    """The whole report as plain JSON-compatible data."""
+def _client_to_dict(t: TransportLatency) -> dict[str, Any]:
+    latency = None
+    if t.count:
+        latency = {
+            "count": t.count,
+            **{name: _number(getattr(t, name)) for name in ("mean", "p50", "p90", "p95", "p99", "max")},
+            "exact": t.exact,
+        }
+    return {"received": t.received, "lost": t.lost, "duplicates": t.duplicates, "latency_ms": latency, "error": t.error}
+
+
+def clients_to_dict(clients: ClientMeasurements) -> dict[str, Any]:
+    """What the clients measured, keyed by transport, then by protocol where they were measured per protocol."""
+    transports: dict[str, Any] = {}
+    for t in clients.transports:
+        if t.protocol is None:
+            transports[t.transport] = _client_to_dict(t)
+        else:
+            transports.setdefault(t.transport, {"by_protocol": {}})["by_protocol"][t.protocol] = _client_to_dict(t)
+    feed = clients.feed
     return {
+        "source": clients.source,
+        "clients": clients.clients,
+        "feed": {"count": feed.count, "rate": feed.rate, "size": feed.size} if feed is not None else None,
+        "transports": transports,
+    }
+
+
+def report_to_dict(report: Report, clients: ClientMeasurements | None = None) -> dict[str, Any]:
+    """The whole report as plain JSON-compatible data; with ``clients``, what they measured."""
+    document = {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
         "sources": list(report.sources),
@@ -175,11 +224,15 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "connection_count": report.connection_count,
         "http2": http2_to_dict(report.http2) if report.http2 is not None else None,
         "projection": projection_to_dict(report.projection) if report.projection is not None else None,
+        "network": network_to_dict(report.network) if report.network is not None else None,
         "connections": [connection_to_dict(c) for c in report.connections],
         "timeline": [_point_to_dict(p) for p in report.timeline if is_number(p.time)],
     }
+    if clients is not None:
+        document["clients"] = clients_to_dict(clients)
+    return document
 
 
-def render_json(report: Report) -> str:
+def render_json(report: Report, clients: ClientMeasurements | None = None) -> str:
     """The report as indented JSON text (ends with a newline)."""
-    return json.dumps(report_to_dict(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json.dumps(report_to_dict(report, clients), indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
+from ..measurements import ClientMeasurements
 from ..report import Report
+from .latency import LATENCY_COLUMNS, latency_caption, latency_notes, latency_rows
 from .rows import (
     CONNECTION_COLUMNS,
     PROJECTION_COLUMNS,
@@ -38,9 +40,9 @@ def _table(columns: tuple[Column, ...], rows: list[tuple[str, ...]]) -> list[str
     return lines
 
 
-def render_markdown(report: Report, connections: bool = False) -> str:
-    """The transport table, the verdict and the notes; with ``connections``, a
-    table of every connection after them."""
+def render_markdown(report: Report, connections: bool = False, clients: ClientMeasurements | None = None) -> str:
+    """The transport table, the verdict and the notes; with ``clients``, their
+    latency; with ``connections``, a table of every connection after them."""
     lines = ["# rtinspect report", ""]
     if report.sources:
         lines += ["Sources: " + ", ".join(escape(s) for s in report.sources), ""]
@@ -49,8 +51,9 @@ def render_markdown(report: Report, connections: bool = False) -> str:
     sentences = verdict(report)
     lines += [" ".join([f"**{escape(sentences[0])}**", *(escape(s) for s in sentences[1:])]), ""]
     notes = list(report.notes)
-    if http2_summary(report):
-        notes.insert(0, http2_summary(report))
+    frames = http2_summary(report)
+    if frames is not None:
+        notes.insert(0, frames)
     if has_estimates(report):
         notes.append(ESTIMATE_LEGEND)
     if notes:
@@ -59,6 +62,12 @@ def render_markdown(report: Report, connections: bool = False) -> str:
     if title is not None and report.projection is not None:
         lines += [f"## {escape(title)}", "", *_table(PROJECTION_COLUMNS, projection_rows(report)), ""]
         lines += [*(f"- {escape(a)}" for a in report.projection.assumptions), ""]
+    if clients is not None and clients.transports:
+        lines += ["## Latency measured by the clients", "", escape(latency_caption(clients)), ""]
+        lines += [*_table(LATENCY_COLUMNS, latency_rows(clients)), ""]
+        notes = latency_notes(clients, report)
+        if notes:
+            lines += [*(f"- {escape(note)}" for note in notes), ""]
     if connections and report.connections:
         lines += ["## Connections", "", *_table(CONNECTION_COLUMNS, connection_rows(report)), ""]
     return "\n".join(lines)

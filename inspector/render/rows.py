@@ -34,7 +34,6 @@ class Column:
 TRANSPORT_COLUMNS = (
     Column("Transport", numeric=False),
     Column("Connections", short="Conns"),
-    Column("TCP connects", short="TCP"),
     Column("Handshakes"),
     Column("Messages s→c / c→s", short="Msgs s→c/c→s"),
     Column("Payload"),
@@ -162,7 +161,6 @@ def transport_row(t: TransportSummary, label: str | None = None) -> tuple[str, .
     return (
         label or t.transport,
         count(t.connections),
-        count(t.tcp_connects),
         count(t.handshakes),
         f"{count(t.messages.server_to_client)} / {count(t.messages.client_to_server)}",
         human_bytes(t.payload_bytes.total),

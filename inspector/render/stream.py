@@ -12,6 +12,7 @@ import csv
 import json
 from typing import TextIO
 
+from ..measurements import ClientMeasurements
 from ..report import ConnectionSummary, Report
 from .csv import CONNECTION_FIELDS, cell, connection_record
 from .json import connection_to_dict, report_to_dict
@@ -43,12 +44,12 @@ class ConnectionStream:
             self._out.write(json.dumps(connection_to_dict(connection), ensure_ascii=False, allow_nan=False))
         self.written += 1
 
-    def finish(self, report: Report) -> None:
-        """Everything else the format holds: for JSON, the report's other keys."""
+    def finish(self, report: Report, clients: ClientMeasurements | None = None) -> None:
+        """Everything else the format holds: for JSON, the report's other keys (``clients`` too, if given)."""
         if self._fmt != "json" or not self.written:
             return
         self._out.write("\n  ]")
-        for key, value in report_to_dict(report).items():
+        for key, value in report_to_dict(report, clients).items():
             if key == "connections":
                 continue
             text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).replace("\n", "\n  ")

@@ -1,8 +1,9 @@
-"""Inline SVG charts for the HTML report: stacked bars and step lines.
+"""Inline SVG charts for the HTML report: stacked bars, step lines and strips on a log axis.
 
 The charts are plain markup with no scripts or external references, so a
 report stays one self-contained file. Colours and fonts come from the page's
-CSS classes (``axis``, ``grid``, ``label``, ``value``, ``inside``), so the
+CSS classes (``axis``, ``grid``, ``label``, ``value``, ``inside``, ``density``,
+``whisker``), so the
 charts follow the page's light or dark scheme. Every label is escaped.
 """
 
@@ -46,6 +47,28 @@ class Series:
     points: tuple[tuple[float, float], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A labelled value on a strip, such as a percentile."""
+
+    label: str
+    value: float
+    color: str
+
+
+@dataclass(frozen=True, slots=True)
+class Strip:
+    """A row of a strip chart: its values shaded by how many fall at each point,
+    a line from ``low`` to ``high``, its marks, and a note at the right end."""
+
+    label: str
+    values: tuple[float, ...] = ()
+    marks: tuple[Mark, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    note: str = ""
+
+
 def nice_ticks(maximum: float, target: int = 5) -> list[float]:
     """Round tick values from 0 to at least ``maximum`` (steps of 1, 2, 2.5 or 5 × 10ⁿ)."""
     if maximum <= 0:
@@ -55,6 +78,22 @@ def nice_ticks(maximum: float, target: int = 5) -> list[float]:
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     count = math.ceil(maximum / step - 1e-9)
     return [i * step for i in range(count + 1)]
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Powers of ten from at or below ``low`` to at or above ``high`` (both > 0), at least
+    one decade apart; over two decades or fewer, 2 and 5 times each power as well."""
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    last = max(last, first + 1)
+    steps = (1, 2, 5) if last - first <= 2 else (1,)
+    ticks = [float(f"{m}e{e}") for e in range(first, last) for m in steps]
+    return [*ticks, float(f"1e{last}")]
+
+
+def _label_width(rows: Sequence[Bar] | Sequence[Strip], least: int) -> int:
+    """Room for the longest row label (``short_poll (http/1.1)``), at least ``least`` and at most 260."""
+    longest = max((len(r.label) for r in rows), default=0)
+    return min(260, max(least, 8 * longest + 24))
 
 
 def _fmt(x: float) -> str:
@@ -67,7 +106,7 @@ def stacked_bars(bars: Sequence[Bar], value_text: Callable[[float], str]) -> str
     Segments wide enough to hold their value are labelled inside; every segment
     has a tooltip; each bar ends with its total.
     """
-    label_width, total_width, row, bar_height, top, axis = 130, 96, 40, 24, 8, 30
+    label_width, total_width, row, bar_height, top, axis = _label_width(bars, 130), 96, 40, 24, 8, 30
     plot = WIDTH - label_width - total_width
     ticks = nice_ticks(max((b.total for b in bars), default=0))
     scale = plot / ticks[-1]
@@ -169,5 +208,80 @@ def step_lines(
             f'stroke-linejoin="round" points="{" ".join(path)}">'
             f"<title>{escape(s.label)}: {escape(y_text(level))}</title></polyline>"
         )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def log_strips(strips: Sequence[Strip], value_text: Callable[[float], str], axis_title: str, bins: int = 120) -> str:
+    """One row per strip on a shared logarithmic axis: the strip's values as shaded
+    bins (darker where more values fall), a line from its low to its high, and its
+    marks as ticks with tooltips. Values at or below zero are drawn at the axis's start.
+    Empty when nothing is above zero."""
+    positive = [
+        v
+        for s in strips
+        for v in (*s.values, *(m.value for m in s.marks), s.low or 0, s.high or 0)
+        if v > 0 and math.isfinite(v)
+    ]
+    if not positive:
+        return ""
+    ticks = log_ticks(min(positive), max(positive))
+    label_width, note_width, row, top, axis = _label_width(strips, 110), 110, 44, 8, 48
+    plot = WIDTH - label_width - note_width
+    first, span = math.log10(ticks[0]), math.log10(ticks[-1]) - math.log10(ticks[0])
+
+    def position(v: float) -> float:
+        """0 to 1 along the axis."""
+        if not v > 0:
+            return 0.0
+        return min(1.0, max(0.0, (math.log10(v) - first) / span))
+
+    def x(v: float) -> str:
+        return _fmt(label_width + position(v) * plot)
+
+    height = top + row * len(strips) + axis
+    bottom = top + row * len(strips)
+    out = [f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img">']
+    for tick in ticks:
+        out.append(f'<line class="grid" x1="{x(tick)}" y1="{top}" x2="{x(tick)}" y2="{bottom}"/>')
+        out.append(
+            f'<text class="axis" x="{x(tick)}" y="{bottom + 18}" text-anchor="middle">{escape(value_text(tick))}</text>'
+        )
+    out.append(
+        f'<text class="axis title" x="{_fmt(label_width + plot / 2)}" y="{height - 6}" '
+        f'text-anchor="middle">{escape(axis_title)}</text>'
+    )
+    width = plot / bins
+    for i, strip in enumerate(strips):
+        middle = top + i * row + row / 2
+        out.append(
+            f'<text class="label" x="{label_width - 12}" y="{_fmt(middle)}" text-anchor="end" '
+            f'dominant-baseline="central">{escape(strip.label)}</text>'
+        )
+        counts = [0] * bins
+        for v in strip.values:
+            counts[min(bins - 1, int(position(v) * bins))] += 1
+        most = max(counts)
+        for b, n in enumerate(counts):
+            if n:
+                out.append(
+                    f'<rect class="density" x="{_fmt(label_width + b * width)}" y="{_fmt(middle - 8)}" '
+                    f'width="{_fmt(width)}" height="16" fill-opacity="{0.15 + 0.7 * math.sqrt(n / most):.2f}"/>'
+                )
+        if strip.low is not None and strip.high is not None:
+            out.append(
+                f'<line class="whisker" x1="{x(strip.low)}" y1="{_fmt(middle)}" x2="{x(strip.high)}" y2="{_fmt(middle)}"/>'
+            )
+        for mark in strip.marks:
+            out.append(
+                f'<rect x="{_fmt(float(x(mark.value)) - 1.5)}" y="{_fmt(middle - 12)}" width="3" height="24" rx="1" '
+                f'fill="{mark.color}"><title>{escape(strip.label)} · {escape(mark.label)}: '
+                f"{escape(value_text(mark.value))}</title></rect>"
+            )
+        if strip.note:
+            out.append(
+                f'<text class="value" x="{label_width + plot + 12}" y="{_fmt(middle)}" '
+                f'dominant-baseline="central">{escape(strip.note)}</text>'
+            )
     out.append("</svg>")
     return "".join(out)

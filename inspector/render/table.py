@@ -9,7 +9,9 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..measurements import ClientMeasurements
 from ..report import Report
+from .latency import LATENCY_COLUMNS, latency_caption, latency_notes, latency_rows
 from .rows import (
     CONNECTION_COLUMNS,
     PROJECTION_COLUMNS,
@@ -55,17 +57,21 @@ def _table(title: str, columns: tuple[Column, ...], rows: list[tuple[str, ...]])
     return table
 
 
-def table_renderables(report: Report, connections: bool = False) -> list[RenderableType]:
-    """The transport table, the verdict, the notes and, with ``connections``, a
-    table of every connection: separate blocks for a rich console or live view."""
+def table_renderables(
+    report: Report, connections: bool = False, clients: ClientMeasurements | None = None
+) -> list[RenderableType]:
+    """The transport table, the verdict, the notes, with ``clients`` their latency and,
+    with ``connections``, a table of every connection: separate blocks for a rich
+    console or live view."""
     parts: list[RenderableType] = []
     if report.transports:
         parts.append(_table("Transports", TRANSPORT_COLUMNS, transport_rows(report)))
     sentences = verdict(report)
     parts.append(Text("\n").join([Text(sentences[0], style="bold"), *map(Text, sentences[1:])]))
     notes = list(report.notes)
-    if http2_summary(report):
-        notes.insert(0, http2_summary(report))
+    frames = http2_summary(report)
+    if frames is not None:
+        notes.insert(0, frames)
     if has_estimates(report):
         notes.append(ESTIMATE_LEGEND)
     if notes:
@@ -74,12 +80,18 @@ def table_renderables(report: Report, connections: bool = False) -> list[Rendera
     if title is not None and report.projection is not None:
         parts.append(_table(title, PROJECTION_COLUMNS, projection_rows(report)))
         parts.append(Text("\n".join(f"• {a}" for a in report.projection.assumptions), style="dim"))
+    if clients is not None and clients.transports:
+        parts.append(_table("Latency measured by the clients", LATENCY_COLUMNS, latency_rows(clients)))
+        about = [latency_caption(clients), *latency_notes(clients, report)]
+        parts.append(Text("\n".join(f"• {line}" for line in about), style="dim"))
     if connections and report.connections:
         parts.append(_table("Connections", CONNECTION_COLUMNS, connection_rows(report)))
     return parts
 
 
-def render_table(report: Report, connections: bool = False, width: int = TEXT_WIDTH) -> str:
+def render_table(
+    report: Report, connections: bool = False, width: int = TEXT_WIDTH, clients: ClientMeasurements | None = None
+) -> str:
     """The terminal view as plain text (no colour codes), blocks separated by blank lines."""
     out = io.StringIO()
     console = Console(
@@ -91,7 +103,7 @@ def render_table(report: Report, connections: bool = False, width: int = TEXT_WI
         force_interactive=False,
         legacy_windows=False,
     )
-    for i, renderable in enumerate(table_renderables(report, connections)):
+    for i, renderable in enumerate(table_renderables(report, connections, clients)):
         if i:
             console.line()
         console.print(renderable)

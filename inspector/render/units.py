@@ -79,6 +79,18 @@ def seconds(s: float | None) -> str:
     return f"{hours} h {rest:02d} min"
 
 
+def milliseconds(ms: float | None) -> str:
+    """A latency given in milliseconds: ``0.25 ms``, ``3.1 ms``, ``508 ms``, ``1,007 ms``."""
+    if not is_number(ms):
+        return MISSING
+    assert ms is not None
+    if abs(ms) < 1:
+        return f"{ms:.2g} ms"
+    if abs(ms) < 10:
+        return f"{ms:.1f} ms"
+    return f"{ms:,.0f} ms"
+
+
 def quantile_bytes(q: Quantiles | None) -> str:
     """p50 and p95 of a byte distribution, ``~`` marking sampled estimates."""
     if q is None or q.count == 0:

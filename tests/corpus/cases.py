@@ -320,6 +320,18 @@ CASES: tuple[Case, ...] = (
         b"Content-Length: 5\r\nX-Padding: x\r\n Transfer-Encoding: chunked\r\n",
         "obsolete line folding in Transfer-Encoding",
     ),
+    smuggling(
+        "transfer_encoding_space_before_colon",
+        "Transfer-Encoding with a space before its colon, which a lenient parser strips and obeys.",
+        b"Transfer-Encoding : chunked\r\n",
+        "whitespace between Transfer-Encoding and its colon",
+    ),
+    smuggling(
+        "content_length_space_before_colon",
+        "Content-Length with a tab before its colon, beside a Transfer-Encoding that every parser reads.",
+        b"Content-Length\t: 5\r\nTransfer-Encoding: chunked\r\n",
+        "whitespace between Content-Length and its colon",
+    ),
     Case(
         "response_content_length_and_transfer_encoding",
         "A response with Content-Length and Transfer-Encoding.",
