@@ -13,35 +13,57 @@ LOG_LEVELS = ["critical", "error", "warning", "info", "debug", "trace"]
 @click.command(name="demo-server", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
     help="Port to listen on (0 = any free port).",
 )
 @click.option(
-    "--rate", default=20.0, show_default=True, type=click.FloatRange(0, min_open=True),
+    "--rate",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
     help="Messages per second.",
 )
 @click.option(
-    "--count", default=100, show_default=True, type=click.IntRange(min=0),
+    "--count",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
     help="Messages in all; then the feed ends.",
 )
 @click.option(
-    "--size", default=256, show_default=True, type=click.IntRange(min=0),
+    "--size",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=0),
     help="Bytes of JSON per message (at least what seq and sent_at take).",
 )
 @click.option(
-    "--heartbeat", default=0.0, show_default=True, type=click.FloatRange(min=0),
+    "--heartbeat",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
     help="Seconds between SSE heartbeat comments (0 = none).",
 )
 @click.option(
-    "--autostart/--no-autostart", default=False, show_default=True,
+    "--autostart/--no-autostart",
+    default=False,
+    show_default=True,
     help="Start the feed with the server instead of on POST /feed/start (the page's Start button).",
 )
 @click.option(
-    "--ws-compression/--no-ws-compression", default=True, show_default=True,
+    "--ws-compression/--no-ws-compression",
+    default=True,
+    show_default=True,
     help="Accept WebSocket permessage-deflate when a client offers it.",
 )
 @click.option(
-    "--log-level", default="warning", show_default=True, type=click.Choice(LOG_LEVELS),
+    "--log-level",
+    default="warning",
+    show_default=True,
+    type=click.Choice(LOG_LEVELS),
     help="uvicorn's log level.",
 )
 def main(

@@ -59,9 +59,7 @@ def make_message(seq: int, sent_at: float, size: int) -> Message:
     """
     bare = json.dumps({"seq": seq, "sent_at": sent_at, "payload": ""}, separators=(",", ":"))
     filler = random.Random(seq).choices(PAYLOAD_ALPHABET, k=max(0, size - len(bare)))
-    text = json.dumps(
-        {"seq": seq, "sent_at": sent_at, "payload": "".join(filler)}, separators=(",", ":")
-    )
+    text = json.dumps({"seq": seq, "sent_at": sent_at, "payload": "".join(filler)}, separators=(",", ":"))
     return Message(seq=seq, sent_at=sent_at, json=text)
 
 

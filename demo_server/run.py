@@ -122,17 +122,13 @@ class RunningServer:
         self.stop()
 
 
-def serve_in_thread(
-    app: FastAPI, host: str = "127.0.0.1", port: int = 0, ws_compression: bool = True
-) -> RunningServer:
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, ws_compression: bool = True) -> RunningServer:
     """Start ``app`` (from ``create_app``) on ``host``:``port`` in a thread;
     returns once it accepts connections."""
     sock = bind(host, port)
     url = url_for(sock)
     server = DemoServer(app, ws_compression)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="demo-server", daemon=True
-    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="demo-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while not server.ready.wait(0.05):

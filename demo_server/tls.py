@@ -34,7 +34,9 @@ def make_tls_files(folder: Path) -> TlsFiles:
     """A new CA and a server certificate signed by it, written to ``folder`` (which must exist)."""
     ca = trustme.CA(organization_name="rtinspect demo")
     leaf = ca.issue_cert(*SERVER_NAMES)
-    files = TlsFiles(ca_cert=folder / "demo-ca.pem", cert_chain=folder / "server-chain.pem", key=folder / "server-key.pem")
+    files = TlsFiles(
+        ca_cert=folder / "demo-ca.pem", cert_chain=folder / "server-chain.pem", key=folder / "server-key.pem"
+    )
     ca.cert_pem.write_to_path(files.ca_cert)
     leaf.private_key_pem.write_to_path(files.key)
     for blob in leaf.cert_chain_pems:

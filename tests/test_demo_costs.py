@@ -47,8 +47,19 @@ def clients_run(tmp_path_factory: pytest.TempPathFactory, confdir: Path) -> dict
     """One ``rtinspect demo --clients 20`` run: its output, clients.json and report.json."""
     output = tmp_path_factory.mktemp("demo-clients") / "demo"
     done = run_rtinspect(
-        "demo", "--clients", str(CLIENTS), "--count", str(COUNT), "--rate", str(RATE), "--poll-interval", "0.2",
-        "-o", str(output), "--set", f"confdir={confdir}",
+        "demo",
+        "--clients",
+        str(CLIENTS),
+        "--count",
+        str(COUNT),
+        "--rate",
+        str(RATE),
+        "--poll-interval",
+        "0.2",
+        "-o",
+        str(output),
+        "--set",
+        f"confdir={confdir}",
         timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -80,7 +91,9 @@ def test_every_client_got_every_message_and_the_server_handled_what_they_sent(cl
         for figures in (server, proxy):
             assert figures["messages"] == measured["received"]
             assert figures["cpu_ms"] >= 0 and figures["peak_rss_bytes"] > 0 and figures["baseline_rss_bytes"] > 0
-            assert figures["cpu_ms_per_1000_messages"] == pytest.approx(figures["cpu_ms"] * 1000 / figures["messages"], abs=0.01)
+            assert figures["cpu_ms_per_1000_messages"] == pytest.approx(
+                figures["cpu_ms"] * 1000 / figures["messages"], abs=0.01
+            )
             assert sum(figures["cpu_ms_by_process"].values()) == pytest.approx(figures["cpu_ms"], abs=0.2)
             growth = max(0, figures["peak_rss_bytes"] - figures["baseline_rss_bytes"])
             assert figures["rss_per_connection_bytes"] == pytest.approx(growth / figures["connections_held"], abs=1)
@@ -97,7 +110,9 @@ def test_the_joined_capture_holds_every_connection_once(clients_run: dict[str, A
     for name in REPORT_NAMES:
         assert report["transports"][name]["connections"] == CLIENTS, name
         received = clients_run["clients"]["transports"][name]["received"]
-        assert report["transports"][name]["app_messages"]["server_to_client"] == received + (name == "sse" and CLIENTS), name
+        assert report["transports"][name]["app_messages"]["server_to_client"] == received + (
+            name == "sse" and CLIENTS
+        ), name
     with read_capture(clients_run["output"] / "capture.rtcap") as records:
         opened = [r.connection_id for r in records if isinstance(r, ConnectionOpened)]
     assert sorted(opened) == list(range(1, len(REPORT_NAMES) * CLIENTS + 1))
@@ -129,7 +144,10 @@ def test_settings_refuse_what_the_cost_runs_cannot_do() -> None:
         DemoSettings(output=Path("unused"), ui_rows=100)
     settings = DemoSettings(output=Path("unused"), browser=True, ui_rows=2000)
     assert (settings.page_rows, settings.one_by_one) == (2000, True)
-    assert DemoSettings(output=Path("unused"), clients=1000).connect_timeout > DemoSettings(output=Path("unused")).connect_timeout
+    assert (
+        DemoSettings(output=Path("unused"), clients=1000).connect_timeout
+        > DemoSettings(output=Path("unused")).connect_timeout
+    )
 
 
 def test_inp_is_taken_as_web_vitals_takes_it() -> None:
@@ -140,14 +158,33 @@ def test_inp_is_taken_as_web_vitals_takes_it() -> None:
     # Interactions, but none of 16 ms or more: web-vitals reports 0.
     assert inp([], interactions=7) == 0.0
     assert inp([], interactions=0) is None
-    before = {"LayoutCount": 10, "RecalcStyleCount": 5, "LayoutDuration": 0.5, "RecalcStyleDuration": 0.25,
-              "ScriptDuration": 1.0, "TaskDuration": 2.0}
-    after = {"LayoutCount": 52, "RecalcStyleCount": 60, "LayoutDuration": 0.75, "RecalcStyleDuration": 0.5,
-             "ScriptDuration": 1.5, "TaskDuration": 3.0}
+    before = {
+        "LayoutCount": 10,
+        "RecalcStyleCount": 5,
+        "LayoutDuration": 0.5,
+        "RecalcStyleDuration": 0.25,
+        "ScriptDuration": 1.0,
+        "TaskDuration": 2.0,
+    }
+    after = {
+        "LayoutCount": 52,
+        "RecalcStyleCount": 60,
+        "LayoutDuration": 0.75,
+        "RecalcStyleDuration": 0.5,
+        "ScriptDuration": 1.5,
+        "TaskDuration": 3.0,
+    }
     cost = BrowserCost.from_readings(before, after, 1_000_000, 999_000, interactions=6, durations=[24.0])
     assert cost.to_dict() == {
-        "layout_count": 42, "recalc_style_count": 55, "layout_ms": 250.0, "recalc_style_ms": 250.0,
-        "script_ms": 500.0, "task_ms": 1000.0, "js_heap_bytes": -1000, "inp_ms": 24.0, "interactions": 6,
+        "layout_count": 42,
+        "recalc_style_count": 55,
+        "layout_ms": 250.0,
+        "recalc_style_ms": 250.0,
+        "script_ms": 500.0,
+        "task_ms": 1000.0,
+        "js_heap_bytes": -1000,
+        "inp_ms": 24.0,
+        "interactions": 6,
         "observed_interactions": 1,
     }
 
@@ -173,7 +210,8 @@ def test_joined_captures_number_their_connections_apart(tmp_path: Path) -> None:
     assert [r.connection_id for r in joined if isinstance(r, ConnectionOpened)] == [1, 2, 3, 4, 5, 6]
     assert [r.connection_id for r in joined if isinstance(r, Event)] == [0, 0]
     assert [(r.connection_id, r.data) for r in joined if isinstance(r, DataChunk)] == [
-        (2, b"GET / HTTP/1.1\r\n\r\n"), (5, b"GET / HTTP/1.1\r\n\r\n")
+        (2, b"GET / HTTP/1.1\r\n\r\n"),
+        (5, b"GET / HTTP/1.1\r\n\r\n"),
     ]
 
 
@@ -192,6 +230,7 @@ def test_a_process_tree_is_sampled_from_proc() -> None:
 def test_the_analyser_is_counted_until_it_exits() -> None:
     """The relay's analyser may still be catching up when the connections close: its share comes
     from what the relay had waited for once it exited."""
+
     def process(pid: int, name: str, own: float, reaped: float = 0.0) -> ProcessSample:
         return ProcessSample(pid, name, own, reaped, rss_bytes=1000, peak_rss_bytes=2000)
 
@@ -283,7 +322,10 @@ def test_the_demo_server_child_answers_on_its_standard_output(tmp_path: Path) ->
     """The child's protocol as the run uses it, spoken by hand."""
     process = subprocess.run(
         [sys.executable, "-m", "demo_server.child", "--count", "1"],
-        input="stats\nrestart\nbogus\nstop\n", capture_output=True, text=True, timeout=30,
+        input="stats\nrestart\nbogus\nstop\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     hello, stats, restarted, bogus = (json.loads(line) for line in process.stdout.splitlines())
     assert hello["url"].startswith("http://127.0.0.1:") and isinstance(hello["pid"], int)

@@ -84,8 +84,13 @@ class BrowserCost:
 
     @classmethod
     def from_readings(
-        cls, before: dict[str, float], after: dict[str, float], heap_before: float, heap_after: float,
-        interactions: int, durations: list[float],
+        cls,
+        before: dict[str, float],
+        after: dict[str, float],
+        heap_before: float,
+        heap_after: float,
+        interactions: int,
+        durations: list[float],
     ) -> BrowserCost:
         counts = {key: max(0, round(after.get(name, 0) - before.get(name, 0))) for name, key in COUNTS.items()}
         millis = {key: max(0.0, (after.get(name, 0) - before.get(name, 0)) * 1000) for name, key in DURATIONS.items()}

@@ -42,7 +42,9 @@ def spki_fingerprint(ca_cert: Path) -> str:
     takes it: Chromium then accepts certificates from that key (mitmproxy's CA) without trusting it
     system-wide."""
     certificate = x509.load_pem_x509_certificate(ca_cert.read_bytes())
-    key = certificate.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    key = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return base64.b64encode(hashlib.sha256(key).digest()).decode("ascii")
 
 
@@ -136,7 +138,9 @@ class Chromium:
             raise
         browser = cls(process, devtools, attached["sessionId"])
         width, height = BROWSER_WINDOW
-        await browser.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        await browser.call(
+            "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
+        )
         return browser
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:

@@ -96,7 +96,9 @@ def _expect_ok(response: httpx.Response, target: Target, tally: ClientTally) -> 
         raise DemoError(f"{response.request.url.path}: HTTP {response.status_code}")
 
 
-async def websocket_client(target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
+async def websocket_client(
+    target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings
+) -> None:
     """``/ws``: one connection, a text message per feed message, then a normal close."""
     if target.protocol == H2:
         await _h2_websocket_client(target, tally, connected, settings)
@@ -119,7 +121,9 @@ async def websocket_client(target: Target, tally: ClientTally, connected: asynci
             tally.delivered([json.loads(text)], time.time())
 
 
-async def _h2_websocket_client(target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
+async def _h2_websocket_client(
+    target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings
+) -> None:
     """``/ws`` over h2 (RFC 8441): an extended CONNECT, then the same messages and close."""
     websocket = await H2WebSocket.connect(target.base + tally.demo.path, target.ssl_context(), settings.compression)
     try:
@@ -136,9 +140,10 @@ async def _h2_websocket_client(target: Target, tally: ClientTally, connected: as
 
 async def sse_client(target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
     """``/sse``: one response, an event per feed message, then the ``end`` event."""
-    async with _http_client(target) as client, client.stream(
-        "GET", target.base + tally.demo.path, headers={"Accept": "text/event-stream"}
-    ) as response:
+    async with (
+        _http_client(target) as client,
+        client.stream("GET", target.base + tally.demo.path, headers={"Accept": "text/event-stream"}) as response,
+    ):
         tally.requests += 1
         _expect_ok(response, target, tally)
         connected.set()
@@ -197,12 +202,16 @@ async def _poll(target: Target, tally: ClientTally, connected: asyncio.Event, pa
                 await asyncio.sleep(pause)
 
 
-async def long_poll_client(target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
+async def long_poll_client(
+    target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings
+) -> None:
     """``/longpoll?after=``: each request is held until there is news; asks again at once."""
     await _poll(target, tally, connected, 0.0)
 
 
-async def short_poll_client(target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings) -> None:
+async def short_poll_client(
+    target: Target, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings
+) -> None:
     """``/poll?after=``: answered at once; asks again every ``poll_interval`` seconds."""
     await _poll(target, tally, connected, settings.poll_interval)
 

@@ -46,7 +46,8 @@ class DemoProgress:
         )
         self._tasks = {
             client_label(t.key, protocol): self._progress.add_task(
-                t.transport if protocol is None else f"{t.transport} {protocol}", total=settings.count * settings.clients
+                t.transport if protocol is None else f"{t.transport} {protocol}",
+                total=settings.count * settings.clients,
             )
             for t in settings.selected
             for protocol in settings.protocols
@@ -114,8 +115,16 @@ def clients_table(result: DemoResult) -> Table:
     table.box = None
     http2 = result.settings.http2
     headings = (
-        "Transport", *(("Protocol",) if http2 else ()), "Received", "Lost", "Duplicates", "Requests",
-        "Latency p50", "p95", "max", "Wire per feed msg",
+        "Transport",
+        *(("Protocol",) if http2 else ()),
+        "Received",
+        "Lost",
+        "Duplicates",
+        "Requests",
+        "Latency p50",
+        "p95",
+        "max",
+        "Wire per feed msg",
     )
     for i, heading in enumerate(headings):
         table.add_column(heading, justify="left" if i == 0 or (http2 and i == 1) else "right")
@@ -149,13 +158,19 @@ CLIENT_LEGEND = (
 def protocols_table(result: DemoResult) -> Table:
     """``--http2``: per transport, its HTTP/1.1 and h2 figures one above the other, from the
     report's ``by_protocol`` and the clients' latency; the h2 row says how it compares."""
-    table = Table(
-        title="HTTP/1.1 and h2, side by side", title_justify="left", title_style="bold", header_style="bold"
-    )
+    table = Table(title="HTTP/1.1 and h2, side by side", title_justify="left", title_style="bold", header_style="bold")
     table.box = None
     headings = (
-        "Transport", "Protocol", "Conns", "Handshakes", "Wire/msg", "Overhead",
-        "Wire per feed msg", "vs HTTP/1.1", "Latency p50", "p95",
+        "Transport",
+        "Protocol",
+        "Conns",
+        "Handshakes",
+        "Wire/msg",
+        "Overhead",
+        "Wire per feed msg",
+        "vs HTTP/1.1",
+        "Latency p50",
+        "p95",
     )
     for i, heading in enumerate(headings):
         table.add_column(heading, justify="left" if i < 2 else "right")
@@ -208,10 +223,23 @@ def browser_table(result: DemoResult) -> Table:
     """``--browser``: what each transport's page cost over its run, from Chromium's own counters."""
     table = Table(
         title="Clients: the page's cost in Chromium (over each transport's run)",
-        title_justify="left", title_style="bold", header_style="bold",
+        title_justify="left",
+        title_style="bold",
+        header_style="bold",
     )
     table.box = None
-    headings = ("Transport", "Layouts", "Style recalcs", "Layout", "Style", "Script", "Tasks", "JS heap Δ", "INP", "Clicks")
+    headings = (
+        "Transport",
+        "Layouts",
+        "Style recalcs",
+        "Layout",
+        "Style",
+        "Script",
+        "Tasks",
+        "JS heap Δ",
+        "INP",
+        "Clicks",
+    )
     for i, heading in enumerate(headings):
         table.add_column(heading, justify="left" if i == 0 else "right")
     for tally in _in_report_order(result.clients.values()):
@@ -271,11 +299,21 @@ def process_table(result: DemoResult) -> Table:
     """What each transport cost the demo server and the proxy, measured in their own processes."""
     table = Table(
         title="Server and proxy (a fresh process of each per transport)",
-        title_justify="left", title_style="bold", header_style="bold",
+        title_justify="left",
+        title_style="bold",
+        header_style="bold",
     )
     table.box = None
     headings = (
-        "Transport", "Process", "CPU", "Analysing", "CPU per 1k msgs", "Peak RSS", "RSS per conn", "Held", "Conns",
+        "Transport",
+        "Process",
+        "CPU",
+        "Analysing",
+        "CPU per 1k msgs",
+        "Peak RSS",
+        "RSS per conn",
+        "Held",
+        "Conns",
         "Requests",
     )
     for i, heading in enumerate(headings):

@@ -117,7 +117,9 @@ class H2WebSocket:
                 break
             if any(isinstance(e, (h2.events.StreamReset, h2.events.StreamEnded)) for e in pending):
                 raise DemoError("the server refused the WebSocket stream")
-            pending += [e for e in await _receive(reader, writer, connection) if getattr(e, "stream_id", None) == stream_id]
+            pending += [
+                e for e in await _receive(reader, writer, connection) if getattr(e, "stream_id", None) == stream_id
+            ]
         answer = dict(response.headers or [])
         status = answer.get(b":status", b"?").decode()
         if status != "200":

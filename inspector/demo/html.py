@@ -82,15 +82,40 @@ def browser_section(result: DemoResult) -> str:
     rows = []
     for name, browser in costs:
         other = max(0.0, browser.task_ms - browser.layout_ms - browser.recalc_style_ms - browser.script_ms)
-        parts = {"layout": browser.layout_ms, "style": browser.recalc_style_ms, "script": browser.script_ms, "other tasks": other}
+        parts = {
+            "layout": browser.layout_ms,
+            "style": browser.recalc_style_ms,
+            "script": browser.script_ms,
+            "other tasks": other,
+        }
         bars.append(Bar(name, tuple(Segment(part, value, colors[part]) for part, value in parts.items())))
-        rows.append((
-            name, count(browser.layout_count), count(browser.recalc_style_count), _ms(browser.layout_ms),
-            _ms(browser.recalc_style_ms), _ms(browser.script_ms), _ms(browser.task_ms),
-            human_bytes(browser.js_heap_bytes), _ms(browser.inp_ms), count(browser.interactions),
-        ))
+        rows.append(
+            (
+                name,
+                count(browser.layout_count),
+                count(browser.recalc_style_count),
+                _ms(browser.layout_ms),
+                _ms(browser.recalc_style_ms),
+                _ms(browser.script_ms),
+                _ms(browser.task_ms),
+                human_bytes(browser.js_heap_bytes),
+                _ms(browser.inp_ms),
+                count(browser.interactions),
+            )
+        )
     settings = result.settings
-    headings = ("Transport", "Layouts", "Style recalcs", "Layout", "Style", "Script", "Tasks", "JS heap Δ", "INP", "Clicks")
+    headings = (
+        "Transport",
+        "Layouts",
+        "Style recalcs",
+        "Layout",
+        "Style",
+        "Script",
+        "Tasks",
+        "JS heap Δ",
+        "INP",
+        "Clicks",
+    )
     return (
         "<section><h2>The page's main-thread time, by transport</h2>"
         f'<p class="caption">Each transport in its own page in headless Chromium, one after another, '
@@ -104,7 +129,9 @@ def browser_section(result: DemoResult) -> str:
 
 
 def process_section(result: DemoResult) -> str:
-    costs = [(name, cost) for name, cost in _costs_in_order(result) if cost.server is not None or cost.proxy is not None]
+    costs = [
+        (name, cost) for name, cost in _costs_in_order(result) if cost.server is not None or cost.proxy is not None
+    ]
     if not costs:
         return ""
     colors = dict(PROCESS_PARTS)
@@ -122,15 +149,33 @@ def process_section(result: DemoResult) -> str:
         for process, figures in (("server", cost.server), ("proxy", cost.proxy)):
             if figures is None:
                 continue
-            rows.append((
-                name if process == "server" else "", process, _ms(figures.cpu_ms), _ms(figures.cpu_ms_per_1000_messages),
-                human_bytes(figures.peak_rss_bytes), human_bytes(figures.rss_per_connection_bytes),
-                count(figures.connections_held), count(figures.connections), count(figures.requests),
-            ))
+            rows.append(
+                (
+                    name if process == "server" else "",
+                    process,
+                    _ms(figures.cpu_ms),
+                    _ms(figures.cpu_ms_per_1000_messages),
+                    human_bytes(figures.peak_rss_bytes),
+                    human_bytes(figures.rss_per_connection_bytes),
+                    count(figures.connections_held),
+                    count(figures.connections),
+                    count(figures.requests),
+                )
+            )
     settings = result.settings
     machine = describe_machine(dict(result.machine)) if result.machine else "this machine"
     clients = "the demo page" if settings.browser else f"{count(settings.clients)} Python client(s)"
-    headings = ("Transport", "Process", "CPU", "CPU per 1k msgs", "Peak RSS", "RSS per conn", "Held", "Conns", "Requests")
+    headings = (
+        "Transport",
+        "Process",
+        "CPU",
+        "CPU per 1k msgs",
+        "Peak RSS",
+        "RSS per conn",
+        "Held",
+        "Conns",
+        "Requests",
+    )
     return (
         "<section><h2>CPU time per 1,000 feed messages: server and proxy</h2>"
         f'<p class="caption">A fresh server process and proxy process per transport, {clients} per transport, '

@@ -98,14 +98,26 @@ async def run_browser_clients(
             await _wait_connected(list(browsers.values()))
             await start_feed(server)
             watched = await asyncio.gather(
-                *(_watch_page(browser, settings, _progress_for(protocol, on_progress)) for protocol, browser in browsers.items())
+                *(
+                    _watch_page(browser, settings, _progress_for(protocol, on_progress))
+                    for protocol, browser in browsers.items()
+                )
             )
             screenshots: dict[str | None, bytes] = {p: await b.screenshot() for p, b in browsers.items()}
         finally:
             await asyncio.gather(*(browser.close() for browser in browsers.values()), return_exceptions=True)
-    per_protocol = [page_tallies(state, settings, finished, protocol) for protocol, (state, finished) in zip(browsers, watched, strict=True)]
+    per_protocol = [
+        page_tallies(state, settings, finished, protocol)
+        for protocol, (state, finished) in zip(browsers, watched, strict=True)
+    ]
     # In report order: each transport's clients together, HTTP/1.1 first.
-    tallies = {tally.label: tally for demo in settings.selected for page in per_protocol for tally in page.values() if tally.demo == demo}
+    tallies = {
+        tally.label: tally
+        for demo in settings.selected
+        for page in per_protocol
+        for tally in page.values()
+        if tally.demo == demo
+    }
     return tallies, screenshots
 
 
@@ -131,8 +143,10 @@ async def _wait_connected(browsers: list[Chromium]) -> bool:
 
 def _connected(state: dict[str, Any]) -> bool:
     transports = state.get("transports", {})
-    return bool(state.get("started")) and bool(transports) and all(
-        figures["state"] in CONNECTED_STATES for figures in transports.values()
+    return (
+        bool(state.get("started"))
+        and bool(transports)
+        and all(figures["state"] in CONNECTED_STATES for figures in transports.values())
     )
 
 
@@ -191,9 +205,18 @@ async def run_transport_page(
             screenshot = await browser.screenshot()
         finally:
             await browser.close()
-    cost = BrowserCost.from_readings(
-        before, after, heap_before, heap_after, int(interactions["count"]), [float(d) for d in interactions["durations"]]
-    ) if connected else None
+    cost = (
+        BrowserCost.from_readings(
+            before,
+            after,
+            heap_before,
+            heap_after,
+            int(interactions["count"]),
+            [float(d) for d in interactions["durations"]],
+        )
+        if connected
+        else None
+    )
     tally = page_tallies(state, settings, finished)[demo.key]
     return tally, cost, screenshot
 

@@ -73,7 +73,9 @@ class TreeSample:
         before = {p.pid: p.cpu_seconds for p in earlier.processes}
         used: dict[str, float] = {}
         for process in self.processes:
-            used[process.name] = used.get(process.name, 0.0) + max(0.0, process.cpu_seconds - before.get(process.pid, 0.0))
+            used[process.name] = used.get(process.name, 0.0) + max(
+                0.0, process.cpu_seconds - before.get(process.pid, 0.0)
+            )
         return used
 
 

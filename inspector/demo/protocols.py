@@ -126,7 +126,10 @@ class _Connection:
     def _decide(self, protocol: str) -> None:
         self.protocol = protocol
         if protocol == H2:
-            self._h2 = {Direction.CLIENT_TO_SERVER: _HeaderBlocks(preface=True), Direction.SERVER_TO_CLIENT: _HeaderBlocks()}
+            self._h2 = {
+                Direction.CLIENT_TO_SERVER: _HeaderBlocks(preface=True),
+                Direction.SERVER_TO_CLIENT: _HeaderBlocks(),
+            }
         waiting, self._waiting = self._waiting, []
         for direction, data in waiting:
             self.feed(direction, data)

@@ -349,7 +349,9 @@ def wire_problems(settings: DemoSettings, wire: tuple[WireConnection, ...]) -> l
                 opened = sum(c.extended_connects if protocol == H2 else c.websocket_upgrades for c in carriers)
                 if not opened:
                     how = "an extended CONNECT (RFC 8441)" if protocol == H2 else "an Upgrade"
-                    fallback = " (it went over HTTP/1.1 instead)" if protocol == H2 and _upgraded(wire, demo.path) else ""
+                    fallback = (
+                        " (it went over HTTP/1.1 instead)" if protocol == H2 and _upgraded(wire, demo.path) else ""
+                    )
                     problems.append(f"websocket over {protocol}: no WebSocket opened by {how} on the wire{fallback}")
             elif not carriers:
                 problems.append(f"{demo.transport} over {protocol}: no {protocol} connection carried {demo.path}")

@@ -23,8 +23,15 @@ class ServerProcess:
 
     def __init__(self, settings: DemoSettings) -> None:
         command = [
-            sys.executable, "-m", "demo_server.child",
-            "--count", str(settings.count), "--rate", repr(settings.rate), "--size", str(settings.size),
+            sys.executable,
+            "-m",
+            "demo_server.child",
+            "--count",
+            str(settings.count),
+            "--rate",
+            repr(settings.rate),
+            "--size",
+            str(settings.size),
         ]
         if not settings.compression:
             command.append("--no-ws-compression")

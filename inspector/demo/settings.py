@@ -164,7 +164,9 @@ class DemoSettings:
     @property
     def confdir(self) -> Path | None:
         """mitmproxy's configuration folder if ``--set confdir=...`` gave one (the last wins)."""
-        folders = [option.partition("=")[2] for option in self.proxy_options if option.partition("=")[0].strip() == "confdir"]
+        folders = [
+            option.partition("=")[2] for option in self.proxy_options if option.partition("=")[0].strip() == "confdir"
+        ]
         return Path(folders[-1]).expanduser() if folders else None
 
     @property

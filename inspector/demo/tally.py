@@ -67,7 +67,11 @@ class ClientTally:
         total.deliveries = None if None in deliveries else sum(d for d in deliveries if d is not None)
         failed = [t.error for t in tallies if t.error]
         if failed:
-            total.error = failed[0] if len(tallies) == 1 else f"{len(failed)} of {len(tallies)} clients failed; the first: {failed[0]}"
+            total.error = (
+                failed[0]
+                if len(tallies) == 1
+                else f"{len(failed)} of {len(tallies)} clients failed; the first: {failed[0]}"
+            )
         return total
 
     @property

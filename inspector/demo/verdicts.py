@@ -99,8 +99,10 @@ def rank(
         return _names([name for name, _ in group])
 
     if len(groups) == 1:
-        return f"{what}: {names_of(groups[0])} were within {tolerance} of each other ({shown(best)} to " \
+        return (
+            f"{what}: {names_of(groups[0])} were within {tolerance} of each other ({shown(best)} to "
             f"{shown(ordered[-1][1])}), too close for one run to rank"
+        )
     parts = [f"{what} was lowest for {names_of(groups[0])} ({figures_of(groups[0])})"]
     for group in groups[1:]:
         times = f"{factor(group[0][1] / best)} the lowest, " if best > 0 else ""
@@ -205,7 +207,11 @@ def browser_verdict(result: DemoResult) -> Verdict | None:
 
 def server_verdict(result: DemoResult) -> Verdict | None:
     named = [(result.clients[key].demo.transport, cost, result.clients[key]) for key, cost in result.costs.items()]
-    servers = [(name, cost.server) for name, cost, _ in named if cost.server and cost.server.cpu_ms_per_1000_messages is not None]
+    servers = [
+        (name, cost.server)
+        for name, cost, _ in named
+        if cost.server and cost.server.cpu_ms_per_1000_messages is not None
+    ]
     if not servers:
         return None
     messages = min(server.messages for _, server in servers)
@@ -219,10 +225,14 @@ def server_verdict(result: DemoResult) -> Verdict | None:
     )
     held = [(name, server) for name, server in servers if server.connections_held >= MIN_CONNECTIONS_FOR_RSS]
     if held:
-        memory = "Its resident set grew per connection held by " + ", ".join(
-            f"{human_bytes(server.rss_per_connection_bytes)} ({name}, {server.connections_held:,} held)"
-            for name, server in held
-        ) + "."
+        memory = (
+            "Its resident set grew per connection held by "
+            + ", ".join(
+                f"{human_bytes(server.rss_per_connection_bytes)} ({name}, {server.connections_held:,} held)"
+                for name, server in held
+            )
+            + "."
+        )
     else:
         most = max(server.connections_held for _, server in servers)
         memory = (
