@@ -31,7 +31,7 @@ from inspector.demo.captures import join_captures
 from inspector.demo.costs import ProcessCost
 from inspector.demo.processes import ProcessSample, TreeSample, available, final_sample, reset_peaks, sample_tree
 from inspector.demo.server_process import ServerProcess
-from inspector.demo.verdicts import rank
+from inspector.demo.verdicts import _ratio_close, rank
 from inspector.wire import Direction
 from servers import run_rtinspect
 
@@ -314,6 +314,9 @@ def test_the_verdicts_do_not_rank_what_is_too_close() -> None:
     text = rank([("a", 10.0), ("b", 11.0)], close, shown, "Cost", "20%")
     assert text == "Cost: a and b were within 20% of each other (10 to 11), too close for one run to rank"
     assert rank([("a", 10.0)], close, shown, "Cost", "20%") == "Cost was 10 for a, the one transport run"
+    # CPU time comes in whole clock ticks: a difference of exactly the floor is within it.
+    ticks = [("a", 5 * 0.01 * 1000 * 5), ("b", 7 * 0.01 * 1000 * 5)]
+    assert rank(ticks, _ratio_close(1.2, 100.0), shown, "CPU", "100 ms").startswith("CPU: a and b were within")
     text = rank([("a", 10.0), ("b", 10.01), ("c", 20.0)], close, lambda v: f"{v:.0f}", "Cost", "20%")
     assert text == "Cost was lowest for a and b (10, within 20% of each other); then c (2.0× the lowest, 20)"
 
