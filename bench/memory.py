@@ -131,8 +131,14 @@ def growth_table(runs: dict[str, tuple[int, list[tuple[int, int]], float]], unit
     for name, (idle, readings, seconds) in runs.items():
         (first_n, first), (last_n, last) = readings[0], readings[-1]
         rows.append(
-            [name, mib(idle), *(mib(rss) for _, rss in readings), mib(last - first),
-             number((last - first) / (last_n - first_n), 1) if last_n > first_n else "–", number(last_n / seconds)]
+            [
+                name,
+                mib(idle),
+                *(mib(rss) for _, rss in readings),
+                mib(last - first),
+                number((last - first) / (last_n - first_n), 1) if last_n > first_n else "–",
+                number(last_n / seconds),
+            ]
         )
     return render(headings, rows, fmt)
 
@@ -235,8 +241,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"# {args.connections:,} WebSocket connections open at once (one echo each): proxy RSS in MiB")
         headings = ["peer", "idle", "open", "KiB/conn", "after close", "peak"]
         rows = [
-            [name, mib(idle), mib(rss_open), number((rss_open - idle) / args.connections / 1024, 1), mib(closed),
-             mib(peak)]
+            [
+                name,
+                mib(idle),
+                mib(rss_open),
+                number((rss_open - idle) / args.connections / 1024, 1),
+                mib(closed),
+                mib(peak),
+            ]
             for name, (idle, rss_open, closed, peak) in opened.items()
         ]
         print(render(headings, rows, args.format))
@@ -245,7 +257,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"# {args.churn:,} WebSocket connections opened, used once and closed (10 at a time): proxy RSS in MiB")
         headings = ["peer", "before", "after", "KiB/conn", "conn/s"]
         rows = [
-            [name, mib(before), mib(after), number((after - before) / args.churn / 1024, 2), number(args.churn / seconds)]
+            [
+                name,
+                mib(before),
+                mib(after),
+                number((after - before) / args.churn / 1024, 2),
+                number(args.churn / seconds),
+            ]
             for name, (before, after, seconds) in churned.items()
         ]
         print(render(headings, rows, args.format))
@@ -261,7 +279,13 @@ def main(argv: list[str] | None = None) -> None:
     if "rtinspect" in polled:
         idle, readings, _ = polled["rtinspect"]
         growth = readings[-1][1] - idle
-        verdict = "met" if args.polls >= 1_000_000 and growth < 20e6 else "not met" if growth >= 20e6 else "not measured at full size"
+        verdict = (
+            "met"
+            if args.polls >= 1_000_000 and growth < 20e6
+            else "not met"
+            if growth >= 20e6
+            else "not measured at full size"
+        )
         goals.append(
             f"rtinspect grows under 20 MB over 1,000,000 polls on one connection: {args.polls:,} polls grew it by "
             f"{growth / 1e6:.1f} MB ({growth / args.polls:,.1f} bytes a request): {verdict}"

@@ -69,8 +69,19 @@ def start_proxy(condition: Condition, upstream_port: int, workdir: Path) -> Proc
     confdir.mkdir(exist_ok=True)
     log = workdir / f"{condition.name.replace(' ', '-')}.log"
     command = [
-        sys.executable, "-m", "inspector", "proxy", f"http://{LOOPBACK}:{upstream_port}",
-        "--listen-host", LOOPBACK, "-p", str(port), "--set", f"confdir={confdir}", "-q", *condition.flags,
+        sys.executable,
+        "-m",
+        "inspector",
+        "proxy",
+        f"http://{LOOPBACK}:{upstream_port}",
+        "--listen-host",
+        LOOPBACK,
+        "-p",
+        str(port),
+        "--set",
+        f"confdir={confdir}",
+        "-q",
+        *condition.flags,
     ]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -98,7 +109,9 @@ async def download(port: int, size: int) -> float:
         started = time.perf_counter()
         writer.write(f"GET /poll?size={size} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
         head = await reader.readuntil(b"\r\n\r\n")
-        length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[1])
+        length = int(
+            next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[1]
+        )
         assert length == size, length
         await reader.readexactly(length)
         return time.perf_counter() - started
@@ -152,8 +165,11 @@ async def run(rounds: int, echoes: int, size: int, fmt: str) -> int:
                 times = await round_trips(port[name], echoes)
                 added[name].append(median(times) - plain)
                 spreads[name].append([t - plain for t in times])
-                print(f"round trip  round {round_number + 1}/{rounds}  {name:<18} +{(median(times) - plain) * 1000:.1f} ms",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"round trip  round {round_number + 1}/{rounds}  {name:<18} +{(median(times) - plain) * 1000:.1f} ms",
+                    file=sys.stderr,
+                    flush=True,
+                )
         targets = {"rtt 100": (100, 15), "rtt 100 jitter 20": (100, 15), "4g": (165, 15), "transatlantic": (80, 15)}
         for name, values in added.items():
             every = [t for times in spreads[name] for t in times]
@@ -161,10 +177,17 @@ async def run(rounds: int, echoes: int, size: int, fmt: str) -> int:
             got = median(values) * 1000
             ok = abs(got - target) <= tolerance
             failures += [] if ok else [f"{name}: added round trip {got:.1f} ms, target {target} ± {tolerance} ms"]
-            latency_rows.append([
-                name, f"{target} ± {tolerance}", number(got, 1), spread(values, 1000, 1),
-                number(percentile(every, 5) * 1000, 1), number(percentile(every, 95) * 1000, 1), "yes" if ok else "NO",
-            ])
+            latency_rows.append(
+                [
+                    name,
+                    f"{target} ± {tolerance}",
+                    number(got, 1),
+                    spread(values, 1000, 1),
+                    number(percentile(every, 5) * 1000, 1),
+                    number(percentile(every, 95) * 1000, 1),
+                    "yes" if ok else "NO",
+                ]
+            )
         # -- transfers
         megabytes = f"{size / 1e6:g} MB"
         transfers: list[tuple[str, str, Measure, float, str]] = [
@@ -180,8 +203,11 @@ async def run(rounds: int, echoes: int, size: int, fmt: str) -> int:
             values = []
             for round_number in range(rounds):
                 values.append(await measure(port[name], size))
-                print(f"transfer    round {round_number + 1}/{rounds}  {name:<18} {what}: {values[-1]:.3f} {unit}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"transfer    round {round_number + 1}/{rounds}  {name:<18} {what}: {values[-1]:.3f} {unit}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             got = median(values)
             if target:
                 ok = abs(got - target) <= 0.15 * target
@@ -196,8 +222,10 @@ async def run(rounds: int, echoes: int, size: int, fmt: str) -> int:
         upstream.stop()
 
     print(f"# rtinspect network conditions — {machine()}\n")
-    print(f"Added round trip, ms ({rounds} rounds of {echoes} WebSocket echoes of {ECHO_SIZE} B, "
-          "one in flight; each round's median minus the median through a proxy without conditions)\n")
+    print(
+        f"Added round trip, ms ({rounds} rounds of {echoes} WebSocket echoes of {ECHO_SIZE} B, "
+        "one in flight; each round's median minus the median through a proxy without conditions)\n"
+    )
     print(render(["condition", "target", "median", "range", "p5", "p95", "within"], latency_rows, fmt))
     print(f"\nTransfers ({rounds} rounds)\n")
     print(render(["condition", "what", "target", "median", "range", "unit", "within"], transfer_rows, fmt))

@@ -23,7 +23,7 @@ from inspector.wire import Direction
 
 _PCAP_HEADER = struct.Struct("<IHHiIII")
 _RECORD = struct.Struct("<IIII")
-_ETHERNET = bytes.fromhex("020000000002" "020000000001" "0800")
+_ETHERNET = bytes.fromhex("0200000000020200000000010800")
 _IP = struct.Struct("!BBHHHBBH4s4s")
 _TCP = struct.Struct("!HHIIBBHHH")
 _MAX_SEGMENT = 65535 - _IP.size - _TCP.size
@@ -60,8 +60,16 @@ class PcapWriter:
         self._flows: dict[int, _Flow] = {}
         self.packets = 0
 
-    def _packet(self, timestamp: float, source: tuple[bytes, int], target: tuple[bytes, int], seq: int, ack: int,
-                flags: int, payload: bytes | memoryview = b"") -> None:
+    def _packet(
+        self,
+        timestamp: float,
+        source: tuple[bytes, int],
+        target: tuple[bytes, int],
+        seq: int,
+        ack: int,
+        flags: int,
+        payload: bytes | memoryview = b"",
+    ) -> None:
         self._ip_id = (self._ip_id + 1) & 0xFFFF
         length = _IP.size + _TCP.size + len(payload)
         ip = _IP.pack(0x45, 0, length, self._ip_id, 0x4000, 64, 6, 0, source[0], target[0])
@@ -94,10 +102,14 @@ class PcapWriter:
         for start in range(0, len(view), _MAX_SEGMENT):
             segment = view[start : start + _MAX_SEGMENT]
             if from_client:
-                self._packet(timestamp, flow.client, flow.server, flow.client_seq, flow.server_seq, _PSH | _ACK, segment)
+                self._packet(
+                    timestamp, flow.client, flow.server, flow.client_seq, flow.server_seq, _PSH | _ACK, segment
+                )
                 flow.client_seq += len(segment)
             else:
-                self._packet(timestamp, flow.server, flow.client, flow.server_seq, flow.client_seq, _PSH | _ACK, segment)
+                self._packet(
+                    timestamp, flow.server, flow.client, flow.server_seq, flow.client_seq, _PSH | _ACK, segment
+                )
                 flow.server_seq += len(segment)
 
     def close(self, connection_id: int, timestamp: float) -> None:
@@ -122,8 +134,9 @@ def capture_to_pcap(capture: str | os.PathLike[str], pcap: str | os.PathLike[str
         for record in records:
             last = max(last, record.timestamp)
             if isinstance(record, DataChunk):
-                writer.data(record.connection_id, record.timestamp,
-                            record.direction is Direction.CLIENT_TO_SERVER, record.data)
+                writer.data(
+                    record.connection_id, record.timestamp, record.direction is Direction.CLIENT_TO_SERVER, record.data
+                )
             elif isinstance(record, ConnectionOpened):
                 writer.open(record.connection_id, record.timestamp, record.client, record.server)
             elif isinstance(record, ConnectionClosed):

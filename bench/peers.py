@@ -192,22 +192,55 @@ def start_peer(name: str, upstream_port: int, workdir: Path) -> Process | None:
     confdir.mkdir(exist_ok=True)
     common = ["--listen-host", LOOPBACK, "-p", str(port), "--set", f"confdir={confdir}"]
     if name == "mitmdump-tcp":
-        command = [str(_BIN / "mitmdump"), "-q", "--mode", f"reverse:tcp://{LOOPBACK}:{upstream_port}", *common,
-                   "--set", "http2=false"]
+        command = [
+            str(_BIN / "mitmdump"),
+            "-q",
+            "--mode",
+            f"reverse:tcp://{LOOPBACK}:{upstream_port}",
+            *common,
+            "--set",
+            "http2=false",
+        ]
     elif name == "mitmdump-http":
-        command = [str(_BIN / "mitmdump"), "-q", "--mode", f"reverse:http://{LOOPBACK}:{upstream_port}", *common,
-                   "--set", "http2=false", "--set", "stream_large_bodies=1"]
+        command = [
+            str(_BIN / "mitmdump"),
+            "-q",
+            "--mode",
+            f"reverse:http://{LOOPBACK}:{upstream_port}",
+            *common,
+            "--set",
+            "http2=false",
+            "--set",
+            "stream_large_bodies=1",
+        ]
     elif name in ("rtinspect", "rtinspect-process"):
-        command = [str(_BIN / "rtinspect"), "proxy", f"http://{LOOPBACK}:{upstream_port}", *common, "-q",
-                   "-w", str(workdir / f"{name}.rtcap"),
-                   "--analysis", "inline" if name == "rtinspect" else "process"]
+        command = [
+            str(_BIN / "rtinspect"),
+            "proxy",
+            f"http://{LOOPBACK}:{upstream_port}",
+            *common,
+            "-q",
+            "-w",
+            str(workdir / f"{name}.rtcap"),
+            "--analysis",
+            "inline" if name == "rtinspect" else "process",
+        ]
     elif name.startswith("rtinspect@"):
         # Another copy of the inspector package (a directory holding inspector/), to compare a change.
         tree = Path(name.partition("@")[2]).resolve()
         if not (tree / "inspector" / "__init__.py").is_file():
             raise ValueError(f"{name!r}: no inspector package in {tree}")
-        command = [sys.executable, "-m", "inspector", "proxy", f"http://{LOOPBACK}:{upstream_port}", *common, "-q",
-                   "-w", str(workdir / f"rtinspect-{tree.name}.rtcap")]
+        command = [
+            sys.executable,
+            "-m",
+            "inspector",
+            "proxy",
+            f"http://{LOOPBACK}:{upstream_port}",
+            *common,
+            "-q",
+            "-w",
+            str(workdir / f"rtinspect-{tree.name}.rtcap"),
+        ]
         env = {**os.environ, "PYTHONPATH": str(tree)}
         cwd = tree
     else:

@@ -79,10 +79,16 @@ def folded_summary(path: Path, top: int) -> tuple[int, list[list[str]], list[lis
 
 def profile_command(command: list[str], output: Path, rate: int, py_spy: bool) -> subprocess.Popen[bytes]:
     if py_spy:
-        return subprocess.Popen([_PY_SPY, "record", "-r", str(rate), "-f", "raw", "-o", str(output), "--", *command],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return subprocess.Popen([command[0], "-m", "cProfile", "-o", str(output), *command[1:]],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [_PY_SPY, "record", "-r", str(rate), "-f", "raw", "-o", str(output), "--", *command],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    return subprocess.Popen(
+        [command[0], "-m", "cProfile", "-o", str(output), *command[1:]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _children(pid: int) -> list[int]:
@@ -127,8 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     python = [sys.executable, "-m", "inspector"]
 
     if args.report:
-        process = profile_command([*python, "report", args.report, "-f", "json", "-o", str(workdir / "r.json")],
-                                  output, args.rate, py_spy)
+        process = profile_command(
+            [*python, "report", args.report, "-f", "json", "-o", str(workdir / "r.json")], output, args.rate, py_spy
+        )
         if process.wait() != 0:
             raise SystemExit(f"profiling rtinspect report failed ({process.returncode})")
         print(f"# rtinspect report {args.report}")
@@ -138,8 +145,16 @@ def main(argv: list[str] | None = None) -> None:
 
     upstream = Upstream.start()
     port = free_port()
-    command = [*python, "proxy", f"http://{LOOPBACK}:{upstream.port}", "-p", str(port), "-q",
-               "--set", f"confdir={workdir / 'confdir'}"]
+    command = [
+        *python,
+        "proxy",
+        f"http://{LOOPBACK}:{upstream.port}",
+        "-p",
+        str(port),
+        "-q",
+        "--set",
+        f"confdir={workdir / 'confdir'}",
+    ]
     if not args.nowrite:
         command += ["-w", str(workdir / "profile.rtcap")]
     process = profile_command(command, output, args.rate, py_spy)

@@ -84,7 +84,9 @@ def _timed(command: list[str], stdout: int | None = subprocess.DEVNULL) -> tuple
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}: {errors.decode(errors='replace')[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(command)} exited with {process.returncode}: {errors.decode(errors='replace')[-2000:]}"
+        )
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, output
 
 
@@ -119,8 +121,24 @@ def run_tshark_iostat(pcap: Path, ports: set[int]) -> Run:
 
 
 def run_tshark_fields(pcap: Path, ports: set[int]) -> Run:
-    fields = ["websocket.payload_length", "websocket.payload_length_ext_16", "websocket.payload_length_ext_64", "http.request"]
-    command = ["tshark", "-r", str(pcap), *_decode_as(ports), "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,"]
+    fields = [
+        "websocket.payload_length",
+        "websocket.payload_length_ext_16",
+        "websocket.payload_length_ext_64",
+        "http.request",
+    ]
+    command = [
+        "tshark",
+        "-r",
+        str(pcap),
+        *_decode_as(ports),
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ]
     for field in fields:
         command += ["-e", field]
     started = time.perf_counter()
@@ -140,8 +158,13 @@ def run_tshark_fields(pcap: Path, ports: set[int]) -> Run:
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(command)} failed")
-    return Run("tshark -T fields", seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024,
-               Counts(frames, payload, requests))
+    return Run(
+        "tshark -T fields",
+        seconds,
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss * 1024,
+        Counts(frames, payload, requests),
+    )
 
 
 def capture_facts(capture: Path) -> tuple[int, set[int]]:
@@ -199,7 +222,9 @@ def main(argv: list[str] | None = None) -> None:
             for tool in tools:
                 run = tool()
                 runs.setdefault(run.tool, []).append(run)
-                print(f"run {number_ + 1}/{args.runs}  {run.tool:<18} {run.seconds:7.2f} s", file=sys.stderr, flush=True)
+                print(
+                    f"run {number_ + 1}/{args.runs}  {run.tool:<18} {run.seconds:7.2f} s", file=sys.stderr, flush=True
+                )
 
         reference = truth and Counts(truth.frames, truth.frame_payload_bytes, truth.http_exchanges)
         answers = {run.counts for tool_runs in runs.values() for run in tool_runs}
@@ -244,10 +269,32 @@ def main(argv: list[str] | None = None) -> None:
                 ]
             )
         if reference:
-            rows.append(["generator (truth)", "", "", "", "", "", "", number(reference.frames),
-                         number(reference.payload_bytes), number(reference.http_exchanges)])
-        headings = ("tool", "wall s", "CPU s", "frames/s", "MB/s", "÷ fastest tshark", "peak RSS MiB",
-                    "WS frames", "WS payload bytes", "HTTP exchanges")
+            rows.append(
+                [
+                    "generator (truth)",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    number(reference.frames),
+                    number(reference.payload_bytes),
+                    number(reference.http_exchanges),
+                ]
+            )
+        headings = (
+            "tool",
+            "wall s",
+            "CPU s",
+            "frames/s",
+            "MB/s",
+            "÷ fastest tshark",
+            "peak RSS MiB",
+            "WS frames",
+            "WS payload bytes",
+            "HTTP exchanges",
+        )
         print(render(headings, rows, args.format))
         print()
         print(f"- counts agree: {'yes' if agree else 'NO: ' + '; '.join(map(str, sorted(answers, key=str)))}")

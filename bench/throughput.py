@@ -30,7 +30,9 @@ RELAY_GOALS = ("ws-echo-64", "ws-echo-1k", "ws-push-1k", "sse-1k", "poll-64")
 Results = dict[str, dict[str, list[Trial]]]
 
 
-async def run_all(peers: Peers, workloads: list[str], names: list[str], rounds: int, warmup: float, seconds: float) -> Results:
+async def run_all(
+    peers: Peers, workloads: list[str], names: list[str], rounds: int, warmup: float, seconds: float
+) -> Results:
     results: Results = {w: {p: [] for p in names} for w in workloads}
     for workload in workloads:
         for round_number in range(rounds):

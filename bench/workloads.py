@@ -116,7 +116,15 @@ async def run_trial(workload: Workload, port: int, pid: int | None, warmup: floa
         analyser_lag = await _until_idle(pid)
         analyser_cpu = children_cpu_seconds(pid) - helpers_before
     return Trial(
-        units, sent, elapsed, rtts, cpu, rss, peak, analyser_cpu, all_units if analyser_cpu is not None else None,
+        units,
+        sent,
+        elapsed,
+        rtts,
+        cpu,
+        rss,
+        peak,
+        analyser_cpu,
+        all_units if analyser_cpu is not None else None,
         analyser_lag,
     )
 
@@ -339,9 +347,7 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload("sse-1k", "event", "SSE, 1 KiB of data per event, chunked", server_sent_events(1024)),
         Workload("poll-64", "req", "short polls of 64 B bodies, 10 keep-alive connections", short_poll(64, 10)),
-        Workload(
-            "ws-connect", "conn", "WebSocket connections opened and closed, 10 at a time", websocket_connect(10)
-        ),
+        Workload("ws-connect", "conn", "WebSocket connections opened and closed, 10 at a time", websocket_connect(10)),
         Workload("ws-latency-64", "msg", "WebSocket echo, 64 B, one message in flight", websocket_latency(64)),
     )
 }

@@ -18,8 +18,6 @@ after mitmproxy's default addons.
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
 import logging
 import os
@@ -28,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mitmproxy import ctx, exceptions, tcp
 from mitmproxy.addonmanager import Loader

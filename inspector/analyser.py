@@ -21,8 +21,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from .capture import ConnectionClosed, ConnectionOpened, DataChunk, Event, Record
 from .app_messages import AppMessageRule
+from .capture import ConnectionClosed, ConnectionOpened, DataChunk, Event, Record
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
 from .report import Report

@@ -56,7 +56,9 @@ class TransportRule:
         if not sep or not where.strip():
             raise ValueError(f"transport rule {text!r} is not PATH=TRANSPORT (e.g. /updates=long_poll)")
         if transport not in TRANSPORTS:
-            raise ValueError(f"transport rule {text!r}: unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})")
+            raise ValueError(
+                f"transport rule {text!r}: unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})"
+            )
         method, _, pattern = where.strip().rpartition(" ")
         if not pattern.startswith("/"):
             raise ValueError(f"transport rule {text!r}: the path must start with '/'")

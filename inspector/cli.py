@@ -13,12 +13,12 @@ import click
 
 from .app_messages import AppMessageRule
 from .capture import CaptureError
-from .projection import Fleet, project
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
 from .formats.export import EXPORT_FORMATS
 from .formats.pcapng import MAX_SEGMENT
 from .measurements import ClientMeasurements, ClientMeasurementsError, load_client_measurements
 from .network import PRESETS, NetworkConditions, NetworkError, network_conditions, preset_help
+from .projection import Fleet, project
 from .render import FORMATS, render
 from .render.stream import STREAMED_FORMATS, ConnectionStream
 from .replay import default_jobs, report_from_captures
@@ -57,7 +57,9 @@ def _transport_rule(ctx: click.Context, param: click.Parameter, values: tuple[st
         raise click.BadParameter(str(error)) from None
 
 
-def _app_message_rule(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[AppMessageRule, ...]:
+def _app_message_rule(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[AppMessageRule, ...]:
     try:
         return tuple(AppMessageRule.parse(value) for value in values)
     except ValueError as error:
@@ -119,7 +121,9 @@ def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "-f", "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE, not standard output.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE, not standard output."
+)
 @click.option(
     "--connections",
     is_flag=True,
@@ -202,7 +206,12 @@ def report(
     """
     clients = _client_measurements(clients_file, fmt)
     _check_server_ports(captures, server_ports)
-    options = {"long_poll_threshold": long_poll_threshold, "rules": rules, "app_messages": app_messages, "redact": redact}
+    options = {
+        "long_poll_threshold": long_poll_threshold,
+        "rules": rules,
+        "app_messages": app_messages,
+        "redact": redact,
+    }
     options["server_ports"] = server_ports
     options["jobs"] = jobs if jobs is not None else default_jobs(captures)
     if connections and fmt in STREAMED_FORMATS:
@@ -247,7 +256,9 @@ def _client_measurements(path: str | None, fmt: str) -> ClientMeasurements | Non
     if path is None:
         return None
     if fmt == "csv":
-        raise click.UsageError("--clients does not apply to -f csv (a CSV report is one table); use table, markdown, json or html")
+        raise click.UsageError(
+            "--clients does not apply to -f csv (a CSV report is one table); use table, markdown, json or html"
+        )
     try:
         return load_client_measurements(path)
     except ClientMeasurementsError as error:
@@ -430,9 +441,7 @@ def parse_network(
         raise click.ClickException(str(error)) from None
 
 
-_NETWORK_EPILOG = "\b\nNetwork presets (--network):\n" + "\n".join(
-    f"  {line}" for line in preset_help().splitlines()
-)
+_NETWORK_EPILOG = "\b\nNetwork presets (--network):\n" + "\n".join(f"  {line}" for line in preset_help().splitlines())
 
 
 @main.command(context_settings={"max_content_width": 100}, epilog=_NETWORK_EPILOG)
@@ -446,7 +455,9 @@ _NETWORK_EPILOG = "\b\nNetwork presets (--network):\n" + "\n".join(
     help="reverse: clients talk to the proxy as if it were the server. "
     "regular: a forward proxy; CONNECT tunnels are inspected, plain-HTTP requests are not.",
 )
-@click.option("-p", "--listen-port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
+@click.option(
+    "-p", "--listen-port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on."
+)
 @click.option("--listen-host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--listen-tls", is_flag=True, help="Accept TLS clients only (certificates from mitmproxy's CA).")
 @click.option("--upstream-insecure", is_flag=True, help="Do not verify the upstream's certificate (self-signed).")
@@ -603,6 +614,7 @@ def addon_path() -> None:
     assert spec is not None and spec.origin is not None
     click.echo(spec.origin)
 
+
 # `demo` / `demo-server` commands: below, owned with demo_server/
 
 
@@ -637,9 +649,7 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
     metavar="SECONDS",
     help="Pause between short polls.",
 )
-@click.option(
-    "--compression/--no-compression", default=True, show_default=True, help="WebSocket permessage-deflate."
-)
+@click.option("--compression/--no-compression", default=True, show_default=True, help="WebSocket permessage-deflate.")
 @click.option(
     "--clients",
     default=1,

@@ -27,16 +27,6 @@ from dataclasses import dataclass, field, replace
 from .app_messages import JsonBody, is_json
 from .capture import ConnectionOpened
 from .classify import CONNECTION_ROUTE_LIMIT, Classifier, Route, RouteTable, exchange_route
-from .http2 import (
-    FrameBytes,
-    Http2Counts,
-    Http2Event,
-    Http2Parser,
-    StreamEnd,
-    Trailers,
-    is_websocket_connect,
-    speaks_http2,
-)
 from .http1 import (
     BodyData,
     Http1Parser,
@@ -47,6 +37,16 @@ from .http1 import (
     RequestHead,
     ResponseHead,
     Unparsed,
+)
+from .http2 import (
+    FrameBytes,
+    Http2Counts,
+    Http2Event,
+    Http2Parser,
+    StreamEnd,
+    Trailers,
+    is_websocket_connect,
+    speaks_http2,
 )
 from .ndjson import LineStream
 from .report import HTTP1, HTTP2
@@ -61,7 +61,13 @@ S2C = Direction.SERVER_TO_CLIENT
 
 #: Response media types whose bodies are a stream of lines, one message each.
 LINE_STREAM_TYPES = frozenset(
-    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines", "application/json-seq"}
+    {
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+        "application/json-seq",
+    }
 )
 
 #: Exchanges of one connection kept whole in its record; the rest are only in its totals.
@@ -379,7 +385,9 @@ class ConnectionAnalyzer:
     def _dispatch(self, direction: Direction, data: bytes, timestamp: float) -> None:
         self._fed[direction] += len(data)
         if self._websocket is not None and direction in self._websocket.websocket:
-            self._websocket_events(self._websocket, direction, self._websocket.websocket[direction].feed(data, timestamp))
+            self._websocket_events(
+                self._websocket, direction, self._websocket.websocket[direction].feed(data, timestamp)
+            )
         elif direction in self._h2_directions:
             self._h2_events(self._h2.feed(direction, data, timestamp))  # type: ignore[union-attr]
         else:
@@ -492,7 +500,12 @@ class ConnectionAnalyzer:
         figures.add(record, key if isinstance(key, str) else "http")
 
     def _build(
-        self, totals: dict[TotalsKey, ExchangeTotals], routes: RouteTable, *, closed_at: float | None, reason: str | None
+        self,
+        totals: dict[TotalsKey, ExchangeTotals],
+        routes: RouteTable,
+        *,
+        closed_at: float | None,
+        reason: str | None,
     ) -> ConnectionRecord:
         detail = list(self._detail)
         if closed_at is None:
@@ -678,7 +691,9 @@ class ConnectionAnalyzer:
         exchange.body_kind = BodyKind.WEBSOCKET
         exchange.deflate = DeflateParams.from_response_header(response.header("sec-websocket-extensions"))
         for direction in Direction:
-            exchange.websocket[direction] = WebSocketStream(direction, offset=offsets[direction], deflate=exchange.deflate)
+            exchange.websocket[direction] = WebSocketStream(
+                direction, offset=offsets[direction], deflate=exchange.deflate
+            )
 
     def _switch(self, event: ProtocolSwitch) -> None:
         direction = event.direction
@@ -704,7 +719,9 @@ class ConnectionAnalyzer:
                 exchange.body_kind = BodyKind.WEBSOCKET
                 exchange.deflate = DeflateParams.from_response_header(response.header("sec-websocket-extensions"))
                 offset = self._fed[direction] - len(event.data)
-                stream = exchange.websocket[direction] = WebSocketStream(direction, offset=offset, deflate=exchange.deflate)
+                stream = exchange.websocket[direction] = WebSocketStream(
+                    direction, offset=offset, deflate=exchange.deflate
+                )
                 self._websocket = exchange
             else:
                 exchange.body_kind = BodyKind.OPAQUE

@@ -444,7 +444,9 @@ class Http1Parser:
             elif side is self._s2c and side.at_chunk_boundary():
                 # A chunked body cut between chunks (how an SSE client leaves): the
                 # last chunk's CRLF is framing, and nothing is malformed.
-                events.append(BodyData(side.direction, side.exchange, b"", side.fed - side.reported, False, False, timestamp))
+                events.append(
+                    BodyData(side.direction, side.exchange, b"", side.fed - side.reported, False, False, timestamp)
+                )
                 side.reported = side.fed
                 side.conn = None
             else:
@@ -605,7 +607,9 @@ class Http1Parser:
         # ConnectionClosed carries no bytes.
         return False
 
-    def _take_head(self, side: _Direction, size: int, final: bool, timestamp: float, events: list[HttpEvent]) -> bytes | None:
+    def _take_head(
+        self, side: _Direction, size: int, final: bool, timestamp: float, events: list[HttpEvent]
+    ) -> bytes | None:
         """The head just parsed, as it arrived; None when it is too long to accept."""
         head = side.take_head(size, final=final)
         if size > LONGEST_HEAD:

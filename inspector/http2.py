@@ -235,7 +235,9 @@ class Trailers:
     timestamp: float
 
 
-Http2Event = RequestHead | ResponseHead | BodyData | MessageEnd | FrameBytes | StreamEnd | Trailers | Unparsed | ParseFailure
+Http2Event = (
+    RequestHead | ResponseHead | BodyData | MessageEnd | FrameBytes | StreamEnd | Trailers | Unparsed | ParseFailure
+)
 
 
 class _Stream:
@@ -404,7 +406,9 @@ class Http2Parser:
                 break
             length = int.from_bytes(buffer[start : start + 3])
             if length > side.max_frame_size:
-                self._oversized(direction, side, bytes(buffer[start : start + FRAME_HEADER_SIZE]), length, timestamp, events)
+                self._oversized(
+                    direction, side, bytes(buffer[start : start + FRAME_HEADER_SIZE]), length, timestamp, events
+                )
                 start += FRAME_HEADER_SIZE
                 side.skip = length
                 continue
@@ -445,7 +449,13 @@ class Http2Parser:
         return stream.counts, stream_id
 
     def _frame(
-        self, direction: Direction, side: _Side, raw: memoryview, length: int, timestamp: float, events: list[Http2Event]
+        self,
+        direction: Direction,
+        side: _Side,
+        raw: memoryview,
+        length: int,
+        timestamp: float,
+        events: list[Http2Event],
     ) -> None:
         """Account one whole frame."""
         frame_type = raw[3]
@@ -490,7 +500,9 @@ class Http2Parser:
 
     # -- frames -------------------------------------------------------------
 
-    def _data(self, direction: Direction, frame: DataFrame, length: int, timestamp: float, events: list[Http2Event]) -> None:
+    def _data(
+        self, direction: Direction, frame: DataFrame, length: int, timestamp: float, events: list[Http2Event]
+    ) -> None:
         padding = length - len(frame.data)
         stream = self._streams.get(frame.stream_id)
         counts = stream.counts if stream is not None else self.connection
@@ -605,7 +617,9 @@ class Http2Parser:
             side.block = None
             self._block_end(direction, side, block, counts, timestamp, events)
 
-    def _abandon_block(self, direction: Direction, side: _Side, reason: str, timestamp: float, events: list[Http2Event]) -> None:
+    def _abandon_block(
+        self, direction: Direction, side: _Side, reason: str, timestamp: float, events: list[Http2Event]
+    ) -> None:
         """A header block ended without END_HEADERS: its bytes are counted, and decoding stops."""
         block = side.block
         assert block is not None
@@ -619,7 +633,11 @@ class Http2Parser:
         target = block.promised if block.promised is not None else block.stream_id
         stream = self._streams.get(target)
         exchange = target if stream is not None and (stream.requested or stream.answered) else None
-        parts = ((Category.CHUNK_FRAMING, block.framing), (Category.CONTROL, block.control), (Category.HEAD, block.size))
+        parts = (
+            (Category.CHUNK_FRAMING, block.framing),
+            (Category.CONTROL, block.control),
+            (Category.HEAD, block.size),
+        )
         return [FrameBytes(direction, exchange, category, size, timestamp) for category, size in parts if size]
 
     def _decode(

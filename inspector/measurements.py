@@ -126,7 +126,7 @@ class _Reader:
     def measurements(self, document: Any) -> ClientMeasurements:
         if not isinstance(document, dict) or document.get("format") != CLIENTS_FORMAT:
             raise ClientMeasurementsError(
-                f"{self.source}: not a clients file (no \"format\": \"{CLIENTS_FORMAT}\"; "
+                f'{self.source}: not a clients file (no "format": "{CLIENTS_FORMAT}"; '
                 "rtinspect demo writes one as clients.json)"
             )
         version = document.get("version")
@@ -146,7 +146,7 @@ class _Reader:
             if "by_protocol" in entry:
                 protocols = entry["by_protocol"]
                 if not isinstance(protocols, dict):
-                    raise self.fail(f"transport {name!r}: \"by_protocol\"", "must be an object keyed by protocol")
+                    raise self.fail(f'transport {name!r}: "by_protocol"', "must be an object keyed by protocol")
                 for protocol, client in protocols.items():
                     measured.append(self.transport(name, protocol, client))
             else:
@@ -176,10 +176,10 @@ class _Reader:
             raise self.fail(f"transport {where!r}", "must be an object")
         error = client.get("error")
         if error is not None and not isinstance(error, str):
-            raise self.fail(f"{where} \"error\"", "must be text or null")
+            raise self.fail(f'{where} "error"', "must be text or null")
         latency = client.get("latency_ms")
         if latency is not None and not isinstance(latency, dict):
-            raise self.fail(f"{where} \"latency_ms\"", "must be an object or null")
+            raise self.fail(f'{where} "latency_ms"', "must be an object or null")
         latency = latency or {}
         values = self.values(latency.get("values", []), f'{where} "latency_ms" values')
         count = self.whole(latency.get("count", 0), f'{where} "latency_ms" count')
@@ -239,4 +239,3 @@ def _report_order(t: TransportLatency) -> tuple[int, str, int, str]:
     protocol = t.protocol or ""
     rank = PROTOCOLS.index(protocol) if protocol in PROTOCOLS else len(PROTOCOLS)
     return known, t.transport, rank, protocol
-

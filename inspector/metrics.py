@@ -151,9 +151,7 @@ class MetricsLedger:
             families.append(family)
 
         counter("rtinspect_connections", "Closed TCP connections, by the transport they used.", lambda s: s.connections)
-        counter_by_direction(
-            "rtinspect_messages", "Messages delivered on closed connections.", lambda s: s.messages
-        )
+        counter_by_direction("rtinspect_messages", "Messages delivered on closed connections.", lambda s: s.messages)
         counter_by_direction(
             "rtinspect_wire_bytes",
             "Bytes of the TCP streams (after TLS) of closed connections: heads, framing and payload.",

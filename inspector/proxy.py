@@ -47,7 +47,14 @@ from inspector.report import Report, with_network
 from inspector.summary import ReportBuilder
 
 #: The report format a report file's suffix implies.
-_FORMAT_BY_SUFFIX = {".json": "json", ".md": "markdown", ".csv": "csv", ".html": "html", ".htm": "html", ".txt": "table"}
+_FORMAT_BY_SUFFIX = {
+    ".json": "json",
+    ".md": "markdown",
+    ".csv": "csv",
+    ".html": "html",
+    ".htm": "html",
+    ".txt": "table",
+}
 
 _UPSTREAM_SCHEMES = {"http": "http", "ws": "http", "https": "https", "wss": "https"}
 _LIVE_REFRESH = 1.0

@@ -74,7 +74,9 @@ def load_report(
     if not paths:
         raise TypeError("give at least one capture")
     try:
-        places = tuple(rule if isinstance(rule, AppMessageRule) else AppMessageRule.parse(rule) for rule in app_messages)
+        places = tuple(
+            rule if isinstance(rule, AppMessageRule) else AppMessageRule.parse(rule) for rule in app_messages
+        )
         if long_poll_threshold is None:
             return report_from_captures(paths, rules=transport_rules(rules), app_messages=places)
         return report_from_captures(
@@ -129,7 +131,9 @@ class RecordingProxy:
         """Stop the proxy and report everything it relayed."""
         __tracebackhide__ = True
         self.stop()
-        return load_report([self.capture], rules=rules, long_poll_threshold=long_poll_threshold, app_messages=app_messages)
+        return load_report(
+            [self.capture], rules=rules, long_poll_threshold=long_poll_threshold, app_messages=app_messages
+        )
 
 
 @pytest.fixture

@@ -62,7 +62,9 @@ def redact_target(target: str) -> str:
     """
     rest, hash_mark, fragment = target.partition("#")
     base, question_mark, query = rest.partition("?")
-    return _without_userinfo(base) + question_mark + _redact_parameters(query) + hash_mark + _redact_parameters(fragment)
+    return (
+        _without_userinfo(base) + question_mark + _redact_parameters(query) + hash_mark + _redact_parameters(fragment)
+    )
 
 
 def _without_userinfo(base: str) -> str:

@@ -251,7 +251,9 @@ class Report:
         try:
             return self.transports[name]
         except KeyError:
-            raise KeyError(f"no {name!r} traffic in this report (present: {', '.join(self.transports) or 'none'})") from None
+            raise KeyError(
+                f"no {name!r} traffic in this report (present: {', '.join(self.transports) or 'none'})"
+            ) from None
 
 
 def with_network(report: Report, network: NetworkConditions | None) -> Report:

@@ -158,7 +158,9 @@ class _Totals:
             self.unattributed[direction].merge(accounts[direction])
             self.connection_bytes[direction] += accounts[direction].total
 
-    def add_connection(self, record: ConnectionRecord, first_message_at: float | None, *, unattributed: bool = True) -> None:
+    def add_connection(
+        self, record: ConnectionRecord, first_message_at: float | None, *, unattributed: bool = True
+    ) -> None:
         """Count a connection; ``unattributed`` says whether its bytes outside
         every exchange come too (they do not when they were shared out)."""
         self.connections += 1
@@ -466,7 +468,9 @@ class ReportBuilder:
         twin._totals = {name: totals.copy() for name, totals in self._totals.items()}
         twin._routes = self._routes.copy()
         twin._by_route = {route: figures.copy() for route, figures in self._by_route.items()}
-        twin._route_shares = {route: {d: a.copy() for d, a in share.items()} for route, share in self._route_shares.items()}
+        twin._route_shares = {
+            route: {d: a.copy() for d, a in share.items()} for route, share in self._route_shares.items()
+        }
         twin._http2 = self._http2.copy() if self._http2 is not None else None
         twin._http2_connection_bytes = dict(self._http2_connection_bytes)
         twin._groups = {key: group.copy() for key, group in self._groups.items()}
@@ -504,7 +508,9 @@ class ReportBuilder:
         merged: dict[str, _Totals] = {}
         transports: dict[str, TransportSummary] = {}
         for name in TRANSPORTS:
-            parts = {protocol: self._totals[(name, protocol)] for protocol in PROTOCOLS if (name, protocol) in self._totals}
+            parts = {
+                protocol: self._totals[(name, protocol)] for protocol in PROTOCOLS if (name, protocol) in self._totals
+            }
             if not parts:
                 continue
             whole = merged[name] = _Totals()

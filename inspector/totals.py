@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
 
+
 class MessageTime(NamedTuple):
     """When a message arrived and the wire bytes that carried it (a point on the time line)."""
 

@@ -62,7 +62,6 @@ class BodyKind(enum.StrEnum):
     OPAQUE = "opaque"  #: switched to some other protocol (CONNECT tunnel, h2c); not parsed
 
 
-
 _ZERO: dict[Category, int] = dict.fromkeys(Category, 0)
 
 

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from servers import AppServer
 
 pytest_plugins = ["oracles"]
@@ -24,4 +23,3 @@ def app_server() -> Iterator[AppServer]:
     """The test app (plain, SSE, NDJSON, WebSocket echo) under uvicorn."""
     with AppServer() as server:
         yield server
-

@@ -49,7 +49,9 @@ class Talk:
             if not moved:
                 return
 
-    def request(self, path: str, *, method: str = "GET", body: bytes = b"", extra: Iterable[tuple[str, str]] = ()) -> int:
+    def request(
+        self, path: str, *, method: str = "GET", body: bytes = b"", extra: Iterable[tuple[str, str]] = ()
+    ) -> int:
         stream = self.client.get_next_available_stream_id()
         headers = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "127.0.0.1:8000")]
         extra = list(extra)
@@ -62,7 +64,9 @@ class Talk:
         self.pump()
         return stream
 
-    def respond(self, stream: int, content_type: str, body: bytes = b"", *, end: bool = True, pad: int | None = None) -> None:
+    def respond(
+        self, stream: int, content_type: str, body: bytes = b"", *, end: bool = True, pad: int | None = None
+    ) -> None:
         headers = [(":status", "200"), ("content-type", content_type), ("server", "h2-conversation")]
         self.server.send_headers(stream, headers, end_stream=end and not body)
         if body:
@@ -84,7 +88,7 @@ def polls_and_sse(*, large_head: bool = True) -> Conversation:
     for n in range(4):
         poll = talk.request(f"/poll?after={n}")
         talk.respond(poll, "application/json", b'{"seq": %d}' % n)
-        talk.send(sse, b"id: %d\ndata: {\"seq\": %d}\n\n" % (n, n))
+        talk.send(sse, b'id: %d\ndata: {"seq": %d}\n\n' % (n, n))
     post = talk.request("/send", method="POST", body=b"hello")
     talk.respond(post, "text/plain", b"ok", pad=7)
     trailed = talk.request("/trailers")

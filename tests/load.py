@@ -45,16 +45,6 @@ from pathlib import Path
 
 import httpx
 from httpx_sse import aconnect_sse
-from websockets.asyncio.client import connect as websocket_connect
-
-from demo_server.app import FEED_ENDED_HEADER
-from demo_server.sse import END_EVENT
-from inspector.classify import Classifier, TransportRule
-from inspector.proxy import raise_open_file_limit
-from inspector.proxy_process import wait_until_closed
-from inspector.replay import analyze_captures
-from inspector.report import PerDirection, Report
-from inspector.summary import build_report
 from servers import (
     DEADLINE,
     LOOPBACK,
@@ -65,6 +55,16 @@ from servers import (
     running_proxy,
     wait_until,
 )
+from websockets.asyncio.client import connect as websocket_connect
+
+from demo_server.app import FEED_ENDED_HEADER
+from demo_server.sse import END_EVENT
+from inspector.classify import Classifier, TransportRule
+from inspector.proxy import raise_open_file_limit
+from inspector.proxy_process import wait_until_closed
+from inspector.replay import analyze_captures
+from inspector.report import PerDirection, Report
+from inspector.summary import build_report
 
 #: Connections that may be opening at once (the proxy listens with a backlog of 100).
 OPENING_AT_ONCE = 100

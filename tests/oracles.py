@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 
-
 #: Words every skip for a missing oracle says.
 ORACLE_MISSING = "is not installed"
 

@@ -42,11 +42,11 @@ import h2.events
 import h2.settings
 import trustme
 import uvicorn
-from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
+from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode
 
 from inspector import proxy_process
 from inspector.proxy_process import free_port as free_port  # for the tests that pick ports
@@ -219,9 +219,7 @@ def self_signed_certificate(directory: Path, host: str = LOOPBACK) -> tuple[Path
     cert_file, key_file = directory / "upstream-cert.pem", directory / "upstream-key.pem"
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return cert_file, key_file
 
@@ -235,9 +233,7 @@ def tls_server_context(cert_file: Path, key_file: Path, alpn: tuple[str, ...] = 
     return context
 
 
-def tls_client_context(
-    cafile: Path, alpn: tuple[str, ...] = (), keylog: Path | None = None
-) -> ssl.SSLContext:
+def tls_client_context(cafile: Path, alpn: tuple[str, ...] = (), keylog: Path | None = None) -> ssl.SSLContext:
     """A client's TLS context trusting ``cafile``, offering ``alpn``; with ``keylog``, it appends
     its TLS secrets there (NSS key log format, for tshark's ``tls.keylog_file``)."""
     context = ssl.create_default_context(cafile=cafile)

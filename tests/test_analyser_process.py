@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from servers import DEADLINE, AppServer, run_rtinspect, running_proxy, wait_until
 from websockets.sync.client import connect as websocket_connect
 
 from inspector.analyser import FINISH, Analyser, AnalyserSettings, Finished
@@ -40,7 +41,6 @@ from inspector.proxy_process import wait_until_closed
 from inspector.render import render
 from inspector.replay import report_from_captures
 from inspector.wire import Direction
-from servers import DEADLINE, AppServer, run_rtinspect, running_proxy, wait_until
 
 RECORDING = Path(__file__).parent / "recordings" / "mixed.rtcap"
 

@@ -43,7 +43,12 @@ def test_rules_parse_and_refuse_with_a_reason() -> None:
     assert (rule.method, rule.pattern, rule.members) == ("GET", "/poll", ("data", "items"))
     assert str(rule) == "GET /poll=$.data.items"
     assert AppMessageRule.parse("/api/*=$").members == ()
-    for bad, why in [("/poll", "is not PATH"), ("/poll=items", "the place must be"), ("poll=$", "must start"), ("/p=$.a..b", "empty member")]:
+    for bad, why in [
+        ("/poll", "is not PATH"),
+        ("/poll=items", "the place must be"),
+        ("poll=$", "must start"),
+        ("/p=$.a..b", "empty member"),
+    ]:
         with pytest.raises(ValueError, match=why):
             AppMessageRule.parse(bad)
 
@@ -55,8 +60,12 @@ def test_a_body_over_the_limit_counts_as_one() -> None:
     assert body.messages() == 1
 
 
-def _polls(*bodies: bytes, classifier: Classifier | None = None, content_type: str = "application/json") -> ConnectionRecord:
-    analyzer = ConnectionAnalyzer(ConnectionOpened(1, 0.0, "127.0.0.1:5000", "127.0.0.1:8000", "reverse"), classifier=classifier)
+def _polls(
+    *bodies: bytes, classifier: Classifier | None = None, content_type: str = "application/json"
+) -> ConnectionRecord:
+    analyzer = ConnectionAnalyzer(
+        ConnectionOpened(1, 0.0, "127.0.0.1:5000", "127.0.0.1:8000", "reverse"), classifier=classifier
+    )
     for n, body in enumerate(bodies):
         analyzer.feed(C2S, b"GET /poll?after=%d HTTP/1.1\r\nHost: x\r\n\r\n" % n, n + 0.1)
         if body:
@@ -90,7 +99,11 @@ def test_the_verdict_compares_per_application_message_and_says_so() -> None:
     sse = ConnectionAnalyzer(ConnectionOpened(2, 0.0, "127.0.0.1:5001", "127.0.0.1:8000", "reverse"))
     sse.feed(C2S, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n", 0.1)
     events = b"data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n"
-    sse.feed(S2C, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s" % (len(events), events), 0.2)
+    sse.feed(
+        S2C,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s" % (len(events), events),
+        0.2,
+    )
     report = build_report([_polls(b"[1, 2]", b"[3, 4]"), sse.close(1.0)])
     text = render(report, "markdown")
     assert "per application message" in text and "Wire per app message" in text

@@ -45,12 +45,18 @@ def test_throughput_runs_every_workload_against_every_peer() -> None:
 def test_memory_reads_the_proxy_rss() -> None:
     out = bench(
         "memory",
-        "--messages", "2000",
-        "--polls", "200",
-        "--connections", "20",
-        "--churn", "20",
-        "--peers", "rtinspect",
-        "--open-peers", "rtinspect",
+        "--messages",
+        "2000",
+        "--polls",
+        "200",
+        "--connections",
+        "20",
+        "--churn",
+        "20",
+        "--peers",
+        "rtinspect",
+        "--open-peers",
+        "rtinspect",
     )
     assert "one WebSocket connection, 2,000 echoes" in out
     assert "one keep-alive HTTP connection, 200 short polls" in out

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import DEADLINE, run_rtinspect, running_proxy
 
 from demo_server.app import create_app
 from demo_server.run import serve_in_thread
@@ -29,10 +30,11 @@ from inspector.demo import DemoSettings
 from inspector.demo.chromium import Chromium, find_chromium
 from inspector.demo.page import page_url
 from inspector.demo.protocols import wire_connections
-from servers import DEADLINE, run_rtinspect, running_proxy
 
 CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (chromium, chromium-browser or google-chrome on PATH)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (chromium, chromium-browser or google-chrome on PATH)"
+)
 
 COUNT = 20
 RATE = 50.0
@@ -57,7 +59,9 @@ async def read_the_feed_in_chromium(url: str, profile: Path) -> tuple[dict[str, 
         await browser.open(url)
         deadline = time.monotonic() + DEADLINE
         while True:
-            state = await browser.evaluate("window.rtinspectDemo && window.rtinspectDemo.done ? JSON.stringify(window.rtinspectDemo) : null")
+            state = await browser.evaluate(
+                "window.rtinspectDemo && window.rtinspectDemo.done ? JSON.stringify(window.rtinspectDemo) : null"
+            )
             if state is not None:
                 return json.loads(state), await browser.screenshot()
             assert time.monotonic() < deadline, "the page did not finish"
@@ -71,10 +75,19 @@ def screenshot_file(path: Path, out: Path, profile: Path) -> None:
     assert CHROMIUM is not None
     subprocess.run(
         [
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--no-first-run", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--hide-scrollbars",
-            "--window-size=1280,2200", f"--screenshot={out}", path.resolve().as_uri(),
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--hide-scrollbars",
+            "--window-size=1280,2200",
+            f"--screenshot={out}",
+            path.resolve().as_uri(),
         ],
         check=True,
         capture_output=True,
@@ -129,8 +142,15 @@ def test_the_page_through_the_proxy_is_reported_per_transport(tmp_path: Path, co
 COST_COUNT = 30
 COST_RATE = 20.0
 BROWSER_KEYS = {
-    "layout_count", "recalc_style_count", "layout_ms", "recalc_style_ms", "script_ms", "task_ms",
-    "js_heap_bytes", "inp_ms", "interactions",
+    "layout_count",
+    "recalc_style_count",
+    "layout_ms",
+    "recalc_style_ms",
+    "script_ms",
+    "task_ms",
+    "js_heap_bytes",
+    "inp_ms",
+    "interactions",
 }
 
 
@@ -138,8 +158,18 @@ def test_demo_browser_mode(tmp_path: Path, confdir: Path, artifacts: Path) -> No
     """Each transport in a page of its own, one after another, and what each page cost."""
     output = tmp_path / "demo"
     done = run_rtinspect(
-        "demo", "--browser", "--count", str(COST_COUNT), "--rate", str(COST_RATE), "--poll-interval", "0.2",
-        "-o", str(output), "--set", f"confdir={confdir}",
+        "demo",
+        "--browser",
+        "--count",
+        str(COST_COUNT),
+        "--rate",
+        str(COST_RATE),
+        "--poll-interval",
+        "0.2",
+        "-o",
+        str(output),
+        "--set",
+        f"confdir={confdir}",
         timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -189,8 +219,19 @@ def test_demo_browser_mode_over_http2(tmp_path: Path, confdir: Path, artifacts: 
     relay passes on)."""
     output = tmp_path / "demo"
     done = run_rtinspect(
-        "demo", "--browser", "--http2", "--count", str(COUNT), "--rate", str(RATE), "--poll-interval", "0.2",
-        "-o", str(output), "--set", f"confdir={confdir}",
+        "demo",
+        "--browser",
+        "--http2",
+        "--count",
+        str(COUNT),
+        "--rate",
+        str(RATE),
+        "--poll-interval",
+        "0.2",
+        "-o",
+        str(output),
+        "--set",
+        f"confdir={confdir}",
         timeout=90,
     )
     assert done.returncode == 0, done.stdout + done.stderr

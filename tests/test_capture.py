@@ -35,7 +35,9 @@ RECORDS: list[Record] = [
         server="example.com:443",
         mode="reverse:https://example.com:443",
         tls=TlsInfo("TLSv1.3", "example.com", "http/1.1", "TLS_AES_128_GCM_SHA256", 1700000000.26, 1700000000.3),
-        upstream_tls=TlsInfo("TLSv1.2", "example.com", None, "ECDHE-RSA-AES128-GCM-SHA256", 1700000000.27, 1700000000.29),
+        upstream_tls=TlsInfo(
+            "TLSv1.2", "example.com", None, "ECDHE-RSA-AES128-GCM-SHA256", 1700000000.27, 1700000000.29
+        ),
     ),
     DataChunk(1, 1700000000.5, C2S, b"GET /sse HTTP/1.1\r\nHost: example.com\r\n\r\n"),
     DataChunk(1, 1700000000.75, S2C, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"),

@@ -17,9 +17,7 @@ from inspector.wire import Direction
 
 
 def rtinspect(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -28,7 +26,9 @@ def capture(tmp_path: Path) -> Path:
     with CaptureWriter(path) as writer:
         writer.write(ConnectionOpened(1, 10.0, "127.0.0.1:50001", "127.0.0.1:8000", "reverse"))
         for i in range(3):
-            writer.write(DataChunk(1, 10.0 + i, Direction.CLIENT_TO_SERVER, b"GET /updates HTTP/1.1\r\nHost: x\r\n\r\n"))
+            writer.write(
+                DataChunk(1, 10.0 + i, Direction.CLIENT_TO_SERVER, b"GET /updates HTTP/1.1\r\nHost: x\r\n\r\n")
+            )
             writer.write(
                 DataChunk(1, 10.1 + i, Direction.SERVER_TO_CLIENT, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
             )
@@ -162,10 +162,18 @@ RECORDING = Path(__file__).parent / "recordings" / "mixed.rtcap"
 def _latency(values: list[float]) -> dict[str, object]:
     ordered = sorted(values)
     return {
-        "received": len(values), "lost": 0, "duplicates": 0, "error": None,
+        "received": len(values),
+        "lost": 0,
+        "duplicates": 0,
+        "error": None,
         "latency_ms": {
-            "mean": sum(values) / len(values), "p50": ordered[len(ordered) // 2], "p95": ordered[-1],
-            "max": ordered[-1], "count": len(values), "exact": True, "values": values,
+            "mean": sum(values) / len(values),
+            "p50": ordered[len(ordered) // 2],
+            "p95": ordered[-1],
+            "max": ordered[-1],
+            "count": len(values),
+            "exact": True,
+            "values": values,
         },
     }
 
@@ -174,17 +182,24 @@ def _latency(values: list[float]) -> dict[str, object]:
 def clients_json(tmp_path: Path) -> Path:
     """What a demo's clients of the recording's transports could have measured."""
     path = tmp_path / "clients.json"
-    path.write_text(json.dumps({
-        "format": "rtinspect-demo-clients",
-        "version": 1,
-        "clients": "python",
-        "feed": {"count": 12, "rate": 20.0, "size": 64},
-        "transports": {
-            "websocket": _latency([1.0 + i / 10 for i in range(12)]),
-            "sse": {"path": "/sse", "by_protocol": {"http/1.1": _latency([2.0] * 12), "h2": _latency([3.0] * 12)}},
-            "short_poll": _latency([100.0 + 40 * i for i in range(12)]) | {"lost": 1, "error": "HTTP <502>"},
-        },
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "format": "rtinspect-demo-clients",
+                "version": 1,
+                "clients": "python",
+                "feed": {"count": 12, "rate": 20.0, "size": 64},
+                "transports": {
+                    "websocket": _latency([1.0 + i / 10 for i in range(12)]),
+                    "sse": {
+                        "path": "/sse",
+                        "by_protocol": {"http/1.1": _latency([2.0] * 12), "h2": _latency([3.0] * 12)},
+                    },
+                    "short_poll": _latency([100.0 + 40 * i for i in range(12)]) | {"lost": 1, "error": "HTTP <502>"},
+                },
+            }
+        )
+    )
     return path
 
 

@@ -3,10 +3,9 @@ interleaved): the parts add up, chunking does not matter, nothing raises."""
 
 from __future__ import annotations
 
-from itertools import pairwise
-
 import random
 import zlib
+from itertools import pairwise
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -164,7 +163,9 @@ def test_websocket_connection_is_accounted_to_the_byte() -> None:
     assert exchange.accounts[S2C][Category.HEAD] == len(ACCEPT)
     assert exchange.accounts[C2S][Category.MASK_KEY] == 4 * 7
     assert exchange.accounts[C2S][Category.CONTROL] == len(b"\x03\xe8bye")
-    assert exchange.stream_payload[S2C] == sum(len(b'{"seq": %d, "payload": "hello hello hello"}' % i) for i in range(5))
+    assert exchange.stream_payload[S2C] == sum(
+        len(b'{"seq": %d, "payload": "hello hello hello"}' % i) for i in range(5)
+    )
     for direction, data in ((C2S, c2s), (S2C, s2c)):
         assert record.wire_bytes(direction) == len(data)
 

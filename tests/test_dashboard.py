@@ -31,9 +31,8 @@ import httpx
 import promql_parser
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from websockets.sync.client import connect as websocket_connect
-
 from servers import DEADLINE, LOOPBACK, AppServer, free_port, running_proxy, wait_until
+from websockets.sync.client import connect as websocket_connect
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboards" / "rtinspect.json"
 PROMETHEUS = shutil.which("prometheus")
@@ -208,7 +207,10 @@ def test_the_dashboard_shows_cost_per_message_overhead_connections_and_anomalies
     per_message = [
         expr
         for expr in queried.values()
-        if re.search(r"sum by \(transport\) \(\w+\(rtinspect_wire_bytes_total\{[^}]*\}\[[^]]+\]\)\)\s*/\s*sum by \(transport\) \(\w+\(rtinspect_messages_total", expr)
+        if re.search(
+            r"sum by \(transport\) \(\w+\(rtinspect_wire_bytes_total\{[^}]*\}\[[^]]+\]\)\)\s*/\s*sum by \(transport\) \(\w+\(rtinspect_messages_total",
+            expr,
+        )
     ]
     assert per_message, "no panel divides wire bytes by messages per transport"
     assert any("rtinspect_overhead_bytes_total" in e and "rtinspect_wire_bytes_total" in e for e in queried.values())
@@ -239,7 +241,9 @@ def test_the_dashboard_is_one_grafana_can_import() -> None:
     occupied: set[tuple[int, int]] = set()
     for panel in panels(board):
         grid = panel["gridPos"]
-        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])}
+        cells = {
+            (x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])
+        }
         assert not cells & occupied, f"{panel['title']} overlaps another panel"
         occupied |= cells
 
@@ -248,7 +252,9 @@ def test_the_check_catches_a_metric_or_label_the_proxy_does_not_export() -> None
     """The check itself: names and labels that are not exported are found."""
     asked = Asked()
     walk(
-        promql_parser.parse('sum by (path) (rate(rtinspect_bytes_total{transport="sse"}[1m])) / on (le) sum(rtinspect_open_connections)'),
+        promql_parser.parse(
+            'sum by (path) (rate(rtinspect_bytes_total{transport="sse"}[1m])) / on (le) sum(rtinspect_open_connections)'
+        ),
         asked,
     )
     assert asked.labels == {"rtinspect_bytes_total": {"path", "transport", "le"}, "rtinspect_open_connections": {"le"}}
@@ -336,14 +342,18 @@ def test_prometheus_answers_every_dashboard_query_from_a_real_proxy(
                 empty.append(f"{title} ({target['refId']})")
         assert not empty, f"queries with no data: {empty}"
         per_message = next(t["expr"] for title, t in targets() if title == "Wire bytes per message")
-        costs = {r["metric"]["transport"]: float(r["value"][1]) for r in query(prometheus, as_grafana_sends_it(per_message))}
+        costs = {
+            r["metric"]["transport"]: float(r["value"][1]) for r in query(prometheus, as_grafana_sends_it(per_message))
+        }
         assert costs["websocket"] > 0 and costs["sse"] > 0 and costs["short_poll"] > 0
 
         for name, variable in variables().items():
             if variable["type"] != "query":
                 continue
             selector, label = label_values_query(as_grafana_sends_it(variable["query"]["query"]))
-            response = httpx.get(f"{prometheus}/api/v1/label/{label}/values", params={"match[]": selector}, timeout=DEADLINE)
+            response = httpx.get(
+                f"{prometheus}/api/v1/label/{label}/values", params={"match[]": selector}, timeout=DEADLINE
+            )
             values = response.json()["data"]
             expected = {"job": {"rtinspect"}, "instance": {f"{LOOPBACK}:{metrics_port}"}}.get(name)
             assert values and (expected is None or set(values) == expected), (name, values)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import run_rtinspect
 
 from inspector.capture import ConnectionClosed, ConnectionOpened, read_capture
 from inspector.demo import TRANSPORTS, ClientTally, DemoError, DemoSettings
 from inspector.demo.page import page_tallies
-from servers import run_rtinspect
 
 COUNT = 20
 RATE = 50.0
@@ -30,11 +30,16 @@ def run_demo(output: Path, confdir: Path, *args: str) -> tuple[Any, dict[str, An
     """Run ``rtinspect demo`` into ``output``; returns the process and the two JSON files."""
     done = run_rtinspect(
         "demo",
-        "--count", str(COUNT),
-        "--rate", str(RATE),
-        "--poll-interval", "0.2",
-        "-o", str(output),
-        "--set", f"confdir={confdir}",
+        "--count",
+        str(COUNT),
+        "--rate",
+        str(RATE),
+        "--poll-interval",
+        "0.2",
+        "-o",
+        str(output),
+        "--set",
+        f"confdir={confdir}",
         *args,
         timeout=RUN_TIMEOUT,
     )
@@ -119,7 +124,9 @@ def test_a_subset_without_compression(tmp_path: Path, confdir: Path) -> None:
 def test_a_proxy_that_cannot_start_is_one_line_and_a_failure(tmp_path: Path) -> None:
     done = run_rtinspect("demo", "--count", "5", "-o", str(tmp_path / "demo"), "--set", "no_such_option=1")
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == ["Error: the proxy exited with status 1: Error: Unknown option(s): no_such_option"]
+    assert done.stderr.strip().splitlines() == [
+        "Error: the proxy exited with status 1: Error: Unknown option(s): no_such_option"
+    ]
 
 
 def test_settings_refuse_what_cannot_run() -> None:
@@ -143,12 +150,28 @@ def test_a_client_counts_duplicates_and_losses_once() -> None:
 def test_the_page_results_become_client_tallies() -> None:
     settings = DemoSettings(output=Path("unused"), count=2, browser=True)
     page = {
-        key: {"received": 2, "lost": 0, "duplicates": 0, "requests": 1, "done": True, "state": "done",
-              "error": None, "latencies": [0.004, 0.006]}
+        key: {
+            "received": 2,
+            "lost": 0,
+            "duplicates": 0,
+            "requests": 1,
+            "done": True,
+            "state": "done",
+            "error": None,
+            "latencies": [0.004, 0.006],
+        }
         for key in ("ws", "sse", "stream", "longpoll")
     }
-    page["poll"] = {"received": 1, "lost": 1, "duplicates": 0, "requests": 3, "done": False, "state": "error",
-                    "error": "HTTP 502", "latencies": [0.5]}
+    page["poll"] = {
+        "received": 1,
+        "lost": 1,
+        "duplicates": 0,
+        "requests": 3,
+        "done": False,
+        "state": "error",
+        "error": "HTTP 502",
+        "latencies": [0.5],
+    }
     tallies = page_tallies({"done": False, "transports": page}, settings)
     assert [t.demo.key for t in tallies.values()] == ["ws", "sse", "stream", "longpoll", "poll"]
     assert all(t.deliveries is None for t in tallies.values())
@@ -162,4 +185,3 @@ def test_unknown_chromium_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.strip() == "Error: --browser needs Chromium, and no-such-browser was not found on PATH"
     assert not (tmp_path / "demo").exists()
-

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from servers import run_rtinspect
 from websockets.asyncio.client import connect as websocket_connect
 
 from demo_server.app import create_app
@@ -33,7 +34,6 @@ from inspector.demo.processes import ProcessSample, TreeSample, available, final
 from inspector.demo.server_process import ServerProcess
 from inspector.demo.verdicts import _ratio_close, rank
 from inspector.wire import Direction
-from servers import run_rtinspect
 
 CLIENTS = 20
 COUNT = 20

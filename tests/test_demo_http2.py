@@ -23,6 +23,7 @@ import h2.settings
 import httpx
 import pytest
 from rich.console import Console
+from servers import run_rtinspect
 
 from demo_server.app import create_app
 from demo_server.run import serve_tls_in_thread
@@ -35,7 +36,6 @@ from inspector.demo.h2websocket import H2WebSocket
 from inspector.demo.protocols import wire_connections
 from inspector.demo.run import DemoFiles, DemoResult
 from inspector.wire import Direction
-from servers import run_rtinspect
 
 COUNT = 20
 RATE = 50.0
@@ -50,9 +50,18 @@ def http2_run(tmp_path_factory: pytest.TempPathFactory, confdir: Path) -> Simple
     """One ``rtinspect demo --http2`` run: its output, report.json, clients.json and folder."""
     output = tmp_path_factory.mktemp("demo-http2") / "demo"
     done = run_rtinspect(
-        "demo", "--http2",
-        "--count", str(COUNT), "--rate", str(RATE), "--poll-interval", "0.2",
-        "-o", str(output), "--set", f"confdir={confdir}",
+        "demo",
+        "--http2",
+        "--count",
+        str(COUNT),
+        "--rate",
+        str(RATE),
+        "--poll-interval",
+        "0.2",
+        "-o",
+        str(output),
+        "--set",
+        f"confdir={confdir}",
         timeout=RUN_TIMEOUT,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -145,7 +154,9 @@ def test_hypercorn_serves_http1_and_h2_over_tls(tmp_path: Path) -> None:
     async def versions(url: str) -> list[tuple[str, int, int]]:
         answers = []
         for http2 in (False, True):
-            async with httpx.AsyncClient(http1=not http2, http2=http2, verify=tls.client_context(), trust_env=False) as client:
+            async with httpx.AsyncClient(
+                http1=not http2, http2=http2, verify=tls.client_context(), trust_env=False
+            ) as client:
                 async with client.stream("GET", url + "/stream") as response:
                     lines = [line async for line in response.aiter_lines() if line]
                 answers.append((response.http_version, response.status_code, len(lines)))
@@ -180,11 +191,16 @@ def test_the_rfc8441_client_reads_the_feed_and_closes_cleanly(
 
 def test_the_side_by_side_table_reads_by_protocol() -> None:
     """Each transport's ``by_protocol`` share, one row per protocol, h2 compared with HTTP/1.1."""
+
     def summary(connections: int, handshake_bytes: int, wire: int, messages: int) -> SimpleNamespace:
         return SimpleNamespace(
-            connections=connections, handshakes=connections, handshake_bytes=handshake_bytes,
-            wire_bytes=SimpleNamespace(total=wire), messages=SimpleNamespace(server_to_client=messages),
-            wire_bytes_per_message=wire / messages, overhead_ratio=0.25,
+            connections=connections,
+            handshakes=connections,
+            handshake_bytes=handshake_bytes,
+            wire_bytes=SimpleNamespace(total=wire),
+            messages=SimpleNamespace(server_to_client=messages),
+            wire_bytes_per_message=wire / messages,
+            overhead_ratio=0.25,
         )
 
     websocket = TRANSPORTS[0]
@@ -200,13 +216,35 @@ def test_the_side_by_side_table_reads_by_protocol() -> None:
             tally.delivered([{"seq": seq, "sent_at": 100.0}], at=100.0 + latency)
         clients[tally.label] = tally
     result = DemoResult(
-        settings=settings, report=report, clients=clients, files=DemoFiles.in_folder(Path("unused"), False, True),
-        problems=(), notes=(), seconds=1.0,
+        settings=settings,
+        report=report,
+        clients=clients,
+        files=DemoFiles.in_folder(Path("unused"), False, True),
+        problems=(),
+        notes=(),
+        seconds=1.0,
     )
     console = Console(file=io.StringIO(), width=150, color_system=None)
     console.print(protocols_table(result))
     rows = [line.split() for line in console.file.getvalue().splitlines()]  # type: ignore[attr-defined]
-    assert ["websocket", "http/1.1", "1", "1", "·", "500", "B", "250", "B", "25.0%", "250", "B", "10", "ms", "10", "ms"] in rows
+    assert [
+        "websocket",
+        "http/1.1",
+        "1",
+        "1",
+        "·",
+        "500",
+        "B",
+        "250",
+        "B",
+        "25.0%",
+        "250",
+        "B",
+        "10",
+        "ms",
+        "10",
+        "ms",
+    ] in rows
     assert ["h2", "1", "1", "·", "200", "B", "200", "B", "25.0%", "200", "B", "0.8×", "12", "ms", "12", "ms"] in rows
     assert demo_run.client_problems(settings, clients, report) == []
     assert demo_run.count_notes(clients, report) == []
@@ -237,11 +275,17 @@ def test_the_wire_check_reads_heads_from_bytes_in_any_pieces(tmp_path: Path) -> 
     server_bytes = server.data_to_send()
     client.initiate_connection()
     client.receive_data(server_bytes)
-    connect = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"), (":path", "/ws?x=1"),
-               (":authority", "127.0.0.1:1")]
+    connect = [
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "https"),
+        (":path", "/ws?x=1"),
+        (":authority", "127.0.0.1:1"),
+    ]
     client.send_headers(1, connect)
-    client.send_headers(3, [(":method", "GET"), (":scheme", "https"), (":path", "/sse"), (":authority", "127.0.0.1:1")],
-                        end_stream=True)
+    client.send_headers(
+        3, [(":method", "GET"), (":scheme", "https"), (":path", "/sse"), (":authority", "127.0.0.1:1")], end_stream=True
+    )
     client_bytes = client.data_to_send()
     server.receive_data(client_bytes)
     server_bytes += server.data_to_send()
@@ -255,12 +299,17 @@ def test_the_wire_check_reads_heads_from_bytes_in_any_pieces(tmp_path: Path) -> 
     tls = {"h2": TlsInfo(alpn="h2"), "http/1.1": TlsInfo(alpn="http/1.1")}
     with CaptureWriter(capture) as writer:
         writer.write(ConnectionOpened(1, 1.0, "c:1", "s:1", "reverse", tls=tls["h2"], upstream_tls=tls["h2"]))
-        pieces = [(Direction.SERVER_TO_CLIENT, server_bytes[:20]), (Direction.CLIENT_TO_SERVER, client_bytes),
-                  (Direction.SERVER_TO_CLIENT, server_bytes[20:])]
+        pieces = [
+            (Direction.SERVER_TO_CLIENT, server_bytes[:20]),
+            (Direction.CLIENT_TO_SERVER, client_bytes),
+            (Direction.SERVER_TO_CLIENT, server_bytes[20:]),
+        ]
         for direction, data in pieces:
             for at in range(0, len(data), 7):
                 writer.write(DataChunk(1, 2.0, direction, data[at : at + 7]))
-        writer.write(ConnectionOpened(2, 1.0, "c:2", "s:1", "reverse", tls=tls["http/1.1"], upstream_tls=tls["http/1.1"]))
+        writer.write(
+            ConnectionOpened(2, 1.0, "c:2", "s:1", "reverse", tls=tls["http/1.1"], upstream_tls=tls["http/1.1"])
+        )
         upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
         writer.write(DataChunk(2, 2.0, Direction.CLIENT_TO_SERVER, upgrade))
         writer.write(ConnectionOpened(3, 1.0, "c:3", "s:1", "reverse", tls=tls["h2"], upstream_tls=tls["h2"]))
@@ -269,7 +318,8 @@ def test_the_wire_check_reads_heads_from_bytes_in_any_pieces(tmp_path: Path) -> 
     first, second, third = wire_connections(capture)
     assert first.problem is None and (first.alpn, first.protocol) == ("h2", "h2")
     assert [(r.method, r.path, r.protocol, r.status) for r in first.requests] == [
-        ("CONNECT", "/ws", "websocket", "200"), ("GET", "/sse", None, "200")
+        ("CONNECT", "/ws", "websocket", "200"),
+        ("GET", "/sse", None, "200"),
     ]
     assert (first.extended_connects, first.websocket_upgrades) == (1, 0)
     assert (second.protocol, second.websocket_upgrades, second.extended_connects) == ("http/1.1", 1, 0)

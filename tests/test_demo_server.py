@@ -14,7 +14,7 @@ import socket
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -30,11 +30,10 @@ RATE = 300.0
 SIZE = 200
 BOUND_SECONDS = 15
 
-T = TypeVar("T")
 StartServer = Callable[..., RunningServer]
 
 
-def run(coroutine: Awaitable[T]) -> T:
+def run[T](coroutine: Awaitable[T]) -> T:
     """Run ``coroutine`` to completion, failing rather than hanging."""
 
     async def bounded() -> T:
@@ -311,9 +310,7 @@ def test_page_is_self_contained(start_server: StartServer) -> None:
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
-def test_page_consumes_every_transport_in_headless_chromium(
-    start_server: StartServer, tmp_path: Path
-) -> None:
+def test_page_consumes_every_transport_in_headless_chromium(start_server: StartServer, tmp_path: Path) -> None:
     server = start_server(count=20, rate=100.0)
     dom = subprocess.run(
         [

@@ -38,4 +38,6 @@ def test_ci_pins_a_version_of_every_dependency_within_its_bounds() -> None:
     for requirement in requirements():
         version = pins.get(canonicalize_name(requirement.name))
         assert version is not None, f"constraints.txt does not pin {requirement.name}"
-        assert requirement.specifier.contains(version, prereleases=True), f"{requirement.name}=={version} is not {requirement}"
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"{requirement.name}=={version} is not {requirement}"
+        )

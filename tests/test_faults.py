@@ -37,17 +37,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosedError
-from websockets.sync.client import connect as websocket_connect
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Request, TextMessage
-
-from inspector.capture import ConnectionOpened, DataChunk, read_capture
-from inspector.proxy_process import wait_until_closed
-from inspector.replay import STILL_OPEN, analyze_captures
-from inspector.report import PerDirection, Report
-from inspector.summary import build_report
-from inspector.wire import Direction
 from servers import (
     DEADLINE,
     LOOPBACK,
@@ -62,6 +51,17 @@ from servers import (
     running_proxy,
     wait_until,
 )
+from websockets.exceptions import ConnectionClosedError
+from websockets.sync.client import connect as websocket_connect
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request, TextMessage
+
+from inspector.capture import ConnectionOpened, DataChunk, read_capture
+from inspector.proxy_process import wait_until_closed
+from inspector.replay import STILL_OPEN, analyze_captures
+from inspector.report import PerDirection, Report
+from inspector.summary import build_report
+from inspector.wire import Direction
 
 #: File descriptors the proxy may hold beyond its count before the faults.
 FD_SLACK = 2

@@ -108,7 +108,9 @@ def tshark_streams(name: str, folder: Path) -> dict[str, TcpStream]:
     dissected = dissect_pcapng(exported_pcapng(name, folder), expected(name)["server_port"], decode_as=False)
     by_content = {(bytes(s.data[C2S]), bytes(s.data[S2C])): s for s in dissected.values()}
     pairs = {cid: by_content.get(streams) for cid, streams in streams_of(RECORDINGS / f"{name}.rtcap").items()}
-    assert all(pairs.values()), f"{name}: connections without their TCP stream: {[c for c, s in pairs.items() if s is None]}"
+    assert all(pairs.values()), (
+        f"{name}: connections without their TCP stream: {[c for c, s in pairs.items() if s is None]}"
+    )
     assert len(dissected) == len(pairs), "every TCP stream of the export is a connection of the capture"
     return pairs  # type: ignore[return-value]
 
@@ -181,7 +183,9 @@ def test_pcapng_segments_respect_the_mss_and_keep_every_byte(tmp_path: Path) -> 
 @needs_tshark
 def test_export_command_writes_pcapng_for_tshark(tmp_path: Path) -> None:
     target = tmp_path / "sse.pcapng"
-    result = CliRunner().invoke(rtinspect, ["export", str(RECORDINGS / "sse.rtcap"), "--to", "pcapng", "-o", str(target)])
+    result = CliRunner().invoke(
+        rtinspect, ["export", str(RECORDINGS / "sse.rtcap"), "--to", "pcapng", "-o", str(target)]
+    )
     assert result.exit_code == 0, result.output
     assert f"wrote {target}: " in result.output
     assert detect_format(target) is FileFormat.PCAPNG
@@ -280,7 +284,16 @@ def chrome_har() -> dict[str, Any]:
     body, an SSE stream whose text Chrome did not keep, and a WebSocket with text and
     binary messages on a connection of its own."""
     body = json.dumps({"messages": ["hello"] * 20}).encode()
-    timings = {"blocked": 1.2, "dns": -1, "ssl": -1, "connect": -1, "send": 0.1, "wait": 20.5, "receive": 0.4, "_blocked_queueing": 0.8}
+    timings = {
+        "blocked": 1.2,
+        "dns": -1,
+        "ssl": -1,
+        "connect": -1,
+        "send": 0.1,
+        "wait": 20.5,
+        "receive": 0.4,
+        "_blocked_queueing": 0.8,
+    }
     poll = {
         "_initiator": {"type": "script"}, "_priority": "High", "_resourceType": "fetch", "cache": {},
         "connection": "1234", "pageref": "page_1", "serverIPAddress": "[::1]",
@@ -308,7 +321,10 @@ def chrome_har() -> dict[str, Any]:
     sse["request"] |= {"url": "http://app.example:8080/events", "httpVersion": "HTTP/1.1"}
     sse["response"] |= {
         "httpVersion": "HTTP/1.1",
-        "headers": [{"name": "Content-Type", "value": "text/event-stream"}, {"name": "Transfer-Encoding", "value": "chunked"}],
+        "headers": [
+            {"name": "Content-Type", "value": "text/event-stream"},
+            {"name": "Transfer-Encoding", "value": "chunked"},
+        ],
         "content": {"size": 1200, "mimeType": "text/event-stream"},
     }
     websocket = {
@@ -482,7 +498,9 @@ def test_a_flow_file_says_its_pings_and_pongs_are_not_counted(tmp_path: Path) ->
     assert any(note.startswith("2 WebSocket ping(s) and pong(s) are not in the flow file") for note in exported.notes)
     report = report_of(flows, name="websocket")
     assert control_frames(report) == (PerDirection(1, 1), PerDirection(2, 2))  # the closes, from the flow's close code
-    assert any("1 WebSocket session(s) have no pings or pongs in the file: mitmproxy records" in n for n in report.notes)
+    assert any(
+        "1 WebSocket session(s) have no pings or pongs in the file: mitmproxy records" in n for n in report.notes
+    )
 
 
 def test_pings_and_pongs_in_a_flow_file_are_counted(tmp_path: Path) -> None:
@@ -613,7 +631,9 @@ def test_raw_tcp_flows_of_mitmdump_are_exact(app_server: AppServer, confdir: Pat
 
 def test_flows_exported_from_a_capture_read_back(tmp_path: Path) -> None:
     flows = tmp_path / "mixed.flows"
-    result = CliRunner().invoke(rtinspect, ["export", str(RECORDINGS / "mixed.rtcap"), "--to", "mitmproxy", "-o", str(flows)])
+    result = CliRunner().invoke(
+        rtinspect, ["export", str(RECORDINGS / "mixed.rtcap"), "--to", "mitmproxy", "-o", str(flows)]
+    )
     assert result.exit_code == 0, result.output
     original = report_of(RECORDINGS / "mixed.rtcap", name="mixed")
     again = report_of(flows, name="mixed")
@@ -652,7 +672,10 @@ def test_each_format_is_told_by_its_content_not_its_name(tmp_path: Path, mitmdum
         "packets.har": FileFormat.PCAPNG,
     }
     report = build_report(analyze_captures([tmp_path / "traffic.rtcap"]).records)
-    assert report.transport("sse").messages.server_to_client == expected("sse")["transports"]["sse"]["messages"]["server_to_client"]
+    assert (
+        report.transport("sse").messages.server_to_client
+        == expected("sse")["transports"]["sse"]["messages"]["server_to_client"]
+    )
 
 
 JUNK = {
@@ -661,7 +684,10 @@ JUNK = {
     "list.har": (b"[1, 2, 3]", "not an rtinspect capture"),
     "other.json": (b'{"name": "package.json"}', "not a HAR file (it has no log.entries)"),
     "broken.har": (b'{"log": {"entries": [', "not valid JSON"),
-    "report.json": (b'{"format": "rtinspect-report", "version": 1, "transports": {}}', "an rtinspect report, not traffic"),
+    "report.json": (
+        b'{"format": "rtinspect-report", "version": 1, "transports": {}}',
+        "an rtinspect report, not traffic",
+    ),
     "packets.pcapng": (b"\x0a\x0d\x0d\x0a" + bytes(60), "a pcapng file of packets"),
     "fake.flows": (b"12:not a flow!", "not an rtinspect capture"),
     "damaged.flows": (b"5:hello}", "not a readable mitmproxy flow file"),

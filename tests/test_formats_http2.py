@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from h2_conversations import CONVERSATIONS, Conversation, Talk, masked, polls_and_sse
 from mitmproxy import http
 from mitmproxy.io import FlowReader
 
-from h2_conversations import CONVERSATIONS, Conversation, Talk, masked, polls_and_sse
 from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, TlsInfo
 from inspector.cli import main as rtinspect
 from inspector.connection import ConnectionAnalyzer
@@ -173,7 +173,10 @@ def test_every_stream_is_a_har_entry_with_its_method_path_status_and_bodies(capt
 
 def test_h2_flows_are_what_mitmproxy_makes_of_http2() -> None:
     records = [opened("polls_and_sse", H2_TLS)]
-    records += [DataChunk(1, chunk_time("polls_and_sse", n), d, data) for n, (d, data) in enumerate(CONVERSATIONS["polls_and_sse"])]
+    records += [
+        DataChunk(1, chunk_time("polls_and_sse", n), d, data)
+        for n, (d, data) in enumerate(CONVERSATIONS["polls_and_sse"])
+    ]
     flows = flows_from_records(records).flows
     assert all(isinstance(flow, http.HTTPFlow) for flow in flows)
     sse, poll, *_, post, trailed, big = flows
@@ -205,12 +208,17 @@ def test_wire_sizes_are_the_reports_bytes_of_each_stream() -> None:
             assert sizes["request_head"] == exchange.accounts[C2S][Category.HEAD], (name, flow.request.path)
             assert sizes.get("response_head", 0) == exchange.accounts[S2C][Category.HEAD], (name, flow.request.path)
             if flow.websocket is None:
-                assert sizes["request_head"] + sizes["request_body"] == exchange.accounts[C2S].total, (name, flow.request.path)
+                assert sizes["request_head"] + sizes["request_body"] == exchange.accounts[C2S].total, (
+                    name,
+                    flow.request.path,
+                )
                 received = sizes.get("response_head", 0) + sizes.get("response_body", 0)
                 assert received == exchange.accounts[S2C].total, (name, flow.request.path)
         if not any(flow.websocket for flow in flows):  # type: ignore[attr-defined]
             sent = sum(f.metadata[WIRE_SIZES]["request_head"] + f.metadata[WIRE_SIZES]["request_body"] for f in flows)
-            received = sum(f.metadata[WIRE_SIZES]["response_head"] + f.metadata[WIRE_SIZES]["response_body"] for f in flows)
+            received = sum(
+                f.metadata[WIRE_SIZES]["response_head"] + f.metadata[WIRE_SIZES]["response_body"] for f in flows
+            )
             assert sent + record.unattributed[C2S].total == record.wire_bytes(C2S), name
             assert received + record.unattributed[S2C].total == record.wire_bytes(S2C), name
 
@@ -293,7 +301,9 @@ def test_the_export_tells_http2_as_the_report_does() -> None:
         flows = flows_from_records(records).flows
         versions = {flow.request.http_version for flow in flows if isinstance(flow, http.HTTPFlow)}
         assert (protocol == "h2") == (versions == {"HTTP/2.0"}), (case, protocol, versions)
-        assert protocol == ("h2" if case in ("preface", "alpn h2", "the preface a byte at a time") else "http/1.1"), case
+        assert protocol == ("h2" if case in ("preface", "alpn h2", "the preface a byte at a time") else "http/1.1"), (
+            case
+        )
 
 
 def test_speaks_http2() -> None:

@@ -122,7 +122,10 @@ def test_hario_core_reads_the_har_export_with_the_reports_sizes_and_messages(nam
     for transport in ("long_poll", "short_poll"):
         if transport in report.transports:
             polls = [e for c in report.connections if c.transport == transport for e in by_connection[c.id]]
-            assert sum(e.response.content.size for e in polls) == report.transport(transport).payload_bytes.server_to_client
+            assert (
+                sum(e.response.content.size for e in polls)
+                == report.transport(transport).payload_bytes.server_to_client
+            )
 
 
 # -- Chromium's own HAR import
@@ -152,7 +155,10 @@ async def import_in_chromium(hars: list[Path], profile: Path) -> list[list[dict[
         port = (profile / "DevToolsActivePort").read_text().split()[0]
         await browser.open(f"http://127.0.0.1:{port}/devtools/inspector.html")
         deadline = time.monotonic() + 20
-        while await browser.evaluate("location.pathname + ' ' + document.readyState") != "/devtools/inspector.html complete":
+        while (
+            await browser.evaluate("location.pathname + ' ' + document.readyState")
+            != "/devtools/inspector.html complete"
+        ):
             assert time.monotonic() < deadline, "the DevTools front end did not load"
             await asyncio.sleep(0.05)
         imported = []
@@ -207,4 +213,6 @@ def test_chromium_imports_the_har_export_with_the_reports_sizes_and_frames(
     wire = sum(s.wire_bytes.server_to_client for t, s in report.transports.items() if t != "websocket")
     assert sum(r["transferSize"] for r in others) == wire
     if "sse" in report.transports:
-        assert [r["type"] for r in others if r["url"].endswith("/sse")] == ["eventsource"] * report.transport("sse").connections
+        assert [r["type"] for r in others if r["url"].endswith("/sse")] == ["eventsource"] * report.transport(
+            "sse"
+        ).connections

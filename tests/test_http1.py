@@ -44,7 +44,9 @@ def test_expect_100_continue_counts_the_interim_response_as_a_head() -> None:
 
 
 def test_pipelined_requests_are_paired_with_their_responses_in_order() -> None:
-    requests = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n"
+    requests = (
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     responses = (
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"
         b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"  # HEAD: the length describes a body that is not sent
@@ -303,7 +305,9 @@ def test_each_response_is_framed_by_its_own_request() -> None:
         events += parser.feed(C2S, request, 0.0)
         events += parser.feed(S2C, refusal + (b"" if request.startswith(b"HEAD") else b"abc"), 0.0)
     events += parser.feed(C2S, b"GET /e HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 0.0)
-    events += parser.feed(S2C, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 0.0)
+    events += parser.feed(
+        S2C, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 0.0
+    )
     events += parser.close(1.0)
     body = [0] * 5
     for event in events:

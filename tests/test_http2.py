@@ -7,11 +7,11 @@ from __future__ import annotations
 import random
 
 import hpack
+from h2_conversations import CONVERSATIONS, Conversation, joined
+from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, RstStreamFrame, SettingsFrame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, RstStreamFrame, SettingsFrame
 
-from h2_conversations import CONVERSATIONS, Conversation, joined
 from inspector.capture import ConnectionOpened, TlsInfo
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
 from inspector.http2 import (
@@ -105,7 +105,9 @@ def test_every_byte_is_counted_once_and_the_frame_figures_add_up() -> None:
 
 def test_hpack_makes_the_same_head_cheaper_the_second_time() -> None:
     record = analyse(CONVERSATIONS["polls_and_sse"])
-    first, *later = sorted((e for e in record.exchanges if e.request and e.request.method == "GET"), key=lambda e: e.index)
+    first, *later = sorted(
+        (e for e in record.exchanges if e.request and e.request.method == "GET"), key=lambda e: e.index
+    )
     heads = [e.accounts[C2S][Category.HEAD] for e in later[:4]]
     decoded = [e.http2.decoded_header_bytes[C2S] for e in (first, *later[:4])]  # type: ignore[union-attr]
     assert max(heads) < first.accounts[C2S][Category.HEAD] / 2
@@ -172,7 +174,10 @@ def test_the_report_splits_by_protocol_and_totals_the_frames() -> None:
 
 
 def test_apportion_gives_every_byte_to_exactly_one_part() -> None:
-    accounts = {C2S: ByteAccount({Category.CONTROL: 10, Category.CHUNK_FRAMING: 7}), S2C: ByteAccount({Category.CONTROL: 5})}
+    accounts = {
+        C2S: ByteAccount({Category.CONTROL: 10, Category.CHUNK_FRAMING: 7}),
+        S2C: ByteAccount({Category.CONTROL: 5}),
+    }
     parts = apportion(accounts, [3, 1, 0])
     for direction in Direction:
         for category in Category:
@@ -261,7 +266,13 @@ def test_a_bad_preface_after_alpn_h2_is_flagged() -> None:
 def test_a_frame_over_max_frame_size_is_passed_over_not_buffered() -> None:
     block = hpack.Encoder().encode(ENCODER_HEADERS)
     big = DataFrame(1, b"x" * 20_000).serialize()
-    c2s = PREFACE + _settings() + _headers(1, block, "END_HEADERS") + big + _headers(3, hpack.Encoder().encode([]), "END_HEADERS")
+    c2s = (
+        PREFACE
+        + _settings()
+        + _headers(1, block, "END_HEADERS")
+        + big
+        + _headers(3, hpack.Encoder().encode([]), "END_HEADERS")
+    )
     parser = Http2Parser()
     parser.feed(C2S, c2s[: len(c2s) - 19_000], 1.0)
     assert len(parser._sides[C2S].buffer) < 100  # the oversized payload is counted as it passes
@@ -284,7 +295,12 @@ def test_an_oversized_header_list_is_an_hpack_bomb() -> None:
     first = encoder.encode([*ENCODER_HEADERS, ("x-big", "v" * 4000)])
     again = encoder.encode([*ENCODER_HEADERS, *[("x-big", "v" * 4000)] * 100])  # 400 kB from a few hundred bytes
     assert len(again) < 1000
-    c2s = PREFACE + _settings() + _headers(1, first, "END_HEADERS", "END_STREAM") + _headers(3, again, "END_HEADERS", "END_STREAM")
+    c2s = (
+        PREFACE
+        + _settings()
+        + _headers(1, first, "END_HEADERS", "END_STREAM")
+        + _headers(3, again, "END_HEADERS", "END_STREAM")
+    )
     record = _hostile(c2s)
     assert [(r.split(" (")[0], s) for r, s in _reasons(record)] == [("HPACK decoding failed", True)]
 
@@ -332,7 +348,11 @@ def test_streams_past_the_limit_are_counted_with_the_connection() -> None:
 def _mixed_report():  # type: ignore[no-untyped-def]
     http1 = ConnectionAnalyzer(ConnectionOpened(3, 0.0, "127.0.0.1:50003", "127.0.0.1:8000", "reverse"))
     http1.feed(C2S, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n", 1.0)
-    http1.feed(S2C, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 27\r\n\r\ndata: a\n\ndata: b\n\ndata: c\n\n", 1.1)
+    http1.feed(
+        S2C,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 27\r\n\r\ndata: a\n\ndata: b\n\ndata: c\n\n",
+        1.1,
+    )
     return build_report([http1.close(2.0), analyse(CONVERSATIONS["polls_and_sse"])])
 
 
@@ -358,7 +378,9 @@ def test_expectations_reach_the_figures_of_one_protocol() -> None:
     from inspector.expectations import assert_transport
 
     report = _mixed_report()
-    assert_transport(report, "sse", protocol="h2", messages_server_to_client=4, min_http2_frames_server_to_client_DATA=5)
+    assert_transport(
+        report, "sse", protocol="h2", messages_server_to_client=4, min_http2_frames_server_to_client_DATA=5
+    )
     assert_transport(report, "sse", protocol="http/1.1", messages_server_to_client=3, http2=None)
     with pytest.raises(AssertionError, match="no 'short_poll' traffic over http/1.1"):
         assert_transport(report, "short_poll", protocol="http/1.1")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from inspector.proxy_process import proxy_arguments, rtinspect_command
 from load import LoadSettings, run_load
 from servers import DEADLINE, AppServer, CheckoutProxyProcess, free_port, open_file_descriptors
+
+from inspector.proxy_process import proxy_arguments, rtinspect_command
 
 CI_SIZE = LoadSettings(
     connections=100,

@@ -81,7 +81,9 @@ def test_a_demo_file_gives_each_transport_in_report_order(tmp_path: Path) -> Non
 
 def test_an_http2_file_names_each_client_by_protocol(tmp_path: Path) -> None:
     by_protocol = {"h2": client([2.0], protocol="h2"), "http/1.1": client([1.0], protocol="http/1.1")}
-    path = clients_file(tmp_path, document({"sse": {"path": "/sse", "by_protocol": by_protocol}}, protocols=["http/1.1", "h2"]))
+    path = clients_file(
+        tmp_path, document({"sse": {"path": "/sse", "by_protocol": by_protocol}}, protocols=["http/1.1", "h2"])
+    )
     measured = load_client_measurements(path)
     assert measured.by_protocol
     assert [t.label for t in measured.transports] == ["sse (http/1.1)", "sse (h2)"]
@@ -114,14 +116,23 @@ def test_what_the_demo_writes_is_what_the_loader_reads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", "bad.json: not a clients file (not JSON: Expecting property name enclosed in double quotes at line 1)"),
+        (
+            "{not json",
+            "bad.json: not a clients file (not JSON: Expecting property name enclosed in double quotes at line 1)",
+        ),
         (b"\xff\xfe", "bad.json: not a clients file (not UTF-8 text)"),
-        ({"format": "rtinspect-report", "version": 1}, 'bad.json: not a clients file (no "format": "rtinspect-demo-clients"'),
+        (
+            {"format": "rtinspect-report", "version": 1},
+            'bad.json: not a clients file (no "format": "rtinspect-demo-clients"',
+        ),
         ([1, 2], 'bad.json: not a clients file (no "format"'),
         (document({}) | {"version": 2}, "bad.json: version 2 is newer than this rtinspect reads (1)"),
         (document({}) | {"version": "1"}, 'bad.json: "version" must be a whole number from 1, not "1"'),
         (document({}) | {"transports": []}, 'bad.json: "transports" must be an object keyed by transport'),
-        (document({"sse": client([1.0]) | {"received": -1}}), 'bad.json: sse "received" must be a whole number, not -1'),
+        (
+            document({"sse": client([1.0]) | {"received": -1}}),
+            'bad.json: sse "received" must be a whole number, not -1',
+        ),
         (document({"a\nb": []}), "bad.json: transport 'a\\nb' must be an object"),
         (
             document({"sse": {"by_protocol": {"h2": client([1.0]) | {"latency_ms": {"values": [1, "x"]}}}}}),

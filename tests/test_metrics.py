@@ -23,13 +23,6 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from websockets.sync.client import connect as websocket_connect
-
-from inspector.classify import Classifier, TransportRule
-from inspector.metrics import MetricsLedger
-from inspector.replay import analyze_captures, report_from_captures
-from inspector.report import TRANSPORTS, PerDirection, Report
-from inspector.wire import Direction
 from servers import (
     DEADLINE,
     LOOPBACK,
@@ -42,6 +35,13 @@ from servers import (
     wait_until,
 )
 from tshark import dissect_pcapng, needs_tshark
+from websockets.sync.client import connect as websocket_connect
+
+from inspector.classify import Classifier, TransportRule
+from inspector.metrics import MetricsLedger
+from inspector.replay import analyze_captures, report_from_captures
+from inspector.report import TRANSPORTS, PerDirection, Report
+from inspector.wire import Direction
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -185,9 +185,18 @@ def test_counters_during_and_after_a_run_match_the_clients_and_the_report_of_its
     #: What the clients exchanged, by transport: messages and payload bytes, each way.
     messages: dict[str, PerDirection] = {}
     payload: dict[str, PerDirection] = {}
-    with running_proxy(
-        app_server.url, "--metrics-port", str(metrics_port), "--analysis", analysis, confdir=confdir, capture=capture
-    ) as proxy, RecordingRelay(proxy.port) as relay:
+    with (
+        running_proxy(
+            app_server.url,
+            "--metrics-port",
+            str(metrics_port),
+            "--analysis",
+            analysis,
+            confdir=confdir,
+            capture=capture,
+        ) as proxy,
+        RecordingRelay(proxy.port) as relay,
+    ):
         before = scrape(metrics_port)
         assert total(counters(before), "rtinspect_connections_total") == 0
 

@@ -20,22 +20,6 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from websockets.sync.client import connect as websocket_connect
-
-from inspector.addon import HELD_LIMIT
-from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, Event
-from inspector.network import (
-    MIN_PIECE,
-    NETWORK_EVENT,
-    PRESETS,
-    Link,
-    NetworkConditions,
-    NetworkError,
-    network_conditions,
-    parse_rate,
-)
-from inspector.replay import report_from_captures
-from inspector.wire import Direction
 from servers import (
     DEADLINE,
     AppServer,
@@ -57,6 +41,22 @@ from test_proxy import (
     sse_stream,
     websocket_echo,
 )
+from websockets.sync.client import connect as websocket_connect
+
+from inspector.addon import HELD_LIMIT
+from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, Event
+from inspector.network import (
+    MIN_PIECE,
+    NETWORK_EVENT,
+    PRESETS,
+    Link,
+    NetworkConditions,
+    NetworkError,
+    network_conditions,
+    parse_rate,
+)
+from inspector.replay import report_from_captures
+from inspector.wire import Direction
 
 FOUR_G = {
     "preset": "4g",
@@ -91,8 +91,15 @@ def test_flags_replace_a_presets_figures_and_nothing_asked_is_none() -> None:
 
 @pytest.mark.parametrize(
     ("text", "bits"),
-    [("1.6mbit", 1_600_000), ("500kbit", 500_000), ("2mbyte", 16_000_000), ("10Mbit/s", 10_000_000),
-     ("1.35 Mbit/s", 1_350_000), ("1gbit", 1_000_000_000), ("unlimited", None)],
+    [
+        ("1.6mbit", 1_600_000),
+        ("500kbit", 500_000),
+        ("2mbyte", 16_000_000),
+        ("10Mbit/s", 10_000_000),
+        ("1.35 Mbit/s", 1_350_000),
+        ("1gbit", 1_000_000_000),
+        ("unlimited", None),
+    ],
 )
 def test_rates_are_decimal_bits_or_bytes_per_second(text: str, bits: int | None) -> None:
     assert parse_rate(text) == bits
@@ -116,9 +123,7 @@ def test_values_that_cannot_be_used_say_which_and_why(arguments: dict[str, str],
     assert "\n" not in str(raised.value)
 
 
-arrivals = st.lists(
-    st.tuples(st.floats(0, 0.05), st.integers(0, 200_000) | st.none()), min_size=1, max_size=40
-)
+arrivals = st.lists(st.tuples(st.floats(0, 0.05), st.integers(0, 200_000) | st.none()), min_size=1, max_size=40)
 
 
 @settings(max_examples=200, deadline=None)
@@ -185,7 +190,9 @@ def test_a_capture_carries_its_conditions_to_the_report(tmp_path: Path) -> None:
 # -- through the proxy
 
 
-@pytest.fixture(params=[("--rtt", "60", "--jitter", "40"), ("--down", "32mbit", "--up", "32mbit")], ids=["delay", "bandwidth"])
+@pytest.fixture(
+    params=[("--rtt", "60", "--jitter", "40"), ("--down", "32mbit", "--up", "32mbit")], ids=["delay", "bandwidth"]
+)
 def conditions(request: pytest.FixtureRequest) -> tuple[str, ...]:
     return request.param
 
@@ -298,7 +305,9 @@ def test_without_conditions_the_report_says_none(app_server: AppServer, confdir:
     ],
 )
 def test_bad_values_are_one_line_and_a_failure(confdir: Path, arguments: list[str], message: str) -> None:
-    result = run_rtinspect("proxy", "http://127.0.0.1:9", *arguments, "-p", str(free_port()), "--set", f"confdir={confdir}")
+    result = run_rtinspect(
+        "proxy", "http://127.0.0.1:9", *arguments, "-p", str(free_port()), "--set", f"confdir={confdir}"
+    )
     assert result.returncode != 0
     assert message in one_line(result.stderr)
 
@@ -306,8 +315,19 @@ def test_bad_values_are_one_line_and_a_failure(confdir: Path, arguments: list[st
 def test_the_demo_runs_under_a_preset(tmp_path: Path, confdir: Path) -> None:
     output = tmp_path / "demo"
     done = run_rtinspect(
-        "demo", "--network", "4g", "--count", "20", "--rate", "50", "--transports", "ws,sse",
-        "-o", str(output), "--set", f"confdir={confdir}",
+        "demo",
+        "--network",
+        "4g",
+        "--count",
+        "20",
+        "--rate",
+        "50",
+        "--transports",
+        "ws,sse",
+        "-o",
+        str(output),
+        "--set",
+        f"confdir={confdir}",
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -62,8 +62,7 @@ S2C = Direction.SERVER_TO_CLIENT
 RECORDINGS = Path(__file__).parent / "recordings"
 SCENARIOS = sorted(path.name.removesuffix(".expected.json") for path in RECORDINGS.glob("*.expected.json"))
 HTTP2_SCENARIOS = sorted(
-    f"http2/{p.name.removesuffix('.expected.json')}"
-    for p in RECORDINGS.glob("http2/*.expected.json")
+    f"http2/{p.name.removesuffix('.expected.json')}" for p in RECORDINGS.glob("http2/*.expected.json")
 )
 #: The exporter writes microsecond timestamps: times read back are the capture's to within this.
 MICROSECONDS = 2.5e-6
@@ -110,7 +109,7 @@ def differences(a: Any, b: Any, path: str = "", *, tolerance: float = 0.0, ignor
             d for k in keys for d in differences(a.get(k), b.get(k), f"{path}.{k}", tolerance=tolerance, ignore=ignore)
         ]
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        pairs = enumerate(zip(a, b))
+        pairs = enumerate(zip(a, b, strict=True))
         return [d for i, (x, y) in pairs for d in differences(x, y, f"{path}[{i}]", tolerance=tolerance, ignore=ignore)]
     if isinstance(a, float) and isinstance(b, float):
         return [] if abs(a - b) <= tolerance else [f"{path}: {a} != {b}"]
@@ -493,12 +492,12 @@ def test_every_byte_is_handed_on_once_whatever_the_order_and_only_lost_bytes_are
     case: tuple[bytes, list[tuple[int, bytes]], list[bool]],
 ) -> None:
     data, segments, lost = case
-    kept = [segment for segment, gone in zip(segments, lost) if not gone]
+    kept = [segment for segment, gone in zip(segments, lost, strict=True) if not gone]
     covered = [False] * len(data)
     for offset, part in kept:
         covered[offset : offset + len(part)] = [True] * len(part)
     records = one_stream(TcpReassembler([80]), kept, len(data))
-    assert handed_on(records) == [byte if here else None for byte, here in zip(data, covered)]
+    assert handed_on(records) == [byte if here else None for byte, here in zip(data, covered, strict=True)]
     assert isinstance(records[-1], ConnectionClosed) and records[-1].reason == "client closed"
 
 
@@ -511,7 +510,7 @@ def test_with_little_room_to_hold_segments_no_byte_is_made_up_or_lost_count(
     is not used; still every byte handed on is the stream's byte at its place, and the bytes
     handed on and missing add up to the stream."""
     data, segments, lost = case
-    kept = [segment for segment, gone in zip(segments, lost) if not gone]
+    kept = [segment for segment, gone in zip(segments, lost, strict=True) if not gone]
     stream = handed_on(one_stream(TcpReassembler([80], hold_limit=16), kept, len(data)))
     assert len(stream) == len(data)
     assert all(byte is None or byte == data[i] for i, byte in enumerate(stream))

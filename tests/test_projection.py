@@ -15,7 +15,9 @@ RECORDINGS = Path(__file__).parent / "recordings"
 
 
 def projected(name: str, fleet: str, *extra: str) -> dict:  # type: ignore[type-arg]
-    result = CliRunner().invoke(rtinspect, ["report", str(RECORDINGS / f"{name}.rtcap"), "-f", "json", "--project", fleet, *extra])
+    result = CliRunner().invoke(
+        rtinspect, ["report", str(RECORDINGS / f"{name}.rtcap"), "-f", "json", "--project", fleet, *extra]
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.output)["projection"]  # type: ignore[no-any-return]
 

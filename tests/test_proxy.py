@@ -19,10 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from websockets.sync.client import connect as websocket_connect
-
-from inspector.capture import ConnectionClosed, ConnectionOpened, DataChunk, read_capture
-from inspector.wire import Direction
 from servers import (
     DEADLINE,
     LOOPBACK,
@@ -39,6 +35,10 @@ from servers import (
     tls_server_context,
     wait_until,
 )
+from websockets.sync.client import connect as websocket_connect
+
+from inspector.capture import ConnectionClosed, ConnectionOpened, DataChunk, read_capture
+from inspector.wire import Direction
 
 Streams = tuple[bytes, bytes]
 """What one connection carried: (client to server, server to client)."""
@@ -187,13 +187,13 @@ def test_traffic_is_relayed_and_recorded_byte_for_byte(chain: Chain, talk: Calla
 CHUNKED_REQUEST = (
     b"POST /upload HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
     b"4;part=one\r\nabcd\r\n"
-    b"3 ; part = \"two\"\r\nefg\r\n"
+    b'3 ; part = "two"\r\nefg\r\n'
     b"0;done\r\nX-Sum: 7\r\n\r\n"
 )
 CHUNKED_RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n",
     b"5;name=value\r\nhello\r\n",
-    b"7;quoted=\"a b\"\r\n, world\r\n",
+    b'7;quoted="a b"\r\n, world\r\n',
     b"0;last\r\nX-Checksum: 12\r\nX-Other:  spaced  \r\n\r\n",
 )
 
@@ -259,9 +259,7 @@ def test_forward_proxy_inspects_connect_tunnels(confdir: Path, tmp_path: Path) -
     capture = tmp_path / "forward.rtcap"
     tls = tls_server_context(*self_signed_certificate(tmp_path))
     with ScriptedServer(respond_with(response), tls=tls) as server:
-        with running_proxy(
-            None, "--mode", "regular", "--upstream-insecure", confdir=confdir, capture=capture
-        ) as proxy:
+        with running_proxy(None, "--mode", "regular", "--upstream-insecure", confdir=confdir, capture=capture) as proxy:
             trusted = ssl.create_default_context(cafile=confdir / "mitmproxy-ca-cert.pem")
             with httpx.Client(proxy=proxy.url, verify=trusted, timeout=DEADLINE) as client:
                 assert client.get(f"{server.url}/through-a-tunnel").content == b"ok"
@@ -307,9 +305,7 @@ def test_sigterm_prints_the_summary_and_closes_the_capture(
 ) -> None:
     capture = tmp_path / "stopped.rtcap"
     report = tmp_path / "report.json"
-    with running_proxy(
-        app_server.url, "--report", str(report), confdir=confdir, capture=capture, quiet=False
-    ) as proxy:
+    with running_proxy(app_server.url, "--report", str(report), confdir=confdir, capture=capture, quiet=False) as proxy:
         with httpx.Client(timeout=DEADLINE) as client:
             assert client.get(f"{proxy.url}/plain").status_code == 200
         with websocket_connect(f"ws://{LOOPBACK}:{proxy.port}/ws", open_timeout=DEADLINE) as ws:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from servers import (
     DEADLINE,
     H2_PLAIN_BODY,
@@ -38,11 +37,11 @@ from servers import (
     issue_certificates,
     run_rtinspect,
     running_proxy,
-    wait_until,
     self_signed_certificate,
     serve_h2,
     tls_client_context,
     tls_server_context,
+    wait_until,
 )
 from test_proxy import captured
 
@@ -341,4 +340,3 @@ async def concurrent_streams(url: str) -> None:
             assert (await client.post("/echo", content=body)).content == body
 
         await asyncio.gather(sse(), ndjson(), polls(), upload())
-

@@ -30,14 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from servers import DEADLINE, LOOPBACK, AppServer, resident_set_size, running_proxy
 from websockets.asyncio.client import connect as websocket_connect
 
+from bench.peers import children, children_cpu_seconds
 from inspector.replay import analyze_captures
 from inspector.report import PerDirection
 from inspector.summary import build_report
-from servers import DEADLINE, LOOPBACK, AppServer, resident_set_size, running_proxy
-
-from bench.peers import children, children_cpu_seconds
 
 MESSAGES = 200_000
 #: The echo at which the baseline RSS is read: past start-up and warm-up.

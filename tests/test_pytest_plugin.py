@@ -270,4 +270,6 @@ def test_a_missing_oracle_fails_the_run_when_oracles_are_required(
     result = pytester.runpytest("-p", "oracles")
     result.assert_outcomes(errors=1, skipped=1)  # a skip mark acts at setup: there it is an error
     assert result.ret != 0
-    result.stdout.fnmatch_lines(["*tshark is not installed*RTINSPECT_REQUIRE_ORACLES=1 makes a missing oracle a failure*"])
+    result.stdout.fnmatch_lines(
+        ["*tshark is not installed*RTINSPECT_REQUIRE_ORACLES=1 makes a missing oracle a failure*"]
+    )

@@ -50,7 +50,9 @@ S2C = Direction.SERVER_TO_CLIENT
 RECORDINGS = Path(__file__).parent / "recordings"
 SCENARIOS = sorted(path.name.removesuffix(".expected.json") for path in RECORDINGS.glob("*.expected.json"))
 #: The HTTP/2 recordings, named by their path under ``recordings/``.
-HTTP2_SCENARIOS = sorted(f"http2/{p.name.removesuffix('.expected.json')}" for p in RECORDINGS.glob("http2/*.expected.json"))
+HTTP2_SCENARIOS = sorted(
+    f"http2/{p.name.removesuffix('.expected.json')}" for p in RECORDINGS.glob("http2/*.expected.json")
+)
 #: Every recording whose report is checked against its clients.
 CLIENT_CHECKED = SCENARIOS + HTTP2_SCENARIOS
 POLLING = ("long_poll", "short_poll")
@@ -106,9 +108,7 @@ def pair(value: dict[str, int]) -> PerDirection:
 
 
 def test_every_scenario_is_recorded() -> None:
-    assert SCENARIOS == sorted(
-        ["websocket", "websocket_deflate", "sse", "ndjson", "long_poll", "short_poll", "mixed"]
-    )
+    assert SCENARIOS == sorted(["websocket", "websocket_deflate", "sse", "ndjson", "long_poll", "short_poll", "mixed"])
     assert HTTP2_SCENARIOS == sorted(f"http2/h2_{n}" for n in ["sse", "ndjson", "long_poll", "short_poll", "websocket"])
     for name in CLIENT_CHECKED:
         assert (RECORDINGS / f"{name}.rtcap").is_file() and (RECORDINGS / f"{name}.pcapng").is_file()

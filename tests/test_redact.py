@@ -59,7 +59,9 @@ def recorded(confdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     with ScriptedServer(respond_with(RESPONSE)) as server:
         for report, options in ((result.redacted_report, ()), (result.kept_report, ("--no-redact",))):
             capture = result.capture if report is result.redacted_report else None
-            with running_proxy(server.url, "--report", str(report), *options, confdir=confdir, capture=capture) as proxy:
+            with running_proxy(
+                server.url, "--report", str(report), *options, confdir=confdir, capture=capture
+            ) as proxy:
                 for request in REQUESTS:
                     assert exchange(proxy.port, request) == RESPONSE
                 assert proxy.stop() == 0, proxy.stderr

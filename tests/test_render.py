@@ -8,8 +8,8 @@ import io
 import json
 import math
 import re
-from pathlib import Path
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -241,9 +241,7 @@ def sample_report() -> Report:
             port=50_007,
         ),
     )
-    timeline = [
-        MessagePoint(START + 0.5 + i * 3, "websocket", Direction.CLIENT_TO_SERVER, 46) for i in range(20)
-    ]
+    timeline = [MessagePoint(START + 0.5 + i * 3, "websocket", Direction.CLIENT_TO_SERVER, 46) for i in range(20)]
     for name, delay, poll in (
         ("websocket", 0.002, None),
         ("sse", 0.003, None),
@@ -668,8 +666,17 @@ def test_verdict_ignores_transports_without_messages() -> None:
 
 @pytest.mark.parametrize(
     ("n", "text"),
-    [(0, "0 B"), (812, "812 B"), (48.25, "48.2 B"), (1234, "1.2 KB"), (123_456, "123 KB"),
-     (999_960, "1.0 MB"), (4_500_000, "4.5 MB"), (None, "–"), (math.nan, "–")],
+    [
+        (0, "0 B"),
+        (812, "812 B"),
+        (48.25, "48.2 B"),
+        (1234, "1.2 KB"),
+        (123_456, "123 KB"),
+        (999_960, "1.0 MB"),
+        (4_500_000, "4.5 MB"),
+        (None, "–"),
+        (math.nan, "–"),
+    ],
 )
 def test_human_bytes(n: float | None, text: str) -> None:
     assert human_bytes(n) == text

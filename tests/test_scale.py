@@ -25,7 +25,9 @@ C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
 RECORDINGS = Path(__file__).parent / "recordings"
 SCENARIOS = sorted(path.name.removesuffix(".expected.json") for path in RECORDINGS.glob("*.expected.json"))
-HTTP2_SCENARIOS = sorted(f"http2/{p.name.removesuffix('.expected.json')}" for p in RECORDINGS.glob("http2/*.expected.json"))
+HTTP2_SCENARIOS = sorted(
+    f"http2/{p.name.removesuffix('.expected.json')}" for p in RECORDINGS.glob("http2/*.expected.json")
+)
 
 POLL = b"GET /poll?after=%d HTTP/1.1\r\nHost: x\r\n\r\n"
 DATA = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]"
@@ -38,7 +40,9 @@ def rules(name: str) -> tuple[TransportRule, ...]:
 
 
 def keep_alive_polls(number: int, polls: int, *, start: float = 0.0, wait: float = 0.001) -> ConnectionAnalyzer:
-    analyzer = ConnectionAnalyzer(ConnectionOpened(number, start, f"127.0.0.1:{40000 + number}", "127.0.0.1:8000", "reverse"))
+    analyzer = ConnectionAnalyzer(
+        ConnectionOpened(number, start, f"127.0.0.1:{40000 + number}", "127.0.0.1:8000", "reverse")
+    )
     at = start
     for i in range(polls):
         analyzer.feed(C2S, POLL % i, at)
@@ -219,10 +223,14 @@ def test_report_writes_every_connection_as_it_closes_in_json_and_csv(tmp_path: P
     from inspector.cli import main as rtinspect
 
     capture = str(RECORDINGS / "mixed.rtcap")
-    arguments = [f"--transport={rule}" for rule in json.loads((RECORDINGS / "mixed.expected.json").read_text())["rules"]]
+    arguments = [
+        f"--transport={rule}" for rule in json.loads((RECORDINGS / "mixed.expected.json").read_text())["rules"]
+    ]
     kept = json.loads((RECORDINGS / "mixed.report.json").read_text())
     out = tmp_path / "mixed.json"
-    result = CliRunner().invoke(rtinspect, ["report", capture, "--connections", "-f", "json", "-j", "2", "-o", str(out), *arguments])
+    result = CliRunner().invoke(
+        rtinspect, ["report", capture, "--connections", "-f", "json", "-j", "2", "-o", str(out), *arguments]
+    )
     assert result.exit_code == 0, result.output
     written = _as_kept(json.loads(out.read_text()))
     assert sorted(written["connections"], key=lambda c: c["id"]) == sorted(kept["connections"], key=lambda c: c["id"])

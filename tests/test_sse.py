@@ -20,11 +20,11 @@ import pytest
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 from hypothesis import given
 from hypothesis import strategies as st
+from servers import ScriptedServer, respond_with, running_proxy
 
 from inspector.replay import report_from_captures
 from inspector.sse import SseEvent, SseStream
 from inspector.wire import Category
-from servers import ScriptedServer, respond_with, running_proxy
 
 # Fragments that make event streams with every structure the parser knows about.
 FRAGMENTS = [

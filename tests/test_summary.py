@@ -19,7 +19,9 @@ DATA = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]"
 EMPTY = b"HTTP/1.1 204 No Content\r\n\r\n"
 
 
-def connection(number: int, *chunks: tuple[float, Direction, bytes], classifier: Classifier | None = None) -> ConnectionRecord:
+def connection(
+    number: int, *chunks: tuple[float, Direction, bytes], classifier: Classifier | None = None
+) -> ConnectionRecord:
     opened = ConnectionOpened(number, chunks[0][0], f"127.0.0.1:{50000 + number}", "127.0.0.1:8000", "reverse")
     analyzer = ConnectionAnalyzer(opened, classifier=classifier)
     for at, direction, data in chunks:

@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from servers import (
     DEADLINE,
     Certificates,
@@ -126,9 +125,7 @@ def _record(upstream: HypercornServer, confdir: Path, directory: Path, tls: bool
         packets.start()
         try:
             if tls:
-                verify: ssl.SSLContext | bool = ssl.create_default_context(
-                    cafile=confdir / "mitmproxy-ca-cert.pem"
-                )
+                verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=confdir / "mitmproxy-ca-cert.pem")
                 verify.keylog_filename = str(keylog)
                 asyncio.run(talk(f"https://127.0.0.1:{proxy.port}", verify))
             else:

@@ -6,14 +6,13 @@ Frames come from wsproto (an independent encoder) and, end to end, from a real
 
 from __future__ import annotations
 
-from itertools import pairwise
-
 import socket
 import struct
 import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -100,8 +99,14 @@ def test_parse_frame_header_lengths(length: int) -> None:
         raw = bytes([0x82, 127]) + struct.pack("!Q", length)
     header = parse_frame_header(raw)
     assert header == FrameHeader(
-        fin=True, rsv1=False, rsv2=False, rsv3=False, opcode=Opcode.BINARY,
-        masked=False, payload_length=length, header_length=header_length(length),
+        fin=True,
+        rsv1=False,
+        rsv2=False,
+        rsv3=False,
+        opcode=Opcode.BINARY,
+        masked=False,
+        payload_length=length,
+        header_length=header_length(length),
     )
     assert header.wire_length == header_length(length) + length
     assert parse_frame_header(raw[:-1]) is None
@@ -164,10 +169,15 @@ def test_fragmented_message_with_interleaved_ping() -> None:
     ping, message = events
     assert ping == ControlFrame(C2S, Opcode.PING, wire_bytes=2 + 4 + 13, payload_bytes=13, timestamp=2.0)
     assert message == WebSocketMessage(
-        direction=C2S, opcode=Opcode.TEXT, frames=3,
+        direction=C2S,
+        opcode=Opcode.TEXT,
+        frames=3,
         wire_bytes=(2 + 4 + 2) + (4 + 4 + 300) + (2 + 4 + 3),
-        wire_payload_bytes=305, payload_bytes=305, compressed=False,
-        first_timestamp=1.0, timestamp=4.0,
+        wire_payload_bytes=305,
+        payload_bytes=305,
+        compressed=False,
+        first_timestamp=1.0,
+        timestamp=4.0,
     )
     assert stream.account[Category.CONTROL] == 13
     assert stream.account[Category.PAYLOAD] == 305
@@ -198,8 +208,13 @@ def test_control_frames(direction: Direction) -> None:
     assert pong == ControlFrame(direction, Opcode.PONG, 2 + mask, 0, 0.0)
     reason = "going àway".encode()
     assert close == ControlFrame(
-        direction, Opcode.CLOSE, 2 + mask + 2 + len(reason), 2 + len(reason), 0.0,
-        close_code=1001, close_reason="going àway",
+        direction,
+        Opcode.CLOSE,
+        2 + mask + 2 + len(reason),
+        2 + len(reason),
+        0.0,
+        close_code=1001,
+        close_reason="going àway",
     )
     assert bare_close == ControlFrame(direction, Opcode.CLOSE, 2 + mask, 0, 0.0)
     assert stream.account[Category.CONTROL] == 125 + 2 + len(reason)
@@ -362,14 +377,21 @@ VIOLATIONS = {
     ),
     "text not utf-8": Violation(S2C, b"\x81\x02\xff\xfe\x81\x00", 0, "invalid UTF-8 in a text message", 4),
     "text ends inside a character": Violation(
-        S2C, b"\x01\x01\xe2\x80\x01\x82\x89\x00",
-        3, "invalid UTF-8 in a text message (it ends inside a character)", 6,
+        S2C,
+        b"\x01\x01\xe2\x80\x01\x82\x89\x00",
+        3,
+        "invalid UTF-8 in a text message (it ends inside a character)",
+        6,
     ),
     "masked text not utf-8 in second fragment": Violation(
         C2S, masked(0x01, b"ok") + masked(0x80, b"\xc0\xaf"), 8, "invalid UTF-8 in a text message", 16
     ),
     "corrupt deflate": Violation(
-        S2C, b"\xc2\x01\x07\x82\x00", 0, "corrupt permessage-deflate data (Error -3 while decompressing data: invalid block type)", 3,
+        S2C,
+        b"\xc2\x01\x07\x82\x00",
+        0,
+        "corrupt permessage-deflate data (Error -3 while decompressing data: invalid block type)",
+        3,
         DEFLATE,
     ),
     "data after final deflate block": Violation(
@@ -465,8 +487,10 @@ def conversations(draw: st.DrawFn) -> tuple[Direction, DeflateParams | None, byt
         bits = draw(st.integers(9, 15))
         keep = draw(st.booleans())
         deflate = DeflateParams(
-            client_no_context_takeover=keep, server_no_context_takeover=keep,
-            client_max_window_bits=bits, server_max_window_bits=bits,
+            client_no_context_takeover=keep,
+            server_no_context_takeover=keep,
+            client_max_window_bits=bits,
+            server_max_window_bits=bits,
         )
     proto = sender(direction, deflate)
     data = bytearray()

@@ -27,7 +27,7 @@ RECONSTRUCTED_NOTE = (
     "Their bytes are rebuilt from what the file keeps (heads, bodies, WebSocket messages): heads, body "
     "framing and WebSocket frame headers are as rtinspect re-encoded them, not as they travelled; "
     "messages, pings and pongs (where the file has them) and payload are the file's. They are marked rebuilt "
-    "(\"reconstructed\" in JSON)."
+    '("reconstructed" in JSON).'
 )
 
 
@@ -61,7 +61,14 @@ def open_traffic(path: str | os.PathLike[str], *, server_ports: Collection[int] 
             name,
             found,
             rebuilt,
-            lambda: _about(name, [f"{name}: a HAR file of {rebuilt.rebuilt} connection(s). {RECONSTRUCTED_NOTE}", *har.notes, *rebuilt.notes]),
+            lambda: _about(
+                name,
+                [
+                    f"{name}: a HAR file of {rebuilt.rebuilt} connection(s). {RECONSTRUCTED_NOTE}",
+                    *har.notes,
+                    *rebuilt.notes,
+                ],
+            ),
         )
     if found is FileFormat.MITMPROXY:
         from .mitmflows import FlowFile, RebuiltTraffic
@@ -79,7 +86,8 @@ def open_traffic(path: str | os.PathLike[str], *, server_ports: Collection[int] 
             if rebuilt.rebuilt:
                 exact = f" and {rebuilt.exact} of raw TCP flows (exact)" if rebuilt.exact else ""
                 found.insert(
-                    0, f"{name}: a mitmproxy flow file: {rebuilt.rebuilt} connection(s) of HTTP flows{exact}. {RECONSTRUCTED_NOTE}"
+                    0,
+                    f"{name}: a mitmproxy flow file: {rebuilt.rebuilt} connection(s) of HTTP flows{exact}. {RECONSTRUCTED_NOTE}",
                 )
             return _about(name, found)
 

@@ -190,7 +190,9 @@ class _WebSocketReader:
                     if frame.message_finished:
                         text = frame.opcode is Opcode.TEXT
                         content = "".join(self._parts).encode() if text else b"".join(self._parts)  # type: ignore[arg-type]
-                        exchange.messages.append(WebSocketMessage(frame.opcode, self.direction is C2S, content, timestamp))
+                        exchange.messages.append(
+                            WebSocketMessage(frame.opcode, self.direction is C2S, content, timestamp)
+                        )
                         self._parts = []
         except ParseFailed:
             self.failed = True
@@ -488,10 +490,17 @@ def _notes(connections: list[_Connection]) -> tuple[str, ...]:
         notes.append(f"{unparsed} bytes that could not be parsed as HTTP are not in the export.")
     tunneled = sum(conn.tunneled for conn in connections)
     if tunneled:
-        notes.append(f"{tunneled} bytes of protocols other than WebSocket (after an Upgrade or CONNECT) are not in the export.")
+        notes.append(
+            f"{tunneled} bytes of protocols other than WebSocket (after an Upgrade or CONNECT) are not in the export."
+        )
     broken = sum(
-        reader.failed for conn in connections for exchange in conn.exchanges for reader in (exchange.websocket or {}).values()
+        reader.failed
+        for conn in connections
+        for exchange in conn.exchanges
+        for reader in (exchange.websocket or {}).values()
     )
     if broken:
-        notes.append(f"{broken} WebSocket stream(s) stopped at a frame that could not be read; later messages are not in the export.")
+        notes.append(
+            f"{broken} WebSocket stream(s) stopped at a frame that could not be read; later messages are not in the export."
+        )
     return tuple(notes)

@@ -83,5 +83,7 @@ def detect_format(path: str | os.PathLike[str]) -> FileFormat:
     if not head:
         raise CaptureError(f"{name}: the file is empty")
     if found is None:
-        raise CaptureError(f"{name}: not an rtinspect capture (.rtcap), HAR file, mitmproxy flow file, pcap or pcapng file")
+        raise CaptureError(
+            f"{name}: not an rtinspect capture (.rtcap), HAR file, mitmproxy flow file, pcap or pcapng file"
+        )
     return found

@@ -212,7 +212,9 @@ class _Connections:
         return client, server_conn
 
 
-def _websocket(entry: dict[str, Any], request: http.Request, response: http.Response | None) -> tuple[WebSocketData, http.Response]:
+def _websocket(
+    entry: dict[str, Any], request: http.Request, response: http.Response | None
+) -> tuple[WebSocketData, http.Response]:
     messages = []
     for message in entry.get("_webSocketMessages") or []:
         opcode = message.get("opcode")
@@ -225,7 +227,9 @@ def _websocket(entry: dict[str, Any], request: http.Request, response: http.Resp
             content = _control_payload(data)
         else:
             content = base64.b64decode(data)
-        messages.append(WebSocketMessage(Opcode(opcode), message.get("type") == "send", content, float(message["time"])))
+        messages.append(
+            WebSocketMessage(Opcode(opcode), message.get("type") == "send", content, float(message["time"]))
+        )
     # The handshake must read as one, whatever the file kept of it.
     for name, value in (("Upgrade", "websocket"), ("Connection", "Upgrade")):
         if name not in request.headers:

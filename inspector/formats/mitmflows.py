@@ -332,7 +332,11 @@ class _Rebuilder:
         if flow.response is None:
             return
         response = self._as_http1(flow.response)
-        if flow.websocket is not None and flow.request.method.upper() == "CONNECT" and 200 <= response.status_code < 300:
+        if (
+            flow.websocket is not None
+            and flow.request.method.upper() == "CONNECT"
+            and 200 <= response.status_code < 300
+        ):
             # The extended CONNECT's answer, as HTTP/1.1 says it.
             response.status_code, response.reason = 101, "Switching Protocols"
             _upgrade_to_websocket(response.headers)
@@ -382,10 +386,12 @@ class _Rebuilder:
             headers["content-length"] = str(len(content))
         return content
 
-
     def _websocket(self, chunks: _Chunks, websocket: WebSocketData, extensions: str | None) -> None:
         """The frames of a WebSocket session: each message, ping and pong, then the close handshake."""
-        senders = {C2S: FrameProtocol(True, negotiated_extensions(extensions)), S2C: FrameProtocol(False, negotiated_extensions(extensions))}
+        senders = {
+            C2S: FrameProtocol(True, negotiated_extensions(extensions)),
+            S2C: FrameProtocol(False, negotiated_extensions(extensions)),
+        }
         last = 0.0
         for message in websocket.messages:
             if message.dropped:

@@ -166,7 +166,7 @@ def _summary(format: FileFormat, connections: int, ports: Collection[int], gaps:
     earlier = ", and what those open before it began sent earlier" if gaps.began_before else ""
     return (
         f"{found}. {gaps.connections:,} of them lack bytes the capture does not have ({gaps.missing:,} bytes "
-        f"in all{earlier}): {listed}{more}. They are marked rebuilt (\"reconstructed\" in JSON), and each "
+        f'in all{earlier}): {listed}{more}. They are marked rebuilt ("reconstructed" in JSON), and each '
         "direction is parsed up to its first missing byte: the bytes after it are counted, as unparsed, "
         "and no byte is made up."
     )

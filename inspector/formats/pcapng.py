@@ -231,7 +231,9 @@ class PcapngWriter:
         syn: bool = False,
     ) -> None:
         from_client = direction is Direction.CLIENT_TO_SERVER
-        source, target = (connection.client, connection.server) if from_client else (connection.server, connection.client)
+        source, target = (
+            (connection.client, connection.server) if from_client else (connection.server, connection.client)
+        )
         seq = connection.next_seq[direction]
         ack = connection.next_seq[direction.opposite] if flags & _ACK else 0
         options = b""

@@ -20,9 +20,7 @@ from .table import render_table, table_renderables
 FORMATS = ("table", "json", "markdown", "csv", "html")
 
 
-def render(
-    report: Report, fmt: str, *, connections: bool = False, clients: ClientMeasurements | None = None
-) -> str:
+def render(report: Report, fmt: str, *, connections: bool = False, clients: ClientMeasurements | None = None) -> str:
     """The report as text in one of :data:`FORMATS`."""
     if fmt == "table":
         return render_table(report, connections, clients=clients)

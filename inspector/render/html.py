@@ -15,17 +15,17 @@ from ..report import REPORT_FORMAT, REPORT_VERSION, Report, TransportSummary
 from .latency import LATENCY_COLUMNS, latency_caption, latency_notes, latency_rows
 from .rows import (
     CONNECTION_COLUMNS,
-    PROJECTION_COLUMNS,
     ESTIMATE_LEGEND,
+    PROJECTION_COLUMNS,
     TRANSPORT_COLUMNS,
     Column,
     connection_rows,
-    projection_rows,
-    projection_title,
     has_estimates,
     http2_summary,
-    transport_rows,
+    projection_rows,
+    projection_title,
     transport_parts,
+    transport_rows,
     transports_in_order,
 )
 from .svg import Bar, Mark, Segment, Series, Strip, log_strips, stacked_bars, step_lines
@@ -172,10 +172,7 @@ def _table(columns: tuple[Column, ...], rows: list[tuple[str, ...]], best_row: i
             cells.append(f'<td class="{css}">{escape(cell)}</td>')
         css = ' class="best"' if i == best_row else ""
         body.append(f"<tr{css}>{''.join(cells)}</tr>")
-    return (
-        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>"
-    )
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _moment(ts: float | None) -> str | None:
@@ -201,10 +198,7 @@ def _header(report: Report) -> str:
     if report.sources:
         names = ", ".join(f"<code>{escape(s)}</code>" for s in report.sources)
         sources = f'<p class="meta">From {names}</p>'
-    return (
-        f"<header><h1><span>rtinspect</span> report</h1>"
-        f'<p class="meta">{" · ".join(facts)}</p>{sources}</header>'
-    )
+    return f'<header><h1><span>rtinspect</span> report</h1><p class="meta">{" · ".join(facts)}</p>{sources}</header>'
 
 
 def _verdict(report: Report) -> str:
@@ -344,9 +338,7 @@ def _timeline_chart(report: Report) -> str:
     caption = "Cumulative messages delivered by each transport (both directions)."
     if sampled:
         caption += (
-            " Lines drawn from a sample of arrivals are scaled to the transport's total: "
-            + ", ".join(sampled)
-            + "."
+            " Lines drawn from a sample of arrivals are scaled to the transport's total: " + ", ".join(sampled) + "."
         )
     chart = step_lines(
         series,

@@ -9,15 +9,15 @@ from ..report import Report
 from .latency import LATENCY_COLUMNS, latency_caption, latency_notes, latency_rows
 from .rows import (
     CONNECTION_COLUMNS,
-    PROJECTION_COLUMNS,
     ESTIMATE_LEGEND,
+    PROJECTION_COLUMNS,
     TRANSPORT_COLUMNS,
     Column,
     connection_rows,
-    projection_rows,
-    projection_title,
     has_estimates,
     http2_summary,
+    projection_rows,
+    projection_title,
     transport_rows,
 )
 from .verdict import verdict
@@ -71,4 +71,3 @@ def render_markdown(report: Report, connections: bool = False, clients: ClientMe
     if connections and report.connections:
         lines += ["## Connections", "", *_table(CONNECTION_COLUMNS, connection_rows(report)), ""]
     return "\n".join(lines)
-

@@ -150,10 +150,7 @@ def projection_rows(report: Report) -> list[tuple[str, ...]]:
 
 def has_estimates(report: Report) -> bool:
     """Whether any figure in the transport table is a sampled estimate."""
-    return any(
-        t.bytes_per_message is not None and not t.bytes_per_message.exact
-        for t in report.transports.values()
-    )
+    return any(t.bytes_per_message is not None and not t.bytes_per_message.exact for t in report.transports.values())
 
 
 def transport_row(t: TransportSummary, label: str | None = None) -> tuple[str, ...]:

@@ -111,16 +111,13 @@ def stacked_bars(bars: Sequence[Bar], value_text: Callable[[float], str]) -> str
     ticks = nice_ticks(max((b.total for b in bars), default=0))
     scale = plot / ticks[-1]
     height = top + row * len(bars) + axis
-    out = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img">'
-    ]
+    out = [f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img">']
     bottom = top + row * len(bars)
     for tick in ticks:
         tx = _fmt(label_width + tick * scale)
         out.append(f'<line class="grid" x1="{tx}" y1="{top}" x2="{tx}" y2="{bottom}"/>')
         out.append(
-            f'<text class="axis" x="{tx}" y="{bottom + 18}" text-anchor="middle">'
-            f"{escape(value_text(tick))}</text>"
+            f'<text class="axis" x="{tx}" y="{bottom + 18}" text-anchor="middle">{escape(value_text(tick))}</text>'
         )
     for i, bar in enumerate(bars):
         y = top + i * row + (row - bar_height) / 2
@@ -173,9 +170,7 @@ def step_lines(
     def at(x: float, y: float) -> str:
         return f"{_fmt(left + x * sx)},{_fmt(top + plot_h - y * sy)}"
 
-    out = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img">'
-    ]
+    out = [f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img">']
     for tick in y_ticks:
         ty = _fmt(top + plot_h - tick * sy)
         out.append(f'<line class="grid" x1="{left}" y1="{ty}" x2="{left + plot_w}" y2="{ty}"/>')
@@ -187,8 +182,7 @@ def step_lines(
         tx = _fmt(left + tick * sx)
         out.append(f'<line class="grid" x1="{tx}" y1="{top}" x2="{tx}" y2="{top + plot_h}"/>')
         out.append(
-            f'<text class="axis" x="{tx}" y="{top + plot_h + 18}" text-anchor="middle">'
-            f"{escape(x_text(tick))}</text>"
+            f'<text class="axis" x="{tx}" y="{top + plot_h + 18}" text-anchor="middle">{escape(x_text(tick))}</text>'
         )
     out.append(
         f'<text class="axis title" x="{left + plot_w / 2}" y="{height - 6}" '

@@ -400,7 +400,9 @@ CASES: tuple[Case, ...] = (
         anomaly=Anomaly(S2C, len(ACCEPTED), "RSV1 set on a control frame"),
     ),
     # WebSocket frames that break RFC 6455 or RFC 7692.
-    websocket("ws_reserved_opcode", "A server frame with opcode 0x3.", server=frame(0x3, b"x"), reason="reserved opcode 0x3"),
+    websocket(
+        "ws_reserved_opcode", "A server frame with opcode 0x3.", server=frame(0x3, b"x"), reason="reserved opcode 0x3"
+    ),
     websocket(
         "ws_reserved_control_opcode",
         "A client frame with opcode 0xB.",

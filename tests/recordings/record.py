@@ -62,8 +62,6 @@ from httpx_sse import aconnect_sse
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from demo_server.app import FEED_ENDED_HEADER, create_app  # noqa: E402
-from demo_server.run import serve_in_thread  # noqa: E402
 from servers import (  # noqa: E402
     LOOPBACK,
     H2Client,
@@ -75,6 +73,9 @@ from servers import (  # noqa: E402
     tls_client_context,
 )
 from tshark import PacketCapture  # noqa: E402
+
+from demo_server.app import FEED_ENDED_HEADER, create_app  # noqa: E402
+from demo_server.run import serve_in_thread  # noqa: E402
 
 #: Seconds a whole scenario may take before recording fails.
 SCENARIO_DEADLINE = 60.0
