@@ -225,7 +225,7 @@ def server_verdict(result: DemoResult) -> Verdict | None:
         _ratio_close(CLOSE_RATIO, floor),
         _ms,
         "The demo server's CPU time per 1,000 feed messages delivered",
-        f"20% or {CPU_NOISE_MS:g} ms of CPU time in all",
+        f"20% (or {CPU_NOISE_MS:g} ms of CPU time in all)",
     )
     held = [(name, server) for name, server in servers if server.connections_held >= MIN_CONNECTIONS_FOR_RSS]
     if held:
