@@ -360,9 +360,6 @@ def dissect_http2(pcap: Path, port: int | None = None, keylog: Path | None = Non
     root = ElementTree.fromstring(tshark_http2_pdml(pcap, port, keylog))
     for packet in root.iter("packet"):
         tcp = named_fields(packet.find("proto[@name='tcp']"))  # type: ignore[arg-type]
-        if "tcp.analysis.retransmission" in tcp or "tcp.analysis.spurious_retransmission" in tcp:
-            # The same bytes again (a busy loopback retransmits now and then): they were counted once.
-            continue
         index = int(tcp["tcp.stream"].get("show", "0"))
         sender = f"{tcp['tcp.srcport'].get('show')}"
         side = by_sender.setdefault((index, sender), Http2Direction())
