@@ -41,8 +41,6 @@ PAGE_CLOSE_RATIO = 1.75
 BYTES_CLOSE_RATIO = 1.02
 #: INP: four runs of the same pages here (50 clicks each) differed by up to three Event Timing steps.
 INP_NOISE_MS = 24.0
-#: /proc's CPU clock tick in milliseconds.
-TICK_MS = 10.0
 #: The least CPU time, for any transport, for ranking the server's: runs of one client per transport
 #: (200 messages, a few hundred milliseconds each) differed by up to 150 ms for the same transport here.
 MIN_CPU_TO_RANK_MS = 1000.0
