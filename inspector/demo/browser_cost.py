@@ -147,3 +147,18 @@ async def click_for(browser: Chromium, where: tuple[float, float], seconds: floa
         sent += 1
         await asyncio.sleep(max(0.0, began + sent * interval - time.monotonic()))
     return sent
+
+
+#: The columns of the page's cost, in the terminal and in report.html.
+BROWSER_HEADINGS = (
+    "Transport",
+    "Layouts",
+    "Style recalcs",
+    "Layout",
+    "Style",
+    "Script",
+    "Tasks",
+    "JS heap Δ",
+    "INP",
+    "Clicks",
+)

@@ -15,6 +15,7 @@ from rich.text import Text
 from ..render.table import TEXT_WIDTH, table_renderables
 from ..render.units import MISSING, count, factor, human_bytes, percent
 from ..report import TransportSummary
+from .browser_cost import BROWSER_HEADINGS
 from .costs import ProcessCost, describe_machine
 from .run import DemoResult, transport_summary
 from .settings import CLICK_INTERVAL, PROTOCOLS, TRANSPORT_KEYS, DemoSettings
@@ -228,18 +229,7 @@ def browser_table(result: DemoResult) -> Table:
         header_style="bold",
     )
     table.box = None
-    headings = (
-        "Transport",
-        "Layouts",
-        "Style recalcs",
-        "Layout",
-        "Style",
-        "Script",
-        "Tasks",
-        "JS heap Δ",
-        "INP",
-        "Clicks",
-    )
+    headings = BROWSER_HEADINGS
     for i, heading in enumerate(headings):
         table.add_column(heading, justify="left" if i == 0 else "right")
     for tally in _in_report_order(result.clients.values()):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..render.svg import Bar, Segment, stacked_bars
 from ..render.units import MISSING, count, human_bytes
+from .browser_cost import BROWSER_HEADINGS
 from .costs import TransportCosts, describe_machine
 from .verdicts import demo_verdicts
 
@@ -104,18 +105,7 @@ def browser_section(result: DemoResult) -> str:
             )
         )
     settings = result.settings
-    headings = (
-        "Transport",
-        "Layouts",
-        "Style recalcs",
-        "Layout",
-        "Style",
-        "Script",
-        "Tasks",
-        "JS heap Δ",
-        "INP",
-        "Clicks",
-    )
+    headings = BROWSER_HEADINGS
     return (
         "<section><h2>The page's main-thread time, by transport</h2>"
         f'<p class="caption">Each transport in its own page in headless Chromium, one after another, '
