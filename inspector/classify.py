@@ -26,15 +26,12 @@ import fnmatch
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .app_messages import AppMessageRule
+from .records import ExchangeRecord
 from .report import TRANSPORTS
 from .wire import BodyKind
-
-if TYPE_CHECKING:
-    from .connection import ExchangeRecord
 
 DEFAULT_LONG_POLL_THRESHOLD = 1.0
 

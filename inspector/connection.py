@@ -27,33 +27,32 @@ from dataclasses import dataclass, field, replace
 from .app_messages import JsonBody, is_json
 from .capture import ConnectionOpened
 from .classify import CONNECTION_ROUTE_LIMIT, Classifier, Route, RouteTable, exchange_route
-from .http1 import (
+from .events import (
     BodyData,
-    Http1Parser,
+    ControlFrame,
+    FrameBytes,
+    Http2Event,
     HttpEvent,
     MessageEnd,
     ParseFailure,
     ProtocolSwitch,
     RequestHead,
     ResponseHead,
-    Unparsed,
-)
-from .http2 import (
-    FrameBytes,
-    Http2Counts,
-    Http2Event,
-    Http2Parser,
     StreamEnd,
     Trailers,
-    is_websocket_connect,
-    speaks_http2,
+    Unparsed,
+    WebSocketEvent,
+    WebSocketMessage,
 )
+from .http1 import Http1Parser
+from .http2 import Http2Counts, Http2Parser, is_websocket_connect, speaks_http2
 from .ndjson import LineStream
+from .records import ExchangeRecord, MessageTime, WebSocketCounts
 from .report import HTTP1, HTTP2
 from .sse import SseStream
 from .stats import Distribution, EvenSample
-from .totals import ExchangeTotals, MessageTime
-from .websocket import ControlFrame, DeflateParams, WebSocketEvent, WebSocketMessage, WebSocketStream
+from .totals import ExchangeTotals
+from .websocket import DeflateParams, WebSocketStream
 from .wire import Anomaly, BodyKind, ByteAccount, Category, Direction
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -78,71 +77,6 @@ TARGETS_LIMIT = 3
 #: What a connection's exchanges are folded under: a transport, or a route whose
 #: transport (long poll, short poll or one-off request) is decided later.
 TotalsKey = str | Route
-
-
-@dataclass(frozen=True, slots=True)
-class WebSocketCounts:
-    """Frame counts of one WebSocket session, by direction."""
-
-    data_frames: dict[Direction, int]
-    control_frames: dict[Direction, int]
-    compressed_messages: dict[Direction, int]
-    deflate: DeflateParams | None
-    close_codes: dict[Direction, int | None]
-
-
-@dataclass(frozen=True, slots=True)
-class ExchangeRecord:
-    """One request and its response (and, after an Upgrade, the WebSocket session).
-
-    ``stream_messages`` are the messages inside the response body (SSE events,
-    NDJSON lines, transfer-coding chunks) or the WebSocket messages; whether
-    they or the exchange itself count as the messages depends on the transport.
-    """
-
-    index: int
-    request: RequestHead | None
-    response: ResponseHead | None
-    interim: tuple[ResponseHead, ...]
-    body_kind: BodyKind
-    accounts: dict[Direction, ByteAccount]
-    request_ended_at: float | None
-    response_ended_at: float | None
-    first_body_at: float | None
-    last_body_at: float | None
-    #: Messages inside the body or WebSocket session, by direction.
-    stream_messages: dict[Direction, int]
-    #: Payload the application received from those messages (decompressed for WebSocket).
-    stream_payload: dict[Direction, int]
-    #: Wire bytes attributed to each stream message.
-    stream_message_sizes: Distribution
-    #: Messages the application received, by direction (see :mod:`inspector.app_messages`).
-    app_messages: dict[Direction, int]
-    #: Seconds between consecutive server-to-client stream messages.
-    inter_arrival: Distribution
-    first_server_message_at: float | None
-    timeline: tuple[MessageTime, ...]
-    websocket: WebSocketCounts | None = None
-    #: HTTP/2 frame figures of the stream (None over HTTP/1.1).
-    http2: Http2Counts | None = None
-
-    @property
-    def wire_bytes(self) -> int:
-        return self.accounts[C2S].total + self.accounts[S2C].total
-
-    def stream_messages_total(self) -> int:
-        return self.stream_messages[C2S] + self.stream_messages[S2C]
-
-    def head_bytes(self) -> int:
-        return self.accounts[C2S][Category.HEAD] + self.accounts[S2C][Category.HEAD]
-
-    @property
-    def response_wait(self) -> float | None:
-        """Seconds the server held the request before its response head."""
-        if self.response is None or self.request is None:
-            return None
-        asked = self.request_ended_at if self.request_ended_at is not None else self.request.timestamp
-        return max(0.0, self.response.timestamp - asked)
 
 
 @dataclass(frozen=True, slots=True)

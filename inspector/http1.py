@@ -22,123 +22,25 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass
 from functools import lru_cache
 
 import h11
 
+from .events import (
+    BodyData,
+    Headers,
+    HttpEvent,
+    MessageEnd,
+    ParseFailure,
+    ProtocolSwitch,
+    RequestHead,
+    ResponseHead,
+    Unparsed,
+)
 from .wire import Anomaly, Direction
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
-
-Headers = tuple[tuple[str, str], ...]
-
-
-def _header(headers: Headers, name: str) -> str | None:
-    """The first value of a header (names are lower-case), or None."""
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class RequestHead:
-    """A request line and its header fields; ``exchange`` numbers requests from 0."""
-
-    exchange: int
-    method: str
-    target: str
-    http_version: str
-    headers: Headers
-    size: int
-    timestamp: float
-
-    def header(self, name: str) -> str | None:
-        return _header(self.headers, name.lower())
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseHead:
-    """A status line and its header fields; ``interim`` for 1xx responses."""
-
-    exchange: int
-    status: int
-    reason: str
-    http_version: str
-    headers: Headers
-    size: int
-    timestamp: float
-
-    @property
-    def interim(self) -> bool:
-        return self.status < 200
-
-    def header(self, name: str) -> str | None:
-        return _header(self.headers, name.lower())
-
-
-@dataclass(frozen=True, slots=True)
-class BodyData:
-    """A piece of a message body. ``data`` is the payload after de-chunking;
-    ``framing`` counts the chunk-size lines and CRLFs consumed with it."""
-
-    direction: Direction
-    #: The exchange this belongs to (None before the first request).
-    exchange: int | None
-    data: bytes
-    framing: int
-    chunk_start: bool
-    chunk_end: bool
-    timestamp: float
-
-
-@dataclass(frozen=True, slots=True)
-class MessageEnd:
-    """The end of a request or response; ``framing`` is the last chunk and trailers."""
-
-    direction: Direction
-    #: The exchange this belongs to (None before the first request).
-    exchange: int | None
-    framing: int
-    timestamp: float
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolSwitch:
-    """The connection left HTTP (101 Switching Protocols or a 2xx answer to CONNECT).
-
-    ``data`` holds the bytes that followed the head in that direction; every
-    later byte of the direction belongs to the new protocol too.
-    """
-
-    direction: Direction
-    #: The exchange this belongs to (None before the first request).
-    exchange: int | None
-    data: bytes
-    timestamp: float
-
-
-@dataclass(frozen=True, slots=True)
-class Unparsed:
-    """Bytes this parser will not interpret (after an anomaly, or an incomplete tail)."""
-
-    direction: Direction
-    #: The exchange this belongs to (None before the first request).
-    exchange: int | None
-    size: int
-    timestamp: float
-
-
-@dataclass(frozen=True, slots=True)
-class ParseFailure:
-    """The direction stopped parsing; ``anomaly`` says where and why."""
-
-    anomaly: Anomaly
-
-
-HttpEvent = RequestHead | ResponseHead | BodyData | MessageEnd | ProtocolSwitch | Unparsed | ParseFailure
 
 
 def _headers(raw: h11._headers.Headers) -> Headers:

@@ -34,7 +34,6 @@ bytes and :data:`CONTINUATION_LIMIT` frames; a decoded header list up to
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 import hpack
 from hpack.exceptions import HPACKError
@@ -49,7 +48,19 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
-from .http1 import BodyData, Headers, MessageEnd, ParseFailure, RequestHead, ResponseHead, Unparsed
+from .events import (
+    BodyData,
+    FrameBytes,
+    Headers,
+    Http2Event,
+    MessageEnd,
+    ParseFailure,
+    RequestHead,
+    ResponseHead,
+    StreamEnd,
+    Trailers,
+    Unparsed,
+)
 from .wire import Anomaly, Category, Direction
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -193,51 +204,6 @@ class Http2Counts:
     def __repr__(self) -> str:
         frames = {d.value: dict(c) for d, c in self.frames.items()}
         return f"Http2Counts(frames={frames})"
-
-
-@dataclass(frozen=True, slots=True)
-class FrameBytes:
-    """Bytes of HTTP/2 frames that are neither a head nor body data.
-
-    Frame headers and padding of HEADERS and CONTINUATION frames, trailers and
-    control frames are :attr:`~inspector.wire.Category.CHUNK_FRAMING` or
-    :attr:`~inspector.wire.Category.CONTROL`; ``exchange`` is the stream, or
-    None for the connection's own bytes (the preface, stream 0, and streams no
-    longer followed).
-    """
-
-    direction: Direction
-    exchange: int | None
-    category: Category
-    size: int
-    timestamp: float
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEnd:
-    """A stream closed: both sides ended it, or one reset it. Nothing more will be added to it."""
-
-    exchange: int
-    reset: bool
-    timestamp: float
-
-
-@dataclass(frozen=True, slots=True)
-class Trailers:
-    """The fields of a trailer section (a header block after a message's head).
-
-    It carries no bytes: the block's are in a :class:`FrameBytes` as framing.
-    """
-
-    direction: Direction
-    exchange: int
-    headers: Headers
-    timestamp: float
-
-
-Http2Event = (
-    RequestHead | ResponseHead | BodyData | MessageEnd | FrameBytes | StreamEnd | Trailers | Unparsed | ParseFailure
-)
 
 
 class _Stream:

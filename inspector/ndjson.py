@@ -8,21 +8,8 @@ line that is not JSON is still a message, so a line stream has no anomalies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from .events import StreamMessage
 from .wire import ByteAccount, Category
-
-
-@dataclass(frozen=True, slots=True)
-class StreamMessage:
-    """One message of a non-SSE HTTP stream."""
-
-    #: The message and its line end.
-    wire_bytes: int
-    #: The message without its line end.
-    payload_bytes: int
-    #: When the chunk that completed the message arrived.
-    timestamp: float
 
 
 class LineStream:

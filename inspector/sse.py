@@ -19,9 +19,9 @@ the stream ended inside) is :attr:`Category.MESSAGE_SYNTAX`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from itertools import repeat
 
+from .events import SseEvent
 from .wire import ByteAccount, Category
 
 _BOM = b"\xef\xbb\xbf"
@@ -43,29 +43,6 @@ def _split_lines(region: bytes) -> tuple[list[bytes], list[int] | None]:
     lines = region.split(b"\n")
     lines.pop()
     return lines, None
-
-
-@dataclass(frozen=True, slots=True)
-class SseEvent:
-    """One dispatched event, with what it cost on the wire."""
-
-    #: ``"message"`` unless an ``event`` field named it.
-    type: str
-    #: The data lines joined with ``"\\n"``.
-    data: str
-    #: The stream's last event ID when this event was dispatched (``id`` fields persist).
-    last_event_id: str
-    #: The reconnection time a ``retry`` field set since the previous blank line, if any.
-    retry: int | None
-    #: Body bytes from the end of the previous event (or the start of the body) up to
-    #: and including this event's dispatching blank line: comments and blank lines in
-    #: between are part of the event that follows them.
-    wire_bytes: int
-    #: Bytes of :attr:`data` as they were on the wire, the joining LFs included: its
-    #: :attr:`Category.PAYLOAD` (``len(data.encode())`` when the data is valid UTF-8).
-    payload_bytes: int
-    #: When the chunk holding the dispatching line end (its first byte) arrived.
-    timestamp: float
 
 
 class SseStream:

@@ -20,26 +20,14 @@ here, once (the README's "Report fields" section says the same in prose):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
-
 from .http2 import Http2Counts
+from .records import ExchangeRecord, MessageTime
 from .report import STREAMING
 from .stats import Distribution, EvenSample
 from .wire import ByteAccount, Category, Direction
 
-if TYPE_CHECKING:
-    from .connection import ExchangeRecord
-
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
-
-
-class MessageTime(NamedTuple):
-    """When a message arrived and the wire bytes that carried it (a point on the time line)."""
-
-    time: float
-    direction: Direction
-    wire_bytes: int
 
 
 def exchange_messages(exchange: ExchangeRecord, transport: str) -> tuple[dict[Direction, int], dict[Direction, int]]:

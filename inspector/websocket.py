@@ -32,14 +32,12 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import Opcode
 from wsproto.utilities import split_comma_header
 
+from .events import ControlFrame, WebSocketEvent, WebSocketMessage
 from .wire import Anomaly, ByteAccount, Category, Direction
 
 __all__ = [
-    "ControlFrame",
     "DeflateParams",
     "FrameHeader",
-    "WebSocketEvent",
-    "WebSocketMessage",
     "WebSocketStream",
     "parse_frame_header",
 ]
@@ -77,44 +75,6 @@ class FrameHeader:
     def wire_length(self) -> int:
         """The whole frame: header, masking key and payload."""
         return self.header_length + _MASK_KEY_LENGTH * self.masked + self.payload_length
-
-
-@dataclass(frozen=True, slots=True)
-class WebSocketMessage:
-    """A complete text or binary message, reassembled from its frames."""
-
-    direction: Direction
-    opcode: Opcode
-    frames: int
-    #: All its frames as on the wire: headers, masking keys and payload.
-    wire_bytes: int
-    #: Payload as on the wire (compressed when ``compressed``).
-    wire_payload_bytes: int
-    #: Payload the application received: after inflating, when compressed.
-    payload_bytes: int
-    compressed: bool
-    #: When the header of its first frame was complete.
-    first_timestamp: float
-    #: When its last frame was complete.
-    timestamp: float
-
-
-@dataclass(frozen=True, slots=True)
-class ControlFrame:
-    """A ping, pong or close frame."""
-
-    direction: Direction
-    opcode: Opcode
-    wire_bytes: int
-    payload_bytes: int
-    timestamp: float
-    #: The status code of a close frame that has one.
-    close_code: int | None = None
-    #: The reason text of a close frame that has a status code (possibly "").
-    close_reason: str | None = None
-
-
-WebSocketEvent = WebSocketMessage | ControlFrame
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ from servers import ScriptedServer, running_proxy
 from test_proxy import captured
 
 from inspector.capture import DataChunk, read_capture
-from inspector.http1 import BodyData, Http1Parser
+from inspector.events import BodyData
+from inspector.http1 import Http1Parser
 from inspector.replay import analyze_captures, report_from_captures
 from inspector.report import PerDirection, Report
 from inspector.sse import SseStream

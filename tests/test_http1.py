@@ -6,16 +6,8 @@ import pytest
 
 from inspector.capture import ConnectionOpened
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
-from inspector.http1 import (
-    LONGEST_FRAMING,
-    LONGEST_HEAD,
-    BodyData,
-    Http1Parser,
-    HttpEvent,
-    ParseFailure,
-    ProtocolSwitch,
-    ResponseHead,
-)
+from inspector.events import BodyData, HttpEvent, ParseFailure, ProtocolSwitch, ResponseHead
+from inspector.http1 import LONGEST_FRAMING, LONGEST_HEAD, Http1Parser
 from inspector.wire import Category, Direction
 
 C2S = Direction.CLIENT_TO_SERVER

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inspector.ndjson import LineStream, StreamMessage
+from inspector.events import StreamMessage
+from inspector.ndjson import LineStream
 from inspector.wire import Category
 
 FRAGMENTS = [b"{", b"}", b'"a":1', b" ", b"x", b"\r", b"\n", b"\r\n", b"\n\n", b"\xff", b"\x00"]

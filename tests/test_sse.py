@@ -22,8 +22,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from servers import ScriptedServer, respond_with, running_proxy
 
+from inspector.events import SseEvent
 from inspector.replay import report_from_captures
-from inspector.sse import SseEvent, SseStream
+from inspector.sse import SseStream
 from inspector.wire import Category
 
 # Fragments that make event streams with every structure the parser knows about.

@@ -23,14 +23,8 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import FrameProtocol, Opcode
 from wsproto.handshake import server_extensions_handshake
 
-from inspector.websocket import (
-    ControlFrame,
-    DeflateParams,
-    FrameHeader,
-    WebSocketMessage,
-    WebSocketStream,
-    parse_frame_header,
-)
+from inspector.events import ControlFrame, WebSocketMessage
+from inspector.websocket import DeflateParams, FrameHeader, WebSocketStream, parse_frame_header
 from inspector.wire import Anomaly, ByteAccount, Category, Direction
 
 C2S = Direction.CLIENT_TO_SERVER

@@ -57,19 +57,23 @@ from mitmproxy.websocket import WebSocketData, WebSocketMessage
 from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 
 from ..capture import ConnectionClosed, ConnectionOpened, DataChunk, Record, TlsInfo
-from ..http1 import (
+from ..events import (
     BodyData,
+    FrameBytes,
     Headers,
-    Http1Parser,
+    Http2Event,
     HttpEvent,
     MessageEnd,
     ProtocolSwitch,
     RequestHead,
     ResponseHead,
+    StreamEnd,
+    Trailers,
     Unparsed,
 )
+from ..http1 import Http1Parser
 from ..http2 import HTTP_VERSION as HTTP2_VERSION
-from ..http2 import FrameBytes, Http2Event, Http2Parser, StreamEnd, Trailers, is_websocket_connect, speaks_http2
+from ..http2 import Http2Parser, is_websocket_connect, speaks_http2
 from ..wire import Category, Direction
 from .mitmflows import negotiated_extensions
 
