@@ -3,10 +3,10 @@
 mitmproxy's HTTP and WebSocket layers rewrite what they relay, so this addon
 lets mitmproxy set up each connection (proxy mode, TLS on either side) and
 then puts a plain TCP relay where the HTTP layer would be. Every socket read
-is recorded and, before it is forwarded unchanged, either fed to the
-connection's analyzer here (inline analysis) or handed, encoded as a capture
-record, to an analyser in another process (see
-:mod:`inspector.analyser_process`), which keeps analysis off the relay's path.
+is recorded and, before it is forwarded unchanged, handed as a capture
+record to the analysis: in this process (inline) or in an analyser process
+(see :mod:`inspector.analyser_process`), which keeps analysis off the
+relay's path.
 Under network conditions (options ``rtinspect_network``, ``rtinspect_rtt``,
 ``rtinspect_jitter``, ``rtinspect_down``, ``rtinspect_up``; see
 :mod:`inspector.network`) the relay holds each read after recording it and
@@ -41,13 +41,15 @@ from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.proxy.utils import expect
 from mitmproxy.tls import ClientHelloData, TlsData
 
+from inspector.analyser import AnalyserSettings, InProcessAnalysis
 from inspector.analyser_process import AnalyserProcess
 from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, Event, encode_record
-from inspector.classify import Classifier
-from inspector.connection import ConnectionAnalyzer, ConnectionRecord
 from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
 from inspector.network import NETWORK_EVENT, Link, NetworkConditions, NetworkError, links, network_conditions
 from inspector.wire import Direction
+
+#: Where the records go to be analysed: this process, or an analyser process.
+Analysis = InProcessAnalysis | AnalyserProcess
 
 logger = logging.getLogger(__name__)
 
@@ -337,26 +339,19 @@ class _LiveConnection:
     connection_id: int
     client_id: str
     opened: ConnectionOpened | None = None
-    analyzer: ConnectionAnalyzer | None = None
 
 
 class RtInspect:
-    """Relays raw TCP after TLS, records it to a capture and analyses each connection.
+    """Relays raw TCP after TLS, records it to a capture and hands every record to the analysis.
 
-    Inline (no ``analyser``), each connection's record goes to every callable
-    in ``on_close`` when the connection ends and is then dropped: what the
-    addon holds is its open connections, each in bounded state. ``classifier``
-    decides transports as exchanges complete.
-
-    With an ``analyser`` (set before traffic starts), the addon analyses
-    nothing itself: every record goes to the analyser process as well as to
-    the capture, and ``on_close`` is never called.
+    ``analysis`` runs in this process (:class:`~inspector.analyser.InProcessAnalysis`,
+    the default) or in an analyser process (:class:`~inspector.analyser_process.AnalyserProcess`,
+    set before traffic starts); either way it gets the same records the capture
+    gets, and what the addon holds is its open connections' facts.
     """
 
-    def __init__(self, classifier: Classifier | None = None) -> None:
-        self._classifier = classifier
-        self.analyser: AnalyserProcess | None = None
-        self.on_close: list[Callable[[ConnectionRecord], None]] = []
+    def __init__(self, analysis: Analysis | None = None) -> None:
+        self.analysis: Analysis = analysis if analysis is not None else InProcessAnalysis(AnalyserSettings())
         self._writer: CaptureWriter | None = None
         self._live: dict[str, _LiveConnection] = {}
         self._next_id = 1
@@ -493,10 +488,6 @@ class RtInspect:
     def open_connections(self) -> int:
         return len(self._live)
 
-    def open_records(self) -> list[ConnectionRecord]:
-        """A snapshot of each connection still open (inline analysis only)."""
-        return [live.analyzer.snapshot() for live in self._live.values() if live.analyzer is not None]
-
     # -- layers
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
@@ -587,8 +578,6 @@ class RtInspect:
             self._start(live, flow.client_conn, flow.server_conn)
         direction = Direction.CLIENT_TO_SERVER if message.from_client else Direction.SERVER_TO_CLIENT
         self._record(DataChunk(live.connection_id, message.timestamp, direction, message.content))
-        if live.analyzer is not None:
-            live.analyzer.feed(direction, message.content, message.timestamp)
 
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         if flow.id in self._live:
@@ -615,13 +604,10 @@ class RtInspect:
         self._failed(live, server, server.error or "unknown")
 
     def _start(self, live: _LiveConnection, client: Client, server: Server) -> None:
-        """Record the connection's facts once they are known (upstream TLS included),
-        and start its analyzer when analysing inline."""
+        """Record the connection's facts once they are known (upstream TLS included)."""
         if live.opened is None:
             live.opened = connection_opened(live.connection_id, client, server, self._client_hello_at.get(client.id))
             self._record(live.opened)
-            if self.analyser is None:
-                live.analyzer = ConnectionAnalyzer(live.opened, classifier=self._classifier)
 
     def _failed(self, live: _LiveConnection, server: Server, message: str) -> None:
         logger.warning(f"connection to {address_text(server.address)} failed: {message}")
@@ -634,20 +620,13 @@ class RtInspect:
         if live.opened is None:
             return
         self._record(ConnectionClosed(live.connection_id, timestamp, reason))
-        if live.analyzer is not None:
-            record = live.analyzer.close(timestamp, reason)
-            for listener in self.on_close:
-                listener(record)
 
     # -- capture
 
     def _record(self, record: ConnectionOpened | DataChunk | ConnectionClosed) -> None:
-        """To the capture and, with an analyser process, to the analyser: encoded once for both."""
-        if self.analyser is None:
-            self._write(record)
-            return
+        """To the analysis and to the capture: encoded once for both."""
         encoded = encode_record(record)
-        self.analyser.add(record.connection_id, encoded, last=isinstance(record, ConnectionClosed))
+        self.analysis.add_record(record, encoded)
         if self._writer is not None:
             try:
                 self._writer.write_encoded(encoded)

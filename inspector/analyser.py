@@ -18,13 +18,15 @@ analyser had fallen too far behind.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from .app_messages import AppMessageRule
-from .capture import ConnectionClosed, ConnectionOpened, DataChunk, Event, Record
+from .capture import ConnectionOpened, Event, Record
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
+from .driver import DamagedRecord, RecordDriver
 from .report import Report
 from .summary import ReportBuilder
 
@@ -34,6 +36,7 @@ SYNC = "analyser sync"
 FINISH = "analyser finish"
 #: Event (per connection): the relay stopped feeding this connection; leave it out.
 ABANDONED = "analysis abandoned"
+_REQUESTS = frozenset({SYNC, FINISH, ABANDONED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +126,13 @@ class Analyser:
 
     def __init__(self, settings: AnalyserSettings) -> None:
         self.settings = settings
-        self._classifier = Classifier(tuple(settings.rules), settings.long_poll_threshold, settings.app_messages)
+        classifier = Classifier(tuple(settings.rules), settings.long_poll_threshold, settings.app_messages)
         self._builder = ReportBuilder(redact=settings.redact)
-        self._live: dict[int, ConnectionAnalyzer] = {}
+        self._driver: RecordDriver[ConnectionAnalyzer, ConnectionRecord] = RecordDriver(
+            lambda opened: ConnectionAnalyzer(opened, classifier=classifier)
+        )
+        #: Whether the records of closed connections are kept for the next :class:`Synced`.
+        self.keep_closed = settings.metrics
         self._closed: list[ConnectionRecord] = []
         self._abandoned: set[int] = set()
         self.finished = False
@@ -135,36 +142,33 @@ class Analyser:
     def feed(self, records: Iterable[Record]) -> list[AnalyserMessage]:
         """Analyse ``records``; the answers to the requests among them, in order."""
         answers: list[AnalyserMessage] = []
-        live = self._live
+        driver = self._driver
         for record in records:
-            if isinstance(record, DataChunk):
-                analyzer = live.get(record.connection_id)
-                if analyzer is not None:
-                    analyzer.feed(record.direction, record.data, record.timestamp)
-            elif isinstance(record, ConnectionOpened):
-                if record.connection_id not in self._abandoned:
-                    live[record.connection_id] = ConnectionAnalyzer(record, classifier=self._classifier)
-            elif isinstance(record, ConnectionClosed):
-                analyzer = live.pop(record.connection_id, None)
-                if analyzer is not None:
-                    closed = analyzer.close(record.timestamp, record.reason)
-                    self._builder.add(closed)
-                    if self.settings.metrics:
-                        self._closed.append(closed.without_detail())
-            elif isinstance(record, Event):
-                answer = self._event(record)
+            if isinstance(record, Event) and record.name in _REQUESTS:
+                answer = self._request(record)
                 if answer is not None:
                     answers.append(answer)
+            elif isinstance(record, ConnectionOpened) and record.connection_id in self._abandoned:
+                continue
+            else:
+                try:
+                    closed = driver.feed(record)
+                except DamagedRecord:
+                    continue  # the relay wrote them; the capture's reader says where
+                if closed is not None:
+                    self._builder.add(closed)
+                    if self.keep_closed:
+                        self._closed.append(closed.without_detail())
         self.changed = True
         return answers
 
-    def _event(self, event: Event) -> AnalyserMessage | None:
+    def _request(self, event: Event) -> AnalyserMessage | None:
         if event.name == ABANDONED:
-            self._live.pop(event.connection_id, None)
+            self._driver.drop(event.connection_id)
             self._abandoned.add(event.connection_id)
         elif event.name == SYNC:
             closed, self._closed = tuple(self._closed), []
-            live = self._live.values() if self.settings.metrics else ()
+            live = self._driver.open_consumers if self.keep_closed else ()
             open_now = tuple(analyzer.snapshot().without_detail() for analyzer in live)
             return Synced(int(event.data["id"]), closed, open_now)
         elif event.name == FINISH:
@@ -174,7 +178,7 @@ class Analyser:
     def live_view(self) -> LiveView:
         """The report so far, with the connections still open."""
         self.changed = False
-        open_now = [analyzer.snapshot() for analyzer in self._live.values()]
+        open_now = [analyzer.snapshot() for analyzer in self._driver.open_consumers]
         return LiveView(self._builder.snapshot(open_now), self._builder.connection_count + len(open_now))
 
     def finish(self) -> Finished:
@@ -183,7 +187,7 @@ class Analyser:
         notes = []
         if self._abandoned:
             notes.append(abandoned_note(len(self._abandoned), settings.backlog_limit, settings.capture))
-        open_now = [analyzer.snapshot() for analyzer in self._live.values()]
+        open_now = [analyzer.snapshot() for analyzer in self._driver.open_consumers]
         self.finished = True
         return Finished(self._builder.snapshot(open_now, sources=settings.sources, notes=notes))
 
@@ -196,7 +200,42 @@ __all__ = [
     "AnalyserMessage",
     "AnalyserSettings",
     "Finished",
+    "InProcessAnalysis",
     "LiveView",
     "Synced",
     "abandoned_note",
 ]
+
+
+class InProcessAnalysis:
+    """The analysis on the relay's own path (``--analysis inline``): the same
+    :class:`Analyser`, fed each record as the relay records it, behind the
+    handle :class:`~inspector.analyser_process.AnalyserProcess` offers, so the
+    proxy has one path whichever way it analyses."""
+
+    def __init__(self, settings: AnalyserSettings) -> None:
+        self.settings = settings
+        self.analyser = Analyser(settings)
+        #: In-process analysis never dies or falls behind; kept for the proxy's one path.
+        self.alive = True
+        self.abandoned = 0
+
+    def add_record(self, record: Record, encoded: bytes) -> None:
+        """One record, as the relay wrote it (``encoded`` is for a process; not needed here)."""
+        self.analyser.feed((record,))
+
+    @property
+    def view(self) -> LiveView:
+        return self.analyser.live_view()
+
+    async def records(self, timeout: float) -> tuple[list[ConnectionRecord], tuple[ConnectionRecord, ...]]:
+        """Connections closed since the last call, and a snapshot of each open one."""
+        (synced,) = self.analyser.feed((Event(0, time.time(), SYNC, {"id": 0}),))
+        assert isinstance(synced, Synced)
+        return list(synced.closed), synced.open_now
+
+    async def finish(self) -> Finished | None:
+        return self.analyser.finish()
+
+    def close(self) -> None:
+        pass

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import IO
 
 from .analyser import ABANDONED, FINISH, SYNC, Analyser, AnalyserMessage, AnalyserSettings, Finished, LiveView, Synced
-from .capture import CAPTURE_HEADER, CAPTURE_VERSION, Capture, Event, encode_record
+from .capture import CAPTURE_HEADER, CAPTURE_VERSION, Capture, ConnectionClosed, Event, Record, encode_record
 from .connection import ConnectionRecord
 
 logger = logging.getLogger(__name__)
@@ -224,6 +224,10 @@ class AnalyserProcess:
         self._outbox += record
         if len(self._outbox) >= FLUSH_SIZE and not self._writing:
             self._flush()
+
+    def add_record(self, record: Record, encoded: bytes) -> None:
+        """One record as the relay wrote it (``encoded``), queued as :meth:`add` does."""
+        self.add(record.connection_id, encoded, last=isinstance(record, ConnectionClosed))
 
     def _request(self, name: str, **data: object) -> None:
         """Queue a request (always, whatever the backlog) and send it now."""

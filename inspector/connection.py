@@ -29,23 +29,23 @@ from .capture import ConnectionOpened
 from .classify import CONNECTION_ROUTE_LIMIT, Classifier, Route, RouteTable, exchange_route
 from .events import (
     BodyData,
+    ConnectionEvent,
     ControlFrame,
     FrameBytes,
-    Http2Event,
-    HttpEvent,
+    H2cUpgrade,
     MessageEnd,
     ParseFailure,
     ProtocolSwitch,
     RequestHead,
     ResponseHead,
     StreamEnd,
-    Trailers,
     Unparsed,
     WebSocketEvent,
     WebSocketMessage,
 )
-from .http1 import Http1Parser
-from .http2 import Http2Counts, Http2Parser, is_websocket_connect, speaks_http2
+from .http2 import HTTP_VERSION as HTTP2_VERSION
+from .http2 import is_websocket_connect
+from .http_connection import HttpConnection
 from .ndjson import LineStream
 from .records import ExchangeRecord, MessageTime, WebSocketCounts
 from .report import HTTP1, HTTP2
@@ -53,7 +53,7 @@ from .sse import SseStream
 from .stats import Distribution, EvenSample
 from .totals import ExchangeTotals
 from .websocket import DeflateParams, WebSocketStream
-from .wire import Anomaly, BodyKind, ByteAccount, Category, Direction
+from .wire import Anomaly, BodyKind, ByteAccount, Category, Direction, Http2Counts
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -269,7 +269,6 @@ class ConnectionAnalyzer:
         self._opened = opened
         self._classifier = classifier if classifier is not None else Classifier()
         self._detail_limit = detail_limit
-        self._http = Http1Parser()
         #: Exchanges not folded yet, by index, oldest first.
         self._exchanges: dict[int, _Exchange] = {}
         self._detail: list[ExchangeRecord] = []
@@ -283,15 +282,7 @@ class ConnectionAnalyzer:
         self._first_byte_at: dict[Direction, float] = {}
         #: Once the connection speaks WebSocket, chunks go straight to its streams.
         self._websocket: _Exchange | None = None
-        self._h2: Http2Parser | None = None
-        #: Directions that speak HTTP/2 (both, unless an h2c Upgrade is half done).
-        self._h2_directions: set[Direction] = set()
-        #: Chunks held until the client's first bytes say whether it speaks HTTP/2.
-        self._sniffed: list[tuple[Direction, bytes, float]] | None = []
-        self._alpn = opened.tls.alpn if opened.tls is not None else None
-        decided = speaks_http2(self._alpn, b"")
-        if decided is not None:
-            self._decide(HTTP2 if decided else HTTP1)
+        self._http = HttpConnection(opened.tls.alpn if opened.tls is not None else None)
         self._record: ConnectionRecord | None = None
 
     @property
@@ -305,47 +296,19 @@ class ConnectionAnalyzer:
 
     @property
     def protocol(self) -> str:
-        return HTTP2 if self._h2 is not None else HTTP1
+        return HTTP2 if self._http.http2 is not None else HTTP1
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         if not data or self._record is not None:
             return
         self._first_byte_at.setdefault(direction, timestamp)
-        if self._sniffed is not None:
-            self._sniff(direction, data, timestamp)
-            return
-        self._dispatch(direction, data, timestamp)
-
-    def _dispatch(self, direction: Direction, data: bytes, timestamp: float) -> None:
         self._fed[direction] += len(data)
         if self._websocket is not None and direction in self._websocket.websocket:
             self._websocket_events(
                 self._websocket, direction, self._websocket.websocket[direction].feed(data, timestamp)
             )
-        elif direction in self._h2_directions:
-            self._h2_events(self._h2.feed(direction, data, timestamp))  # type: ignore[union-attr]
         else:
-            for event in self._http.feed(direction, data, timestamp):
-                self._http_event(event, timestamp)
-
-    def _sniff(self, direction: Direction, data: bytes, timestamp: float) -> None:
-        """Hold chunks until the client's first bytes tell HTTP/2's preface from HTTP/1.1."""
-        sniffed = self._sniffed
-        assert sniffed is not None
-        sniffed.append((direction, data, timestamp))
-        first = b"".join(d for way, d, _ in sniffed if way is C2S)
-        decided = speaks_http2(self._alpn, first, held=sum(len(d) for _, d, _ in sniffed))
-        if decided is not None:
-            self._decide(HTTP2 if decided else HTTP1)
-
-    def _decide(self, protocol: str) -> None:
-        """Start parsing as ``protocol``, with the chunks held so far."""
-        held, self._sniffed = self._sniffed or [], None
-        if protocol == HTTP2:
-            self._h2 = Http2Parser()
-            self._h2_directions = {C2S, S2C}
-        for direction, data, timestamp in held:
-            self._dispatch(direction, data, timestamp)
+            self._http_events(self._http.feed(direction, data, timestamp))
 
     def gap(self, direction: Direction, missing: int, timestamp: float) -> None:
         """``missing`` bytes of ``direction`` come next that the record does not have
@@ -357,32 +320,20 @@ class ConnectionAnalyzer:
         if self._record is not None:
             return
         self._opened = replace(self._opened, reconstructed=True)
-        if self._sniffed is not None:
-            first = b"".join(d for way, d, _ in self._sniffed if way is C2S)
-            self._decide(HTTP2 if speaks_http2(self._alpn, first, ended=True) else HTTP1)
         at = self._fed[direction]
         reason = f"{missing:,} bytes missing from the packet capture at byte {at:,}; not parsed from there"
         websocket = self._websocket.websocket.get(direction) if self._websocket is not None else None
         if websocket is not None:
             websocket.stop(reason)
             self._websocket_events(self._websocket, direction, [])  # type: ignore[arg-type]
-        elif direction in self._h2_directions:
-            self._h2_events(self._h2.stop(direction, reason, timestamp))  # type: ignore[union-attr]
         else:
-            for event in self._http.stop(direction, reason, timestamp):
-                self._http_event(event, timestamp)
+            self._http_events(self._http.stop(direction, reason, timestamp))
 
     def close(self, timestamp: float, reason: str | None = None) -> ConnectionRecord:
         """The connection ended; finish every parser and return the record."""
         if self._record is not None:
             return self._record
-        if self._sniffed is not None:
-            first = b"".join(d for way, d, _ in self._sniffed if way is C2S)
-            self._decide(HTTP2 if speaks_http2(self._alpn, first, ended=True) else HTTP1)
-        for event in self._http.close(timestamp):
-            self._http_event(event, timestamp)
-        if self._h2 is not None:
-            self._h2_events(self._h2.close(timestamp))
+        self._http_events(self._http.close(timestamp))
         for exchange in self._exchanges.values():
             self._finish_body(exchange, timestamp)
             for direction, stream in exchange.websocket.items():
@@ -458,37 +409,61 @@ class ConnectionAnalyzer:
             routes=routes,
             targets=tuple(self._targets),
             protocol=self.protocol,
-            http2=self._h2.connection.copy() if self._h2 is not None else None,
+            http2=self._http.http2.connection.copy() if self._http.http2 is not None else None,
         )
 
     # -- HTTP ---------------------------------------------------------------
 
-    def _http_event(self, event: HttpEvent, timestamp: float) -> None:
-        if isinstance(event, RequestHead):
-            self._request_head(event)
-        elif isinstance(event, ResponseHead):
-            self._fold_before(event.exchange)
-            self._response_head(self._exchanges[event.exchange], event)
-        elif isinstance(event, BodyData):
-            self._body(event)
-        elif isinstance(event, MessageEnd):
-            exchange = self._exchange(event.exchange)
-            if exchange is None:
-                return
-            exchange.accounts[event.direction].add(Category.CHUNK_FRAMING, event.framing)
-            if event.direction is C2S:
-                exchange.request_ended_at = event.timestamp
-            else:
-                exchange.response_ended_at = event.timestamp
-                self._finish_body(exchange, event.timestamp)
-        elif isinstance(event, ProtocolSwitch):
-            self._switch(event)
-        elif isinstance(event, Unparsed):
-            exchange = self._exchange(event.exchange)
-            account = exchange.accounts[event.direction] if exchange else self._unattributed[event.direction]
-            account.add(Category.UNPARSED, event.size)
-        elif isinstance(event, ParseFailure):
-            self._anomalies.append(event.anomaly)
+    def _http_events(self, events: list[ConnectionEvent]) -> None:
+        for event in events:
+            if isinstance(event, FrameBytes):
+                exchange = self._exchange(event.exchange)
+                account = exchange.accounts[event.direction] if exchange else self._unattributed[event.direction]
+                account.add(event.category, event.size)
+            elif isinstance(event, BodyData):
+                self._body_data(event)
+            elif isinstance(event, RequestHead):
+                exchange = self._request_head(event)
+                if event.http_version == HTTP2_VERSION:
+                    exchange.http2 = self._http.http2.stream_counts(event.exchange)  # type: ignore[union-attr]
+            elif isinstance(event, ResponseHead):
+                if event.http_version == HTTP2_VERSION:
+                    self._h2_response_head(event)
+                else:
+                    self._fold_before(event.exchange)
+                    self._response_head(self._exchanges[event.exchange], event)
+            elif isinstance(event, MessageEnd):
+                exchange = self._exchange(event.exchange)
+                if exchange is None:
+                    continue
+                exchange.accounts[event.direction].add(Category.CHUNK_FRAMING, event.framing)
+                if event.direction is C2S:
+                    exchange.request_ended_at = event.timestamp
+                else:
+                    exchange.response_ended_at = event.timestamp
+                    self._finish_body(exchange, event.timestamp)
+            elif isinstance(event, StreamEnd):
+                exchange = self._exchanges.pop(event.exchange, None)
+                if exchange is not None:
+                    self._finish_body(exchange, event.timestamp)
+                    for direction, stream in exchange.websocket.items():
+                        self._websocket_events(exchange, direction, stream.close(event.timestamp))
+                    self._fold_exchange(exchange)
+            elif isinstance(event, ProtocolSwitch):
+                self._switch(event)
+            elif isinstance(event, H2cUpgrade):
+                # Stream 1 carries the upgraded request's response.
+                upgraded = self._exchanges.pop(event.exchange, None)
+                if upgraded is not None:
+                    self._exchanges[1] = upgraded
+                    upgraded.http2 = event.stream_counts
+            elif isinstance(event, Unparsed):
+                exchange = self._exchange(event.exchange)
+                account = exchange.accounts[event.direction] if exchange else self._unattributed[event.direction]
+                account.add(Category.UNPARSED, event.size)
+            elif isinstance(event, ParseFailure):
+                self._anomalies.append(event.anomaly)
+            # Trailers carry no bytes: their block is framing.
 
     def _request_head(self, event: RequestHead) -> _Exchange:
         exchange = _Exchange(event)
@@ -566,57 +541,30 @@ class ConnectionAnalyzer:
 
     # -- HTTP/2 -------------------------------------------------------------
 
-    def _h2_events(self, events: list[Http2Event]) -> None:
-        for event in events:
-            if isinstance(event, FrameBytes):
-                exchange = self._exchange(event.exchange)
-                account = exchange.accounts[event.direction] if exchange else self._unattributed[event.direction]
-                account.add(event.category, event.size)
-            elif isinstance(event, BodyData):
-                self._h2_body(event)
-            elif isinstance(event, StreamEnd):
-                exchange = self._exchanges.pop(event.exchange, None)
-                if exchange is not None:
-                    self._finish_body(exchange, event.timestamp)
-                    for direction, stream in exchange.websocket.items():
-                        self._websocket_events(exchange, direction, stream.close(event.timestamp))
-                    self._fold_exchange(exchange)
-            elif isinstance(event, RequestHead):
-                exchange = self._request_head(event)
-                exchange.http2 = self._h2.stream_counts(event.exchange)  # type: ignore[union-attr]
-            elif isinstance(event, ResponseHead):
-                exchange = self._exchanges.get(event.exchange)
-                if exchange is None:
-                    self._unattributed[S2C].add(Category.HEAD, event.size)
-                    continue
-                if exchange.http2 is None:
-                    exchange.http2 = self._h2.stream_counts(event.exchange)  # type: ignore[union-attr]
-                self._response_head(exchange, event)
-                if 200 <= event.status < 300 and exchange.request and is_websocket_connect(exchange.request):
-                    self._accept_websocket(exchange, event, {d: self._fed[d] for d in Direction})
-            elif not isinstance(event, Trailers):  # trailers carry no bytes: their block is framing
-                self._http_event(event, getattr(event, "timestamp", 0.0))
+    def _h2_response_head(self, event: ResponseHead) -> None:
+        exchange = self._exchanges.get(event.exchange)
+        if exchange is None:
+            self._unattributed[S2C].add(Category.HEAD, event.size)
+            return
+        if exchange.http2 is None:
+            exchange.http2 = self._http.http2.stream_counts(event.exchange)  # type: ignore[union-attr]
+        self._response_head(exchange, event)
+        if 200 <= event.status < 300 and exchange.request and is_websocket_connect(exchange.request):
+            self._accept_websocket(exchange, event, {d: self._fed[d] for d in Direction})
 
-    def _h2_body(self, event: BodyData) -> None:
+    def _body_data(self, event: BodyData) -> None:
         exchange = self._exchange(event.exchange)
         if exchange is None:
             account = self._unattributed[event.direction]
             account.add(Category.CHUNK_FRAMING, event.framing)
             account.add(Category.UNPARSED, len(event.data))
         elif event.direction in exchange.websocket:
+            # WebSocket over HTTP/2: frames inside the stream's DATA.
             exchange.accounts[event.direction].add(Category.CHUNK_FRAMING, event.framing)
             stream = exchange.websocket[event.direction]
             self._websocket_events(exchange, event.direction, stream.feed(event.data, event.timestamp))
         else:
             self._body(event)
-
-    def _start_h2c(self, exchange: _Exchange, offsets: dict[Direction, int]) -> Http2Parser:
-        """An h2c Upgrade was accepted: stream 1 carries the upgraded request's response."""
-        parser = self._h2 = Http2Parser(offsets=offsets, upgraded=True)
-        del self._exchanges[exchange.index]
-        self._exchanges[1] = exchange
-        exchange.http2 = parser.stream_counts(1)
-        return parser
 
     # -- WebSocket ----------------------------------------------------------
 
@@ -631,22 +579,10 @@ class ConnectionAnalyzer:
 
     def _switch(self, event: ProtocolSwitch) -> None:
         direction = event.direction
-        if self._h2 is not None:
-            # The second half of an h2c Upgrade.
-            self._h2_directions.add(direction)
-            self._h2_events(self._h2.feed(direction, event.data, event.timestamp))
-            return
         exchange = self._exchange(event.exchange)
         if exchange is None:
             return
         stream = exchange.websocket.get(direction)
-        if stream is None and exchange.body_kind is not BodyKind.OPAQUE and _upgraded_to(exchange) == "h2c":
-            offsets = dict(self._fed)
-            offsets[direction] -= len(event.data)
-            parser = self._start_h2c(exchange, offsets)
-            self._h2_directions.add(direction)
-            self._h2_events(parser.feed(direction, event.data, event.timestamp))
-            return
         if stream is None and exchange.body_kind is not BodyKind.OPAQUE:
             if _upgraded_to(exchange) == "websocket":
                 response = exchange.response or exchange.interim[-1]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from wsproto.frame_protocol import Opcode
 
-from .wire import Anomaly, Category, Direction
+from .wire import Anomaly, Category, Direction, Http2Counts
 
 # -- HTTP/1.1 (and the parts of a message HTTP/2 shares) -------------------
 
@@ -174,6 +174,21 @@ class Trailers:
 Http2Event = (
     RequestHead | ResponseHead | BodyData | MessageEnd | FrameBytes | StreamEnd | Trailers | Unparsed | ParseFailure
 )
+
+
+@dataclass(frozen=True, slots=True)
+class H2cUpgrade:
+    """The server accepted an h2c Upgrade: HTTP/1.1 exchange ``exchange`` goes on as
+    HTTP/2 stream 1, and the events that follow are HTTP/2's. ``stream_counts``
+    are stream 1's running frame figures (the same object as they grow)."""
+
+    exchange: int
+    stream_counts: Http2Counts
+    timestamp: float
+
+
+#: What :class:`~inspector.http_connection.HttpConnection` hands on: either version's events.
+ConnectionEvent = HttpEvent | Http2Event | H2cUpgrade
 
 
 # -- WebSocket -------------------------------------------------------------

@@ -21,8 +21,9 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 
 from .addon import RtInspect
+from .analyser import InProcessAnalysis
 from .connection import ConnectionRecord
-from .metrics import LiveMetrics, MetricsLedger, MetricsServer, listen_error
+from .metrics import SCRAPE_TIMEOUT, LiveMetrics, MetricsLedger, MetricsServer, listen_error
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +39,7 @@ class RtInspectMetrics:
     def __init__(self, inspect: RtInspect) -> None:
         self._inspect = inspect
         self._ledger = MetricsLedger()
-        #: Connections closed since the last scrape (kept only while metrics are served).
-        self._unsettled: list[ConnectionRecord] = []
         self.server: MetricsServer | None = None
-        inspect.on_close.append(self._closed)
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -81,23 +79,25 @@ class RtInspectMetrics:
         except OSError as e:
             address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             raise exceptions.OptionsError(f"cannot serve metrics on {address}: {listen_error(e)}") from None
+        self._keep_closed(True)
         logger.info(f"rtinspect metrics: {self.server.url}")
         if not _is_loopback(host):
             logger.warning(f"serving metrics on {host}:{port}: the metrics are reachable from the network")
 
-    def _closed(self, record: ConnectionRecord) -> None:
-        if self.server is not None:
-            self._unsettled.append(record)
-
-    def _records(self) -> tuple[list[ConnectionRecord], list[ConnectionRecord]]:
+    async def _records(self) -> tuple[list[ConnectionRecord], tuple[ConnectionRecord, ...]]:
         """Connections closed since the last scrape, in the order they closed, and a snapshot of each open one."""
-        closed, self._unsettled[:] = list(self._unsettled), []
-        return closed, self._inspect.open_records()
+        return await self._inspect.analysis.records(SCRAPE_TIMEOUT / 2)
+
+    def _keep_closed(self, keep: bool) -> None:
+        """Closed connections are kept for the metrics only while they are served."""
+        if isinstance(self._inspect.analysis, InProcessAnalysis):
+            self._inspect.analysis.analyser.keep_closed = keep
 
     def _stop(self) -> None:
         if self.server is not None:
             self.server.close()
             self.server = None
+            self._keep_closed(False)
 
     def done(self) -> None:
         self._stop()

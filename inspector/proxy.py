@@ -34,10 +34,10 @@ from rich.table import Table
 from rich.text import Text
 
 from inspector.addon import RtInspect
-from inspector.analyser import AnalyserSettings, Finished
+from inspector.analyser import AnalyserSettings, Finished, InProcessAnalysis
 from inspector.analyser_process import BACKLOG_LIMIT, AnalyserProcess
 from inspector.app_messages import AppMessageRule
-from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
+from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
 from inspector.connection import ConnectionRecord
 from inspector.metrics import SCRAPE_TIMEOUT, LiveMetrics, MetricsLedger, MetricsServer, listen_error
 from inspector.network import NetworkConditions
@@ -219,14 +219,8 @@ class _ProxyRun:
         self.mode = mitmproxy_mode(settings)
         self.out = Console()
         self.err = Console(stderr=True)
-        self.inspect = RtInspect(Classifier(tuple(settings.rules), settings.long_poll_threshold, settings.app_messages))
-        #: Every closed connection, folded in as it closes.
-        self.closed = ReportBuilder(redact=settings.redact)
-        self.inspect.on_close.append(self.closed.add)
-        #: Closed connections the metrics have not counted yet.
-        self._unsettled: list[ConnectionRecord] = []
+        self.inspect = RtInspect()
         self.metrics: MetricsServer | None = None
-        self.analyser: AnalyserProcess | None = None
         if settings.analysis not in ANALYSIS_MODES:
             raise ProxyError(f"unknown analysis {settings.analysis!r}: use {' or '.join(ANALYSIS_MODES)}")
 
@@ -240,8 +234,8 @@ class _ProxyRun:
         report: Report | None = None
         try:
             proxy = self._make_master()
-            if settings.analysis == "process":
-                self.analyser = self.inspect.analyser = AnalyserProcess(self._analyser_settings())
+            analysis = AnalyserProcess if settings.analysis == "process" else InProcessAnalysis
+            self.inspect.analysis = analysis(self._analyser_settings())
             self.metrics = self._serve_metrics(asyncio.get_running_loop())
             started = _Started()
             proxy.addons.add(started)
@@ -270,8 +264,7 @@ class _ProxyRun:
             root.removeHandler(log)
             if self.metrics is not None:
                 self.metrics.close()
-            if self.analyser is not None:
-                self.analyser.close()
+            self.inspect.analysis.close()
         self._finish(report)
 
     def _analyser_settings(self) -> AnalyserSettings:
@@ -289,18 +282,14 @@ class _ProxyRun:
         )
 
     async def _final_report(self) -> Report:
-        """The report of the whole run: from the analyser process once it has
-        analysed everything, else (inline) from this process's builder."""
+        """The report of the whole run, once the analysis has caught up with everything relayed."""
         settings = self.settings
-        sources = (settings.write,) if settings.write else ()
-        if self.analyser is None:
-            return self.closed.snapshot(self.inspect.open_records(), sources=sources)
         finished = await self._analyser_finished()
         if finished is not None:
             return finished.report
         # The analyser died (it said so once already) or was not waited for: the capture,
         # closed by now, has every byte.
-        why = "stopped during the run" if not self.analyser.alive else "was not waited for at exit"
+        why = "stopped during the run" if not self.inspect.analysis.alive else "was not waited for at exit"
         if settings.write and Path(settings.write).is_file():
             note = f"The analyser process {why}; these figures were read from the capture at exit."
             report = report_from_captures(
@@ -317,9 +306,8 @@ class _ProxyRun:
     async def _analyser_finished(self) -> Finished | None:
         """The analyser's final report, once it has caught up; None if it died, or
         if a second Ctrl-C or SIGTERM said not to wait for it."""
-        assert self.analyser is not None
         loop = asyncio.get_running_loop()
-        waiting = asyncio.ensure_future(self.analyser.finish())
+        waiting = asyncio.ensure_future(self.inspect.analysis.finish())
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, waiting.cancel)
         try:
@@ -365,23 +353,18 @@ class _ProxyRun:
         if settings.metrics_port is None:
             return None
         ledger = MetricsLedger()
-        self.inspect.on_close.append(self._unsettled.append)
-        records = self._records if self.analyser is None else self._analysed_records
         try:
-            return MetricsServer(LiveMetrics(ledger, records, loop), settings.metrics_host, settings.metrics_port)
+            return MetricsServer(
+                LiveMetrics(ledger, self._analysed_records, loop), settings.metrics_host, settings.metrics_port
+            )
         except OSError as e:
             address = _address(settings.metrics_host, settings.metrics_port)
             raise ProxyError(f"cannot serve metrics on {address}: {listen_error(e)}") from None
 
-    def _records(self) -> tuple[list[ConnectionRecord], list[ConnectionRecord]]:
-        """Connections closed since the last call, in the order they closed, and a snapshot of each open one."""
-        closed, self._unsettled[:] = list(self._unsettled), []
-        return closed, self.inspect.open_records()
-
     async def _analysed_records(self) -> tuple[list[ConnectionRecord], tuple[ConnectionRecord, ...]]:
-        """The same, from the analyser process, once it has analysed what was relayed so far."""
-        assert self.analyser is not None
-        return await self.analyser.records(_SYNC_TIMEOUT)
+        """Connections closed since the last call, in the order they closed, and a snapshot of each open one,
+        once the analysis has caught up with what was relayed so far."""
+        return await self.inspect.analysis.records(_SYNC_TIMEOUT)
 
     async def _announce(self, proxy: master.Master) -> None:
         settings = self.settings
@@ -416,14 +399,9 @@ class _ProxyRun:
         await serving
 
     def _live_view(self) -> RenderableType:
-        if self.analyser is None:
-            open_now = self.inspect.open_records()
-            seen = self.closed.connection_count + len(open_now)
-            table = live_table(self.closed.snapshot(open_now))
-        else:
-            view = self.analyser.view
-            seen = view.seen if view is not None else 0
-            table = live_table(view.report if view is not None else ReportBuilder().report())
+        view = self.inspect.analysis.view
+        seen = view.seen if view is not None else 0
+        table = live_table(view.report if view is not None else ReportBuilder().report())
         status = Text(
             f"{self.inspect.open_connections} open · {seen} seen · Ctrl-C stops and prints the summary",
             style="dim",

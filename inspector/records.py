@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .events import RequestHead, ResponseHead
-from .http2 import Http2Counts
 from .stats import Distribution
 from .websocket import DeflateParams
-from .wire import BodyKind, ByteAccount, Category, Direction
+from .wire import BodyKind, ByteAccount, Category, Direction, Http2Counts
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT

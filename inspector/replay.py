@@ -18,15 +18,16 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from typing import IO
+from typing import IO, cast
 
 from .app_messages import AppMessageRule
-from .capture import CaptureError, ConnectionClosed, ConnectionOpened, DataChunk, Event, missing_from
+from .capture import CaptureError, ConnectionOpened
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
+from .driver import DamagedRecord, RecordDriver
 from .formats import ImportedTraffic, open_traffic
 from .formats.detect import FileFormat, detect_format
-from .network import NETWORK_EVENT, NetworkConditions
+from .network import NetworkConditions
 from .report import ConnectionSummary, Report, with_network
 from .summary import ReportBuilder
 
@@ -93,6 +94,15 @@ class _Reading:
         return distinct[0], [f"The traffic was not all recorded under the same network conditions ({under})."]
 
 
+def _analyzers(prefix: str, classifier: Classifier) -> Callable[[ConnectionOpened], ConnectionAnalyzer]:
+    """How replay starts each connection's analyzer: ids prefixed with the capture's number."""
+
+    def start(opened: ConnectionOpened) -> ConnectionAnalyzer:
+        return ConnectionAnalyzer(opened, id=f"{prefix}{opened.connection_id}", classifier=classifier)
+
+    return start
+
+
 def _read(
     paths: Sequence[str],
     classifier: Classifier,
@@ -111,36 +121,19 @@ def _read(
     for number, path in enumerate(paths, start=1):
         prefix = f"{number}:" if several else ""
         with open_traffic(path, server_ports=server_ports) as capture:
-            live: dict[int, tuple[int, ConnectionAnalyzer]] = {}
-            unknown = 0
+            driver: RecordDriver[ConnectionAnalyzer, ConnectionRecord] = RecordDriver(_analyzers(prefix, classifier))
             for position, record in capture.select(part, parts):
-                if isinstance(record, DataChunk):
-                    entry = live.get(record.connection_id)
-                    if entry is None:
-                        unknown += len(record.data)
-                    else:
-                        entry[1].feed(record.direction, record.data, record.timestamp)
-                elif isinstance(record, ConnectionOpened):
-                    analyzer = ConnectionAnalyzer(record, id=f"{prefix}{record.connection_id}", classifier=classifier)
-                    live[record.connection_id] = (position, analyzer)
-                elif isinstance(record, ConnectionClosed):
-                    entry = live.pop(record.connection_id, None)
-                    if entry is not None:
-                        closed = entry[1].close(record.timestamp, record.reason)
-                        yield (number, 0, position), closed if detail else closed.without_detail()
-                elif isinstance(record, Event) and record.connection_id in live:
-                    missing = missing_from(record)
-                    if missing is not None:
-                        live[record.connection_id][1].gap(*missing, record.timestamp)
-                elif isinstance(record, Event) and record.name == NETWORK_EVENT and record.connection_id == 0:
-                    try:
-                        conditions = NetworkConditions.from_json(record.data)
-                    except (ValueError, KeyError, TypeError):
-                        raise CaptureError(f"{path}: damaged network conditions at byte {position}") from None
-                    reading.network.setdefault(path, []).append(conditions)
-            for opened_at, analyzer in live.values():
-                closed = analyzer.close(capture.last_timestamp, STILL_OPEN)
-                yield (number, 1, opened_at), closed if detail else closed.without_detail()
+                try:
+                    closed = driver.feed(record, tag=position)
+                except DamagedRecord as e:
+                    raise CaptureError(f"{path}: {e} at byte {position}") from None
+                if closed is not None:
+                    yield (number, 0, position), closed if detail else closed.without_detail()
+            if driver.network:
+                reading.network.setdefault(path, []).extend(driver.network)
+            still_open = driver.finish(capture.last_timestamp, STILL_OPEN)
+            for opened_at, closed in still_open:
+                yield (number, 1, cast(int, opened_at)), closed if detail else closed.without_detail()
             if isinstance(capture, ImportedTraffic) and part == 0:
                 reading.notes.extend(capture.notes)  # complete now that its records have been read
             if capture.truncated_tail and part == 0:
@@ -148,10 +141,10 @@ def _read(
                     f"{capture.path}: the last {capture.truncated_tail} bytes are an incomplete record "
                     "(the writer stopped mid-record) and were skipped."
                 )
-            if live:
-                reading.still_open[capture.path] = len(live)
-            if unknown:
-                reading.unknown[capture.path] = unknown
+            if still_open:
+                reading.still_open[capture.path] = len(still_open)
+            if driver.unknown_bytes:
+                reading.unknown[capture.path] = driver.unknown_bytes
 
 
 def analyze_captures(

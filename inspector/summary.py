@@ -31,7 +31,6 @@ from typing import IO, cast
 
 from .classify import CONNECTION_ROUTE_LIMIT, ROUTE_LIMIT, Route, RouteTable, most_streaming
 from .connection import ConnectionRecord
-from .http2 import Http2Counts
 from .records import MessageTime
 from .redact import redact_target
 from .report import (
@@ -49,7 +48,7 @@ from .report import (
 )
 from .stats import Distribution
 from .totals import ExchangeTotals, exchange_messages, handshake_duration
-from .wire import ByteAccount, Category, Direction
+from .wire import ByteAccount, Category, Direction, Http2Counts
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT

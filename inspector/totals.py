@@ -20,11 +20,10 @@ here, once (the README's "Report fields" section says the same in prose):
 
 from __future__ import annotations
 
-from .http2 import Http2Counts
 from .records import ExchangeRecord, MessageTime
 from .report import STREAMING
 from .stats import Distribution, EvenSample
-from .wire import ByteAccount, Category, Direction
+from .wire import ByteAccount, Category, Direction, Http2Counts
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT

@@ -8,6 +8,7 @@ recomputed elsewhere.
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from dataclasses import dataclass
 
 
@@ -119,3 +120,69 @@ class Anomaly:
     offset: int
     reason: str
     security: bool = False
+
+
+C2S = Direction.CLIENT_TO_SERVER
+S2C = Direction.SERVER_TO_CLIENT
+
+
+class Http2Counts:
+    """HTTP/2 frame figures of a stream, a connection, or a sum of them, by direction.
+
+    ``frames`` counts frames by type name. The byte figures add up to every
+    byte of HTTP/2 that was parsed: ``frame_header_bytes`` (9 per frame),
+    ``header_block_bytes`` (HPACK, as on the wire), ``data_bytes`` (DATA
+    payload), ``padding_bytes`` (pad length fields and padding),
+    ``control_bytes`` (the payload of every other frame, and the priority
+    fields of HEADERS frames) and ``preface_bytes``. ``decoded_header_bytes``
+    is the size of the decoded header lists, names plus values with
+    pseudo-headers: what HPACK saved is its difference from the header blocks.
+    """
+
+    BYTE_FIGURES = (
+        "frame_header_bytes",
+        "header_block_bytes",
+        "decoded_header_bytes",
+        "data_bytes",
+        "padding_bytes",
+        "control_bytes",
+        "preface_bytes",
+    )
+    __slots__ = ("frames", *BYTE_FIGURES)
+
+    def __init__(self) -> None:
+        self.frames: dict[Direction, Counter[str]] = {C2S: Counter(), S2C: Counter()}
+        self.frame_header_bytes = {C2S: 0, S2C: 0}
+        self.header_block_bytes = {C2S: 0, S2C: 0}
+        self.decoded_header_bytes = {C2S: 0, S2C: 0}
+        self.data_bytes = {C2S: 0, S2C: 0}
+        self.padding_bytes = {C2S: 0, S2C: 0}
+        self.control_bytes = {C2S: 0, S2C: 0}
+        self.preface_bytes = {C2S: 0, S2C: 0}
+
+    def figure(self, name: str) -> dict[Direction, int]:
+        return getattr(self, name)
+
+    def wire_bytes(self, direction: Direction) -> int:
+        """Every byte these frames took on the wire in one direction."""
+        return sum(self.figure(name)[direction] for name in self.BYTE_FIGURES if name != "decoded_header_bytes")
+
+    def merge(self, other: Http2Counts) -> None:
+        for direction in Direction:
+            self.frames[direction].update(other.frames[direction])
+            for name in self.BYTE_FIGURES:
+                self.figure(name)[direction] += other.figure(name)[direction]
+
+    def copy(self) -> Http2Counts:
+        twin = Http2Counts()
+        twin.merge(self)
+        return twin
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Http2Counts):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    def __repr__(self) -> str:
+        frames = {d.value: dict(c) for d, c in self.frames.items()}
+        return f"Http2Counts(frames={frames})"

@@ -56,14 +56,16 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.websocket import WebSocketData, WebSocketMessage
 from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 
-from ..capture import ConnectionClosed, ConnectionOpened, DataChunk, Record, TlsInfo
+from ..capture import ConnectionOpened, Record, TlsInfo
+from ..driver import DamagedRecord, RecordDriver
 from ..events import (
     BodyData,
+    ConnectionEvent,
     FrameBytes,
+    H2cUpgrade,
     Headers,
-    Http2Event,
-    HttpEvent,
     MessageEnd,
+    ParseFailure,
     ProtocolSwitch,
     RequestHead,
     ResponseHead,
@@ -71,9 +73,9 @@ from ..events import (
     Trailers,
     Unparsed,
 )
-from ..http1 import Http1Parser
 from ..http2 import HTTP_VERSION as HTTP2_VERSION
-from ..http2 import Http2Parser, is_websocket_connect, speaks_http2
+from ..http2 import is_websocket_connect
+from ..http_connection import HttpConnection
 from ..wire import Category, Direction
 from .mitmflows import negotiated_extensions
 
@@ -242,64 +244,31 @@ class _Connection:
             timestamp_tcp_setup=opened.timestamp,
             **_tls_fields(opened.upstream_tls),
         )
-        self.http1 = Http1Parser()
-        self.http2: Http2Parser | None = None
-        #: Directions that speak HTTP/2 (both, unless an h2c Upgrade is half done).
-        self.h2_directions: set[Direction] = set()
-        self.alpn = opened.tls.alpn if opened.tls is not None else None
-        #: Chunks held until it is known whether the client speaks HTTP/2 (None once it is).
-        self.held: list[tuple[Direction, bytes, float]] | None = []
+        self.http = HttpConnection(opened.tls.alpn if opened.tls is not None else None)
         #: Every exchange, in the order of their requests.
         self.exchanges: list[_Exchange] = []
-        #: HTTP/1.1 exchanges by their number, HTTP/2 streams by their id.
-        self.http1_exchanges: dict[int, _Exchange] = {}
-        self.streams: dict[int, _Exchange] = {}
+        #: Exchanges by their number (HTTP/1.1) or stream id (HTTP/2; an h2c Upgrade's is moved to 1).
+        self.open: dict[int, _Exchange] = {}
         #: The connection's chunks until it shows a request (then it is HTTP, and they are dropped).
         self.raw: list[tcp.TCPMessage] | None = []
         self.unparsed = 0
         self.tunneled = 0
-        decided = speaks_http2(self.alpn, b"")
-        if decided is not None:
-            self._decide(decided)
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         if self.raw is not None:
             self.raw.append(tcp.TCPMessage(direction is C2S, bytes(data), timestamp))
-        if not data:
-            return
-        if self.held is None:
-            self._parse(direction, data, timestamp)
-            return
-        self.held.append((direction, data, timestamp))
-        first = b"".join(d for way, d, _ in self.held if way is C2S)
-        decided = speaks_http2(self.alpn, first, held=sum(len(d) for _, d, _ in self.held))
-        if decided is not None:
-            self._decide(decided)
+        self._events(self.http.feed(direction, data, timestamp))
 
-    def _decide(self, http2: bool) -> None:
-        """Parse as HTTP/2 or HTTP/1.1 from now on, starting with the chunks held."""
-        held, self.held = self.held or [], None
-        if http2:
-            self.http2 = Http2Parser()
-            self.h2_directions = {C2S, S2C}
-        for direction, data, timestamp in held:
-            self._parse(direction, data, timestamp)
+    def gap(self, direction: Direction, missing: int, timestamp: float) -> None:
+        """Bytes the recording lacks: the direction is read no further (see the analyzer's ``gap``)."""
+        self._events(self.http.stop(direction, f"{missing:,} bytes missing from the capture", timestamp))
 
-    def _parse(self, direction: Direction, data: bytes, timestamp: float) -> None:
-        if direction in self.h2_directions:
-            self._http2_events(self.http2.feed(direction, data, timestamp))  # type: ignore[union-attr]
-        else:
-            for event in self.http1.feed(direction, data, timestamp):
-                self._http1_event(event)
+    def close(self, timestamp: float, reason: str | None = None) -> tuple[int, list[Flow]]:
+        """The connection's flows, keyed by this connection's identity."""
+        return id(self), self._flows(timestamp)
 
-    def close(self, timestamp: float) -> list[Flow]:
-        if self.held is not None:
-            first = b"".join(d for way, d, _ in self.held if way is C2S)
-            self._decide(bool(speaks_http2(self.alpn, first, ended=True)))
-        for event in self.http1.close(timestamp):
-            self._http1_event(event)
-        if self.http2 is not None:
-            self._http2_events(self.http2.close(timestamp))
+    def _flows(self, timestamp: float) -> list[Flow]:
+        self._events(self.http.close(timestamp))
         self.client.timestamp_end = self.server.timestamp_end = timestamp
         if self.raw is not None:
             if not self.raw:
@@ -315,89 +284,58 @@ class _Connection:
         self.exchanges.append(exchange)
         return exchange
 
-    def _http1_event(self, event: HttpEvent) -> None:
-        if isinstance(event, RequestHead):
-            self.http1_exchanges[event.exchange] = self._request(event)
-            return
-        if isinstance(event, ProtocolSwitch):
-            self._switched(event)
-            return
-        if isinstance(event, Unparsed):
-            if self.raw is None:
-                self.unparsed += event.size
-            return
-        exchange = (
-            self.http1_exchanges.get(event.exchange)
-            if isinstance(event, (ResponseHead, BodyData, MessageEnd)) and event.exchange is not None
-            else None
-        )
-        if exchange is None:
-            return
+    def _events(self, events: list[ConnectionEvent]) -> None:
+        for event in events:
+            if isinstance(event, RequestHead):
+                self.open[event.exchange] = self._request(event)
+            elif isinstance(event, ProtocolSwitch):
+                self._switched(event)
+            elif isinstance(event, H2cUpgrade):
+                # Stream 1 carries the upgraded request's response.
+                self.open[1] = self.open[event.exchange]
+            elif isinstance(event, Unparsed):
+                if self.raw is None:
+                    self.unparsed += event.size
+            elif isinstance(event, ParseFailure | Trailers) or event.exchange is None:
+                if isinstance(event, Trailers) and event.exchange in self.open:
+                    self.open[event.exchange].trailers[event.direction] = _pseudo(event.headers)[1]
+            elif (exchange := self.open.get(event.exchange)) is not None:
+                self._exchange_event(exchange, event)
+
+    def _exchange_event(self, exchange: _Exchange, event: ConnectionEvent) -> None:
         if isinstance(event, ResponseHead):
             exchange.response_head(event)
+            if event.http_version == HTTP2_VERSION and 200 <= event.status < 300:
+                if is_websocket_connect(exchange.request):
+                    exchange.accept_websocket(event)
         elif isinstance(event, BodyData):
-            exchange.body(event)
+            if exchange.websocket is not None:
+                # WebSocket over HTTP/2: frames inside the stream's DATA.
+                exchange.websocket[event.direction].feed(exchange, event.data, event.timestamp)
+                exchange.ended[event.direction] = event.timestamp
+            else:
+                exchange.body(event)
         elif isinstance(event, MessageEnd):
             exchange.end(event)
+        elif isinstance(event, FrameBytes):
+            sizes = exchange.head_wire if event.category is Category.HEAD else exchange.body_wire
+            sizes[event.direction] += event.size
+        elif isinstance(event, StreamEnd):
+            exchange.stream_ended = event.timestamp
+            exchange.reset = exchange.reset or event.reset
 
     def _switched(self, event: ProtocolSwitch) -> None:
-        if self.http2 is not None:
-            # The second half of an h2c Upgrade.
-            self.h2_directions.add(event.direction)
-            self._http2_events(self.http2.feed(event.direction, event.data, event.timestamp))
-            return
-        exchange = self.http1_exchanges.get(event.exchange) if event.exchange is not None else None
+        exchange = self.open.get(event.exchange) if event.exchange is not None else None
         response = exchange.response if exchange is not None else None
-        upgrade = ""
-        if response is not None and response.status == 101:
-            upgrade = (response.header("upgrade") or "").strip().lower()
-        if exchange is None or response is None or upgrade not in ("websocket", "h2c"):
+        if exchange is None or response is None or response.status != 101:
             self.tunneled += len(event.data)
             return
-        if upgrade == "h2c":
-            # Stream 1 carries the upgraded request's response (the parser knows the request).
-            self.http2 = Http2Parser(upgraded=True)
-            self.streams[1] = exchange
-            self.h2_directions.add(event.direction)
-            self._http2_events(self.http2.feed(event.direction, event.data, event.timestamp))
+        if (response.header("upgrade") or "").strip().lower() != "websocket":
+            self.tunneled += len(event.data)
             return
         reader = exchange.accept_websocket(response)[event.direction]
         if event.data:
             reader.feed(exchange, event.data, event.timestamp)
-
-    def _http2_events(self, events: list[Http2Event]) -> None:
-        for event in events:
-            if isinstance(event, RequestHead):
-                self.streams[event.exchange] = self._request(event)
-                continue
-            if isinstance(event, Unparsed):
-                if self.raw is None:
-                    self.unparsed += event.size
-                continue
-            stream = getattr(event, "exchange", None)
-            exchange = self.streams.get(stream) if isinstance(stream, int) else None
-            if exchange is None:
-                continue
-            if isinstance(event, ResponseHead):
-                exchange.response_head(event)
-                if 200 <= event.status < 300 and is_websocket_connect(exchange.request):
-                    exchange.accept_websocket(event)
-            elif isinstance(event, BodyData):
-                if exchange.websocket is not None:
-                    exchange.websocket[event.direction].feed(exchange, event.data, event.timestamp)
-                    exchange.ended[event.direction] = event.timestamp
-                else:
-                    exchange.body(event)
-            elif isinstance(event, MessageEnd):
-                exchange.end(event)
-            elif isinstance(event, FrameBytes):
-                sizes = exchange.head_wire if event.category is Category.HEAD else exchange.body_wire
-                sizes[event.direction] += event.size
-            elif isinstance(event, Trailers):
-                exchange.trailers[event.direction] = _pseudo(event.headers)[1]
-            elif isinstance(event, StreamEnd):
-                exchange.stream_ended = event.timestamp
-                exchange.reset = exchange.reset or event.reset
 
     def _flow(self, exchange: _Exchange) -> http.HTTPFlow:
         head = exchange.request
@@ -463,26 +401,24 @@ class _Connection:
 
 def flows_from_records(records: Iterable[Record]) -> CaptureFlows:
     """The flows of a capture's records (in file order), parsed for content."""
-    live: dict[int, _Connection] = {}
     finished: list[_Connection] = []
     flows: dict[int, list[Flow]] = {}
-    last_seen = 0.0
-    for record in records:
-        last_seen = max(last_seen, record.timestamp)
-        if isinstance(record, DataChunk):
-            conn = live.get(record.connection_id)
-            if conn is not None:
-                conn.feed(record.direction, record.data, record.timestamp)
-        elif isinstance(record, ConnectionOpened):
-            live[record.connection_id] = _Connection(record)
-        elif isinstance(record, ConnectionClosed):
-            conn = live.pop(record.connection_id, None)
-            if conn is not None:
-                flows[id(conn)] = conn.close(record.timestamp)
-                finished.append(conn)
-    for conn in live.values():
-        flows[id(conn)] = conn.close(last_seen)
+
+    def start(opened: ConnectionOpened) -> _Connection:
+        conn = _Connection(opened)
         finished.append(conn)
+        return conn
+
+    driver: RecordDriver[_Connection, tuple[int, list[Flow]]] = RecordDriver(start)
+    for record in records:
+        try:
+            closed = driver.feed(record)
+        except DamagedRecord:
+            continue  # network conditions: nothing a flow holds
+        if closed is not None:
+            flows[closed[0]] = closed[1]
+    for _, (key, conn_flows) in driver.finish(driver.last_timestamp, "still open when the capture ended"):
+        flows[key] = conn_flows
     finished.sort(key=lambda conn: (conn.opened.timestamp, conn.opened.connection_id))
     return CaptureFlows(tuple(flow for conn in finished for flow in flows[id(conn)]), _notes(finished))
 
