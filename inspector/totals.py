@@ -5,7 +5,7 @@ completes, under the transport the exchange used (or under its route, when
 only every connection's routes can decide that; see :mod:`inspector.classify`).
 The report merges those totals into each transport's summary. What counts as a
 message, as payload and as a handshake depends on the transport; it is decided
-here, once (the README's "Report fields" section says the same in prose):
+here, once (docs/report.md says the same in prose):
 
 - ``websocket``: each text or binary message, both ways; payload after
   decompression; the Upgrade request and 101 response heads are the handshake.
