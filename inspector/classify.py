@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .app_messages import AppMessageRule
+from .app_protocols import APP_PROTOCOLS
 from .records import ExchangeRecord
 from .report import TRANSPORTS
 from .wire import BodyKind
@@ -48,23 +49,55 @@ class TransportRule:
     @classmethod
     def parse(cls, text: str) -> TransportRule:
         """Parse a rule as written on the command line; ValueError says what is wrong."""
-        where, sep, transport = text.rpartition("=")
-        transport = transport.strip()
-        if not sep or not where.strip():
-            raise ValueError(f"transport rule {text!r} is not PATH=TRANSPORT (e.g. /updates=long_poll)")
+        method, pattern, transport = _path_rule(text, "transport rule", "PATH=TRANSPORT (e.g. /updates=long_poll)")
         if transport not in TRANSPORTS:
             raise ValueError(
                 f"transport rule {text!r}: unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})"
             )
-        method, _, pattern = where.strip().rpartition(" ")
-        if not pattern.startswith("/"):
-            raise ValueError(f"transport rule {text!r}: the path must start with '/'")
-        return cls(pattern, transport, method.strip().upper() or None)
+        return cls(pattern, transport, method)
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method != method:
             return False
         return path == self.pattern or fnmatch.fnmatchcase(path, self.pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class AppProtocolRule:
+    """``[METHOD ]PATH=NAME``: requests whose path matches PATH speak application
+    protocol NAME (one of :data:`~inspector.app_protocols.APP_PROTOCOLS`), whatever
+    their URL or subprotocol says."""
+
+    pattern: str
+    name: str
+    method: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> AppProtocolRule:
+        """Parse a rule as written on the command line; ValueError says what is wrong."""
+        method, pattern, name = _path_rule(text, "application protocol rule", "PATH=NAME (e.g. /live/*=socket.io)")
+        if name not in APP_PROTOCOLS:
+            raise ValueError(
+                f"application protocol rule {text!r}: unknown protocol {name!r} (one of {', '.join(APP_PROTOCOLS)})"
+            )
+        return cls(pattern, name, method)
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method is not None and self.method != method:
+            return False
+        return path == self.pattern or fnmatch.fnmatchcase(path, self.pattern)
+
+
+def _path_rule(text: str, what: str, shape: str) -> tuple[str | None, str, str]:
+    """``[METHOD ]PATH=VALUE`` as written on the command line: method (or None), path, value."""
+    where, sep, value = text.rpartition("=")
+    value = value.strip()
+    if not sep or not where.strip():
+        raise ValueError(f"{what} {text!r} is not {shape}")
+    method, _, pattern = where.strip().rpartition(" ")
+    if not pattern.startswith("/"):
+        raise ValueError(f"{what} {text!r}: the path must start with '/'")
+    return method.strip().upper() or None, pattern, value
 
 
 def request_path(target: str) -> str:
@@ -95,6 +128,17 @@ class Classifier:
     rules: tuple[TransportRule, ...] = ()
     long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD
     app_messages: tuple[AppMessageRule, ...] = ()
+    app_protocols: tuple[AppProtocolRule, ...] = ()
+
+    def app_protocol_for(self, method: str, target: str) -> str | None:
+        """The application protocol a rule says this request speaks (None: no rule matches)."""
+        if not self.app_protocols:
+            return None
+        path = request_path(target)
+        for rule in self.app_protocols:
+            if rule.matches(method, path):
+                return rule.name
+        return None
 
     def app_message_place(self, method: str, target: str) -> tuple[str, ...] | None:
         """Where a rule puts the application's messages in this request's
@@ -108,8 +152,11 @@ class Classifier:
     def decide(self, exchange: ExchangeRecord) -> str | Route:
         """The exchange's transport, or its route when only the routes of every
         connection can tell a poll from a one-off request."""
+        if exchange.body_kind is BodyKind.WEBSOCKET:
+            # A rule names what a matching request is when it is not an upgrade.
+            return "websocket"
         route = exchange_route(exchange)
-        transport = self._by_rule(route) or self._by_shape(exchange)
+        transport = self._by_rule(route) or exchange.app_transport or self._by_shape(exchange)
         if transport is not None:
             return transport
         return route if route is not None else "http"

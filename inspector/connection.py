@@ -24,11 +24,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from wsproto.frame_protocol import Opcode
+
 from .app_messages import JsonBody, is_json
+from .app_protocols import detect as detect_app_protocol
+from .app_protocols import detect_from_first_message, reader_for, session_key, transport_of
+from .app_protocols.reader import FrameworkReader
 from .capture import ConnectionOpened
 from .classify import CONNECTION_ROUTE_LIMIT, Classifier, Route, RouteTable, exchange_route
 from .events import (
     BodyData,
+    FrameworkEvent,
+    FrameworkMessage,
+    FrameworkProblem,
+    MessageKind,
+    SessionId,
+    SseEvent,
     ConnectionEvent,
     ControlFrame,
     FrameBytes,
@@ -110,6 +121,10 @@ class ConnectionRecord:
     #: HTTP/2 frame figures of the connection's own frames: the preface, stream 0,
     #: and streams no longer followed (None over HTTP/1.1).
     http2: Http2Counts | None = None
+    #: The application protocol its exchanges spoke, if one was recognised (the first one).
+    app_protocol: str | None = None
+    #: The session it belonged to, as that protocol names it (None: the connection is its own).
+    session: str | None = None
 
     @property
     def client(self) -> str:
@@ -132,6 +147,56 @@ class ConnectionRecord:
     def without_detail(self) -> ConnectionRecord:
         """The same record without its whole exchanges: what a report needs."""
         return replace(self, exchanges=())
+
+
+class _AppLayer:
+    """An exchange's application protocol: its reader, and what the reader counted.
+
+    Control messages' bytes leave the payload for :attr:`Category.APP_CONTROL`
+    when the exchange's record is made; for a compressed WebSocket message the
+    wire share is in proportion to the content, so the parts still add up.
+    """
+
+    __slots__ = ("app", "control", "control_payload", "control_wire", "name", "problems", "reader")
+
+    def __init__(self, name: str, reader: FrameworkReader) -> None:
+        self.name = name
+        self.reader = reader
+        self.app = {C2S: 0, S2C: 0}
+        self.control = {C2S: 0, S2C: 0}
+        #: Wire bytes (as they travelled) and delivered bytes of the control messages.
+        self.control_wire = {C2S: 0, S2C: 0}
+        self.control_payload = {C2S: 0, S2C: 0}
+        #: Directions whose first malformed message has been flagged (later ones are only counted).
+        self.problems: set[Direction] = set()
+
+    def count(
+        self, direction: Direction, events: list[FrameworkEvent], *, size: int, wire: int, delivered: int
+    ) -> tuple[list[FrameworkProblem], str | None]:
+        """Count the reader's messages of ``size`` content bytes that travelled as
+        ``wire`` payload bytes and were delivered as ``delivered``; the problems
+        to flag and the session the protocol named, if it named one."""
+        problems: list[FrameworkProblem] = []
+        session: str | None = None
+        control = 0
+        for event in events:
+            if isinstance(event, FrameworkMessage):
+                if event.kind is MessageKind.CONTROL:
+                    control += event.size
+                    if event.counted:
+                        self.control[direction] += 1
+                elif event.counted:
+                    self.app[direction] += 1
+            elif isinstance(event, SessionId):
+                session = event.id
+            elif direction not in self.problems:
+                self.problems.add(direction)
+                problems.append(event)
+        if control:
+            whole = control >= size
+            self.control_wire[direction] += wire if whole else wire * control // size
+            self.control_payload[direction] += delivered if whole else delivered * control // size
+        return problems, session
 
 
 class _Exchange:
@@ -167,6 +232,12 @@ class _Exchange:
         self.http2: Http2Counts | None = None
         #: A JSON response body kept to count the application's messages in it.
         self.json_body: JsonBody | None = None
+        #: The application protocol its messages speak, once recognised.
+        self.app: _AppLayer | None = None
+        self.app_transport: str | None = None
+        self.session: str | None = None
+        #: Directions whose first WebSocket message has been seen (to recognise a protocol by it).
+        self.first_message_seen: set[Direction] = set()
 
     def message(self, direction: Direction, wire_bytes: int, payload_bytes: int, timestamp: float) -> None:
         self.stream_messages[direction] += 1
@@ -182,7 +253,10 @@ class _Exchange:
 
     def app_messages(self) -> dict[Direction, int]:
         """The application's messages: each SSE event, NDJSON line or WebSocket
-        message; a JSON body's items; one for any other body with data."""
+        message; a JSON body's items; one for any other body with data. Where an
+        application protocol was recognised, its application messages only."""
+        if self.app is not None:
+            return dict(self.app.app)
         if self.websocket:
             return dict(self.stream_messages)
         request = 1 if self.accounts[C2S][Category.PAYLOAD] else 0
@@ -211,6 +285,13 @@ class _Exchange:
                 deflate=self.deflate,
                 close_codes=dict(self.close_codes),
             )
+        stream_payload = dict(self.stream_payload)
+        app = self.app
+        if app is not None:
+            for direction in Direction:
+                accounts[direction].add(Category.PAYLOAD, -app.control_wire[direction])
+                accounts[direction].add(Category.APP_CONTROL, app.control_wire[direction])
+                stream_payload[direction] -= app.control_payload[direction]
         return ExchangeRecord(
             index=self.index,
             request=self.request,
@@ -223,7 +304,7 @@ class _Exchange:
             first_body_at=self.first_body_at,
             last_body_at=self.last_body_at,
             stream_messages=dict(self.stream_messages),
-            stream_payload=dict(self.stream_payload),
+            stream_payload=stream_payload,
             stream_message_sizes=self.sizes,
             app_messages=self.app_messages(),
             inter_arrival=self.inter_arrival,
@@ -231,6 +312,10 @@ class _Exchange:
             timeline=tuple(self.timeline.items),  # type: ignore[arg-type]
             websocket=websocket,
             http2=self.http2.copy() if self.http2 is not None else None,
+            app_protocol=app.name if app is not None else None,
+            control_messages=dict(app.control) if app is not None else {C2S: 0, S2C: 0},
+            session=self.session,
+            app_transport=self.app_transport,
         )
 
 
@@ -283,6 +368,9 @@ class ConnectionAnalyzer:
         #: Once the connection speaks WebSocket, chunks go straight to its streams.
         self._websocket: _Exchange | None = None
         self._http = HttpConnection(opened.tls.alpn if opened.tls is not None else None)
+        #: The first application protocol and session its exchanges named.
+        self._app_protocol: str | None = None
+        self._session: str | None = None
         self._record: ConnectionRecord | None = None
 
     @property
@@ -410,6 +498,8 @@ class ConnectionAnalyzer:
             targets=tuple(self._targets),
             protocol=self.protocol,
             http2=self._http.http2.connection.copy() if self._http.http2 is not None else None,
+            app_protocol=self._app_protocol,
+            session=self._session,
         )
 
     # -- HTTP ---------------------------------------------------------------
@@ -437,6 +527,8 @@ class ConnectionAnalyzer:
                 if exchange is None:
                     continue
                 exchange.accounts[event.direction].add(Category.CHUNK_FRAMING, event.framing)
+                if exchange.app is not None and not exchange.websocket:
+                    self._app_events(exchange, event.direction, exchange.app.reader.body_end(event.direction))
                 if event.direction is C2S:
                     exchange.request_ended_at = event.timestamp
                 else:
@@ -472,14 +564,68 @@ class ConnectionAnalyzer:
         if len(self._targets) < TARGETS_LIMIT and event.target not in self._targets:
             self._targets.append(event.target)
         exchange.accounts[C2S].add(Category.HEAD, event.size)
+        name = self._classifier.app_protocol_for(event.method, event.target) or detect_app_protocol(
+            event.method, event.target, event.headers, ()
+        )
+        if name is not None:
+            self._start_app(exchange, name)
         return exchange
+
+    def _start_app(self, exchange: _Exchange, name: str) -> None:
+        """The exchange speaks application protocol ``name``: read its messages from here on."""
+        request = exchange.request
+        exchange.app = _AppLayer(name, reader_for(name, target=request.target))
+        exchange.app_transport = transport_of(name, request.method, request.target)
+        exchange.session = session_key(name, request.method, request.target)
+        exchange.app.reader.start_body(C2S, request.method, request.target)
+        if self._app_protocol is None:
+            self._app_protocol = name
+        if self._session is None and exchange.session is not None:
+            self._session = exchange.session
+
+    def _app_events(
+        self,
+        exchange: _Exchange,
+        direction: Direction,
+        events: list[FrameworkEvent],
+        *,
+        size: int | None = None,
+        wire: int | None = None,
+        delivered: int | None = None,
+    ) -> None:
+        """Count what the application protocol's reader found in ``size`` bytes of content
+        (a body's, when not given: its bytes are its wire bytes)."""
+        app = exchange.app
+        assert app is not None
+        if size is None:
+            size = sum(event.size for event in events if isinstance(event, FrameworkMessage))
+        problems, session = app.count(
+            direction,
+            events,
+            size=size,
+            wire=size if wire is None else wire,
+            delivered=size if delivered is None else delivered,
+        )
+        if session is not None and exchange.session is None:
+            exchange.session = session
+            if self._session is None:
+                self._session = session
+        for problem in problems:
+            self._anomalies.append(Anomaly(direction, self._fed[direction], f"{app.name}: {problem.reason}"))
 
     def _response_head(self, exchange: _Exchange, event: ResponseHead) -> None:
         exchange.accounts[S2C].add(Category.HEAD, event.size)
+        request = exchange.request
+        if exchange.app is None and request is not None:
+            name = detect_app_protocol(request.method, request.target, request.headers, event.headers)
+            if name is not None:
+                self._start_app(exchange, name)
         if event.interim:
             exchange.interim.append(event)
             return
         exchange.response = event
+        if exchange.app is not None and request is not None:
+            exchange.app.reader.start_body(S2C, request.method, request.target)
         media_type = _media_type(event)
         if media_type == "text/event-stream":
             exchange.body_parser = SseStream(offset=self._fed[S2C])
@@ -488,7 +634,7 @@ class ConnectionAnalyzer:
         else:
             request = exchange.request
             place = self._classifier.app_message_place(request.method, request.target) if request else None
-            if place is not None or is_json(media_type):
+            if exchange.app is None and (place is not None or is_json(media_type)):
                 exchange.json_body = JsonBody(place)
 
     def _exchange(self, index: int | None) -> _Exchange | None:
@@ -500,6 +646,8 @@ class ConnectionAnalyzer:
         account.add(Category.CHUNK_FRAMING, event.framing)
         if event.direction is C2S:
             account.add(Category.PAYLOAD, len(event.data))
+            if exchange.app is not None and event.data:
+                self._app_events(exchange, C2S, exchange.app.reader.body_data(C2S, event.data))
             return
         if not event.data:
             return
@@ -509,8 +657,7 @@ class ConnectionAnalyzer:
         parser = exchange.body_parser
         if isinstance(parser, SseStream):
             exchange.body_kind = BodyKind.SSE
-            for sse_event in parser.feed(event.data, event.timestamp):
-                exchange.message(S2C, sse_event.wire_bytes, sse_event.payload_bytes, sse_event.timestamp)
+            self._sse_events(exchange, parser.feed(event.data, event.timestamp))
         elif isinstance(parser, LineStream):
             exchange.body_kind = BodyKind.LINES
             for line in parser.feed(event.data, event.timestamp):
@@ -520,6 +667,8 @@ class ConnectionAnalyzer:
             account.add(Category.PAYLOAD, len(event.data))
             if exchange.json_body is not None:
                 exchange.json_body.feed(event.data)
+            elif exchange.app is not None:
+                self._app_events(exchange, S2C, exchange.app.reader.body_data(S2C, event.data))
             exchange.chunk_wire += len(event.data) + event.framing
             exchange.chunk_payload += len(event.data)
             if event.chunk_end:
@@ -529,15 +678,29 @@ class ConnectionAnalyzer:
     def _finish_body(self, exchange: _Exchange, timestamp: float) -> None:
         """The response body ended: flush its parser (an unfinished SSE event is dropped)."""
         parser = exchange.body_parser
-        if parser is not None:
+        if isinstance(parser, SseStream):
+            self._sse_events(exchange, parser.close(timestamp))
+        elif parser is not None:
             for message in parser.close(timestamp):
                 exchange.message(S2C, message.wire_bytes, message.payload_bytes, message.timestamp)
+        if parser is not None:
             exchange.body_parser = None
             exchange.accounts[S2C].merge(parser.account)
         elif exchange.body_kind is BodyKind.PLAIN and exchange.chunk_payload:
             # A body without transfer-coding chunks is one stream message.
             exchange.message(S2C, exchange.chunk_wire, exchange.chunk_payload, exchange.last_body_at or timestamp)
             exchange.chunk_wire = exchange.chunk_payload = 0
+
+    def _sse_events(self, exchange: _Exchange, events: list[SseEvent]) -> None:
+        """An event stream's events; where an application protocol rides on it, each
+        event's data is one of its messages (SockJS's frames over EventSource)."""
+        for sse_event in events:
+            exchange.message(S2C, sse_event.wire_bytes, sse_event.payload_bytes, sse_event.timestamp)
+            if exchange.app is not None:
+                content = sse_event.data.encode()
+                found = exchange.app.reader.websocket_message(S2C, content, True)
+                wire = sse_event.payload_bytes
+                self._app_events(exchange, S2C, found, size=len(content), wire=wire, delivered=wire)
 
     # -- HTTP/2 -------------------------------------------------------------
 
@@ -574,7 +737,7 @@ class ConnectionAnalyzer:
         exchange.deflate = DeflateParams.from_response_header(response.header("sec-websocket-extensions"))
         for direction in Direction:
             exchange.websocket[direction] = WebSocketStream(
-                direction, offset=offsets[direction], deflate=exchange.deflate
+                direction, offset=offsets[direction], deflate=exchange.deflate, keep_content=True
             )
 
     def _switch(self, event: ProtocolSwitch) -> None:
@@ -590,7 +753,7 @@ class ConnectionAnalyzer:
                 exchange.deflate = DeflateParams.from_response_header(response.header("sec-websocket-extensions"))
                 offset = self._fed[direction] - len(event.data)
                 stream = exchange.websocket[direction] = WebSocketStream(
-                    direction, offset=offset, deflate=exchange.deflate
+                    direction, offset=offset, deflate=exchange.deflate, keep_content=True
                 )
                 self._websocket = exchange
             else:
@@ -604,12 +767,39 @@ class ConnectionAnalyzer:
             return
         self._websocket_events(exchange, direction, stream.feed(event.data, event.timestamp))
 
+    def _websocket_content(
+        self, exchange: _Exchange, direction: Direction, message: WebSocketMessage, content: bytes
+    ) -> None:
+        """A message's content: read by the application protocol, or used to recognise
+        one from the client's first message; a stream whose protocol is still unknown
+        after its first message keeps no more content."""
+        first = direction not in exchange.first_message_seen
+        exchange.first_message_seen.add(direction)
+        if exchange.app is None and first and direction is C2S:
+            name = detect_from_first_message(content)
+            if name is not None:
+                self._start_app(exchange, name)
+        if exchange.app is None:
+            exchange.websocket[direction].keep_content = False
+            return
+        found = exchange.app.reader.websocket_message(direction, content, message.opcode is Opcode.TEXT)
+        self._app_events(
+            exchange,
+            direction,
+            found,
+            size=len(content),
+            wire=message.wire_payload_bytes,
+            delivered=message.payload_bytes,
+        )
+
     def _websocket_events(self, exchange: _Exchange, direction: Direction, events: list[WebSocketEvent]) -> None:
         for event in events:
             if isinstance(event, WebSocketMessage):
                 exchange.message(direction, event.wire_bytes, event.payload_bytes, event.timestamp)
                 if event.compressed:
                     exchange.compressed[direction] += 1
+                if event.content is not None:
+                    self._websocket_content(exchange, direction, event, event.content)
             elif isinstance(event, ControlFrame) and event.close_code is not None:
                 if exchange.close_codes[direction] is None:
                     exchange.close_codes[direction] = event.close_code

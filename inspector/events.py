@@ -212,6 +212,9 @@ class WebSocketMessage:
     first_timestamp: float
     #: When its last frame was complete.
     timestamp: float
+    #: What the application received (inflated), when the stream was asked to keep it:
+    #: at most :data:`~inspector.websocket.CONTENT_LIMIT` bytes of it.
+    content: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ needs anything else from the connection that produced it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .events import RequestHead, ResponseHead
@@ -73,6 +73,14 @@ class ExchangeRecord:
     websocket: WebSocketCounts | None = None
     #: HTTP/2 frame figures of the stream (None over HTTP/1.1).
     http2: Http2Counts | None = None
+    #: The application protocol its messages spoke (``socket.io``, ``graphql-ws``, ...), if one was recognised.
+    app_protocol: str | None = None
+    #: That protocol's messages of its own (handshakes, heartbeats, acknowledgements), by direction.
+    control_messages: dict[Direction, int] = field(default_factory=lambda: {C2S: 0, S2C: 0})
+    #: The session the exchange belongs to, as the protocol names it (an Engine.IO sid, a SockJS session).
+    session: str | None = None
+    #: The transport the protocol's URL says the exchange is (Engine.IO's ``transport=polling``: long_poll).
+    app_transport: str | None = None
 
     @property
     def wire_bytes(self) -> int:

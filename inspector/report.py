@@ -105,6 +105,17 @@ class Http2Figures:
 
 
 @dataclass(frozen=True, slots=True)
+class AppProtocolFigures:
+    """One application protocol's share of a transport (see :mod:`inspector.app_protocols`)."""
+
+    app_messages: PerDirection
+    control_messages: PerDirection
+    #: Wire bytes of the protocol's own messages (the ``app_control`` category).
+    control_bytes: int
+    wire_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class TransportSummary:
     """What one transport cost across all the connections that used it.
 
@@ -162,6 +173,11 @@ class TransportSummary:
     http2: Http2Figures | None = None
     #: The same summary for the connections of each protocol ("http/1.1", "h2").
     by_protocol: dict[str, TransportSummary] = field(default_factory=dict)
+    #: An application protocol's messages of its own (handshakes, heartbeats, acknowledgements);
+    #: ``app_messages`` leaves them out.
+    control_messages: PerDirection = PerDirection()
+    #: The figures of each application protocol that used this transport.
+    by_app_protocol: dict[str, AppProtocolFigures] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +205,33 @@ class ConnectionSummary:
     reconstructed: bool = False
     #: "http/1.1" or "h2".
     protocol: str = "http/1.1"
+    #: The application protocol it spoke (``socket.io``, ``graphql-transport-ws``, ...), if recognised.
+    app_protocol: str | None = None
+    #: The session it belonged to: an id stable within the report (``s1``, ``s2``, ...).
+    session: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsSummary:
+    """The sessions of one application protocol: what a session cost end to end.
+
+    A session is what the protocol calls one (an Engine.IO ``sid`` across its
+    polling requests and its upgraded WebSocket; a SockJS session), or one
+    connection for protocols without session ids. ``paths`` counts the
+    sessions by the transports they used, in the order they first used them
+    ("long_poll → websocket"); ``upgraded`` those that moved to WebSocket after
+    another transport. ``before_upgrade_wire_bytes`` is what the upgraded
+    sessions spent before their WebSocket.
+    """
+
+    count: int
+    upgraded: int
+    paths: dict[str, int]
+    wire_bytes: int
+    app_messages: PerDirection
+    control_messages: PerDirection
+    wire_bytes_per_app_message: float | None
+    before_upgrade_wire_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +288,8 @@ class Report:
     projection: Projection | None = None
     #: The network conditions the proxy added while the traffic was recorded (None: none).
     network: NetworkConditions | None = None
+    #: The sessions of each application protocol seen (see :class:`SessionsSummary`).
+    sessions: dict[str, SessionsSummary] = field(default_factory=dict)
 
     def transport(self, name: str) -> TransportSummary:
         """The summary of one transport; KeyError names the transports present."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import pickle
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import IO, cast
@@ -38,16 +39,18 @@ from .report import (
     PROTOCOLS,
     STREAMING,
     TRANSPORTS,
+    AppProtocolFigures,
     ConnectionSummary,
     Http2Figures,
     MessagePoint,
     PerDirection,
     Report,
+    SessionsSummary,
     TransportSummary,
     WebSocketFigures,
 )
 from .stats import Distribution
-from .totals import ExchangeTotals, exchange_messages, handshake_duration
+from .totals import AppProtocolTotals, ExchangeTotals, exchange_messages, handshake_duration
 from .wire import ByteAccount, Category, Direction, Http2Counts
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -67,6 +70,8 @@ ESTIMATE_NOTE = "Percentiles marked ~ are estimated from a uniform sample; count
 TIMELINE_POINTS = 4000
 #: Connections a report lists; every connection is in the transports' figures.
 CONNECTION_LIST_LIMIT = 10_000
+#: Application sessions a report keeps apart (each holds a few numbers).
+SESSION_LIMIT = 100_000
 
 #: A transport the connection is known to have used, the routes still to decide, and its protocol.
 _GroupKey = tuple[str | None, frozenset[Route], str]
@@ -257,6 +262,16 @@ class _Totals:
             requests=figures.exchanges,
             app_messages=_pair(figures.app_messages),
             wire_bytes_per_app_message=wire_total / app_messages if app_messages else None,
+            control_messages=_pair(figures.control_messages),
+            by_app_protocol={
+                name: AppProtocolFigures(
+                    app_messages=_pair(app.app_messages),
+                    control_messages=_pair(app.control_messages),
+                    control_bytes=app.control_bytes,
+                    wire_bytes=app.wire_bytes,
+                )
+                for name, app in sorted(figures.by_app_protocol.items())
+            },
             http2=http2_figures(figures.http2, self.connection_bytes) if figures.http2 is not None else None,
         )
 
@@ -300,6 +315,66 @@ class _Group:
         twin.totals = self.totals.copy()
         twin.listed = list(self.listed)
         return twin
+
+
+class _Session:
+    """One application session's figures while they are being summed."""
+
+    __slots__ = ("app_messages", "control_messages", "first_at", "wire_bytes")
+
+    def __init__(self) -> None:
+        #: When each transport was first used, in the order it was (the session's path).
+        self.first_at: dict[str, tuple[float, int]] = {}
+        self.wire_bytes: dict[str, int] = {}
+        self.app_messages = {C2S: 0, S2C: 0}
+        self.control_messages = {C2S: 0, S2C: 0}
+
+    def add(self, transport: str, at: tuple[float, int], figures: AppProtocolTotals) -> None:
+        if transport not in self.first_at or at < self.first_at[transport]:
+            self.first_at[transport] = at
+        self.wire_bytes[transport] = self.wire_bytes.get(transport, 0) + figures.wire_bytes
+        for direction in Direction:
+            self.app_messages[direction] += figures.app_messages[direction]
+            self.control_messages[direction] += figures.control_messages[direction]
+
+    def path(self) -> list[str]:
+        return sorted(self.first_at, key=self.first_at.__getitem__)
+
+    def copy(self) -> _Session:
+        twin = _Session()
+        twin.first_at, twin.wire_bytes = dict(self.first_at), dict(self.wire_bytes)
+        twin.app_messages, twin.control_messages = dict(self.app_messages), dict(self.control_messages)
+        return twin
+
+
+def sessions_summary(sessions: Iterable[_Session]) -> SessionsSummary:
+    """What the sessions of one application protocol cost."""
+    count = upgraded = wire = before = 0
+    paths: Counter[str] = Counter()
+    app = {C2S: 0, S2C: 0}
+    control = {C2S: 0, S2C: 0}
+    for session in sessions:
+        count += 1
+        path = session.path()
+        paths[" → ".join(path)] += 1
+        wire += sum(session.wire_bytes.values())
+        if len(path) > 1 and "websocket" in path[1:]:
+            upgraded += 1
+            before += sum(session.wire_bytes[t] for t in path[: path.index("websocket")])
+        for direction in Direction:
+            app[direction] += session.app_messages[direction]
+            control[direction] += session.control_messages[direction]
+    app_total = app[C2S] + app[S2C]
+    return SessionsSummary(
+        count=count,
+        upgraded=upgraded,
+        paths=dict(sorted(paths.items(), key=lambda item: (-item[1], item[0]))),
+        wire_bytes=wire,
+        app_messages=_pair(app),
+        control_messages=_pair(control),
+        wire_bytes_per_app_message=wire / app_total if app_total else None,
+        before_upgrade_wire_bytes=before,
+    )
 
 
 class ReportBuilder:
@@ -346,6 +421,10 @@ class ReportBuilder:
         self.connection_count = 0
         self.started_at: float | None = None
         self.ended_at: float | None = None
+        #: Application sessions by protocol and the protocol's own id, and the id the report gives each.
+        self._sessions: dict[tuple[str, str], _Session] = {}
+        self._session_ids: dict[tuple[str, str], str] = {}
+        self._sessions_untracked = 0
 
     def _transport(self, name: str, protocol: str) -> _Totals:
         totals = self._totals.get((name, protocol))
@@ -371,10 +450,30 @@ class ReportBuilder:
             return None
         return apportion(record.unattributed, [figures.wire_bytes for figures in record.totals.values()])
 
+    def _add_session(self, record: ConnectionRecord) -> str | None:
+        """Fold a connection's application-protocol exchanges into its session; the session's report id."""
+        name = record.app_protocol
+        if name is None:
+            return None
+        key = (name, record.session if record.session is not None else f"connection {record.id}")
+        session = self._sessions.get(key)
+        if session is None:
+            if len(self._sessions) >= SESSION_LIMIT:
+                self._sessions_untracked += 1
+                return None
+            session = self._sessions[key] = _Session()
+            self._session_ids[key] = f"s{len(self._session_ids) + 1}"
+        for order, (transport, figures) in enumerate(record.totals.items()):
+            app = figures.by_app_protocol.get(name)
+            if app is not None and isinstance(transport, str):
+                session.add(transport, (record.opened.timestamp, order), app)
+        return self._session_ids[key]
+
     def add(self, record: ConnectionRecord) -> None:
         """Fold in one connection; its record is not kept."""
         place = self.connection_count
         self.connection_count += 1
+        session = self._add_session(record)
         self._span(record.opened.timestamp, record.closed_at)
         refused = set() if self._fixed_routes else self._routes.add(record.routes)
         protocol = record.protocol
@@ -411,21 +510,26 @@ class ReportBuilder:
         if not waiting or (best is not None and TRANSPORTS.index(best) <= TRANSPORTS.index("long_poll")):
             transport = best or "http"
             self._transport(transport, protocol).add_connection(record, first_message_at, unattributed=shares is None)
-            self._list(place, self._connection(record, transport, messages, payload))
+            self._list(place, self._connection(record, transport, messages, payload, session))
             return
         group_key = (best, frozenset(waiting), protocol)
         group = self._groups.get(group_key)
         if group is None:
             group = self._groups[group_key] = _Group()
         group.totals.add_connection(record, first_message_at, unattributed=shares is None)
-        summary = self._connection(record, "", messages, payload)
+        summary = self._connection(record, "", messages, payload, session)
         if self._on_connection is not None:
             group.spool.append(summary)
         if place < self._limit:
             group.listed.append((place, summary))
 
     def _connection(
-        self, record: ConnectionRecord, transport: str, messages: dict[Direction, int], payload: dict[Direction, int]
+        self,
+        record: ConnectionRecord,
+        transport: str,
+        messages: dict[Direction, int],
+        payload: dict[Direction, int],
+        session: str | None,
     ) -> ConnectionSummary:
         targets = record.targets
         if self._redact:
@@ -446,6 +550,8 @@ class ReportBuilder:
             targets=targets,
             reconstructed=record.opened.reconstructed,
             protocol=record.protocol,
+            app_protocol=record.app_protocol,
+            session=session,
         )
 
     def _list(self, place: int, summary: ConnectionSummary) -> None:
@@ -476,6 +582,9 @@ class ReportBuilder:
         twin._groups = {key: group.copy() for key, group in self._groups.items()}
         twin._listed = list(self._listed)
         twin.connection_count, twin.started_at, twin.ended_at = self.connection_count, self.started_at, self.ended_at
+        twin._sessions = {key: session.copy() for key, session in self._sessions.items()}
+        twin._session_ids = dict(self._session_ids)
+        twin._sessions_untracked = self._sessions_untracked
         return twin
 
     def snapshot(self, open_records: Iterable[ConnectionRecord] = (), **report: object) -> Report:
@@ -529,6 +638,14 @@ class ReportBuilder:
                 f"paths a connection keeps counts for (or the {self._routes.limit:,} a report keeps); they were "
                 "classified as one-off requests, or as polls by their own connection's requests."
             )
+        if self._sessions_untracked:
+            report_notes.append(
+                f"{self._sessions_untracked:,} connections belonged to sessions beyond the {SESSION_LIMIT:,} a report "
+                "keeps apart; they are in the transports' figures but not in the sessions'."
+            )
+        sessions: dict[str, list[_Session]] = {}
+        for (name, _), session in self._sessions.items():
+            sessions.setdefault(name, []).append(session)
         listed = [summary for _, summary in sorted(self._listed, key=lambda item: item[0])]
         if self.connection_count > len(listed):
             report_notes.append(
@@ -551,6 +668,7 @@ class ReportBuilder:
             timeline=tuple(sorted(timeline, key=lambda point: point.time)),
             connection_count=self.connection_count,
             http2=http2_figures(self._http2, self._http2_connection_bytes) if self._http2 is not None else None,
+            sessions={name: sessions_summary(sessions[name]) for name in sorted(sessions)},
         )
 
 

@@ -67,6 +67,38 @@ def first_server_message_at(exchange: ExchangeRecord, transport: str) -> float |
     return None
 
 
+class AppProtocolTotals:
+    """One application protocol's share of a transport's exchanges."""
+
+    __slots__ = ("app_messages", "control_bytes", "control_messages", "wire_bytes")
+
+    def __init__(self) -> None:
+        self.app_messages = {C2S: 0, S2C: 0}
+        self.control_messages = {C2S: 0, S2C: 0}
+        #: Wire bytes of the protocol's own messages (:attr:`Category.APP_CONTROL`).
+        self.control_bytes = 0
+        self.wire_bytes = 0
+
+    def add(self, exchange: ExchangeRecord) -> None:
+        for direction in Direction:
+            self.app_messages[direction] += exchange.app_messages[direction]
+            self.control_messages[direction] += exchange.control_messages[direction]
+            self.control_bytes += exchange.accounts[direction][Category.APP_CONTROL]
+        self.wire_bytes += exchange.wire_bytes
+
+    def merge(self, other: AppProtocolTotals) -> None:
+        for direction in Direction:
+            self.app_messages[direction] += other.app_messages[direction]
+            self.control_messages[direction] += other.control_messages[direction]
+        self.control_bytes += other.control_bytes
+        self.wire_bytes += other.wire_bytes
+
+    def copy(self) -> AppProtocolTotals:
+        twin = AppProtocolTotals()
+        twin.merge(self)
+        return twin
+
+
 class ExchangeTotals:
     """The figures of many exchanges of one transport, summed as they complete.
 
@@ -79,8 +111,10 @@ class ExchangeTotals:
         "_last_response_at",
         "accounts",
         "app_messages",
+        "by_app_protocol",
         "compressed",
         "control_frames",
+        "control_messages",
         "data_frames",
         "empty_response_bytes",
         "empty_responses",
@@ -104,6 +138,10 @@ class ExchangeTotals:
         self.messages = {C2S: 0, S2C: 0}
         #: Messages the application received (see :mod:`inspector.app_messages`).
         self.app_messages = {C2S: 0, S2C: 0}
+        #: An application protocol's messages of its own (see :mod:`inspector.app_protocols`).
+        self.control_messages = {C2S: 0, S2C: 0}
+        #: The exchanges of each application protocol.
+        self.by_app_protocol: dict[str, AppProtocolTotals] = {}
         self.payload = {C2S: 0, S2C: 0}
         self.handshakes = 0
         self.handshake_bytes = 0
@@ -142,6 +180,12 @@ class ExchangeTotals:
             self.messages[direction] += messages[direction]
             self.payload[direction] += payload[direction]
             self.app_messages[direction] += exchange.app_messages[direction]
+            self.control_messages[direction] += exchange.control_messages[direction]
+        if exchange.app_protocol is not None:
+            figures = self.by_app_protocol.get(exchange.app_protocol)
+            if figures is None:
+                figures = self.by_app_protocol[exchange.app_protocol] = AppProtocolTotals()
+            figures.add(exchange)
         at = first_server_message_at(exchange, transport)
         if at is not None and (self.first_message_at is None or at < self.first_message_at):
             self.first_message_at = at
@@ -198,12 +242,19 @@ class ExchangeTotals:
             self.accounts[direction].merge(other.accounts[direction])
             self.messages[direction] += other.messages[direction]
             self.app_messages[direction] += other.app_messages[direction]
+            self.control_messages[direction] += other.control_messages[direction]
             self.payload[direction] += other.payload[direction]
             self.data_frames[direction] += other.data_frames[direction]
             self.control_frames[direction] += other.control_frames[direction]
             self.compressed[direction] += other.compressed[direction]
         if other.http2 is not None:
             self._http2().merge(other.http2)
+        for name, figures in other.by_app_protocol.items():
+            mine = self.by_app_protocol.get(name)
+            if mine is None:
+                self.by_app_protocol[name] = figures.copy()
+            else:
+                mine.merge(figures)
         self.handshakes += other.handshakes
         self.handshake_bytes += other.handshake_bytes
         self.head_bytes += other.head_bytes
@@ -225,7 +276,10 @@ class ExchangeTotals:
         for name in self.__slots__:
             value = getattr(self, name)
             if isinstance(value, dict):
-                value = {key: item.copy() if isinstance(item, ByteAccount) else item for key, item in value.items()}
+                value = {
+                    key: item.copy() if isinstance(item, (ByteAccount, AppProtocolTotals)) else item
+                    for key, item in value.items()
+                }
             elif isinstance(value, (Distribution, EvenSample, Http2Counts)):
                 value = value.copy()
             setattr(twin, name, value)

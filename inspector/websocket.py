@@ -54,6 +54,8 @@ _MASK_KEY_LENGTH = 4
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"
 #: Most inflated bytes held in memory at once.
 _INFLATE_BLOCK = 64 * 1024
+#: Most bytes of a message's content kept for an application protocol's reader.
+CONTENT_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +189,7 @@ class _Message:
 
     __slots__ = (
         "compressed",
+        "content",
         "deflate_error",
         "utf8_error",
         "first_timestamp",
@@ -213,6 +216,8 @@ class _Message:
         self.wire_bytes = 0
         self.wire_payload_bytes = 0
         self.payload_bytes = 0
+        #: The content received so far, when it is kept (at most CONTENT_LIMIT bytes).
+        self.content: bytearray | None = None
 
     @property
     def error(self) -> str | None:
@@ -222,6 +227,9 @@ class _Message:
     def receive(self, content: bytes) -> None:
         """Take application bytes (unmasked and inflated)."""
         self.payload_bytes += len(content)
+        kept = self.content
+        if kept is not None and len(kept) < CONTENT_LIMIT:
+            kept += content[: CONTENT_LIMIT - len(kept)]
         tail = self.utf8_tail
         if tail is None or self.utf8_error is not None:
             return
@@ -241,10 +249,20 @@ class WebSocketStream:
     ``offset`` is how many bytes this direction carried before the WebSocket
     began (the HTTP heads), so that anomaly offsets count from the start of
     the TCP direction. ``deflate`` is the negotiated permessage-deflate, if any.
+    With ``keep_content``, each message carries its content (for an application
+    protocol's reader; see :mod:`inspector.app_protocols`).
     """
 
-    def __init__(self, direction: Direction, *, offset: int = 0, deflate: DeflateParams | None = None) -> None:
+    def __init__(
+        self,
+        direction: Direction,
+        *,
+        offset: int = 0,
+        deflate: DeflateParams | None = None,
+        keep_content: bool = False,
+    ) -> None:
         self.direction = direction
+        self.keep_content = keep_content
         #: The first protocol violation; nothing after it is parsed.
         self.anomaly: Anomaly | None = None
         self.data_frames = 0
@@ -400,6 +418,8 @@ class WebSocketStream:
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
             compressed = first & 0x40 != 0
             self._message = _Message(opcode, compressed, timestamp)
+            if self.keep_content:
+                self._message.content = bytearray()
             if compressed and self._decompressor is None:
                 self._decompressor = zlib.decompressobj(-self._window_bits)
         return body
@@ -503,7 +523,7 @@ class WebSocketStream:
             return
         if message.compressed:
             self._inflate(message, self._content(data, pos, size))
-        elif message.utf8_tail is not None:
+        elif message.utf8_tail is not None or message.content is not None:
             message.receive(self._content(data, pos, size))
         else:
             message.payload_bytes += size
@@ -566,6 +586,7 @@ class WebSocketStream:
             message.compressed,
             message.first_timestamp,
             timestamp,
+            bytes(message.content) if message.content is not None else None,
         )
 
     def _finish(self, message: _Message) -> None:

@@ -48,6 +48,10 @@ class Category(enum.StrEnum):
     #: client preface and the payload of control frames (SETTINGS, WINDOW_UPDATE,
     #: PING, PRIORITY, RST_STREAM, GOAWAY) and of HEADERS frames' priority fields.
     CONTROL = "control"
+    #: Messages of an application protocol that are its own, not the application's
+    #: (handshakes, heartbeats, acknowledgements, subscription control: see
+    #: :mod:`inspector.app_protocols`), as they travelled inside the payload.
+    APP_CONTROL = "app_control"
     #: Bytes after an anomaly, or an incomplete tail when the stream ended.
     UNPARSED = "unparsed"
 

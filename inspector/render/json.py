@@ -7,7 +7,12 @@ an object keyed by transport name (only transports seen, in report order) and
 figures again for each protocol ("http/1.1", "h2"), and ``http2``, its streams'
 HTTP/2 frame figures (null without HTTP/2); the top-level ``http2`` totals every
 HTTP/2 connection's frames, and ``network`` gives the network conditions the
-proxy added (null for none). Figures "by direction" are objects with exactly
+proxy added (null for none). Where an application protocol was recognised
+(Socket.IO, GraphQL over WebSocket, ...), each connection names it
+(``app_protocol``) and its ``session``; each transport's ``app_messages``
+count the application's messages only, ``control_messages`` the protocol's
+own, and ``by_app_protocol`` splits both by protocol; the top-level
+``sessions`` summarises each protocol's sessions (an object, empty when none). Figures "by direction" are objects with exactly
 the keys ``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
 messages, nothing to divide by) are ``null``, never NaN or Infinity.
 
@@ -34,6 +39,7 @@ from ..report import (
     Projection,
     Quantiles,
     Report,
+    SessionsSummary,
     TransportSummary,
     WebSocketFigures,
 )
@@ -127,7 +133,17 @@ def transport_to_dict(t: TransportSummary) -> dict[str, Any]:
         "wire_bytes_per_message": _number(t.wire_bytes_per_message),
         "requests": t.requests,
         "app_messages": t.app_messages.as_dict(),
+        "control_messages": t.control_messages.as_dict(),
         "wire_bytes_per_app_message": _number(t.wire_bytes_per_app_message),
+        "by_app_protocol": {
+            name: {
+                "app_messages": app.app_messages.as_dict(),
+                "control_messages": app.control_messages.as_dict(),
+                "control_bytes": app.control_bytes,
+                "wire_bytes": app.wire_bytes,
+            }
+            for name, app in t.by_app_protocol.items()
+        },
         "inter_arrival": quantiles_to_dict(t.inter_arrival),
         "time_to_first_byte": quantiles_to_dict(t.time_to_first_byte),
         "time_to_first_message": quantiles_to_dict(t.time_to_first_message),
@@ -164,6 +180,22 @@ def connection_to_dict(c: ConnectionSummary) -> dict[str, Any]:
         "targets": list(c.targets),
         "reconstructed": c.reconstructed,
         "protocol": c.protocol,
+        "app_protocol": c.app_protocol,
+        "session": c.session,
+    }
+
+
+def sessions_to_dict(s: SessionsSummary) -> dict[str, Any]:
+    """The sessions of one application protocol."""
+    return {
+        "count": s.count,
+        "upgraded": s.upgraded,
+        "paths": dict(s.paths),
+        "wire_bytes": s.wire_bytes,
+        "app_messages": s.app_messages.as_dict(),
+        "control_messages": s.control_messages.as_dict(),
+        "wire_bytes_per_app_message": _number(s.wire_bytes_per_app_message),
+        "before_upgrade_wire_bytes": s.before_upgrade_wire_bytes,
     }
 
 
@@ -225,6 +257,7 @@ def report_to_dict(report: Report, clients: ClientMeasurements | None = None) ->
         "http2": http2_to_dict(report.http2) if report.http2 is not None else None,
         "projection": projection_to_dict(report.projection) if report.projection is not None else None,
         "network": network_to_dict(report.network) if report.network is not None else None,
+        "sessions": {name: sessions_to_dict(s) for name, s in report.sessions.items()},
         "connections": [connection_to_dict(c) for c in report.connections],
         "timeline": [_point_to_dict(p) for p in report.timeline if is_number(p.time)],
     }
