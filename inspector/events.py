@@ -10,6 +10,7 @@ accounting (:mod:`inspector.connection`) is the one consumer.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from wsproto.frame_protocol import Opcode
@@ -274,3 +275,60 @@ class StreamMessage:
     payload_bytes: int
     #: When the chunk that completed the message arrived.
     timestamp: float
+
+
+# -- Application protocols -------------------------------------------------
+
+
+class MessageKind(enum.StrEnum):
+    """Whether an application protocol's message is the application's or the protocol's own."""
+
+    #: What the application's handlers receive or send: an event, a published message.
+    APPLICATION = "application"
+    #: Handshakes, heartbeats, transport acknowledgements, subscription control.
+    CONTROL = "control"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameworkMessage:
+    """One message of an application protocol, or a piece of one, in a carrier payload.
+
+    The carrier is a WebSocket message or an HTTP body. The sizes of the
+    messages read from one carrier add up to its length: separators, envelopes
+    and bytes that could not be interpreted (``type`` ``"malformed"``) all
+    belong to some message.
+    """
+
+    direction: Direction
+    kind: MessageKind
+    #: The protocol's own name for it: ``"EVENT"``, ``"ping"``, ``"next"``, ``"PUBLISH"``.
+    type: str
+    #: Bytes of the carrier it took, its separators included.
+    size: int
+    #: False for a piece of a message already counted: a Socket.IO binary
+    #: attachment, the rest of an MQTT packet that spans WebSocket messages.
+    counted: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FrameworkProblem:
+    """Something an application protocol reader found malformed; its bytes are still counted."""
+
+    direction: Direction
+    #: What was malformed and where.
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionId:
+    """The protocol named the session this connection belongs to.
+
+    Engine.IO's ``sid`` in its open packet; SignalR's connection token in the
+    answer to a negotiate request. Later requests name it in their URL (see
+    :func:`inspector.app_protocols.session_key`).
+    """
+
+    id: str
+
+
+FrameworkEvent = FrameworkMessage | FrameworkProblem | SessionId
