@@ -354,6 +354,8 @@ class RtInspect:
         self.analysis: Analysis = analysis if analysis is not None else InProcessAnalysis(AnalyserSettings())
         self._writer: CaptureWriter | None = None
         self._live: dict[str, _LiveConnection] = {}
+        #: Clients whose connection was handed over to the relay (or failed to reach the upstream), until they go.
+        self._handed_over: set[str] = set()
         self._next_id = 1
         self._client_hello_at: dict[str, float] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -560,6 +562,15 @@ class RtInspect:
 
     def client_disconnected(self, client: Client) -> None:
         self._client_hello_at.pop(client.id, None)
+        if client.id in self._handed_over:
+            self._handed_over.discard(client.id)
+        elif not self._stopped and isinstance(client.proxy_mode, ReverseMode):
+            # mitmproxy hands a connection over only once its client speaks: one that
+            # closed first is still a TCP connection, as a packet capture shows it.
+            live = _LiveConnection(self._next_id, client.id)
+            self._next_id += 1
+            self._start(live, client, Server(address=client.proxy_mode.address))
+            self._end(live, client.timestamp_end or time.time(), "client closed")
 
     # -- traffic
 
@@ -567,6 +578,7 @@ class RtInspect:
         if self._stopped:
             return
         self._live[flow.id] = _LiveConnection(self._next_id, flow.client_conn.id)
+        self._handed_over.add(flow.client_conn.id)
         self._next_id += 1
 
     def relayed(self, flow: tcp.TCPFlow, message: tcp.TCPMessage) -> None:
@@ -599,6 +611,7 @@ class RtInspect:
         if any(live.client_id == client.id for live in self._live.values()):
             return  # the relay was connecting: tcp_error records it
         live = _LiveConnection(self._next_id, client.id)
+        self._handed_over.add(client.id)
         self._next_id += 1
         self._start(live, client, server)
         self._failed(live, server, server.error or "unknown")

@@ -133,7 +133,8 @@ def _same(a: Any, b: Any, path: str = "") -> None:
 def _as_kept(report: dict[str, Any]) -> dict[str, Any]:
     """A report of HTTP/1.1 traffic without the figures added after ``NAME.report.json``
     was kept: the protocol of each connection, the HTTP/2 figures, the
-    application messages and the network conditions, which say nothing new here
+    application messages, the network conditions, and the application
+    protocols and their sessions, which say nothing new here
     (every transport's one protocol has the transport's figures; every message
     is one application message; no conditions were set)."""
     assert report.pop("http2") is None
@@ -146,8 +147,15 @@ def _as_kept(report: dict[str, Any]) -> dict[str, Any]:
         assert figures.pop("app_messages") == figures["messages"]
         assert figures.pop("wire_bytes_per_app_message") == figures["wire_bytes_per_message"]
         assert figures.pop("requests") >= figures["connections"]
+        # No application protocol (Socket.IO and the like) rides on these recordings.
+        assert figures.pop("control_messages") == {"client_to_server": 0, "server_to_client": 0}
+        assert figures.pop("by_app_protocol") == {}
+        assert figures["categories"].pop("app_control") == {"client_to_server": 0, "server_to_client": 0}
+    assert report.pop("sessions") == {}
     for connection in report["connections"]:
         assert connection.pop("protocol") == "http/1.1"
+        assert connection.pop("app_protocol") is None
+        assert connection.pop("session") is None
     return report
 
 
