@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 from .app_messages import AppMessageRule
 from .capture import ConnectionOpened, Event, Record
-from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
+from .classify import DEFAULT_LONG_POLL_THRESHOLD, AppProtocolRule, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
 from .driver import DamagedRecord, RecordDriver
 from .report import Report
@@ -51,6 +51,7 @@ class AnalyserSettings:
     rules: tuple[TransportRule, ...] = ()
     long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD
     app_messages: tuple[AppMessageRule, ...] = ()
+    app_protocols: tuple[AppProtocolRule, ...] = ()
     redact: bool = True
     sources: tuple[str, ...] = ()
     capture: str | None = None
@@ -69,6 +70,7 @@ class AnalyserSettings:
         value["app_messages"] = tuple(
             AppMessageRule(rule["pattern"], tuple(rule["members"]), rule["method"]) for rule in value["app_messages"]
         )
+        value["app_protocols"] = tuple(AppProtocolRule(**rule) for rule in value.get("app_protocols", ()))
         value["sources"] = tuple(value["sources"])
         return cls(**value)
 
@@ -126,7 +128,9 @@ class Analyser:
 
     def __init__(self, settings: AnalyserSettings) -> None:
         self.settings = settings
-        classifier = Classifier(tuple(settings.rules), settings.long_poll_threshold, settings.app_messages)
+        classifier = Classifier(
+            tuple(settings.rules), settings.long_poll_threshold, settings.app_messages, settings.app_protocols
+        )
         self._builder = ReportBuilder(redact=settings.redact)
         self._driver: RecordDriver[ConnectionAnalyzer, ConnectionRecord] = RecordDriver(
             lambda opened: ConnectionAnalyzer(opened, classifier=classifier)

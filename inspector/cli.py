@@ -13,7 +13,7 @@ import click
 
 from .app_messages import AppMessageRule
 from .capture import CaptureError
-from .classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
+from .classify import DEFAULT_LONG_POLL_THRESHOLD, AppProtocolRule, TransportRule
 from .formats.export import EXPORT_FORMATS
 from .formats.pcapng import MAX_SEGMENT
 from .measurements import ClientMeasurements, ClientMeasurementsError, load_client_measurements
@@ -66,6 +66,15 @@ def _app_message_rule(
         raise click.BadParameter(str(error)) from None
 
 
+def _app_protocol_rule(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[AppProtocolRule, ...]:
+    try:
+        return tuple(AppProtocolRule.parse(value) for value in values)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 def _fleet(ctx: click.Context, param: click.Parameter, value: str | None) -> Fleet | None:
     try:
         return Fleet.parse(value) if value is not None else None
@@ -101,6 +110,16 @@ def classification_options(command: Callable[..., None]) -> Callable[..., None]:
         help="The application's messages in responses to PATH are the items of the JSON array at "
         "$.MEMBER (or $ for the whole body), e.g. 'GET /poll=$.items'. Without a rule, a JSON array "
         "body (or an object whose one member is an array) counts its items. Repeatable.",
+    )(command)
+    command = click.option(
+        "--app-protocol",
+        "app_protocols",
+        multiple=True,
+        metavar="[METHOD ]PATH=NAME",
+        callback=_app_protocol_rule,
+        help="Requests to PATH speak application protocol NAME (socket.io, graphql-transport-ws, graphql-ws, "
+        "sockjs, stomp, mqtt, signalr, phoenix, actioncable), whatever their URL or subprotocol says; "
+        "without a rule each is recognised from the traffic. Repeatable.",
     )(command)
     return command
 
@@ -178,6 +197,7 @@ def report(
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
     app_messages: tuple[AppMessageRule, ...],
+    app_protocols: tuple[AppProtocolRule, ...],
     redact: bool,
 ) -> None:
     """What each transport cost in one or more captures (merged).
@@ -200,6 +220,7 @@ def report(
       rtinspect report day.rtcap -j 2 --connections -f csv -o connections.csv
       rtinspect report feed.rtcap --project 10000@1/s
       rtinspect report feed.rtcap --app-messages 'GET /poll=$.items'
+      rtinspect report chat.rtcap --app-protocol '/live/*=socket.io'
       rtinspect report session.har
       rtinspect report traffic.pcapng --server-port 8000
       rtinspect report demo/capture.rtcap --clients demo/clients.json -f html -o report.html
@@ -210,6 +231,7 @@ def report(
         "long_poll_threshold": long_poll_threshold,
         "rules": rules,
         "app_messages": app_messages,
+        "app_protocols": app_protocols,
         "redact": redact,
     }
     options["server_ports"] = server_ports
@@ -519,6 +541,7 @@ def proxy(
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
     app_messages: tuple[AppMessageRule, ...],
+    app_protocols: tuple[AppProtocolRule, ...],
     redact: bool,
     mitmproxy_options: tuple[str, ...],
     metrics_port: int | None,
@@ -584,6 +607,7 @@ def proxy(
         long_poll_threshold=long_poll_threshold,
         rules=rules,
         app_messages=app_messages,
+        app_protocols=app_protocols,
         redact=redact,
         mitmproxy_options=mitmproxy_options,
         metrics_host=metrics_host,

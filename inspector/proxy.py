@@ -37,7 +37,7 @@ from inspector.addon import RtInspect
 from inspector.analyser import AnalyserSettings, Finished, InProcessAnalysis
 from inspector.analyser_process import BACKLOG_LIMIT, AnalyserProcess
 from inspector.app_messages import AppMessageRule
-from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, TransportRule
+from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, AppProtocolRule, TransportRule
 from inspector.connection import ConnectionRecord
 from inspector.metrics import SCRAPE_TIMEOUT, LiveMetrics, MetricsLedger, MetricsServer, listen_error
 from inspector.network import NetworkConditions
@@ -98,6 +98,7 @@ class ProxySettings:
     long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD
     rules: tuple[TransportRule, ...] = ()
     app_messages: tuple[AppMessageRule, ...] = ()
+    app_protocols: tuple[AppProtocolRule, ...] = ()
     #: Reports show request targets without credentials (see :mod:`inspector.redact`).
     redact: bool = True
     mitmproxy_options: tuple[str, ...] = ()
@@ -273,6 +274,7 @@ class _ProxyRun:
             rules=tuple(settings.rules),
             long_poll_threshold=settings.long_poll_threshold,
             app_messages=settings.app_messages,
+            app_protocols=settings.app_protocols,
             redact=settings.redact,
             sources=(settings.write,) if settings.write else (),
             capture=settings.write,
@@ -297,6 +299,7 @@ class _ProxyRun:
                 long_poll_threshold=settings.long_poll_threshold,
                 rules=settings.rules,
                 app_messages=settings.app_messages,
+                app_protocols=settings.app_protocols,
                 redact=settings.redact,
             )
             return dataclasses.replace(report, notes=(*report.notes, note))

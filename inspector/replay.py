@@ -22,7 +22,7 @@ from typing import IO, cast
 
 from .app_messages import AppMessageRule
 from .capture import CaptureError, ConnectionOpened
-from .classify import DEFAULT_LONG_POLL_THRESHOLD, Classifier, TransportRule
+from .classify import DEFAULT_LONG_POLL_THRESHOLD, AppProtocolRule, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
 from .driver import DamagedRecord, RecordDriver
 from .formats import ImportedTraffic, open_traffic
@@ -186,6 +186,7 @@ def report_from_captures(
     long_poll_threshold: float = DEFAULT_LONG_POLL_THRESHOLD,
     rules: Sequence[TransportRule] = (),
     app_messages: Sequence[AppMessageRule] = (),
+    app_protocols: Sequence[AppProtocolRule] = (),
     redact: bool = True,
     jobs: int = 1,
     on_connection: Callable[[ConnectionSummary], None] | None = None,
@@ -204,7 +205,7 @@ def report_from_captures(
     connections and no transports.
     """
     names = [os.fspath(path) for path in paths]
-    classifier = Classifier(tuple(rules), long_poll_threshold, tuple(app_messages))
+    classifier = Classifier(tuple(rules), long_poll_threshold, tuple(app_messages), tuple(app_protocols))
     builder = ReportBuilder(redact=redact, on_connection=on_connection)
     reading = _Reading()
     ports = tuple(server_ports)
