@@ -12,6 +12,7 @@ import base64
 import itertools
 import json
 import struct
+from urllib.parse import quote_plus
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -348,6 +349,16 @@ def test_sockjs_xhr_polling_and_xhr_send() -> None:
     ]
     # The 204 that answers it has no body.
     assert shape(body(reader, S2C, b"", "POST", "/echo/123/abcdefgh/xhr_send")) == []
+
+
+def test_sockjs_jsonp_send_form_gives_each_message_its_encoded_share() -> None:
+    reader = reader_for("sockjs")
+    form = b"d=" + quote_plus('["a b","caf\u00e9"]').encode()
+    assert form == b"d=%5B%22a+b%22%2C%22caf%C3%A9%22%5D"
+    events = body(reader, C2S, form, "POST", "/echo/123/abcdefgh/jsonp_send")
+    assert shape(events) == ["application message 14", "application message 21"]
+    assert shape(body(reader, S2C, b"ok", "POST", "/echo/123/abcdefgh/jsonp_send")) == ["control ok 2"]
+    assert shape(body(reader, C2S, b"d=%5B%5D", "POST", "/echo/123/abcdefgh/jsonp_send")) == ["control empty 8"]
 
 
 def test_sockjs_eventsource_prelude_and_data_events() -> None:
@@ -826,6 +837,7 @@ BODY_CORPUS: dict[str, list[tuple[Direction, str, str, bytes]]] = {
         (S2C, "POST", "/echo/1/s/xhr", b'a["x","y"]\n'),
         (S2C, "GET", "/echo/1/s/eventsource", b'\r\ndata: o\r\n\r\ndata: a["x"]\r\n\r\n'),
         (C2S, "POST", "/echo/1/s/xhr_send", b'["x","y"]'),
+        (C2S, "POST", "/echo/1/s/jsonp_send", b"d=%5B%22x%22%2C%22y%C3%A9%22%5D"),
         (S2C, "GET", "/echo/info?t=1", b'{"websocket":true}'),
     ],
     "signalr": [

@@ -15,8 +15,8 @@ Over WebSocket one message is one frame. Over HTTP the request's URL,
   and a ``\\n`` (control ``"prelude"``);
 - ``eventsource`` answers with an event stream: a ``\\r\\n`` prelude, then
   ``data: <frame>\\r\\n\\r\\n``, whose field name and line ends go with the frame;
-- ``xhr_send`` and ``jsonp_send`` POST a JSON array (answered by 204 without a
-  body, and ``ok``);
+- ``xhr_send`` POSTs a JSON array (answered by 204 without a body), and
+  ``jsonp_send`` one in a form field ``d`` (answered by ``ok``);
 - ``/prefix/info`` answers with the server's options (control ``"info"``).
 
 Streamed frames are read as they arrive, each held until its end, up to
@@ -28,6 +28,7 @@ read: their bodies are ``"unparsed"`` too.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from ..events import FrameworkEvent, FrameworkMessage, FrameworkProblem
@@ -87,6 +88,38 @@ def client_messages(direction: Direction, data: bytes) -> list[FrameworkEvent]:
     return malformed(direction, len(data), "SockJS client message is neither a JSON array nor a JSON string")
 
 
+def form_messages(direction: Direction, data: bytes) -> list[FrameworkEvent]:
+    """What a ``jsonp_send`` form carries: a JSON array of messages, URL-encoded as the field ``d``.
+
+    Each message takes the encoded bytes of its share of the decoded array;
+    the first also takes ``d=``.
+    """
+    decoded = bytearray()
+    # Where in ``data`` each decoded byte began.
+    origins: list[int] = []
+    i = 2
+    while i < len(data):
+        origins.append(i)
+        if data[i] == 0x25 and _is_hex(data[i + 1 : i + 3]):
+            decoded.append(int(data[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            decoded.append(0x20 if data[i] == 0x2B else data[i])
+            i += 1
+    sizes = item_sizes(bytes(decoded))
+    if sizes is None:
+        return malformed(direction, len(data), "SockJS jsonp_send form: d is not a JSON array")
+    if not sizes:
+        return [FrameworkMessage(direction, CONTROL, "empty", len(data))]
+    cuts = list(itertools.accumulate(sizes[:-1]))
+    bounds = [0, *(origins[cut] for cut in cuts), len(data)]
+    return [FrameworkMessage(direction, APPLICATION, "message", b - a) for a, b in itertools.pairwise(bounds)]
+
+
+def _is_hex(digits: bytes) -> bool:
+    return len(digits) == 2 and all(d in b"0123456789abcdefABCDEF" for d in digits)
+
+
 def _messages(direction: Direction, array: bytes, before: int, after: int) -> list[FrameworkEvent] | None:
     """One application message per item of a JSON array, or None when ``array`` is not one."""
     sizes = item_sizes(array)
@@ -139,6 +172,8 @@ class SockJsReader(FrameworkReader):
 def _whole_body(direction: Direction, transport: str | None, data: bytes) -> list[FrameworkEvent]:
     """A body read at its end: what the client sends, or an answer that is not a stream of frames."""
     if direction is Direction.CLIENT_TO_SERVER:
+        if transport == "jsonp_send" and data.startswith(b"d="):
+            return form_messages(direction, data)
         if transport in (None, "xhr_send", "jsonp_send"):
             return client_messages(direction, data)
         return [FrameworkMessage(direction, CONTROL, "http_body", len(data))]
