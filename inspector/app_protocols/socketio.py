@@ -75,8 +75,7 @@ class SocketIoReader(FrameworkReader):
             if data == b"ok":
                 return [FrameworkMessage(direction, CONTROL, "ok", len(data))]
             return malformed(direction, len(data), "Engine.IO answer to a polling POST is not 'ok'")
-        version = engine_io_version(request.target) or self._version
-        if version == 3 or (version is None and _looks_like_v3(data)):
+        if self._version == 3 or (self._version is None and _looks_like_v3(data)):
             if data[0] in (0, 1):
                 return self._binary_v3_payload(direction, data)
             return self._text_v3_payload(direction, data)
