@@ -12,6 +12,7 @@ import base64
 import itertools
 import json
 import struct
+from urllib.parse import quote_plus
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,6 +28,7 @@ from inspector.app_protocols import (
     session_key,
     transport_of,
 )
+from inspector.app_protocols.stomp import HEAD_LIMIT
 from inspector.events import FrameworkEvent, FrameworkMessage, FrameworkProblem, MessageKind, SessionId
 from inspector.wire import Direction
 
@@ -349,6 +351,16 @@ def test_sockjs_xhr_polling_and_xhr_send() -> None:
     assert shape(body(reader, S2C, b"", "POST", "/echo/123/abcdefgh/xhr_send")) == []
 
 
+def test_sockjs_jsonp_send_form_gives_each_message_its_encoded_share() -> None:
+    reader = reader_for("sockjs")
+    form = b"d=" + quote_plus('["a b","caf\u00e9"]').encode()
+    assert form == b"d=%5B%22a+b%22%2C%22caf%C3%A9%22%5D"
+    events = body(reader, C2S, form, "POST", "/echo/123/abcdefgh/jsonp_send")
+    assert shape(events) == ["application message 14", "application message 21"]
+    assert shape(body(reader, S2C, b"ok", "POST", "/echo/123/abcdefgh/jsonp_send")) == ["control ok 2"]
+    assert shape(body(reader, C2S, b"d=%5B%5D", "POST", "/echo/123/abcdefgh/jsonp_send")) == ["control empty 8"]
+
+
 def test_sockjs_eventsource_prelude_and_data_events() -> None:
     reader = reader_for("sockjs")
     stream = b'\r\ndata: o\r\n\r\ndata: a["x","y"]\r\n\r\ndata: h\r\n\r\n'
@@ -428,6 +440,13 @@ def test_stomp_unknown_command_is_malformed_up_to_its_nul() -> None:
         "application MESSAGE 10",
     ]
     assert ws(reader, S2C, b"junk\x00") == ["problem", "control malformed 5"]
+
+
+def test_stomp_headers_longer_than_the_limit_are_a_problem_and_the_frame_still_counts() -> None:
+    reader = reader_for("stomp")
+    frame = b"SEND\nx-long:" + b"y" * HEAD_LIMIT + b"\n\nbody\x00"
+    assert ws(reader, C2S, frame) == ["problem", f"application SEND {len(frame)}"]
+    assert ws(reader, C2S, b"SEND\n\n\x00") == ["application SEND 7"]
 
 
 # -- MQTT --------------------------------------------------------------------
@@ -559,6 +578,29 @@ def test_signalr_over_server_sent_events() -> None:
     ]
 
 
+def test_signalr_event_stream_is_read_as_it_arrives_not_held() -> None:
+    reader = reader_for("signalr")
+    reader.start_body(S2C, "GET", "/chathub?id=tok123")
+    event = b'data: {"type":1,"target":"tick","arguments":[' + b"1," * 500 + b"1]}\x1e\r\n\r\n"
+    assert shape(reader.body_data(S2C, b":\r\ndata: {}\x1e\r\n")) == []
+    assert shape(reader.body_data(S2C, b"\r\n")) == ["control comment 3", "control handshake 13"]
+    seen = 0
+    for _ in range(2 * BODY_LIMIT // len(event)):
+        seen += len(reader.body_data(S2C, event))
+    assert seen == 2 * BODY_LIMIT // len(event)
+    assert shape(reader.body_end(S2C)) == []
+
+
+def test_signalr_problems_say_which_record() -> None:
+    reader = reader_for("signalr")
+    events = reader.websocket_message(S2C, b'{"type":6}\x1e{"type":6}\x1e{"type":', True)
+    assert [e.reason for e in events if isinstance(e, FrameworkProblem)] == [
+        "SignalR record 3 of a WebSocket message: no \\x1e ends it"
+    ]
+    events = body(reader, S2C, b'{"type":6}\x1enope\x1e', "GET", "/chathub?id=t")
+    assert [e.reason for e in events if isinstance(e, FrameworkProblem)] == ["SignalR record 2 of a body: not JSON"]
+
+
 # -- Phoenix channels --------------------------------------------------------
 
 
@@ -585,6 +627,8 @@ def test_phoenix_v2_binary_messages() -> None:
     reader = reader_for("phoenix")
     push = bytes([0, 1, 1, 10, 6]) + b"3" + b"7" + b"room:lobby" + b"upload" + b"\x00\x01"
     assert ws(reader, C2S, push, text=False) == [f"application upload {len(push)}"]
+    server_push = bytes([0, 1, 10, 4]) + b"3" + b"room:lobby" + b"tick" + b"\x07"  # no ref
+    assert ws(reader, S2C, server_push, text=False) == [f"application tick {len(server_push)}"]
     broadcast = bytes([2, 10, 4]) + b"room:lobby" + b"blob" + b"\xff"
     assert ws(reader, S2C, broadcast, text=False) == [f"application blob {len(broadcast)}"]
     reply = bytes([1, 1, 1, 10, 2]) + b"37room:lobbyok\x00"
@@ -793,6 +837,7 @@ BODY_CORPUS: dict[str, list[tuple[Direction, str, str, bytes]]] = {
         (S2C, "POST", "/echo/1/s/xhr", b'a["x","y"]\n'),
         (S2C, "GET", "/echo/1/s/eventsource", b'\r\ndata: o\r\n\r\ndata: a["x"]\r\n\r\n'),
         (C2S, "POST", "/echo/1/s/xhr_send", b'["x","y"]'),
+        (C2S, "POST", "/echo/1/s/jsonp_send", b"d=%5B%22x%22%2C%22y%C3%A9%22%5D"),
         (S2C, "GET", "/echo/info?t=1", b'{"websocket":true}'),
     ],
     "signalr": [

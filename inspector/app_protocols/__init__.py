@@ -6,7 +6,18 @@ handlers receive or send) among messages of their own: handshakes,
 heartbeats, transport acknowledgements, subscription control. A reader
 (:func:`reader_for`) splits what one connection carries into
 :class:`~inspector.events.FrameworkMessage` values of either kind, whose
-sizes add up to the bytes it was fed.
+sizes add up to the bytes it was fed:
+
+- ``websocket_message(direction, data, text)``: one whole (decompressed)
+  WebSocket message; the sizes add up to its length;
+- ``start_body(direction, method, target)``, then ``body_data(direction,
+  data)`` for each piece and ``body_end(direction)``: an HTTP body, the
+  request's or its response's, with the request it belongs to; the sizes add
+  up to the body's length over all three, whatever its pieces.
+
+Malformed input never raises: it gives a
+:class:`~inspector.events.FrameworkProblem`, and its bytes are counted as a
+control message (``"malformed"``).
 
 The functions here tell which protocol a request speaks (:func:`detect`,
 :func:`detect_from_first_message`), which session it belongs to

@@ -46,7 +46,7 @@ class ActionCableReader(FrameworkReader):
                 return [FrameworkMessage(direction, APPLICATION, "message", size)]
             known = name in _CLIENT_COMMANDS
         if not isinstance(name, str):
-            return malformed(direction, size, "Action Cable message with neither a type nor a broadcast")
+            return malformed(direction, size, "Action Cable message names no type, command or subscription")
         problems: list[FrameworkEvent] = (
             [] if known else [FrameworkProblem(direction, f"Action Cable: unknown {name!r}")]
         )

@@ -18,19 +18,9 @@ from ..wire import Direction
 from .reader import APPLICATION, CONTROL, FrameworkReader, malformed
 
 
-def _message_type(direction: Direction, data: bytes, protocol: str) -> tuple[str | None, list[FrameworkEvent]]:
-    """The ``type`` of a message, or None and the problem when it has none."""
-    try:
-        message = json.loads(data)
-    except (ValueError, RecursionError):
-        return None, [FrameworkProblem(direction, f"{protocol} message is not JSON")]
-    kind = message.get("type") if isinstance(message, dict) else None
-    if not isinstance(kind, str):
-        return None, [FrameworkProblem(direction, f"{protocol} message has no type")]
-    return kind, []
-
-
 class _GraphQLReader(FrameworkReader):
+    """One JSON object per WebSocket message, named by its ``type``."""
+
     #: The message types that carry results; every other known type is control.
     results: frozenset[str]
     known: frozenset[str]
@@ -38,14 +28,19 @@ class _GraphQLReader(FrameworkReader):
     def websocket_message(self, direction: Direction, data: bytes, text: bool) -> list[FrameworkEvent]:
         if not text:
             return malformed(direction, len(data), f"{self.name}: a binary message")
-        kind, problems = _message_type(direction, data, self.name)
-        if kind is None:
-            return [*problems, FrameworkMessage(direction, CONTROL, "malformed", len(data))]
+        try:
+            message = json.loads(data)
+        except (ValueError, RecursionError):
+            message = None
+        kind = message.get("type") if isinstance(message, dict) else None
+        if not isinstance(kind, str):
+            return malformed(direction, len(data), f"{self.name} message is not a JSON object with a type")
         if kind in self.results:
             return [FrameworkMessage(direction, APPLICATION, kind, len(data))]
+        events: list[FrameworkEvent] = [FrameworkMessage(direction, CONTROL, kind, len(data))]
         if kind not in self.known:
-            problems.append(FrameworkProblem(direction, f"{self.name}: unknown message type {kind!r}"))
-        return [*problems, FrameworkMessage(direction, CONTROL, kind, len(data))]
+            events.insert(0, FrameworkProblem(direction, f"{self.name}: unknown message type {kind!r}"))
+        return events
 
 
 class GraphQLTransportWsReader(_GraphQLReader):

@@ -2,8 +2,8 @@
 
 A V2 text message is ``[join_ref, ref, topic, event, payload]``; V1 sends the
 same as an object with ``topic``, ``event``, ``payload`` and ``ref``. A V2
-binary message starts with its kind: 0 push (client), 1 reply, 2 broadcast,
-then the lengths of its strings, the strings, and the payload.
+binary message starts with its kind: 0 push, 1 reply, 2 broadcast, then the
+lengths of its strings, the strings, and the payload.
 
 Control is the channel machinery: everything on the ``phoenix`` topic (the
 heartbeat) and the events ``phx_join``, ``phx_leave``, ``phx_reply``,
@@ -41,14 +41,23 @@ def topic_and_event(data: bytes) -> tuple[str, str] | None:
     return topic, event
 
 
-def _binary_event(data: bytes) -> str | None:
-    """The event of a V2 binary message, or None when it is not one."""
-    if data[:1] == bytes([_REPLY]) and len(data) >= 5:
+def _binary_event(direction: Direction, data: bytes) -> str | None:
+    """The event of a V2 binary message, or None when it is not one.
+
+    A client's push carries a join_ref, a ref, a topic and an event (four
+    lengths); a server's push has no ref (three); a broadcast has a topic and
+    an event (two); a reply's event is ``phx_reply``.
+    """
+    kind = data[0] if data else None
+    if kind == _REPLY and len(data) >= 5:
         return "phx_reply"
-    if data[:1] == bytes([_PUSH]) and len(data) >= 5:
+    if kind == _PUSH and direction is Direction.CLIENT_TO_SERVER and len(data) >= 5:
         start = 5 + data[1] + data[2] + data[3]
         end = start + data[4]
-    elif data[:1] == bytes([_BROADCAST]) and len(data) >= 3:
+    elif kind == _PUSH and len(data) >= 4:
+        start = 4 + data[1] + data[2]
+        end = start + data[3]
+    elif kind == _BROADCAST and len(data) >= 3:
         start = 3 + data[1]
         end = start + data[2]
     else:
@@ -70,7 +79,7 @@ class PhoenixReader(FrameworkReader):
                 return malformed(direction, len(data), "Phoenix message is not [join_ref, ref, topic, event, payload]")
             topic, event = found
         else:
-            binary_event = _binary_event(data)
+            binary_event = _binary_event(direction, data)
             if binary_event is None:
                 return malformed(direction, len(data), "Phoenix binary message of an unknown kind or too short")
             topic, event = "", binary_event

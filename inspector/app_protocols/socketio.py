@@ -26,7 +26,7 @@ import json
 
 from ..events import FrameworkEvent, FrameworkMessage, FrameworkProblem, SessionId
 from ..wire import Direction
-from .reader import APPLICATION, CONTROL, FrameworkReader, Request, malformed, query_value
+from .reader import APPLICATION, CONTROL, Body, FrameworkReader, malformed, query_value
 
 _ENGINE_PACKETS = {
     ord("0"): "open",
@@ -69,13 +69,13 @@ class SocketIoReader(FrameworkReader):
         super().start_body(direction, method, target)
         self._version = engine_io_version(target) or self._version
 
-    def read_body(self, direction: Direction, request: Request, data: bytes) -> list[FrameworkEvent]:
+    def read_body(self, direction: Direction, body: Body, data: bytes) -> list[FrameworkEvent]:
+        request = body.request
         if direction is Direction.SERVER_TO_CLIENT and (request.method == "POST" or data == b"ok"):
             if data == b"ok":
                 return [FrameworkMessage(direction, CONTROL, "ok", len(data))]
             return malformed(direction, len(data), "Engine.IO answer to a polling POST is not 'ok'")
-        version = engine_io_version(request.target) or self._version
-        if version == 3 or (version is None and _looks_like_v3(data)):
+        if self._version == 3 or (self._version is None and _looks_like_v3(data)):
             if data[0] in (0, 1):
                 return self._binary_v3_payload(direction, data)
             return self._text_v3_payload(direction, data)

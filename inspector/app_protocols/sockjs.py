@@ -15,8 +15,8 @@ Over WebSocket one message is one frame. Over HTTP the request's URL,
   and a ``\\n`` (control ``"prelude"``);
 - ``eventsource`` answers with an event stream: a ``\\r\\n`` prelude, then
   ``data: <frame>\\r\\n\\r\\n``, whose field name and line ends go with the frame;
-- ``xhr_send`` and ``jsonp_send`` POST a JSON array (answered by 204 without a
-  body, and ``ok``);
+- ``xhr_send`` POSTs a JSON array (answered by 204 without a body), and
+  ``jsonp_send`` one in a form field ``d`` (answered by ``ok``);
 - ``/prefix/info`` answers with the server's options (control ``"info"``).
 
 Streamed frames are read as they arrive, each held until its end, up to
@@ -28,19 +28,21 @@ read: their bodies are ``"unparsed"`` too.
 
 from __future__ import annotations
 
+import itertools
 import json
-from dataclasses import dataclass, field
 
 from ..events import FrameworkEvent, FrameworkMessage, FrameworkProblem
 from ..wire import Direction
 from .json_array import item_sizes
-from .reader import APPLICATION, BODY_LIMIT, CONTROL, FrameworkReader, Request, malformed
+from .reader import APPLICATION, CONTROL, Body, FrameworkReader, Request, malformed
 
 #: The transports named by the last segment of a session's URL.
 TRANSPORTS = frozenset(
     {"websocket", "xhr", "xhr_send", "xhr_streaming", "eventsource", "htmlfile", "jsonp", "jsonp_send"}
 )
 _UNREAD = frozenset({"htmlfile", "jsonp"})
+_FRAME_END = b"\n"
+_EVENT_END = b"\r\n\r\n"
 _EVENT_STREAM_PRELUDE = b"\r\n"
 _DATA_FIELD = b"data: "
 
@@ -86,6 +88,38 @@ def client_messages(direction: Direction, data: bytes) -> list[FrameworkEvent]:
     return malformed(direction, len(data), "SockJS client message is neither a JSON array nor a JSON string")
 
 
+def form_messages(direction: Direction, data: bytes) -> list[FrameworkEvent]:
+    """What a ``jsonp_send`` form carries: a JSON array of messages, URL-encoded as the field ``d``.
+
+    Each message takes the encoded bytes of its share of the decoded array;
+    the first also takes ``d=``.
+    """
+    decoded = bytearray()
+    # Where in ``data`` each decoded byte began.
+    origins: list[int] = []
+    i = 2
+    while i < len(data):
+        origins.append(i)
+        if data[i] == 0x25 and _is_hex(data[i + 1 : i + 3]):
+            decoded.append(int(data[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            decoded.append(0x20 if data[i] == 0x2B else data[i])
+            i += 1
+    sizes = item_sizes(bytes(decoded))
+    if sizes is None:
+        return malformed(direction, len(data), "SockJS jsonp_send form: d is not a JSON array")
+    if not sizes:
+        return [FrameworkMessage(direction, CONTROL, "empty", len(data))]
+    cuts = list(itertools.accumulate(sizes[:-1]))
+    bounds = [0, *(origins[cut] for cut in cuts), len(data)]
+    return [FrameworkMessage(direction, APPLICATION, "message", b - a) for a, b in itertools.pairwise(bounds)]
+
+
+def _is_hex(digits: bytes) -> bool:
+    return len(digits) == 2 and all(d in b"0123456789abcdefABCDEF" for d in digits)
+
+
 def _messages(direction: Direction, array: bytes, before: int, after: int) -> list[FrameworkEvent] | None:
     """One application message per item of a JSON array, or None when ``array`` is not one."""
     sizes = item_sizes(array)
@@ -98,117 +132,56 @@ def _messages(direction: Direction, array: bytes, before: int, after: int) -> li
     return [FrameworkMessage(direction, APPLICATION, "message", size) for size in sizes]
 
 
-@dataclass(slots=True)
-class _Body:
-    """One body in progress: the bytes of its unfinished unit, and how it is cut into units."""
-
-    request: Request
-    transport: str | None
-    #: What ends a unit (a frame, an event); None to read the body whole at its end.
-    terminator: bytes | None
-    held: bytearray = field(default_factory=bytearray)
-    #: Bytes from the first unit longer than BODY_LIMIT on, counted only.
-    overflow: int = 0
-    #: Whether the event stream's prelude is still to come.
-    at_start: bool = True
-
-
 class SockJsReader(FrameworkReader):
     """Reads SockJS frames and messages, over WebSocket and over its HTTP transports."""
 
     name = "sockjs"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._streams: dict[Direction, _Body] = {}
 
     def websocket_message(self, direction: Direction, data: bytes, text: bool) -> list[FrameworkEvent]:
         if direction is Direction.CLIENT_TO_SERVER:
             return client_messages(direction, data)
         return server_frame(direction, data)
 
-    def start_body(self, direction: Direction, method: str, target: str) -> None:
-        request = Request(method, target)
-        transport = transport_in(request)
-        terminator = None
-        if direction is Direction.SERVER_TO_CLIENT and transport in (None, "xhr", "xhr_streaming"):
-            terminator = b"\n"
-        elif direction is Direction.SERVER_TO_CLIENT and transport == "eventsource":
-            terminator = b"\r\n\r\n"
-        self._streams[direction] = _Body(request, transport, terminator)
-
-    def body_data(self, direction: Direction, data: bytes) -> list[FrameworkEvent]:
-        body = self._streams.get(direction)
-        if body is None:
-            self.start_body(direction, "", "")
-            body = self._streams[direction]
-        if body.overflow:
-            body.overflow += len(data)
-            return []
-        searched = max(0, len(body.held) - len(body.terminator or b"") + 1)
-        body.held += data
-        if body.terminator is None:
-            return self._overflow(direction, body, 0) if len(body.held) > BODY_LIMIT else []
-        events: list[FrameworkEvent] = []
-        start = 0
-        while (end := body.held.find(body.terminator, searched)) >= 0:
-            end += len(body.terminator)
-            if end - start > BODY_LIMIT:
-                return events + self._overflow(direction, body, start)
-            events += self._unit(direction, body, bytes(body.held[start:end]), len(body.terminator))
-            start = searched = end
-        del body.held[:start]
-        if len(body.held) > BODY_LIMIT:
-            events += self._overflow(direction, body, 0)
-        return events
-
-    def _overflow(self, direction: Direction, body: _Body, start: int) -> list[FrameworkEvent]:
-        """Stop holding the body: from ``start`` on, it is counted only."""
-        body.overflow = len(body.held) - start
-        body.held.clear()
-        return [
-            FrameworkProblem(direction, f"SockJS {body.transport or 'body'}: a frame longer than {BODY_LIMIT} bytes")
-        ]
-
-    def body_end(self, direction: Direction) -> list[FrameworkEvent]:
-        body = self._streams.pop(direction, None)
-        if body is None:
-            return []
-        if body.overflow:
-            return [FrameworkMessage(direction, CONTROL, "unparsed", body.overflow)]
-        if not body.held:
-            return []
-        data = bytes(body.held)
-        if body.terminator is not None:
-            return self._unit(direction, body, data, 0)
-        return self._whole(direction, body, data)
-
-    def _whole(self, direction: Direction, body: _Body, data: bytes) -> list[FrameworkEvent]:
-        """A body read at its end: what the client sends, or an answer that is not a stream of frames."""
-        transport = body.transport
+    def body_terminator(self, direction: Direction, request: Request) -> bytes | None:
         if direction is Direction.CLIENT_TO_SERVER:
-            if transport in (None, "xhr_send", "jsonp_send"):
-                return client_messages(direction, data)
-            return [FrameworkMessage(direction, CONTROL, "http_body", len(data))]
-        if transport == "info":
-            return [FrameworkMessage(direction, CONTROL, "info", len(data))]
-        if transport in _UNREAD:
-            problem = FrameworkProblem(direction, f"SockJS {transport} transport is not read")
-            return [problem, FrameworkMessage(direction, CONTROL, "unparsed", len(data))]
-        if data == b"ok":
-            return [FrameworkMessage(direction, CONTROL, "ok", len(data))]
-        return [FrameworkMessage(direction, CONTROL, "http_body", len(data))]
+            return None
+        transport = transport_in(request)
+        if transport in (None, "xhr", "xhr_streaming"):
+            return _FRAME_END
+        if transport == "eventsource":
+            return _EVENT_END
+        return None
 
-    def _unit(self, direction: Direction, body: _Body, unit: bytes, terminator: int) -> list[FrameworkEvent]:
-        """One frame of a stream with its terminator (``terminator`` bytes long; 0 for an unended last one)."""
-        frame = unit[: len(unit) - terminator]
-        if body.transport != "eventsource":
-            return server_frame(direction, frame, 0, terminator)
+    def read_body(self, direction: Direction, body: Body, data: bytes) -> list[FrameworkEvent]:
+        terminator = body.units.terminator
+        if terminator is None:
+            return _whole_body(direction, transport_in(body.request), data)
+        end = len(terminator) if data.endswith(terminator) else 0
+        frame = data[: len(data) - end]
+        if terminator == _FRAME_END:
+            return server_frame(direction, frame, 0, end)
         events: list[FrameworkEvent] = []
-        if body.at_start and frame.startswith(_EVENT_STREAM_PRELUDE):
+        if not body.read and frame.startswith(_EVENT_STREAM_PRELUDE):
             events.append(FrameworkMessage(direction, CONTROL, "prelude", len(_EVENT_STREAM_PRELUDE)))
             frame = frame[len(_EVENT_STREAM_PRELUDE) :]
-        body.at_start = False
         if not frame.startswith(_DATA_FIELD):
-            return events + malformed(direction, len(frame) + terminator, "SockJS event stream: not a data event")
-        return events + server_frame(direction, frame[len(_DATA_FIELD) :], len(_DATA_FIELD), terminator)
+            return events + malformed(direction, len(frame) + end, "SockJS event stream: not a data event")
+        return events + server_frame(direction, frame[len(_DATA_FIELD) :], len(_DATA_FIELD), end)
+
+
+def _whole_body(direction: Direction, transport: str | None, data: bytes) -> list[FrameworkEvent]:
+    """A body read at its end: what the client sends, or an answer that is not a stream of frames."""
+    if direction is Direction.CLIENT_TO_SERVER:
+        if transport == "jsonp_send" and data.startswith(b"d="):
+            return form_messages(direction, data)
+        if transport in (None, "xhr_send", "jsonp_send"):
+            return client_messages(direction, data)
+        return [FrameworkMessage(direction, CONTROL, "http_body", len(data))]
+    if transport == "info":
+        return [FrameworkMessage(direction, CONTROL, "info", len(data))]
+    if transport in _UNREAD:
+        problem = FrameworkProblem(direction, f"SockJS {transport} transport is not read")
+        return [problem, FrameworkMessage(direction, CONTROL, "unparsed", len(data))]
+    if data == b"ok":
+        return [FrameworkMessage(direction, CONTROL, "ok", len(data))]
+    return [FrameworkMessage(direction, CONTROL, "http_body", len(data))]

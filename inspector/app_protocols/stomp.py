@@ -163,7 +163,10 @@ class StompReader(FrameworkReader):
         head = stream.head
         before = len(head)
         searched = max(0, before - 2)
-        head += data[i : i + HEAD_LIMIT + 1 - before]
+        # Take no more than the head could be: up to the limit, or to the first NUL.
+        stop = min(len(data), i + HEAD_LIMIT + 1 - before)
+        nul = data.find(b"\x00", i, stop)
+        head += data[i : stop if nul < 0 else nul + 1]
         if stream.command is None and (lf := head.find(b"\n")) >= 0:
             command = head[:lf].rstrip(b"\r").decode("latin-1")
             stream.command = command if command in _COMMANDS else "malformed"
