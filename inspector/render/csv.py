@@ -57,6 +57,8 @@ TRANSPORT_FIELDS = (
     "projected_handshakes_per_hour",
     "projected_tcp_connects_per_hour",
     "projected_open_connections",
+    *_directions("control_messages"),
+    "app_control_bytes",
 )
 
 CONNECTION_FIELDS = (
@@ -74,6 +76,8 @@ CONNECTION_FIELDS = (
     *_directions("messages"),
     "anomalies",
     "targets",
+    "app_protocol",
+    "session",
 )
 
 
@@ -128,6 +132,8 @@ def transport_record(
             if projected is not None
             else (None,) * 5
         ),
+        *_split(t.control_messages),
+        t.categories["app_control"].total if "app_control" in t.categories else 0,
     )
 
 
@@ -149,6 +155,8 @@ def connection_record(c: ConnectionSummary) -> tuple[Cell, ...]:
         *_split(c.messages),
         len(c.anomalies),
         " ".join(c.targets),
+        c.app_protocol,
+        c.session,
     )
 
 

@@ -17,6 +17,8 @@ from .rows import (
     CONNECTION_COLUMNS,
     ESTIMATE_LEGEND,
     PROJECTION_COLUMNS,
+    SESSION_COLUMNS,
+    SESSIONS_CAPTION,
     TRANSPORT_COLUMNS,
     Column,
     connection_rows,
@@ -24,6 +26,7 @@ from .rows import (
     http2_summary,
     projection_rows,
     projection_title,
+    session_rows,
     transport_parts,
     transport_rows,
     transports_in_order,
@@ -49,6 +52,7 @@ COST_PARTS = (
     ("framing", "#f59e0b"),
     ("heads", "#8b5cf6"),
     ("handshakes", "#ec4899"),
+    ("app control", "#0ea5e9"),
     ("other", "#94a3b8"),
 )
 
@@ -134,8 +138,8 @@ def _color(transport: str) -> str:
 
 def message_cost_parts(t: TransportSummary, *, per_app_message: bool = False) -> dict[str, float]:
     """Wire bytes per message (or per application message) split into payload,
-    framing, heads, handshakes and other (control frames, unparsed bytes); the
-    parts add up to the all-in figure.
+    framing, heads, handshakes, an application protocol's own messages and other
+    (control frames, unparsed bytes); the parts add up to the all-in figure.
 
     Payload is counted as it travelled, so compressed WebSocket messages count
     their compressed size here.
@@ -147,6 +151,7 @@ def message_cost_parts(t: TransportSummary, *, per_app_message: bool = False) ->
         "framing": t.framing_bytes,
         "heads": t.head_bytes,
         "handshakes": t.handshake_bytes,
+        "app control": t.categories["app_control"].total if "app_control" in t.categories else 0,
     }
     parts["other"] = max(0, t.wire_bytes.total - sum(parts.values()))
     return {name: n / messages for name, n in parts.items()}
@@ -211,7 +216,8 @@ def _verdict(report: Report) -> str:
 
 
 def _cost_chart(report: Report) -> str:
-    ranked = [(label, t) for label, t in transport_parts(report) if delivered_messages(t)]
+    # Plain HTTP (page loads, assets, API calls) is not a real-time channel: it does not set the scale.
+    ranked = [(label, t) for label, t in transport_parts(report) if delivered_messages(t) and t.transport != "http"]
     if not ranked:
         return ""
     _, unit = basis([t for _, t in ranked])
@@ -251,6 +257,16 @@ def _transport_table(report: Report) -> str:
         "exact counts are in the JSON report.</p>"
         f"{_table(TRANSPORT_COLUMNS, transport_rows(report), best)}"
         f"{f'<ul class="notes">{notes_html}</ul>' if notes_html else ''}</section>"
+    )
+
+
+def _sessions(report: Report) -> str:
+    if not report.sessions:
+        return ""
+    return (
+        "<section><h2>Application sessions</h2>"
+        f'<p class="caption">{escape(SESSIONS_CAPTION)}</p>'
+        f"{_table(SESSION_COLUMNS, session_rows(report))}</section>"
     )
 
 
@@ -371,6 +387,7 @@ def render_html(report: Report, clients: ClientMeasurements | None = None) -> st
             _verdict(report),
             _cost_chart(report),
             _transport_table(report) if report.transports else "",
+            _sessions(report),
             _projection(report),
             _latency(report, clients),
             _timeline_chart(report),

@@ -11,6 +11,8 @@ from .rows import (
     CONNECTION_COLUMNS,
     ESTIMATE_LEGEND,
     PROJECTION_COLUMNS,
+    SESSION_COLUMNS,
+    SESSIONS_CAPTION,
     TRANSPORT_COLUMNS,
     Column,
     connection_rows,
@@ -18,6 +20,7 @@ from .rows import (
     http2_summary,
     projection_rows,
     projection_title,
+    session_rows,
     transport_rows,
 )
 from .verdict import verdict
@@ -48,6 +51,9 @@ def render_markdown(report: Report, connections: bool = False, clients: ClientMe
         lines += ["Sources: " + ", ".join(escape(s) for s in report.sources), ""]
     if report.transports:
         lines += [*_table(TRANSPORT_COLUMNS, transport_rows(report)), ""]
+    if report.sessions:
+        lines += ["## Application sessions", "", *_table(SESSION_COLUMNS, session_rows(report)), ""]
+        lines += [f"- {escape(SESSIONS_CAPTION)}", ""]
     sentences = verdict(report)
     lines += [" ".join([f"**{escape(sentences[0])}**", *(escape(s) for s in sentences[1:])]), ""]
     notes = list(report.notes)

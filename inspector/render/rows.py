@@ -49,6 +49,7 @@ CONNECTION_COLUMNS = (
     Column("ID", numeric=False),
     Column("Transport", numeric=False),
     Column("Protocol", numeric=False, short="Proto"),
+    Column("Application protocol", numeric=False, short="App"),
     Column("Client", numeric=False),
     Column("Server", numeric=False),
     Column("Exchanges"),
@@ -60,6 +61,17 @@ CONNECTION_COLUMNS = (
     Column("Targets", numeric=False),
 )
 
+
+SESSION_COLUMNS = (
+    Column("Application protocol", numeric=False, short="App protocol"),
+    Column("Sessions"),
+    Column("Paths", numeric=False),
+    Column("Wire"),
+    Column("App messages s→c / c→s", short="App msgs s→c/c→s"),
+    Column("Control messages s→c / c→s", short="Control s→c/c→s"),
+    Column("Wire per app message", short="Wire/app msg"),
+    Column("Before upgrade"),
+)
 
 PROJECTION_COLUMNS = (
     Column("Transport", numeric=False),
@@ -187,6 +199,7 @@ def connection_row(c: ConnectionSummary) -> tuple[str, ...]:
         c.id,
         f"{c.transport} (rebuilt)" if c.reconstructed else c.transport,
         c.protocol,
+        f"{c.app_protocol} {c.session}" if c.app_protocol and c.session else c.app_protocol or MISSING,
         c.client,
         c.server,
         count(c.exchanges),
@@ -202,3 +215,30 @@ def connection_row(c: ConnectionSummary) -> tuple[str, ...]:
 def connection_rows(report: Report) -> list[tuple[str, ...]]:
     """The connection table, one row per connection in report order."""
     return [connection_row(c) for c in report.connections]
+
+
+def session_rows(report: Report) -> list[tuple[str, ...]]:
+    """The sessions of each application protocol, in :data:`SESSION_COLUMNS` order."""
+    return [
+        (
+            name,
+            count(s.count),
+            "; ".join(f"{path} ×{count(n)}" for path, n in s.paths.items()) or MISSING,
+            human_bytes(s.wire_bytes),
+            f"{count(s.app_messages.server_to_client)} / {count(s.app_messages.client_to_server)}",
+            f"{count(s.control_messages.server_to_client)} / {count(s.control_messages.client_to_server)}",
+            human_bytes(s.wire_bytes_per_app_message),
+            human_bytes(s.before_upgrade_wire_bytes) if s.upgraded else MISSING,
+        )
+        for name, s in report.sessions.items()
+    ]
+
+
+#: What the sessions table shows, in a sentence.
+SESSIONS_CAPTION = (
+    "A session is what its protocol calls one (an Engine.IO sid across its polls and its upgraded WebSocket, "
+    "a SockJS session), or one connection where the protocol has none. App messages are what the application's "
+    "handlers received or sent; control messages are the protocol's own (handshakes, heartbeats, "
+    "acknowledgements), and their bytes are the app_control category. Before upgrade: what the upgraded "
+    "sessions spent before their WebSocket."
+)

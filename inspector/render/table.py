@@ -16,6 +16,8 @@ from .rows import (
     CONNECTION_COLUMNS,
     ESTIMATE_LEGEND,
     PROJECTION_COLUMNS,
+    SESSION_COLUMNS,
+    SESSIONS_CAPTION,
     TRANSPORT_COLUMNS,
     Column,
     connection_rows,
@@ -23,6 +25,7 @@ from .rows import (
     http2_summary,
     projection_rows,
     projection_title,
+    session_rows,
     transport_rows,
 )
 from .verdict import verdict
@@ -66,6 +69,9 @@ def table_renderables(
     parts: list[RenderableType] = []
     if report.transports:
         parts.append(_table("Transports", TRANSPORT_COLUMNS, transport_rows(report)))
+    if report.sessions:
+        parts.append(_table("Application sessions", SESSION_COLUMNS, session_rows(report)))
+        parts.append(Text(f"• {SESSIONS_CAPTION}", style="dim"))
     sentences = verdict(report)
     parts.append(Text("\n").join([Text(sentences[0], style="bold"), *map(Text, sentences[1:])]))
     notes = list(report.notes)
