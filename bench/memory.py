@@ -31,10 +31,11 @@ from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection
 
-from bench.peers import LOOPBACK, PROXIES, Process, Upstream, memory, start_peer
+from bench.peers import LOOPBACK, PROXIES, Process, Upstream, start_peer
 from bench.table import machine, mib, number, render
 from bench.text import payload
 from bench.workloads import content_length, open_websocket
+from inspector.processes import resident_set
 
 _SETTLE = 1.0
 
@@ -59,7 +60,7 @@ async def long_lived(port: int, pid: int, messages: int, window: int = 1000) -> 
             await ws.recv(decode=False)
             in_flight.release()
             if echoed in checkpoints:
-                readings.append((echoed, memory(pid)[0]))
+                readings.append((echoed, resident_set(pid)[0]))
         await sender
     finally:
         sender.cancel()
@@ -80,7 +81,7 @@ async def keep_alive_polls(port: int, pid: int, requests: int) -> tuple[list[tup
             head = await reader.readuntil(b"\r\n\r\n")
             await reader.readexactly(content_length(head))
             if n in checkpoints:
-                readings.append((n, memory(pid)[0]))
+                readings.append((n, resident_set(pid)[0]))
     finally:
         writer.close()
     return readings, time.perf_counter() - started
@@ -100,10 +101,10 @@ async def open_many(port: int, pid: int, count: int) -> tuple[int, int, int]:
     for start in range(0, count, 50):
         await asyncio.gather(*(one() for _ in range(min(50, count - start))))
     await asyncio.sleep(_SETTLE)
-    rss_open = memory(pid)[0]
+    rss_open = resident_set(pid)[0]
     await asyncio.gather(*(ws.close() for ws in sockets))
     await asyncio.sleep(_SETTLE)
-    rss_closed, peak = memory(pid)
+    rss_closed, peak = resident_set(pid)
     return rss_open, rss_closed, peak
 
 
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.messages:
 
                 async def run_long(proxy: Process) -> tuple[int, list[tuple[int, int]], float]:
-                    idle = memory(proxy.pid)[0]
+                    idle = resident_set(proxy.pid)[0]
                     readings, seconds = await long_lived(proxy.port, proxy.pid, args.messages)
                     return idle, readings, seconds
 
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.polls:
 
                 async def run_polls(proxy: Process) -> tuple[int, list[tuple[int, int]], float]:
-                    idle = memory(proxy.pid)[0]
+                    idle = resident_set(proxy.pid)[0]
                     readings, seconds = await keep_alive_polls(proxy.port, proxy.pid, args.polls)
                     return idle, readings, seconds
 
@@ -204,12 +205,12 @@ def main(argv: list[str] | None = None) -> None:
 
                 async def run_churn(proxy: Process) -> tuple[int, int, float]:
                     await churn(proxy.port, 20)
-                    before = memory(proxy.pid)[0]
+                    before = resident_set(proxy.pid)[0]
                     started = time.perf_counter()
                     await churn(proxy.port, args.churn)
                     seconds = time.perf_counter() - started
                     await asyncio.sleep(_SETTLE)
-                    return before, memory(proxy.pid)[0], seconds
+                    return before, resident_set(proxy.pid)[0], seconds
 
                 churned[name] = with_peer(name, upstream, workdir, run_churn)  # type: ignore[assignment]
                 print(f"churn       {name:<14} done in {churned[name][2]:.0f} s", file=sys.stderr, flush=True)
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.connections:
 
                 async def run_open(proxy: Process) -> tuple[int, int, int, int]:
-                    idle = memory(proxy.pid)[0]
+                    idle = resident_set(proxy.pid)[0]
                     return (idle, *await open_many(proxy.port, proxy.pid, args.connections))
 
                 opened[name] = with_peer(name, upstream, workdir, run_open)  # type: ignore[assignment]

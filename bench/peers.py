@@ -9,12 +9,12 @@ A peer is what the load generator connects to:
 - ``rtinspect``: ``rtinspect proxy http://… -q -w TEMP.rtcap --analysis inline``, inspecting (on the
   relay's path) and recording;
 - ``rtinspect-process``: the same with ``--analysis process``: the relay records and hands the
-  records to an analyser process (its CPU is counted apart, see :func:`children_cpu_seconds`);
+  records to an analyser process (its CPU is counted apart, see :func:`inspector.processes.descendants_cpu_seconds`);
 - ``rtinspect@DIR``: the same, with the ``inspector`` package found in DIR (to measure a change
   against the working tree, side by side).
 
 Every mitmproxy runs with ``http2=false`` and a temporary confdir. Process
-figures (CPU seconds, resident set size) come from ``/proc``.
+figures (CPU seconds, resident set size) come from ``/proc`` (:mod:`inspector.processes`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ LOOPBACK = "127.0.0.1"
 PEERS = ("direct", "mitmdump-tcp", "mitmdump-http", "rtinspect", "rtinspect-process")
 PROXIES = PEERS[1:]
 _BIN = Path(sys.executable).parent
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -54,63 +53,6 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], what: str, deadl
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{what} is not listening on {port} after {deadline:.0f} s")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process ``pid`` so far."""
-    with open(f"/proc/{pid}/stat", "rb") as stat:
-        fields = stat.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def children(pid: int) -> list[int]:
-    """Every descendant of process ``pid`` (Linux ≥ 3.5, /proc/PID/task/TID/children)."""
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children", "rb") as listing:
-                direct = [int(child) for child in listing.read().split()]
-        except OSError:
-            continue
-        for child in direct:
-            found += [child, *children(child)]
-    return found
-
-
-def children_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time so far of every process ``pid`` started (the analyser process)."""
-    total = 0.0
-    for child in children(pid):
-        try:
-            total += cpu_seconds(child)
-        except OSError:
-            pass
-    return total
-
-
-def memory(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of process ``pid``, in bytes: resident now and peak resident."""
-    rss = peak = 0
-    with open(f"/proc/{pid}/status", "rb") as status:
-        for line in status:
-            if line.startswith(b"VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-            elif line.startswith(b"VmHWM:"):
-                peak = int(line.split()[1]) * 1024
-    return rss, peak
-
-
-def reset_peak(pid: int) -> None:
-    """Start VmHWM afresh from the current RSS (Linux ≥ 4.0); a no-op where not permitted."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as refs:
-            refs.write("5")
-    except OSError:
-        pass
 
 
 @dataclass

@@ -9,6 +9,8 @@ import statistics
 import sys
 from collections.abc import Sequence
 
+from inspector.processes import cpu_model
+
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
@@ -68,15 +70,7 @@ def _left_columns(headings: Sequence[str]) -> int:
 
 def machine() -> str:
     """nproc, CPU model and Python version: the facts a result needs beside it."""
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_model() or "unknown CPU"
     load = ""
     try:
         load = f", load average {os.getloadavg()[0]:.2f} at the end"

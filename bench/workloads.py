@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.peers import LOOPBACK, children_cpu_seconds, cpu_seconds, memory, reset_peak
+from bench.peers import LOOPBACK
 from bench.text import payload
+from inspector.processes import cpu_seconds, descendants_cpu_seconds, reset_peak, resident_set
 
 logging.getLogger("websockets").setLevel(logging.CRITICAL)
 _MANY = 10**12
@@ -85,7 +86,7 @@ async def run_trial(workload: Workload, port: int, pid: int | None, warmup: floa
     meter = Meter()
     if pid is not None:
         reset_peak(pid)
-    helpers_before = children_cpu_seconds(pid) if pid else 0.0
+    helpers_before = descendants_cpu_seconds(pid) if pid else 0.0
     task = asyncio.create_task(workload.drive(port, meter))
     try:
         done, _ = await asyncio.wait([task], timeout=warmup)
@@ -110,11 +111,11 @@ async def run_trial(workload: Workload, port: int, pid: int | None, warmup: floa
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    rss, peak = memory(pid) if pid else (None, None)
+    rss, peak = resident_set(pid) if pid else (None, None)
     analyser_cpu = analyser_lag = None
-    if pid and children_cpu_seconds(pid) > helpers_before:
+    if pid and descendants_cpu_seconds(pid) > helpers_before:
         analyser_lag = await _until_idle(pid)
-        analyser_cpu = children_cpu_seconds(pid) - helpers_before
+        analyser_cpu = descendants_cpu_seconds(pid) - helpers_before
     return Trial(
         units,
         sent,
@@ -133,10 +134,10 @@ async def _until_idle(pid: int, quiet: float = 0.3, limit: float = 30.0) -> floa
     """Wait until ``pid``'s child processes use no CPU for ``quiet`` seconds; how long they were busy."""
     started = time.perf_counter()
     busy_until = started
-    last = children_cpu_seconds(pid)
+    last = descendants_cpu_seconds(pid)
     while time.perf_counter() - busy_until < quiet and time.perf_counter() - started < limit:
         await asyncio.sleep(0.05)
-        now = children_cpu_seconds(pid)
+        now = descendants_cpu_seconds(pid)
         if now > last + 0.005:
             busy_until = time.perf_counter()
         last = now

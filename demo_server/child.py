@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import socket
 import sys
 import threading
@@ -34,16 +33,7 @@ from fastapi import FastAPI
 from demo_server.app import create_app
 from demo_server.counting import ServerCounts
 from demo_server.run import DemoServer, bind, url_for
-
-
-def raise_open_file_limit() -> None:
-    """The soft limit on open files up to the hard limit, where that is allowed."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
+from inspector.processes import raise_open_file_limit
 
 
 class ControlledServer(DemoServer):

@@ -29,6 +29,7 @@ import asyncio
 import bisect
 import concurrent.futures
 import inspect
+import ipaddress
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -306,4 +307,14 @@ def listen_error(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-__all__ = ["HANDSHAKE_BUCKETS", "LiveMetrics", "MetricsLedger", "MetricsServer", "listen_error"]
+def is_loopback(host: str) -> bool:
+    """Whether a server listening on ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+__all__ = ["HANDSHAKE_BUCKETS", "LiveMetrics", "MetricsLedger", "MetricsServer", "is_loopback", "listen_error"]

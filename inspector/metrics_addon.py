@@ -14,7 +14,6 @@ the counts.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 
 from mitmproxy import ctx, exceptions
@@ -23,7 +22,7 @@ from mitmproxy.addonmanager import Loader
 from .addon import RtInspect
 from .analyser import InProcessAnalysis
 from .connection import ConnectionRecord
-from .metrics import SCRAPE_TIMEOUT, LiveMetrics, MetricsLedger, MetricsServer, listen_error
+from .metrics import SCRAPE_TIMEOUT, LiveMetrics, MetricsLedger, MetricsServer, is_loopback, listen_error
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ class RtInspectMetrics:
             raise exceptions.OptionsError(f"cannot serve metrics on {address}: {listen_error(e)}") from None
         self._keep_closed(True)
         logger.info(f"rtinspect metrics: {self.server.url}")
-        if not _is_loopback(host):
+        if not is_loopback(host):
             logger.warning(f"serving metrics on {host}:{port}: the metrics are reachable from the network")
 
     async def _records(self) -> tuple[list[ConnectionRecord], tuple[ConnectionRecord, ...]]:
@@ -101,15 +100,6 @@ class RtInspectMetrics:
 
     def done(self) -> None:
         self._stop()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 __all__ = ["HOST_OPTION", "PORT_OPTION", "RtInspectMetrics"]

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 import logging
 import os
-import resource
 import signal
 import socket
 import urllib.parse
@@ -39,8 +37,9 @@ from inspector.analyser_process import BACKLOG_LIMIT, AnalyserProcess
 from inspector.app_messages import AppMessageRule
 from inspector.classify import DEFAULT_LONG_POLL_THRESHOLD, AppProtocolRule, TransportRule
 from inspector.connection import ConnectionRecord
-from inspector.metrics import SCRAPE_TIMEOUT, LiveMetrics, MetricsLedger, MetricsServer, listen_error
+from inspector.metrics import SCRAPE_TIMEOUT, LiveMetrics, MetricsLedger, MetricsServer, is_loopback, listen_error
 from inspector.network import NetworkConditions
+from inspector.processes import raise_open_file_limit
 from inspector.render import render, table_renderables
 from inspector.replay import report_from_captures
 from inspector.report import Report, with_network
@@ -154,22 +153,6 @@ def run(settings: ProxySettings) -> None:
     """Run the proxy until SIGINT or SIGTERM. Raises :class:`ProxyError` for user mistakes."""
     raise_open_file_limit()
     asyncio.run(_ProxyRun(settings).serve())
-
-
-def raise_open_file_limit() -> int:
-    """Raise this process's soft limit on open files to its hard limit; returns the limit now in force.
-
-    Every relayed connection holds two sockets, so the common soft limit of
-    1,024 would stop the proxy at about 500 connections.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft >= hard:
-        return soft
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError):
-        return soft
-    return hard
 
 
 class _StderrLog(logging.Handler):
@@ -372,9 +355,9 @@ class _ProxyRun:
     async def _announce(self, proxy: master.Master) -> None:
         settings = self.settings
         logger = logging.getLogger(__name__)
-        if not _is_loopback(proxy.options.listen_host):
+        if not is_loopback(proxy.options.listen_host):
             logger.warning(f"listening on {_listen_address(proxy)}: the proxy is reachable from the network")
-        if self.metrics is not None and not _is_loopback(self.metrics.host):
+        if self.metrics is not None and not is_loopback(self.metrics.host):
             address = _address(self.metrics.host, self.metrics.port)
             logger.warning(f"serving metrics on {address}: the metrics are reachable from the network")
         if settings.upstream and not await _reachable(upstream_origin(settings.upstream)):
@@ -494,15 +477,6 @@ def _ignore_cancelled_connections(loop: asyncio.AbstractEventLoop, context: dict
     report each as an error. Everything else goes to the default handler."""
     if not isinstance(context.get("exception"), asyncio.CancelledError):
         loop.default_exception_handler(context)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def _reachable(origin: str) -> bool:

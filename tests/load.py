@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import signal
 import socket
@@ -60,7 +59,7 @@ from websockets.asyncio.client import connect as websocket_connect
 from demo_server.app import FEED_ENDED_HEADER
 from demo_server.sse import END_EVENT
 from inspector.classify import Classifier, TransportRule
-from inspector.proxy import raise_open_file_limit
+from inspector.processes import cpu_seconds, raise_open_file_limit
 from inspector.proxy_process import wait_until_closed
 from inspector.replay import analyze_captures
 from inspector.report import PerDirection, Report
@@ -229,13 +228,6 @@ class FootprintSampler:
         while not self._stop.wait(self._interval):
             with contextlib.suppress(OSError):
                 self.peak_fds = max(self.peak_fds, open_file_descriptors(self.pid))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time process ``pid`` has used so far."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the clients

@@ -33,7 +33,7 @@ import pytest
 from servers import DEADLINE, LOOPBACK, AppServer, resident_set_size, running_proxy
 from websockets.asyncio.client import connect as websocket_connect
 
-from bench.peers import children, children_cpu_seconds
+from inspector.processes import descendants, descendants_cpu_seconds
 from inspector.replay import analyze_captures
 from inspector.report import PerDirection
 from inspector.summary import build_report
@@ -122,11 +122,11 @@ async def echo_traffic(url: str, pid: int, checkpoints: frozenset[int]) -> Traff
 def wait_idle(pid: int, quiet: float = 0.5) -> None:
     """Wait (bounded) until the child processes of ``pid`` use no CPU for ``quiet`` seconds."""
     deadline = time.monotonic() + BUDGET
-    last, idle_since = children_cpu_seconds(pid), time.monotonic()
+    last, idle_since = descendants_cpu_seconds(pid), time.monotonic()
     while time.monotonic() - idle_since < quiet:
         assert time.monotonic() < deadline, "the analyser process did not catch up"
         time.sleep(0.05)
-        now = children_cpu_seconds(pid)
+        now = descendants_cpu_seconds(pid)
         if now > last + 0.005:
             idle_since = time.monotonic()
         last = now
@@ -151,7 +151,7 @@ def test_memory_stays_flat_over_200k_websocket_messages(
                 f"through the proxy did not finish within {BUDGET:.0f} s"
             )
         if analysis == "process":
-            (analyser,) = children(pid)
+            (analyser,) = descendants(pid)[1:]
             wait_idle(pid)
             caught_up = resident_set_size(pid), resident_set_size(analyser)
         assert proxy.stop() == 0, proxy.stderr

@@ -20,6 +20,7 @@ from rich.table import Table
 from inspector.measurements import ClientMeasurements
 from inspector.render import FORMATS, render, report_to_dict, table_renderables
 from inspector.render.html import message_cost_parts
+from inspector.render.ranking import Tolerance
 from inspector.render.svg import log_ticks, nice_ticks
 from inspector.render.table import render_table
 from inspector.render.units import factor, human_bytes
@@ -662,6 +663,22 @@ def test_verdict_ignores_transports_without_messages() -> None:
     idle = transport("sse", messages=pd(0, 0), payload=pd(0, 0), categories={"head": pd(200, 0), "payload": pd(0, 0)})
     (sentence,) = verdict(Report({"websocket": transports["websocket"], "sse": idle}, ()))
     assert sentence.startswith("Only websocket delivered messages")
+
+
+def test_verdict_ranks_exactly_and_says_a_tie() -> None:
+    websocket = sample_transports()["websocket"]
+    twin = dataclasses.replace(websocket, transport="sse")
+    headline, same = verdict(Report({"websocket": websocket, "sse": twin}, ()))
+    assert headline == "websocket spent the fewest wire bytes per message: 110.6 B all-in."
+    assert same == "sse spent the same wire bytes per message as websocket."
+
+
+def test_verdict_with_a_tolerance_does_not_rank_what_is_within_it() -> None:
+    exact = verdict(sample_report())
+    assert exact[1] == "http_stream spent 1.1× the wire bytes per message of websocket (117.6 B)."
+    within = verdict(sample_report(), Tolerance(relative=0.2))
+    assert within[1] == "http_stream spent within 20% of the wire bytes per message of websocket (117.6 B)."
+    assert within[2:] == exact[2:]  # sse, at 1.21×, is outside it
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ this machine's clock), the costs, and a verdict per dimension.
 - :mod:`.settings`: what a run is asked to do, and the demo's transports;
 - :mod:`.run`: the run and the files written; :mod:`.sequence`, one transport's
   turn: the server (:mod:`.server_process`), the proxy (:mod:`.recording_proxy`)
-  and the clients, sampled from ``/proc`` (:mod:`.processes`) into
+  and the clients, sampled from ``/proc`` (:mod:`inspector.processes`) into
   :mod:`.costs`; :mod:`.captures` joins the turns' captures;
 - :mod:`.clients`: ``--clients N`` Python clients per transport, counting into
   a :class:`~.tally.ClientTally` each;

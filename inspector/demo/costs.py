@@ -1,7 +1,7 @@
-"""What a transport cost the demo server and the proxy, and the machine it was measured on.
+"""What a transport cost the demo server and the proxy.
 
 Each transport runs against a fresh server process and a fresh proxy process
-(:mod:`.sequence`). Both are sampled (:mod:`.processes`) once they have
+(:mod:`.sequence`). Both are sampled (:mod:`inspector.processes`) once they have
 settled after starting, just before the clients connect, and again once
 every client has finished and the capture shows every connection closed;
 their peak resident sets are reset at the first sample. So a transport's
@@ -27,14 +27,12 @@ inspecting and the relay the cost of any proxy.
 from __future__ import annotations
 
 import json
-import os
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..processes import ProcessSample, TreeSample
 from .browser_cost import BrowserCost
-from .processes import ProcessSample, TreeSample
 
 #: Names for the processes of a tree, by the module or program they run.
 PROCESS_NAMES = {
@@ -148,56 +146,3 @@ def proxy_counts(report_json: Path) -> tuple[int, int]:
         return 0, 0
     transports = report.get("transports", {}).values()
     return sum(int(t.get("connections", 0)) for t in transports), sum(int(t.get("requests", 0)) for t in transports)
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
-def _memory_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _system() -> str:
-    system = f"{platform.system()} {platform.release()}"
-    try:
-        release = platform.freedesktop_os_release()
-    except OSError:
-        return system
-    return f"{system}, {release.get('PRETTY_NAME', release.get('NAME', ''))}".rstrip(", ")
-
-
-def machine() -> dict[str, Any]:
-    """This machine, as the demo's results name it."""
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "memory_bytes": _memory_bytes(),
-        "system": _system(),
-        "python": platform.python_version(),
-    }
-
-
-def describe_machine(facts: dict[str, Any]) -> str:
-    """``2 × AMD EPYC, 23.5 GiB, Linux 6.1 (Debian GNU/Linux 12), Python 3.13.0``."""
-    parts = []
-    if facts.get("cores") or facts.get("cpu"):
-        parts.append(f"{facts.get('cores') or '?'} × {facts.get('cpu') or 'unknown CPU'}")
-    if facts.get("memory_bytes"):
-        parts.append(f"{facts['memory_bytes'] / 2**30:.1f} GiB")
-    parts.append(str(facts.get("system", "")))
-    parts.append(f"Python {facts.get('python')}")
-    return ", ".join(part for part in parts if part)

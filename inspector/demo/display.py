@@ -12,11 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from ..processes import describe_machine
 from ..render.table import TEXT_WIDTH, table_renderables
 from ..render.units import MISSING, count, factor, human_bytes, percent
 from ..report import TransportSummary
 from .browser_cost import BROWSER_HEADINGS
-from .costs import ProcessCost, describe_machine
+from .costs import ProcessCost
 from .run import DemoResult, transport_summary
 from .settings import CLICK_INTERVAL, PROTOCOLS, TRANSPORT_KEYS, DemoSettings
 from .tally import ClientTally, client_label

@@ -3,7 +3,8 @@
 
 The report's HTML is rendered as for any capture; these sections go in before
 its footer, with the report's own styles and SVG charts
-(:mod:`inspector.render.svg`). Nothing here is needed by ``rtinspect report``.
+(:mod:`inspector.render.svg`), and the demo's verdicts in place of the
+report's. Nothing here is needed by ``rtinspect report``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from collections.abc import Sequence
 from html import escape
 from typing import TYPE_CHECKING
 
+from ..processes import describe_machine
+from ..render.html import VERDICT_SECTION
 from ..render.svg import Bar, Segment, stacked_bars
 from ..render.units import MISSING, count, human_bytes
 from .browser_cost import BROWSER_HEADINGS
-from .costs import TransportCosts, describe_machine
-from .verdicts import demo_verdicts
+from .costs import TransportCosts
+from .verdicts import Verdict, demo_verdicts
 
 if TYPE_CHECKING:
     from .run import DemoResult
@@ -62,8 +65,7 @@ def _costs_in_order(result: DemoResult) -> list[tuple[str, TransportCosts]]:
     ]
 
 
-def verdicts_section(result: DemoResult) -> str:
-    verdicts = demo_verdicts(result)
+def verdicts_section(verdicts: Sequence[Verdict]) -> str:
     if not verdicts:
         return ""
     items = "".join(f"<li><strong>{escape(v.dimension)}:</strong> {escape(v.text)}</li>" for v in verdicts)
@@ -177,8 +179,17 @@ def process_section(result: DemoResult) -> str:
 
 def with_demo_sections(html: str, result: DemoResult) -> str:
     """The report's HTML with the demo's sections before its footer (at the end of its body
-    if it has none)."""
-    sections = verdicts_section(result) + browser_section(result) + process_section(result)
+    if it has none). Where the demo has a bytes verdict, its verdicts take the place of the
+    report's own: both rank the transports' wire bytes, the report's exactly, the demo's
+    with the tolerance its repeated runs showed, so the page gives one."""
+    verdicts = demo_verdicts(result)
+    sections = browser_section(result) + process_section(result)
+    start = html.find(VERDICT_SECTION)
+    end = html.find("</section>", start) + len("</section>")
+    if any(v.dimension == "Bytes" for v in verdicts) and start >= 0 and end > start:
+        html = html[:start] + verdicts_section(verdicts) + html[end:]
+    else:
+        sections = verdicts_section(verdicts) + sections
     if not sections:
         return html
     at = html.rfind("<footer>")

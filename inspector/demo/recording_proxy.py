@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import signal
 
+from ..processes import ProcessSample, final_sample
 from ..proxy_process import ProxyProcess, ProxyProcessError
-from .processes import ProcessSample, final_sample
 from .settings import CONNECT_TIMEOUT, DemoError
 
 __all__ = ["DemoProxy"]

@@ -26,19 +26,19 @@ from typing import Any
 from fastapi import FastAPI
 
 from demo_server.app import create_app
-from demo_server.child import raise_open_file_limit
 from demo_server.run import RunningServer, serve_tls_in_thread
 from demo_server.tls import make_tls_files
 
 from ..capture import CaptureError
 from ..measurements import CLIENTS_FORMAT, CLIENTS_VERSION, ClientMeasurements
+from ..processes import machine, raise_open_file_limit
 from ..proxy_process import wait_until_closed
 from ..render import render
 from ..replay import report_from_captures
 from ..report import Report, TransportSummary
 from .captures import join_captures
 from .clients import Target, run_python_clients
-from .costs import TransportCosts, machine
+from .costs import TransportCosts
 from .html import with_demo_sections
 from .page import require_chromium, run_browser_clients
 from .protocols import WireConnection, wire_connections

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..processes import ProcessSample, TreeSample, reset_peaks, sample_tree, settle
 from ..proxy_process import wait_until_closed
 from .browser_cost import BrowserCost
 from .captures import PartFacts
 from .clients import Target, run_transport_clients
 from .costs import ProcessCost, TransportCosts, proxy_counts
 from .page import run_transport_page
-from .processes import ProcessSample, TreeSample, reset_peaks, sample_tree, settle
 from .recording_proxy import DemoProxy
 from .server_process import ServerProcess
 from .settings import DEMO_RULE_TEXTS, DemoSettings, DemoTransport

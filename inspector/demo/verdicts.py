@@ -2,7 +2,10 @@
 
 Each names the transports from cheapest to dearest on one figure, says under
 which conditions it was measured, and groups the transports whose figures are
-too close for one run on one machine to tell apart, rather than ranking them:
+too close for one run on one machine to tell apart, rather than ranking them.
+The ranking and its words are :mod:`inspector.render.ranking`'s, as for
+``rtinspect report``; what is the demo's are its dimensions and the tolerances
+its repeated runs showed, given here as data:
 
 - bytes: wire bytes per feed message received, from the capture. They do not
   vary from run to run beyond a few bytes, so only differences under 2% count
@@ -23,24 +26,31 @@ too close for one run on one machine to tell apart, rather than ranking them:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..processes import describe_machine
+from ..render.ranking import Dimension, Tolerance
 from ..render.units import factor, human_bytes
-from .costs import describe_machine
 
 if TYPE_CHECKING:
     from .run import DemoResult
 
-#: Transports within this ratio of each other are not told apart (latency, CPU).
-CLOSE_RATIO = 1.2
+
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms" if abs(value) < 10 else f"{value:,.0f} ms"
+
+
+#: Wire bytes per feed message: they do not vary from run to run beyond a few bytes.
+WIRE_BYTES = Dimension("Wire bytes per feed message received", human_bytes, Tolerance(relative=0.02))
+#: The clients' median latency: within 20% (or 1 ms) is too close to call on one machine.
+LATENCY = Dimension("Median delivery latency", _ms, Tolerance(relative=0.2, absolute=1.0, unit="ms"))
 #: The page's main-thread time: four runs of the same pages here differed by up to 1.7 times.
-PAGE_CLOSE_RATIO = 1.75
-#: Wire bytes within this ratio are the same.
-BYTES_CLOSE_RATIO = 1.02
+PAGE_TIME = Dimension("The page's main-thread task time over the run", _ms, Tolerance(relative=0.75))
+#: The server's CPU time, ranked only where every transport used enough of it (:data:`MIN_CPU_TO_RANK_MS`).
+SERVER_CPU = Dimension("The demo server's CPU time per 1,000 feed messages delivered", _ms, Tolerance(relative=0.2))
 #: INP: four runs of the same pages here (50 clicks each) differed by up to three Event Timing steps.
-INP_NOISE_MS = 24.0
+INP = Tolerance(absolute=24.0, unit="ms")
 #: The least CPU time, for any transport, for ranking the server's: runs of one client per transport
 #: (200 messages, a few hundred milliseconds each) differed by up to 150 ms for the same transport here.
 MIN_CPU_TO_RANK_MS = 1000.0
@@ -54,66 +64,6 @@ class Verdict:
 
     dimension: str
     text: str
-
-
-def _ms(value: float) -> str:
-    return f"{value:.1f} ms" if abs(value) < 10 else f"{value:,.0f} ms"
-
-
-def _names(names: Sequence[str]) -> str:
-    if len(names) <= 2:
-        return " and ".join(names)
-    return ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def rank(
-    figures: Sequence[tuple[str, float]],
-    close: Callable[[float, float], bool],
-    shown: Callable[[float], str],
-    what: str,
-    tolerance: str,
-) -> str:
-    """``what`` from lowest to highest, in groups: a group starts with the lowest figure not
-    yet placed and takes every figure ``close`` to it, so transports one run cannot tell apart
-    are named together, never ranked. Each later group says how many times the lowest it is."""
-    ordered = sorted(figures, key=lambda item: item[1])
-    if not ordered:
-        return f"no transport had {what}"
-    if len(ordered) == 1:
-        name, value = ordered[0]
-        return f"{what} was {shown(value)} for {name}, the one transport run"
-    groups: list[list[tuple[str, float]]] = []
-    for name, value in ordered:
-        if groups and close(groups[-1][0][1], value):
-            groups[-1].append((name, value))
-        else:
-            groups.append([(name, value)])
-    best = ordered[0][1]
-
-    def figures_of(group: list[tuple[str, float]]) -> str:
-        low, high = shown(group[0][1]), shown(group[-1][1])
-        if len(group) == 1:
-            return low
-        return f"{low if low == high else f'{low} to {high}'}, within {tolerance} of each other"
-
-    def names_of(group: list[tuple[str, float]]) -> str:
-        return _names([name for name, _ in group])
-
-    if len(groups) == 1:
-        return (
-            f"{what}: {names_of(groups[0])} were within {tolerance} of each other ({shown(best)} to "
-            f"{shown(ordered[-1][1])}), too close for one run to rank"
-        )
-    parts = [f"{what} was lowest for {names_of(groups[0])} ({figures_of(groups[0])})"]
-    for group in groups[1:]:
-        times = f"{factor(group[0][1] / best)} the lowest, " if best > 0 else ""
-        parts.append(f"then {names_of(group)} ({times}{figures_of(group)})")
-    return "; ".join(parts)
-
-
-def _ratio_close(ratio: float, floor: float = 0.0) -> Callable[[float, float], bool]:
-    # The margin keeps figures made of whole clock ticks from missing the floor by a rounding error.
-    return lambda low, high: high - low <= floor * (1 + 1e-9) or (low > 0 and high / low < ratio)
 
 
 def conditions(result: DemoResult) -> str:
@@ -142,7 +92,7 @@ def bytes_verdict(result: DemoResult) -> Verdict | None:
     if not figures:
         return None
     compression = "on" if result.settings.compression else "off"
-    text = rank(figures, _ratio_close(BYTES_CLOSE_RATIO), human_bytes, "Wire bytes per feed message received", "2%")
+    text = WIRE_BYTES.verdict(figures)
     return Verdict(
         "Bytes",
         f"{text}. Counted by the proxy, both directions, heads and handshakes included, TCP and TLS "
@@ -158,7 +108,7 @@ def latency_verdict(result: DemoResult) -> Verdict | None:
             figures.append((tally.demo.transport, summary.p50))
     if not figures:
         return None
-    text = rank(figures, _ratio_close(CLOSE_RATIO, 1.0), _ms, "Median delivery latency", "20% or 1 ms")
+    text = LATENCY.verdict(figures)
     polls = ""
     if any(name == "short_poll" for name, _ in figures):
         polls = f" A short poll waits for its next request, every {result.settings.poll_interval:g} s here."
@@ -178,24 +128,18 @@ def browser_verdict(result: DemoResult) -> Verdict | None:
     if not costs:
         return None
     rows = result.settings.page_rows
-    tasks = rank(
-        [(name, browser.task_ms) for name, browser in costs],
-        _ratio_close(PAGE_CLOSE_RATIO),
-        _ms,
-        "The page's main-thread task time over the run",
-        "75%",
-    )
+    tasks = PAGE_TIME.verdict((name, browser.task_ms) for name, browser in costs)
     layouts = ", ".join(f"{name} {browser.layout_count:,}" for name, browser in costs)
     inps = [(browser.inp_ms, browser.interactions) for _, browser in costs if browser.inp_ms is not None]
     if inps:
         low = min(value for value, _ in inps)
         high = max(value for value, _ in inps)
         clicks = min(n for _, n in inps)
-        separates = "does not separate" if high - low <= INP_NOISE_MS else "may separate"
+        separates = "does not separate" if INP.close(low, high) else "may separate"
         span = f"{_ms(low)} on every page" if _ms(low) == _ms(high) else f"{_ms(low)} to {_ms(high)}"
         inp = (
             f"INP was {span} (at least {clicks} clicks a page, in 8 ms steps); runs of the same "
-            f"page have differed by up to {INP_NOISE_MS:g} ms here, so this {separates} the transports"
+            f"page have differed by up to {INP} here, so this {separates} the transports"
         )
     else:
         inp = "INP: no interaction was recorded"
@@ -226,13 +170,7 @@ def server_verdict(result: DemoResult) -> Verdict | None:
             f"one client here differed by up to 150 ms; run with more clients)"
         )
     else:
-        text = rank(
-            [(name, server.cpu_ms_per_1000_messages or 0.0) for name, server in servers],
-            _ratio_close(CLOSE_RATIO),
-            _ms,
-            "The demo server's CPU time per 1,000 feed messages delivered",
-            "20%",
-        )
+        text = SERVER_CPU.verdict((name, server.cpu_ms_per_1000_messages or 0.0) for name, server in servers)
     held = [(name, server) for name, server in servers if server.connections_held >= MIN_CONNECTIONS_FOR_RSS]
     if held:
         memory = (

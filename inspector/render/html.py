@@ -7,33 +7,29 @@ string that came from traffic is escaped.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 
 from ..measurements import ClientMeasurements, TransportLatency
 from ..report import REPORT_FORMAT, REPORT_VERSION, Report, TransportSummary
-from .latency import LATENCY_COLUMNS, latency_caption, latency_notes, latency_rows
+from .latency import latency_grid
 from .rows import (
-    CONNECTION_COLUMNS,
-    ESTIMATE_LEGEND,
-    PROJECTION_COLUMNS,
-    SESSION_COLUMNS,
-    SESSIONS_CAPTION,
-    TRANSPORT_COLUMNS,
-    Column,
-    connection_rows,
-    has_estimates,
-    http2_summary,
-    projection_rows,
-    projection_title,
-    session_rows,
+    Grid,
+    connection_grid,
+    projection_grid,
+    report_notes,
+    session_grid,
+    transport_grid,
     transport_parts,
-    transport_rows,
     transports_in_order,
 )
 from .svg import Bar, Mark, Segment, Series, Strip, log_strips, stacked_bars, step_lines
 from .units import count, human_bytes, is_number, milliseconds, seconds
 from .verdict import basis, cheapest_row, delivered_messages, verdict
+
+#: How the verdict's section starts: the first in the page, after the header.
+VERDICT_SECTION = '<section class="verdict">'
 
 #: Line colours of the transports in the time chart.
 TRANSPORT_COLORS = {
@@ -162,12 +158,12 @@ def _legend(items: list[tuple[str, str]]) -> str:
     return f'<ul class="legend">{entries}</ul>'
 
 
-def _table(columns: tuple[Column, ...], rows: list[tuple[str, ...]], best_row: int | None = None) -> str:
-    head = "".join(f'<th class="{"num" if c.numeric else ""}">{escape(c.title)}</th>' for c in columns)
+def _table(grid: Grid, best_row: int | None = None) -> str:
+    head = "".join(f'<th class="{"num" if c.numeric else ""}">{escape(c.title)}</th>' for c in grid.columns)
     body = []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(grid.rows):
         cells = []
-        for j, (column, cell) in enumerate(zip(columns, row, strict=True)):
+        for j, (column, cell) in enumerate(zip(grid.columns, row, strict=True)):
             if column.numeric:
                 css = "num"
             elif j == 0:
@@ -210,8 +206,7 @@ def _verdict(report: Report) -> str:
     headline, *rest = verdict(report)
     items = "".join(f"<li>{escape(s)}</li>" for s in rest)
     return (
-        f'<section class="verdict"><p class="headline">{escape(headline)}</p>'
-        f"{f'<ul>{items}</ul>' if items else ''}</section>"
+        f'{VERDICT_SECTION}<p class="headline">{escape(headline)}</p>{f"<ul>{items}</ul>" if items else ""}</section>'
     )
 
 
@@ -242,44 +237,36 @@ def _cost_chart(report: Report) -> str:
     )
 
 
+def _notes(notes: Sequence[str]) -> str:
+    return "".join(f"<li>{escape(n)}</li>" for n in notes)
+
+
 def _transport_table(report: Report) -> str:
-    best = cheapest_row(report)
-    notes = list(report.notes)
-    frames = http2_summary(report)
-    if frames is not None:
-        notes.insert(0, frames)
-    if has_estimates(report):
-        notes.append(ESTIMATE_LEGEND)
-    notes_html = "".join(f"<li>{escape(n)}</li>" for n in notes)
+    grid = transport_grid(report)
+    if grid is None:
+        return ""
+    notes = _notes(report_notes(report))
     return (
-        "<section><h2>Transports</h2>"
+        f"<section><h2>{grid.title}</h2>"
         '<p class="caption">Wire bytes are HTTP and WebSocket bytes in both directions; '
         "exact counts are in the JSON report.</p>"
-        f"{_table(TRANSPORT_COLUMNS, transport_rows(report), best)}"
-        f"{f'<ul class="notes">{notes_html}</ul>' if notes_html else ''}</section>"
+        f"{_table(grid, cheapest_row(report))}"
+        f"{f'<ul class="notes">{notes}</ul>' if notes else ''}</section>"
     )
 
 
 def _sessions(report: Report) -> str:
-    if not report.sessions:
+    grid = session_grid(report)
+    if grid is None:
         return ""
-    return (
-        "<section><h2>Application sessions</h2>"
-        f'<p class="caption">{escape(SESSIONS_CAPTION)}</p>'
-        f"{_table(SESSION_COLUMNS, session_rows(report))}</section>"
-    )
+    return f'<section><h2>{grid.title}</h2><p class="caption">{escape(grid.caption)}</p>{_table(grid)}</section>'
 
 
 def _projection(report: Report) -> str:
-    title = projection_title(report)
-    if title is None or report.projection is None:
+    grid = projection_grid(report)
+    if grid is None:
         return ""
-    assumptions = "".join(f"<li>{escape(a)}</li>" for a in report.projection.assumptions)
-    return (
-        f"<section><h2>{escape(title)}</h2>"
-        f"{_table(PROJECTION_COLUMNS, projection_rows(report))}"
-        f'<ul class="notes">{assumptions}</ul></section>'
-    )
+    return f'<section><h2>{escape(grid.title)}</h2>{_table(grid)}<ul class="notes">{_notes(grid.notes)}</ul></section>'
 
 
 def _latency_marks(t: TransportLatency) -> tuple[Mark, ...]:
@@ -296,7 +283,8 @@ def _latency_marks(t: TransportLatency) -> tuple[Mark, ...]:
 def _latency(report: Report, clients: ClientMeasurements | None) -> str:
     """The clients' latency per transport (per protocol too): a strip each on a log
     axis, then the figures in a table."""
-    if clients is None or not clients.transports:
+    grid = latency_grid(clients, report)
+    if clients is None or grid is None:
         return ""
     strips = [
         Strip(
@@ -314,12 +302,12 @@ def _latency(report: Report, clients: ClientMeasurements | None) -> str:
     legend = [(name, color) for name, color in LATENCY_MARKS.items() if name in used]
     if any(t.values for t in clients.transports):
         legend.append(("messages (darker: more)", "var(--muted)"))
-    notes = "".join(f"<li>{escape(n)}</li>" for n in latency_notes(clients, report))
+    notes = _notes(grid.notes)
     return (
-        "<section><h2>Latency measured by the clients</h2>"
-        f'<p class="caption">{escape(latency_caption(clients))}</p>'
+        f"<section><h2>{grid.title}</h2>"
+        f'<p class="caption">{escape(grid.caption)}</p>'
         f"{f'{_legend(legend)}{chart}' if chart else ''}"
-        f"{_table(LATENCY_COLUMNS, latency_rows(clients))}"
+        f"{_table(grid)}"
         f"{f'<ul class="notes">{notes}</ul>' if notes else ''}</section>"
     )
 
@@ -370,11 +358,11 @@ def _timeline_chart(report: Report) -> str:
 
 
 def _connections(report: Report) -> str:
-    if not report.connections:
+    grid = connection_grid(report)
+    if grid is None:
         return ""
     return (
-        f"<section><details><summary>Connections ({count(len(report.connections))})</summary>"
-        f"{_table(CONNECTION_COLUMNS, connection_rows(report))}</details></section>"
+        f"<section><details><summary>{grid.title} ({count(len(grid.rows))})</summary>{_table(grid)}</details></section>"
     )
 
 
@@ -386,7 +374,7 @@ def render_html(report: Report, clients: ClientMeasurements | None = None) -> st
             _header(report),
             _verdict(report),
             _cost_chart(report),
-            _transport_table(report) if report.transports else "",
+            _transport_table(report),
             _sessions(report),
             _projection(report),
             _latency(report, clients),

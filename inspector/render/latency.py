@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..measurements import ClientMeasurements, TransportLatency
 from ..report import Report
-from .rows import Column
+from .rows import Column, Grid
 from .units import ESTIMATE, MISSING, count, milliseconds
 
 LATENCY_COLUMNS = (
@@ -80,3 +80,16 @@ def latency_notes(clients: ClientMeasurements, report: Report) -> list[str]:
     if any(not t.exact for t in clients.transports):
         notes.append(f"{ESTIMATE} marks percentiles estimated from a sample (count and max are exact).")
     return notes
+
+
+def latency_grid(clients: ClientMeasurements | None, report: Report) -> Grid | None:
+    """The clients' latency table, what it measured as its caption; None without clients."""
+    if clients is None or not clients.transports:
+        return None
+    return Grid(
+        "Latency measured by the clients",
+        LATENCY_COLUMNS,
+        latency_rows(clients),
+        caption=latency_caption(clients),
+        notes=tuple(latency_notes(clients, report)),
+    )

@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from ..measurements import ClientMeasurements
 from ..report import Report
-from .latency import LATENCY_COLUMNS, latency_caption, latency_notes, latency_rows
-from .rows import (
-    CONNECTION_COLUMNS,
-    ESTIMATE_LEGEND,
-    PROJECTION_COLUMNS,
-    SESSION_COLUMNS,
-    SESSIONS_CAPTION,
-    TRANSPORT_COLUMNS,
-    Column,
-    connection_rows,
-    has_estimates,
-    http2_summary,
-    projection_rows,
-    projection_title,
-    session_rows,
-    transport_rows,
-)
+from .latency import latency_grid
+from .rows import Grid, connection_grid, projection_grid, report_notes, session_grid, transport_grid
 from .verdict import verdict
 
 # Characters that Markdown (or the HTML it may contain) would interpret.
@@ -34,13 +20,17 @@ def escape(text: str) -> str:
     return _SPECIAL.sub(r"\\\1", " ".join(text.split()))
 
 
-def _table(columns: tuple[Column, ...], rows: list[tuple[str, ...]]) -> list[str]:
+def _table(grid: Grid) -> list[str]:
     lines = [
-        "| " + " | ".join(escape(c.title) for c in columns) + " |",
-        "|" + "|".join("---:" if c.numeric else ":---" for c in columns) + "|",
+        "| " + " | ".join(escape(c.title) for c in grid.columns) + " |",
+        "|" + "|".join("---:" if c.numeric else ":---" for c in grid.columns) + "|",
     ]
-    lines.extend("| " + " | ".join(escape(cell) for cell in row) + " |" for row in rows)
+    lines.extend("| " + " | ".join(escape(cell) for cell in row) + " |" for row in grid.rows)
     return lines
+
+
+def _notes(notes: Sequence[str]) -> list[str]:
+    return [*(f"- {escape(note)}" for note in notes), ""]
 
 
 def render_markdown(report: Report, connections: bool = False, clients: ClientMeasurements | None = None) -> str:
@@ -49,31 +39,25 @@ def render_markdown(report: Report, connections: bool = False, clients: ClientMe
     lines = ["# rtinspect report", ""]
     if report.sources:
         lines += ["Sources: " + ", ".join(escape(s) for s in report.sources), ""]
-    if report.transports:
-        lines += [*_table(TRANSPORT_COLUMNS, transport_rows(report)), ""]
-    if report.sessions:
-        lines += ["## Application sessions", "", *_table(SESSION_COLUMNS, session_rows(report)), ""]
-        lines += [f"- {escape(SESSIONS_CAPTION)}", ""]
+    transports = transport_grid(report)
+    if transports is not None:
+        lines += [*_table(transports), ""]
+    sessions = session_grid(report)
+    if sessions is not None:
+        lines += [f"## {sessions.title}", "", *_table(sessions), "", *_notes((sessions.caption,))]
     sentences = verdict(report)
     lines += [" ".join([f"**{escape(sentences[0])}**", *(escape(s) for s in sentences[1:])]), ""]
-    notes = list(report.notes)
-    frames = http2_summary(report)
-    if frames is not None:
-        notes.insert(0, frames)
-    if has_estimates(report):
-        notes.append(ESTIMATE_LEGEND)
+    notes = report_notes(report)
     if notes:
-        lines += [*(f"- {escape(note)}" for note in notes), ""]
-    title = projection_title(report)
-    if title is not None and report.projection is not None:
-        lines += [f"## {escape(title)}", "", *_table(PROJECTION_COLUMNS, projection_rows(report)), ""]
-        lines += [*(f"- {escape(a)}" for a in report.projection.assumptions), ""]
-    if clients is not None and clients.transports:
-        lines += ["## Latency measured by the clients", "", escape(latency_caption(clients)), ""]
-        lines += [*_table(LATENCY_COLUMNS, latency_rows(clients)), ""]
-        notes = latency_notes(clients, report)
-        if notes:
-            lines += [*(f"- {escape(note)}" for note in notes), ""]
-    if connections and report.connections:
-        lines += ["## Connections", "", *_table(CONNECTION_COLUMNS, connection_rows(report)), ""]
+        lines += _notes(notes)
+    projection = projection_grid(report)
+    if projection is not None:
+        lines += [f"## {escape(projection.title)}", "", *_table(projection), "", *_notes(projection.notes)]
+    latency = latency_grid(clients, report)
+    if latency is not None:
+        lines += [f"## {latency.title}", "", escape(latency.caption), "", *_table(latency), ""]
+        if latency.notes:
+            lines += _notes(latency.notes)
+    if connections and (grid := connection_grid(report)) is not None:
+        lines += [f"## {grid.title}", "", *_table(grid), ""]
     return "\n".join(lines)

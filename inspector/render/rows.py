@@ -31,6 +31,18 @@ class Column:
     short: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """One of the report's tables as every view shows it: its title, columns and rows, what
+    the figures are (``caption``) and the notes under it. Only the markup is each view's."""
+
+    title: str
+    columns: tuple[Column, ...]
+    rows: list[tuple[str, ...]]
+    caption: str = ""
+    notes: tuple[str, ...] = ()
+
+
 TRANSPORT_COLUMNS = (
     Column("Transport", numeric=False),
     Column("Connections", short="Conns"),
@@ -71,6 +83,15 @@ SESSION_COLUMNS = (
     Column("Control messages s→c / c→s", short="Control s→c/c→s"),
     Column("Wire per app message", short="Wire/app msg"),
     Column("Before upgrade"),
+)
+
+#: What the sessions table shows.
+SESSIONS_CAPTION = (
+    "A session is what its protocol calls one (an Engine.IO sid across its polls and its upgraded WebSocket, "
+    "a SockJS session), or one connection where the protocol has none. App messages are what the application's "
+    "handlers received or sent; control messages are the protocol's own (handshakes, heartbeats, "
+    "acknowledgements), and their bytes are the app_control category. Before upgrade: what the upgraded "
+    "sessions spent before their WebSocket."
 )
 
 PROJECTION_COLUMNS = (
@@ -165,6 +186,18 @@ def has_estimates(report: Report) -> bool:
     return any(t.bytes_per_message is not None and not t.bytes_per_message.exact for t in report.transports.values())
 
 
+def report_notes(report: Report) -> list[str]:
+    """The notes under the transport table: the HTTP/2 frames first, then the report's own,
+    then what ``~`` marks where figures are estimated."""
+    notes = list(report.notes)
+    frames = http2_summary(report)
+    if frames is not None:
+        notes.insert(0, frames)
+    if has_estimates(report):
+        notes.append(ESTIMATE_LEGEND)
+    return notes
+
+
 def transport_row(t: TransportSummary, label: str | None = None) -> tuple[str, ...]:
     """One transport's cells, in :data:`TRANSPORT_COLUMNS` order."""
     return (
@@ -217,6 +250,13 @@ def connection_rows(report: Report) -> list[tuple[str, ...]]:
     return [connection_row(c) for c in report.connections]
 
 
+def transport_grid(report: Report) -> Grid | None:
+    """The transport table (see :func:`transport_parts`); None without transports."""
+    if not report.transports:
+        return None
+    return Grid("Transports", TRANSPORT_COLUMNS, transport_rows(report))
+
+
 def session_rows(report: Report) -> list[tuple[str, ...]]:
     """The sessions of each application protocol, in :data:`SESSION_COLUMNS` order."""
     return [
@@ -234,11 +274,23 @@ def session_rows(report: Report) -> list[tuple[str, ...]]:
     ]
 
 
-#: What the sessions table shows, in a sentence.
-SESSIONS_CAPTION = (
-    "A session is what its protocol calls one (an Engine.IO sid across its polls and its upgraded WebSocket, "
-    "a SockJS session), or one connection where the protocol has none. App messages are what the application's "
-    "handlers received or sent; control messages are the protocol's own (handshakes, heartbeats, "
-    "acknowledgements), and their bytes are the app_control category. Before upgrade: what the upgraded "
-    "sessions spent before their WebSocket."
-)
+def session_grid(report: Report) -> Grid | None:
+    """The application sessions table; None where no application protocol was recognised."""
+    if not report.sessions:
+        return None
+    return Grid("Application sessions", SESSION_COLUMNS, session_rows(report), caption=SESSIONS_CAPTION)
+
+
+def projection_grid(report: Report) -> Grid | None:
+    """The projection table under its title, its assumptions as notes; None without a projection."""
+    title = projection_title(report)
+    if title is None or report.projection is None:
+        return None
+    return Grid(title, PROJECTION_COLUMNS, projection_rows(report), notes=report.projection.assumptions)
+
+
+def connection_grid(report: Report) -> Grid | None:
+    """The connection table; None without connections."""
+    if not report.connections:
+        return None
+    return Grid("Connections", CONNECTION_COLUMNS, connection_rows(report))

@@ -11,32 +11,17 @@ from rich.text import Text
 
 from ..measurements import ClientMeasurements
 from ..report import Report
-from .latency import LATENCY_COLUMNS, latency_caption, latency_notes, latency_rows
-from .rows import (
-    CONNECTION_COLUMNS,
-    ESTIMATE_LEGEND,
-    PROJECTION_COLUMNS,
-    SESSION_COLUMNS,
-    SESSIONS_CAPTION,
-    TRANSPORT_COLUMNS,
-    Column,
-    connection_rows,
-    has_estimates,
-    http2_summary,
-    projection_rows,
-    projection_title,
-    session_rows,
-    transport_rows,
-)
+from .latency import latency_grid
+from .rows import Grid, connection_grid, projection_grid, report_notes, session_grid, transport_grid
 from .verdict import verdict
 
 #: Width of the text export when no terminal decides it.
 TEXT_WIDTH = 120
 
 
-def _table(title: str, columns: tuple[Column, ...], rows: list[tuple[str, ...]]) -> Table:
+def _table(grid: Grid) -> Table:
     table = Table(
-        title=title,
+        title=grid.title,
         title_justify="left",
         title_style="bold",
         header_style="bold",
@@ -44,9 +29,9 @@ def _table(title: str, columns: tuple[Column, ...], rows: list[tuple[str, ...]])
         collapse_padding=True,
         pad_edge=False,
     )
-    for i, column in enumerate(columns):
+    for i, column in enumerate(grid.columns):
         # Figures, names and addresses keep their width; titles and long strings wrap.
-        widest = max((len(row[i]) for row in rows), default=0)
+        widest = max((len(row[i]) for row in grid.rows), default=0)
         keep = column.numeric or i == 0 or widest <= 24
         table.add_column(
             column.short or column.title,
@@ -54,7 +39,7 @@ def _table(title: str, columns: tuple[Column, ...], rows: list[tuple[str, ...]])
             min_width=widest if keep else None,
             overflow="fold",
         )
-    for row in rows:
+    for row in grid.rows:
         # Text, not markup: cells carry strings that came from traffic.
         table.add_row(*map(Text, row))
     return table
@@ -67,31 +52,25 @@ def table_renderables(
     with ``connections``, a table of every connection: separate blocks for a rich
     console or live view."""
     parts: list[RenderableType] = []
-    if report.transports:
-        parts.append(_table("Transports", TRANSPORT_COLUMNS, transport_rows(report)))
-    if report.sessions:
-        parts.append(_table("Application sessions", SESSION_COLUMNS, session_rows(report)))
-        parts.append(Text(f"• {SESSIONS_CAPTION}", style="dim"))
+    transports = transport_grid(report)
+    if transports is not None:
+        parts.append(_table(transports))
+    sessions = session_grid(report)
+    if sessions is not None:
+        parts.append(_table(sessions))
+        parts.append(Text(f"• {sessions.caption}", style="dim"))
     sentences = verdict(report)
     parts.append(Text("\n").join([Text(sentences[0], style="bold"), *map(Text, sentences[1:])]))
-    notes = list(report.notes)
-    frames = http2_summary(report)
-    if frames is not None:
-        notes.insert(0, frames)
-    if has_estimates(report):
-        notes.append(ESTIMATE_LEGEND)
+    notes = report_notes(report)
     if notes:
         parts.append(Text("\n".join(f"• {note}" for note in notes), style="dim"))
-    title = projection_title(report)
-    if title is not None and report.projection is not None:
-        parts.append(_table(title, PROJECTION_COLUMNS, projection_rows(report)))
-        parts.append(Text("\n".join(f"• {a}" for a in report.projection.assumptions), style="dim"))
-    if clients is not None and clients.transports:
-        parts.append(_table("Latency measured by the clients", LATENCY_COLUMNS, latency_rows(clients)))
-        about = [latency_caption(clients), *latency_notes(clients, report)]
-        parts.append(Text("\n".join(f"• {line}" for line in about), style="dim"))
-    if connections and report.connections:
-        parts.append(_table("Connections", CONNECTION_COLUMNS, connection_rows(report)))
+    for grid in (projection_grid(report), latency_grid(clients, report)):
+        if grid is not None:
+            parts.append(_table(grid))
+            about = [grid.caption, *grid.notes] if grid.caption else grid.notes
+            parts.append(Text("\n".join(f"• {line}" for line in about), style="dim"))
+    if connections and (grid := connection_grid(report)) is not None:
+        parts.append(_table(grid))
     return parts
 
 

@@ -8,6 +8,11 @@ per message as the transport frames it; the sentences say which.
 When the traffic used more than one protocol (HTTP/1.1 and h2), transports are
 ranked within each protocol, like with like, and then each transport seen over
 both is set beside itself.
+
+The ranking is :func:`.ranking.rank`'s, exact by default: a capture's bytes are
+counted exactly, so only equal figures are the same. A caller that knows how
+much its figures vary passes that :class:`~.ranking.Tolerance`, and transports
+within it of the cheapest are said to be.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..report import Report, TransportSummary
+from .ranking import EXACT, Ranking, Tolerance, rank
 from .rows import protocols, transport_parts, transports_in_order
 from .units import factor, human_bytes, is_number
 
@@ -44,31 +50,33 @@ def basis(summaries: list[TransportSummary]) -> tuple[Cost, str]:
     return _per_message, "message"
 
 
-def _delivered(summaries: list[TransportSummary], cost: Cost = _per_message) -> list[TransportSummary]:
-    return sorted(filter(delivered_messages, summaries), key=lambda t: cost(t) or 0.0)
+def _ranked(
+    summaries: list[TransportSummary], cost: Cost = _per_message, tolerance: Tolerance = EXACT
+) -> Ranking[TransportSummary]:
+    return rank(((t, cost(t) or 0.0) for t in summaries if delivered_messages(t)), tolerance)
 
 
 def delivered(report: Report) -> list[TransportSummary]:
     """Transports that delivered messages, cheapest per message first."""
-    return _delivered(transports_in_order(report))
+    return [t for t, _ in _ranked(transports_in_order(report)).ranked]
 
 
 def cheapest_row(report: Report) -> int | None:
     """The row of the transport table (:func:`~inspector.render.rows.transport_parts`)
     that spent the fewest wire bytes per message, when there is a comparison."""
     parts = [t for _, t in transport_parts(report)]
-    ranked = _delivered(parts, basis(parts)[0])
-    return parts.index(ranked[0]) if len(ranked) > 1 else None
+    ranked = _ranked(parts, basis(parts)[0]).ranked
+    return parts.index(ranked[0][0]) if len(ranked) > 1 else None
 
 
-def _ranking(summaries: list[TransportSummary], over: str = "") -> list[str]:
+def _ranking(summaries: list[TransportSummary], over: str = "", tolerance: Tolerance = EXACT) -> list[str]:
     """Sentences ranking transports of one protocol (``over`` names it, e.g. " over h2")."""
     cost, unit = basis(summaries)
-    ranked = _delivered(summaries, cost)
-    if not ranked:
+    ranking = _ranked(summaries, cost, tolerance)
+    if not ranking.groups:
         return [f"No transport{over} delivered messages, so there is nothing to compare."]
-    best = ranked[0]
-    best_cost = cost(best) or 0.0
+    ranked = ranking.ranked
+    best, best_cost = ranked[0]
     if len(summaries) == 1:
         return [
             f"Only one transport was seen{over}: {best.transport}, at {human_bytes(best_cost)} "
@@ -80,15 +88,23 @@ def _ranking(summaries: list[TransportSummary], over: str = "") -> list[str]:
             f"per {unit}, all-in), so there is nothing to compare it with.",
         ]
     sentences = [f"{best.transport} spent the fewest wire bytes per {unit}{over}: {human_bytes(best_cost)} all-in."]
-    for other in ranked[1:]:
-        other_cost = cost(other) or 0.0
-        if other_cost == best_cost:
+    first, *later = ranking.groups
+    for other, other_cost in first[1:]:
+        if tolerance.exact:
             sentences.append(f"{other.transport} spent the same wire bytes per {unit} as {best.transport}{over}.")
-        elif best_cost > 0:
+        else:
             sentences.append(
-                f"{other.transport} spent {factor(other_cost / best_cost)} the wire bytes per {unit} "
+                f"{other.transport} spent within {tolerance} of the wire bytes per {unit} "
                 f"of {best.transport}{over} ({human_bytes(other_cost)})."
             )
+    for group in later:
+        for other, other_cost in group:
+            times = ranking.times_lowest(other_cost)
+            if times is not None:
+                sentences.append(
+                    f"{other.transport} spent {factor(times)} the wire bytes per {unit} "
+                    f"of {best.transport}{over} ({human_bytes(other_cost)})."
+                )
     return sentences
 
 
@@ -109,16 +125,17 @@ def _across(report: Report, first: str, second: str) -> list[str]:
     return sentences
 
 
-def verdict(report: Report) -> tuple[str, ...]:
-    """Sentences stating the comparison neutrally; the first one is the headline."""
+def verdict(report: Report, tolerance: Tolerance = EXACT) -> tuple[str, ...]:
+    """Sentences stating the comparison neutrally; the first one is the headline. Transports
+    within ``tolerance`` of the cheapest are said to be, not ranked against it."""
     if not report.transports:
         return ("No transport was recognised in this traffic.",)
     seen = protocols(report)
     if len(seen) <= 1:
-        return tuple(_ranking(transports_in_order(report)))
+        return tuple(_ranking(transports_in_order(report), tolerance=tolerance))
     sentences: list[str] = []
     for protocol in seen:
         parts = [t.by_protocol[protocol] for t in transports_in_order(report) if protocol in t.by_protocol]
-        sentences += _ranking(parts, f" over {protocol}")
+        sentences += _ranking(parts, f" over {protocol}", tolerance)
     sentences += _across(report, seen[0], seen[1])
     return tuple(sentences)
