@@ -474,7 +474,7 @@ def test_markdown_connections_escape_traffic() -> None:
     assert "## Connections" in text
     assert "<script>" not in text and "\\<script\\>" in text
     c7 = next(line for line in text.splitlines() if line.startswith("| c7 |"))
-    assert c7.count(" | ") == 11  # pipes inside cells are escaped
+    assert c7.count(" | ") == 12  # pipes inside cells are escaped
 
 
 # ---------------------------------------------------------------- HTML
@@ -513,7 +513,7 @@ def test_html_is_self_contained_and_escapes_traffic() -> None:
 def test_html_cost_chart_parts_add_up_to_wire_bytes_per_message() -> None:
     for t in sample_transports().values():
         parts = message_cost_parts(t)
-        assert set(parts) == {"payload", "framing", "heads", "handshakes", "other"}
+        assert set(parts) == {"payload", "framing", "heads", "handshakes", "app control", "other"}
         assert sum(parts.values()) == pytest.approx(t.wire_bytes_per_message)
         assert all(v >= 0 for v in parts.values())
     ws = message_cost_parts(sample_transports()["websocket"])

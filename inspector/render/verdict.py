@@ -19,10 +19,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..report import Report, TransportSummary
+from ..report import Report, SessionsSummary, TransportSummary
 from .ranking import EXACT, Ranking, Tolerance, rank
 from .rows import protocols, transport_parts, transports_in_order
 from .units import factor, human_bytes, is_number
+
+#: The transport of requests that are no real-time channel (page loads, assets, API calls).
+PLAIN_HTTP = "http"
+
+
+def real_time(summaries: list[TransportSummary]) -> list[TransportSummary]:
+    """The transports that are real-time channels: plain HTTP is never ranked against them."""
+    return [t for t in summaries if t.transport != PLAIN_HTTP]
 
 
 def delivered_messages(t: TransportSummary) -> bool:
@@ -58,14 +66,15 @@ def _ranked(
 
 def delivered(report: Report) -> list[TransportSummary]:
     """Transports that delivered messages, cheapest per message first."""
-    return [t for t, _ in _ranked(transports_in_order(report)).ranked]
+    return [t for t, _ in _ranked(real_time(transports_in_order(report))).ranked]
 
 
 def cheapest_row(report: Report) -> int | None:
     """The row of the transport table (:func:`~inspector.render.rows.transport_parts`)
     that spent the fewest wire bytes per message, when there is a comparison."""
     parts = [t for _, t in transport_parts(report)]
-    ranked = _ranked(parts, basis(parts)[0]).ranked
+    channels = real_time(parts)
+    ranked = _ranked(channels, basis(channels)[0]).ranked
     return parts.index(ranked[0][0]) if len(ranked) > 1 else None
 
 
@@ -111,7 +120,7 @@ def _ranking(summaries: list[TransportSummary], over: str = "", tolerance: Toler
 def _across(report: Report, first: str, second: str) -> list[str]:
     """Each transport seen over both protocols, set beside itself."""
     sentences = []
-    for t in transports_in_order(report):
+    for t in real_time(transports_in_order(report)):
         a, b = t.by_protocol.get(first), t.by_protocol.get(second)
         if a is None or b is None or not delivered_messages(a) or not delivered_messages(b):
             continue
@@ -130,12 +139,46 @@ def verdict(report: Report, tolerance: Tolerance = EXACT) -> tuple[str, ...]:
     within ``tolerance`` of the cheapest are said to be, not ranked against it."""
     if not report.transports:
         return ("No transport was recognised in this traffic.",)
+    channels = real_time(transports_in_order(report))
+    plain = report.transports.get(PLAIN_HTTP)
+    if not channels:
+        return (_plain_http(plain, alone=True),) if plain is not None else ()
     seen = protocols(report)
-    if len(seen) <= 1:
-        return tuple(_ranking(transports_in_order(report), tolerance=tolerance))
     sentences: list[str] = []
-    for protocol in seen:
-        parts = [t.by_protocol[protocol] for t in transports_in_order(report) if protocol in t.by_protocol]
-        sentences += _ranking(parts, f" over {protocol}", tolerance)
-    sentences += _across(report, seen[0], seen[1])
+    if len(seen) <= 1:
+        sentences += _ranking(channels, tolerance=tolerance)
+    else:
+        for protocol in seen:
+            parts = [t.by_protocol[protocol] for t in channels if protocol in t.by_protocol]
+            if parts:
+                sentences += _ranking(parts, f" over {protocol}", tolerance)
+        sentences += _across(report, seen[0], seen[1])
+    sentences += [_sessions(name, s) for name, s in report.sessions.items()]
+    if plain is not None:
+        sentences.append(_plain_http(plain, alone=False))
     return tuple(sentences)
+
+
+def _plain_http(t: TransportSummary, *, alone: bool) -> str:
+    """Plain HTTP on a line of its own, with its bytes, never ranked against a stream."""
+    what = f"{t.requests:,} plain HTTP request{'s' if t.requests != 1 else ''} ({human_bytes(t.wire_bytes.total)} on the wire)"
+    if alone:
+        return f"Only plain HTTP was seen: {what}; no real-time transport to compare."
+    return f"Plain HTTP (page loads, assets, API calls) is not ranked against the real-time transports: {what}."
+
+
+def _sessions(name: str, s: SessionsSummary) -> str:
+    """One application protocol's sessions in a sentence."""
+    paths = ", ".join(f"{path} ×{n:,}" for path, n in s.paths.items())
+    per = (
+        f"{human_bytes(s.wire_bytes_per_app_message)} on the wire per application message"
+        if s.wire_bytes_per_app_message
+        else "no application messages"
+    )
+    sentence = (
+        f"{name}: {s.count:,} session{'s' if s.count != 1 else ''} ({paths}), {per}; "
+        f"{s.app_messages.total:,} application and {s.control_messages.total:,} control messages"
+    )
+    if s.upgraded:
+        sentence += f"; {human_bytes(s.before_upgrade_wire_bytes)} before the upgrade"
+    return sentence + "."
