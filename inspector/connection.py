@@ -236,6 +236,8 @@ class _Exchange:
         self.app: _AppLayer | None = None
         self.app_transport: str | None = None
         self.session: str | None = None
+        #: Whether the response body is the protocol's (not an error page).
+        self.app_reads_response = True
         #: Directions whose first WebSocket message has been seen (to recognise a protocol by it).
         self.first_message_seen: set[Direction] = set()
 
@@ -527,7 +529,11 @@ class ConnectionAnalyzer:
                 if exchange is None:
                     continue
                 exchange.accounts[event.direction].add(Category.CHUNK_FRAMING, event.framing)
-                if exchange.app is not None and not exchange.websocket:
+                if (
+                    exchange.app is not None
+                    and not exchange.websocket
+                    and (event.direction is C2S or exchange.app_reads_response)
+                ):
                     self._app_events(exchange, event.direction, exchange.app.reader.body_end(event.direction))
                 if event.direction is C2S:
                     exchange.request_ended_at = event.timestamp
@@ -625,7 +631,11 @@ class ConnectionAnalyzer:
             return
         exchange.response = event
         if exchange.app is not None and request is not None:
-            exchange.app.reader.start_body(S2C, request.method, request.target)
+            if event.status >= 300:
+                # An error page or a redirect is no message of the protocol's: its body stays payload.
+                exchange.app_reads_response = False
+            else:
+                exchange.app.reader.start_body(S2C, request.method, request.target)
         media_type = _media_type(event)
         if media_type == "text/event-stream":
             exchange.body_parser = SseStream(offset=self._fed[S2C])
@@ -667,7 +677,7 @@ class ConnectionAnalyzer:
             account.add(Category.PAYLOAD, len(event.data))
             if exchange.json_body is not None:
                 exchange.json_body.feed(event.data)
-            elif exchange.app is not None:
+            elif exchange.app is not None and exchange.app_reads_response:
                 self._app_events(exchange, S2C, exchange.app.reader.body_data(S2C, event.data))
             exchange.chunk_wire += len(event.data) + event.framing
             exchange.chunk_payload += len(event.data)
@@ -696,7 +706,7 @@ class ConnectionAnalyzer:
         event's data is one of its messages (SockJS's frames over EventSource)."""
         for sse_event in events:
             exchange.message(S2C, sse_event.wire_bytes, sse_event.payload_bytes, sse_event.timestamp)
-            if exchange.app is not None:
+            if exchange.app is not None and exchange.app_reads_response:
                 content = sse_event.data.encode()
                 found = exchange.app.reader.websocket_message(S2C, content, True)
                 wire = sse_event.payload_bytes
