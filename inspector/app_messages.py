@@ -20,17 +20,18 @@ lead to an array delivered none. Bodies are read for this up to
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from .rules import PathRule, split_rule
 
 #: The longest body whose JSON is read to count its items.
 BODY_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
-class AppMessageRule:
+class AppMessageRule(PathRule):
     """``[METHOD ]PATH=$[.member...]``: the items of the array at that place in
     the JSON body of matching responses are the application's messages."""
 
@@ -41,24 +42,13 @@ class AppMessageRule:
     @classmethod
     def parse(cls, text: str) -> AppMessageRule:
         """Parse a rule as written on the command line; ValueError says what is wrong."""
-        where, sep, path = text.rpartition("=")
-        path = path.strip()
-        if not sep or not where.strip():
-            raise ValueError(f"application message rule {text!r} is not PATH=$.member (e.g. /poll=$.items)")
+        method, pattern, path = split_rule(text, "application message rule", "PATH=$.member (e.g. /poll=$.items)")
         if path != "$" and not path.startswith("$."):
             raise ValueError(f"application message rule {text!r}: the place must be $ or $.member[.member...]")
         members = tuple(path[2:].split(".")) if path != "$" else ()
         if any(not member for member in members):
             raise ValueError(f"application message rule {text!r}: an empty member name")
-        method, _, pattern = where.strip().rpartition(" ")
-        if not pattern.startswith("/"):
-            raise ValueError(f"application message rule {text!r}: the path must start with '/'")
-        return cls(pattern, members, method.strip().upper() or None)
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.method is not None and self.method != method:
-            return False
-        return path == self.pattern or fnmatch.fnmatchcase(path, self.pattern)
+        return cls(pattern, members, method)
 
     def __str__(self) -> str:
         place = "$" + "".join(f".{member}" for member in self.members)

@@ -22,7 +22,6 @@ the number of requests nor the number of paths a crawler can invent.
 
 from __future__ import annotations
 
-import fnmatch
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,13 +31,14 @@ from .app_messages import AppMessageRule
 from .app_protocols import APP_PROTOCOLS
 from .records import ExchangeRecord
 from .report import TRANSPORTS
+from .rules import PathRule, split_rule
 from .wire import BodyKind
 
 DEFAULT_LONG_POLL_THRESHOLD = 1.0
 
 
 @dataclass(frozen=True, slots=True)
-class TransportRule:
+class TransportRule(PathRule):
     """``[METHOD ]PATH=TRANSPORT``: requests whose path matches PATH (exactly, or
     as a glob such as ``/api/*``) are that transport, whatever they looked like."""
 
@@ -49,21 +49,16 @@ class TransportRule:
     @classmethod
     def parse(cls, text: str) -> TransportRule:
         """Parse a rule as written on the command line; ValueError says what is wrong."""
-        method, pattern, transport = _path_rule(text, "transport rule", "PATH=TRANSPORT (e.g. /updates=long_poll)")
+        method, pattern, transport = split_rule(text, "transport rule", "PATH=TRANSPORT (e.g. /updates=long_poll)")
         if transport not in TRANSPORTS:
             raise ValueError(
                 f"transport rule {text!r}: unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})"
             )
         return cls(pattern, transport, method)
 
-    def matches(self, method: str, path: str) -> bool:
-        if self.method is not None and self.method != method:
-            return False
-        return path == self.pattern or fnmatch.fnmatchcase(path, self.pattern)
-
 
 @dataclass(frozen=True, slots=True)
-class AppProtocolRule:
+class AppProtocolRule(PathRule):
     """``[METHOD ]PATH=NAME``: requests whose path matches PATH speak application
     protocol NAME (one of :data:`~inspector.app_protocols.APP_PROTOCOLS`), whatever
     their URL or subprotocol says."""
@@ -75,29 +70,12 @@ class AppProtocolRule:
     @classmethod
     def parse(cls, text: str) -> AppProtocolRule:
         """Parse a rule as written on the command line; ValueError says what is wrong."""
-        method, pattern, name = _path_rule(text, "application protocol rule", "PATH=NAME (e.g. /live/*=socket.io)")
+        method, pattern, name = split_rule(text, "application protocol rule", "PATH=NAME (e.g. /live/*=socket.io)")
         if name not in APP_PROTOCOLS:
             raise ValueError(
                 f"application protocol rule {text!r}: unknown protocol {name!r} (one of {', '.join(APP_PROTOCOLS)})"
             )
         return cls(pattern, name, method)
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.method is not None and self.method != method:
-            return False
-        return path == self.pattern or fnmatch.fnmatchcase(path, self.pattern)
-
-
-def _path_rule(text: str, what: str, shape: str) -> tuple[str | None, str, str]:
-    """``[METHOD ]PATH=VALUE`` as written on the command line: method (or None), path, value."""
-    where, sep, value = text.rpartition("=")
-    value = value.strip()
-    if not sep or not where.strip():
-        raise ValueError(f"{what} {text!r} is not {shape}")
-    method, _, pattern = where.strip().rpartition(" ")
-    if not pattern.startswith("/"):
-        raise ValueError(f"{what} {text!r}: the path must start with '/'")
-    return method.strip().upper() or None, pattern, value
 
 
 def request_path(target: str) -> str:

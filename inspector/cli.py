@@ -50,29 +50,16 @@ def main() -> None:
     """
 
 
-def _transport_rule(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[TransportRule, ...]:
-    try:
-        return tuple(TransportRule.parse(value) for value in values)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+def _rules[R](parse: Callable[[str], R]) -> Callable[[click.Context, click.Parameter, tuple[str, ...]], tuple[R, ...]]:
+    """An option callback that parses each of a repeatable option's rules, one line for a mistake."""
 
+    def parsed(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[R, ...]:
+        try:
+            return tuple(parse(value) for value in values)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
 
-def _app_message_rule(
-    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
-) -> tuple[AppMessageRule, ...]:
-    try:
-        return tuple(AppMessageRule.parse(value) for value in values)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
-
-
-def _app_protocol_rule(
-    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
-) -> tuple[AppProtocolRule, ...]:
-    try:
-        return tuple(AppProtocolRule.parse(value) for value in values)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+    return parsed
 
 
 def _fleet(ctx: click.Context, param: click.Parameter, value: str | None) -> Fleet | None:
@@ -89,7 +76,7 @@ def classification_options(command: Callable[..., None]) -> Callable[..., None]:
         "rules",
         multiple=True,
         metavar="[METHOD ]PATH=TRANSPORT",
-        callback=_transport_rule,
+        callback=_rules(TransportRule.parse),
         help="Classify requests to PATH (exact, or a glob like /api/*) as TRANSPORT "
         "(websocket, sse, http_stream, long_poll, short_poll, http). Repeatable.",
     )(command)
@@ -106,7 +93,7 @@ def classification_options(command: Callable[..., None]) -> Callable[..., None]:
         "app_messages",
         multiple=True,
         metavar="[METHOD ]PATH=$.MEMBER",
-        callback=_app_message_rule,
+        callback=_rules(AppMessageRule.parse),
         help="The application's messages in responses to PATH are the items of the JSON array at "
         "$.MEMBER (or $ for the whole body), e.g. 'GET /poll=$.items'. Without a rule, a JSON array "
         "body (or an object whose one member is an array) counts its items. Repeatable.",
@@ -116,7 +103,7 @@ def classification_options(command: Callable[..., None]) -> Callable[..., None]:
         "app_protocols",
         multiple=True,
         metavar="[METHOD ]PATH=NAME",
-        callback=_app_protocol_rule,
+        callback=_rules(AppProtocolRule.parse),
         help="Requests to PATH speak application protocol NAME (socket.io, graphql-transport-ws, graphql-ws, "
         "sockjs, stomp, mqtt, signalr, phoenix, actioncable), whatever their URL or subprotocol says; "
         "without a rule each is recognised from the traffic. Repeatable.",
