@@ -262,3 +262,13 @@ def test_mutated_application_messages_never_raise_and_still_add_up(name: str, da
     for way in Direction:
         assert record.wire_bytes(way) == _sent(steps, way)
         assert all(n >= 0 for n in record.account(way).as_dict().values())
+
+
+def test_a_malformed_packet_is_flagged_and_still_counted() -> None:
+    steps = list(polling_conversation(events=1))
+    # The batched poll body carries an event whose JSON is cut short.
+    steps[-5] = (S2C, _response(b'42["s2c",{"index":'))
+    record = analyse(steps)
+    assert any(a.reason.startswith("socket.io: ") for a in record.anomalies), record.anomalies
+    for direction in Direction:
+        assert record.wire_bytes(direction) == _sent(steps, direction)
