@@ -25,13 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..render.units import factor, human_bytes
 from .costs import describe_machine
-
-if TYPE_CHECKING:
-    from .run import DemoResult
+from .result import DemoResult, transport_summary
 
 #: Transports within this ratio of each other are not told apart (latency, CPU).
 CLOSE_RATIO = 1.2
@@ -132,8 +129,6 @@ def conditions(result: DemoResult) -> str:
 
 
 def bytes_verdict(result: DemoResult) -> Verdict | None:
-    from .run import transport_summary
-
     figures = []
     for tally in result.clients.values():
         summary = transport_summary(result.report, tally.demo.transport, tally.protocol)
