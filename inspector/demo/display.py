@@ -33,25 +33,19 @@ def demo_console() -> Console:
 
 
 class DemoProgress:
-    """On a terminal, on standard error: a line for the run (starting the processes, reporting
-    the capture) and a line per transport and protocol: what it is doing, a bar of the messages
-    its clients have received of all they expect, and how long it has run. Nothing is shown
-    when standard error is not a terminal. Pass :meth:`__call__` as the run's progress callback
-    and :meth:`phase` as its phase callback (:func:`.run.run_demo`)."""
-
-    #: What the run's line says in each of the run's phases.
-    RUN_PHASES = {
-        "starting": "starting the servers and proxies",
-        "stopping": "stopping the servers and proxies",
-        "reporting": "reporting the capture",
-    }
+    """On a terminal, on standard error: a line per transport (and protocol) saying what it is
+    doing (waiting, running, received, closing, done), a bar of the messages its clients have
+    received of all they expect, and how long it ran; and a line for the whole run (starting
+    the servers and proxies, running, stopping them, reporting, done) with the transports whose
+    clients have received every message.
+    Nothing is shown when standard error is not a terminal. Pass :meth:`__call__` as the run's
+    progress callback and :meth:`phase` as its phase callback (:func:`.run.run_demo`)."""
 
     def __init__(self, settings: DemoSettings, console: Console | None = None) -> None:
         console = console if console is not None else Console(stderr=True)
-        width = 20 if settings.http2 else 12
         self._progress = Progress(
-            TextColumn(f"{{task.description:<{width}}}"),
-            TextColumn("{task.fields[phase]:<8}"),
+            TextColumn("{task.description}"),
+            TextColumn("{task.fields[phase]:<9}"),
             BarColumn(),
             TextColumn("{task.fields[messages]}"),
             TimeElapsedColumn(),
@@ -59,10 +53,10 @@ class DemoProgress:
             disable=not console.is_terminal,
         )
         self._total = settings.count * settings.clients
-        self._run = self._progress.add_task("demo", total=None, phase="", messages="")
+        width = max(len(t.transport) for t in settings.selected) + (9 if settings.http2 else 0)
         self._tasks = {
             client_label(t.key, protocol): self._progress.add_task(
-                t.transport if protocol is None else f"{t.transport} {protocol}",
+                (t.transport if protocol is None else f"{t.transport} {protocol}").ljust(width),
                 total=self._total,
                 start=False,
                 phase="waiting",
@@ -71,6 +65,13 @@ class DemoProgress:
             for t in settings.selected
             for protocol in settings.protocols
         }
+        self._done: set[str] = set()
+        self._run = self._progress.add_task("all".ljust(width), total=len(self._tasks), phase="", messages="")
+
+    def _count_done(self) -> None:
+        self._progress.update(
+            self._run, completed=len(self._done), messages=f"{len(self._done)}/{len(self._tasks)} transports"
+        )
 
     def __call__(self, key: str, received: int) -> None:
         task = self._tasks.get(key)
@@ -80,11 +81,16 @@ class DemoProgress:
             self._progress.start_task(task)
         phase = "received" if received >= self._total else "running"
         self._progress.update(task, completed=received, phase=phase, messages=f"{received:,}/{self._total:,}")
+        self._progress.update(self._run, phase="running")
+        if phase == "received" and key not in self._done:
+            self._done.add(key)
+            self._count_done()
 
     def phase(self, key: str | None, phase: str) -> None:
-        """The run (``key`` None) or a transport's clients (by transport key) entered ``phase``."""
+        """The run (``key`` None: starting, stopping, reporting) or a transport's clients
+        (by transport key: running, closing, done) entered ``phase``."""
         if key is None:
-            self._progress.update(self._run, description=self.RUN_PHASES.get(phase, phase))
+            self._progress.update(self._run, phase=phase)
             return
         for label, task in self._tasks.items():
             if label.split(" ")[0] != key:
@@ -94,8 +100,6 @@ class DemoProgress:
             if phase == "done":
                 self._progress.stop_task(task)
             self._progress.update(task, phase=phase)
-        if phase == "running":
-            self._progress.update(self._run, description="reading the feed, one transport at a time")
 
     def __enter__(self) -> DemoProgress:
         self._progress.start()
@@ -103,8 +107,8 @@ class DemoProgress:
 
     def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
         if error_type is None:
-            self._progress.update(self._run, description="done", total=1, completed=1)
-            self._progress.stop_task(self._run)
+            self._progress.update(self._run, phase="done")
+        self._progress.stop_task(self._run)
         self._progress.stop()
 
 
