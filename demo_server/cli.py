@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import click
 
-from demo_server.app import create_app
-from demo_server.run import DemoServer, bind, url_for
+from inspector.extras import DemoCommand
 
 LOG_LEVELS = ["critical", "error", "warning", "info", "debug", "trace"]
 
 
-@click.command(name="demo-server", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(name="demo-server", cls=DemoCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
@@ -86,6 +85,10 @@ def main(
     POST /feed/start             start the feed (unless --autostart)
     GET /feed/status             parameters and progress
     """
+    # Imported here: listing the command (rtinspect --help) needs none of the demo extra.
+    from demo_server.app import create_app
+    from demo_server.run import DemoServer, bind, url_for
+
     app = create_app(rate=rate, count=count, size=size, heartbeat=heartbeat, autostart=autostart)
     try:
         sock = bind(host, port)

@@ -14,6 +14,7 @@ import click
 from .app_messages import AppMessageRule
 from .capture import CaptureError
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, AppProtocolRule, TransportRule
+from .extras import DemoCommand
 from .formats.export import EXPORT_FORMATS
 from .formats.pcapng import MAX_SEGMENT
 from .measurements import ClientMeasurements, ClientMeasurementsError, load_client_measurements
@@ -639,10 +640,23 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
     return keys
 
 
-@main.command(context_settings={"max_content_width": 100}, epilog=_NETWORK_EPILOG)
-@click.option("--count", default=200, show_default=True, type=click.IntRange(min=1), help="Messages in the feed.")
+@main.command(cls=DemoCommand, context_settings={"max_content_width": 100}, epilog=_NETWORK_EPILOG)
 @click.option(
-    "--rate", default=20.0, show_default=True, type=click.FloatRange(0, min_open=True), help="Messages per second."
+    "--count",
+    type=click.IntRange(min=1),
+    help="Messages in the feed (default: 100; 200 with --long).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0, min_open=True),
+    help="Messages per second (default: 50; 20 with --long).",
+)
+@click.option(
+    "--long",
+    "long_run",
+    is_flag=True,
+    help="The steadier run: 200 messages at 20/s (10 s per transport) instead of 100 at 50/s; "
+    "--count and --rate still override.",
 )
 @click.option("--size", default=256, show_default=True, type=click.IntRange(min=0), help="Bytes of JSON per message.")
 @click.option(
@@ -654,11 +668,9 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
 )
 @click.option(
     "--poll-interval",
-    default=1.0,
-    show_default=True,
     type=click.FloatRange(min=0),
     metavar="SECONDS",
-    help="Pause between short polls.",
+    help="Pause between short polls (default: the feed's duration / 10, so 0.2 s; 1 s with --long).",
 )
 @click.option("--compression/--no-compression", default=True, show_default=True, help="WebSocket permessage-deflate.")
 @click.option(
@@ -704,11 +716,12 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
 )
 @network_preset_option
 def demo(
-    count: int,
-    rate: float,
+    count: int | None,
+    rate: float | None,
+    long_run: bool,
     size: int,
     transports: tuple[str, ...],
-    poll_interval: float,
+    poll_interval: float | None,
     compression: bool,
     clients: int,
     browser: bool,
@@ -721,9 +734,10 @@ def demo(
 ) -> None:
     """Run the experiment: the same feed over every transport, measured on the wire.
 
-    Runs the transports one after another. For each, starts the demo server
-    and the rtinspect proxy as processes of their own on free loopback ports,
-    reads the feed through the proxy with --clients clients at once, and
+    Runs the transports one after another. Each has the demo server and the
+    rtinspect proxy as processes of its own on free loopback ports (all started
+    at once, before the first transport runs). For each transport in turn, reads
+    the feed through its proxy with --clients clients at once, and
     measures what that cost the server and the proxy (CPU time per 1,000
     messages, peak memory, connections and requests). Then prints the report of
     the capture next to what the clients measured (messages received and lost,
@@ -746,16 +760,21 @@ def demo(
     every connection (presets below); the clients' latencies include them,
     the report's times are taken at the proxy.
 
+    The default feed takes 2 s per transport; --long takes 10 s per transport,
+    for steadier figures. On a terminal, standard error shows what the run and
+    each transport are doing.
+
     \b
     Examples:
       rtinspect demo
+      rtinspect demo --long
       rtinspect demo --network 4g
       rtinspect demo --count 1000 --rate 100 --size 64
       rtinspect demo --clients 1000 --count 100 --rate 5
       rtinspect demo --transports ws,sse --no-compression
       rtinspect demo --browser -o demo-browser
       rtinspect demo --browser --ui-rows 2000
-      rtinspect demo --http2 --count 100 --rate 50
+      rtinspect demo --http2
       rtinspect demo --http2 --browser
     """
     from pathlib import Path
@@ -770,8 +789,15 @@ def demo(
         result_renderables,
         run_demo,
     )
+    from inspector.demo.settings import DEFAULT_COUNT, DEFAULT_RATE, LONG_COUNT, LONG_RATE, default_poll_interval
 
     parse_network(network_preset)
+    if count is None:
+        count = LONG_COUNT if long_run else DEFAULT_COUNT
+    if rate is None:
+        rate = LONG_RATE if long_run else DEFAULT_RATE
+    if poll_interval is None:
+        poll_interval = default_poll_interval(count, rate)
     try:
         settings = DemoSettings(
             output=Path(output) if output else default_output_folder(),
@@ -794,8 +820,8 @@ def demo(
     console = demo_console()
     console.print(describe_settings(settings), highlight=False)
     try:
-        with DemoProgress(console, settings) as progress:
-            result = run_demo(settings, progress)
+        with DemoProgress(settings) as progress:
+            result = run_demo(settings, progress, progress.phase)
     except DemoError as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:

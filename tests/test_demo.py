@@ -7,17 +7,26 @@ proxy's capture says crossed the wire (``report.json``).
 
 from __future__ import annotations
 
+import io
 import json
+from dataclasses import replace
 from html import escape
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console, Group
 from servers import run_rtinspect
 
 from inspector.capture import ConnectionClosed, ConnectionOpened, read_capture
-from inspector.demo import TRANSPORTS, ClientTally, DemoError, DemoSettings
+from inspector.demo import TRANSPORTS, ClientTally, DemoError, DemoProgress, DemoSettings
+from inspector.demo.costs import PROCESS_HEADINGS, ProcessCost, TransportCosts
+from inspector.demo.display import clients_table, process_table, result_renderables
 from inspector.demo.page import page_tallies
+from inspector.demo.result import DemoFiles, DemoResult
+from inspector.render.rows import TRANSPORT_COLUMNS
+from inspector.render.table import table_renderables
+from inspector.replay import report_from_captures
 
 COUNT = 20
 RATE = 50.0
@@ -185,3 +194,103 @@ def test_unknown_chromium_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.strip() == "Error: --browser needs Chromium, and no-such-browser was not found on PATH"
     assert not (tmp_path / "demo").exists()
+
+
+RECORDINGS = Path(__file__).parent / "recordings"
+
+
+def wide_result(tmp_path: Path) -> DemoResult:
+    """A run as wide as the tables get: every transport, 1,000 clients each, six-figure counts."""
+    captures = [RECORDINGS / f"{name}.rtcap" for name in ("websocket", "sse", "ndjson", "long_poll", "short_poll")]
+    report = report_from_captures(captures)
+    report = replace(
+        report,
+        transports={
+            name: replace(summary, connections=1_000, handshakes=1_000, anomalies=12_345)
+            for name, summary in report.transports.items()
+        },
+    )
+    clients: dict[str, ClientTally] = {}
+    costs: dict[str, TransportCosts] = {}
+    for demo in TRANSPORTS:
+        tally = ClientTally(demo, expected=200_000, clients=1_000)
+        tally.received, tally.duplicates, tally.requests = 199_999, 12_345, 201_000
+        for i in range(100):
+            tally.latency_ms.add(10_000.0 + i)
+        clients[tally.label] = tally
+        cost = ProcessCost(
+            cpu_ms=123_456.0,
+            messages=200_000,
+            baseline_rss_bytes=60_000_000,
+            peak_rss_bytes=1_500_000_000,
+            connections=1_000,
+            connections_held=1_000,
+            requests=201_000,
+            seconds=10.0,
+            cpu_ms_by_process={"relay": 100_000.0, "analyser": 23_456.0},
+        )
+        costs[tally.label] = TransportCosts(server=cost, proxy=cost)
+    return DemoResult(
+        settings=DemoSettings(output=tmp_path, clients=1_000),
+        report=report,
+        clients=clients,
+        files=DemoFiles.in_folder(tmp_path, browser=False),
+        problems=(),
+        notes=(),
+        seconds=20.0,
+        costs=costs,
+    )
+
+
+def printed(renderable: object, width: int) -> list[str]:
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, force_terminal=False).print(renderable)
+    return out.getvalue().splitlines()
+
+
+def test_the_printed_tables_fit_100_columns_with_nothing_cut(tmp_path: Path) -> None:
+    result = wide_result(tmp_path)
+    transports = table_renderables(result.report)[0]
+    tables = [
+        # The table, its headings, and its widest figures.
+        (transports, [column.short or column.title for column in TRANSPORT_COLUMNS], ["1,000", "12,345"]),
+        (
+            clients_table(result),
+            [str(column.header) for column in clients_table(result).columns],
+            ["199,999 / 200,000", "12,345", "201,000", "10,050 ms"],
+        ),
+        (process_table(result), list(PROCESS_HEADINGS), ["123,456 ms", "23,456 ms", "617 ms", "1.5 GB", "201,000"]),
+    ]
+    for table, headings, figures in tables:
+        lines = printed(table, 100)
+        text = "\n".join(lines)
+        assert max(len(line) for line in lines) <= 100, text
+        assert "…" not in text
+        # Each heading whole on a heading line (one that starts with the first column's heading);
+        # with the table split, the parts' heading lines together.
+        heads = " | ".join(line for line in lines if line.strip().startswith(headings[0]))
+        for heading in headings:
+            assert heading in heads, (heading, text)
+        for figure in figures:
+            assert figure in text, (figure, text)
+    # Wide enough, a table is not split.
+    assert not any("(continued)" in line for line in printed(transports, 400))
+    # The whole output, legends and verdicts wrapped, at 100 columns.
+    lines = printed(Group(*result_renderables(result)), 100)
+    assert max(len(line) for line in lines) <= 100
+
+
+def test_progress_is_shown_on_a_terminal_only(tmp_path: Path) -> None:
+    settings = DemoSettings(output=tmp_path, transports=("ws", "sse"))
+    for terminal in (False, True):
+        out = io.StringIO()
+        console = Console(file=out, width=100, color_system=None, force_terminal=terminal)
+        with DemoProgress(settings, console) as progress:
+            progress.phase(None, "starting")
+            progress.phase("ws", "running")
+            progress("ws", 40)
+            progress.phase("ws", "done")
+        if terminal:
+            assert "websocket" in out.getvalue() and "40/100" in out.getvalue()
+        else:
+            assert out.getvalue() == ""

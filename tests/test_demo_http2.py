@@ -34,7 +34,7 @@ from inspector.demo import run as demo_run
 from inspector.demo.display import protocols_table
 from inspector.demo.h2websocket import H2WebSocket
 from inspector.demo.protocols import wire_connections
-from inspector.demo.run import DemoFiles, DemoResult
+from inspector.demo.result import DemoFiles, DemoResult
 from inspector.wire import Direction
 
 COUNT = 20

@@ -23,12 +23,14 @@ this machine's clock), the costs, and a verdict per dimension.
   (:mod:`.browser_cost`);
 - ``--http2``: every transport at once over HTTP/1.1 and h2 (:mod:`.h2websocket`,
   :mod:`.protocols`), without the costs;
-- :mod:`.display`, :mod:`.verdicts` and :mod:`.html`: what the command prints and
-  what it adds to report.html.
+- :mod:`.result`: a finished run (:class:`DemoResult`), which :mod:`.display`,
+  :mod:`.verdicts` and :mod:`.html` read: what the command prints and what it
+  adds to report.html.
 """
 
 from .display import DemoProgress, demo_console, describe_settings, result_renderables
-from .run import DemoFiles, DemoResult, run_demo
+from .result import DemoFiles, DemoResult
+from .run import run_demo
 from .settings import TRANSPORT_KEYS, TRANSPORTS, DemoError, DemoSettings, DemoTransport, default_output_folder
 from .tally import ClientTally, ProgressCallback
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..processes import ProcessSample, TreeSample
+from ..render.units import MISSING, count, human_bytes
 from .browser_cost import BrowserCost
 
 #: Names for the processes of a tree, by the module or program they run.
@@ -136,6 +137,47 @@ class TransportCosts:
         """The keys clients.json adds to the transport: ``server``, ``proxy``, ``browser``."""
         parts = {"server": self.server, "proxy": self.proxy, "browser": self.browser}
         return {key: part.to_dict() for key, part in parts.items() if part is not None}
+
+
+#: The columns of the server's and the proxy's cost, in the terminal and in report.html:
+#: the transport, the process, then :func:`process_cells`.
+PROCESS_HEADINGS = (
+    "Transport",
+    "Process",
+    "CPU",
+    "Analysing",
+    "CPU per 1k msgs",
+    "Peak RSS",
+    "RSS per conn",
+    "Held",
+    "Conns",
+    "Requests",
+)
+
+
+def duration_ms(value: float | None) -> str:
+    """``3.5 ms``, ``140 ms``, ``1,050 ms``."""
+    if value is None:
+        return MISSING
+    return f"{value:.1f} ms" if abs(value) < 10 else f"{value:,.0f} ms"
+
+
+def process_cells(cost: ProcessCost | None) -> tuple[str, ...]:
+    """A process's cells after the transport and the process (:data:`PROCESS_HEADINGS`);
+    Analysing is the proxy's analyser's part, empty for the server."""
+    if cost is None:
+        return (MISSING,) * (len(PROCESS_HEADINGS) - 2)
+    analysing = cost.cpu_ms_by_process.get("analyser")
+    return (
+        duration_ms(cost.cpu_ms),
+        duration_ms(analysing) if analysing is not None else "",
+        duration_ms(cost.cpu_ms_per_1000_messages),
+        human_bytes(cost.peak_rss_bytes),
+        human_bytes(cost.rss_per_connection_bytes),
+        count(cost.connections_held),
+        count(cost.connections),
+        count(cost.requests),
+    )
 
 
 def proxy_counts(report_json: Path) -> tuple[int, int]:

@@ -5,21 +5,21 @@ cost the server, the proxy and (``--browser``) the page, and a verdict per dimen
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 
 from rich.console import Console, RenderableType
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from ..processes import describe_machine
-from ..render.table import TEXT_WIDTH, table_renderables
+from ..render.table import TEXT_WIDTH, SplitTable, table_renderables
 from ..render.units import MISSING, count, factor, human_bytes, percent
 from ..report import TransportSummary
 from .browser_cost import BROWSER_HEADINGS
-from .costs import ProcessCost
-from .run import DemoResult, transport_summary
-from .settings import CLICK_INTERVAL, PROTOCOLS, TRANSPORT_KEYS, DemoSettings
+from .costs import PROCESS_HEADINGS, duration_ms, process_cells
+from .result import DemoResult, in_report_order, transport_summary
+from .settings import CLICK_INTERVAL, PROTOCOLS, DemoSettings
 from .tally import ClientTally, client_label
 from .verdicts import demo_verdicts
 
@@ -34,37 +34,82 @@ def demo_console() -> Console:
 
 
 class DemoProgress:
-    """A bar per transport of the messages its client has received, on a terminal only."""
+    """On a terminal, on standard error: a line per transport (and protocol) saying what it is
+    doing (waiting, running, received, closing, done), a bar of the messages its clients have
+    received of all they expect, and how long it ran; and a line for the whole run (starting
+    the servers and proxies, running, stopping them, reporting, done) with the transports whose
+    clients have received every message.
+    Nothing is shown when standard error is not a terminal. Pass :meth:`__call__` as the run's
+    progress callback and :meth:`phase` as its phase callback (:func:`.run.run_demo`)."""
 
-    def __init__(self, console: Console, settings: DemoSettings) -> None:
+    def __init__(self, settings: DemoSettings, console: Console | None = None) -> None:
+        console = console if console is not None else Console(stderr=True)
         self._progress = Progress(
-            TextColumn("{task.description:<20}" if settings.http2 else "{task.description:<12}"),
+            TextColumn("{task.description}"),
+            TextColumn("{task.fields[phase]:<9}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[messages]}"),
             TimeElapsedColumn(),
             console=console,
-            transient=True,
             disable=not console.is_terminal,
         )
+        self._total = settings.count * settings.clients
+        width = max(len(t.transport) for t in settings.selected) + (9 if settings.http2 else 0)
         self._tasks = {
             client_label(t.key, protocol): self._progress.add_task(
-                t.transport if protocol is None else f"{t.transport} {protocol}",
-                total=settings.count * settings.clients,
+                (t.transport if protocol is None else f"{t.transport} {protocol}").ljust(width),
+                total=self._total,
+                start=False,
+                phase="waiting",
+                messages=f"0/{self._total:,}",
             )
             for t in settings.selected
             for protocol in settings.protocols
         }
+        self._done: set[str] = set()
+        self._run = self._progress.add_task("all".ljust(width), total=len(self._tasks), phase="", messages="")
+
+    def _count_done(self) -> None:
+        self._progress.update(
+            self._run, completed=len(self._done), messages=f"{len(self._done)}/{len(self._tasks)} transports"
+        )
 
     def __call__(self, key: str, received: int) -> None:
         task = self._tasks.get(key)
-        if task is not None:
-            self._progress.update(task, completed=received)
+        if task is None:
+            return
+        if not self._progress.tasks[task].started:
+            self._progress.start_task(task)
+        phase = "received" if received >= self._total else "running"
+        self._progress.update(task, completed=received, phase=phase, messages=f"{received:,}/{self._total:,}")
+        self._progress.update(self._run, phase="running")
+        if phase == "received" and key not in self._done:
+            self._done.add(key)
+            self._count_done()
+
+    def phase(self, key: str | None, phase: str) -> None:
+        """The run (``key`` None: starting, stopping, reporting) or a transport's clients
+        (by transport key: running, closing, done) entered ``phase``."""
+        if key is None:
+            self._progress.update(self._run, phase=phase)
+            return
+        for label, task in self._tasks.items():
+            if label.split(" ")[0] != key:
+                continue
+            if phase == "running" and not self._progress.tasks[task].started:
+                self._progress.start_task(task)
+            if phase == "done":
+                self._progress.stop_task(task)
+            self._progress.update(task, phase=phase)
 
     def __enter__(self) -> DemoProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        if error_type is None:
+            self._progress.update(self._run, phase="done")
+        self._progress.stop_task(self._run)
         self._progress.stop()
 
 
@@ -92,20 +137,26 @@ def describe_settings(settings: DemoSettings) -> str:
     )
 
 
-def _ms(value: float | None) -> str:
-    if value is None:
-        return MISSING
-    return f"{value:.1f} ms" if abs(value) < 10 else f"{value:,.0f} ms"
-
-
 def _wire_per_feed_message(summary: TransportSummary | None, tally: ClientTally) -> float | None:
     return summary.wire_bytes.total / tally.received if summary is not None and tally.received else None
 
 
-def _in_report_order(tallies: Iterable[ClientTally]) -> list[ClientTally]:
-    """Transports in report order, each one's clients together, HTTP/1.1 before h2."""
-    order = {protocol: i for i, protocol in enumerate(PROTOCOLS)}
-    return sorted(tallies, key=lambda t: (TRANSPORT_KEYS.index(t.demo.key), order.get(t.protocol or "", -1)))
+def _demo_table(
+    title: str, headings: Sequence[str], rows: Sequence[Sequence[str | Text]], text_columns: int = 1
+) -> Table:
+    """One of the demo's tables: the first ``text_columns`` columns text, the rest figures; no cell
+    wraps, and where the table is wider than the console it is split, its text columns leading
+    each part (:class:`~inspector.render.table.SplitTable`)."""
+
+    def build(indices: Sequence[int], heading: str, kind: type[Table]) -> Table:
+        table = kind(title=heading or title, title_justify="left", title_style="bold", header_style="bold", box=None)
+        for i in indices:
+            table.add_column(headings[i], justify="left" if i < text_columns else "right", no_wrap=True)
+        for row in rows:
+            table.add_row(*(row[i] for i in indices))
+        return table
+
+    return SplitTable.of(build, len(headings), lead=text_columns)
 
 
 def clients_table(result: DemoResult) -> Table:
@@ -113,8 +164,6 @@ def clients_table(result: DemoResult) -> Table:
     source = "the page in Chromium" if result.settings.browser else "the Python clients"
     if result.settings.clients > 1:
         source += f", {result.settings.clients:,} per transport"
-    table = Table(title=f"Clients ({source})", title_justify="left", title_style="bold", header_style="bold")
-    table.box = None
     http2 = result.settings.http2
     headings = (
         "Transport",
@@ -128,26 +177,27 @@ def clients_table(result: DemoResult) -> Table:
         "max",
         "Wire per feed msg",
     )
-    for i, heading in enumerate(headings):
-        table.add_column(heading, justify="left" if i == 0 or (http2 and i == 1) else "right")
-    for tally in _in_report_order(result.clients.values()):
+    rows: list[tuple[str | Text, ...]] = []
+    for tally in in_report_order(result.clients.values()):
         latency = tally.latency_ms.summary()
         summary = transport_summary(result.report, tally.demo.transport, tally.protocol)
         wire = _wire_per_feed_message(summary, tally)
         protocol = (tally.protocol or "",) if http2 else ()
-        table.add_row(
-            tally.demo.transport if not http2 or tally.protocol == PROTOCOLS[0] else "",
-            *protocol,
-            f"{count(tally.received)} / {count(tally.expected)}",
-            Text(count(tally.lost), style="bold red" if tally.lost else ""),
-            count(tally.duplicates),
-            count(tally.requests),
-            _ms(latency.p50 if latency else None),
-            _ms(latency.p95 if latency else None),
-            _ms(latency.max if latency else None),
-            human_bytes(wire),
+        rows.append(
+            (
+                tally.demo.transport if not http2 or tally.protocol == PROTOCOLS[0] else "",
+                *protocol,
+                f"{count(tally.received)} / {count(tally.expected)}",
+                Text(count(tally.lost), style="bold red" if tally.lost else ""),
+                count(tally.duplicates),
+                count(tally.requests),
+                duration_ms(latency.p50 if latency else None),
+                duration_ms(latency.p95 if latency else None),
+                duration_ms(latency.max if latency else None),
+                human_bytes(wire),
+            )
         )
-    return table
+    return _demo_table(f"Clients ({source})", headings, rows, text_columns=2 if http2 else 1)
 
 
 CLIENT_LEGEND = (
@@ -160,8 +210,6 @@ CLIENT_LEGEND = (
 def protocols_table(result: DemoResult) -> Table:
     """``--http2``: per transport, its HTTP/1.1 and h2 figures one above the other, from the
     report's ``by_protocol`` and the clients' latency; the h2 row says how it compares."""
-    table = Table(title="HTTP/1.1 and h2, side by side", title_justify="left", title_style="bold", header_style="bold")
-    table.box = None
     headings = (
         "Transport",
         "Protocol",
@@ -174,10 +222,9 @@ def protocols_table(result: DemoResult) -> Table:
         "Latency p50",
         "p95",
     )
-    for i, heading in enumerate(headings):
-        table.add_column(heading, justify="left" if i < 2 else "right")
+    rows: list[tuple[str, ...]] = []
     by_transport: dict[str, dict[str | None, ClientTally]] = {}
-    for tally in _in_report_order(result.clients.values()):
+    for tally in in_report_order(result.clients.values()):
         by_transport.setdefault(tally.demo.transport, {})[tally.protocol] = tally
     for transport, tallies in by_transport.items():
         baseline: float | None = None
@@ -189,19 +236,21 @@ def protocols_table(result: DemoResult) -> Table:
                 baseline = wire
             compared = factor(wire / baseline) if i and wire is not None and baseline else ""
             latency = client.latency_ms.summary() if client is not None else None
-            table.add_row(
-                transport if i == 0 else "",
-                protocol,
-                count(summary.connections) if summary else MISSING,
-                f"{count(summary.handshakes)} · {human_bytes(summary.handshake_bytes)}" if summary else MISSING,
-                human_bytes(summary.wire_bytes_per_message) if summary else MISSING,
-                percent(summary.overhead_ratio) if summary else MISSING,
-                human_bytes(wire),
-                compared,
-                _ms(latency.p50 if latency else None),
-                _ms(latency.p95 if latency else None),
+            rows.append(
+                (
+                    transport if i == 0 else "",
+                    protocol,
+                    count(summary.connections) if summary else MISSING,
+                    f"{count(summary.handshakes)} · {human_bytes(summary.handshake_bytes)}" if summary else MISSING,
+                    human_bytes(summary.wire_bytes_per_message) if summary else MISSING,
+                    percent(summary.overhead_ratio) if summary else MISSING,
+                    human_bytes(wire),
+                    compared,
+                    duration_ms(latency.p50 if latency else None),
+                    duration_ms(latency.p95 if latency else None),
+                )
             )
-    return table
+    return _demo_table("HTTP/1.1 and h2, side by side", headings, rows, text_columns=2)
 
 
 PROTOCOLS_LEGEND = (
@@ -213,45 +262,35 @@ PROTOCOLS_LEGEND = (
 )
 
 
-def _duration(ms: float) -> str:
-    return f"{ms:.1f} ms" if abs(ms) < 10 else f"{ms:,.0f} ms"
-
-
 def _signed_bytes(n: int) -> str:
     return ("+" if n > 0 else "−" if n < 0 else "") + human_bytes(abs(n))
 
 
 def browser_table(result: DemoResult) -> Table:
     """``--browser``: what each transport's page cost over its run, from Chromium's own counters."""
-    table = Table(
-        title="Clients: the page's cost in Chromium (over each transport's run)",
-        title_justify="left",
-        title_style="bold",
-        header_style="bold",
-    )
-    table.box = None
     headings = BROWSER_HEADINGS
-    for i, heading in enumerate(headings):
-        table.add_column(heading, justify="left" if i == 0 else "right")
-    for tally in _in_report_order(result.clients.values()):
+    rows: list[tuple[str, ...]] = []
+    for tally in in_report_order(result.clients.values()):
         cost = result.costs.get(tally.label)
         browser = cost.browser if cost is not None else None
         if browser is None:
-            table.add_row(tally.demo.transport, *([MISSING] * (len(headings) - 1)))
+            rows.append((tally.demo.transport, *([MISSING] * (len(headings) - 1))))
             continue
-        table.add_row(
-            tally.demo.transport,
-            count(browser.layout_count),
-            count(browser.recalc_style_count),
-            _duration(browser.layout_ms),
-            _duration(browser.recalc_style_ms),
-            _duration(browser.script_ms),
-            _duration(browser.task_ms),
-            _signed_bytes(browser.js_heap_bytes),
-            _ms(browser.inp_ms),
-            count(browser.interactions),
+        rows.append(
+            (
+                tally.demo.transport,
+                count(browser.layout_count),
+                count(browser.recalc_style_count),
+                duration_ms(browser.layout_ms),
+                duration_ms(browser.recalc_style_ms),
+                duration_ms(browser.script_ms),
+                duration_ms(browser.task_ms),
+                _signed_bytes(browser.js_heap_bytes),
+                duration_ms(browser.inp_ms),
+                count(browser.interactions),
+            )
         )
-    return table
+    return _demo_table("Clients: the page's cost in Chromium (over each transport's run)", headings, rows)
 
 
 def browser_legend(result: DemoResult) -> str:
@@ -266,54 +305,14 @@ def browser_legend(result: DemoResult) -> str:
     )
 
 
-def _process_row(table: Table, transport: str, process: str, cost: ProcessCost | None) -> None:
-    if cost is None:
-        table.add_row(transport, process, *([MISSING] * 8))
-        return
-    per_connection = cost.rss_per_connection_bytes
-    analysing = cost.cpu_ms_by_process.get("analyser")
-    table.add_row(
-        transport,
-        process,
-        _duration(cost.cpu_ms),
-        _duration(analysing) if analysing is not None else "",
-        _ms(cost.cpu_ms_per_1000_messages),
-        human_bytes(cost.peak_rss_bytes),
-        human_bytes(per_connection),
-        count(cost.connections_held),
-        count(cost.connections),
-        count(cost.requests),
-    )
-
-
 def process_table(result: DemoResult) -> Table:
     """What each transport cost the demo server and the proxy, measured in their own processes."""
-    table = Table(
-        title="Server and proxy (a fresh process of each per transport)",
-        title_justify="left",
-        title_style="bold",
-        header_style="bold",
-    )
-    table.box = None
-    headings = (
-        "Transport",
-        "Process",
-        "CPU",
-        "Analysing",
-        "CPU per 1k msgs",
-        "Peak RSS",
-        "RSS per conn",
-        "Held",
-        "Conns",
-        "Requests",
-    )
-    for i, heading in enumerate(headings):
-        table.add_column(heading, justify="left" if i < 2 else "right")
-    for tally in _in_report_order(result.clients.values()):
+    rows: list[tuple[str, ...]] = []
+    for tally in in_report_order(result.clients.values()):
         cost = result.costs.get(tally.label)
-        _process_row(table, tally.demo.transport, "server", cost.server if cost else None)
-        _process_row(table, "", "proxy", cost.proxy if cost else None)
-    return table
+        rows.append((tally.demo.transport, "server", *process_cells(cost.server if cost else None)))
+        rows.append(("", "proxy", *process_cells(cost.proxy if cost else None)))
+    return _demo_table("Server and proxy (a fresh process of each per transport)", PROCESS_HEADINGS, rows, 2)
 
 
 def process_legend(result: DemoResult) -> str:

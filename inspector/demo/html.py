@@ -11,29 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
-from typing import TYPE_CHECKING
 
 from ..processes import describe_machine
 from ..render.html import VERDICT_SECTION
 from ..render.svg import Bar, Segment, stacked_bars
-from ..render.units import MISSING, count, human_bytes
+from ..render.units import count, human_bytes
 from .browser_cost import BROWSER_HEADINGS
-from .costs import TransportCosts
+from .costs import PROCESS_HEADINGS, TransportCosts, duration_ms, process_cells
+from .result import DemoResult, in_report_order
 from .verdicts import Verdict, demo_verdicts
-
-if TYPE_CHECKING:
-    from .run import DemoResult
 
 #: The parts of the page's main-thread time, in bar order, with their colours.
 PAGE_PARTS = (("layout", "#8b5cf6"), ("style", "#ec4899"), ("script", "#f59e0b"), ("other tasks", "#94a3b8"))
 #: The processes' CPU time, in bar order, with their colours.
 PROCESS_PARTS = (("server", "#2563eb"), ("proxy relay", "#10b981"), ("proxy analyser", "#f59e0b"))
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return MISSING
-    return f"{value:.1f} ms" if abs(value) < 10 else f"{value:,.0f} ms"
 
 
 def _table(headings: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1) -> str:
@@ -56,11 +47,9 @@ def _legend(parts: tuple[tuple[str, str], ...]) -> str:
 
 
 def _costs_in_order(result: DemoResult) -> list[tuple[str, TransportCosts]]:
-    from .display import _in_report_order
-
     return [
         (tally.demo.transport, result.costs[tally.label])
-        for tally in _in_report_order(result.clients.values())
+        for tally in in_report_order(result.clients.values())
         if tally.label in result.costs
     ]
 
@@ -97,12 +86,12 @@ def browser_section(result: DemoResult) -> str:
                 name,
                 count(browser.layout_count),
                 count(browser.recalc_style_count),
-                _ms(browser.layout_ms),
-                _ms(browser.recalc_style_ms),
-                _ms(browser.script_ms),
-                _ms(browser.task_ms),
+                duration_ms(browser.layout_ms),
+                duration_ms(browser.recalc_style_ms),
+                duration_ms(browser.script_ms),
+                duration_ms(browser.task_ms),
                 human_bytes(browser.js_heap_bytes),
-                _ms(browser.inp_ms),
+                duration_ms(browser.inp_ms),
                 count(browser.interactions),
             )
         )
@@ -116,7 +105,7 @@ def browser_section(result: DemoResult) -> str:
         "the difference over the run; script time (ScriptDuration) counts less of the work run from fetch callbacks "
         "(the stream and the polls) than from event handlers (WebSocket, SSE). "
         "INP from clicks sent while the feed ran (Event Timing, 8 ms steps).</p>"
-        f"{_legend(PAGE_PARTS)}{stacked_bars(bars, _ms)}{_table(headings, rows)}</section>"
+        f"{_legend(PAGE_PARTS)}{stacked_bars(bars, duration_ms)}{_table(headings, rows)}</section>"
     )
 
 
@@ -141,39 +130,16 @@ def process_section(result: DemoResult) -> str:
         for process, figures in (("server", cost.server), ("proxy", cost.proxy)):
             if figures is None:
                 continue
-            rows.append(
-                (
-                    name if process == "server" else "",
-                    process,
-                    _ms(figures.cpu_ms),
-                    _ms(figures.cpu_ms_per_1000_messages),
-                    human_bytes(figures.peak_rss_bytes),
-                    human_bytes(figures.rss_per_connection_bytes),
-                    count(figures.connections_held),
-                    count(figures.connections),
-                    count(figures.requests),
-                )
-            )
+            rows.append((name if process == "server" else "", process, *process_cells(figures)))
     settings = result.settings
     machine = describe_machine(dict(result.machine)) if result.machine else "this machine"
     clients = "the demo page" if settings.browser else f"{count(settings.clients)} Python client(s)"
-    headings = (
-        "Transport",
-        "Process",
-        "CPU",
-        "CPU per 1k msgs",
-        "Peak RSS",
-        "RSS per conn",
-        "Held",
-        "Conns",
-        "Requests",
-    )
     return (
         "<section><h2>CPU time per 1,000 feed messages: server and proxy</h2>"
         f'<p class="caption">A fresh server process and proxy process per transport, {clients} per transport, '
         f"measured from /proc from just before the clients connected until every connection had closed, on "
         f"{escape(machine)}. RSS per conn: the resident set's growth divided by the connections held at once.</p>"
-        f"{_legend(PROCESS_PARTS)}{stacked_bars(bars, _ms)}{_table(headings, rows, text_columns=2)}</section>"
+        f"{_legend(PROCESS_PARTS)}{stacked_bars(bars, duration_ms)}{_table(PROCESS_HEADINGS, rows, text_columns=2)}</section>"
     )
 
 

@@ -35,7 +35,7 @@ from ..processes import machine, raise_open_file_limit
 from ..proxy_process import wait_until_closed
 from ..render import render
 from ..replay import report_from_captures
-from ..report import Report, TransportSummary
+from ..report import Report
 from .captures import join_captures
 from .clients import Target, run_python_clients
 from .costs import TransportCosts
@@ -43,69 +43,13 @@ from .html import with_demo_sections
 from .page import require_chromium, run_browser_clients
 from .protocols import WireConnection, wire_connections
 from .recording_proxy import DemoProxy
-from .sequence import run_transport
-from .settings import CLICK_INTERVAL, DEMO_RULES, H2, HTTP1, LOOPBACK, PROTOCOLS, TRANSPORTS, DemoError, DemoSettings
-from .tally import ClientTally, ProgressCallback
+from .result import DemoFiles, DemoResult, transport_summary
+from .sequence import run_transport, start_processes, stop_processes
+from .settings import CLICK_INTERVAL, DEMO_RULES, H2, HTTP1, LOOPBACK, PROTOCOLS, DemoError, DemoSettings
+from .tally import ClientTally, PhaseCallback, ProgressCallback
 
 #: mitmproxy's CA certificate in its confdir, for clients of a proxy that listens with TLS.
 MITMPROXY_CA = "mitmproxy-ca-cert.pem"
-
-
-@dataclass(frozen=True, slots=True)
-class DemoFiles:
-    """Where a run writes its results."""
-
-    folder: Path
-    capture: Path
-    report_json: Path
-    report_html: Path
-    clients_json: Path
-    #: The page's screenshots in browser mode: one per transport (``page-websocket.png``, keyed
-    #: by the transport's key), or with ``--http2`` one per protocol (``page-h2.png``).
-    screenshots: Mapping[str | None, Path]
-
-    @classmethod
-    def in_folder(cls, folder: Path, browser: bool, http2: bool = False) -> DemoFiles:
-        screenshots: dict[str | None, Path] = {}
-        if browser and http2:
-            screenshots = {protocol: folder / f"page-{protocol.replace('/', '')}.png" for protocol in PROTOCOLS}
-        elif browser:
-            screenshots = {t.key: folder / f"page-{t.transport}.png" for t in TRANSPORTS}
-        return cls(
-            folder=folder,
-            capture=folder / "capture.rtcap",
-            report_json=folder / "report.json",
-            report_html=folder / "report.html",
-            clients_json=folder / "clients.json",
-            screenshots=screenshots,
-        )
-
-    def written(self) -> list[Path]:
-        paths = [self.capture, self.report_json, self.report_html, self.clients_json, *self.screenshots.values()]
-        return [path for path in paths if path.exists()]
-
-
-@dataclass(frozen=True, slots=True)
-class DemoResult:
-    """A finished run: the report of its capture, what the clients measured, and what went wrong."""
-
-    settings: DemoSettings
-    report: Report
-    clients: dict[str, ClientTally]
-    files: DemoFiles
-    problems: tuple[str, ...]
-    notes: tuple[str, ...]
-    seconds: float
-    #: With ``--http2``: each connection's protocol and requests as the capture shows them.
-    wire: tuple[WireConnection, ...] = ()
-    #: Without ``--http2``: what each transport cost the server, the proxy and the page, by client label.
-    costs: Mapping[str, TransportCosts] = field(default_factory=dict)
-    #: The machine the run was measured on (:func:`.costs.machine`).
-    machine: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 @dataclass
@@ -118,8 +62,11 @@ class _Ran:
     problems: list[str] = field(default_factory=list)
 
 
-def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None) -> DemoResult:
-    """Run the experiment and write its files; raises :class:`DemoError` if it could not run at all."""
+def run_demo(
+    settings: DemoSettings, on_progress: ProgressCallback | None = None, on_phase: PhaseCallback | None = None
+) -> DemoResult:
+    """Run the experiment and write its files; raises :class:`DemoError` if it could not run at all.
+    ``on_progress`` is told the messages each client has received, ``on_phase`` what the run is doing."""
     began = time.monotonic()
     chromium = require_chromium(settings) if settings.browser else None
     try:
@@ -128,10 +75,14 @@ def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None
         raise DemoError(f"cannot create {settings.output}: {error.strerror or error}") from None
     files = DemoFiles.in_folder(settings.output, settings.browser, settings.http2)
     raise_open_file_limit()
+    if on_phase is not None:
+        on_phase(None, "starting")
     if settings.one_by_one:
-        ran = _run_one_by_one(settings, files, chromium, on_progress)
+        ran = _run_one_by_one(settings, files, chromium, on_progress, on_phase)
     else:
         ran = _run_at_once(settings, files, chromium, on_progress)
+    if on_phase is not None:
+        on_phase(None, "reporting")
     clients = ran.clients
     problems = ran.problems
     report = report_capture(files.capture)
@@ -164,12 +115,21 @@ def run_demo(settings: DemoSettings, on_progress: ProgressCallback | None = None
 
 
 def _run_one_by_one(
-    settings: DemoSettings, files: DemoFiles, chromium: str | None, on_progress: ProgressCallback | None
+    settings: DemoSettings,
+    files: DemoFiles,
+    chromium: str | None,
+    on_progress: ProgressCallback | None,
+    on_phase: PhaseCallback | None,
 ) -> _Ran:
-    """Each transport in turn with its own server and proxy (:mod:`.sequence`); their
-    captures joined into ``files.capture``."""
-    with tempfile.TemporaryDirectory(prefix=".parts-", dir=files.folder) as parts:
-        runs = [run_transport(settings, demo, Path(parts), chromium, on_progress) for demo in settings.selected]
+    """Each transport in turn with its own server and proxy (:mod:`.sequence`), all started
+    first; their captures joined into ``files.capture``."""
+    with contextlib.ExitStack() as stack:
+        parts = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".parts-", dir=files.folder)))
+        started = start_processes(settings, parts, stack)
+        runs = [run_transport(settings, processes, chromium, on_progress, on_phase) for processes in started]
+        if on_phase is not None:
+            on_phase(None, "stopping")
+        stop_processes(settings, runs, started)
         facts = join_captures([run.capture for run in runs], files.capture)
         costs = {run.tally.label: run.costs(part) for run, part in zip(runs, facts, strict=True)}
     return _Ran(
@@ -237,15 +197,6 @@ def report_capture(capture: Path) -> Report:
         return report_from_captures([capture], rules=DEMO_RULES)
     except (CaptureError, OSError) as error:
         raise DemoError(f"cannot read the capture {capture}: {error}") from None
-
-
-def transport_summary(report: Report, transport: str, protocol: str | None = None) -> TransportSummary | None:
-    """The report's figures for a transport, or for its share over one protocol
-    (``TransportSummary.by_protocol``)."""
-    summary = report.transports.get(transport)
-    if summary is None or protocol is None:
-        return summary
-    return summary.by_protocol.get(protocol)
 
 
 def clients_document(

@@ -1,18 +1,27 @@
 """The plain demo: one transport at a time, each with a fresh server process and a fresh proxy.
 
-For each transport, in report order:
+Every transport's demo server starts in a process of its own
+(:mod:`.server_process`), and an rtinspect proxy in front of each, recording
+that transport's capture and writing its own report on exit: all before any
+transport runs, the first transport's alone and then the rest at once
+(:func:`start_processes`), since starting them is most of a short run's time
+and they cost nothing while they wait. Then, for each transport, in report
+order:
 
-1. the demo server starts in a process of its own (:mod:`.server_process`),
-   and the rtinspect proxy in front of it, recording that transport's capture
-   and writing its own report on exit;
-2. both are left to settle, then sampled (:mod:`.processes`);
-3. the clients connect through the proxy: ``--clients N`` Python clients, or
+1. its processes are left to settle, then sampled (:mod:`.processes`);
+   a transport's figures count from here, and are its processes' own;
+2. the clients connect through the proxy: ``--clients N`` Python clients, or
    with ``--browser`` the demo page in a Chromium of its own; the feed
    starts (over the server's standard input), and the run waits until every
    client has finished and the capture shows every connection closed;
-4. both are sampled again, the server is asked what it handled, and both stop;
-   the proxy is read once more as it exits, for its analyser's share
-   (:meth:`.costs.ProcessCost.between`).
+3. both are sampled again and the server is asked what it handled; they
+   wait, idle, while the next transports run.
+
+Once every transport has run, every process stops, all at once
+(:func:`stop_processes`); each proxy is read once more as it exits, for its
+analyser's share (:meth:`.costs.ProcessCost.between`): the analyser runs at
+idle priority, so it may finish the transport's traffic after the connections
+close, and takes next to nothing from the transports that run meanwhile.
 
 The run then joins the captures into one (:mod:`.captures`) and turns the
 samples into costs (:mod:`.costs`).
@@ -21,6 +30,8 @@ samples into costs (:mod:`.costs`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +45,8 @@ from .costs import ProcessCost, TransportCosts, proxy_counts
 from .page import run_transport_page
 from .recording_proxy import DemoProxy
 from .server_process import ServerProcess
-from .settings import DEMO_RULE_TEXTS, DemoSettings, DemoTransport
-from .tally import ClientTally, ProgressCallback
+from .settings import DEMO_RULE_TEXTS, START_TIMEOUT, DemoSettings, DemoTransport
+from .tally import ClientTally, PhaseCallback, ProgressCallback
 
 
 @dataclass
@@ -81,6 +92,83 @@ class TransportRun:
         return TransportCosts(server=server, proxy=proxy, browser=self.browser)
 
 
+class TransportProcesses:
+    """One transport's demo server and the proxy in front of it, both listening; its capture
+    and the proxy's report go in the folder given."""
+
+    def __init__(self, settings: DemoSettings, demo: DemoTransport, folder: Path) -> None:
+        self.demo = demo
+        self.capture = folder / f"{demo.key}.rtcap"
+        self.proxy_report = folder / f"{demo.key}.report.json"
+        rules = [argument for text in DEMO_RULE_TEXTS for argument in ("--transport", text)]
+        self.server = ServerProcess(settings)
+        try:
+            self.proxy = DemoProxy.rtinspect(
+                self.server.url,
+                "--report",
+                str(self.proxy_report),
+                *rules,
+                *settings.proxy_arguments,
+                capture=self.capture,
+                options=settings.proxy_options,
+            )
+            try:
+                self.proxy.wait_listening(START_TIMEOUT)
+            except BaseException:
+                self.proxy.stop_problem()
+                raise
+        except BaseException:
+            self.server.stop()
+            raise
+        self._stopped = False
+
+    def stop_measured(self, timeout: float) -> tuple[str | None, ProcessSample | None]:
+        """Stop both at once: :meth:`DemoProxy.stop_measured` (its problem, and its last CPU
+        times) while the server stops."""
+        if self._stopped:
+            return None, None
+        self._stopped = True
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            server_stopped = pool.submit(self.server.stop)
+            try:
+                return self.proxy.stop_measured(timeout)
+            finally:
+                server_stopped.result()
+
+    def stop(self) -> None:
+        """Stop both, if :meth:`stop_measured` has not."""
+        self.stop_measured(0.0)
+
+
+def start_processes(settings: DemoSettings, folder: Path, stack: contextlib.ExitStack) -> list[TransportProcesses]:
+    """Every selected transport's processes, in report order; each is stopped when ``stack``
+    closes unless the run has stopped it. If any fails to start, the first failure (in
+    report order) is raised. The first transport's start alone: a proxy that cannot start
+    with the options given fails once and at once, and the first proxy makes mitmproxy's CA
+    where there is none yet, so that the others do not each make one. Then the rest at once."""
+    demos = list(settings.selected)
+    groups = [demos[:1], demos[1:]]
+    started: list[TransportProcesses] = []
+    for group in groups:
+        futures: list[Future[TransportProcesses]] = []
+        with ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
+            futures = [pool.submit(TransportProcesses, settings, demo, folder) for demo in group]
+        failures = [error for future in futures if (error := future.exception()) is not None]
+        for future in futures:
+            if future.exception() is None:
+                stack.callback(future.result().stop)
+                started.append(future.result())
+        if failures:
+            raise failures[0]
+    return started
+
+
+def _settled(*pids: int) -> list[TreeSample | None]:
+    """Each process tree once it has settled (:func:`.processes.settle`), all waited for at once."""
+    with ThreadPoolExecutor(max_workers=len(pids)) as pool:
+        return list(pool.map(settle, pids))
+
+
 def _samples(before: TreeSample | None, pid: int) -> tuple[TreeSample, TreeSample] | None:
     after = sample_tree(pid) if before is not None else None
     return (before, after) if before is not None and after is not None else None
@@ -88,62 +176,60 @@ def _samples(before: TreeSample | None, pid: int) -> tuple[TreeSample, TreeSampl
 
 def run_transport(
     settings: DemoSettings,
-    demo: DemoTransport,
-    folder: Path,
+    processes: TransportProcesses,
     chromium: str | None = None,
     on_progress: ProgressCallback | None = None,
+    on_phase: PhaseCallback | None = None,
 ) -> TransportRun:
-    """One transport's turn (see the module's description); its files go in ``folder``."""
-    capture = folder / f"{demo.key}.rtcap"
-    proxy_report = folder / f"{demo.key}.report.json"
-    rules = [argument for text in DEMO_RULE_TEXTS for argument in ("--transport", text)]
+    """One transport's turn with its started ``processes`` (see the module's description);
+    they are left running, to be stopped by :func:`stop_processes`."""
+    demo, server, proxy = processes.demo, processes.server, processes.proxy
     browser: BrowserCost | None = None
     screenshot: bytes | None = None
-    with ServerProcess(settings) as server:
-        proxy = DemoProxy.rtinspect(
-            server.url,
-            "--report",
-            str(proxy_report),
-            *rules,
-            *settings.proxy_arguments,
-            capture=capture,
-            options=settings.proxy_options,
+    if on_phase is not None:
+        on_phase(demo.key, "running")
+    server_before, proxy_before = _settled(server.pid, proxy.process.pid)
+    for sample in (server_before, proxy_before):
+        if sample is not None:
+            reset_peaks(sample)
+    server.restart_counts()
+
+    async def start() -> None:
+        await asyncio.to_thread(server.start_feed)
+
+    target = Target(proxy.url)
+    if chromium is not None:
+        tally, browser, screenshot = asyncio.run(
+            run_transport_page(settings, chromium, demo, target, start, on_progress)
         )
-        try:
-            proxy.wait_listening()
-            server_before = settle(server.pid)
-            proxy_before = settle(proxy.process.pid)
-            for sample in (server_before, proxy_before):
-                if sample is not None:
-                    reset_peaks(sample)
-            server.restart_counts()
-
-            async def start() -> None:
-                await asyncio.to_thread(server.start_feed)
-
-            target = Target(proxy.url)
-            if chromium is not None:
-                tally, browser, screenshot = asyncio.run(
-                    run_transport_page(settings, chromium, demo, target, start, on_progress)
-                )
-            else:
-                tally = asyncio.run(run_transport_clients(settings, demo, target, start, on_progress))
-            wait_until_closed(capture, settings.connect_timeout)
-            server_samples = _samples(server_before, server.pid)
-            proxy_samples = _samples(proxy_before, proxy.process.pid)
-            counts = server.counts()
-        finally:
-            stopped, proxy_final = proxy.stop_measured(settings.connect_timeout)
+    else:
+        tally = asyncio.run(run_transport_clients(settings, demo, target, start, on_progress))
+    if on_phase is not None:
+        on_phase(demo.key, "closing")
+    wait_until_closed(processes.capture, settings.connect_timeout)
+    server_samples = _samples(server_before, server.pid)
+    proxy_samples = _samples(proxy_before, proxy.process.pid)
+    counts = server.counts()
+    if on_phase is not None:
+        on_phase(demo.key, "done")
     return TransportRun(
         demo=demo,
         tally=tally,
-        capture=capture,
-        proxy_report=proxy_report,
+        capture=processes.capture,
+        proxy_report=processes.proxy_report,
         server_samples=server_samples,
         proxy_samples=proxy_samples,
         server_counts=counts,
-        proxy_final=proxy_final,
         browser=browser,
         screenshot=screenshot,
-        problem=f"{demo.transport}: {stopped}" if stopped else None,
     )
+
+
+def stop_processes(settings: DemoSettings, runs: list[TransportRun], started: list[TransportProcesses]) -> None:
+    """Stop every transport's processes at once; each run is given its proxy's last CPU times
+    and what went wrong stopping it (:meth:`TransportProcesses.stop_measured`)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(started))) as pool:
+        stops = list(pool.map(lambda processes: processes.stop_measured(settings.connect_timeout), started))
+    for run, (stopped, final) in zip(runs, stops, strict=True):
+        run.proxy_final = final
+        run.problem = f"{run.demo.transport}: {stopped}" if stopped else None

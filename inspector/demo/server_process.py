@@ -15,7 +15,7 @@ import sys
 import tempfile
 from typing import IO, Any
 
-from .settings import CONNECT_TIMEOUT, DemoError, DemoSettings
+from .settings import CONNECT_TIMEOUT, START_TIMEOUT, DemoError, DemoSettings
 
 
 class ServerProcess:
@@ -40,20 +40,20 @@ class ServerProcess:
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1
         )
         try:
-            hello = self._answer("start up")
+            hello = self._answer("start up", START_TIMEOUT)
         except DemoError:
             self.stop()
             raise
         self.url: str = hello["url"]
         self.pid: int = int(hello["pid"])
 
-    def _answer(self, what: str) -> dict[str, Any]:
-        """The next line the server prints, as JSON; DemoError if none comes within the timeout."""
+    def _answer(self, what: str, timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
+        """The next line the server prints, as JSON; DemoError if none comes within ``timeout`` seconds."""
         assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], CONNECT_TIMEOUT)
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
         line = self.process.stdout.readline() if ready else ""
         if not line:
-            raise DemoError(f"the demo server did not {what} within {CONNECT_TIMEOUT:g} s: {self.error_output()}")
+            raise DemoError(f"the demo server did not {what} within {timeout:g} s: {self.error_output()}")
         return json.loads(line)
 
     def _command(self, command: str) -> dict[str, Any]:

@@ -10,8 +10,20 @@ from ..classify import TransportRule
 from ..network import NetworkError, network_conditions
 
 LOOPBACK = "127.0.0.1"
+#: The default feed: quick, every transport in about 3 s each, start-up included.
+DEFAULT_COUNT = 100
+DEFAULT_RATE = 50.0
+#: ``--long``: the steadier run, 10 s of feed per transport.
+LONG_COUNT = 200
+LONG_RATE = 20.0
+#: Short polls over the feed's duration unless ``--poll-interval`` says otherwise: every 0.2 s for the
+#: default feed, every second for ``--long``, so that each poll carries as many messages whatever the feed.
+POLLS_PER_FEED = 10
 #: Seconds for any one connection, start-up or shutdown step.
 CONNECT_TIMEOUT = 15.0
+#: Seconds the demo server and the proxy may take to start: every transport's start at once,
+#: and a busy machine starts them slowly.
+START_TIMEOUT = 60.0
 #: Seconds a run may take beyond the feed's own duration and one poll interval.
 DEADLINE_SLACK = 20.0
 #: The page clamps shorter short-polling intervals to this many seconds.
@@ -79,11 +91,11 @@ class DemoSettings:
     """
 
     output: Path
-    count: int = 200
-    rate: float = 20.0
+    count: int = DEFAULT_COUNT
+    rate: float = DEFAULT_RATE
     size: int = 256
     transports: tuple[str, ...] = TRANSPORT_KEYS
-    poll_interval: float = 1.0
+    poll_interval: float = DEFAULT_COUNT / DEFAULT_RATE / POLLS_PER_FEED
     compression: bool = True
     browser: bool = False
     chromium: str | None = None
@@ -179,6 +191,12 @@ class DemoSettings:
     def connect_timeout(self) -> float:
         """Seconds the clients of one transport may take to connect."""
         return CONNECT_TIMEOUT + self.clients * PER_CLIENT_SLACK
+
+
+def default_poll_interval(count: int, rate: float) -> float:
+    """Seconds between short polls when none is asked for: the feed's duration over
+    :data:`POLLS_PER_FEED`, at least what the page allows."""
+    return max(PAGE_MIN_POLL_INTERVAL, round(count / rate / POLLS_PER_FEED, 3))
 
 
 def default_output_folder(now: datetime.datetime | None = None) -> Path:

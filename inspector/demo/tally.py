@@ -14,6 +14,10 @@ from .settings import DemoTransport
 ProgressCallback = Callable[[str, int], None]
 """Told ``(client label, messages received so far)`` as messages arrive (see :attr:`ClientTally.label`)."""
 
+PhaseCallback = Callable[[str | None, str], None]
+"""Told ``(transport key, what it is doing)`` as a run goes on (``running``, ``closing``, ``done``),
+and ``(None, what the run is doing)`` for the run as a whole (``starting``, ``stopping``, ``reporting``)."""
+
 
 def client_label(key: str, protocol: str | None) -> str:
     """A client's name in a run: the transport's key, and with ``--http2`` its protocol (``ws h2``)."""

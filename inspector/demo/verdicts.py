@@ -27,14 +27,11 @@ its repeated runs showed, given here as data:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..processes import describe_machine
 from ..render.ranking import Dimension, Tolerance
 from ..render.units import factor, human_bytes
-
-if TYPE_CHECKING:
-    from .run import DemoResult
+from .result import DemoResult, transport_summary
 
 
 def _ms(value: float) -> str:
@@ -82,8 +79,6 @@ def conditions(result: DemoResult) -> str:
 
 
 def bytes_verdict(result: DemoResult) -> Verdict | None:
-    from .run import transport_summary
-
     figures = []
     for tally in result.clients.values():
         summary = transport_summary(result.report, tally.demo.transport, tally.protocol)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import itertools
+from collections.abc import Callable, Sequence
 
 from rich import box
-from rich.console import Console, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -19,30 +21,91 @@ from .verdict import verdict
 TEXT_WIDTH = 120
 
 
+#: Wider than any console: what a table measures with room for every cell on one line.
+_UNBOUNDED = 100_000
+
+
+class SplitTable(Table):
+    """A table whose every cell keeps its width: where it is wider than the console, it is
+    shown as several tables of consecutive columns, each led by the first ``lead`` columns
+    and the later ones titled "(continued)", so that no title wraps and no figure is cut.
+    Made by :meth:`of`."""
+
+    part: Callable[[Sequence[int], str], Table]
+    lead: int
+
+    @classmethod
+    def of(cls, build: Callable[[Sequence[int], str, type[Table]], Table], columns: int, lead: int = 1) -> Table:
+        """The table ``build`` makes of every column; ``build(indices, title, kind)`` makes a ``kind``
+        of the columns at ``indices`` under ``title`` (its own title when empty)."""
+        table = build(range(columns), "", cls)
+        assert isinstance(table, SplitTable)
+        table.part = lambda indices, title: build(indices, title, Table)
+        table.lead = lead
+        return table
+
+    def _natural_width(self, table: Table, console: Console, options: ConsoleOptions) -> int:
+        return table.__rich_measure__(console, options.update_width(_UNBOUNDED)).maximum
+
+    def _width(self, columns: Sequence[int], console: Console, options: ConsoleOptions) -> int:
+        return self._natural_width(self.part(columns, ""), console, options)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lead = list(range(self.lead))
+        rest = range(self.lead, len(self.columns))
+        if len(rest) < 2 or self._natural_width(self, console, options) <= options.max_width:
+            yield from super().__rich_console__(console, options)
+            return
+        # As few tables as the width allows (filled greedily), then the split of the columns
+        # into that many whose widest table is narrowest.
+        greedy: list[list[int]] = [[]]
+        for i in rest:
+            if greedy[-1] and self._width([*lead, *greedy[-1], i], console, options) > options.max_width:
+                greedy.append([])
+            greedy[-1].append(i)
+        splits = [
+            [[*lead, *rest[start:end]] for start, end in itertools.pairwise((0, *cuts, len(rest)))]
+            for cuts in itertools.combinations(range(1, len(rest)), len(greedy) - 1)
+        ]
+        groups = min(splits, key=lambda split: max(self._width(group, console, options) for group in split))
+        title = str(self.title or "")
+        for n, group in enumerate(groups):
+            if n and self.box is None:
+                yield Text("")  # a table without a box ends without a blank line of its own
+            yield self.part(group, title if n == 0 or not title else f"{title} (continued)")
+
+
 def _table(grid: Grid) -> Table:
-    table = Table(
-        title=grid.title,
-        title_justify="left",
-        title_style="bold",
-        header_style="bold",
-        box=box.SIMPLE_HEAD,
-        collapse_padding=True,
-        pad_edge=False,
-    )
-    for i, column in enumerate(grid.columns):
-        # Figures, names and addresses keep their width; titles and long strings wrap.
-        widest = max((len(row[i]) for row in grid.rows), default=0)
-        keep = column.numeric or i == 0 or widest <= 24
-        table.add_column(
-            column.short or column.title,
-            justify="right" if column.numeric else "left",
-            min_width=widest if keep else None,
-            overflow="fold",
+    columns, rows, title = grid.columns, grid.rows, grid.title
+    # Figures, names and addresses keep their width; titles and long strings wrap.
+    widest = [max((len(row[i]) for row in rows), default=0) for i in range(len(columns))]
+    keep = [column.numeric or i == 0 or widest[i] <= 24 for i, column in enumerate(columns)]
+
+    def build(indices: Sequence[int], heading: str, kind: type[Table] = Table) -> Table:
+        table = kind(
+            title=heading or title,
+            title_justify="left",
+            title_style="bold",
+            header_style="bold",
+            box=box.SIMPLE_HEAD,
+            collapse_padding=True,
+            pad_edge=False,
         )
-    for row in grid.rows:
-        # Text, not markup: cells carry strings that came from traffic.
-        table.add_row(*map(Text, row))
-    return table
+        for i in indices:
+            table.add_column(
+                columns[i].short or columns[i].title,
+                justify="right" if columns[i].numeric else "left",
+                min_width=widest[i] if keep[i] else None,
+                overflow="fold",
+            )
+        for row in rows:
+            # Text, not markup: cells carry strings that came from traffic.
+            table.add_row(*(Text(row[i]) for i in indices))
+        return table
+
+    if not all(keep):
+        return build(range(len(columns)), title)
+    return SplitTable.of(build, len(columns))
 
 
 def table_renderables(
