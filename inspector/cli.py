@@ -163,7 +163,7 @@ def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
     metavar="CLIENTS@RATE",
     callback=_fleet,
     help="Project each transport's measured costs per application message to a fleet, e.g. 10000@1/s "
-    "(clients @ application messages per client per s, min or h): wire bytes a day, requests a second, "
+    "(clients @ application messages each client receives from the server per s, min or h): wire bytes a day, requests a second, "
     "handshakes and TCP connects an hour, open connections.",
 )
 @click.option(

@@ -258,7 +258,7 @@ class TransportProjection:
 @dataclass(frozen=True, slots=True)
 class Projection:
     """What ``clients`` clients, each receiving ``messages_per_second`` application
-    messages, would cost with each transport: a projection from the measured
+    messages from the server, would cost with each transport: a projection from the measured
     traffic, under its ``assumptions``."""
 
     clients: int
