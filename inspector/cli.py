@@ -491,7 +491,7 @@ _NETWORK_EPILOG = "\b\nNetwork presets (--network):\n" + "\n".join(f"  {line}" f
     "client its choice; TLS clients of a cleartext upstream are offered HTTP/1.1 only.",
 )
 @click.option("-w", "--write", metavar="CAPTURE", help="Record the raw traffic to this file (.rtcap).")
-@click.option("-q", "--quiet", is_flag=True, help="No live view and no summary; warnings and errors only.")
+@click.option("-q", "--quiet", is_flag=True, help="No live view; the summary on exit still prints.")
 @click.option("--report", metavar="FILE", help="Write the report to FILE on exit.")
 @click.option(
     "--report-format",

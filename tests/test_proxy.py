@@ -323,6 +323,20 @@ def test_sigterm_prints_the_summary_and_closes_the_capture(
     assert websocket.closed is not None and websocket.closed.reason == "proxy stopped"
 
 
+def test_quiet_turns_off_the_live_view_only(app_server: AppServer, confdir: Path, tmp_path: Path) -> None:
+    capture = tmp_path / "quiet.rtcap"
+    report = tmp_path / "quiet.json"
+    with running_proxy(app_server.url, "--report", str(report), confdir=confdir, capture=capture, quiet=True) as proxy:
+        with httpx.Client(timeout=DEADLINE) as client:
+            assert client.get(f"{proxy.url}/plain").status_code == 200
+        assert proxy.stop(signal.SIGTERM) == 0, proxy.stderr
+    assert "-q" in proxy.process.args  # type: ignore[operator]
+    assert f"rtinspect: http://{LOOPBACK}:{proxy.port}" in proxy.stdout
+    assert "Transports" in proxy.stdout and "http" in proxy.stdout
+    assert f"capture written to {capture}" in proxy.stdout
+    assert f"report written to {report}" in proxy.stdout
+
+
 # -- user mistakes
 
 
