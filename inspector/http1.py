@@ -326,6 +326,12 @@ class Http1Parser:
         events: list[HttpEvent] = []
         side = self._side(direction)
         if not (side.failed or side.switched or side.closed):
+            if side.conn is not None and side.fed > side.reported and side.at_chunk_boundary():
+                # The hole follows a whole chunk: what h11 holds is that chunk's CRLF, framing.
+                events.append(
+                    BodyData(direction, side.exchange, b"", side.fed - side.reported, False, False, timestamp)
+                )
+                side.reported = side.fed
             events.append(ParseFailure(Anomaly(direction, side.offset, reason)))
             self._stop(side, timestamp, events)
         return events

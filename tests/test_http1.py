@@ -340,6 +340,46 @@ def test_a_hole_in_a_response_stops_that_direction_behind_one_anomaly() -> None:
     assert record.wire_bytes(S2C) == len(head) + 3 + 3 + len(b"HTTP/1.1 204 No Content\r\n\r\n")
 
 
+def test_a_hole_after_a_whole_chunk_leaves_its_crlf_framing_and_the_anomaly_at_the_hole() -> None:
+    """An SSE stream whose capture lost bytes just after a chunk: h11 holds that chunk's CRLF until the
+    next size line, but it is the chunk's framing, and the hole, not the CRLF, is where parsing stops."""
+    request = b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunk = b"d\r\ndata: hello\n\n\r\n"
+    analyzer = ConnectionAnalyzer(OPENED)
+    analyzer.feed(C2S, request, 0.0)
+    analyzer.feed(S2C, head + chunk, 1.0)
+    at = len(head) + len(chunk)
+    analyzer.gap(S2C, 18, 2.0)
+    after = b"data: again\n\n\r\n0\r\n\r\n"
+    analyzer.feed(S2C, after, 3.0)
+    record = analyzer.close(4.0, "server closed")
+    (anomaly,) = record.anomalies
+    assert anomaly.offset == at
+    assert anomaly.reason == f"18 bytes missing from the packet capture at byte {at}; not parsed from there"
+    account = record.account(S2C)
+    assert account[Category.CHUNK_FRAMING] == len(b"d\r\n") + len(b"\r\n")
+    assert account[Category.UNPARSED] == len(after)
+    assert record.wire_bytes(S2C) == len(head) + len(chunk) + len(after)
+
+
+def test_a_hole_inside_a_head_says_where_the_head_began() -> None:
+    """The anomaly is where parsing stopped (the start of the head the hole cut), and its reason
+    says so beside where the hole is."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    analyzer = ConnectionAnalyzer(OPENED)
+    analyzer.feed(C2S, request, 0.0)
+    analyzer.feed(S2C, b"HTTP/1.1 200 OK\r\nContent-", 1.0)
+    analyzer.gap(S2C, 10, 2.0)
+    analyzer.feed(S2C, b"Length: 0\r\n\r\n", 3.0)
+    record = analyzer.close(4.0, "server closed")
+    (anomaly,) = record.anomalies
+    assert anomaly.offset == 0
+    assert anomaly.reason == (
+        "10 bytes missing from the packet capture at byte 25, inside what began at byte 0; not parsed from there"
+    )
+
+
 def test_responses_no_request_can_answer_are_not_held() -> None:
     """Once the request direction has stopped, response bytes that have no request fail at once
     (counted as unparsed while the connection is open), instead of waiting for one to the end."""
