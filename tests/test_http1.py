@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from inspector.capture import ConnectionOpened
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
-from inspector.events import BodyData, HttpEvent, ParseFailure, ProtocolSwitch, ResponseHead
-from inspector.http1 import LONGEST_FRAMING, LONGEST_HEAD, Http1Parser
+from inspector.events import BodyData, HttpEvent, ParseFailure, ProtocolSwitch, ResponseHead, Unparsed
+from inspector.http1 import LONGEST_FRAMING, LONGEST_HEAD, PIPELINE_LIMIT, Http1Parser
 from inspector.wire import Category, Direction
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -392,3 +394,46 @@ def test_responses_no_request_can_answer_are_not_held() -> None:
     assert analyzer.snapshot().account(S2C)[Category.UNPARSED] == len(late)
     record = analyzer.close(4.0, "client closed")
     assert [a.reason for a in record.anomalies if a.direction is S2C] == ["response bytes with no request to answer"]
+
+
+PIPELINED = b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_pipelined_requests_never_answered_stop_at_a_bound_and_every_byte_is_counted() -> None:
+    """A client that pipelines and a server that never answers: the parser keeps at most
+    PIPELINE_LIMIT requests waiting, flags the first past them once, and counts the rest as unparsed.
+    The responses that do come answer the requests kept, in order."""
+    parser = Http1Parser()
+    events: list[HttpEvent] = []
+    extra = 500
+    for i in range(PIPELINE_LIMIT + extra):
+        events += parser.feed(C2S, PIPELINED, float(i))
+    assert len(parser._unanswered) == PIPELINE_LIMIT
+    (failure,) = [e for e in events if isinstance(e, ParseFailure)]
+    assert failure.anomaly.direction is C2S and failure.anomaly.offset == PIPELINE_LIMIT * len(PIPELINED)
+    assert "over 1,000 pipelined requests waiting for responses" in failure.anomaly.reason
+    assert sum(e.size for e in events if isinstance(e, Unparsed)) == extra * len(PIPELINED)
+    answered = parser.feed(S2C, b"HTTP/1.1 204 No Content\r\n\r\n" * PIPELINE_LIMIT, 1e4)
+    assert [e.exchange for e in answered if isinstance(e, ResponseHead)] == list(range(PIPELINE_LIMIT))
+    assert not parser._unanswered
+
+
+def _peak_memory_of_pipelining(requests: int) -> tuple[int, ConnectionRecord]:
+    tracemalloc.start()
+    try:
+        analyzer = ConnectionAnalyzer(OPENED)
+        for i in range(requests):
+            analyzer.feed(C2S, PIPELINED, i * 1e-3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak, analyzer.close(1e3, "client closed")
+
+
+def test_the_memory_of_unanswered_pipelining_does_not_grow_with_the_requests() -> None:
+    # Unbounded, 8,000 more requests kept about 26 MB more (some 3 KB each); bounded, the same.
+    (few, _), (many, record) = _peak_memory_of_pipelining(2 * PIPELINE_LIMIT), _peak_memory_of_pipelining(10_000)
+    assert many - few < 1_000_000, (few, many)
+    assert record.wire_bytes(C2S) == 10_000 * len(PIPELINED)
+    assert record.account(C2S)[Category.UNPARSED] == (10_000 - PIPELINE_LIMIT) * len(PIPELINED)
+    assert len(record.anomalies) == 1
