@@ -475,7 +475,7 @@ _NETWORK_EPILOG = "\b\nNetwork presets (--network):\n" + "\n".join(f"  {line}" f
     default="reverse",
     show_default=True,
     help="reverse: clients talk to the proxy as if it were the server. "
-    "regular: a forward proxy; CONNECT tunnels are inspected, plain-HTTP requests are not.",
+    "regular: a forward proxy; CONNECT tunnels are inspected, plain-HTTP requests counted on the client's leg.",
 )
 @click.option(
     "-p", "--listen-port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on."
@@ -563,8 +563,10 @@ def proxy(
 
     In --mode regular (a forward proxy), CONNECT tunnels are inspected byte
     for byte, after TLS interception where the client starts TLS. Plain-HTTP
-    requests (GET http://...) are relayed by mitmproxy's HTTP layer and are
-    not inspected.
+    requests (GET http://...) go through mitmproxy's HTTP layer, which sends
+    them on in origin form with their heads written again: they are counted
+    on the client's leg, as the client sent and received them (the report
+    says so), and network conditions are not added to them.
 
     --network, --rtt, --jitter, --down and --up add delay and limit bandwidth
     on every connection, each direction on its own, without reordering or
