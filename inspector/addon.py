@@ -27,8 +27,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from mitmproxy import ctx, exceptions, tcp
+from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Client, ConnectionState, Server
 from mitmproxy.proxy import commands, events, layer, layers
@@ -110,6 +111,37 @@ class InspectedTCPLayer(layers.TCPLayer):
         if side == "client" and idle >= self.context.options.tcp_timeout - 1:
             return "timed out"
         return f"{side} reset"
+
+
+class ForwardedHttpTap(layer.Layer):
+    """A forward proxy's plain-HTTP connection, counted on the client's leg.
+
+    mitmproxy's HTTP layer serves absolute-form requests (``GET http://host/path``):
+    it connects to each request's server and sends it the request in origin form,
+    its head written again. This layer wraps that HTTP layer and hands on, before
+    they are relayed, the bytes the client sent and the bytes the proxy sent the
+    client: the client's leg, as the client saw it. A CONNECT request ends the
+    tap, since the tunnel after it is relayed (and recorded) as raw TCP.
+    """
+
+    def __init__(self, context: Context, child: layer.Layer, tapped: Callable[[Context, bool, bytes], None]) -> None:
+        super().__init__(context)
+        context.layers.remove(self)  # not a protocol layer: mitmproxy's choices must not see it
+        self.child_layer = child
+        self._tapped = tapped
+        self.stopped = False
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        client = self.context.client
+        if isinstance(event, events.DataReceived) and event.connection is client and not self.stopped:
+            if event.data.startswith(b"CONNECT "):
+                self.stopped = True
+            else:
+                self._tapped(self.context, True, event.data)
+        for command in self.child_layer.handle_event(event):
+            if isinstance(command, commands.SendData) and command.connection is client and not self.stopped:
+                self._tapped(self.context, False, command.data)
+            yield command
 
 
 #: Bytes one direction of a shaped connection may hold before the proxy stops reading from
@@ -358,6 +390,8 @@ class RtInspect:
         self._handed_over: set[str] = set()
         self._next_id = 1
         self._client_hello_at: dict[str, float] = {}
+        #: A forward proxy's plain-HTTP connections, by client id (see ForwardedHttpTap).
+        self._taps: dict[str, ForwardedHttpTap] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._stopped = False
         #: The network conditions each new connection is relayed under (None: relayed at once).
@@ -456,7 +490,8 @@ class RtInspect:
         if any(mode == "regular" or mode.startswith("regular@") for mode in ctx.options.mode):
             logger.warning(
                 "forward proxy: CONNECT tunnels are inspected byte for byte; plain-HTTP requests "
-                "(GET http://...) are relayed by mitmproxy's HTTP layer and are not inspected"
+                "(GET http://...) are counted on the client's leg, and mitmproxy's HTTP layer rewrites "
+                "them (origin form, heads written again) on the way to the server"
             )
         self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically())
 
@@ -507,7 +542,16 @@ class RtInspect:
         while child is not None:
             if isinstance(child, layers.ClientTLSLayer):
                 refuse_plaintext = False
+            if isinstance(child, layers.HttpLayer) and child.mode is HTTPMode.regular:
+                tap = self._taps[context.client.id] = ForwardedHttpTap(context, child, self._forwarded)
+                if parent is None:
+                    nextlayer.layer = tap
+                else:
+                    parent.child_layer = tap  # type: ignore[attr-defined]
+                break
             if _is_relay_point(child):
+                if context.client.id in self._taps:
+                    self._taps[context.client.id].stopped = True  # a CONNECT tunnel: relayed below
                 context.layers.remove(child)
                 replacement = self._relay(context)
                 if parent is None:
@@ -562,6 +606,10 @@ class RtInspect:
 
     def client_disconnected(self, client: Client) -> None:
         self._client_hello_at.pop(client.id, None)
+        if self._taps.pop(client.id, None) is not None:
+            key = _forwarded_key(client)
+            if key in self._live:
+                self._finish(key, time.time(), "client closed")
         if client.id in self._handed_over:
             self._handed_over.discard(client.id)
         elif not self._stopped and isinstance(client.proxy_mode, ReverseMode):
@@ -571,6 +619,28 @@ class RtInspect:
             self._next_id += 1
             self._start(live, client, Server(address=client.proxy_mode.address))
             self._end(live, client.timestamp_end or time.time(), "client closed")
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.client_conn.id in self._taps:
+            flow.request.stream = True  # forwarded as it arrives, as the tap counts it
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.client_conn.id in self._taps and flow.response is not None:
+            flow.response.stream = True  # an SSE stream or a held poll reaches the client as it comes
+
+    def _forwarded(self, context: Context, from_client: bool, data: bytes) -> None:
+        """Bytes of a forward proxy's plain-HTTP connection on the client's leg (see ForwardedHttpTap)."""
+        if self._stopped or not data:
+            return
+        key = _forwarded_key(context.client)
+        live = self._live.get(key)
+        if live is None:
+            live = self._live[key] = _LiveConnection(self._next_id, context.client.id)
+            self._next_id += 1
+        if live.opened is None:
+            self._start(live, context.client, Server(address=_absolute_form_address(data)))
+        direction = Direction.CLIENT_TO_SERVER if from_client else Direction.SERVER_TO_CLIENT
+        self._record(DataChunk(live.connection_id, time.time(), direction, data))
 
     # -- traffic
 
@@ -684,3 +754,23 @@ def _is_relay_point(candidate: layer.Layer) -> bool:
     if isinstance(candidate, layers.HttpLayer):
         return candidate.mode is HTTPMode.transparent
     return type(candidate) is layers.TCPLayer and candidate.flow is not None
+
+
+def _forwarded_key(client: Client) -> str:
+    """The key of a forward proxy's plain-HTTP connection among the live ones (flow ids elsewhere)."""
+    return f"forwarded:{client.id}"
+
+
+def _absolute_form_address(data: bytes) -> tuple[str, int] | None:
+    """The host and port an absolute-form request line names (``GET http://host:port/path``), if it does."""
+    line = data.split(b"\r\n", 1)[0].split(b" ")
+    if len(line) < 2:
+        return None
+    target = urlsplit(line[1].decode("latin-1"))
+    if target.scheme not in ("http", "https") or not target.hostname:
+        return None
+    try:
+        port = target.port
+    except ValueError:
+        return None
+    return target.hostname, port or (443 if target.scheme == "https" else 80)

@@ -151,7 +151,7 @@ def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
     metavar="CLIENTS@RATE",
     callback=_fleet,
     help="Project each transport's measured costs per application message to a fleet, e.g. 10000@1/s "
-    "(clients @ application messages per client per s, min or h): wire bytes a day, requests a second, "
+    "(clients @ application messages each client receives from the server per s, min or h): wire bytes a day, requests a second, "
     "handshakes and TCP connects an hour, open connections.",
 )
 @click.option(
@@ -463,7 +463,7 @@ _NETWORK_EPILOG = "\b\nNetwork presets (--network):\n" + "\n".join(f"  {line}" f
     default="reverse",
     show_default=True,
     help="reverse: clients talk to the proxy as if it were the server. "
-    "regular: a forward proxy; CONNECT tunnels are inspected, plain-HTTP requests are not.",
+    "regular: a forward proxy; CONNECT tunnels are inspected, plain-HTTP requests counted on the client's leg.",
 )
 @click.option(
     "-p", "--listen-port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on."
@@ -479,7 +479,7 @@ _NETWORK_EPILOG = "\b\nNetwork presets (--network):\n" + "\n".join(f"  {line}" f
     "client its choice; TLS clients of a cleartext upstream are offered HTTP/1.1 only.",
 )
 @click.option("-w", "--write", metavar="CAPTURE", help="Record the raw traffic to this file (.rtcap).")
-@click.option("-q", "--quiet", is_flag=True, help="No live view and no summary; warnings and errors only.")
+@click.option("-q", "--quiet", is_flag=True, help="No live view; the summary on exit still prints.")
 @click.option("--report", metavar="FILE", help="Write the report to FILE on exit.")
 @click.option(
     "--report-format",
@@ -551,8 +551,10 @@ def proxy(
 
     In --mode regular (a forward proxy), CONNECT tunnels are inspected byte
     for byte, after TLS interception where the client starts TLS. Plain-HTTP
-    requests (GET http://...) are relayed by mitmproxy's HTTP layer and are
-    not inspected.
+    requests (GET http://...) go through mitmproxy's HTTP layer, which sends
+    them on in origin form with their heads written again: they are counted
+    on the client's leg, as the client sent and received them (the report
+    says so), and network conditions are not added to them.
 
     --network, --rtt, --jitter, --down and --up add delay and limit bandwidth
     on every connection, each direction on its own, without reordering or

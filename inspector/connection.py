@@ -412,12 +412,22 @@ class ConnectionAnalyzer:
         self._opened = replace(self._opened, reconstructed=True)
         at = self._fed[direction]
         reason = f"{missing:,} bytes missing from the packet capture at byte {at:,}; not parsed from there"
+        before = len(self._anomalies)
         websocket = self._websocket.websocket.get(direction) if self._websocket is not None else None
         if websocket is not None:
             websocket.stop(reason)
             self._websocket_events(self._websocket, direction, [])  # type: ignore[arg-type]
         else:
             self._http_events(self._http.stop(direction, reason, timestamp))
+        # A parser stops where the head, chunk line or frame that the hole cut begins:
+        # the reason says so when that is before the hole, so offset and reason agree.
+        for i in range(before, len(self._anomalies)):
+            anomaly = self._anomalies[i]
+            if anomaly.reason == reason and anomaly.offset < at:
+                cut = f"{missing:,} bytes missing from the packet capture at byte {at:,}, inside what began at byte "
+                self._anomalies[i] = replace(anomaly, reason=f"{cut}{anomaly.offset:,}; not parsed from there")
+                if websocket is not None and websocket.anomaly == anomaly:
+                    websocket.anomaly = self._anomalies[i]
 
     def close(self, timestamp: float, reason: str | None = None) -> ConnectionRecord:
         """The connection ended; finish every parser and return the record."""

@@ -75,6 +75,11 @@ LONGEST_HEAD = 16 * 1024 + 1
 #: The longest chunk-size line, and the longest trailer section, h11 accepts
 #: whatever the chunking: the same bound, for the same reason, as a head's.
 LONGEST_FRAMING = LONGEST_HEAD
+#: The most requests kept waiting for their responses (pipelined, unanswered). A
+#: request past them is not parsed, nor is anything after it in its direction:
+#: its bytes are counted as unparsed behind one anomaly, so a client that sends
+#: and a server that never answers cannot grow the queue without bound.
+PIPELINE_LIMIT = 1_000
 #: h11's words when it refuses a head, a chunk-size line or trailers for their length.
 _HEAD_TOO_LONG = "Receive buffer too long"
 #: h11's words for a chunk-size line that is not one.
@@ -326,6 +331,12 @@ class Http1Parser:
         events: list[HttpEvent] = []
         side = self._side(direction)
         if not (side.failed or side.switched or side.closed):
+            if side.conn is not None and side.fed > side.reported and side.at_chunk_boundary():
+                # The hole follows a whole chunk: what h11 holds is that chunk's CRLF, framing.
+                events.append(
+                    BodyData(direction, side.exchange, b"", side.fed - side.reported, False, False, timestamp)
+                )
+                side.reported = side.fed
             events.append(ParseFailure(Anomaly(direction, side.offset, reason)))
             self._stop(side, timestamp, events)
         return events
@@ -529,6 +540,11 @@ class Http1Parser:
         if event.method == b"PRI" and event.http_version.startswith(b"2"):
             side.reported -= size  # the preface is not a request: count it as unparsed
             self._fail(side, "HTTP/2 connection preface on an HTTP/1.1 connection", timestamp, events)
+            return True
+        if len(self._unanswered) >= PIPELINE_LIMIT:
+            side.reported -= size  # not followed: its head and every later request byte are unparsed
+            reason = f"over {PIPELINE_LIMIT:,} pipelined requests waiting for responses; requests not parsed from here"
+            self._fail(side, reason, timestamp, events)
             return True
         side.exchange = self._requests
         self._requests += 1

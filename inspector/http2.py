@@ -8,7 +8,13 @@ events of :mod:`inspector.http1` (a request head, response heads, body data,
 the end of each message) keyed by stream id, plus :class:`FrameBytes` for the
 frame bytes that are neither a head nor body data and :class:`StreamEnd` when a
 stream closes. The connection's own frames (the preface and everything on
-stream 0) come back as :class:`FrameBytes` without an exchange. A trailer
+stream 0) come back as :class:`FrameBytes` without an exchange, and so do the
+frames of a stream that is not open when they arrive: a PRIORITY frame naming a
+stream before the request that opens it (RFC 9113 lets a client send one for
+an idle stream), or a WINDOW_UPDATE or RST_STREAM after the stream has closed.
+They belong to no exchange, so they are counted in the connection's figures
+(the report's ``connection_bytes``), where Wireshark lists them under their
+stream id; the totals of every figure are the same either way. A trailer
 section also comes back as :class:`Trailers`, its fields only (its bytes are
 framing, in :class:`FrameBytes`).
 

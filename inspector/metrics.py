@@ -1,7 +1,10 @@
 """Prometheus metrics of what each transport cost, derived from the core's connection records.
 
-Labels are ``transport`` and ``direction`` only, so a proxy exports a fixed,
-small set of series (every transport is exported from the start, at zero).
+Labels are ``transport``, ``protocol`` (``http/1.1`` or ``h2``, the HTTP
+version the connection spoke) and ``direction`` only, so a proxy exports a
+fixed, small set of series (every transport with every protocol is exported
+from the start, at zero). ``sum by (transport)`` gives a transport's figures
+whatever the protocol.
 
 Counters must never go down, but a connection's transport can change as more
 traffic arrives: a path requested a second time turns the first request from
@@ -41,7 +44,7 @@ from prometheus_client.utils import floatToGoString
 
 from .classify import RouteTable
 from .connection import ConnectionRecord
-from .report import STREAMING, TRANSPORTS, Report, TransportSummary
+from .report import PROTOCOLS, STREAMING, TRANSPORTS, Report, TransportSummary
 from .summary import ReportBuilder
 from .wire import Category, Direction
 
@@ -98,11 +101,11 @@ class MetricsLedger:
     :meth:`update` takes the connections closed since the last update, in the
     order they closed, and a snapshot of each open connection; :meth:`families`
     returns the metrics as of the last update. What is kept is a few figures
-    per transport and the routes seen (which classify polls), never records.
+    per transport and protocol and the routes seen (which classify polls), never records.
     """
 
     def __init__(self) -> None:
-        self._settled = {name: _Settled() for name in TRANSPORTS}
+        self._settled = {(name, protocol): _Settled() for name in TRANSPORTS for protocol in PROTOCOLS}
         self._routes = RouteTable()
         self._open: Report = ReportBuilder().report()
 
@@ -125,30 +128,31 @@ class MetricsLedger:
 
     def _settle(self, records: Sequence[ConnectionRecord], routes: RouteTable) -> None:
         for name, summary in self._report(records, routes).transports.items():
-            self._settled[name].add(summary)
+            for protocol, part in summary.by_protocol.items():
+                self._settled[(name, protocol)].add(part)
         for record in records:
             for key, figures in record.totals.items():
                 if isinstance(key, str) and key in STREAMING:
                     for seconds in figures.handshake_duration.values():
-                        self._settled[key].observe_handshake(seconds)
+                        self._settled[(key, record.protocol)].observe_handshake(seconds)
 
     def families(self) -> list[Metric]:
         settled = self._settled
         families: list[Metric] = []
 
         def counter(name: str, documentation: str, value: Callable[[_Settled], int]) -> None:
-            family = CounterMetricFamily(name, documentation, labels=["transport"])
-            for transport, figures in settled.items():
-                family.add_metric([transport], value(figures))
+            family = CounterMetricFamily(name, documentation, labels=["transport", "protocol"])
+            for (transport, protocol), figures in settled.items():
+                family.add_metric([transport, protocol], value(figures))
             families.append(family)
 
         def counter_by_direction(
             name: str, documentation: str, value: Callable[[_Settled], dict[Direction, int]]
         ) -> None:
-            family = CounterMetricFamily(name, documentation, labels=["transport", "direction"])
-            for transport, figures in settled.items():
+            family = CounterMetricFamily(name, documentation, labels=["transport", "protocol", "direction"])
+            for (transport, protocol), figures in settled.items():
                 for direction in _DIRECTIONS:
-                    family.add_metric([transport, direction.value], value(figures)[direction])
+                    family.add_metric([transport, protocol, direction.value], value(figures)[direction])
             families.append(family)
 
         counter("rtinspect_connections", "Closed TCP connections, by the transport they used.", lambda s: s.connections)
@@ -184,38 +188,41 @@ class MetricsLedger:
         histogram = HistogramMetricFamily(
             "rtinspect_handshake_duration_seconds",
             "Seconds from a stream's request head to the response head that accepted it.",
-            labels=["transport"],
+            labels=["transport", "protocol"],
         )
-        for transport, figures in settled.items():
+        for (transport, protocol), figures in settled.items():
             cumulative, buckets = 0, []
             for bound, count in zip((*HANDSHAKE_BUCKETS, float("inf")), figures.handshake_buckets, strict=True):
                 cumulative += count
                 buckets.append((floatToGoString(bound), cumulative))
-            histogram.add_metric([transport], buckets, figures.handshake_seconds)
+            histogram.add_metric([transport, protocol], buckets, figures.handshake_seconds)
         families.append(histogram)
 
         open_summaries = self._open.transports
         connections = GaugeMetricFamily(
             "rtinspect_open_connections",
             "Connections open now, by the transport they use so far.",
-            labels=["transport"],
+            labels=["transport", "protocol"],
         )
         open_wire = GaugeMetricFamily(
             "rtinspect_open_wire_bytes",
             "Wire bytes so far on connections open now (not yet in rtinspect_wire_bytes_total).",
-            labels=["transport", "direction"],
+            labels=["transport", "protocol", "direction"],
         )
         open_messages = GaugeMetricFamily(
             "rtinspect_open_messages",
             "Messages so far on connections open now (not yet in rtinspect_messages_total).",
-            labels=["transport", "direction"],
+            labels=["transport", "protocol", "direction"],
         )
         for transport in TRANSPORTS:
-            summary = open_summaries.get(transport)
-            connections.add_metric([transport], summary.connections if summary else 0)
-            for direction in _DIRECTIONS:
-                open_wire.add_metric([transport, direction.value], summary.wire_bytes[direction] if summary else 0)
-                open_messages.add_metric([transport, direction.value], summary.messages[direction] if summary else 0)
+            whole = open_summaries.get(transport)
+            for protocol in PROTOCOLS:
+                summary = whole.by_protocol.get(protocol) if whole else None
+                connections.add_metric([transport, protocol], summary.connections if summary else 0)
+                for direction in _DIRECTIONS:
+                    labels = [transport, protocol, direction.value]
+                    open_wire.add_metric(labels, summary.wire_bytes[direction] if summary else 0)
+                    open_messages.add_metric(labels, summary.messages[direction] if summary else 0)
         families += [connections, open_wire, open_messages]
 
         relayed = CounterMetricFamily(

@@ -1,17 +1,21 @@
 """What a fleet would cost: the measured traffic's costs projected to many clients.
 
 ``rtinspect report --project 10000@1/s`` asks what 10,000 clients, each
-receiving one application message a second, would cost a day with each
-transport. It is a projection from the measured traffic, not a measurement,
-and says so with its assumptions (:data:`ASSUMPTIONS`):
+receiving one application message a second from the server, would cost a day
+with each transport. The rate counts the server's messages only: the measured
+traffic's bytes, both directions', are divided by the application messages the
+server sent, so what a client sends (a WebSocket client's own messages) is part
+of the cost of what it receives, as it would be in the fleet. It is a
+projection from the measured traffic, not a measurement, and says so with its
+assumptions (:data:`ASSUMPTIONS`):
 
 - every client opens one connection a day and keeps it (its stream, its held
   long poll, or the keep-alive connection it polls on), so a day has one TCP
   connect and, for a streaming transport, one handshake per client;
-- everything else costs, per application message, what it cost in the
-  measured traffic: a stream's wire bytes besides its handshake, and a poll's
-  whole exchange, heads included, with polls as frequent per message as
-  measured (empty ones included).
+- everything else costs, per application message from the server, what it
+  cost in the measured traffic: a stream's wire bytes besides its handshake,
+  and a poll's whole exchange, heads included, with polls as frequent per
+  message as measured (empty ones included).
 """
 
 from __future__ import annotations
@@ -29,15 +33,16 @@ _FLEET = re.compile(r"^\s*(?P<clients>[\d_,]+)\s*@\s*(?P<count>[\d.]+)\s*/\s*(?P
 ASSUMPTIONS = (
     "Every client opens one connection a day and keeps it (its stream, its held long poll, or the keep-alive "
     "connection it polls on): one TCP connect a day and, for a streaming transport, one handshake.",
-    "Everything else costs, per application message, what it cost in the measured traffic: a stream's wire bytes "
-    "besides its handshake; a poll's whole exchange, with polls as frequent per message as measured.",
+    "Everything else costs, per application message from the server, what it cost in the measured traffic (both "
+    "directions' bytes, the client's messages included): a stream's wire bytes besides its handshake; a poll's "
+    "whole exchange, with polls as frequent per message as measured.",
     "TLS record overhead, TCP/IP headers and TLS handshakes are not in the wire bytes.",
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Fleet:
-    """How many clients, and how many application messages each receives per second."""
+    """How many clients, and how many application messages each receives from the server per second."""
 
     clients: int
     messages_per_second: float
@@ -58,11 +63,12 @@ class Fleet:
         return cls(clients, count / _UNITS[match["unit"]])
 
     def __str__(self) -> str:
-        return f"{self.clients:,} clients at {self.messages_per_second:g} application messages/s each"
+        return f"{self.clients:,} clients each receiving {self.messages_per_second:g} application messages/s from the server"
 
 
 def _project(summary: TransportSummary, fleet: Fleet) -> TransportProjection | None:
-    messages = summary.app_messages.total
+    # The rate is of messages received: the server's. What the client sent is part of their cost.
+    messages = summary.app_messages.server_to_client
     if not messages:
         return None
     clients = fleet.clients
@@ -88,7 +94,7 @@ def _project(summary: TransportSummary, fleet: Fleet) -> TransportProjection | N
 
 
 def project(report: Report, fleet: Fleet) -> Projection:
-    """The fleet's costs with each transport that delivered application messages."""
+    """The fleet's costs with each transport whose server delivered application messages."""
     projected = {name: _project(summary, fleet) for name, summary in report.transports.items()}
     return Projection(
         clients=fleet.clients,

@@ -91,6 +91,7 @@ class ProxySettings:
     #: (TLS clients of a cleartext upstream get HTTP/1.1: see RtInspect.tls_start_client).
     http1_only: bool = False
     write: str | None = None
+    #: No live view (what the proxy listens on and the summary on exit still print).
     quiet: bool = False
     report: str | None = None
     report_format: str | None = None
@@ -298,7 +299,7 @@ class _ProxyRun:
             loop.add_signal_handler(signum, waiting.cancel)
         try:
             done, _ = await asyncio.wait([waiting], timeout=_PATIENCE)
-            if not done and not self.settings.quiet:
+            if not done:
                 self.err.print(
                     "waiting for the analyser process to catch up; Ctrl-C again reads the figures from the capture",
                     highlight=False,
@@ -362,8 +363,6 @@ class _ProxyRun:
             logger.warning(f"serving metrics on {address}: the metrics are reachable from the network")
         if settings.upstream and not await _reachable(upstream_origin(settings.upstream)):
             logger.warning(f"upstream {settings.upstream} is not reachable now; serving anyway")
-        if settings.quiet:
-            return
         scheme = "https" if settings.listen_tls else "http"
         target = upstream_origin(settings.upstream) if settings.upstream else "forward proxy"
         self.out.print(f"rtinspect: {scheme}://{_listen_address(proxy)} → {target}", highlight=False)
@@ -398,18 +397,16 @@ class _ProxyRun:
         settings = self.settings
         if report is None:
             return
-        if not settings.quiet:
-            self.out.print(*table_renderables(report))
-            if settings.write:
-                self.out.print(f"capture written to {settings.write}", highlight=False)
+        self.out.print(*table_renderables(report))
+        if settings.write:
+            self.out.print(f"capture written to {settings.write}", highlight=False)
         if settings.report:
             fmt = report_format_for(settings.report, settings.report_format)
             try:
                 Path(settings.report).write_text(render(report, fmt), encoding="utf-8")
             except OSError as e:
                 raise ProxyError(f"cannot write report {settings.report}: {e.strerror or e}") from None
-            if not settings.quiet:
-                self.out.print(f"report written to {settings.report}", highlight=False)
+            self.out.print(f"report written to {settings.report}", highlight=False)
 
 
 def network_options(network: NetworkConditions) -> dict[str, str | None]:

@@ -87,7 +87,9 @@ class Http2Figures:
     ``frames`` counts frames by type name ("DATA", "HEADERS", ...), for each
     direction. The byte figures are explained in
     :class:`~inspector.http2.Http2Counts`. ``connection_bytes`` are the bytes of
-    HTTP/2 connections outside every stream (the preface, stream 0's frames):
+    HTTP/2 connections outside every stream (the preface, stream 0's frames, and
+    frames on a stream not open when they came, such as a PRIORITY frame sent
+    before its stream's request; see :mod:`inspector.http2`):
     for a transport, the share it was attributed; for the whole report, all of
     them. A transport's frame figures cover its streams' frames only; the
     report's cover every frame.
@@ -258,7 +260,7 @@ class TransportProjection:
 @dataclass(frozen=True, slots=True)
 class Projection:
     """What ``clients`` clients, each receiving ``messages_per_second`` application
-    messages, would cost with each transport: a projection from the measured
+    messages from the server, would cost with each transport: a projection from the measured
     traffic, under its ``assumptions``."""
 
     clients: int

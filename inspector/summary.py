@@ -66,6 +66,13 @@ POLL_MESSAGE_NOTE = (
     "A poll's message is a response that carried data; one response can carry several application messages "
     "(the items of a JSON array), which are counted apart as app_messages."
 )
+#: Said of the connections a forward proxy served plain HTTP on (absolute-form requests).
+FORWARDED_NOTE = (
+    "{count} through the forward proxy sent plain-HTTP requests in absolute form (GET http://host/path): "
+    "they are counted as the client sent them, and as the proxy answered the client. The proxy's HTTP layer "
+    "sent each request on to its server in origin form (GET /path, the scheme and host taken off the request "
+    "line), its head written again and chunked bodies chunked again, so the server's leg was not these bytes."
+)
 ESTIMATE_NOTE = "Percentiles marked ~ are estimated from a uniform sample; counts, totals, means and maxima are exact."
 TIMELINE_POINTS = 4000
 #: Connections a report lists; every connection is in the transports' figures.
@@ -419,6 +426,8 @@ class ReportBuilder:
         #: Listed connections with their place in the order they were added.
         self._listed: list[tuple[int, ConnectionSummary]] = []
         self.connection_count = 0
+        #: Connections a forward proxy served plain HTTP on (see FORWARDED_NOTE).
+        self.forwarded = 0
         self.started_at: float | None = None
         self.ended_at: float | None = None
         #: Application sessions by protocol and the protocol's own id, and the id the report gives each.
@@ -474,6 +483,8 @@ class ReportBuilder:
         place = self.connection_count
         self.connection_count += 1
         session = self._add_session(record)
+        if _forwarded(record):
+            self.forwarded += 1
         self._span(record.opened.timestamp, record.closed_at)
         refused = set() if self._fixed_routes else self._routes.add(record.routes)
         protocol = record.protocol
@@ -585,6 +596,7 @@ class ReportBuilder:
         twin._sessions = {key: session.copy() for key, session in self._sessions.items()}
         twin._session_ids = dict(self._session_ids)
         twin._sessions_untracked = self._sessions_untracked
+        twin.forwarded = self.forwarded
         return twin
 
     def snapshot(self, open_records: Iterable[ConnectionRecord] = (), **report: object) -> Report:
@@ -632,6 +644,9 @@ class ReportBuilder:
             report_notes.append(POLL_MESSAGE_NOTE)
         if any(_estimated(summary) for summary in transports.values()):
             report_notes.append(ESTIMATE_NOTE)
+        if self.forwarded:
+            connections = "1 connection" if self.forwarded == 1 else f"{self.forwarded:,} connections"
+            report_notes.append(FORWARDED_NOTE.format(count=connections))
         if self._routes.untracked:
             report_notes.append(
                 f"{self._routes.untracked:,} requests went to paths beyond the {CONNECTION_ROUTE_LIMIT:,} distinct "
@@ -670,6 +685,13 @@ class ReportBuilder:
             http2=http2_figures(self._http2, self._http2_connection_bytes) if self._http2 is not None else None,
             sessions={name: sessions_summary(sessions[name]) for name in sorted(sessions)},
         )
+
+
+def _forwarded(record: ConnectionRecord) -> bool:
+    """Whether a forward proxy served plain HTTP on the connection: its requests are in absolute form."""
+    return record.opened.mode.startswith("regular") and any(
+        target.startswith(("http://", "https://")) for target in record.targets
+    )
 
 
 def build_report(

@@ -774,8 +774,9 @@ class H2WebSocket:
 
 
 #: What :func:`serve_h2` answers: ``/plain``; ``/echo`` (the request body); ``/stream?count=N``
-#: (N DATA frames, one write each); ``/padded`` (DATA frames with padding); ``/big-headers``
-#: (a response head larger than a frame, so it takes CONTINUATION frames).
+#: (N DATA frames, one write each); ``/padded`` (DATA frames with padding); ``/padded-head``
+#: (a whole response in one padded HEADERS frame); ``/big-headers`` (a response head larger
+#: than a frame, so it takes CONTINUATION frames).
 H2_PLAIN_BODY = b"hello, wire\n" * 20
 
 
@@ -838,9 +839,22 @@ class _H2Server(_H2Endpoint):
                 self.send_data(stream_id, b"more", pad_length=0, end_stream=True)
             case "/big-headers":
                 self.h2.send_headers(stream_id, [*ok, (b"x-big", b"b" * 30000)], end_stream=True)
+            case "/padded-head":
+                self.send_padded_headers(stream_id, ok, pad_length=5)
             case _:
                 self.h2.send_headers(stream_id, [(b":status", b"404")], end_stream=True)
         self.flush()
+
+    def send_padded_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], pad_length: int) -> None:
+        """A whole response in one HEADERS frame with ``pad_length`` bytes of padding (h2 sends
+        no padded HEADERS itself): h2 builds the frame, with its state and HPACK encoder, and
+        the padding is added before the frame is sent."""
+        stream = self.h2._get_or_create_stream(stream_id, h2.connection.AllowedStreamIDs(False))
+        frames = stream.send_headers(headers, self.h2.encoder, end_stream=True)
+        (head,) = frames
+        head.flags.add("PADDED")
+        head.pad_length = pad_length  # type: ignore[attr-defined]
+        self.h2._prepare_for_sending(frames)
 
 
 # -- the proxy

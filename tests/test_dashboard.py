@@ -177,7 +177,10 @@ def exported(app_server: AppServer, confdir: Path, tmp_path_factory: pytest.Temp
         def scrape() -> str:
             return httpx.get(f"http://{LOOPBACK}:{metrics_port}/metrics", timeout=DEADLINE).text
 
-        wait_until(lambda: 'rtinspect_connections_total{transport="sse"} 1.0' in scrape(), "three closed connections")
+        wait_until(
+            lambda: 'rtinspect_connections_total{protocol="http/1.1",transport="sse"} 1.0' in scrape(),
+            "three closed connections",
+        )
         text = scrape()
         assert proxy.stop() == 0, proxy.stderr
     labels: dict[str, set[str]] = {}
@@ -217,6 +220,10 @@ def test_the_dashboard_shows_cost_per_message_overhead_connections_and_anomalies
     assert any("rtinspect_open_connections" in e for e in queried.values())
     assert any("rtinspect_connections_total" in e for e in queried.values())
     assert any("rtinspect_anomalies_total" in e for e in queried.values())
+    # The HTTP version can be chosen wherever the transport can.
+    assert "protocol" in variables()
+    for title, expr in queried.items():
+        assert ('transport=~"$transport"' in expr) == ('protocol=~"$protocol"' in expr), title
 
 
 def test_the_dashboard_is_one_grafana_can_import() -> None:
@@ -359,4 +366,6 @@ def test_prometheus_answers_every_dashboard_query_from_a_real_proxy(
             assert values and (expected is None or set(values) == expected), (name, values)
             if name == "transport":
                 assert {"websocket", "sse", "short_poll", "long_poll", "http", "http_stream"} <= set(values)
+            if name == "protocol":
+                assert set(values) == {"http/1.1", "h2"}
         assert proxy.stop() == 0, proxy.stderr

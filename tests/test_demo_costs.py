@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from oracles import ORACLE_MISSING
 from servers import run_rtinspect
 from websockets.asyncio.client import connect as websocket_connect
 
@@ -39,13 +41,17 @@ CLIENTS = 20
 COUNT = 20
 RATE = 50.0
 REPORT_NAMES = {"websocket", "sse", "http_stream", "long_poll", "short_poll"}
-needs_proc = pytest.mark.skipif(not available(), reason="process figures are read from Linux's /proc")
+#: A missing /proc is a missing oracle: RTINSPECT_REQUIRE_ORACLES=1 fails the run instead of skipping.
+needs_proc = pytest.mark.skipif(
+    not available(), reason=f"Linux's /proc, which process figures are read from, {ORACLE_MISSING}"
+)
 
 
 @pytest.fixture(scope="module")
 def clients_run(tmp_path_factory: pytest.TempPathFactory, confdir: Path) -> dict[str, Any]:
     """One ``rtinspect demo --clients 20`` run: its output, clients.json and report.json."""
     output = tmp_path_factory.mktemp("demo-clients") / "demo"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = run_rtinspect(
         "demo",
         "--clients",
@@ -63,8 +69,11 @@ def clients_run(tmp_path_factory: pytest.TempPathFactory, confdir: Path) -> dict
         timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "done": done,
+        # What the kernel says the demo and every process it waited for used, from outside /proc.
+        "children_cpu_ms": 1000 * sum(getattr(after, f) - getattr(before, f) for f in ("ru_utime", "ru_stime")),
         "output": output,
         "clients": json.loads((output / "clients.json").read_text()),
         "report": json.loads((output / "report.json").read_text()),
@@ -99,6 +108,11 @@ def test_every_client_got_every_message_and_the_server_handled_what_they_sent(cl
             assert figures["rss_per_connection_bytes"] == pytest.approx(growth / figures["connections_held"], abs=1)
         # The proxy is the relay and its analyser.
         assert set(proxy["cpu_ms_by_process"]) <= {"relay", "analyser"}, proxy
+    # The server's and the proxy's CPU time, read from /proc while the feed ran, is part of what the
+    # kernel accounted to the demo's whole tree when it was waited for (17 s in all, 1.1 s of it
+    # the servers' and proxies' during the feed, on a loaded 2-core machine).
+    measured_cpu = sum(t[who]["cpu_ms"] for t in clients["transports"].values() for who in ("server", "proxy"))
+    assert 0 < measured_cpu <= clients_run["children_cpu_ms"], (measured_cpu, clients_run["children_cpu_ms"])
     # Each push client held its connection from before the feed started until it ended.
     for name in ("websocket", "sse", "http_stream"):
         assert clients["transports"][name]["server"]["connections_held"] == CLIENTS, name
@@ -248,15 +262,34 @@ def test_the_analyser_is_counted_until_it_exits() -> None:
     assert without.cpu_ms_by_process == {"relay": pytest.approx(200.0), "analyser": pytest.approx(200.0)}
 
 
+#: A child that burns CPU itself and in a grandchild it waits for.
+BURNER = (
+    "import subprocess, sys; sum(range(10**7)); subprocess.run([sys.executable, '-c', 'sum(range(10**7))'], check=True)"
+)
+
+
 @needs_proc
 def test_an_exited_child_is_read_before_it_is_waited_for() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "sum(range(10**6))"])
+    """Its CPU time as /proc gives it, its own and its waited-for grandchild's, is what the
+    kernel's rusage of the child says when it is waited for."""
+    child = subprocess.Popen([sys.executable, "-c", BURNER])
     try:
-        final = final_sample(child.pid, timeout=20)
+        final = final_sample(child.pid, timeout=60)
     finally:
-        child.wait(20)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    assert child.returncode == 0
     assert final is not None and final.pid == child.pid and final.rss_bytes == 0
+    assert final.own_cpu_seconds > 0.1 and final.reaped_cpu_seconds > 0.1, final
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    assert final.cpu_seconds == pytest.approx(usage.ru_utime + usage.ru_stime, abs=4 * tick), usage
     assert final_sample(child.pid, timeout=1) is None  # waited for: gone
+
+
+def test_a_missing_proc_is_a_missing_oracle() -> None:
+    """Where /proc is missing the process tests skip as an oracle does, so that a run that
+    requires its oracles (RTINSPECT_REQUIRE_ORACLES=1) fails rather than passes without them."""
+    assert ORACLE_MISSING in needs_proc.mark.kwargs["reason"]
 
 
 @needs_proc

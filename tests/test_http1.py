@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from inspector.capture import ConnectionOpened
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
-from inspector.events import BodyData, HttpEvent, ParseFailure, ProtocolSwitch, ResponseHead
-from inspector.http1 import LONGEST_FRAMING, LONGEST_HEAD, Http1Parser
+from inspector.events import BodyData, HttpEvent, ParseFailure, ProtocolSwitch, ResponseHead, Unparsed
+from inspector.http1 import LONGEST_FRAMING, LONGEST_HEAD, PIPELINE_LIMIT, Http1Parser
 from inspector.wire import Category, Direction
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -340,6 +342,46 @@ def test_a_hole_in_a_response_stops_that_direction_behind_one_anomaly() -> None:
     assert record.wire_bytes(S2C) == len(head) + 3 + 3 + len(b"HTTP/1.1 204 No Content\r\n\r\n")
 
 
+def test_a_hole_after_a_whole_chunk_leaves_its_crlf_framing_and_the_anomaly_at_the_hole() -> None:
+    """An SSE stream whose capture lost bytes just after a chunk: h11 holds that chunk's CRLF until the
+    next size line, but it is the chunk's framing, and the hole, not the CRLF, is where parsing stops."""
+    request = b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunk = b"d\r\ndata: hello\n\n\r\n"
+    analyzer = ConnectionAnalyzer(OPENED)
+    analyzer.feed(C2S, request, 0.0)
+    analyzer.feed(S2C, head + chunk, 1.0)
+    at = len(head) + len(chunk)
+    analyzer.gap(S2C, 18, 2.0)
+    after = b"data: again\n\n\r\n0\r\n\r\n"
+    analyzer.feed(S2C, after, 3.0)
+    record = analyzer.close(4.0, "server closed")
+    (anomaly,) = record.anomalies
+    assert anomaly.offset == at
+    assert anomaly.reason == f"18 bytes missing from the packet capture at byte {at}; not parsed from there"
+    account = record.account(S2C)
+    assert account[Category.CHUNK_FRAMING] == len(b"d\r\n") + len(b"\r\n")
+    assert account[Category.UNPARSED] == len(after)
+    assert record.wire_bytes(S2C) == len(head) + len(chunk) + len(after)
+
+
+def test_a_hole_inside_a_head_says_where_the_head_began() -> None:
+    """The anomaly is where parsing stopped (the start of the head the hole cut), and its reason
+    says so beside where the hole is."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    analyzer = ConnectionAnalyzer(OPENED)
+    analyzer.feed(C2S, request, 0.0)
+    analyzer.feed(S2C, b"HTTP/1.1 200 OK\r\nContent-", 1.0)
+    analyzer.gap(S2C, 10, 2.0)
+    analyzer.feed(S2C, b"Length: 0\r\n\r\n", 3.0)
+    record = analyzer.close(4.0, "server closed")
+    (anomaly,) = record.anomalies
+    assert anomaly.offset == 0
+    assert anomaly.reason == (
+        "10 bytes missing from the packet capture at byte 25, inside what began at byte 0; not parsed from there"
+    )
+
+
 def test_responses_no_request_can_answer_are_not_held() -> None:
     """Once the request direction has stopped, response bytes that have no request fail at once
     (counted as unparsed while the connection is open), instead of waiting for one to the end."""
@@ -352,3 +394,46 @@ def test_responses_no_request_can_answer_are_not_held() -> None:
     assert analyzer.snapshot().account(S2C)[Category.UNPARSED] == len(late)
     record = analyzer.close(4.0, "client closed")
     assert [a.reason for a in record.anomalies if a.direction is S2C] == ["response bytes with no request to answer"]
+
+
+PIPELINED = b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_pipelined_requests_never_answered_stop_at_a_bound_and_every_byte_is_counted() -> None:
+    """A client that pipelines and a server that never answers: the parser keeps at most
+    PIPELINE_LIMIT requests waiting, flags the first past them once, and counts the rest as unparsed.
+    The responses that do come answer the requests kept, in order."""
+    parser = Http1Parser()
+    events: list[HttpEvent] = []
+    extra = 500
+    for i in range(PIPELINE_LIMIT + extra):
+        events += parser.feed(C2S, PIPELINED, float(i))
+    assert len(parser._unanswered) == PIPELINE_LIMIT
+    (failure,) = [e for e in events if isinstance(e, ParseFailure)]
+    assert failure.anomaly.direction is C2S and failure.anomaly.offset == PIPELINE_LIMIT * len(PIPELINED)
+    assert "over 1,000 pipelined requests waiting for responses" in failure.anomaly.reason
+    assert sum(e.size for e in events if isinstance(e, Unparsed)) == extra * len(PIPELINED)
+    answered = parser.feed(S2C, b"HTTP/1.1 204 No Content\r\n\r\n" * PIPELINE_LIMIT, 1e4)
+    assert [e.exchange for e in answered if isinstance(e, ResponseHead)] == list(range(PIPELINE_LIMIT))
+    assert not parser._unanswered
+
+
+def _peak_memory_of_pipelining(requests: int) -> tuple[int, ConnectionRecord]:
+    tracemalloc.start()
+    try:
+        analyzer = ConnectionAnalyzer(OPENED)
+        for i in range(requests):
+            analyzer.feed(C2S, PIPELINED, i * 1e-3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak, analyzer.close(1e3, "client closed")
+
+
+def test_the_memory_of_unanswered_pipelining_does_not_grow_with_the_requests() -> None:
+    # Unbounded, 8,000 more requests kept about 26 MB more (some 3 KB each); bounded, the same.
+    (few, _), (many, record) = _peak_memory_of_pipelining(2 * PIPELINE_LIMIT), _peak_memory_of_pipelining(10_000)
+    assert many - few < 1_000_000, (few, many)
+    assert record.wire_bytes(C2S) == 10_000 * len(PIPELINED)
+    assert record.account(C2S)[Category.UNPARSED] == (10_000 - PIPELINE_LIMIT) * len(PIPELINED)
+    assert len(record.anomalies) == 1

@@ -40,7 +40,7 @@ from websockets.sync.client import connect as websocket_connect
 from inspector.classify import Classifier, TransportRule
 from inspector.metrics import MetricsLedger
 from inspector.replay import analyze_captures, report_from_captures
-from inspector.report import TRANSPORTS, PerDirection, Report
+from inspector.report import PROTOCOLS, TRANSPORTS, PerDirection, Report
 from inspector.wire import Direction
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -67,8 +67,18 @@ def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     return name, tuple(sorted(labels.items()))
 
 
-def parse(text: str) -> Samples:
+def parse_by_protocol(text: str) -> Samples:
+    """Every sample as exported, its protocol label included."""
     return {key(s.name, **s.labels): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def parse(text: str) -> Samples:
+    """The samples summed over the protocol label (PromQL's ``sum without (protocol)``)."""
+    samples: Samples = {}
+    for (name, labels), value in parse_by_protocol(text).items():
+        whatever_protocol = key(name, **{label: v for label, v in labels if label != "protocol"})
+        samples[whatever_protocol] = samples.get(whatever_protocol, 0.0) + value
+    return samples
 
 
 def scrape(port: int) -> Samples:
@@ -159,6 +169,34 @@ def test_the_ledger_of_a_recording_relays_the_bytes_tshark_finds() -> None:
         relayed = samples[key("rtinspect_relayed_bytes_total", direction=d.value)]
         wire = sum(samples[key("rtinspect_wire_bytes_total", transport=t, direction=d.value)] for t in TRANSPORTS)
         assert relayed == wire == sum(s.tcp_len[d] for s in streams), d
+
+
+def test_each_series_has_the_protocol_its_connections_spoke() -> None:
+    """HTTP/1.1 and h2 recordings of the same SSE traffic, counted together: each protocol's
+    series are the report's figures for that protocol's connections, and both are exported."""
+    captures = [RECORDINGS / "sse.rtcap", RECORDINGS / "http2" / "h2_sse.rtcap"]
+    ledger = MetricsLedger()
+    ledger.update(analyze_captures(captures).records, ())
+    text = _exposition(ledger)
+    samples = parse_by_protocol(text)
+    sse = report_from_captures(captures).transport("sse")
+    assert set(sse.by_protocol) == set(PROTOCOLS)
+    for protocol, summary in sse.by_protocol.items():
+        labels = {"transport": "sse", "protocol": protocol}
+        assert samples[key("rtinspect_connections_total", **labels)] == summary.connections > 0
+        assert samples[key("rtinspect_handshakes_total", **labels)] == summary.handshakes > 0
+        count = summary.handshake_duration.count if summary.handshake_duration else 0
+        assert samples[key("rtinspect_handshake_duration_seconds_count", **labels)] == count
+        for d in Direction:
+            for name, figure in BY_DIRECTION.items():
+                assert samples[key(name, **labels, direction=d.value)] == figure(summary, d), (name, protocol, d)
+            assert samples[key("rtinspect_wire_bytes_total", **labels, direction=d.value)] > 0
+    assert 'rtinspect_wire_bytes_total{direction="server_to_client",protocol="h2",transport="sse"}' in text
+    # Every transport with every protocol is exported, at zero where nothing used it.
+    for transport in TRANSPORTS:
+        for protocol in PROTOCOLS:
+            assert key("rtinspect_open_connections", transport=transport, protocol=protocol) in samples
+            assert key("rtinspect_connections_total", transport=transport, protocol=protocol) in samples
 
 
 def _exposition(ledger: MetricsLedger) -> str:

@@ -24,6 +24,7 @@ import functools
 import itertools
 import json
 import random
+import re
 import struct
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -358,6 +359,10 @@ def test_each_parser_stops_its_direction_at_a_hole(name: str, tmp_path: Path) ->
     assert cut.reconstructed and [c.id for c in lossy.connections if c.reconstructed] == [cut.id]
     assert cut.wire_bytes == PerDirection(before.wire_bytes.client_to_server, before.wire_bytes.server_to_client - lost)
     assert [a.direction for a in cut.anomalies if "missing from the packet capture" in a.reason] == [S2C]
+    # The anomaly's offset is the byte its reason names as where parsing stopped.
+    (hole,) = [a for a in cut.anomalies if "missing from the packet capture" in a.reason]
+    stopped = re.search(r"(?:began|at) byte ([\d,]+); not parsed from there", hole.reason)
+    assert stopped is not None and int(stopped.group(1).replace(",", "")) == hole.offset, hole
     for summary in lossy.transports.values():
         for direction in Direction:
             assert sum(split[direction] for split in summary.categories.values()) == summary.wire_bytes[direction]

@@ -59,6 +59,26 @@ def test_a_polling_projection_by_hand() -> None:
     assert half["requests_per_second"] == pytest.approx(11_000)
 
 
+def test_the_rate_counts_the_messages_the_server_sends() -> None:
+    # The permessage-deflate WebSocket recording: its clients send 8 application messages and receive 20.
+    # 8,892 wire bytes (3,482 + 5,410), 2 handshakes of 1,051 B in all. The fleet's rate is of messages
+    # received, so the cost per message is (8,892 - 1,051) / 20 = 392.05 B, the client's messages included;
+    # dividing by all 28 messages would make it 280 B, 29 % cheaper than what a received message costs.
+    # A day of 10,000 clients at 1/s: 10,000 x 86,400 x 392.05 + 10,000 handshakes of 525.5 B.
+    projection = projected("websocket_deflate", "10000@1/s")
+    assert projection["app_messages_direction"] == "server_to_client"
+    websocket = projection["transports"]["websocket"]
+    assert websocket["wire_bytes_per_day"] == pytest.approx(10_000 * 86_400 * 392.05 + 10_000 * 525.5)
+    assert websocket["wire_bytes_per_day"] == pytest.approx(338_736_455_000)
+    # The rendered text says which direction the rate counts.
+    for fmt in ("table", "markdown", "html"):
+        capture = str(RECORDINGS / "websocket_deflate.rtcap")
+        result = CliRunner().invoke(rtinspect, ["report", capture, "-f", fmt, "--project", "10000@1/s"])
+        assert result.exit_code == 0, result.output
+        assert "each receiving 1 application messages/s from the server" in " ".join(result.output.split()), fmt
+        assert "per application message from the server" in " ".join(result.output.split()), fmt
+
+
 def test_every_rendering_shows_the_projection_and_its_assumptions() -> None:
     capture = str(RECORDINGS / "mixed.rtcap")
     for fmt, marks in [

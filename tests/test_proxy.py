@@ -9,10 +9,12 @@ capture.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,9 @@ from servers import (
 from websockets.sync.client import connect as websocket_connect
 
 from inspector.capture import ConnectionClosed, ConnectionOpened, DataChunk, read_capture
+from inspector.render.json import report_to_dict
+from inspector.replay import report_from_captures
+from inspector.report import PerDirection
 from inspector.wire import Direction
 
 Streams = tuple[bytes, bytes]
@@ -323,6 +328,70 @@ def test_sigterm_prints_the_summary_and_closes_the_capture(
     assert websocket.closed is not None and websocket.closed.reason == "proxy stopped"
 
 
+def test_quiet_turns_off_the_live_view_only(app_server: AppServer, confdir: Path, tmp_path: Path) -> None:
+    capture = tmp_path / "quiet.rtcap"
+    report = tmp_path / "quiet.json"
+    with running_proxy(app_server.url, "--report", str(report), confdir=confdir, capture=capture, quiet=True) as proxy:
+        with httpx.Client(timeout=DEADLINE) as client:
+            assert client.get(f"{proxy.url}/plain").status_code == 200
+        assert proxy.stop(signal.SIGTERM) == 0, proxy.stderr
+    assert "-q" in proxy.process.args  # type: ignore[operator]
+    assert f"rtinspect: http://{LOOPBACK}:{proxy.port}" in proxy.stdout
+    assert "Transports" in proxy.stdout and "http" in proxy.stdout
+    assert f"capture written to {capture}" in proxy.stdout
+    assert f"report written to {report}" in proxy.stdout
+
+
+@pytest.mark.parametrize("analysis", ["process", "inline"])
+def test_a_forward_proxy_counts_plain_http_as_the_client_sent_it(
+    app_server: AppServer, confdir: Path, tmp_path: Path, analysis: str
+) -> None:
+    """``--mode regular`` with httpx configured to use the proxy: plain-HTTP SSE and polls in
+    absolute form are counted byte for byte as they were on the client's leg (a relay between the
+    client and the proxy records them), the SSE events reach the client as they are sent, and the
+    report says what the proxy changed on the server's leg."""
+    capture = tmp_path / "forward.rtcap"
+    arguments = ("--mode", "regular", "--analysis", analysis, "--report", str(tmp_path / "forward.json"))
+    with running_proxy(None, *arguments, confdir=confdir, capture=capture) as proxy:
+        with RecordingRelay(proxy.port) as client_side:
+            through = {"proxy": client_side.url(), "timeout": DEADLINE, "trust_env": False}
+            with httpx.Client(**through) as client:  # type: ignore[arg-type]
+                started = time.monotonic()
+                # The stream ends 6 s after its first event: buffered by the proxy, nothing comes before then.
+                with client.stream("GET", f"{app_server.url}/sse?count=3&interval=2") as response:
+                    assert response.headers["content-type"].startswith("text/event-stream")
+                    lines = response.iter_lines()
+                    while next(lines) != "data: message 0":
+                        pass
+                    assert time.monotonic() - started < 3.0, "the first event waited for the stream's end"
+                    assert "".join(f"{line}\n" for line in lines).count("data: message") == 2
+            with httpx.Client(**through) as client:  # type: ignore[arg-type]
+                for _ in range(3):
+                    assert client.get(f"{app_server.url}/poll", params={"count": 1}).json() == {
+                        "messages": ["message 0"]
+                    }
+            relayed = carried(client_side.wait_finished(2))
+            assert proxy.stop() == 0, proxy.stderr
+    assert [c.streams for c in captured(capture)] == relayed
+    sse, polls = relayed
+    assert sse[0].startswith(f"GET {app_server.url}/sse?count=3&interval=2 HTTP/1.1\r\n".encode())
+    assert polls[0].count(f"GET {app_server.url}/poll?count=1 HTTP/1.1\r\n".encode()) == 3
+    report = report_from_captures([capture])
+    assert [c.server for c in report.connections] == [f"{LOOPBACK}:{app_server.port}"] * 2
+    assert report.transport("sse").connections == report.transport("short_poll").connections == 1
+    assert report.transport("sse").messages.server_to_client == 3
+    assert report.transport("short_poll").messages.server_to_client == 3
+    wire = report.transport("sse").wire_bytes + report.transport("short_poll").wire_bytes
+    assert wire == PerDirection(len(sse[0]) + len(polls[0]), len(sse[1]) + len(polls[1]))
+    (note,) = [n for n in report.notes if "through the forward proxy" in n]
+    assert note.startswith("2 connections through the forward proxy sent plain-HTTP requests in absolute form")
+    assert "origin form (GET /path" in note
+    # The proxy's own report at exit, made as the traffic was relayed, is the capture's.
+    at_exit = json.loads((tmp_path / "forward.json").read_text())
+    assert at_exit["transports"]["sse"]["wire_bytes"] == report_to_dict(report)["transports"]["sse"]["wire_bytes"]
+    assert note in at_exit["notes"]
+
+
 # -- user mistakes
 
 
@@ -402,4 +471,4 @@ def test_help_shows_examples() -> None:
     result = run_rtinspect("proxy", "--help")
     assert result.returncode == 0
     assert "rtinspect proxy http://127.0.0.1:8000 -w chat.rtcap" in result.stdout
-    assert "not inspected" in result.stdout
+    assert "counted on the client's leg" in " ".join(result.stdout.split())

@@ -257,13 +257,19 @@ def test_an_upstream_that_speaks_first_waits_for_the_client(confdir: Path, tmp_p
 
 def h2_conversation(client: H2Client) -> None:
     """Requests of every shape serve_h2 answers, on one connection: a body beyond the
-    initial flow-control window (WINDOW_UPDATE), a stream of DATA frames, padding,
-    a response head in CONTINUATION frames, request priority, PING, a reset stream."""
+    initial flow-control window (WINDOW_UPDATE), a stream of DATA frames, padding of
+    DATA and HEADERS frames, a response head in CONTINUATION frames, request priority
+    (in a HEADERS frame, and in a PRIORITY frame for a stream not yet opened), PING,
+    a reset stream."""
     assert client.request("GET", "/plain").body == H2_PLAIN_BODY
     body = bytes(range(256)) * 400
     assert client.request("POST", "/echo", body).body == body
     assert len(client.request("GET", "/stream?count=20").data_frames) == 21
     assert client.request("GET", "/padded").body == b"padded datamore"
+    upcoming = client.h2.get_next_available_stream_id()
+    client.h2.prioritize(upcoming, weight=32)
+    response = client.request("GET", "/padded-head")
+    assert response.status == 200 and response.body == b""
     assert len(dict(client.request("GET", "/big-headers").headers)[b"x-big"]) == 30000
     client.ping()
     stream_id = client.start("GET", "/plain", priority_weight=200, priority_depends_on=0, priority_exclusive=False)

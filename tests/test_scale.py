@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
+from bench.synthetic import write_synthetic
 from inspector.capture import ConnectionOpened
 from inspector.classify import TransportRule
 from inspector.connection import EXCHANGE_DETAIL_LIMIT, ConnectionAnalyzer
 from inspector.render.json import report_to_dict
 from inspector.render.stream import ConnectionStream
 from inspector.replay import report_from_captures
+from inspector.stats import Distribution
 from inspector.summary import ReportBuilder
 from inspector.wire import Direction
 
@@ -185,6 +187,20 @@ def test_processes_share_several_captures_as_one_process_reads_them() -> None:
     assert one["connection_count"] == sum(
         len(json.loads((RECORDINGS / f"{name}.report.json").read_text())["connections"]) for name in SCENARIOS
     )
+
+
+def test_processes_merge_sampled_percentiles_in_capture_order(tmp_path: Path) -> None:
+    """Past a distribution's capacity, percentiles come from a sample whose draws depend on the
+    order the connections are added in. On a capture large enough for that (20,000 WebSocket
+    messages on 4 connections, 2,000 polls on 20), the parts of two processes must be merged in
+    the order one process reads the capture, not one part after the other."""
+    path = tmp_path / "large.rtcap"
+    truth = write_synthetic(path, scale=0.02, seed=3)
+    assert truth.websocket_connections == 4 and truth.connections == 24
+    one = report_to_dict(report_from_captures([path], jobs=1))
+    sizes = one["transports"]["websocket"]["bytes_per_message"]
+    assert sizes["count"] == 20_000 > Distribution().capacity and not sizes["exact"]
+    assert report_to_dict(report_from_captures([path], jobs=2)) == one
 
 
 def test_routes_are_kept_up_to_a_limit_and_the_rest_are_one_off_requests(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,6 +37,7 @@ from test_proxy import captured
 from test_proxy_http2 import h2_conversation
 from tshark import (
     C2S,
+    CONNECTION_BYTES,
     DIRECTION_NAMES,
     HTTP2_BYTE_FIGURES,
     S2C,
@@ -195,9 +196,9 @@ def test_tshark_figures_cover_every_frame_kind(confdir: Path, tmp_path: Path) ->
     RST_STREAM and GOAWAY (the h2 library on both ends): every TCP payload byte is in
     exactly one figure, and the figures are what both ends sent."""
     for attempt in range(ATTEMPTS):  # again when a busy loopback retransmitted a segment (see record())
-        pcapng = tmp_path / f"kinds-{attempt}.pcapng"
+        pcapng, capture = tmp_path / f"kinds-{attempt}.pcapng", tmp_path / f"kinds-{attempt}.rtcap"
         with ScriptedServer(serve_h2) as server:
-            with running_proxy(server.url, confdir=confdir) as proxy:
+            with running_proxy(server.url, confdir=confdir, capture=capture) as proxy:
                 packets = PacketCapture(pcapng, f"tcp port {proxy.port}")
                 packets.start()
                 try:
@@ -214,9 +215,11 @@ def test_tshark_figures_cover_every_frame_kind(confdir: Path, tmp_path: Path) ->
     sent = {"client_to_server": len(client.sent), "server_to_client": len(client.received)}
     assert http2_bytes(figures) == tcp == sent
     up, down = figures["frames"]["client_to_server"], figures["frames"]["server_to_client"]
-    assert (up["HEADERS"], up["RST_STREAM"], up["PING"], up["GOAWAY"]) == (8, 1, 1, 1)
-    assert (down["HEADERS"], down["CONTINUATION"], down["PING"]) == (7, 1, 1)
-    assert figures["padding_bytes"] == {"client_to_server": 0, "server_to_client": (1 + 7) + (1 + 0)}
+    assert (up["HEADERS"], up["PRIORITY"], up["RST_STREAM"], up["PING"], up["GOAWAY"]) == (9, 1, 1, 1, 1)
+    assert (down["HEADERS"], down["CONTINUATION"], down["PING"]) == (8, 1, 1)
+    # Two padded DATA frames (7 bytes of padding, then none) and a padded HEADERS frame (5): each
+    # with its pad length byte.
+    assert figures["padding_bytes"] == {"client_to_server": 0, "server_to_client": (1 + 7) + (1 + 0) + (1 + 5)}
     assert figures["data_bytes"] == {
         "client_to_server": 256 * 400,
         "server_to_client": sum(len(response.body) for response in client.responses.values()),
@@ -224,13 +227,23 @@ def test_tshark_figures_cover_every_frame_kind(confdir: Path, tmp_path: Path) ->
     decoded, block = figures["decoded_header_bytes"], figures["header_block_bytes"]
     assert decoded["server_to_client"] > 30_000 > block["server_to_client"]
     # Control: each side's SETTINGS (its first frame; the ACKs are empty), WINDOW_UPDATEs,
-    # PING and its answer, the reset, GOAWAY, and the priority field of one request.
+    # PING and its answer, the reset, GOAWAY, the priority field of one request and the
+    # PRIORITY frame of another.
     settings_up = int.from_bytes(client.sent[24:27])
     settings_down = int.from_bytes(client.received[:3])
     assert figures["control_bytes"] == {
-        "client_to_server": settings_up + 4 * up["WINDOW_UPDATE"] + 8 + 4 + 8 + 5,
+        "client_to_server": settings_up + 4 * up["WINDOW_UPDATE"] + 8 + 4 + 8 + 5 + 5,
         "server_to_client": settings_down + 4 * down["WINDOW_UPDATE"] + 8,
     }
+    # The report of the same traffic gives tshark's figures: padding (pad length bytes included)
+    # apart from data, header blocks and control, and the bytes outside every stream (the preface,
+    # stream 0, and the PRIORITY frame sent before its stream was opened: 9 + 5 bytes).
+    result = run_rtinspect("report", str(capture), "-f", "json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["http2"]
+    assert nonzero(report["frames"]) == nonzero(figures["frames"])
+    for figure in (*HTTP2_BYTE_FIGURES, CONNECTION_BYTES):
+        assert report[figure] == figures[figure], figure
 
 
 def nonzero(frames: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
@@ -245,7 +258,7 @@ def test_report_http2_figures_agree_with_tshark(recorded: Recorded) -> None:
     assert [c.get("protocol") for c in report["connections"]] == ["h2"] * len(report["connections"])
     figures, _ = tshark_figures(recorded)
     assert nonzero(report["http2"]["frames"]) == nonzero(figures["frames"])
-    for figure in HTTP2_BYTE_FIGURES:
+    for figure in (*HTTP2_BYTE_FIGURES, CONNECTION_BYTES):
         assert report["http2"][figure] == figures[figure], figure
 
 
@@ -288,5 +301,5 @@ def test_report_of_recordings_agrees_with_tshark(name: str) -> None:
     assert "http2" in report, "the report has no top-level http2 figures"
     figures, _ = tshark_figures(recording)
     assert nonzero(report["http2"]["frames"]) == nonzero(figures["frames"])
-    for figure in HTTP2_BYTE_FIGURES:
+    for figure in (*HTTP2_BYTE_FIGURES, CONNECTION_BYTES):
         assert report["http2"][figure] == figures[figure], figure

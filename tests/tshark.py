@@ -229,6 +229,9 @@ HTTP2_BYTE_FIGURES = (
     "control_bytes",
     "preface_bytes",
 )
+#: Bytes outside every stream: the preface and the frames of stream 0. They overlap the figures
+#: above (a SETTINGS frame's bytes are frame header and control bytes too), so they are apart.
+CONNECTION_BYTES = "connection_bytes"
 DIRECTION_NAMES = {C2S: "client_to_server", S2C: "server_to_client"}
 _FRAME_TYPE = re.compile(r"Type: (.+) \((?:0x)?[0-9a-fA-F]+\)$")
 
@@ -269,16 +272,20 @@ def _size(element: ElementTree.Element | None) -> int:
     return int(element.get("size", "0")) if element is not None else 0
 
 
-def _http2_frame(frame: ElementTree.Element, into: Http2Direction) -> None:
+def _http2_frame(frame: ElementTree.Element, into: Http2Direction, opened: set[int], from_client: bool) -> None:
     """Count one ``http2.stream`` item of the PDML (a frame, or the client preface).
 
     Each frame's bytes are split from tshark's own fields, and the split must
-    add up to the 9-byte header plus the frame's length field.
+    add up to the 9-byte header plus the frame's length field. ``opened`` holds
+    the streams of the connection that the client's HEADERS frames have opened
+    so far: a frame on any other stream (stream 0, or a PRIORITY frame naming a
+    stream before its request) is outside every stream, in ``connection_bytes``.
     """
     fields = {child.get("name", ""): child for child in reversed(list(frame))}
     figures = into.figures
     if "http2.magic" in fields:
         figures["preface_bytes"] += _size(fields["http2.magic"])
+        figures[CONNECTION_BYTES] += _size(fields["http2.magic"])
         return
     if "http2.type" not in fields:
         raise AssertionError(f"an http2 item that is neither the preface nor a frame: {frame.get('showname')}")
@@ -288,6 +295,11 @@ def _http2_frame(frame: ElementTree.Element, into: Http2Direction) -> None:
     length = int(fields["http2.length"].get("show", "0"))
     into.frames[kind] += 1
     figures["frame_header_bytes"] += 9
+    stream_id = int(fields["http2.streamid"].get("show", "0"))
+    if kind == "HEADERS" and from_client and stream_id:
+        opened.add(stream_id)
+    if stream_id not in opened:
+        figures[CONNECTION_BYTES] += 9 + length
     for header in _children(frame, "http2.header"):
         lengths = named_fields(header)
         for part in ("http2.header.name.length", "http2.header.value.length"):
@@ -357,6 +369,7 @@ def dissect_http2(pcap: Path, port: int | None = None, keylog: Path | None = Non
     """
     by_sender: dict[tuple[int, str], Http2Direction] = {}
     clients: dict[int, str] = {}
+    opened: dict[int, set[int]] = {}
     root = ElementTree.fromstring(tshark_http2_pdml(pcap, port, keylog))
     for packet in root.iter("packet"):
         tcp = named_fields(packet.find("proto[@name='tcp']"))  # type: ignore[arg-type]
@@ -368,7 +381,8 @@ def dissect_http2(pcap: Path, port: int | None = None, keylog: Path | None = Non
             for frame in _children(layer, "http2.stream"):
                 if _children(frame, "http2.magic"):
                     clients.setdefault(index, sender)
-                _http2_frame(frame, side)
+                from_client = sender != str(port) if port is not None else clients.get(index) == sender
+                _http2_frame(frame, side, opened.setdefault(index, set()), from_client)
     streams: dict[int, Http2Stream] = {}
     for (index, sender), side in sorted(by_sender.items()):
         if port is not None:
@@ -398,6 +412,9 @@ def http2_figures(pcap: Path, port: int | None = None, keylog: Path | None = Non
     - control_bytes: the payload of every other frame type, and the 5-byte
       priority field of HEADERS frames with the PRIORITY flag
     - preface_bytes: the client's 24-byte connection preface
+    - connection_bytes: the bytes outside every stream: the preface, and each frame
+      (header and payload) of stream 0 or of a stream the client had not opened
+      yet; these overlap the figures above
 
     See :func:`dissect_http2` for ``port`` and ``keylog``.
     """
@@ -407,14 +424,14 @@ def http2_figures(pcap: Path, port: int | None = None, keylog: Path | None = Non
 def http2_totals(streams: Any) -> dict[str, dict[str, Any]]:
     """:func:`http2_figures` of some :class:`Http2Stream`\\ s."""
     totals: dict[str, dict[str, Any]] = {"frames": {name: {} for name in DIRECTION_NAMES.values()}}
-    totals |= {figure: dict.fromkeys(DIRECTION_NAMES.values(), 0) for figure in HTTP2_BYTE_FIGURES}
+    totals |= {figure: dict.fromkeys(DIRECTION_NAMES.values(), 0) for figure in (*HTTP2_BYTE_FIGURES, CONNECTION_BYTES)}
     for stream in streams:
         for direction, name in DIRECTION_NAMES.items():
             side = stream.directions[direction]
             frames = totals["frames"][name]
             for kind, count in side.frames.items():
                 frames[kind] = frames.get(kind, 0) + count
-            for figure in HTTP2_BYTE_FIGURES:
+            for figure in (*HTTP2_BYTE_FIGURES, CONNECTION_BYTES):
                 totals[figure][name] += side.figures[figure]
     return totals
 

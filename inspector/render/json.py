@@ -95,6 +95,7 @@ def projection_to_dict(p: Projection) -> dict[str, Any]:
     return {
         "clients": p.clients,
         "app_messages_per_second_per_client": p.messages_per_second,
+        "app_messages_direction": "server_to_client",
         "assumptions": list(p.assumptions),
         "transports": {
             name: {

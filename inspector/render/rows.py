@@ -158,7 +158,7 @@ def projection_title(report: Report) -> str | None:
         return None
     return (
         f"Projection: {count(p.clients)} clients, each receiving {p.messages_per_second:g} application "
-        "messages/s (from the measured traffic; not a measurement)"
+        "messages/s from the server (from the measured traffic; not a measurement)"
     )
 
 
