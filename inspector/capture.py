@@ -306,11 +306,30 @@ class Capture:
     def __iter__(self) -> Iterator[Record]:
         return (record for _, record in self.select())
 
-    def select(self, part: int = 0, parts: int = 1) -> Iterator[tuple[int, Record]]:
+    def connection_bytes(self) -> dict[int, int]:
+        """The bytes of each connection's data records, read from the record headers alone:
+        what planning how processes share the capture needs."""
+        buffer, end = self._buffer, self._end
+        unpack = _RECORD_HEADER.unpack_from
+        header_size = _RECORD_HEADER.size
+        sizes: dict[int, int] = {}
+        offset = _FILE_HEADER.size
+        while offset < end:
+            kind, connection_id, _, length = unpack(buffer, offset)
+            offset += header_size + length
+            if kind == _SERVER_DATA or kind == _CLIENT_DATA:
+                sizes[connection_id] = sizes.get(connection_id, 0) + length
+        return sizes
+
+    def select(
+        self, part: int = 0, parts: int = 1, owners: dict[int, int] | None = None
+    ) -> Iterator[tuple[int, Record]]:
         """``(offset, record)`` for the records of connections whose number is
-        ``part`` modulo ``parts`` (every record by default), skipping the others
-        without reading their bodies: how processes share a capture. Reading to
-        the end sets :attr:`last_timestamp`, the latest time of any record."""
+        ``part`` modulo ``parts`` (every record by default), or whose part
+        ``owners`` says is ``part`` (connections it does not name are part 0's),
+        skipping the others without reading their bodies: how processes share a
+        capture. Reading to the end sets :attr:`last_timestamp`, the latest time
+        of any record."""
         buffer, end = self._buffer, self._end
         unpack = _RECORD_HEADER.unpack_from
         header_size = _RECORD_HEADER.size
@@ -326,7 +345,7 @@ class Capture:
                 latest = timestamp
             record_at, start = offset, offset + header_size
             offset = start + length
-            if connection_id % parts != part:
+            if (owners.get(connection_id, 0) if owners is not None else connection_id % parts) != part:
                 continue
             if kind == _SERVER_DATA:
                 yield record_at, DataChunk(connection_id, timestamp, server_to_client, buffer[start:offset])

@@ -21,7 +21,7 @@ from multiprocessing import get_context
 from typing import IO, cast
 
 from .app_messages import AppMessageRule
-from .capture import CaptureError, ConnectionOpened
+from .capture import CaptureError, ConnectionOpened, read_capture
 from .classify import DEFAULT_LONG_POLL_THRESHOLD, AppProtocolRule, Classifier, TransportRule
 from .connection import ConnectionAnalyzer, ConnectionRecord
 from .driver import DamagedRecord, RecordDriver
@@ -35,6 +35,12 @@ from .summary import ReportBuilder
 STILL_OPEN = "still open when the capture ended"
 #: Below this many bytes of capture, more processes cost more than they save.
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+#: The least speed-up (the capture's bytes over its largest part's) worth a process each part
+#: costs to start and the parent's merge: one connection that holds most of the bytes is read alone.
+PARALLEL_MIN_GAIN = 1.5
+
+#: Which part reads each connection, for each capture (connection id to part).
+Owners = list[dict[int, int]]
 
 #: Where a connection ends in a one-process read: (capture, 0 = closed / 1 = still open at
 #: the end, where in the file its closing record or its opening record is).
@@ -110,19 +116,21 @@ def _read(
     *,
     part: int = 0,
     parts: int = 1,
+    owners: Owners | None = None,
     detail: bool = True,
     server_ports: Collection[int] = (),
 ) -> Iterator[tuple[Ordinal, ConnectionRecord]]:
     """Each connection of the captures as it closes, with its place in a
     one-process read. With ``parts``, only connections whose number modulo
-    ``parts`` is ``part``; notes about whole files come from part 0 alone.
+    ``parts`` is ``part`` (or, with ``owners``, the connections it gives
+    ``part``); notes about whole files come from part 0 alone.
     ``server_ports`` are for packet files (:func:`~inspector.formats.open_traffic`)."""
     several = len(paths) > 1
     for number, path in enumerate(paths, start=1):
         prefix = f"{number}:" if several else ""
         with open_traffic(path, server_ports=server_ports) as capture:
             driver: RecordDriver[ConnectionAnalyzer, ConnectionRecord] = RecordDriver(_analyzers(prefix, classifier))
-            for position, record in capture.select(part, parts):
+            for position, record in capture.select(part, parts, owners[number - 1] if owners else None):
                 try:
                     closed = driver.feed(record, tag=position)
                 except DamagedRecord as e:
@@ -169,7 +177,9 @@ def analyze_captures(
 
 
 def default_jobs(paths: Sequence[str | os.PathLike[str]]) -> int:
-    """Processes worth using: every CPU for large captures, one for small ones and imports."""
+    """Processes worth using: every CPU for large captures whose bytes can be shared out
+    (:data:`PARALLEL_MIN_GAIN`), one for small ones, imports, and captures that one
+    connection dominates."""
     names = [os.fspath(path) for path in paths]
     try:
         size = sum(os.path.getsize(name) for name in names)
@@ -177,7 +187,33 @@ def default_jobs(paths: Sequence[str | os.PathLike[str]]) -> int:
         return 1
     if size < PARALLEL_MIN_BYTES or any(detect_format(name) is not FileFormat.RTCAP for name in names):
         return 1
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cpus = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if cpus == 1:
+        return 1
+    try:
+        _, gain = plan_parts(names, cpus)
+    except (OSError, CaptureError):
+        return 1
+    return cpus if gain >= PARALLEL_MIN_GAIN else 1
+
+
+def plan_parts(paths: Sequence[str], jobs: int) -> tuple[Owners, float]:
+    """Which of ``jobs`` parts reads each connection of these captures (``.rtcap``): the
+    largest first, each to the part with the fewest bytes so far; and the speed-up that
+    promises (all the bytes over the largest part's). Raises as :func:`read_capture`."""
+    sizes: list[tuple[int, int, int]] = []
+    for number, path in enumerate(paths):
+        with read_capture(path) as capture:
+            sizes += [(size, number, ident) for ident, size in capture.connection_bytes().items()]
+    owners: Owners = [{} for _ in paths]
+    loads = [(0, part) for part in range(jobs)]
+    for size, number, ident in sorted(sizes, key=lambda item: (-item[0], item[1], item[2])):
+        load, part = heapq.heappop(loads)
+        owners[number][ident] = part
+        heapq.heappush(loads, (load + size, part))
+    total = sum(size for size, _, _ in sizes)
+    largest = max(load for load, _ in loads)
+    return owners, total / largest if largest else 1.0
 
 
 def report_from_captures(
@@ -221,12 +257,21 @@ def report_from_captures(
 
 
 def _read_part(
-    paths: Sequence[str], classifier: Classifier, part: int, parts: int, spool: str, server_ports: tuple[int, ...] = ()
+    paths: Sequence[str],
+    classifier: Classifier,
+    part: int,
+    parts: int,
+    spool: str,
+    server_ports: tuple[int, ...] = (),
+    owners: Owners | None = None,
 ) -> _Reading:
     """One process's share: its connections, pickled in order to ``spool``."""
     reading = _Reading()
     with open(spool, "wb") as out:
-        for item in _read(paths, classifier, reading, part=part, parts=parts, detail=False, server_ports=server_ports):
+        shares = _read(
+            paths, classifier, reading, part=part, parts=parts, owners=owners, detail=False, server_ports=server_ports
+        )
+        for item in shares:
             pickle.dump(item, out, protocol=pickle.HIGHEST_PROTOCOL)
     return reading
 
@@ -242,12 +287,16 @@ def _unpickled(file: IO[bytes]) -> Iterator[tuple[Ordinal, ConnectionRecord]]:
 def _read_in_parallel(
     paths: Sequence[str], classifier: Classifier, reading: _Reading, jobs: int, server_ports: tuple[int, ...] = ()
 ) -> Iterator[ConnectionRecord]:
-    """Every connection, read by ``jobs`` processes and merged into one-process order."""
+    """Every connection, read by ``jobs`` processes and merged into one-process order.
+    Captures share their connections out by size; other files by connection number."""
+    owners = None
+    if all(detect_format(path) is FileFormat.RTCAP for path in paths):
+        owners, _ = plan_parts(paths, jobs)
     with tempfile.TemporaryDirectory(prefix="rtinspect-") as directory:
         spools = [os.path.join(directory, f"part-{part}") for part in range(jobs)]
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             futures = [
-                pool.submit(_read_part, paths, classifier, part, jobs, spools[part], server_ports)
+                pool.submit(_read_part, paths, classifier, part, jobs, spools[part], server_ports, owners)
                 for part in range(jobs)
             ]
             parts = [future.result() for future in futures]

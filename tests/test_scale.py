@@ -263,3 +263,22 @@ def test_report_writes_every_connection_as_it_closes_in_json_and_csv(tmp_path: P
     assert result.exit_code == 0, result.output
     rows = result.output.splitlines()
     assert rows[0].startswith("id,transport,") and len(rows) == 1 + len(kept["connections"])
+
+
+def test_the_default_jobs_read_a_capture_one_connection_dominates_in_one_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Parts are planned by connection size: one connection that holds most of the bytes
+    cannot be shared out, so more processes would only add their start and the merge."""
+    from inspector import replay
+
+    monkeypatch.setattr(replay, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(replay.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    alone = [str(RECORDINGS / "websocket.rtcap")]
+    assert replay.plan_parts(alone, 2)[1] == 1.0
+    assert replay.default_jobs(alone) == 1
+    several = [str(path) for path in sorted(RECORDINGS.glob("*.rtcap"))]
+    owners, gain = replay.plan_parts(several, 2)
+    assert gain >= replay.PARALLEL_MIN_GAIN and replay.default_jobs(several) == 2
+    # Every connection has exactly one part, and both parts read some.
+    assert {part for file in owners for part in file.values()} == {0, 1}

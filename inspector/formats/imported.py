@@ -45,13 +45,17 @@ class ImportedTraffic:
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records)
 
-    def select(self, part: int = 0, parts: int = 1) -> Iterator[tuple[int, Record]]:
+    def select(
+        self, part: int = 0, parts: int = 1, owners: dict[int, int] | None = None
+    ) -> Iterator[tuple[int, Record]]:
         """``(index, record)`` for the records of connections whose number is
-        ``part`` modulo ``parts``, as :meth:`Capture.select <inspector.capture.Capture.select>`."""
+        ``part`` modulo ``parts`` (or whose part ``owners`` names), as
+        :meth:`Capture.select <inspector.capture.Capture.select>`."""
         latest = 0.0
         for index, record in enumerate(self.records):
             latest = max(latest, record.timestamp)
-            if record.connection_id % parts == part:
+            owner = owners.get(record.connection_id, 0) if owners is not None else record.connection_id % parts
+            if owner == part:
                 yield index, record
         self.last_timestamp = latest
 
