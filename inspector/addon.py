@@ -388,6 +388,8 @@ class RtInspect:
         self._live: dict[str, _LiveConnection] = {}
         #: Clients whose connection was handed over to the relay (or failed to reach the upstream), until they go.
         self._handed_over: set[str] = set()
+        #: What clients refused for not starting with TLS sent first, until they go.
+        self._refused: dict[str, bytes] = {}
         self._next_id = 1
         self._client_hello_at: dict[str, float] = {}
         #: A forward proxy's plain-HTTP connections, by client id (see ForwardedHttpTap).
@@ -563,6 +565,7 @@ class RtInspect:
         if refuse_plaintext and nextlayer.layer is not None:
             logger.warning(f"refused {address_text(context.client.peername)}: it did not start with TLS")
             nextlayer.layer = PlaintextRefused(context)
+            self._refused[context.client.id] = bytes(nextlayer.data_client())
 
     def _relay(self, context: Context) -> InspectedTCPLayer:
         """The relay layer for a new connection: shaped only under network conditions."""
@@ -610,15 +613,19 @@ class RtInspect:
             key = _forwarded_key(client)
             if key in self._live:
                 self._finish(key, time.time(), "client closed")
+        refused = self._refused.pop(client.id, None)
         if client.id in self._handed_over:
             self._handed_over.discard(client.id)
         elif not self._stopped and isinstance(client.proxy_mode, ReverseMode):
-            # mitmproxy hands a connection over only once its client speaks: one that
-            # closed first is still a TCP connection, as a packet capture shows it.
+            # mitmproxy hands a connection over only once its client speaks: one that closed
+            # first, or that was refused, is still a TCP connection, as a packet capture shows it.
             live = _LiveConnection(self._next_id, client.id)
             self._next_id += 1
             self._start(live, client, Server(address=client.proxy_mode.address))
-            self._end(live, client.timestamp_end or time.time(), "client closed")
+            ended = client.timestamp_end or time.time()
+            if refused:
+                self._record(DataChunk(live.connection_id, client.timestamp_start, Direction.CLIENT_TO_SERVER, refused))
+            self._end(live, ended, "refused: it did not start with TLS" if refused is not None else "client closed")
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.client_conn.id in self._taps:

@@ -251,7 +251,11 @@ def test_listen_tls_serves_tls_clients_and_refuses_plaintext(
             client.get(f"{proxy.url}/plain")
         assert proxy.stop() == 0, proxy.stdout + proxy.stderr
     assert "did not start with TLS" in proxy.stderr
-    (connection,) = captured(capture)
+    connection, refused = captured(capture)
+    # The refused client is a TCP connection too, with what it sent before it was refused.
+    assert refused.opened.tls is None and refused.closed is not None
+    assert refused.closed.reason == "refused: it did not start with TLS"
+    assert refused.streams[0].startswith(b"GET /plain HTTP/1.1\r\n") and refused.streams[1] == b""
     assert connection.opened.tls is not None
     assert connection.opened.tls.version is not None
     assert connection.opened.tls.handshake_started is not None
