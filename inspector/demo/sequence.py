@@ -3,9 +3,9 @@
 Every transport's demo server starts in a process of its own
 (:mod:`.server_process`), and an rtinspect proxy in front of each, recording
 that transport's capture and writing its own report on exit: all before any
-transport runs, the first transport's alone and then the rest at once
-(:func:`start_processes`), since starting them is most of a short run's time
-and they cost nothing while they wait. Then, for each transport, in report
+transport runs, the servers at once, the first proxy meanwhile and then the
+others at once (:func:`start_processes`), since starting them is most of a
+short run's time and they cost nothing while they wait. Then, for each transport, in report
 order:
 
 1. its processes are left to settle, then sampled (:mod:`.processes`);
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,15 +93,16 @@ class TransportRun:
 
 
 class TransportProcesses:
-    """One transport's demo server and the proxy in front of it, both listening; its capture
-    and the proxy's report go in the folder given."""
+    """One transport's demo server (started) and the proxy this starts in front of it, both
+    listening; its capture and the proxy's report go in the folder given. If the proxy
+    cannot start, the server is stopped too."""
 
-    def __init__(self, settings: DemoSettings, demo: DemoTransport, folder: Path) -> None:
+    def __init__(self, settings: DemoSettings, demo: DemoTransport, folder: Path, server: ServerProcess) -> None:
         self.demo = demo
         self.capture = folder / f"{demo.key}.rtcap"
         self.proxy_report = folder / f"{demo.key}.report.json"
         rules = [argument for text in DEMO_RULE_TEXTS for argument in ("--transport", text)]
-        self.server = ServerProcess(settings)
+        self.server = server
         try:
             self.proxy = DemoProxy.rtinspect(
                 self.server.url,
@@ -143,24 +144,45 @@ class TransportProcesses:
 def start_processes(settings: DemoSettings, folder: Path, stack: contextlib.ExitStack) -> list[TransportProcesses]:
     """Every selected transport's processes, in report order; each is stopped when ``stack``
     closes unless the run has stopped it. If any fails to start, the first failure (in
-    report order) is raised. The first transport's start alone: a proxy that cannot start
-    with the options given fails once and at once, and the first proxy makes mitmproxy's CA
-    where there is none yet, so that the others do not each make one. Then the rest at once."""
+    report order) is raised. The servers start at once, and the first transport's proxy
+    alone meanwhile: a proxy that cannot start with the options given fails once and at
+    once, and the first proxy makes mitmproxy's CA where there is none yet, so that the
+    others do not each make one. Then the other proxies at once."""
     demos = list(settings.selected)
-    groups = [demos[:1], demos[1:]]
-    started: list[TransportProcesses] = []
-    for group in groups:
-        futures: list[Future[TransportProcesses]] = []
-        with ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
-            futures = [pool.submit(TransportProcesses, settings, demo, folder) for demo in group]
-        failures = [error for future in futures if (error := future.exception()) is not None]
-        for future in futures:
-            if future.exception() is None:
-                stack.callback(future.result().stop)
-                started.append(future.result())
+    with ThreadPoolExecutor(max_workers=len(demos) + 1) as pool:
+        servers = [pool.submit(ServerProcess, settings) for _ in demos]
+        first: Future[TransportProcesses] = pool.submit(_with_proxy, settings, demos[0], folder, servers[0])
+        starting: list[Future[Any]] = [first, *servers]
+        wait(starting)
+        for server in servers[1:]:
+            if server.exception() is None:
+                stack.callback(server.result().stop)
+        if first.exception() is None:
+            stack.callback(first.result().stop)
+        failures = [error for future in starting if (error := future.exception()) is not None]
         if failures:
             raise failures[0]
+        rest = [
+            pool.submit(TransportProcesses, settings, demo, folder, server.result())
+            for demo, server in zip(demos[1:], servers[1:], strict=True)
+        ]
+        wait(rest)
+    started = [first.result()]
+    for future in rest:
+        if future.exception() is None:
+            stack.callback(future.result().stop)
+            started.append(future.result())
+    failures = [error for future in rest if (error := future.exception()) is not None]
+    if failures:
+        raise failures[0]
     return started
+
+
+def _with_proxy(
+    settings: DemoSettings, demo: DemoTransport, folder: Path, server: Future[ServerProcess]
+) -> TransportProcesses:
+    """The proxy in front of ``server`` once it has started."""
+    return TransportProcesses(settings, demo, folder, server.result())
 
 
 def _settled(*pids: int) -> list[TreeSample | None]:
