@@ -39,13 +39,14 @@ from .report import Report
 
 if TYPE_CHECKING:
     from .app_messages import AppMessageRule
-    from .classify import TransportRule
+    from .classify import AppProtocolRule, TransportRule
 
 # The plugin is loaded by every pytest run where rtinspect is installed, so the
 # parsers (h11, wsproto and the rest of the core) are imported on first use only.
 
 Rules = Iterable["str | TransportRule"]
 AppMessageRules = Iterable["str | AppMessageRule"]
+AppProtocolRules = Iterable["str | AppProtocolRule"]
 
 
 def transport_rules(rules: Rules) -> tuple[TransportRule, ...]:
@@ -61,13 +62,15 @@ def load_report(
     rules: Rules = (),
     long_poll_threshold: float | None = None,
     app_messages: AppMessageRules = (),
+    app_protocols: AppProtocolRules = (),
 ) -> Report:
     """The report of captures; a capture that cannot be read fails the test with its reason alone.
     ``long_poll_threshold`` is ``rtinspect report``'s (1 s) unless given; ``app_messages``
-    are ``--app-messages`` rules."""
+    are ``--app-messages`` rules, ``app_protocols`` ``--app-protocol`` rules."""
     __tracebackhide__ = True
     from .app_messages import AppMessageRule
     from .capture import CaptureError
+    from .classify import AppProtocolRule
     from .replay import report_from_captures
 
     paths = list(paths)
@@ -77,10 +80,19 @@ def load_report(
         places = tuple(
             rule if isinstance(rule, AppMessageRule) else AppMessageRule.parse(rule) for rule in app_messages
         )
+        protocols = tuple(
+            rule if isinstance(rule, AppProtocolRule) else AppProtocolRule.parse(rule) for rule in app_protocols
+        )
         if long_poll_threshold is None:
-            return report_from_captures(paths, rules=transport_rules(rules), app_messages=places)
+            return report_from_captures(
+                paths, rules=transport_rules(rules), app_messages=places, app_protocols=protocols
+            )
         return report_from_captures(
-            paths, rules=transport_rules(rules), app_messages=places, long_poll_threshold=long_poll_threshold
+            paths,
+            rules=transport_rules(rules),
+            app_messages=places,
+            app_protocols=protocols,
+            long_poll_threshold=long_poll_threshold,
         )
     except CaptureError as error:
         pytest.fail(str(error), pytrace=False)
@@ -126,20 +138,29 @@ class RecordingProxy:
             pytest.fail(f"rtinspect proxy exited with status {status}: {self.output.strip()}", pytrace=False)
 
     def report(
-        self, *, rules: Rules = (), long_poll_threshold: float | None = None, app_messages: AppMessageRules = ()
+        self,
+        *,
+        rules: Rules = (),
+        long_poll_threshold: float | None = None,
+        app_messages: AppMessageRules = (),
+        app_protocols: AppProtocolRules = (),
     ) -> Report:
         """Stop the proxy and report everything it relayed."""
         __tracebackhide__ = True
         self.stop()
         return load_report(
-            [self.capture], rules=rules, long_poll_threshold=long_poll_threshold, app_messages=app_messages
+            [self.capture],
+            rules=rules,
+            long_poll_threshold=long_poll_threshold,
+            app_messages=app_messages,
+            app_protocols=app_protocols,
         )
 
 
 @pytest.fixture
 def rtinspect_report(request: pytest.FixtureRequest) -> Callable[..., Report]:
-    """``rtinspect_report(*captures, rules=(), long_poll_threshold=1.0, app_messages=())``: the
-    report of the captures, merged."""
+    """``rtinspect_report(*captures, rules=(), long_poll_threshold=1.0, app_messages=(),
+    app_protocols=())``: the report of the captures, merged."""
     here = request.path.parent
 
     def report(
@@ -147,6 +168,7 @@ def rtinspect_report(request: pytest.FixtureRequest) -> Callable[..., Report]:
         rules: Rules = (),
         long_poll_threshold: float | None = None,
         app_messages: AppMessageRules = (),
+        app_protocols: AppProtocolRules = (),
     ) -> Report:
         __tracebackhide__ = True
         return load_report(
@@ -154,6 +176,7 @@ def rtinspect_report(request: pytest.FixtureRequest) -> Callable[..., Report]:
             rules=rules,
             long_poll_threshold=long_poll_threshold,
             app_messages=app_messages,
+            app_protocols=app_protocols,
         )
 
     return report

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -272,3 +273,21 @@ def test_a_malformed_packet_is_flagged_and_still_counted() -> None:
     assert any(a.reason.startswith("socket.io: ") for a in record.anomalies), record.anomalies
     for direction in Direction:
         assert record.wire_bytes(direction) == _sent(steps, direction)
+
+
+def test_the_pytest_plugin_takes_application_protocol_rules(tmp_path: Path) -> None:
+    from inspector.capture import CaptureWriter, ConnectionClosed, DataChunk
+    from inspector.pytest_plugin import load_report
+
+    capture = tmp_path / "graphql.rtcap"
+    writer = CaptureWriter(str(capture))
+    writer.write(ConnectionOpened(1, 1.0, "127.0.0.1:5000", "127.0.0.1:8000", "reverse"))
+    # A subscription whose server names no subprotocol: only a rule says what it speaks.
+    for n, (direction, data) in enumerate(graphql_conversation()):
+        writer.write(DataChunk(1, 1.0 + n / 100, direction, data.replace(b"graphql-transport-ws", b"x-custom")))
+    writer.write(ConnectionClosed(1, 2.0, "client closed"))
+    writer.close()
+    assert load_report([capture]).transports["websocket"].app_messages.server_to_client == 6
+    ruled = load_report([capture], app_protocols=["/graphql=graphql-transport-ws"])
+    assert ruled.transports["websocket"].app_messages.server_to_client == 4
+    assert ruled.sessions["graphql-transport-ws"].count == 1
