@@ -210,10 +210,13 @@ def server_verdict(result: DemoResult) -> Verdict | None:
     compression = (
         "on (each WebSocket connection deflates every message itself)" if result.settings.compression else "off"
     )
+    frameworks = sorted({tally.demo.transport for tally in result.clients.values() if tally.demo.app_protocol})
+    code = "the same code for every transport" + (
+        f", python-socketio's server for {', '.join(frameworks)}" if frameworks else ""
+    )
     return Verdict(
         "Server",
-        f"{text}. {memory}{proxy} uvicorn in one process, the same code for every transport; WebSocket "
-        f"compression {compression}.",
+        f"{text}. {memory}{proxy} uvicorn in one process, {code}; WebSocket compression {compression}.",
     )
 
 
