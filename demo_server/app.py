@@ -6,6 +6,7 @@
 - ``/stream``    NDJSON over one chunked response
 - ``/longpoll``  long polling: held until something newer than ``after``
 - ``/poll``      short polling: answers at once
+- ``/socket.io/`` the feed over Socket.IO (:mod:`demo_server.socketio_feed`), in front of the rest
 - ``/``          a page that consumes all of them in the browser
 
 Polls answer 204 with ``X-Feed-Ended: 1`` once the feed has ended and nothing
@@ -17,11 +18,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
+from typing import Any
 
 from fastapi import FastAPI, Header, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from demo_server.feed import Feed, FeedParams, Message
+from demo_server.socketio_feed import with_socketio
 from demo_server.sse import sse_events
 
 FEED_ENDED_HEADER = "X-Feed-Ended"
@@ -42,7 +45,8 @@ def create_app(
     With ``autostart`` the feed begins when the server starts; without it the
     feed waits for ``POST /feed/start``, so a driver can connect every client
     first and none of them misses the first messages. The feed is
-    ``app.state.feed``.
+    ``app.state.feed``; what a server serves is ``app.state.asgi``: the app with
+    the feed over Socket.IO in front of it (:func:`served`).
     """
     feed = Feed(FeedParams(rate=rate, count=count, size=size, heartbeat=heartbeat))
 
@@ -132,7 +136,14 @@ def create_app(
     async def short_poll(after: int = Query(0, ge=0)) -> Response:
         return poll_answer(feed, after)
 
+    app.state.asgi = with_socketio(app, feed)
     return app
+
+
+def served(app: FastAPI) -> Any:
+    """What a server runs for ``app``: with the feed over Socket.IO in front of it
+    where :func:`create_app` put one there, else ``app`` itself."""
+    return getattr(app.state, "asgi", app)
 
 
 def poll_answer(feed: Feed, after: int) -> Response:

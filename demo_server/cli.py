@@ -76,12 +76,14 @@ def main(
     ws_compression: bool,
     log_level: str,
 ) -> None:
-    """Serve one message feed over WebSocket, SSE, NDJSON streaming, long and short polling.
+    """Serve one message feed over WebSocket, SSE, NDJSON streaming, long and short polling,
+    and Socket.IO.
 
     \b
     /                            a page that consumes every transport (press Start)
     /ws  /sse  /stream           push: WebSocket, Server-Sent Events, NDJSON
     /longpoll?after=SEQ  /poll?after=SEQ
+    /socket.io/                  Socket.IO: auth {"after": SEQ}, a message event each, then end
     POST /feed/start             start the feed (unless --autostart)
     GET /feed/status             parameters and progress
     """

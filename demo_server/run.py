@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from demo_server.app import served
 from demo_server.counting import CountRequests, ServerCounts, counted_http, counted_websocket
 from demo_server.feed import Feed
 from demo_server.tls import TlsFiles
@@ -67,14 +68,14 @@ class DemoServer(uvicorn.Server):
     ) -> None:
         """``ws_compression``: accept WebSocket permessage-deflate when a client offers it;
         ``counts``: count connections and requests into it (:mod:`demo_server.counting`)."""
-        served: Any = app
+        asgi: Any = served(app)
         http: Any = "auto"
         ws: Any = WS_IMPLEMENTATION
         if counts is not None:
-            served, http, ws = CountRequests(app, counts), counted_http(http, counts), counted_websocket(ws, counts)
+            asgi, http, ws = CountRequests(asgi, counts), counted_http(http, counts), counted_websocket(ws, counts)
         super().__init__(
             uvicorn.Config(
-                served,
+                asgi,
                 http=http,
                 ws=ws,
                 ws_per_message_deflate=ws_compression,
@@ -191,7 +192,7 @@ class _HypercornThread(threading.Thread):
         from hypercorn.config import Config
 
         self.feed: Feed = app.state.feed
-        self.app: Any = AwaitWebSocketClose(app)
+        self.app: Any = AwaitWebSocketClose(served(app))
         self.config = Config()
         self.config.certfile = str(tls.cert_chain)
         self.config.keyfile = str(tls.key)

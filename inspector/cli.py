@@ -663,10 +663,11 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--size", default=256, show_default=True, type=click.IntRange(min=0), help="Bytes of JSON per message.")
 @click.option(
     "--transports",
-    default="ws,sse,stream,longpoll,poll",
+    default="ws,sse,stream,longpoll,poll,socketio",
     show_default=True,
     callback=_transport_keys,
-    help="Which transports to run, comma-separated.",
+    help="Which transports to run, comma-separated; socketio is the same feed over Socket.IO "
+    "(python-socketio: long polling upgraded to WebSocket), which --browser and --http2 leave out.",
 )
 @click.option(
     "--poll-interval",
@@ -736,8 +737,10 @@ def demo(
 ) -> None:
     """Run the experiment: the same feed over every transport, measured on the wire.
 
-    Runs the transports one after another. Each has the demo server and the
-    rtinspect proxy as processes of its own on free loopback ports (all started
+    Runs the transports one after another, then the same feed over Socket.IO
+    (python-socketio's server and client, long polling upgraded to WebSocket),
+    to show what the framework adds over plain WebSocket. Each has the demo
+    server and the rtinspect proxy as processes of its own on free loopback ports (all started
     at once, before the first transport runs). For each transport in turn, reads
     the feed through its proxy with --clients clients at once, and
     measures what that cost the server and the proxy (CPU time per 1,000
@@ -750,7 +753,8 @@ def demo(
     With --browser each transport is read by the demo page in a headless
     Chromium of its own, clicked at a steady pace while the feed runs, and what
     the page spent (layouts, style, script and task time, heap growth, INP) is
-    read over the DevTools protocol.
+    read over the DevTools protocol. The page has no Socket.IO client, so
+    --browser (and --http2) leave the Socket.IO run out.
 
     With --http2 the demo server is Hypercorn over TLS (a throwaway CA made for
     the run), the proxy listens with TLS (mitmproxy's CA in a temporary confdir

@@ -15,8 +15,19 @@ import click
 
 #: The extra that installs the demo's servers and clients.
 DEMO_EXTRA = "demo"
-#: The top-level modules of the ``demo`` extra's packages (FastAPI, uvicorn, Hypercorn, trustme, httpx).
-DEMO_MODULES = ("fastapi", "uvicorn", "hypercorn", "trustme", "httpx")
+#: The ``demo`` extra's packages, by their top-level modules (FastAPI, uvicorn, Hypercorn, trustme, httpx,
+#: python-socketio and aiohttp).
+DEMO_PACKAGES = {
+    "fastapi": "fastapi",
+    "uvicorn": "uvicorn",
+    "hypercorn": "hypercorn",
+    "trustme": "trustme",
+    "httpx": "httpx",
+    "socketio": "python-socketio",
+    "aiohttp": "aiohttp",
+}
+#: The top-level modules of the ``demo`` extra's packages.
+DEMO_MODULES = tuple(DEMO_PACKAGES)
 
 
 def missing_modules(modules: tuple[str, ...] = DEMO_MODULES) -> list[str]:

@@ -24,6 +24,7 @@ from inspector.demo.costs import PROCESS_HEADINGS, ProcessCost, TransportCosts
 from inspector.demo.display import clients_table, process_table, result_renderables
 from inspector.demo.page import page_tallies
 from inspector.demo.result import DemoFiles, DemoResult
+from inspector.demo.settings import PAGE_TRANSPORTS
 from inspector.render.rows import TRANSPORT_COLUMNS
 from inspector.render.table import table_renderables
 from inspector.replay import report_from_captures
@@ -32,7 +33,12 @@ COUNT = 20
 RATE = 50.0
 #: Seconds a demo run may take here: start-up, a 0.4 s feed, shutdown.
 RUN_TIMEOUT = 60.0
-REPORT_NAMES = {t.transport for t in TRANSPORTS}
+#: The report's transports: the five, the Socket.IO run's among them (long polling, then WebSocket).
+REPORT_NAMES = {t.transport for t in PAGE_TRANSPORTS}
+#: The runs, as clients.json names them: the five transports and socket.io.
+CLIENT_NAMES = {t.transport for t in TRANSPORTS}
+#: The runs whose client counts an "end" event as one more delivery.
+WITH_END_EVENT = {"sse", "socket.io"}
 
 
 def run_demo(output: Path, confdir: Path, *args: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
@@ -67,30 +73,56 @@ def test_every_message_reaches_every_client_and_the_report_counts_them(tmp_path:
     assert clients["feed"] == {"count": COUNT, "rate": RATE, "size": 256}
     # Only the demo's transports: the feed's start request went to the server, not through the proxy.
     assert set(report["transports"]) == REPORT_NAMES
-    assert set(clients["transports"]) == REPORT_NAMES
+    assert set(clients["transports"]) == CLIENT_NAMES
     for name, measured in clients["transports"].items():
         assert measured["error"] is None, (name, measured)
         assert (measured["received"], measured["lost"], measured["duplicates"]) == (COUNT, 0, 0), name
         assert measured["latency_ms"]["count"] == len(measured["latency_ms"]["values"]) == COUNT, name
-        on_wire = report["transports"][name]["messages"]["server_to_client"]
-        assert on_wire == measured["deliveries"], name
+        # What the report of each run counted: messages as its client counts deliveries (Socket.IO's
+        # application messages, its events), and the feed's messages among its application messages.
+        figures = measured["report"]
+        assert figures["deliveries"] == measured["deliveries"], name
+        assert figures["app_messages"] == measured["received"] + (name in WITH_END_EVENT), name
+    socketio = clients["transports"]["socket.io"]
+    assert socketio["deliveries"] == COUNT + 1  # every message event and the "end" event
+    assert socketio["report"]["path"] == "long_poll → websocket"
+    assert socketio["report"]["control_messages"]["server_to_client"] >= 2  # Engine.IO's open, Socket.IO's CONNECT
+    sessions = report["sessions"]["socket.io"]
+    assert (sessions["count"], sessions["upgraded"], sessions["paths"]) == (1, 1, {"long_poll → websocket": 1})
+    assert sessions["app_messages"]["server_to_client"] == COUNT + 1
+    assert sessions["wire_bytes"] == socketio["report"]["wire_bytes"]
     # What a message on the wire is differs by transport; the clients agree with the report on each.
     assert clients["transports"]["websocket"]["deliveries"] == COUNT
     assert clients["transports"]["sse"]["deliveries"] == COUNT + 1  # the final "end" event
     assert clients["transports"]["http_stream"]["deliveries"] == COUNT
+    plain = [c for c in report["connections"] if c["app_protocol"] is None]
     for name in ("websocket", "sse", "http_stream"):
-        assert report["transports"][name]["connections"] == 1
+        assert sum(c["transport"] == name for c in plain) == 1
         assert clients["transports"][name]["requests"] == 1
     assert 1 <= clients["transports"]["short_poll"]["deliveries"] <= COUNT
-    assert report["transports"]["websocket"]["compressed_messages"]["server_to_client"] == COUNT
-    # The application messages are the feed messages the clients received (SSE's final "end" event is
-    # one more), so the report's wire bytes per application message are the clients' per feed message:
-    # within 2% from 50 messages on (the demo sends 200 by default).
-    for name, figures in report["transports"].items():
-        received = clients["transports"][name]["received"]
-        assert figures["app_messages"]["server_to_client"] == received + (name == "sse"), name
-        per_feed_message = sum(figures["wire_bytes"].values()) / received
-        assert figures["wire_bytes_per_app_message"] == pytest.approx(per_feed_message, rel=1 / COUNT + 1e-9), name
+    # The application messages are the feed messages the clients received (SSE's and Socket.IO's final
+    # "end" event is one more), so the report's wire bytes per application message are the clients' per
+    # feed message: within 2% from 50 messages on (the demo sends 200 by default). The report's websocket
+    # and long_poll hold the Socket.IO run too, so each run's own figures are taken for them.
+    shared = {"websocket", "long_poll"}
+    for name, measured in clients["transports"].items():
+        received = measured["received"]
+        if name in REPORT_NAMES - shared:
+            figures = report["transports"][name]
+            assert figures["app_messages"]["server_to_client"] == received + (name == "sse"), name
+            assert sum(figures["wire_bytes"].values()) == measured["report"]["wire_bytes"], name
+            per_app_message = figures["wire_bytes_per_app_message"]
+        elif name == "socket.io":
+            per_app_message = sessions["wire_bytes_per_app_message"]
+        else:
+            per_app_message = measured["report"]["wire_bytes"] / measured["report"]["app_messages"]
+        per_feed_message = measured["report"]["wire_bytes"] / received
+        assert per_app_message == pytest.approx(per_feed_message, rel=1 / COUNT + 1e-9), name
+    for name in shared:
+        # Each run's own share, and the Socket.IO run's, add up to the report's transport.
+        socketio_share = report["transports"][name]["by_app_protocol"]["socket.io"]["wire_bytes"]
+        whole = sum(report["transports"][name]["wire_bytes"].values())
+        assert whole == clients["transports"][name]["report"]["wire_bytes"] + socketio_share, name
 
     # The proxy was stopped after every connection had closed of its own accord.
     closes = {c["transport"]: c["close_reason"] for c in report["connections"]}
@@ -101,7 +133,7 @@ def test_every_message_reaches_every_client_and_the_report_counts_them(tmp_path:
         assert capture.truncated_tail == 0
     opened = {r.connection_id for r in records if isinstance(r, ConnectionOpened)}
     closed = {r.connection_id for r in records if isinstance(r, ConnectionClosed)}
-    assert opened == closed and len(opened) == len(REPORT_NAMES)
+    assert opened == closed and len(opened) == len(report["connections"]) == len(plain) + socketio_connections(report)
 
     html = (output / "report.html").read_text()
     assert html.lstrip().lower().startswith("<!doctype html") and "<svg" in html
@@ -109,18 +141,28 @@ def test_every_message_reaches_every_client_and_the_report_counts_them(tmp_path:
     latency = html[html.index("<h2>Latency measured by the clients</h2>") :]
     latency = latency[: latency.index("</section>")]
     assert "<svg" in latency and escape(str(output / "clients.json")) in latency
-    for name in REPORT_NAMES:
+    for name in CLIENT_NAMES:
         assert f"<title>{name} · p90: " in latency and f'<td class="name">{name}</td>' in latency
     for name in ("capture.rtcap", "report.json", "report.html", "clients.json"):
         assert str(output / name) in done.stdout
     for heading in ("Transports", "Clients (the Python clients)", "Latency p50", "Wire per feed msg"):
         assert heading in done.stdout
+    # The Socket.IO run is one row, and the bytes verdict says what it adds over plain WebSocket.
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert any(row[:3] == ["socket.io", f"{COUNT}", "/"] for row in rows), done.stdout
+    assert "plain WebSocket's bytes per feed message" in " ".join(done.stdout.split())
+    assert "the report counted" not in done.stdout  # no run's count differed from its client's
+
+
+def socketio_connections(report: dict[str, Any]) -> int:
+    return sum(c["app_protocol"] == "socket.io" for c in report["connections"])
 
 
 def test_a_subset_without_compression(tmp_path: Path, confdir: Path) -> None:
     _, report, clients = run_demo(tmp_path / "demo", confdir, "--transports", "ws,poll", "--no-compression")
 
     assert set(report["transports"]) == set(clients["transports"]) == {"websocket", "short_poll"}
+    assert report["sessions"] == {}
     assert clients["websocket_compression"] is False
     websocket = report["transports"]["websocket"]
     assert websocket["compressed_messages"] == {"client_to_server": 0, "server_to_client": 0}
@@ -145,6 +187,14 @@ def test_settings_refuse_what_cannot_run() -> None:
     assert DemoSettings(output=Path("unused"), transports=("ws",), browser=True).selected[0].key == "ws"
     with pytest.raises(DemoError, match="--transports"):
         DemoSettings(output=Path("unused"), transports=("ws", "carrier-pigeon"))
+    # The page has no Socket.IO client: --browser and --http2 leave that run out, and cannot run it alone.
+    for mode in ({"browser": True}, {"http2": True}, {"browser": True, "http2": True}):
+        keys = [t.key for t in DemoSettings(output=Path("unused"), **mode).selected]
+        assert keys == [t.key for t in PAGE_TRANSPORTS], mode
+    for mode in ({"browser": True}, {"http2": True}):
+        with pytest.raises(DemoError, match="Socket.IO run is left out"):
+            DemoSettings(output=Path("unused"), transports=("socketio",), **mode)
+    assert [t.key for t in DemoSettings(output=Path("unused")).selected][-1] == "socketio"
 
 
 def test_a_client_counts_duplicates_and_losses_once() -> None:

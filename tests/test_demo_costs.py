@@ -45,6 +45,10 @@ REPORT_NAMES = {"websocket", "sse", "http_stream", "long_poll", "short_poll"}
 needs_proc = pytest.mark.skipif(
     not available(), reason=f"Linux's /proc, which process figures are read from, {ORACLE_MISSING}"
 )
+#: The runs, as clients.json names them: the transports and the Socket.IO run.
+RUN_NAMES = REPORT_NAMES | {"socket.io"}
+#: The report's transports that the Socket.IO run used too (long polling, then WebSocket).
+SHARED = {"websocket", "long_poll"}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +89,7 @@ def test_every_client_got_every_message_and_the_server_handled_what_they_sent(cl
     clients = clients_run["clients"]
     assert clients["clients_per_transport"] == CLIENTS and clients["one_transport_at_a_time"] is True
     assert {"cpu", "cores", "memory_bytes", "system", "python"} <= set(clients["machine"])
-    assert set(clients["transports"]) == REPORT_NAMES
+    assert set(clients["transports"]) == RUN_NAMES
     for name, measured in clients["transports"].items():
         assert measured["error"] is None, (name, measured["error"])
         assert measured["clients"] == CLIENTS
@@ -121,15 +125,24 @@ def test_every_client_got_every_message_and_the_server_handled_what_they_sent(cl
 
 def test_the_joined_capture_holds_every_connection_once(clients_run: dict[str, Any]) -> None:
     report = clients_run["report"]
-    for name in REPORT_NAMES:
+    runs = clients_run["clients"]["transports"]
+    for name in REPORT_NAMES - SHARED:
         assert report["transports"][name]["connections"] == CLIENTS, name
-        received = clients_run["clients"]["transports"][name]["received"]
-        assert report["transports"][name]["app_messages"]["server_to_client"] == received + (
+        assert report["transports"][name]["app_messages"]["server_to_client"] == runs[name]["received"] + (
             name == "sse" and CLIENTS
         ), name
+    # The Socket.IO run's traffic is in websocket and long_poll too; each run's own report says what was its.
+    for name in RUN_NAMES:
+        ends = CLIENTS if name in ("sse", "socket.io") else 0
+        assert runs[name]["report"]["app_messages"] == runs[name]["received"] + ends, name
+    sessions = report["sessions"]["socket.io"]
+    assert (sessions["count"], sessions["upgraded"]) == (CLIENTS, CLIENTS)
+    assert sessions["app_messages"]["server_to_client"] == CLIENTS * (COUNT + 1)
     with read_capture(clients_run["output"] / "capture.rtcap") as records:
         opened = [r.connection_id for r in records if isinstance(r, ConnectionOpened)]
-    assert sorted(opened) == list(range(1, len(REPORT_NAMES) * CLIENTS + 1))
+    assert sorted(opened) == list(range(1, report["connection_count"] + 1))
+    socketio = sum(c["app_protocol"] == "socket.io" for c in report["connections"])
+    assert report["connection_count"] == len(REPORT_NAMES) * CLIENTS + socketio >= len(RUN_NAMES) * CLIENTS
     assert not list(clients_run["output"].glob(".parts-*")), "the per-transport captures are removed"
 
 

@@ -29,20 +29,21 @@ from demo_server.app import create_app
 from demo_server.run import serve_tls_in_thread
 from demo_server.tls import make_tls_files
 from inspector.capture import CaptureWriter, ConnectionOpened, DataChunk, TlsInfo, read_capture
-from inspector.demo import TRANSPORTS, ClientTally, DemoError, DemoSettings
+from inspector.demo import ClientTally, DemoError, DemoSettings
 from inspector.demo import run as demo_run
 from inspector.demo.display import protocols_table
 from inspector.demo.h2websocket import H2WebSocket
 from inspector.demo.protocols import wire_connections
 from inspector.demo.result import DemoFiles, DemoResult
+from inspector.demo.settings import PAGE_TRANSPORTS
 from inspector.wire import Direction
 
 COUNT = 20
 RATE = 50.0
 #: Seconds the run may take here: start-up (a CA, two servers), a 0.4 s feed, shutdown.
 RUN_TIMEOUT = 90.0
-REPORT_NAMES = {t.transport for t in TRANSPORTS}
-PATHS = {t.transport: t.path for t in TRANSPORTS}
+REPORT_NAMES = {t.transport for t in PAGE_TRANSPORTS}
+PATHS = {t.transport: t.path for t in PAGE_TRANSPORTS}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_the_h2_clients_spoke_h2_on_the_wire(http2_run: SimpleNamespace) -> None
     wire = wire_connections(capture)
     assert not [c.problem for c in wire if c.problem]
     # Every client has its own connection: ten connections, each carrying one transport's path.
-    assert len(wire) == 2 * len(TRANSPORTS)
+    assert len(wire) == 2 * len(PAGE_TRANSPORTS)
     for name, path in PATHS.items():
         carriers = {c.protocol: c for c in wire if path in c.paths}
         assert set(carriers) == {"http/1.1", "h2"}, name
@@ -129,7 +130,7 @@ def test_the_report_splits_every_transport_by_protocol(http2_run: SimpleNamespac
             measured = http2_run.clients["transports"][name]["by_protocol"][protocol]
             assert by_protocol[protocol]["messages"]["server_to_client"] == measured["deliveries"], (name, protocol)
     h2_connections = [c for c in http2_run.report["connections"] if c.get("protocol") == "h2"]
-    assert len(h2_connections) == len(TRANSPORTS)
+    assert len(h2_connections) == len(PAGE_TRANSPORTS)
 
 
 def test_the_output_puts_the_protocols_side_by_side(http2_run: SimpleNamespace) -> None:
@@ -199,11 +200,12 @@ def test_the_side_by_side_table_reads_by_protocol() -> None:
             handshake_bytes=handshake_bytes,
             wire_bytes=SimpleNamespace(total=wire),
             messages=SimpleNamespace(server_to_client=messages),
+            app_messages=SimpleNamespace(server_to_client=messages),
             wire_bytes_per_message=wire / messages,
             overhead_ratio=0.25,
         )
 
-    websocket = TRANSPORTS[0]
+    websocket = PAGE_TRANSPORTS[0]
     by_protocol = {"http/1.1": summary(1, 500, 2500, 10), "h2": summary(1, 200, 2000, 10)}
     report: Any = SimpleNamespace(
         transports={"websocket": SimpleNamespace(**vars(summary(2, 700, 4500, 20)), by_protocol=by_protocol)}
@@ -246,8 +248,8 @@ def test_the_side_by_side_table_reads_by_protocol() -> None:
         "ms",
     ] in rows
     assert ["h2", "1", "1", "·", "200", "B", "200", "B", "25.0%", "200", "B", "0.8×", "12", "ms", "12", "ms"] in rows
-    assert demo_run.client_problems(settings, clients, report) == []
-    assert demo_run.count_notes(clients, report) == []
+    assert demo_run.client_problems(result) == []
+    assert demo_run.count_notes(result) == []
 
 
 def test_compression_cannot_be_refused_to_chromium_over_h2() -> None:

@@ -346,3 +346,29 @@ def test_listening_socket_is_tcp_so_connections_get_nodelay() -> None:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_socketio_delivers_every_message_then_end_beside_the_other_routes(start_server: StartServer) -> None:
+    import socketio
+
+    server = start_server()
+
+    async def collect() -> tuple[list[dict[str, Any]], bool, str | None]:
+        received: list[dict[str, Any]] = []
+        ended = asyncio.Event()
+        client = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+        client.on("message", received.append)
+        client.on("end", ended.set)
+        await client.connect(server.url, auth={"after": 0})
+        transport = client.transport()
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            # The demo's own routes still answer in front of Socket.IO.
+            assert (await http.get("/feed/status")).status_code == 200
+            await http.post("/feed/start")
+        await ended.wait()
+        await client.disconnect()
+        return received, ended.is_set(), transport
+
+    received, ended, transport = run(collect())
+    assert seqs(received) == list(range(1, COUNT + 1))
+    assert ended and transport == "websocket"  # polling first, then upgraded

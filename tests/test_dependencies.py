@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from servers import ScriptedServer, respond_with, rtinspect_environment
 
-from inspector.extras import DEMO_EXTRA, DEMO_MODULES
+from inspector.extras import DEMO_EXTRA, DEMO_MODULES, DEMO_PACKAGES
 from inspector.proxy_process import ProxyProcess, free_port, proxy_arguments, rtinspect_command
 
 ROOT = Path(__file__).parent.parent
@@ -60,7 +60,7 @@ def test_ci_pins_a_version_of_every_dependency_within_its_bounds() -> None:
 def test_the_demo_extra_is_what_the_demo_needs_and_the_core_none_of_it() -> None:
     demo = {canonicalize_name(Requirement(text).name) for text in PROJECT["optional-dependencies"][DEMO_EXTRA]}
     core = {canonicalize_name(Requirement(text).name) for text in PROJECT["dependencies"]}
-    assert demo == set(DEMO_MODULES)
+    assert demo == set(DEMO_PACKAGES.values())
     assert not demo & core
     assert f"rtinspect[{DEMO_EXTRA}]" in PROJECT["optional-dependencies"]["test"]
 
@@ -138,8 +138,8 @@ def test_the_demo_without_its_extra_is_one_line_saying_what_to_install(tmp_path:
         assert done.returncode == 1, done.stderr
         assert done.stdout == ""
         assert done.stderr.splitlines() == [
-            f"Error: rtinspect {command} needs the demo extra (fastapi, uvicorn, hypercorn, trustme, httpx "
-            "not installed): pip install 'rtinspect[demo]'"
+            f"Error: rtinspect {command} needs the demo extra (fastapi, uvicorn, hypercorn, trustme, httpx, "
+            "socketio, aiohttp not installed): pip install 'rtinspect[demo]'"
         ]
     assert not (tmp_path / "out").exists()
     # Its help still says what it does.

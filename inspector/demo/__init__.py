@@ -1,6 +1,7 @@
 """``rtinspect demo``: the experiment, end to end, on this machine.
 
-The demo server offers one feed over every transport; the rtinspect proxy
+The demo server offers one feed over every transport, and over Socket.IO
+(python-socketio, long polling upgraded to WebSocket); the rtinspect proxy
 relays to it and records a capture; real clients read the whole feed through
 the proxy, with the same message count, rate and size. The transports run one
 after another, each against a fresh demo-server process and a fresh proxy
@@ -17,7 +18,9 @@ this machine's clock), the costs, and a verdict per dimension.
   and the clients, sampled from ``/proc`` (:mod:`inspector.processes`) into
   :mod:`.costs`; :mod:`.captures` joins the turns' captures;
 - :mod:`.clients`: ``--clients N`` Python clients per transport, counting into
-  a :class:`~.tally.ClientTally` each;
+  a :class:`~.tally.ClientTally` each; the Socket.IO run's is
+  :mod:`.socketio_client`, its figures the report of its own run's
+  (:func:`.result.run_figures`);
 - :mod:`.page`: with ``--browser``, the demo page in headless Chromium
   (:mod:`.chromium`) as the client instead, and what it cost the page
   (:mod:`.browser_cost`);

@@ -9,7 +9,8 @@ transport at a time, or with ``--http2`` one per transport and protocol, all at 
   request is on its way. At most :data:`~.settings.CONNECTING_AT_ONCE` clients of
   a transport connect at once; the others wait for one of them to have connected.
 - The clients (``websockets``, ``httpx``) behave as browsers do: WebSocket
-  without keep-alive pings, polls over one keep-alive connection.
+  without keep-alive pings, polls over one keep-alive connection. The
+  Socket.IO run's is python-socketio's own (:mod:`.socketio_client`).
 - With ``--http2`` every transport has two clients, over TLS: one offering
   only ``http/1.1`` (ALPN) and one offering only ``h2``: ``httpx`` with
   ``http2=True``, and for WebSocket :class:`~.h2websocket.H2WebSocket`
@@ -36,6 +37,7 @@ from demo_server.sse import END_EVENT
 from ..sse import SseStream
 from .h2websocket import H2WebSocket
 from .settings import CONNECT_TIMEOUT, CONNECTING_AT_ONCE, H2, HTTP1, DemoError, DemoSettings, DemoTransport
+from .socketio_client import socketio_client
 from .tally import ClientTally, ProgressCallback
 
 #: What ``httpx`` reports as ``Response.http_version`` for each protocol.
@@ -223,6 +225,7 @@ CLIENTS: dict[str, Client] = {
     "stream": stream_client,
     "longpoll": long_poll_client,
     "poll": short_poll_client,
+    "socketio": socketio_client,
 }
 
 

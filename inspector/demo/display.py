@@ -18,7 +18,7 @@ from ..render.units import MISSING, count, factor, human_bytes, percent
 from ..report import TransportSummary
 from .browser_cost import BROWSER_HEADINGS
 from .costs import PROCESS_HEADINGS, duration_ms, process_cells
-from .result import DemoResult, in_report_order, transport_summary
+from .result import DemoResult, in_report_order, session_path, transport_summary
 from .settings import CLICK_INTERVAL, PROTOCOLS, DemoSettings
 from .tally import ClientTally, client_label
 from .verdicts import demo_verdicts
@@ -180,8 +180,8 @@ def clients_table(result: DemoResult) -> Table:
     rows: list[tuple[str | Text, ...]] = []
     for tally in in_report_order(result.clients.values()):
         latency = tally.latency_ms.summary()
-        summary = transport_summary(result.report, tally.demo.transport, tally.protocol)
-        wire = _wire_per_feed_message(summary, tally)
+        figures = result.figures(tally)
+        wire = figures.per_feed_message(tally) if figures is not None else None
         protocol = (tally.protocol or "",) if http2 else ()
         rows.append(
             (
@@ -205,6 +205,27 @@ CLIENT_LEGEND = (
     "Wire per feed msg: the transport's wire bytes, both directions, divided by the feed messages its client "
     "received; the report's Wire/msg divides by messages on the wire, and one poll response can carry many."
 )
+
+
+def framework_lines(result: DemoResult) -> list[str]:
+    """A line per framework's run (Socket.IO): its sessions' path, bytes and messages, from the report of
+    that run, and what its wire bytes per feed message are against plain WebSocket's."""
+    lines = []
+    for tally in in_report_order(result.clients.values()):
+        figures = result.figures(tally)
+        session = figures.session if figures is not None else None
+        if figures is None or session is None:
+            continue
+        control = session.control_messages
+        sessions = "one session" if session.count == 1 else f"{session.count:,} sessions"
+        lines.append(
+            f"{tally.demo.transport}: python-socketio's client and server, {sessions} ({session_path(session)}); "
+            f"the run's wire bytes ({human_bytes(figures.wire_bytes)}) are the framework's whole traffic: "
+            f"{human_bytes(session.wire_bytes_per_app_message)} per application message "
+            f"({count(session.app_messages.server_to_client)} server to client, the feed's and its end event), "
+            f"{count(control.total)} control messages ({count(control.server_to_client)} from the server)."
+        )
+    return lines
 
 
 def protocols_table(result: DemoResult) -> Table:
@@ -341,7 +362,8 @@ def result_renderables(result: DemoResult) -> Iterator[RenderableType]:
         yield Text(f"• {PROTOCOLS_LEGEND}", style="dim")
         yield Text("")
     yield clients_table(result)
-    yield Text("\n".join(f"• {line}" for line in (CLIENT_LEGEND, *result.notes)), style="dim")
+    legend = (CLIENT_LEGEND, *framework_lines(result), *result.notes)
+    yield Text("\n".join(f"• {line}" for line in legend), style="dim")
     yield Text("")
     if any(cost.browser for cost in result.costs.values()):
         yield browser_table(result)

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..report import Report, TransportSummary
+from ..report import Report, SessionsSummary, TransportSummary
 from .costs import TransportCosts
 from .protocols import WireConnection
-from .settings import PROTOCOLS, TRANSPORT_KEYS, TRANSPORTS, DemoSettings
+from .settings import PAGE_TRANSPORTS, PROTOCOLS, TRANSPORT_KEYS, DemoSettings
 from .tally import ClientTally
 
 
@@ -35,7 +35,7 @@ class DemoFiles:
         if browser and http2:
             screenshots = {protocol: folder / f"page-{protocol.replace('/', '')}.png" for protocol in PROTOCOLS}
         elif browser:
-            screenshots = {t.key: folder / f"page-{t.transport}.png" for t in TRANSPORTS}
+            screenshots = {t.key: folder / f"page-{t.transport}.png" for t in PAGE_TRANSPORTS}
         return cls(
             folder=folder,
             capture=folder / "capture.rtcap",
@@ -67,10 +67,59 @@ class DemoResult:
     costs: Mapping[str, TransportCosts] = field(default_factory=dict)
     #: The machine the run was measured on (:func:`.costs.machine`).
     machine: Mapping[str, Any] = field(default_factory=dict)
+    #: Without ``--http2``: the report of each transport's own run (its own capture), by client label.
+    reports: Mapping[str, Report] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def figures(self, tally: ClientTally) -> RunFigures | None:
+        """What the report of ``tally``'s run says of it (:func:`run_figures`)."""
+        return run_figures(self.reports.get(tally.label, self.report), tally)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFigures:
+    """What the capture says of one client's run, in the client's terms.
+
+    ``wire_bytes``: every wire byte of the run, both directions; ``deliveries``:
+    server-to-client messages as the client counts its deliveries (a transport's
+    messages; a framework's application messages, its events); ``app_messages``:
+    application messages, server to client. ``session`` is the framework's
+    sessions (None for a plain transport)."""
+
+    wire_bytes: int
+    deliveries: int
+    app_messages: int
+    session: SessionsSummary | None = None
+
+    def per_feed_message(self, tally: ClientTally) -> float | None:
+        """Wire bytes per feed message the client received."""
+        return self.wire_bytes / tally.received if tally.received else None
+
+
+def run_figures(report: Report, tally: ClientTally) -> RunFigures | None:
+    """The figures of ``tally``'s run in ``report`` (the report of that run alone, for a
+    framework's run, whose transports the others share): a transport's summary (its share
+    over the client's protocol with ``--http2``), or a framework's sessions with every
+    transport of the run; None where the report holds none of it."""
+    protocol = tally.demo.app_protocol
+    if protocol is not None:
+        session = report.sessions.get(protocol)
+        if session is None:
+            return None
+        wire = sum(summary.wire_bytes.total for summary in report.transports.values())
+        apps = session.app_messages.server_to_client
+        return RunFigures(wire_bytes=wire, deliveries=apps, app_messages=apps, session=session)
+    summary = transport_summary(report, tally.demo.transport, tally.protocol)
+    if summary is None:
+        return None
+    return RunFigures(
+        wire_bytes=summary.wire_bytes.total,
+        deliveries=summary.messages.server_to_client,
+        app_messages=summary.app_messages.server_to_client,
+    )
 
 
 def transport_summary(report: Report, transport: str, protocol: str | None = None) -> TransportSummary | None:
@@ -86,3 +135,11 @@ def in_report_order(tallies: Iterable[ClientTally]) -> list[ClientTally]:
     """Transports in report order, each one's clients together, HTTP/1.1 before h2."""
     order = {protocol: i for i, protocol in enumerate(PROTOCOLS)}
     return sorted(tallies, key=lambda t: (TRANSPORT_KEYS.index(t.demo.key), order.get(t.protocol or "", -1)))
+
+
+def session_path(session: SessionsSummary) -> str:
+    """The transports a framework's sessions used, in order: ``long_poll → websocket``; with
+    sessions on several paths, each with how many took it."""
+    if len(session.paths) == 1:
+        return next(iter(session.paths))
+    return ", ".join(f"{path} ({count:,})" for path, count in session.paths.items())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import tempfile
 import time
@@ -43,8 +44,8 @@ from .html import with_demo_sections
 from .page import require_chromium, run_browser_clients
 from .protocols import WireConnection, wire_connections
 from .recording_proxy import DemoProxy
-from .result import DemoFiles, DemoResult, transport_summary
-from .sequence import run_transport, start_processes, stop_processes
+from .result import DemoFiles, DemoResult, RunFigures, run_figures, session_path
+from .sequence import TransportRun, run_transport, start_processes, stop_processes
 from .settings import CLICK_INTERVAL, DEMO_RULES, H2, HTTP1, LOOPBACK, PROTOCOLS, DemoError, DemoSettings
 from .tally import ClientTally, PhaseCallback, ProgressCallback
 
@@ -60,6 +61,8 @@ class _Ran:
     screenshots: dict[str | None, bytes] = field(default_factory=dict)
     costs: dict[str, TransportCosts] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: The reports of runs reported on their own (:func:`own_reports`), by client label.
+    reports: dict[str, Report] = field(default_factory=dict)
 
 
 def run_demo(
@@ -91,24 +94,28 @@ def run_demo(
         if key in files.screenshots:
             files.screenshots[key].write_bytes(png)
     facts = machine()
-    document = clients_document(settings, clients, ran.costs, facts)
+    figures = {key: run_figures(ran.reports.get(key, report), tally) for key, tally in clients.items()}
+    document = clients_document(settings, clients, ran.costs, facts, figures)
     measured = ClientMeasurements.from_document(document, str(files.clients_json))
     files.report_json.write_text(render(report, "json"), encoding="utf-8")
     files.clients_json.write_text(json_text(document), encoding="utf-8")
-    problems += client_problems(settings, clients, report)
-    problems += wire_problems(settings, wire)
     result = DemoResult(
         settings=settings,
         report=report,
         clients=clients,
         files=files,
-        problems=tuple(problems),
-        notes=tuple([*count_notes(clients, report), *wire_notes(settings, wire)]),
-        seconds=time.monotonic() - began,
+        problems=(),
+        notes=(),
+        seconds=0.0,
         wire=wire,
         costs=ran.costs,
         machine=facts,
+        reports=ran.reports,
     )
+    problems += client_problems(result)
+    problems += wire_problems(settings, wire)
+    notes = [*count_notes(result), *shared_notes(result), *wire_notes(settings, wire)]
+    result = dataclasses.replace(result, problems=tuple(problems), notes=tuple(notes), seconds=time.monotonic() - began)
     html = render(report, "html", clients=measured)
     files.report_html.write_text(with_demo_sections(html, result), encoding="utf-8")
     return result
@@ -132,12 +139,27 @@ def _run_one_by_one(
         stop_processes(settings, runs, started)
         facts = join_captures([run.capture for run in runs], files.capture)
         costs = {run.tally.label: run.costs(part) for run, part in zip(runs, facts, strict=True)}
+        reports = own_reports(runs)
     return _Ran(
         clients={run.tally.label: run.tally for run in runs},
         screenshots={run.demo.key: run.screenshot for run in runs if run.screenshot is not None},
         costs=costs,
         problems=[run.problem for run in runs if run.problem],
+        reports=reports,
     )
+
+
+def own_reports(runs: list[TransportRun]) -> dict[str, Report]:
+    """The report of each run whose traffic the run's one report mixes with another's, from
+    its own capture, by client label: a framework's run (Socket.IO's polling and WebSocket),
+    and each plain run of a transport that a framework's run also used. The others' figures
+    are their transports' in the run's report."""
+    reports = {run.tally.label: report_capture(run.capture) for run in runs if run.demo.app_protocol}
+    shared = {name for report in reports.values() for name in report.transports}
+    for run in runs:
+        if run.demo.app_protocol is None and run.demo.transport in shared:
+            reports[run.tally.label] = report_capture(run.capture)
+    return reports
 
 
 def _run_at_once(
@@ -204,13 +226,16 @@ def clients_document(
     clients: dict[str, ClientTally],
     costs: Mapping[str, TransportCosts] | None = None,
     facts: Mapping[str, Any] | None = None,
+    figures: Mapping[str, RunFigures | None] | None = None,
 ) -> dict[str, Any]:
     """``clients.json``: the run's parameters and what each client measured, keyed by report
     transport name; with ``--http2``, each transport's clients keyed by protocol (``by_protocol``).
     Without ``--http2``, each transport also holds what it cost (``server``, ``proxy`` and
     with ``--browser`` ``browser``; :class:`.costs.TransportCosts`), and the document says
     how the run was made (``clients_per_transport``, ``one_transport_at_a_time``, ``page``)
-    and on what (``machine``).
+    and on what (``machine``); with ``figures``, each transport holds what the report of its
+    run says of it (``report``: ``wire_bytes``, ``deliveries``, ``app_messages``; and for a
+    framework's run, ``path``, its sessions' transports).
     :mod:`inspector.measurements` reads it."""
     document: dict[str, Any] = {
         "format": CLIENTS_FORMAT,
@@ -228,8 +253,13 @@ def clients_document(
         document["one_transport_at_a_time"] = True
         if settings.browser:
             document["page"] = {"ui_rows": settings.page_rows, "click_interval": CLICK_INTERVAL}
+        figures = figures or {}
         document["transports"] = {
-            tally.demo.transport: {**tally.to_dict(), **(costs[key].to_dict() if key in costs else {})}
+            tally.demo.transport: {
+                **tally.to_dict(),
+                **(costs[key].to_dict() if key in costs else {}),
+                **({"report": figures_to_dict(found)} if (found := figures.get(key)) is not None else {}),
+            }
             for key, tally in clients.items()
         }
         return document
@@ -239,6 +269,19 @@ def clients_document(
         entry = transports.setdefault(tally.demo.transport, {"path": tally.demo.path, "by_protocol": {}})
         entry["by_protocol"][tally.protocol] = tally.to_dict()
     document["transports"] = transports
+    return document
+
+
+def figures_to_dict(figures: RunFigures) -> dict[str, Any]:
+    """A run's figures in ``clients.json``."""
+    document: dict[str, Any] = {
+        "wire_bytes": figures.wire_bytes,
+        "deliveries": figures.deliveries,
+        "app_messages": figures.app_messages,
+    }
+    if figures.session is not None:
+        document["path"] = session_path(figures.session)
+        document["control_messages"] = figures.session.control_messages.as_dict()
     return document
 
 
@@ -255,34 +298,58 @@ def _json(value: Any, indent: str) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":") if isinstance(value, list) else None)
 
 
-def client_problems(settings: DemoSettings, clients: dict[str, ClientTally], report: Report) -> list[str]:
-    """One line per failure: a client's error, lost messages, a transport missing from the report."""
+def client_problems(result: DemoResult) -> list[str]:
+    """One line per failure: a client's error, lost messages, a transport (or a framework's
+    sessions) missing from the report."""
     problems = []
-    for tally in clients.values():
+    for tally in result.clients.values():
         name = _client_name(tally)
         if tally.error:
             problems.append(f"{name}: {tally.error}")
         if tally.lost:
             problems.append(f"{name}: lost {tally.lost} of {tally.expected} messages")
-        if tally.demo.transport not in report.transports:
+        if result.figures(tally) is not None:
+            continue
+        if tally.demo.app_protocol is not None:
+            problems.append(f"{name}: the report recognised no {tally.demo.app_protocol} session")
+        elif tally.protocol is None or tally.demo.transport not in result.report.transports:
             problems.append(f"{name}: the capture holds none of its traffic")
-        elif tally.protocol is not None and transport_summary(report, tally.demo.transport, tally.protocol) is None:
+        else:
             problems.append(f"{name}: the report holds none of its traffic over {tally.protocol}")
     return list(dict.fromkeys(problems))
 
 
-def count_notes(clients: dict[str, ClientTally], report: Report) -> list[str]:
-    """Where the report's server-to-client message count differs from what the client counted."""
+def count_notes(result: DemoResult) -> list[str]:
+    """Where the report's server-to-client message count differs from what the client counted
+    (a framework's application messages: its events)."""
     notes = []
-    for tally in clients.values():
-        summary = transport_summary(report, tally.demo.transport, tally.protocol)
-        if summary is None or tally.deliveries is None:
+    for tally in result.clients.values():
+        figures = result.figures(tally)
+        if figures is None or tally.deliveries is None:
             continue
-        on_wire = summary.messages.server_to_client
-        if on_wire != tally.deliveries:
+        if figures.deliveries != tally.deliveries:
+            kind = "application messages" if tally.demo.app_protocol else "messages"
             notes.append(
-                f"{_client_name(tally)}: the report counted {on_wire} server-to-client messages, "
+                f"{_client_name(tally)}: the report counted {figures.deliveries} server-to-client {kind}, "
                 f"the client {tally.deliveries}."
+            )
+    return notes
+
+
+def shared_notes(result: DemoResult) -> list[str]:
+    """Which of the report's transports hold a framework's run too, so that its tables sum runs
+    the clients' table gives apart."""
+    notes = []
+    for tally in result.clients.values():
+        figures = result.figures(tally)
+        if figures is None or figures.session is None:
+            continue
+        own = result.reports.get(tally.label)
+        names = [name for name in (own.transports if own is not None else ()) if name in result.report.transports]
+        if names:
+            notes.append(
+                f"The report's {' and '.join(names)} figures include the {tally.demo.transport} run's "
+                f"({session_path(figures.session)}); the clients' table takes each run from its own capture."
             )
     return notes
 

@@ -49,11 +49,16 @@ class DemoError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class DemoTransport:
-    """One of the demo's transports: its short name, the server path and the report's name for it."""
+    """One of the demo's transports: its short name, the server path and the report's name for it.
+
+    With ``app_protocol`` it is a framework's run rather than one transport: the report
+    names it by that protocol (its ``sessions`` key), and its run uses whichever
+    transports the framework chooses (Socket.IO: long polling, then WebSocket)."""
 
     key: str
     path: str
     transport: str
+    app_protocol: str | None = None
 
 
 TRANSPORTS = (
@@ -62,13 +67,18 @@ TRANSPORTS = (
     DemoTransport("stream", "/stream", "http_stream"),
     DemoTransport("longpoll", "/longpoll", "long_poll"),
     DemoTransport("poll", "/poll", "short_poll"),
+    DemoTransport("socketio", "/socket.io/", "socket.io", app_protocol="socket.io"),
 )
 TRANSPORT_KEYS = tuple(t.key for t in TRANSPORTS)
 _BY_KEY = {t.key: t for t in TRANSPORTS}
+#: The transports the demo page reads, and ``--http2`` too: every one but the frameworks' runs.
+PAGE_TRANSPORTS = tuple(t for t in TRANSPORTS if t.app_protocol is None)
+PAGE_KEYS = tuple(t.key for t in PAGE_TRANSPORTS)
 
 #: The demo's paths pinned to their transports, as ``--transport`` takes them; the page and
 #: the feed's control requests (made through the proxy in browser mode only) are plain ``http``.
-DEMO_RULE_TEXTS = (*(f"{t.path}={t.transport}" for t in TRANSPORTS), "/feed/*=http", "/=http")
+#: A framework's run is recognised by its protocol, its transports as the framework uses them.
+DEMO_RULE_TEXTS = (*(f"{t.path}={t.transport}" for t in PAGE_TRANSPORTS), "/feed/*=http", "/=http")
 DEMO_RULES = tuple(TransportRule.parse(text) for text in DEMO_RULE_TEXTS)
 
 
@@ -121,8 +131,11 @@ class DemoSettings:
         unknown = [key for key in self.transports if key not in _BY_KEY]
         if unknown or not self.transports:
             raise DemoError(f"--transports: choose from {','.join(TRANSPORT_KEYS)} (got {','.join(self.transports)})")
-        if self.browser and self.http2 and set(self.transports) != set(TRANSPORT_KEYS):
+        if self.browser and self.http2 and {t.key for t in self.selected} != set(PAGE_KEYS):
             raise DemoError("--transports cannot be combined with --browser --http2: the page runs every transport")
+        if not self.selected:
+            mode = "--browser" if self.browser else "--http2"
+            raise DemoError(f"--transports: {mode} runs {','.join(PAGE_KEYS)} only (the Socket.IO run is left out)")
         if self.browser and self.poll_interval < PAGE_MIN_POLL_INTERVAL:
             raise DemoError(f"--poll-interval: the page polls at most every {PAGE_MIN_POLL_INTERVAL * 1000:g} ms")
         if self.clients < 1:
@@ -148,8 +161,10 @@ class DemoSettings:
 
     @property
     def selected(self) -> tuple[DemoTransport, ...]:
-        """The transports to run, in report order."""
-        return tuple(t for t in TRANSPORTS if t.key in self.transports)
+        """The transports to run, in report order; ``--browser`` and ``--http2`` leave out
+        the frameworks' runs (the page has no Socket.IO client)."""
+        offered = PAGE_TRANSPORTS if self.browser or self.http2 else TRANSPORTS
+        return tuple(t for t in offered if t.key in self.transports)
 
     @property
     def protocols(self) -> tuple[str | None, ...]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from ..processes import describe_machine
 from ..render.ranking import Dimension, Tolerance
 from ..render.units import factor, human_bytes
-from .result import DemoResult, transport_summary
+from .result import DemoResult, session_path
 
 
 def _ms(value: float) -> str:
@@ -79,18 +79,32 @@ def conditions(result: DemoResult) -> str:
 
 
 def bytes_verdict(result: DemoResult) -> Verdict | None:
-    figures = []
+    figures: list[tuple[str, float]] = []
+    frameworks = []
     for tally in result.clients.values():
-        summary = transport_summary(result.report, tally.demo.transport, tally.protocol)
-        if summary is not None and tally.received and tally.protocol is None:
-            figures.append((tally.demo.transport, summary.wire_bytes.total / tally.received))
+        found = result.figures(tally)
+        per_message = found.per_feed_message(tally) if found is not None else None
+        if found is not None and per_message is not None and tally.protocol is None:
+            figures.append((tally.demo.transport, per_message))
+            if found.session is not None:
+                frameworks.append((tally.demo.transport, found.session, per_message))
     if not figures:
         return None
     compression = "on" if result.settings.compression else "off"
     text = WIRE_BYTES.verdict(figures)
+    plain = dict(figures).get("websocket")
+    added = ""
+    for name, session, per_message in frameworks:
+        if plain:
+            difference = per_message - plain
+            more = f"{human_bytes(difference)} more" if difference >= 0 else f"{human_bytes(-difference)} less"
+            added += (
+                f" {name} ({session_path(session)}) took {factor(per_message / plain)} plain WebSocket's bytes per "
+                f"feed message, {more} each: what the framework adds, its handshake, polling and upgrade included."
+            )
     return Verdict(
         "Bytes",
-        f"{text}. Counted by the proxy, both directions, heads and handshakes included, TCP and TLS "
+        f"{text}.{added} Counted by the proxy, both directions, heads and handshakes included, TCP and TLS "
         f"overhead not; WebSocket compression {compression}, short polls every {result.settings.poll_interval:g} s.",
     )
 
@@ -196,10 +210,13 @@ def server_verdict(result: DemoResult) -> Verdict | None:
     compression = (
         "on (each WebSocket connection deflates every message itself)" if result.settings.compression else "off"
     )
+    frameworks = sorted({tally.demo.transport for tally in result.clients.values() if tally.demo.app_protocol})
+    code = "the same code for every transport" + (
+        f", python-socketio's server for {', '.join(frameworks)}" if frameworks else ""
+    )
     return Verdict(
         "Server",
-        f"{text}. {memory}{proxy} uvicorn in one process, the same code for every transport; WebSocket "
-        f"compression {compression}.",
+        f"{text}. {memory}{proxy} uvicorn in one process, {code}; WebSocket compression {compression}.",
     )
 
 
