@@ -291,3 +291,27 @@ def test_the_pytest_plugin_takes_application_protocol_rules(tmp_path: Path) -> N
     ruled = load_report([capture], app_protocols=["/graphql=graphql-transport-ws"])
     assert ruled.transports["websocket"].app_messages.server_to_client == 4
     assert ruled.sessions["graphql-transport-ws"].count == 1
+
+
+def test_a_page_load_beside_a_stream_is_listed_never_ranked() -> None:
+    from inspector.render.verdict import verdict
+
+    page = [
+        (C2S, _request("GET", "/")),
+        (S2C, _response(b"<!doctype html><p>" + b"x" * 4000, "text/html")),
+        (C2S, _request("GET", "/favicon.ico")),
+        (S2C, b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"),
+    ]
+    events = b"".join(b"data: %d\n\n" % i for i in range(20))
+    stream = [
+        (C2S, _request("GET", "/events")),
+        (S2C, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        (S2C, b"%x\r\n%s\r\n0\r\n\r\n" % (len(events), events)),
+    ]
+    report = build_report([analyse(page, 1), analyse(stream, 2)])
+    assert set(report.transports) == {"sse", "http"}
+    sentences = verdict(report)
+    assert sentences[0].startswith("Only one transport was seen: sse")
+    assert not any(s.startswith("http ") for s in sentences)
+    assert sentences[-1].startswith("Plain HTTP (page loads, assets, API calls) is not ranked")
+    assert "2 plain HTTP requests" in sentences[-1]
