@@ -116,8 +116,8 @@ class ClientTally:
         }
 
     def latency_to_dict(self) -> dict[str, Any] | None:
-        """The latency summary and ``values``: the latencies kept (every one while ``exact``,
-        else a uniform sample of at most the distribution's capacity), to the microsecond."""
+        """The latency summary and ``values``: the latencies in order (every one up to the
+        distribution's capacity, else that many at evenly spaced ranks), to the microsecond."""
         summary = quantiles_to_dict(self.latency_ms.summary())
         if summary is None:
             return None
