@@ -1,11 +1,12 @@
 """Distributions of per-message figures in bounded memory.
 
 A connection may carry millions of messages, so a :class:`Distribution` keeps
-count, sum and maximum exactly but not every value. It counts each distinct
-value while there are at most ``capacity`` of them, and quantiles are exact;
-past that, it counts values in logarithmic buckets (a few hundred per doubling,
-each remembering the least and greatest value it holds), coarsened as often as
-it takes to keep ``capacity`` buckets or fewer.
+count, sum and maximum exactly but not every value. It keeps every value up to
+``capacity`` of them; past that, it counts each distinct value while there are
+at most ``capacity`` distinct ones, and quantiles stay exact; past that too, it
+counts values in logarithmic buckets (256 per doubling, each remembering the
+least and greatest value it holds), coarsened as often as it takes to keep
+``capacity`` buckets or fewer.
 
 What a distribution holds depends only on the values added, never on their
 order or on how they were split between distributions later merged: a bucket's
@@ -13,7 +14,7 @@ count, least and greatest value are the same whatever the order, and the
 coarsening level is the finest that fits all the values. So the quantiles of a
 report do not depend on how its connections were split between processes, nor
 on the order in which their figures were merged, and merging costs time in
-proportion to the buckets merged in.
+proportion to what is merged in.
 """
 
 from __future__ import annotations
@@ -38,12 +39,19 @@ def _bucket(value: float, level: int) -> int:
     return math.floor(math.log2(value) * _STEPS_PER_DOUBLING) >> (level - 1)
 
 
-class Distribution:
-    """count, total and max exact; quantiles from the count of each distinct
-    value up to ``capacity`` of them, then from up to ``capacity`` logarithmic
-    buckets (see the module's docstring)."""
+def _tally(values: list[float]) -> dict[float, int]:
+    counts: dict[float, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
 
-    __slots__ = ("_capacity", "_counts", "_level", "_max", "_sorted", "count", "total")
+
+class Distribution:
+    """count, total and max exact; quantiles from every value up to ``capacity``
+    values, then from the count of each distinct value up to ``capacity`` of them,
+    then from up to ``capacity`` logarithmic buckets (see the module's docstring)."""
+
+    __slots__ = ("_capacity", "_counts", "_level", "_max", "_sorted", "_values", "count", "total")
 
     def __init__(self, capacity: int = 4096) -> None:
         if capacity < 1:
@@ -52,12 +60,15 @@ class Distribution:
         self.total: float = 0
         self._max = -math.inf
         self._capacity = capacity
-        #: Level 0: each distinct value and how many times it was added. Level 1
-        #: and up: each bucket and [count, least value, greatest value] in it.
+        #: Every value, in the order added, while there are at most ``capacity``.
+        self._values: list[float] | None = []
+        #: Then, at level 0: each distinct value and how many times it was added;
+        #: at level 1 and up: each bucket and [count, least value, greatest value].
         self._counts: dict[Any, Any] = {}
         self._level = 0
-        #: (value or bucket, count, least, greatest) in order, made when a quantile is asked for.
-        self._sorted: list[tuple[float, int, float, float]] | None = None
+        #: The values in order (while kept), or (value or bucket, count, least,
+        #: greatest) in order: made when a quantile is asked for.
+        self._sorted: list[Any] | None = None
 
     @property
     def capacity(self) -> int:
@@ -73,7 +84,7 @@ class Distribution:
 
     @property
     def exact(self) -> bool:
-        """True while every distinct value is counted, so quantiles are exact."""
+        """True while every value, or every distinct value's count, is kept, so quantiles are exact."""
         return self._level == 0
 
     def add(self, value: float) -> None:
@@ -82,6 +93,12 @@ class Distribution:
         if value > self._max:
             self._max = value
         self._sorted = None
+        values = self._values
+        if values is not None:
+            if len(values) < self._capacity:
+                values.append(value)
+                return
+            self._count_values()
         counts = self._counts
         if not self._level:
             counts[value] = counts.get(value, 0) + 1
@@ -112,15 +129,33 @@ class Distribution:
         if other._max > self._max:
             self._max = other._max
         self._sorted = None
-        if other._level > self._level:
-            self._coarsen(other._level)
-        counts = self._counts
-        if not self._level:
-            for value, n in other._counts.items():
-                counts[value] = counts.get(value, 0) + n
+        mine, theirs = self._values, other._values
+        if mine is not None and theirs is not None and len(mine) + len(theirs) <= self._capacity:
+            mine.extend(theirs)
+            return
+        if mine is not None:
+            self._count_values()
+        if theirs is not None:
+            counts, level = _tally(theirs), 0
         else:
-            _add_buckets(counts, other._counts, other._level, self._level)
-        if len(counts) > self._capacity:
+            counts, level = other._counts, other._level
+        if level > self._level:
+            self._coarsen(level)
+        into = self._counts
+        if not self._level:
+            for value, n in counts.items():
+                into[value] = into.get(value, 0) + n
+        else:
+            _add_buckets(into, counts, level, self._level)
+        if len(into) > self._capacity:
+            self._coarsen()
+
+    def _count_values(self) -> None:
+        """Count the values kept instead of keeping them."""
+        assert self._values is not None
+        self._counts = _tally(self._values)
+        self._values = None
+        if len(self._counts) > self._capacity:
             self._coarsen()
 
     def _coarsen(self, level: int = 0) -> None:
@@ -136,20 +171,20 @@ class Distribution:
             level += 1
 
     def values(self) -> list[float]:
-        """Every value added, in order, while there are at most ``capacity`` of them;
+        """Every value added, in the order added, while there are at most ``capacity``;
         past that, ``capacity`` values at evenly spaced ranks, from the least to the
         greatest (their quantiles are the distribution's, as near as that many allow)."""
-        ordered = self._ordered()
-        if self.count <= self._capacity:
-            return [value for _, n, low, high in ordered for value in _spread(n, low, high)]
+        if self._values is not None:
+            return list(self._values)
         last = self.count - 1
         steps = max(1, self._capacity - 1)
-        return _ranked_many(ordered, [round(i * last / steps) for i in range(steps + 1)])
+        return _ranked_many(self._ordered(), [round(i * last / steps) for i in range(steps + 1)])
 
     def copy(self) -> Distribution:
         """An independent copy."""
         twin = Distribution(self._capacity)
         twin.count, twin.total, twin._max, twin._level = self.count, self.total, self._max, self._level
+        twin._values = None if self._values is None else list(self._values)
         if self._level:
             twin._counts = {key: list(bucket) for key, bucket in self._counts.items()}
         else:
@@ -176,12 +211,19 @@ class Distribution:
             raise ValueError(f"quantile must be between 0 and 1, not {q}")
         if not self.count:
             raise ValueError("quantile of an empty distribution")
-        ordered = self._ordered()
         position = q * (self.count - 1)
         below = int(position)
+        fraction = position - below
+        if self._values is not None:
+            values = self._sorted
+            if values is None:
+                values = self._sorted = sorted(self._values)
+            if below == self.count - 1:
+                return values[below]
+            return values[below] + (values[below + 1] - values[below]) * fraction
+        ordered = self._ordered()
         if below == self.count - 1:
             return _ranked(ordered, below)
-        fraction = position - below
         low = _ranked(ordered, below)
         return low + (_ranked(ordered, below + 1) - low) * fraction
 
@@ -225,13 +267,6 @@ def _into(into: dict[int, list[float]], key: int, n: float, low: float, high: fl
             bucket[1] = low
         if high > bucket[2]:
             bucket[2] = high
-
-
-def _spread(n: int, low: float, high: float) -> list[float]:
-    """The ``n`` values of a bucket, spaced evenly from ``low`` to ``high``."""
-    if n == 1 or low == high:
-        return [low] * n
-    return [low + (high - low) * i / (n - 1) for i in range(n)]
 
 
 def _ranked_many(ordered: list[tuple[float, int, float, float]], ranks: list[int]) -> list[float]:
