@@ -19,13 +19,17 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_connection import essentials
 
+from inspector.capture import ConnectionOpened
+from inspector.connection import ConnectionAnalyzer
 from inspector.events import HttpEvent
 from inspector.http1 import SCAN_VARIABLE, Http1Parser
 from inspector.wire import Direction
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
+OPENED = ConnectionOpened(1, 0.0, "127.0.0.1:50000", "127.0.0.1:8000", "reverse")
 CORPUS = json.loads((Path(__file__).resolve().parent / "corpus" / "cases.json").read_text(encoding="utf-8"))
 
 Feed = tuple[Direction, bytes]
@@ -289,3 +293,29 @@ def test_the_environment_variable_chooses_h11_alone(monkeypatch: pytest.MonkeyPa
     parser = Http1Parser()
     parser.feed(C2S, POLL, 0.0)
     assert parser._c2s.scan is not None
+
+
+@pytest.mark.parametrize("piece", [1, 5, 64, 100_000])
+def test_a_connection_handed_to_h11_mid_stream_is_accounted_as_with_h11_alone(
+    monkeypatch: pytest.MonkeyPatch, piece: int
+) -> None:
+    """The whole connection's record: exchanges, byte accounts and anomalies, with the
+    scanner handing over inside a request body, inside an event stream, and at a close
+    inside a response body."""
+    upload = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4;x=y\r\nwxyz\r\n0\r\n\r\n"
+    c2s = POLL + upload + POLL + POLL
+    events = b"".join(b"%x\r\n" % len(e) + e + b"\r\n" for e in (b"data: 1\n\n", b"data: 22\n\n"))
+    s2c = SSE_HEAD + events + b"5;odd\r\nda: 3\r\n0\r\n\r\n" + answered(b"ok") + answered(b"x" * 30)[:-10]
+    records = []
+    for mode in ("", "h11"):
+        monkeypatch.setenv(SCAN_VARIABLE, mode)
+        analyzer = ConnectionAnalyzer(OPENED)
+        feeds = interleave(
+            cut(c2s, list(range(0, len(c2s), piece))), cut(s2c, list(range(0, len(s2c), piece))), random.Random(piece)
+        )
+        for i, (direction, data) in enumerate(feeds):
+            analyzer.feed(direction, data, float(i))
+        record = analyzer.close(1e6)
+        records.append((essentials(record), record.anomalies, [record.account(d).as_dict() for d in Direction]))
+    assert records[0] == records[1]
+    assert records[0][1]  # the cut response is an anomaly, the same both ways
