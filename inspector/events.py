@@ -1,11 +1,16 @@
 """The events the wire parsers speak, in one place.
 
 Every parser takes bytes and timestamps and returns a list of these small
-frozen values: the HTTP/1.1 parser (:mod:`inspector.http1`) and the HTTP/2
+values: the HTTP/1.1 parser (:mod:`inspector.http1`) and the HTTP/2
 parser (:mod:`inspector.http2`) speak the same message events, keyed by
 exchange (a request number, or a stream id), and add their own; the
 WebSocket, SSE and line-stream readers speak theirs. The per-connection
 accounting (:mod:`inspector.connection`) is the one consumer.
+
+Nothing changes an event once it is made. Those made for every message, frame
+or body piece are plain slotted dataclasses all the same, not frozen ones: a
+frozen dataclass costs several times as much to make (each field is set through
+``object.__setattr__``), and a large capture makes millions of them.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ def _header(headers: Headers, name: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestHead:
     """A request line and its header fields; ``exchange`` numbers requests from 0."""
 
@@ -47,7 +52,7 @@ class RequestHead:
         return _header(self.headers, name.lower())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseHead:
     """A status line and its header fields; ``interim`` for 1xx responses."""
 
@@ -67,7 +72,7 @@ class ResponseHead:
         return _header(self.headers, name.lower())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BodyData:
     """A piece of a message body. ``data`` is the payload after de-chunking;
     ``framing`` counts the chunk-size lines and CRLFs consumed with it."""
@@ -82,7 +87,7 @@ class BodyData:
     timestamp: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageEnd:
     """The end of a request or response; ``framing`` is the last chunk and trailers."""
 
@@ -108,7 +113,7 @@ class ProtocolSwitch:
     timestamp: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unparsed:
     """Bytes this parser will not interpret (after an anomaly, or an incomplete tail)."""
 
@@ -132,7 +137,7 @@ HttpEvent = RequestHead | ResponseHead | BodyData | MessageEnd | ProtocolSwitch 
 # -- HTTP/2 ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FrameBytes:
     """Bytes of HTTP/2 frames that are neither a head nor body data.
 
@@ -195,7 +200,7 @@ ConnectionEvent = HttpEvent | Http2Event | H2cUpgrade
 # -- WebSocket -------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WebSocketMessage:
     """A complete text or binary message, reassembled from its frames."""
 
@@ -218,7 +223,7 @@ class WebSocketMessage:
     content: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ControlFrame:
     """A ping, pong or close frame."""
 
@@ -239,7 +244,7 @@ WebSocketEvent = WebSocketMessage | ControlFrame
 # -- Server-Sent Events ----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SseEvent:
     """One dispatched event, with what it cost on the wire."""
 
@@ -265,7 +270,7 @@ class SseEvent:
 # -- Line streams ----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamMessage:
     """One message of a non-SSE HTTP stream."""
 

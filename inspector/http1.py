@@ -7,6 +7,11 @@ role for requests, and a client role (primed with the request being answered)
 for responses. That keeps pipelining, interim responses and Upgrade in h11's
 hands without a second state machine here.
 
+Well-formed messages of the common shapes are read by a scanner here instead,
+which gives the events h11 would give, read for read, and hands the direction
+to h11 for anything else (see "the fast path" below); ``RTINSPECT_HTTP1=h11``
+in the environment leaves every message to h11.
+
 Every byte fed comes back in exactly one event: in a head's ``size``, a body
 piece's ``data`` plus ``framing``, a ``MessageEnd``'s ``framing``, a
 ``ProtocolSwitch``'s ``data`` or an ``Unparsed``'s ``size``.
@@ -20,11 +25,13 @@ however it arrived, which h11 alone does only when it arrives in pieces.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import deque
 from functools import lru_cache
 
 import h11
+from h11._readers import ContentLengthReader
 
 from .events import (
     BodyData,
@@ -173,6 +180,114 @@ def _priming_request(method: str, connection: str | None, upgrade: str | None) -
     return h11.Request(method=method.encode("latin-1"), target=b"/", headers=headers)
 
 
+def _responder(request: RequestHead) -> h11.Connection:
+    """A client-role h11 primed with ``request``, to read its response."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(_priming_request(request.method, request.header("connection"), request.header("upgrade")))
+    conn.send(_END_OF_MESSAGE)
+    return conn
+
+
+def _skip_body(conn: h11.Connection, size: int) -> None:
+    """Have ``conn``, reading a Content-Length body, count ``size`` of its bytes as read.
+
+    h11's reader counts them down (and names both figures when the body is cut
+    short); feeding it ``size`` bytes would cost as many bytes of memory.
+    """
+    reader = conn._reader
+    if isinstance(reader, ContentLengthReader) and 0 <= size < reader._remaining:
+        reader._remaining -= size
+        return
+    conn.receive_data(bytes(size))  # pragma: no cover - another h11's reader
+    while conn.next_event() is not h11.NEED_DATA:
+        pass
+
+
+def _scannable_answer(request: RequestHead) -> bool:
+    """Whether the scanner may read the response to ``request``: not to HEAD or
+    CONNECT, no Upgrade proposed, and the connection kept alive."""
+    if request.method in ("HEAD", "CONNECT") or request.http_version != "1.1":
+        return False
+    connection = None
+    for name, value in request.headers:
+        if name == "upgrade":
+            return False
+        if name == "connection":
+            if connection is not None:
+                return False
+            connection = value
+    return connection is None or connection.lower() == "keep-alive"
+
+
+# -- the fast path ------------------------------------------------------------
+#
+# Most HTTP/1.1 traffic is a handful of well-formed shapes: a request or a final
+# response with a Content-Length or chunked body, kept alive. The scanner below
+# reads those shapes directly, producing the events h11 would (event for event,
+# read for read, byte for byte), and hands a direction to h11 as soon as it sees
+# anything else: at the start of a message, by giving h11 the message's bytes;
+# inside a body, by bringing a fresh h11 to the state it would have reached (see
+# :meth:`Http1Parser._hand_over`). So h11 remains the judge of every unusual
+# byte, and every check above applies as it did.
+
+#: Set to ``h11`` to parse every message with h11 alone.
+SCAN_VARIABLE = "RTINSPECT_HTTP1"
+
+
+def scanning_enabled() -> bool:
+    """Whether new parsers read well-formed messages with the scanner (the default)."""
+    return os.environ.get(SCAN_VARIABLE, "").strip().lower() != "h11"
+
+
+_TOKEN_START = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_REQUEST_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+) ([\x21-\x7e]+) HTTP/1\.1\r\n")
+_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([0-9]{3}) ([ \t\x21-\x7e]*)\r\n")
+_FIELD = rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*((?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?)[ \t]*\r\n"
+_FIELD_LINE = re.compile(_FIELD)
+_FIELD_LINES = re.compile(rb"(?:" + _FIELD + rb")*\r\n")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_CHUNK_LINE_START = re.compile(rb"[0-9A-Fa-f]{0,15}\r?")
+#: The longest Content-Length value the scanner reads, in digits.
+_LONGEST_SCANNED_LENGTH = 15
+#: Requests read ahead of their responses past which h11 reads the next one (deep
+#: pipelining is unusual, and so it is h11's to judge).
+_SCANNED_PIPELINE = 16
+#: The longest incomplete head the scanner holds; past it, h11 reads the message.
+_LONGEST_SCANNED_HEAD = 8 * 1024
+#: The longest chunk-size line the scanner reads, its CRLF included.
+_LONGEST_SCANNED_CHUNK_LINE = 17
+#: Fields whose presence or value decides how a message is read.
+_SPECIAL_FIELDS = frozenset({"content-length", "transfer-encoding", "host", "connection", "upgrade", "expect"})
+
+# What the scanner is reading.
+_HEAD = 0
+_LENGTH = 1
+_CHUNKED = 2
+
+
+class _Scan:
+    """The scanner's state for one direction: the bytes not consumed yet and,
+    inside a body, what h11's body reader would hold."""
+
+    __slots__ = ("buffer", "discard", "in_chunk", "length", "remaining", "request", "silent", "stage", "trailer")
+
+    def __init__(self, data: bytes, request: RequestHead | None) -> None:
+        self.buffer = bytearray(data)
+        #: For a response: the request it answers.
+        self.request = request
+        self.stage = _HEAD
+        #: The Content-Length, and how many of its bytes are still to come.
+        self.length = self.remaining = 0
+        #: A chunked body, as h11's reader holds it: bytes left in the chunk, the
+        #: chunk's CRLF still to come, and whether the trailer section is next.
+        self.in_chunk = 0
+        self.discard = b""
+        self.trailer = False
+        #: Bytes at the front of ``buffer`` consumed (as h11 consumes them) that no
+        #: event has reported yet: chunk framing.
+        self.silent = 0
+
+
 class _Direction:
     """Byte bookkeeping for one direction: where we are and what h11 holds."""
 
@@ -203,6 +318,8 @@ class _Direction:
         self.failed = False
         self.switched = False
         self.closed = False
+        #: The scanner's state while it reads this direction (``conn`` is None then).
+        self.scan: _Scan | None = None
 
     @property
     def offset(self) -> int:
@@ -291,7 +408,9 @@ class Http1Parser:
     :class:`Unparsed` bytes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, scan: bool | None = None) -> None:
+        #: Read well-formed messages with the scanner (see :func:`scanning_enabled`).
+        self._scanning = scanning_enabled() if scan is None else scan
         self._c2s = _Direction(C2S)
         self._s2c = _Direction(S2C)
         #: Requests whose responses have not started yet, oldest first.
@@ -299,7 +418,7 @@ class Http1Parser:
         self._requests = 0
         #: The request side waits for the response to an Upgrade or CONNECT request.
         self._awaiting_switch = False
-        self._c2s.start(h11.Connection(h11.SERVER), b"")
+        self._begin_requests(b"")
 
     # -- public -----------------------------------------------------------
 
@@ -312,6 +431,9 @@ class Http1Parser:
             events.append(Unparsed(direction, side.exchange, len(data), timestamp))
         elif side.switched:
             events.append(ProtocolSwitch(direction, side.exchange, data, timestamp))
+        elif side.scan is not None:
+            side.scan.buffer += data
+            side.fed += len(data)
         elif side.conn is None:
             side.waiting += data
         else:
@@ -348,6 +470,9 @@ class Http1Parser:
         are reported as unparsed with an anomaly.
         """
         events: list[HttpEvent] = []
+        for side in (self._c2s, self._s2c):
+            if side.scan is not None:
+                self._hand_over(side)
         for side in (self._c2s, self._s2c):
             side.closed = True
             if side.conn is None or side.failed or side.switched:
@@ -389,6 +514,10 @@ class Http1Parser:
     def _pump_requests(self, timestamp: float, events: list[HttpEvent]) -> None:
         side = self._c2s
         while not side.failed and not side.switched and not self._awaiting_switch:
+            if side.scan is not None:
+                if not self._scan(side, timestamp, events):
+                    return
+                continue
             assert side.conn is not None
             try:
                 event = side.conn.next_event()
@@ -402,7 +531,7 @@ class Http1Parser:
                     self._awaiting_switch = True
                     return
                 # The request is complete; the next one starts on a fresh parser.
-                side.start(h11.Connection(h11.SERVER), side.carry_over())
+                self._begin_requests(side.carry_over())
                 continue
             if self._report(side, event, timestamp, events):
                 return
@@ -412,6 +541,10 @@ class Http1Parser:
     def _pump_responses(self, timestamp: float, events: list[HttpEvent]) -> None:
         side = self._s2c
         while not side.failed and not side.switched:
+            if side.scan is not None:
+                if not self._scan(side, timestamp, events) and side.scan is not None:
+                    return
+                continue
             if side.conn is None:
                 # A response parser starts when response bytes are there to read:
                 # one started earlier would only report that it needs data.
@@ -422,6 +555,8 @@ class Http1Parser:
                 if not self._unanswered or not side.waiting:
                     return
                 self._answer(self._unanswered.popleft())
+                if side.scan is not None:
+                    continue
             assert side.conn is not None
             try:
                 event = side.conn.next_event()
@@ -443,14 +578,18 @@ class Http1Parser:
                 self._resume_requests(timestamp, events)
 
     def _answer(self, request: RequestHead) -> None:
-        """Start parsing the response to ``request`` on a client-role h11 primed with it."""
-        conn = h11.Connection(h11.CLIENT)
-        conn.send(_priming_request(request.method, request.header("connection"), request.header("upgrade")))
-        conn.send(_END_OF_MESSAGE)
-        waiting = bytes(self._s2c.waiting)
-        self._s2c.waiting.clear()
-        self._s2c.exchange = request.exchange
-        self._s2c.start(conn, waiting)
+        """Start parsing the response to ``request``: with the scanner when it can
+        read the response, else on a client-role h11 primed with the request."""
+        side = self._s2c
+        waiting = bytes(side.waiting)
+        side.waiting.clear()
+        side.exchange = request.exchange
+        if self._scanning and _scannable_answer(request):
+            side.base = side.offset
+            side.fed, side.reported = len(waiting), 0
+            side.scan = _Scan(waiting, request)
+        else:
+            side.start(_responder(request), waiting)
 
     def _next_response(self) -> None:
         """The response is complete; keep what follows for the next one."""
@@ -463,6 +602,8 @@ class Http1Parser:
 
     def _switch(self, timestamp: float, events: list[HttpEvent]) -> None:
         for side in (self._s2c, self._c2s):
+            if side.scan is not None:
+                self._hand_over(side)  # requests read on after a refused switch
             assert side.conn is not None
             rest = side.take_rest()
             side.switched = True
@@ -472,8 +613,297 @@ class Http1Parser:
     def _resume_requests(self, timestamp: float, events: list[HttpEvent]) -> None:
         self._awaiting_switch = False
         side = self._c2s
+        # h11's: the response that refused the switch may yet be followed by a switch.
         side.start(h11.Connection(h11.SERVER), side.carry_over())
         self._pump_requests(timestamp, events)
+
+    # -- the scanner ----------------------------------------------------------
+
+    def _begin_requests(self, data: bytes) -> None:
+        """Read the next request, beginning with ``data`` carried over."""
+        side = self._c2s
+        if not self._scanning:
+            side.start(h11.Connection(h11.SERVER), data)
+            return
+        side.base = side.offset
+        side.fed, side.reported = len(data), 0
+        side.conn = None
+        side.scan = _Scan(data, None)
+
+    def _scan(self, side: _Direction, timestamp: float, events: list[HttpEvent]) -> bool:
+        """Read what the scanner can of ``side``, as h11 would read it; True when
+        it handed the direction to h11 or, for responses, finished a response."""
+        scan = side.scan
+        assert scan is not None
+        buffer = scan.buffer
+        direction = side.direction
+        while True:
+            stage = scan.stage
+            if stage == _LENGTH:
+                if not buffer:
+                    return False
+                remaining = scan.remaining
+                if len(buffer) <= remaining:
+                    data = bytes(buffer)
+                    buffer.clear()
+                else:
+                    data = bytes(buffer[:remaining])
+                    del buffer[:remaining]
+                side.reported += len(data)
+                scan.remaining = remaining = remaining - len(data)
+                events.append(BodyData(direction, side.exchange, data, 0, False, False, timestamp))
+                if remaining:
+                    return False
+                if self._scanned_message(side, scan, timestamp, events):
+                    return True
+            elif stage == _CHUNKED:
+                # The bytes h11 would have consumed without an event yet stay at the
+                # front of the buffer: ``pos`` of them.
+                pos = scan.silent
+                if scan.trailer:
+                    if buffer[pos : pos + 2] != b"\r\n":
+                        rest = len(buffer) - pos
+                        if rest > 1 or (rest == 1 and buffer[pos] != 0x0D):  # "\r"
+                            return self._hand_over(side)
+                        return False
+                    scan.silent = pos + 2
+                    if self._scanned_message(side, scan, timestamp, events):
+                        return True
+                    continue
+                if scan.discard:
+                    discard = scan.discard
+                    step = min(len(discard), len(buffer) - pos)
+                    if not step:
+                        return False
+                    if buffer[pos : pos + step] != discard[:step]:
+                        return self._hand_over(side)
+                    pos += step
+                    scan.silent = pos
+                    scan.discard = discard = discard[step:]
+                    if discard:
+                        return False
+                in_chunk = scan.in_chunk
+                chunk_start = False
+                if not in_chunk:
+                    end = buffer.find(b"\r\n", pos)
+                    if end < 0:
+                        if len(buffer) - pos >= _LONGEST_SCANNED_CHUNK_LINE or not _CHUNK_LINE_START.fullmatch(
+                            buffer, pos
+                        ):
+                            return self._hand_over(side)
+                        return False
+                    if _CHUNK_SIZE.fullmatch(buffer, pos, end) is None:
+                        return self._hand_over(side)
+                    in_chunk = int(buffer[pos:end], 16)
+                    pos = scan.silent = end + 2
+                    if not in_chunk:
+                        scan.trailer = True
+                        continue
+                    chunk_start = True
+                    scan.in_chunk = in_chunk
+                take = min(len(buffer) - pos, in_chunk)
+                if not take:
+                    return False
+                data = bytes(buffer[pos : pos + take])
+                del buffer[: pos + take]
+                scan.in_chunk = in_chunk = in_chunk - take
+                chunk_end = not in_chunk
+                if chunk_end:
+                    scan.discard = b"\r\n"
+                scan.silent = 0
+                side.reported += pos + take
+                side.after_chunk = chunk_end
+                events.append(BodyData(direction, side.exchange, data, pos, chunk_start, chunk_end, timestamp))
+            elif not self._scan_head(side, scan, timestamp, events):
+                return side.scan is None
+
+    def _scan_head(self, side: _Direction, scan: _Scan, timestamp: float, events: list[HttpEvent]) -> bool:
+        """Read a head if the buffer holds a whole one of the shapes the scanner
+        reads; hand the message to h11 if it holds something else. True when the
+        scanner goes on reading."""
+        buffer = scan.buffer
+        if not buffer:
+            return False
+        request = side.direction is C2S
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            # h11 refuses some heads before they are complete, and takes a bare LF
+            # as a line end: such bytes go to h11 as soon as they arrive.
+            if (
+                (buffer[0] not in _TOKEN_START if request else buffer[0] != 0x48)  # "H"
+                or len(buffer) > _LONGEST_SCANNED_HEAD
+                or buffer.count(b"\n") != buffer.count(b"\r\n")
+            ):
+                self._hand_over(side)
+            return False
+        size = end + 4
+        head = bytes(buffer[:size])
+        line = (_REQUEST_LINE if request else _STATUS_LINE).match(head)
+        if size > _LONGEST_SCANNED_HEAD or line is None or _FIELD_LINES.fullmatch(head, line.end()) is None:
+            self._hand_over(side)
+            return False
+        headers = tuple(
+            [
+                (name.decode("latin-1").lower(), value.decode("latin-1"))
+                for name, value in _FIELD_LINE.findall(head, line.end())
+            ]
+        )
+        length: str | None = None
+        chunked = False
+        hosts = 0
+        for name, value in headers:
+            if name not in _SPECIAL_FIELDS:
+                continue
+            if name == "content-length":
+                if length is not None or not value.isdigit() or len(value) > _LONGEST_SCANNED_LENGTH:
+                    break
+                length = value
+            elif name == "transfer-encoding":
+                if chunked or value != "chunked":
+                    break
+                chunked = True
+            elif name == "host":
+                hosts += 1
+            elif name != "connection" or value.lower() != "keep-alive":
+                break  # Upgrade, Expect, or a connection not kept alive
+        else:
+            if (
+                not (chunked and length is not None)
+                and _framing_ambiguity(headers, head) is None
+                and self._scanned_head(side, scan, line, headers, size, request, hosts, timestamp, events)
+            ):
+                del buffer[:size]
+                if chunked:
+                    scan.stage = _CHUNKED
+                elif length is not None and int(length):
+                    scan.stage = _LENGTH
+                    scan.length = scan.remaining = int(length)
+                else:
+                    return not self._scanned_message(side, scan, timestamp, events)
+                return True
+        self._hand_over(side)
+        return False
+
+    def _scanned_head(
+        self,
+        side: _Direction,
+        scan: _Scan,
+        line: re.Match[bytes],
+        headers: Headers,
+        size: int,
+        request: bool,
+        hosts: int,
+        timestamp: float,
+        events: list[HttpEvent],
+    ) -> bool:
+        """Report a head the scanner read; False when it must go to h11 instead
+        (a response the scanner does not read, a request beyond the pipeline it follows)."""
+        if request:
+            method = line.group(1)
+            if hosts != 1 or method == b"CONNECT" or len(self._unanswered) >= _SCANNED_PIPELINE:
+                return False
+            side.exchange = self._requests
+            self._requests += 1
+            head = RequestHead(
+                side.exchange,
+                method.decode("latin-1"),
+                line.group(2).decode("latin-1"),
+                "1.1",
+                headers,
+                size,
+                timestamp,
+            )
+            events.append(head)
+            self._unanswered.append(head)
+        else:
+            status = int(line.group(1))
+            if not 200 <= status < 600 or status in (204, 304):
+                return False
+            framed = False
+            for name, _ in headers:
+                if name == "content-length" or name == "transfer-encoding":
+                    framed = True
+            if not framed:
+                return False  # read to the end of the connection: h11's
+            assert side.exchange is not None
+            events.append(
+                ResponseHead(side.exchange, status, line.group(2).decode("latin-1"), "1.1", headers, size, timestamp)
+            )
+        side.reported += size
+        side.after_chunk = False
+        if not request and self._awaiting_switch:
+            # As after a final response h11 read: requests continue (see _pump_responses).
+            self._resume_requests(timestamp, events)
+        return True
+
+    def _scanned_message(self, side: _Direction, scan: _Scan, timestamp: float, events: list[HttpEvent]) -> bool:
+        """The message ends; read on (requests) or leave what follows for the next
+        response. True when the direction stops scanning."""
+        framing = scan.silent
+        del scan.buffer[:framing]
+        side.reported += framing
+        side.after_chunk = False
+        events.append(MessageEnd(side.direction, side.exchange, framing, timestamp))
+        scan.stage = _HEAD
+        scan.silent = scan.length = scan.remaining = scan.in_chunk = 0
+        scan.discard = b""
+        scan.trailer = False
+        if side.direction is C2S:
+            return False
+        side.scan = None
+        side.base = side.offset
+        side.fed = side.reported = 0
+        side.waiting += scan.buffer
+        return True
+
+    def _hand_over(self, side: _Direction) -> bool:
+        """Let h11 read ``side`` from here on, in the state the scanner reached:
+        at the start of a message, a fresh h11 with the message's bytes; inside a
+        body, a fresh h11 brought to the same place in a body of the same framing."""
+        scan = side.scan
+        assert scan is not None
+        side.scan = None
+        if side.direction is C2S:
+            conn = h11.Connection(h11.SERVER)
+        else:
+            assert scan.request is not None
+            conn = _responder(scan.request)
+        if scan.stage == _HEAD:
+            side.start(conn, bytes(scan.buffer))
+            return True
+        if scan.stage == _LENGTH:
+            framing, body = b"content-length: %d\r\n" % scan.length, b""
+        elif scan.trailer:
+            framing, body = b"transfer-encoding: chunked\r\n", b"0\r\n"
+        elif scan.discard:
+            framing, body = b"transfer-encoding: chunked\r\n", b"1\r\nx" + b"\r\n"[: 2 - len(scan.discard)]
+        elif scan.in_chunk:
+            framing, body = b"transfer-encoding: chunked\r\n", b"%x\r\nx" % (scan.in_chunk + 1)
+        else:
+            framing, body = b"transfer-encoding: chunked\r\n", b""
+        start = b"POST / HTTP/1.1\r\nhost: -\r\n" if side.direction is C2S else b"HTTP/1.1 200 OK\r\n"
+        primer = start + framing + b"\r\n" + body
+        conn.receive_data(primer)
+        while conn.next_event() is not h11.NEED_DATA:
+            pass
+        if scan.stage == _LENGTH:
+            _skip_body(conn, scan.length - scan.remaining)
+        offset = side.offset
+        silent = scan.silent
+        side.conn = conn
+        side.fed = len(primer)
+        side.reported = len(primer) - silent
+        side.base = offset - side.reported
+        side.head = None
+        # The framing h11 took without an event yet is read back from ``kept`` when
+        # an event reports it: the bytes as they were, not the primer's.
+        side.kept.clear()
+        side.kept.append(bytes(scan.buffer[:silent]))
+        side.kept_from = side.reported
+        side.feed(bytes(scan.buffer[silent:]))
+        if side.closed:
+            conn.receive_data(b"")
+        return True
 
     # -- shared -------------------------------------------------------------
 
@@ -696,6 +1126,8 @@ class Http1Parser:
 
     def _stop(self, side: _Direction, timestamp: float, events: list[HttpEvent]) -> None:
         """Count everything held for this direction as unparsed from here on."""
+        if side.scan is not None:
+            self._hand_over(side)
         held = len(side.waiting)
         side.waiting.clear()
         if side.conn is not None:

@@ -6,7 +6,7 @@ reached it. ``rtinspect demo`` writes ``clients.json`` (``"format":
 its client received, lost and duplicated, and each message's latency in
 milliseconds (``latency_ms``: ``count``, ``mean``, ``p50``, ``p95``, ``max``,
 ``exact``, and ``values``, the latencies kept, at most a few thousand; every
-one while ``exact``, else a uniform sample). With ``--http2`` each transport
+one while there are no more, else that many at evenly spaced ranks). With ``--http2`` each transport
 holds its clients by protocol (``{"path", "by_protocol": {"h2": {...}}}``).
 
 ``values`` came after the rest of version 1, so a file without it is still

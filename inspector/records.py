@@ -39,13 +39,17 @@ class WebSocketCounts:
     close_codes: dict[Direction, int | None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ExchangeRecord:
     """One request and its response (and, after an Upgrade, the WebSocket session).
 
     ``stream_messages`` are the messages inside the response body (SSE events,
     NDJSON lines, transfer-coding chunks) or the WebSocket messages; whether
     they or the exchange itself count as the messages depends on the transport.
+
+    Nothing changes a record once it is made; it is not a frozen dataclass only
+    because one is made for every exchange, and a frozen one costs several times
+    as much to make.
     """
 
     index: int

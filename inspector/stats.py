@@ -1,26 +1,57 @@
 """Distributions of per-message figures in bounded memory.
 
 A connection may carry millions of messages, so a :class:`Distribution` keeps
-count, sum and maximum exactly but keeps values only up to a capacity; past it,
-quantiles come from a uniform sample of the values seen. The sample is drawn
-with a fixed seed, so the same values in the same order give the same report.
+count, sum and maximum exactly but not every value. It keeps every value up to
+``capacity`` of them; past that, it counts each distinct value while there are
+at most ``capacity`` distinct ones, and quantiles stay exact; past that too, it
+counts values in logarithmic buckets (256 per doubling, each remembering the
+least and greatest value it holds), coarsened as often as it takes to keep
+``capacity`` buckets or fewer.
+
+What a distribution holds depends only on the values added, never on their
+order or on how they were split between distributions later merged: a bucket's
+count, least and greatest value are the same whatever the order, and the
+coarsening level is the finest that fits all the values. So the quantiles of a
+report do not depend on how its connections were split between processes, nor
+on the order in which their figures were merged, and merging costs time in
+proportion to what is merged in.
 """
 
 from __future__ import annotations
 
 import math
-import random
+from typing import Any
 
 from .report import Quantiles
 
-_SEED = 0x5EED
+#: Buckets per doubling at the finest logarithmic level (each spans 0.27 % of its values).
+_STEPS_PER_DOUBLING = 256
+#: The bucket of every value not above zero (durations and sizes are never negative).
+_NOT_POSITIVE = -(1 << 62)
+
+
+def _bucket(value: float, level: int) -> int:
+    """The bucket of ``value`` at logarithmic ``level`` (1 and up): each level's
+    buckets are pairs of the level below's, so a value's bucket at any level
+    follows from its bucket at level 1."""
+    if value <= 0:
+        return _NOT_POSITIVE
+    return math.floor(math.log2(value) * _STEPS_PER_DOUBLING) >> (level - 1)
+
+
+def _tally(values: list[float]) -> dict[float, int]:
+    counts: dict[float, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
 
 
 class Distribution:
     """count, total and max exact; quantiles from every value up to ``capacity``
-    values, then from a reservoir sample of ``capacity`` values (Algorithm R)."""
+    values, then from the count of each distinct value up to ``capacity`` of them,
+    then from up to ``capacity`` logarithmic buckets (see the module's docstring)."""
 
-    __slots__ = ("_capacity", "_max", "_random_generator", "_sorted", "_values", "count", "total")
+    __slots__ = ("_capacity", "_counts", "_level", "_max", "_sorted", "_values", "count", "total")
 
     def __init__(self, capacity: int = 4096) -> None:
         if capacity < 1:
@@ -29,16 +60,15 @@ class Distribution:
         self.total: float = 0
         self._max = -math.inf
         self._capacity = capacity
-        self._values: list[float] = []
-        self._sorted: list[float] | None = None
-        #: Made on first need: most distributions stay exact and never draw.
-        self._random_generator: random.Random | None = None
-
-    @property
-    def _random(self) -> random.Random:
-        if self._random_generator is None:
-            self._random_generator = random.Random(_SEED)
-        return self._random_generator
+        #: Every value, in the order added, while there are at most ``capacity``.
+        self._values: list[float] | None = []
+        #: Then, at level 0: each distinct value and how many times it was added;
+        #: at level 1 and up: each bucket and [count, least value, greatest value].
+        self._counts: dict[Any, Any] = {}
+        self._level = 0
+        #: The values in order (while kept), or (value or bucket, count, least,
+        #: greatest) in order: made when a quantile is asked for.
+        self._sorted: list[Any] | None = None
 
     @property
     def capacity(self) -> int:
@@ -54,8 +84,8 @@ class Distribution:
 
     @property
     def exact(self) -> bool:
-        """True while every value added is kept, so quantiles are exact."""
-        return len(self._values) == self.count
+        """True while every value, or every distinct value's count, is kept, so quantiles are exact."""
+        return self._level == 0
 
     def add(self, value: float) -> None:
         self.count += 1
@@ -64,83 +94,138 @@ class Distribution:
             self._max = value
         self._sorted = None
         values = self._values
-        if len(values) < self._capacity:
-            values.append(value)
+        if values is not None:
+            if len(values) < self._capacity:
+                values.append(value)
+                return
+            self._count_values()
+        counts = self._counts
+        if not self._level:
+            counts[value] = counts.get(value, 0) + 1
+            if len(counts) > self._capacity:
+                self._coarsen()
+            return
+        key = _bucket(value, self._level)
+        bucket = counts.get(key)
+        if bucket is None:
+            counts[key] = [1, value, value]
+            if len(counts) > self._capacity:
+                self._coarsen()
         else:
-            slot = int(self._random.random() * self.count)
-            if slot < self._capacity:
-                values[slot] = value
+            bucket[0] += 1
+            if value < bucket[1]:
+                bucket[1] = value
+            elif value > bucket[2]:
+                bucket[2] = value
 
     def merge(self, other: Distribution) -> None:
-        """Add everything ``other`` saw. The result is exact when both were exact and
-        their values fit in this capacity; otherwise it keeps ``capacity`` values drawn
-        from both, each side in proportion to the number of values it stands for."""
+        """Add everything ``other`` saw, in time proportional to what it holds (and,
+        when this one must be coarsened for it, to what this one holds). The result
+        is what adding all of ``other``'s values here would have given."""
         if not other.count:
             return
-        if not self.count and len(other._values) <= self._capacity:
-            self._take(other)
-            return
-        mine, theirs = self._values, other._values
-        exact = self.exact and other.exact
         self.count += other.count
         self.total += other.total
-        self._max = max(self._max, other._max)
+        if other._max > self._max:
+            self._max = other._max
         self._sorted = None
-        if exact and self.count <= self._capacity:
+        mine, theirs = self._values, other._values
+        if mine is not None and theirs is not None and len(mine) + len(theirs) <= self._capacity:
             mine.extend(theirs)
             return
-        self._values = self._merged_sample(mine, self.count - other.count, theirs, other.count)
+        if mine is not None:
+            self._count_values()
+        if theirs is not None:
+            counts, level = _tally(theirs), 0
+        else:
+            counts, level = other._counts, other._level
+        if level > self._level:
+            self._coarsen(level)
+        into = self._counts
+        if not self._level:
+            for value, n in counts.items():
+                into[value] = into.get(value, 0) + n
+        else:
+            _add_buckets(into, counts, level, self._level)
+        if len(into) > self._capacity:
+            self._coarsen()
+
+    def _count_values(self) -> None:
+        """Count the values kept instead of keeping them."""
+        assert self._values is not None
+        self._counts = _tally(self._values)
+        self._values = None
+        if len(self._counts) > self._capacity:
+            self._coarsen()
+
+    def _coarsen(self, level: int = 0) -> None:
+        """Count in the buckets of ``level``, or of the next level up, and of later
+        levels until ``capacity`` buckets hold everything."""
+        level = max(level, self._level + 1)
+        while True:
+            coarse: dict[int, list[float]] = {}
+            _add_buckets(coarse, self._counts, self._level, level)
+            if len(coarse) <= self._capacity:
+                self._counts, self._level = coarse, level
+                return
+            level += 1
 
     def values(self) -> list[float]:
-        """The values kept: every value added while :attr:`exact`, else a uniform sample."""
-        return list(self._values)
-
-    def _take(self, other: Distribution) -> None:
-        """Become a copy of ``other``'s figures (its values are a uniform sample already)."""
-        self.count, self.total, self._max = other.count, other.total, other._max
-        self._values = list(other._values)
-        self._sorted = None
+        """Every value added, in the order added, while there are at most ``capacity``;
+        past that, ``capacity`` values at evenly spaced ranks, from the least to the
+        greatest (their quantiles are the distribution's, as near as that many allow)."""
+        if self._values is not None:
+            return list(self._values)
+        last = self.count - 1
+        steps = max(1, self._capacity - 1)
+        return _ranked_many(self._ordered(), [round(i * last / steps) for i in range(steps + 1)])
 
     def copy(self) -> Distribution:
-        """An independent copy, its sampling state included."""
+        """An independent copy."""
         twin = Distribution(self._capacity)
-        twin._take(self)
-        if self._random_generator is not None:
-            twin._random_generator = random.Random()
-            twin._random_generator.setstate(self._random_generator.getstate())
+        twin.count, twin.total, twin._max, twin._level = self.count, self.total, self._max, self._level
+        twin._values = None if self._values is None else list(self._values)
+        if self._level:
+            twin._counts = {key: list(bucket) for key, bucket in self._counts.items()}
+        else:
+            twin._counts = dict(self._counts)
         return twin
 
-    def _merged_sample(self, a: list[float], a_count: int, b: list[float], b_count: int) -> list[float]:
-        """A uniform sample of both sides: samples ``a`` and ``b`` stand for ``a_count``
-        and ``b_count`` values; each slot takes a value of one side with probability
-        in proportion to the values that side still stands for (a hypergeometric draw)."""
-        size = min(self._capacity, len(a) + len(b))
-        draw = self._random.random
-        from_a, left_a, left = 0, a_count, a_count + b_count
-        for _ in range(size):
-            if draw() * left < left_a:
-                from_a += 1
-                left_a -= 1
-            left -= 1
-        from_a = max(min(from_a, len(a)), size - len(b))
-        return self._random.sample(a, from_a) + self._random.sample(b, size - from_a)
+    def _ordered(self) -> list[tuple[float, int, float, float]]:
+        ordered = self._sorted
+        if ordered is None:
+            if self._level:
+                ordered = [(key, int(b[0]), b[1], b[2]) for key, b in sorted(self._counts.items())]
+            else:
+                ordered = [(value, n, value, value) for value, n in sorted(self._counts.items())]
+            self._sorted = ordered
+        return ordered
 
     def quantile(self, q: float) -> float:
         """The ``q`` quantile (0 <= q <= 1), interpolating linearly between the closest
-        ranks as ``statistics.quantiles(method="inclusive")`` and numpy's default do."""
+        ranks as ``statistics.quantiles(method="inclusive")`` and numpy's default do.
+
+        Past ``capacity`` distinct values, a rank's value is read within its bucket,
+        spacing the bucket's values evenly from its least to its greatest."""
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be between 0 and 1, not {q}")
         if not self.count:
             raise ValueError("quantile of an empty distribution")
-        ordered = self._sorted
-        if ordered is None:
-            ordered = self._sorted = sorted(self._values)
-        position = q * (len(ordered) - 1)
+        position = q * (self.count - 1)
         below = int(position)
-        if below == len(ordered) - 1:
-            return ordered[below]
         fraction = position - below
-        return ordered[below] + (ordered[below + 1] - ordered[below]) * fraction
+        if self._values is not None:
+            values = self._sorted
+            if values is None:
+                values = self._sorted = sorted(self._values)
+            if below == self.count - 1:
+                return values[below]
+            return values[below] + (values[below + 1] - values[below]) * fraction
+        ordered = self._ordered()
+        if below == self.count - 1:
+            return _ranked(ordered, below)
+        low = _ranked(ordered, below)
+        return low + (_ranked(ordered, below + 1) - low) * fraction
 
     def summary(self) -> Quantiles | None:
         """Count, mean, median, 95th percentile and maximum; None when empty."""
@@ -157,6 +242,57 @@ class Distribution:
 
     def __repr__(self) -> str:
         return f"Distribution(count={self.count}, mean={self.mean}, max={self.max}, exact={self.exact})"
+
+
+def _add_buckets(into: dict[int, list[float]], counts: dict[Any, Any], level: int, to_level: int) -> None:
+    """Add ``counts`` of ``level`` (0: distinct values) into buckets of ``to_level``."""
+    if level:
+        shift = to_level - level
+        for key, (n, low, high) in counts.items():
+            if shift and key != _NOT_POSITIVE:
+                key >>= shift
+            _into(into, key, n, low, high)
+    else:
+        for value, n in counts.items():
+            _into(into, _bucket(value, to_level), n, value, value)
+
+
+def _into(into: dict[int, list[float]], key: int, n: float, low: float, high: float) -> None:
+    bucket = into.get(key)
+    if bucket is None:
+        into[key] = [n, low, high]
+    else:
+        bucket[0] += n
+        if low < bucket[1]:
+            bucket[1] = low
+        if high > bucket[2]:
+            bucket[2] = high
+
+
+def _ranked_many(ordered: list[tuple[float, int, float, float]], ranks: list[int]) -> list[float]:
+    """The values of ``ranks`` (in increasing order), as :func:`_ranked` reads each."""
+    out: list[float] = []
+    start = 0
+    entries = iter(ordered)
+    _, n, low, high = next(entries)
+    for rank in ranks:
+        while rank >= start + n:
+            start += n
+            _, n, low, high = next(entries)
+        within = rank - start
+        out.append(low if n == 1 or low == high else low + (high - low) * within / (n - 1))
+    return out
+
+
+def _ranked(ordered: list[tuple[float, int, float, float]], rank: int) -> float:
+    """The value of ``rank`` (from 0) among the counted values."""
+    for _, n, low, high in ordered:
+        if rank < n:
+            if n == 1 or low == high:
+                return low
+            return low + (high - low) * rank / (n - 1)
+        rank -= n
+    raise AssertionError("rank past the count")
 
 
 class EvenSample:

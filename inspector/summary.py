@@ -73,7 +73,10 @@ FORWARDED_NOTE = (
     "sent each request on to its server in origin form (GET /path, the scheme and host taken off the request "
     "line), its head written again and chunked bodies chunked again, so the server's leg was not these bytes."
 )
-ESTIMATE_NOTE = "Percentiles marked ~ are estimated from a uniform sample; counts, totals, means and maxima are exact."
+ESTIMATE_NOTE = (
+    "Percentiles marked ~ are estimated, past 4,096 distinct values, to within about 1 %;"
+    " counts, totals, means and maxima are exact."
+)
 TIMELINE_POINTS = 4000
 #: Connections a report lists; every connection is in the transports' figures.
 CONNECTION_LIST_LIMIT = 10_000

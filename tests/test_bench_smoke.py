@@ -71,6 +71,11 @@ def test_report_speed_agrees_with_tshark() -> None:
     assert "- counts agree: yes" in out
 
 
+def test_percentiles_compare_with_exact_quantiles() -> None:
+    out = bench("percentiles", "--values", "3000", "--against", str(ROOT))
+    assert "lognormal sizes" in out and "50,000 adds" in out
+
+
 def test_profile_names_the_hot_spots() -> None:
     out = bench("profile_proxy", "--workload", "ws-echo-64", "--seconds", "1")
     assert "rtinspect proxy, ws-echo-64" in out

@@ -124,7 +124,7 @@ def essentials(record: ConnectionRecord) -> object:
                 [e.accounts[d].as_dict() for d in Direction],
                 e.stream_messages,
                 e.stream_payload,
-                sorted(e.stream_message_sizes._values),
+                sorted(e.stream_message_sizes.values()),
                 e.websocket.data_frames if e.websocket else None,
                 e.websocket.control_frames if e.websocket else None,
             )

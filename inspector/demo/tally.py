@@ -120,8 +120,9 @@ class ClientTally:
         }
 
     def latency_to_dict(self) -> dict[str, Any] | None:
-        """The latency summary and ``values``: the latencies kept (every one while ``exact``,
-        else a uniform sample of at most the distribution's capacity), to the microsecond."""
+        """The latency summary and ``values``: every latency as it came, up to the
+        distribution's capacity, else that many at evenly spaced ranks in order of size;
+        to the microsecond."""
         summary = quantiles_to_dict(self.latency_ms.summary())
         if summary is None:
             return None
