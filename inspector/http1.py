@@ -452,6 +452,8 @@ class Http1Parser:
         to a direction that has failed, closed or switched protocols already."""
         events: list[HttpEvent] = []
         side = self._side(direction)
+        if side.scan is not None:
+            self._hand_over(side)  # h11 judges where the hole falls, as at a close
         if not (side.failed or side.switched or side.closed):
             if side.conn is not None and side.fed > side.reported and side.at_chunk_boundary():
                 # The hole follows a whole chunk: what h11 holds is that chunk's CRLF, framing.
