@@ -35,6 +35,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Self
 
 import h2.config
 import h2.connection
@@ -404,21 +405,22 @@ def make_app() -> FastAPI:
     return app
 
 
-class AppServer:
-    """:func:`make_app` under uvicorn in a background thread.
+class AsgiServer:
+    """An ASGI app under uvicorn in a background thread, on a free port of 127.0.0.1.
 
-    WebSocket connections negotiate permessage-deflate when the client offers it.
+    ``ws_per_message_deflate``: WebSocket connections negotiate permessage-deflate
+    when the client offers it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, app: Any, *, ws_per_message_deflate: bool = False) -> None:
         self._socket = _listening_socket()
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
-            make_app(),
+            app,
             log_level="warning",
             lifespan="off",
             ws="websockets-sansio",
-            ws_per_message_deflate=True,
+            ws_per_message_deflate=ws_per_message_deflate,
             timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
@@ -428,9 +430,9 @@ class AppServer:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
-    def __enter__(self) -> AppServer:
+    def __enter__(self) -> Self:
         self._thread = _start_thread(self._server.run, [self._socket])
-        wait_until(lambda: self._server.started, "the app server to start")
+        wait_until(lambda: self._server.started, "the ASGI server to start")
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -438,6 +440,13 @@ class AppServer:
         if self._thread is not None:
             self._thread.join(DEADLINE)
         self._socket.close()
+
+
+class AppServer(AsgiServer):
+    """:func:`make_app` under uvicorn in a background thread, with permessage-deflate."""
+
+    def __init__(self) -> None:
+        super().__init__(make_app(), ws_per_message_deflate=True)
 
 
 class HypercornServer:

@@ -1,25 +1,20 @@
-"""What the harnesses share: the tally, an ASGI server in a thread, Node processes."""
+"""What the harnesses share: the tally and Node processes (an ASGI server in a thread, the
+loopback address and the waits are tests/servers.py's)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import uvicorn
+from servers import DEADLINE, wait_until
 
-LOOPBACK = "127.0.0.1"
-#: Seconds any wait in these helpers may take before the test fails.
-DEADLINE = 20.0
 NODE_DIR = Path(__file__).resolve().parent / "node"
 
 
@@ -47,52 +42,6 @@ class Tally:
             control=Counter({str(k): int(v) for k, v in data.get("control", {}).items()}),
             details=dict(data.get("details", {})),
         )
-
-
-def wait_until(condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
-    """Poll ``condition`` until it holds; fail with ``what`` after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
-
-
-def listening_socket() -> socket.socket:
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((LOOPBACK, 0))
-    listener.listen(64)
-    return listener
-
-
-class AsgiServer:
-    """An ASGI app under uvicorn in a background thread, on a free port of 127.0.0.1."""
-
-    def __init__(self, app: Any) -> None:
-        self._socket = listening_socket()
-        self.port: int = self._socket.getsockname()[1]
-        config = uvicorn.Config(
-            app, log_level="warning", lifespan="off", ws="websockets-sansio", timeout_graceful_shutdown=1
-        )
-        self._server = uvicorn.Server(config)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def __enter__(self) -> AsgiServer:
-        self._thread = threading.Thread(target=self._server.run, args=([self._socket],), daemon=True)
-        self._thread.start()
-        wait_until(lambda: self._server.started, "the ASGI server to start")
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(DEADLINE)
-        self._socket.close()
 
 
 # -- Node

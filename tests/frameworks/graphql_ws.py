@@ -21,10 +21,11 @@ from typing import Any
 import strawberry
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
+from servers import DEADLINE, AsgiServer
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from frameworks.common import DEADLINE, AsgiServer, Tally
+from frameworks.common import Tally
 
 SUBPROTOCOLS = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL)
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from servers import DEADLINE, LOOPBACK, wait_until
 
-from frameworks.common import DEADLINE, LOOPBACK, NodeProcess, Tally, wait_until
+from frameworks.common import NodeProcess, Tally
 
 #: paho's log lines for each packet it sends or receives: "Sending PUBLISH (d0, q1, ...)".
 PACKET_LOG = re.compile(r"^(Sending|Received) ([A-Z]+)")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from frameworks.common import LOOPBACK
+from servers import LOOPBACK
 
 #: Seconds a node may take to start listening (it takes about ten on two busy cores).
 START_DEADLINE = 60.0

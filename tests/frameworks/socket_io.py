@@ -19,8 +19,9 @@ from typing import Any
 import engineio
 import engineio.payload
 import socketio
+from servers import DEADLINE, AsgiServer
 
-from frameworks.common import DEADLINE, AsgiServer, Tally
+from frameworks.common import Tally
 
 # python-engineio refuses to decode a polling body of more than 16 packets, yet its
 # server and client put every queued packet in one body: a burst of 20 events is

@@ -13,7 +13,9 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from frameworks.common import LOOPBACK, NodeProcess, Tally, run_node_client
+from servers import LOOPBACK
+
+from frameworks.common import NodeProcess, Tally, run_node_client
 
 
 @dataclass

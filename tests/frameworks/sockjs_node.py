@@ -14,7 +14,9 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from frameworks.common import LOOPBACK, NodeProcess, Tally, run_node_client
+from servers import LOOPBACK
+
+from frameworks.common import NodeProcess, Tally, run_node_client
 
 TRANSPORTS = ("websocket", "xhr-streaming", "xhr-polling", "eventsource")
 

@@ -16,9 +16,10 @@ import urllib.parse
 from typing import Any
 
 import stomp
+from servers import DEADLINE, LOOPBACK, wait_until
 from stomp.adapter.ws import WSStompConnection
 
-from frameworks.common import DEADLINE, LOOPBACK, Tally, wait_until
+from frameworks.common import Tally
 
 
 class _Listener(stomp.ConnectionListener):
