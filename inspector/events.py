@@ -28,7 +28,7 @@ from .wire import Anomaly, Category, Direction, Http2Counts
 Headers = tuple[tuple[str, str], ...]
 
 
-def _header(headers: Headers, name: str) -> str | None:
+def header_value(headers: Headers, name: str) -> str | None:
     """The first value of a header (names are lower-case), or None."""
     for key, value in headers:
         if key == name:
@@ -49,7 +49,7 @@ class RequestHead:
     timestamp: float
 
     def header(self, name: str) -> str | None:
-        return _header(self.headers, name.lower())
+        return header_value(self.headers, name.lower())
 
 
 @dataclass(slots=True)
@@ -69,7 +69,7 @@ class ResponseHead:
         return self.status < 200
 
     def header(self, name: str) -> str | None:
-        return _header(self.headers, name.lower())
+        return header_value(self.headers, name.lower())
 
 
 @dataclass(slots=True)

@@ -32,7 +32,7 @@ import json
 import re
 from urllib.parse import urlsplit
 
-from ..events import Headers
+from ..events import Headers, header_value
 from .actioncable import ActionCableReader
 from .graphql import GraphQLTransportWsReader, GraphQLWsReader
 from .mqtt import MqttReader
@@ -107,13 +107,6 @@ def reader_for(name: str, *, target: str = "") -> FrameworkReader:
     return readers[name]()
 
 
-def _header(headers: Headers, name: str) -> str | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
-
-
 def detect(method: str, target: str, request_headers: Headers, response_headers: Headers) -> str | None:
     """Which application protocol a request speaks, when its URL or accepted subprotocol says.
 
@@ -126,7 +119,7 @@ def detect(method: str, target: str, request_headers: Headers, response_headers:
     tie them by :func:`session_key` to the token the negotiate answer named, or
     recognise its WebSocket by :func:`detect_from_first_message`).
     """
-    subprotocol = _header(response_headers, "sec-websocket-protocol")
+    subprotocol = header_value(response_headers, "sec-websocket-protocol")
     if subprotocol is not None and subprotocol.strip().lower() in _SUBPROTOCOLS:
         return _SUBPROTOCOLS[subprotocol.strip().lower()]
     path = urlsplit(target).path
