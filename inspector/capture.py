@@ -1,8 +1,9 @@
 """The capture file: recorded traffic, exactly as it crossed the proxy.
 
-A capture holds, for each TCP connection, its facts (addresses, proxy mode,
-TLS), every chunk of bytes in the order the proxy read it, and how the
-connection ended. It is written incrementally and append-only, so it can be
+A capture holds, for each TCP connection or QUIC connection, its facts
+(addresses, proxy mode, TLS), every chunk of bytes in the order the proxy read
+it (for QUIC, of each stream and each DATAGRAM frame), and how the connection
+ended. It is written incrementally and append-only, so it can be
 read while it is still being written, and a process killed mid-run leaves a
 file that reads back up to the last record it flushed.
 
@@ -26,11 +27,23 @@ Byte layout (all integers little-endian; extension ``.rtcap``)::
                               with tls = {"version", "sni", "alpn", "cipher",
                               "handshake_started", "handshake_finished"}
                               (each a string, number or null), and
-                              "reconstructed": true for rebuilt bytes
+                              "reconstructed": true for rebuilt bytes,
+                              "transport": "quic" for a QUIC connection
+                              (absent: TCP)
     2     client data         the bytes the client sent, as read by the proxy
     3     server data         the bytes the server sent, as read by the proxy
     4     connection closed   UTF-8 JSON object: {"reason": str}
     5     event               UTF-8 JSON object: {"name": str, "data": object}
+    6     client stream data  stream_id u64, then the bytes the client sent on
+                              that QUIC stream, as read by the proxy
+    7     server stream data  stream_id u64, then the server's bytes on it
+    8     client datagram     the payload of one QUIC DATAGRAM frame the client sent
+    9     server datagram     the payload of one DATAGRAM frame the server sent
+    10    stream ended        stream_id u64, direction u8 (0 client, 1 server),
+                              reset u8 (0 the sender finished it, 1 it reset it),
+                              error_code i64 (-1: none)
+
+QUIC stream ids are the client's leg's: what the client sent and received.
 
 Events on connection 0 concern the whole capture. "network conditions" records
 the delay and bandwidth the proxy added to the connections that follow it
@@ -75,8 +88,30 @@ _CLIENT_DATA = 2
 _SERVER_DATA = 3
 _CLOSED = 4
 _EVENT = 5
+_CLIENT_STREAM_DATA = 6
+_SERVER_STREAM_DATA = 7
+_CLIENT_DATAGRAM = 8
+_SERVER_DATAGRAM = 9
+_STREAM_ENDED = 10
 
 _DATA_TYPES = {Direction.CLIENT_TO_SERVER: _CLIENT_DATA, Direction.SERVER_TO_CLIENT: _SERVER_DATA}
+_STREAM_DATA_TYPES = {
+    Direction.CLIENT_TO_SERVER: _CLIENT_STREAM_DATA,
+    Direction.SERVER_TO_CLIENT: _SERVER_STREAM_DATA,
+}
+_DATAGRAM_TYPES = {Direction.CLIENT_TO_SERVER: _CLIENT_DATAGRAM, Direction.SERVER_TO_CLIENT: _SERVER_DATAGRAM}
+#: Every record type that carries a connection's bytes (what :meth:`Capture.connection_bytes` adds up).
+_BYTE_TYPES = frozenset(
+    {_CLIENT_DATA, _SERVER_DATA, _CLIENT_STREAM_DATA, _SERVER_STREAM_DATA, _CLIENT_DATAGRAM, _SERVER_DATAGRAM}
+)
+_STREAM_ID = struct.Struct("<Q")
+_STREAM_END = struct.Struct("<QBBq")
+_DIRECTIONS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
+
+#: ``ConnectionOpened.transport`` of a QUIC connection.
+QUIC = "quic"
+#: ``ConnectionOpened.transport`` of a TCP connection.
+TCP = "tcp"
 
 #: The first bytes of every capture: magic and version.
 CAPTURE_HEADER = _FILE_HEADER.pack(MAGIC, CAPTURE_VERSION)
@@ -106,7 +141,9 @@ class ConnectionOpened:
     one between proxy and server; either is None where that side is plaintext.
     ``reconstructed`` marks a connection whose bytes were rebuilt from a file
     that does not keep them (HAR, mitmproxy's HTTP and WebSocket flows), not
-    recorded as they travelled.
+    recorded as they travelled. ``transport`` is :data:`TCP` or :data:`QUIC`;
+    a QUIC connection's bytes come as :class:`StreamChunk` and
+    :class:`DatagramChunk` records, a TCP connection's as :class:`DataChunk`.
     """
 
     connection_id: int
@@ -117,6 +154,7 @@ class ConnectionOpened:
     tls: TlsInfo | None = None
     upstream_tls: TlsInfo | None = None
     reconstructed: bool = False
+    transport: str = TCP
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +165,40 @@ class DataChunk:
     timestamp: float
     direction: Direction
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """Bytes from one read of one QUIC stream, in one direction, after QUIC's decryption."""
+
+    connection_id: int
+    timestamp: float
+    direction: Direction
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DatagramChunk:
+    """The payload of one QUIC DATAGRAM frame."""
+
+    connection_id: int
+    timestamp: float
+    direction: Direction
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnded:
+    """One direction of a QUIC stream ended: finished by its sender, or reset
+    (``reset``, with the sender's ``error_code``)."""
+
+    connection_id: int
+    timestamp: float
+    direction: Direction
+    stream_id: int
+    reset: bool = False
+    error_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +221,7 @@ class Event:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
-Record = ConnectionOpened | DataChunk | ConnectionClosed | Event
+Record = ConnectionOpened | DataChunk | StreamChunk | DatagramChunk | StreamEnded | ConnectionClosed | Event
 
 #: The event that stands for bytes of a direction that a packet capture lost (see the module's docstring).
 MISSING_BYTES = "missing bytes"
@@ -196,8 +268,24 @@ def encode_record(record: Record) -> bytes:
     match record:
         case DataChunk(connection_id, timestamp, direction, data):
             return _RECORD_HEADER.pack(_DATA_TYPES[direction], connection_id, timestamp, len(data)) + data
-        case ConnectionOpened(connection_id, timestamp, client, server, mode, tls, upstream_tls, reconstructed):
-            body: dict[str, Any] = {
+        case StreamChunk(connection_id, timestamp, direction, stream_id, data):
+            body_size = _STREAM_ID.size + len(data)
+            return (
+                _RECORD_HEADER.pack(_STREAM_DATA_TYPES[direction], connection_id, timestamp, body_size)
+                + _STREAM_ID.pack(stream_id)
+                + data
+            )
+        case DatagramChunk(connection_id, timestamp, direction, data):
+            return _RECORD_HEADER.pack(_DATAGRAM_TYPES[direction], connection_id, timestamp, len(data)) + data
+        case StreamEnded(connection_id, timestamp, direction, stream_id, reset, error_code):
+            body = _STREAM_END.pack(
+                stream_id, _DIRECTIONS.index(direction), int(reset), -1 if error_code is None else error_code
+            )
+            return _encoded(_STREAM_ENDED, connection_id, timestamp, body)
+        case ConnectionOpened(
+            connection_id, timestamp, client, server, mode, tls, upstream_tls, reconstructed, transport
+        ):
+            facts: dict[str, Any] = {
                 "client": client,
                 "server": server,
                 "mode": mode,
@@ -205,8 +293,10 @@ def encode_record(record: Record) -> bytes:
                 "upstream_tls": _tls_to_json(upstream_tls),
             }
             if reconstructed:
-                body["reconstructed"] = True
-            return _encoded(_OPENED, connection_id, timestamp, _encode_json(body))
+                facts["reconstructed"] = True
+            if transport != TCP:
+                facts["transport"] = transport
+            return _encoded(_OPENED, connection_id, timestamp, _encode_json(facts))
         case ConnectionClosed(connection_id, timestamp, reason):
             return _encoded(_CLOSED, connection_id, timestamp, _encode_json({"reason": reason}))
         case Event(connection_id, timestamp, name, data):
@@ -317,7 +407,7 @@ class Capture:
         while offset < end:
             kind, connection_id, _, length = unpack(buffer, offset)
             offset += header_size + length
-            if kind == _SERVER_DATA or kind == _CLIENT_DATA:
+            if kind in _BYTE_TYPES:
                 sizes[connection_id] = sizes.get(connection_id, 0) + length
         return sizes
 
@@ -353,6 +443,8 @@ class Capture:
                 yield record_at, DataChunk(connection_id, timestamp, client_to_server, buffer[start:offset])
             elif kind in (_OPENED, _CLOSED, _EVENT):
                 yield record_at, self._json_record(kind, connection_id, timestamp, buffer[start:offset], record_at)
+            elif kind in _QUIC_TYPES:
+                yield record_at, self._quic_record(kind, connection_id, timestamp, buffer[start:offset], record_at)
         self.last_timestamp = latest
 
     def _json_record(self, kind: int, connection_id: int, timestamp: float, body: bytes, offset: int) -> Record:
@@ -368,12 +460,37 @@ class Capture:
                     tls=_tls_from_json(value.get("tls")),
                     upstream_tls=_tls_from_json(value.get("upstream_tls")),
                     reconstructed=value.get("reconstructed") is True,
+                    transport=QUIC if value.get("transport") == QUIC else TCP,
                 )
             if kind == _CLOSED:
                 return ConnectionClosed(connection_id, timestamp, value["reason"])
             return Event(connection_id, timestamp, value["name"], value.get("data") or {})
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CaptureError(f"{self.path}: damaged record at byte {offset}: {e}") from None
+
+    def _quic_record(self, kind: int, connection_id: int, timestamp: float, body: bytes, offset: int) -> Record:
+        if kind == _CLIENT_DATAGRAM or kind == _SERVER_DATAGRAM:
+            direction = _DIRECTIONS[kind - _CLIENT_DATAGRAM]
+            return DatagramChunk(connection_id, timestamp, direction, body)
+        if kind == _STREAM_ENDED:
+            if len(body) != _STREAM_END.size:
+                raise CaptureError(f"{self.path}: damaged record at byte {offset}: a stream's end of {len(body)} bytes")
+            stream_id, side, reset, error_code = _STREAM_END.unpack(body)
+            if side > 1:
+                raise CaptureError(f"{self.path}: damaged record at byte {offset}: no direction {side}")
+            return StreamEnded(
+                connection_id,
+                timestamp,
+                _DIRECTIONS[side],
+                stream_id,
+                bool(reset),
+                None if error_code < 0 else error_code,
+            )
+        if len(body) < _STREAM_ID.size:
+            raise CaptureError(f"{self.path}: damaged record at byte {offset}: stream data without a stream id")
+        (stream_id,) = _STREAM_ID.unpack_from(body)
+        direction = _DIRECTIONS[kind - _CLIENT_STREAM_DATA]
+        return StreamChunk(connection_id, timestamp, direction, stream_id, body[_STREAM_ID.size :])
 
     def close(self) -> None:
         if isinstance(self._buffer, mmap.mmap):
@@ -404,6 +521,8 @@ def _end_of_whole_records(buffer: mmap.mmap | bytes, offset: int) -> int:
     _release(buffer, released, offset)
     return offset
 
+
+_QUIC_TYPES = frozenset({_CLIENT_STREAM_DATA, _SERVER_STREAM_DATA, _CLIENT_DATAGRAM, _SERVER_DATAGRAM, _STREAM_ENDED})
 
 #: Bytes read between hand-backs of a mapped capture's pages.
 _RELEASE_STEP = 16 * 1024 * 1024

@@ -32,6 +32,7 @@ from .app_protocols import detect_from_first_message, reader_for, session_key, t
 from .app_protocols.reader import FrameworkReader
 from .capture import ConnectionOpened
 from .classify import CONNECTION_ROUTE_LIMIT, Classifier, Route, RouteTable, exchange_route
+from .driver import ConnectionConsumer
 from .events import (
     BodyData,
     ConnectionEvent,
@@ -334,7 +335,7 @@ def _upgraded_to(exchange: _Exchange) -> str:
     return (response.header("upgrade") or "").strip().lower()
 
 
-class ConnectionAnalyzer:
+class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
     """Accounts one TCP connection from its two byte streams.
 
     Feed chunks in the order they were seen, each with its direction and the

@@ -21,17 +21,45 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .capture import ConnectionClosed, ConnectionOpened, DataChunk, Event, Record, missing_from
+from .capture import (
+    ConnectionClosed,
+    ConnectionOpened,
+    DataChunk,
+    DatagramChunk,
+    Event,
+    Record,
+    StreamChunk,
+    StreamEnded,
+    missing_from,
+)
 from .network import NETWORK_EVENT, NetworkConditions
 from .wire import Direction
 
 
 class ConnectionConsumer[R](Protocol):
-    """What the driver drives for each connection."""
+    """What the driver drives for each connection.
+
+    A consumer that does not read QUIC connections subclasses this to inherit
+    the QUIC methods, which ignore what they are given.
+    """
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None: ...
 
     def gap(self, direction: Direction, missing: int, timestamp: float) -> None: ...
+
+    def feed_stream(self, direction: Direction, stream_id: int, data: bytes, timestamp: float) -> None:
+        """Bytes of one QUIC stream (a QUIC connection's records)."""
+        return None
+
+    def end_stream(
+        self, direction: Direction, stream_id: int, reset: bool, error_code: int | None, timestamp: float
+    ) -> None:
+        """One direction of a QUIC stream ended."""
+        return None
+
+    def datagram(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        """One QUIC DATAGRAM frame's payload."""
+        return None
 
     def close(self, timestamp: float, reason: str | None) -> R: ...
 
@@ -75,6 +103,24 @@ class RecordDriver[C: ConnectionConsumer[Any], R]:
                 self.unknown_bytes += len(record.data)
             else:
                 entry[0].feed(record.direction, record.data, record.timestamp)
+        elif isinstance(record, StreamChunk):
+            entry = self._live.get(record.connection_id)
+            if entry is None:
+                self.unknown_bytes += len(record.data)
+            else:
+                entry[0].feed_stream(record.direction, record.stream_id, record.data, record.timestamp)
+        elif isinstance(record, DatagramChunk):
+            entry = self._live.get(record.connection_id)
+            if entry is None:
+                self.unknown_bytes += len(record.data)
+            else:
+                entry[0].datagram(record.direction, record.data, record.timestamp)
+        elif isinstance(record, StreamEnded):
+            entry = self._live.get(record.connection_id)
+            if entry is not None:
+                entry[0].end_stream(
+                    record.direction, record.stream_id, record.reset, record.error_code, record.timestamp
+                )
         elif isinstance(record, ConnectionOpened):
             self._live[record.connection_id] = (self._start(record), tag)
         elif isinstance(record, ConnectionClosed):

@@ -18,8 +18,11 @@ from inspector.capture import (
     ConnectionClosed,
     ConnectionOpened,
     DataChunk,
+    DatagramChunk,
     Event,
     Record,
+    StreamChunk,
+    StreamEnded,
     TlsInfo,
     read_capture,
 )
@@ -46,7 +49,24 @@ RECORDS: list[Record] = [
     DataChunk(1, 1700000002.0, S2C, bytes(range(256)) * 256),
     Event(0, 1700000002.5, "note", {"text": "ünïcode", "n": 3}),
     ConnectionClosed(2, 1700000003.0, "server closed"),
-    ConnectionClosed(1, 1700000004.0, "error: connection reset by peer"),
+    ConnectionOpened(
+        3,
+        1700000003.5,
+        client="[::1]:50002",
+        server="localhost:4433",
+        mode="reverse:quic://localhost:4433",
+        tls=TlsInfo("QUICv1", "localhost", "h3", None, 1700000003.5, 1700000003.6),
+        transport="quic",
+    ),
+    StreamChunk(3, 1700000003.7, C2S, 0, b"\x01\x05headers"),
+    StreamChunk(3, 1700000003.7, S2C, 3, b""),
+    StreamChunk(3, 1700000003.8, S2C, 2**62 - 1, b"\x00"),
+    DatagramChunk(3, 1700000003.9, S2C, b"\x00payload"),
+    DatagramChunk(3, 1700000003.9, C2S, b""),
+    StreamEnded(3, 1700000004.0, C2S, 0),
+    StreamEnded(3, 1700000004.1, S2C, 0, reset=True, error_code=0x10C),
+    ConnectionClosed(3, 1700000004.2, "client closed"),
+    ConnectionClosed(1, 1700000004.5, "error: connection reset by peer"),
 ]
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..capture import ConnectionOpened, read_capture
-from ..driver import DamagedRecord, RecordDriver
+from ..driver import ConnectionConsumer, DamagedRecord, RecordDriver
 from ..events import ConnectionEvent, ParseFailure, RequestHead, ResponseHead
 from ..http2 import HTTP_VERSION as HTTP2_VERSION
 from ..http_connection import HttpConnection
@@ -82,7 +82,7 @@ def wire_connections(capture: Path) -> list[WireConnection]:
     return sorted(connections, key=lambda connection: connection.connection_id)
 
 
-class _Heads:
+class _Heads(ConnectionConsumer[WireConnection]):
     """One connection's request and response heads, as its bytes arrive."""
 
     def __init__(self, opened: ConnectionOpened) -> None:

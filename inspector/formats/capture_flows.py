@@ -57,7 +57,7 @@ from mitmproxy.websocket import WebSocketData, WebSocketMessage
 from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 
 from ..capture import ConnectionOpened, Record, TlsInfo
-from ..driver import DamagedRecord, RecordDriver
+from ..driver import ConnectionConsumer, DamagedRecord, RecordDriver
 from ..events import (
     BodyData,
     ConnectionEvent,
@@ -224,7 +224,7 @@ def _http_version(head: RequestHead | ResponseHead) -> bytes:
     return f"HTTP/{head.http_version}".encode("latin-1")
 
 
-class _Connection:
+class _Connection(ConnectionConsumer[tuple[int, list[Flow]]]):
     """One connection's streams, parsed for content."""
 
     def __init__(self, opened: ConnectionOpened) -> None:
