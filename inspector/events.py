@@ -193,8 +193,60 @@ class H2cUpgrade:
     timestamp: float
 
 
-#: What :class:`~inspector.http_connection.HttpConnection` hands on: either version's events.
-ConnectionEvent = HttpEvent | Http2Event | H2cUpgrade
+# -- HTTP/3 and WebTransport ----------------------------------------------
+#
+# The HTTP/3 parser (:mod:`inspector.http3`) speaks the HTTP/2 events above,
+# keyed by the request stream's id: heads, body data (a DATA frame's type and
+# length are its ``framing``), each message's end when its direction of the
+# stream finishes, :class:`FrameBytes` for the rest of its frames (``exchange``
+# None for the control and QPACK streams), :class:`StreamEnd`. A WebTransport
+# session is the exchange of its extended CONNECT; its streams' and datagrams'
+# bytes come as the two events below.
+
+
+@dataclass(slots=True)
+class WebTransportBytes:
+    """Bytes of a WebTransport session's stream or DATAGRAM.
+
+    ``framing`` is what opened the stream (its type and session id) in the
+    stream's first piece, or a datagram's quarter stream id; ``payload`` is what
+    the application gets.
+    """
+
+    direction: Direction
+    #: The session: the stream id of its extended CONNECT.
+    exchange: int
+    #: The WebTransport stream, or None for a datagram.
+    stream_id: int | None
+    framing: int
+    payload: int
+    timestamp: float
+
+
+@dataclass(slots=True)
+class WebTransportMessage:
+    """One WebTransport message: a DATAGRAM, or one direction of a stream, once it ended.
+
+    It carries no bytes of its own (they came as :class:`WebTransportBytes`).
+    """
+
+    direction: Direction
+    exchange: int
+    #: The stream, or None for a datagram.
+    stream_id: int | None
+    wire_bytes: int
+    payload_bytes: int
+    #: When its first byte arrived.
+    first_timestamp: float
+    timestamp: float
+    #: The stream was reset, not finished.
+    reset: bool = False
+
+
+Http3Event = Http2Event | WebTransportBytes | WebTransportMessage
+
+#: What :class:`~inspector.http_connection.HttpConnection` hands on: any version's events.
+ConnectionEvent = HttpEvent | Http2Event | H2cUpgrade | WebTransportBytes | WebTransportMessage
 
 
 # -- WebSocket -------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from dataclasses import dataclass
+from typing import Self
 
 
 class Direction(enum.StrEnum):
@@ -130,17 +131,67 @@ C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
 
 
-class Http2Counts:
-    """HTTP/2 frame figures of a stream, a connection, or a sum of them, by direction.
+class FrameCounts:
+    """Frame figures of an HTTP version that frames its streams (HTTP/2, HTTP/3):
+    of a stream, a connection, or a sum of them, by direction.
 
-    ``frames`` counts frames by type name. The byte figures add up to every
-    byte of HTTP/2 that was parsed: ``frame_header_bytes`` (9 per frame),
-    ``header_block_bytes`` (HPACK, as on the wire), ``data_bytes`` (DATA
-    payload), ``padding_bytes`` (pad length fields and padding),
-    ``control_bytes`` (the payload of every other frame, and the priority
-    fields of HEADERS frames) and ``preface_bytes``. ``decoded_header_bytes``
-    is the size of the decoded header lists, names plus values with
-    pseudo-headers: what HPACK saved is its difference from the header blocks.
+    ``frames`` counts frames by type name; the byte figures are the subclass's
+    :attr:`BYTE_FIGURES`, which add up to every byte parsed except those named
+    in :attr:`DECODED_FIGURES` (sizes after decoding, not on the wire).
+    """
+
+    BYTE_FIGURES: tuple[str, ...] = ()
+    DECODED_FIGURES: tuple[str, ...] = ("decoded_header_bytes",)
+    __slots__ = ("__dict__", "frames")
+
+    def __init__(self) -> None:
+        self.frames: dict[Direction, Counter[str]] = {C2S: Counter(), S2C: Counter()}
+        for name in self.BYTE_FIGURES:
+            setattr(self, name, {C2S: 0, S2C: 0})
+
+    def figure(self, name: str) -> dict[Direction, int]:
+        figure: dict[Direction, int] = getattr(self, name)
+        return figure
+
+    def wire_bytes(self, direction: Direction) -> int:
+        """Every byte these frames took on the wire in one direction."""
+        return sum(self.figure(name)[direction] for name in self.BYTE_FIGURES if name not in self.DECODED_FIGURES)
+
+    def merge(self, other: FrameCounts) -> None:
+        for direction in Direction:
+            self.frames[direction].update(other.frames[direction])
+            for name in self.BYTE_FIGURES:
+                self.figure(name)[direction] += other.figure(name)[direction]
+
+    def copy(self) -> Self:
+        twin = type(self)()
+        twin.merge(self)
+        return twin
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, FrameCounts)
+        return self.frames == other.frames and all(
+            self.figure(name) == other.figure(name) for name in self.BYTE_FIGURES
+        )
+
+    def __repr__(self) -> str:
+        frames = {d.value: dict(c) for d, c in self.frames.items()}
+        return f"{type(self).__name__}(frames={frames})"
+
+
+class Http2Counts(FrameCounts):
+    """HTTP/2 frame figures.
+
+    The byte figures add up to every byte of HTTP/2 that was parsed:
+    ``frame_header_bytes`` (9 per frame), ``header_block_bytes`` (HPACK, as on
+    the wire), ``data_bytes`` (DATA payload), ``padding_bytes`` (pad length
+    fields and padding), ``control_bytes`` (the payload of every other frame,
+    and the priority fields of HEADERS frames) and ``preface_bytes``.
+    ``decoded_header_bytes`` is the size of the decoded header lists, names
+    plus values with pseudo-headers: what HPACK saved is its difference from
+    the header blocks.
     """
 
     BYTE_FIGURES = (
@@ -152,41 +203,49 @@ class Http2Counts:
         "control_bytes",
         "preface_bytes",
     )
-    __slots__ = ("frames", *BYTE_FIGURES)
+    frame_header_bytes: dict[Direction, int]
+    header_block_bytes: dict[Direction, int]
+    decoded_header_bytes: dict[Direction, int]
+    data_bytes: dict[Direction, int]
+    padding_bytes: dict[Direction, int]
+    control_bytes: dict[Direction, int]
+    preface_bytes: dict[Direction, int]
 
-    def __init__(self) -> None:
-        self.frames: dict[Direction, Counter[str]] = {C2S: Counter(), S2C: Counter()}
-        self.frame_header_bytes = {C2S: 0, S2C: 0}
-        self.header_block_bytes = {C2S: 0, S2C: 0}
-        self.decoded_header_bytes = {C2S: 0, S2C: 0}
-        self.data_bytes = {C2S: 0, S2C: 0}
-        self.padding_bytes = {C2S: 0, S2C: 0}
-        self.control_bytes = {C2S: 0, S2C: 0}
-        self.preface_bytes = {C2S: 0, S2C: 0}
 
-    def figure(self, name: str) -> dict[Direction, int]:
-        return getattr(self, name)
+class Http3Counts(FrameCounts):
+    """HTTP/3 figures, of the streams of a request, a connection, or a sum of them.
 
-    def wire_bytes(self, direction: Direction) -> int:
-        """Every byte these frames took on the wire in one direction."""
-        return sum(self.figure(name)[direction] for name in self.BYTE_FIGURES if name != "decoded_header_bytes")
+    The byte figures add up to every byte of every stream and DATAGRAM that
+    was parsed: ``stream_type_bytes`` (the type, and a WebTransport stream's
+    session id, that open a unidirectional or WebTransport stream),
+    ``frame_header_bytes`` (each frame's type and length varints),
+    ``header_block_bytes`` (QPACK field sections, as on the wire),
+    ``qpack_stream_bytes`` (the QPACK encoder and decoder streams),
+    ``data_bytes`` (DATA frames' payload), ``control_bytes`` (the payload of
+    every other frame, unknown and reserved ones included, and the bytes of
+    unknown stream types), ``webtransport_bytes`` (WebTransport streams' data
+    after their header) and ``datagram_bytes`` (DATAGRAM frames' payloads,
+    the quarter stream id included). ``decoded_header_bytes`` is the size of
+    the decoded field sections, names plus values with pseudo-headers.
+    """
 
-    def merge(self, other: Http2Counts) -> None:
-        for direction in Direction:
-            self.frames[direction].update(other.frames[direction])
-            for name in self.BYTE_FIGURES:
-                self.figure(name)[direction] += other.figure(name)[direction]
-
-    def copy(self) -> Http2Counts:
-        twin = Http2Counts()
-        twin.merge(self)
-        return twin
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Http2Counts):
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
-
-    def __repr__(self) -> str:
-        frames = {d.value: dict(c) for d, c in self.frames.items()}
-        return f"Http2Counts(frames={frames})"
+    BYTE_FIGURES = (
+        "stream_type_bytes",
+        "frame_header_bytes",
+        "header_block_bytes",
+        "decoded_header_bytes",
+        "qpack_stream_bytes",
+        "data_bytes",
+        "control_bytes",
+        "webtransport_bytes",
+        "datagram_bytes",
+    )
+    stream_type_bytes: dict[Direction, int]
+    frame_header_bytes: dict[Direction, int]
+    header_block_bytes: dict[Direction, int]
+    decoded_header_bytes: dict[Direction, int]
+    qpack_stream_bytes: dict[Direction, int]
+    data_bytes: dict[Direction, int]
+    control_bytes: dict[Direction, int]
+    webtransport_bytes: dict[Direction, int]
+    datagram_bytes: dict[Direction, int]
