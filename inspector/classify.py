@@ -133,6 +133,8 @@ class Classifier:
         if exchange.body_kind is BodyKind.WEBSOCKET:
             # A rule names what a matching request is when it is not an upgrade.
             return "websocket"
+        if exchange.body_kind is BodyKind.WEBTRANSPORT:
+            return "webtransport"
         route = exchange_route(exchange)
         transport = self._by_rule(route) or exchange.app_transport or self._by_shape(exchange)
         if transport is not None:

@@ -144,8 +144,14 @@ def speaks_http2(alpn: str | None, client_start: bytes, *, held: int = 0, ended:
 
 
 def is_websocket_connect(head: RequestHead) -> bool:
-    """An HTTP/2 request to run WebSocket on its stream (an extended CONNECT, RFC 8441)."""
+    """An HTTP/2 or HTTP/3 request to run WebSocket on its stream (an extended
+    CONNECT, RFC 8441 and RFC 9220)."""
     return head.method == "CONNECT" and (head.header(":protocol") or "").lower() == "websocket"
+
+
+def is_webtransport_connect(head: RequestHead) -> bool:
+    """An HTTP/3 request that opens a WebTransport session (an extended CONNECT)."""
+    return head.method == "CONNECT" and (head.header(":protocol") or "").lower() == "webtransport"
 
 
 class _Stream:

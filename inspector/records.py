@@ -14,7 +14,7 @@ from typing import NamedTuple
 from .events import RequestHead, ResponseHead
 from .stats import Distribution
 from .websocket import DeflateParams
-from .wire import BodyKind, ByteAccount, Category, Direction, Http2Counts
+from .wire import BodyKind, ByteAccount, Category, Direction, Http2Counts, Http3Counts
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -37,6 +37,33 @@ class WebSocketCounts:
     compressed_messages: dict[Direction, int]
     deflate: DeflateParams | None
     close_codes: dict[Direction, int | None]
+
+
+def _per_direction() -> dict[Direction, int]:
+    return {C2S: 0, S2C: 0}
+
+
+@dataclass(slots=True)
+class WebTransportCounts:
+    """WebTransport sessions' streams and DATAGRAMs, by the direction they carried data."""
+
+    sessions: int = 0
+    streams: dict[Direction, int] = field(default_factory=_per_direction)
+    datagrams: dict[Direction, int] = field(default_factory=_per_direction)
+    #: DATAGRAM payloads the application got.
+    datagram_bytes: dict[Direction, int] = field(default_factory=_per_direction)
+
+    def merge(self, other: WebTransportCounts) -> None:
+        self.sessions += other.sessions
+        for direction in Direction:
+            self.streams[direction] += other.streams[direction]
+            self.datagrams[direction] += other.datagrams[direction]
+            self.datagram_bytes[direction] += other.datagram_bytes[direction]
+
+    def copy(self) -> WebTransportCounts:
+        twin = WebTransportCounts()
+        twin.merge(self)
+        return twin
 
 
 @dataclass(slots=True)
@@ -77,6 +104,9 @@ class ExchangeRecord:
     websocket: WebSocketCounts | None = None
     #: HTTP/2 frame figures of the stream (None over HTTP/1.1).
     http2: Http2Counts | None = None
+    #: HTTP/3 figures of the stream, and of a WebTransport session's streams and DATAGRAMs (None unless HTTP/3).
+    http3: Http3Counts | None = None
+    webtransport: WebTransportCounts | None = None
     #: The application protocol its messages spoke (``socket.io``, ``graphql-ws``, ...), if one was recognised.
     app_protocol: str | None = None
     #: That protocol's messages of its own (handshakes, heartbeats, acknowledgements), by direction.

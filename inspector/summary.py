@@ -18,7 +18,8 @@ they (the preface, SETTINGS, PING, stream 0's WINDOW_UPDATE, GOAWAY) are split
 among the transports of its streams in proportion to the streams' wire bytes,
 in whole bytes (:func:`apportion`), because one HTTP/2 connection often
 carries several transports at once. The report's ``http2`` figures show them
-unattributed as well.
+unattributed as well. An HTTP/3 connection's control and QPACK streams are
+split the same way, and shown in the report's ``http3`` figures.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .connection import ConnectionRecord
 from .records import MessageTime
 from .redact import redact_target
 from .report import (
+    HTTP3,
     POLLING,
     PROTOCOLS,
     STREAMING,
@@ -42,16 +44,18 @@ from .report import (
     AppProtocolFigures,
     ConnectionSummary,
     Http2Figures,
+    Http3Figures,
     MessagePoint,
     PerDirection,
     Report,
     SessionsSummary,
     TransportSummary,
     WebSocketFigures,
+    WebTransportFigures,
 )
 from .stats import Distribution
 from .totals import AppProtocolTotals, ExchangeTotals, exchange_messages, handshake_duration
-from .wire import ByteAccount, Category, Direction, Http2Counts
+from .wire import ByteAccount, Category, Direction, FrameCounts, Http2Counts, Http3Counts
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -139,6 +143,23 @@ def http2_figures(counts: Http2Counts, connection_bytes: dict[Direction, int]) -
     )
 
 
+def http3_figures(counts: Http3Counts, connection_bytes: dict[Direction, int]) -> Http3Figures:
+    """The report's view of running HTTP/3 figures."""
+    return Http3Figures(
+        frames={d: dict(sorted(counts.frames[d].items())) for d in Direction},
+        stream_type_bytes=_pair(counts.stream_type_bytes),
+        frame_header_bytes=_pair(counts.frame_header_bytes),
+        header_block_bytes=_pair(counts.header_block_bytes),
+        decoded_header_bytes=_pair(counts.decoded_header_bytes),
+        qpack_stream_bytes=_pair(counts.qpack_stream_bytes),
+        data_bytes=_pair(counts.data_bytes),
+        control_bytes=_pair(counts.control_bytes),
+        webtransport_bytes=_pair(counts.webtransport_bytes),
+        datagram_bytes=_pair(counts.datagram_bytes),
+        connection_bytes=_pair(connection_bytes),
+    )
+
+
 class _Totals:
     """One transport's figures while they are being summed: its exchanges',
     and those of the connections that used it."""
@@ -148,6 +169,7 @@ class _Totals:
         "connection_bytes",
         "connections",
         "exchanges",
+        "http3_connection_bytes",
         "time_to_first_byte",
         "time_to_first_message",
         "tls_duration",
@@ -166,12 +188,15 @@ class _Totals:
         self.time_to_first_message = Distribution()
         #: HTTP/2 connections' bytes outside every stream attributed here (also in ``unattributed``).
         self.connection_bytes = {C2S: 0, S2C: 0}
+        #: The same of HTTP/3 connections (their control and QPACK streams).
+        self.http3_connection_bytes = {C2S: 0, S2C: 0}
 
-    def share(self, accounts: dict[Direction, ByteAccount]) -> None:
-        """Take a share of an HTTP/2 connection's bytes outside every stream."""
+    def share(self, accounts: dict[Direction, ByteAccount], protocol: str) -> None:
+        """Take a share of an HTTP/2 or HTTP/3 connection's bytes outside every stream."""
+        shared = self.http3_connection_bytes if protocol == HTTP3 else self.connection_bytes
         for direction in Direction:
             self.unattributed[direction].merge(accounts[direction])
-            self.connection_bytes[direction] += accounts[direction].total
+            shared[direction] += accounts[direction].total
 
     def add_connection(
         self, record: ConnectionRecord, first_message_at: float | None, *, unattributed: bool = True
@@ -205,6 +230,7 @@ class _Totals:
         for direction in Direction:
             self.unattributed[direction].merge(other.unattributed[direction])
             self.connection_bytes[direction] += other.connection_bytes[direction]
+            self.http3_connection_bytes[direction] += other.http3_connection_bytes[direction]
         self.time_to_first_byte.merge(other.time_to_first_byte)
         self.time_to_first_message.merge(other.time_to_first_message)
 
@@ -217,6 +243,7 @@ class _Totals:
         twin.time_to_first_byte = self.time_to_first_byte.copy()
         twin.time_to_first_message = self.time_to_first_message.copy()
         twin.connection_bytes = dict(self.connection_bytes)
+        twin.http3_connection_bytes = dict(self.http3_connection_bytes)
         return twin
 
     def summary(self, transport: str) -> TransportSummary:
@@ -240,6 +267,15 @@ class _Totals:
                 wire_payload_bytes=categories[Category.PAYLOAD],
                 control_bytes=categories[Category.CONTROL],
                 compressed_messages=_pair(figures.compressed),
+            )
+        webtransport = None
+        if transport == "webtransport" and figures.webtransport is not None:
+            counts = figures.webtransport
+            webtransport = WebTransportFigures(
+                sessions=counts.sessions,
+                streams=_pair(counts.streams),
+                datagrams=_pair(counts.datagrams),
+                datagram_bytes=_pair(counts.datagram_bytes),
             )
         polling = transport in POLLING
         return TransportSummary(
@@ -283,6 +319,8 @@ class _Totals:
                 for name, app in sorted(figures.by_app_protocol.items())
             },
             http2=http2_figures(figures.http2, self.connection_bytes) if figures.http2 is not None else None,
+            http3=http3_figures(figures.http3, self.http3_connection_bytes) if figures.http3 is not None else None,
+            webtransport=webtransport,
         )
 
 
@@ -425,6 +463,9 @@ class ReportBuilder:
         #: Every HTTP/2 connection's frame figures, and its bytes outside every stream.
         self._http2: Http2Counts | None = None
         self._http2_connection_bytes = {C2S: 0, S2C: 0}
+        #: The same for HTTP/3 connections.
+        self._http3: Http3Counts | None = None
+        self._http3_connection_bytes = {C2S: 0, S2C: 0}
         self._groups: dict[_GroupKey, _Group] = {}
         #: Listed connections with their place in the order they were added.
         self._listed: list[tuple[int, ConnectionSummary]] = []
@@ -444,20 +485,30 @@ class ReportBuilder:
             totals = self._totals[(name, protocol)] = _Totals()
         return totals
 
-    def _add_http2(self, record: ConnectionRecord) -> list[dict[Direction, ByteAccount]] | None:
-        """Total an HTTP/2 connection's frame figures; the shares of its bytes
-        outside every stream, one per entry of its totals (None when they are
-        not shared out: HTTP/1.1, or no streams)."""
-        if record.http2 is None:
+    def _add_frames(self, record: ConnectionRecord) -> list[dict[Direction, ByteAccount]] | None:
+        """Total an HTTP/2 or HTTP/3 connection's frame figures; the shares of its
+        bytes outside every stream, one per entry of its totals (None when they
+        are not shared out: HTTP/1.1, or no streams)."""
+        counts: FrameCounts
+        own: FrameCounts
+        if record.http2 is not None:
+            if self._http2 is None:
+                self._http2 = Http2Counts()
+            counts, own, connection_bytes = self._http2, record.http2, self._http2_connection_bytes
+            streams: list[FrameCounts | None] = [figures.http2 for figures in record.totals.values()]
+        elif record.http3 is not None:
+            if self._http3 is None:
+                self._http3 = Http3Counts()
+            counts, own, connection_bytes = self._http3, record.http3, self._http3_connection_bytes
+            streams = [figures.http3 for figures in record.totals.values()]
+        else:
             return None
-        if self._http2 is None:
-            self._http2 = Http2Counts()
-        self._http2.merge(record.http2)
-        for figures in record.totals.values():
-            if figures.http2 is not None:
-                self._http2.merge(figures.http2)
+        counts.merge(own)
+        for stream in streams:
+            if stream is not None:
+                counts.merge(stream)
         for direction in Direction:
-            self._http2_connection_bytes[direction] += record.unattributed[direction].total
+            connection_bytes[direction] += record.unattributed[direction].total
         if not record.totals:
             return None
         return apportion(record.unattributed, [figures.wire_bytes for figures in record.totals.values()])
@@ -491,7 +542,7 @@ class ReportBuilder:
         self._span(record.opened.timestamp, record.closed_at)
         refused = set() if self._fixed_routes else self._routes.add(record.routes)
         protocol = record.protocol
-        shares = self._add_http2(record)
+        shares = self._add_frames(record)
         decided: list[str] = []
         waiting: list[Route] = []
         messages = {C2S: 0, S2C: 0}
@@ -504,7 +555,7 @@ class ReportBuilder:
                 totals = self._transport(transport, protocol)
                 totals.exchanges.merge(figures)
                 if shares is not None:
-                    totals.share(shares[place_in_totals])
+                    totals.share(shares[place_in_totals], protocol)
                 decided.append(transport)
             else:
                 self._by_route.setdefault((key, protocol), ExchangeTotals()).merge(figures)
@@ -593,6 +644,8 @@ class ReportBuilder:
         }
         twin._http2 = self._http2.copy() if self._http2 is not None else None
         twin._http2_connection_bytes = dict(self._http2_connection_bytes)
+        twin._http3 = self._http3.copy() if self._http3 is not None else None
+        twin._http3_connection_bytes = dict(self._http3_connection_bytes)
         twin._groups = {key: group.copy() for key, group in self._groups.items()}
         twin._listed = list(self._listed)
         twin.connection_count, twin.started_at, twin.ended_at = self.connection_count, self.started_at, self.ended_at
@@ -617,7 +670,7 @@ class ReportBuilder:
             totals.exchanges.merge(figures)
             share = self._route_shares.get((route, protocol))
             if share is not None:
-                totals.share(share)
+                totals.share(share, protocol)
         self._by_route = {}
         self._route_shares = {}
         for (best, routes, protocol), group in self._groups.items():
@@ -686,6 +739,7 @@ class ReportBuilder:
             timeline=tuple(sorted(timeline, key=lambda point: point.time)),
             connection_count=self.connection_count,
             http2=http2_figures(self._http2, self._http2_connection_bytes) if self._http2 is not None else None,
+            http3=http3_figures(self._http3, self._http3_connection_bytes) if self._http3 is not None else None,
             sessions={name: sessions_summary(sessions[name]) for name in sorted(sessions)},
         )
 

@@ -9,6 +9,8 @@ here, once (docs/report.md says the same in prose):
 
 - ``websocket``: each text or binary message, both ways; payload after
   decompression; the Upgrade request and 101 response heads are the handshake.
+- ``webtransport``: each DATAGRAM and each direction of a stream that carried
+  data, both ways; the extended CONNECT's heads are the handshake.
 - ``sse`` and ``http_stream``: each event (SSE), line (NDJSON) or
   transfer-coding chunk from the server, plus a request that carried a body;
   the request and response heads are the handshake.
@@ -20,10 +22,10 @@ here, once (docs/report.md says the same in prose):
 
 from __future__ import annotations
 
-from .records import ExchangeRecord, MessageTime
+from .records import ExchangeRecord, MessageTime, WebTransportCounts
 from .report import STREAMING
 from .stats import Distribution, EvenSample
-from .wire import ByteAccount, Category, Direction, Http2Counts
+from .wire import ByteAccount, Category, Direction, Http2Counts, Http3Counts
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -32,7 +34,7 @@ S2C = Direction.SERVER_TO_CLIENT
 def exchange_messages(exchange: ExchangeRecord, transport: str) -> tuple[dict[Direction, int], dict[Direction, int]]:
     """Messages and delivered payload bytes of one exchange, by direction."""
     wire_payload = {d: exchange.accounts[d][Category.PAYLOAD] for d in Direction}
-    if transport == "websocket":
+    if transport in ("websocket", "webtransport"):
         return dict(exchange.stream_messages), dict(exchange.stream_payload)
     request_message = 1 if wire_payload[C2S] else 0
     if transport in ("sse", "http_stream"):
@@ -125,11 +127,13 @@ class ExchangeTotals:
         "handshakes",
         "head_bytes",
         "http2",
+        "http3",
         "inter_arrival",
         "messages",
         "payload",
         "sizes",
         "timeline",
+        "webtransport",
     )
 
     def __init__(self, *, timeline_points: int = 512) -> None:
@@ -161,6 +165,10 @@ class ExchangeTotals:
         self.timeline = EvenSample(timeline_points)
         #: HTTP/2 frame figures of the exchanges that were HTTP/2 streams.
         self.http2: Http2Counts | None = None
+        #: HTTP/3 figures of the exchanges that were HTTP/3 streams.
+        self.http3: Http3Counts | None = None
+        #: The streams and DATAGRAMs of the exchanges that were WebTransport sessions.
+        self.webtransport: WebTransportCounts | None = None
         #: The earliest first message from the server, over these exchanges.
         self.first_message_at: float | None = None
         self._last_response_at: float | None = None
@@ -191,6 +199,10 @@ class ExchangeTotals:
             self.first_message_at = at
         if exchange.http2 is not None:
             self._http2().merge(exchange.http2)
+        if exchange.http3 is not None:
+            self._http3().merge(exchange.http3)
+        if exchange.webtransport is not None:
+            self._webtransport().merge(exchange.webtransport)
         heads = exchange.head_bytes()
         if transport in STREAMING:
             self._add_stream(exchange, heads)
@@ -201,6 +213,16 @@ class ExchangeTotals:
         if self.http2 is None:
             self.http2 = Http2Counts()
         return self.http2
+
+    def _http3(self) -> Http3Counts:
+        if self.http3 is None:
+            self.http3 = Http3Counts()
+        return self.http3
+
+    def _webtransport(self) -> WebTransportCounts:
+        if self.webtransport is None:
+            self.webtransport = WebTransportCounts()
+        return self.webtransport
 
     def _add_stream(self, exchange: ExchangeRecord, heads: int) -> None:
         self.handshakes += 1
@@ -249,6 +271,10 @@ class ExchangeTotals:
             self.compressed[direction] += other.compressed[direction]
         if other.http2 is not None:
             self._http2().merge(other.http2)
+        if other.http3 is not None:
+            self._http3().merge(other.http3)
+        if other.webtransport is not None:
+            self._webtransport().merge(other.webtransport)
         for name, figures in other.by_app_protocol.items():
             mine = self.by_app_protocol.get(name)
             if mine is None:
@@ -280,7 +306,7 @@ class ExchangeTotals:
                     key: item.copy() if isinstance(item, (ByteAccount, AppProtocolTotals)) else item
                     for key, item in value.items()
                 }
-            elif isinstance(value, (Distribution, EvenSample, Http2Counts)):
+            elif isinstance(value, (Distribution, EvenSample, Http2Counts, Http3Counts, WebTransportCounts)):
                 value = value.copy()
             setattr(twin, name, value)
         return twin

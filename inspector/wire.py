@@ -65,6 +65,7 @@ class BodyKind(enum.StrEnum):
     SSE = "sse"  #: text/event-stream events
     LINES = "lines"  #: NDJSON and other line-delimited streams
     WEBSOCKET = "websocket"  #: the connection switched to WebSocket
+    WEBTRANSPORT = "webtransport"  #: an HTTP/3 extended CONNECT opened a WebTransport session
     OPAQUE = "opaque"  #: switched to some other protocol (CONNECT tunnel, h2c); not parsed
 
 
