@@ -1,6 +1,6 @@
 """Prometheus metrics of what each transport cost, derived from the core's connection records.
 
-Labels are ``transport``, ``protocol`` (``http/1.1`` or ``h2``, the HTTP
+Labels are ``transport``, ``protocol`` (``http/1.1``, ``h2`` or ``h3``, the HTTP
 version the connection spoke) and ``direction`` only, so a proxy exports a
 fixed, small set of series (every transport with every protocol is exported
 from the start, at zero). ``sum by (transport)`` gives a transport's figures
