@@ -208,6 +208,7 @@ class _Wait(enum.Enum):
     KIND = "what the stream is"
     SESSION = "its WebTransport session"
     SECTION = "QPACK inserts"
+    REQUEST = "the request head"
 
 
 class _Stream:
@@ -243,6 +244,7 @@ class _Flow:
         "kind",
         "mode",
         "offset",
+        "pending",
         "remaining",
         "section",
         "section_size",
@@ -272,6 +274,8 @@ class _Flow:
         self.frames = 0
         self.heads = 0
         self.section: bytearray | None = None
+        #: A complete field section not yet decoded (None when it was too large to keep).
+        self.pending: bytes | None = None
         self.section_size = 0
         self.section_timestamp = 0.0
         self.waiting: _Wait | None = None
@@ -343,6 +347,8 @@ class Http3Parser:
         #: Streams and datagrams waiting for the session they name.
         self._awaiting: dict[int, list[_Flow | _Datagram]] = {}
         self._held = 0
+        #: The figures of the streams the last call ended.
+        self._ended: dict[int, Http3Counts] = {}
         self._unknown_frames = 0
         self._flagged: set[str] = set()
         #: The connection's own figures: control, QPACK and push streams, streams not followed.
@@ -351,9 +357,10 @@ class Http3Parser:
         self.settings: dict[Direction, dict[int, int]] = {C2S: {}, S2C: {}}
 
     def stream_counts(self, stream_id: int) -> Http3Counts | None:
-        """The running figures of a followed request stream or session (the same object as they grow)."""
+        """The running figures of a followed request stream or session (the same object as they grow),
+        while it is open or until the next call after the one whose events ended it."""
         stream = self._streams.get(stream_id)
-        return stream.counts if stream is not None else None
+        return stream.counts if stream is not None else self._ended.get(stream_id)
 
     def open_streams(self) -> int:
         return len(self._streams)
@@ -361,6 +368,7 @@ class Http3Parser:
     # -- the interface --------------------------------------------------------
 
     def feed(self, direction: Direction, stream_id: int, data: bytes, timestamp: float) -> list[Http3Event]:
+        self._ended.clear()
         events: list[Http3Event] = []
         if not data:
             return events
@@ -374,6 +382,7 @@ class Http3Parser:
     def end_stream(
         self, direction: Direction, stream_id: int, reset: bool, error_code: int | None, timestamp: float
     ) -> list[Http3Event]:
+        self._ended.clear()
         events: list[Http3Event] = []
         flow = self._flows.get((stream_id, direction))
         if flow is None and stream_id not in self._seen and direction is _initiator(stream_id):
@@ -389,6 +398,7 @@ class Http3Parser:
         return events
 
     def datagram(self, direction: Direction, data: bytes, timestamp: float) -> list[Http3Event]:
+        self._ended.clear()
         events: list[Http3Event] = []
         quarter = read_varint(data)
         if quarter is None:
@@ -397,7 +407,7 @@ class Http3Parser:
             events.append(Unparsed(direction, None, len(data), timestamp))
             return events
         session = quarter[0] * 4
-        if session not in self._streams and session not in self._seen:
+        if self._session_unknown(session):
             self._awaiting.setdefault(session, []).append(_Datagram(direction, data, timestamp))
             self._held += len(data)
             if self._held > HOLD_LIMIT:
@@ -409,6 +419,7 @@ class Http3Parser:
 
     def close(self, timestamp: float) -> list[Http3Event]:
         """The connection ended: what waits is given up, tails are unparsed, open streams end."""
+        self._ended.clear()
         events: list[Http3Event] = []
         for flow in list(self._flows.values()):
             if flow.waiting is not None and not flow.ended:
@@ -421,8 +432,9 @@ class Http3Parser:
                 if flow.kind is _Kind.WEBTRANSPORT and flow.wt_wire:
                     self._wt_message(flow, False, timestamp, events)
         self._flows.clear()
-        for stream_id in list(self._streams):
-            events.append(StreamEnd(stream_id, reset=False, timestamp=timestamp))
+        for stream in self._streams.values():
+            self._ended[stream.id] = stream.counts
+            events.append(StreamEnd(stream.id, reset=False, timestamp=timestamp))
         self._streams.clear()
         return events
 
@@ -672,20 +684,25 @@ class Http3Parser:
             if decoded is None:
                 decoded = DecodedSection(flow.stream_id, (), 0)
             self._section_done(flow, decoded, events)
+            self._release(flow, events)
         elif waiting is _Wait.SESSION:
             assert flow.session is not None
             self._no_session(flow.session, timestamp, events)
         elif waiting is _Wait.KIND:
             flow.waiting = None
-            self._flag(
-                f"no-kind:{flow.direction}",
-                flow.direction,
-                0,
-                f"stream {flow.stream_id}'s initiator never said what it is; its bytes are not read",
-                events,
-            )
+            if flow.held:
+                self._flag(
+                    f"no-kind:{flow.direction}",
+                    flow.direction,
+                    0,
+                    f"stream {flow.stream_id}'s initiator never said what it is; its bytes are not read",
+                    events,
+                )
             flow.kind = _Kind.OTHER
             self._release(flow, events)
+        elif waiting is _Wait.REQUEST:
+            flow.waiting = None
+            self._decode_section(flow, events)
 
     # -- frames ---------------------------------------------------------------
 
@@ -922,24 +939,36 @@ class Http3Parser:
         flow.section = None
         if flow.kind is not _Kind.REQUEST or flow.stream_id not in self._streams:
             return  # its bytes went by as they came
+        flow.pending = bytes(section) if section is not None else None
+        if flow.direction is S2C and not self._streams[flow.stream_id].requested:
+            # A response read before its request: it waits for the request's head.
+            flow.waiting = _Wait.REQUEST
+            return
+        self._decode_section(flow, events)
+
+    def _decode_section(self, flow: _Flow, events: list[Http3Event]) -> None:
+        section = flow.pending
+        flow.pending = None
         if section is None:
             decoded: DecodedSection | None = DecodedSection(flow.stream_id, (), 0)
         else:
-            decoded = self._decoders[flow.direction].section(flow.stream_id, bytes(section))
+            decoded = self._decoders[flow.direction].section(flow.stream_id, section)
         if decoded is None:
             flow.waiting = _Wait.SECTION
             return
         self._section_done(flow, decoded, events)
+        if flow.waiting is None:
+            self._release(flow, events)
 
     def _sections_done(self, direction: Direction, done: list[DecodedSection], events: list[Http3Event]) -> None:
         for decoded in done:
             flow = self._flows.get((decoded.stream_id, direction))
             if flow is not None and flow.waiting is _Wait.SECTION:
                 self._section_done(flow, decoded, events)
+                self._release(flow, events)
 
     def _section_done(self, flow: _Flow, decoded: DecodedSection, events: list[Http3Event]) -> None:
         """A field section was decoded (or given up on): it is the head, or trailers."""
-        waited = flow.waiting is _Wait.SECTION
         flow.waiting = None
         direction = flow.direction
         size = flow.section_size
@@ -966,6 +995,10 @@ class Http3Parser:
                 request = request_head(stream.id, headers, size, timestamp, HTTP_VERSION)
                 stream.protocol = extended_connect_protocol(request)
                 events.append(request)
+                answer = self._flows.get((stream.id, S2C))
+                if answer is not None and answer.waiting is _Wait.REQUEST:
+                    answer.waiting = None
+                    self._decode_section(answer, events)
             elif direction is S2C and not stream.answered:
                 response = response_head(stream.id, headers, size, timestamp, HTTP_VERSION)
                 stream.answered = not response.interim
@@ -976,8 +1009,6 @@ class Http3Parser:
                     events.append(Trailers(direction, stream.id, headers, timestamp))
                 events.append(FrameBytes(direction, stream.id, Category.CHUNK_FRAMING, size, timestamp))
             flow.heads += 1
-        if waited:
-            self._release(flow, events)
 
     # -- WebTransport ---------------------------------------------------------
 
@@ -995,11 +1026,11 @@ class Http3Parser:
         flow.wt_wire = size
         flow.first_timestamp = timestamp
         if session[0] not in self._streams:
-            if session[0] in self._seen or session[0] & 3:
-                self._no_session_flow(flow, timestamp, events)
-            else:
+            if self._session_unknown(session[0]):
                 flow.waiting = _Wait.SESSION
                 self._awaiting.setdefault(session[0], []).append(flow)
+            else:
+                self._no_session_flow(flow, timestamp, events)
         partner = self._flows.get((flow.stream_id, flow.direction.opposite))
         if partner is not None and partner.waiting is _Wait.KIND:
             partner.kind = _Kind.WEBTRANSPORT
@@ -1045,6 +1076,15 @@ class Http3Parser:
                 flow.direction, flow.session, flow.stream_id, flow.wt_wire, flow.wt_payload, first, timestamp, reset
             )
         )
+
+    def _session_unknown(self, session: int) -> bool:
+        """Whether ``session`` may yet open as a request stream: not seen, or seen but not yet told apart."""
+        if session & 3 or session in self._streams:
+            return False
+        if session not in self._seen:
+            return True
+        flow = self._flows.get((session, C2S))
+        return flow is not None and flow.kind is None and not flow.ended
 
     def _session_known(self, session: int, stream: _Stream | None, timestamp: float, events: list[Http3Event]) -> None:
         """A request stream opened (or was not followed): what waited for it as a session goes on."""
@@ -1169,9 +1209,10 @@ class Http3Parser:
             flow = self._flows.get((stream.id, direction))
             if flow is not None and not flow.ended:
                 flow.ended = True
-                if flow.waiting is _Wait.SECTION:
+                if flow.waiting in (_Wait.SECTION, _Wait.REQUEST):
                     self._decoders[direction].abandon(stream.id)
                     flow.waiting = None
+                    flow.pending = None
                     flow.mode = _Mode.SECTION
                     flow.section = bytearray()
                 for data, _ in flow.held:
@@ -1181,6 +1222,7 @@ class Http3Parser:
                 self._tail(flow, timestamp, events, cut=False)
             self._flows.pop((stream.id, direction), None)
         del self._streams[stream.id]
+        self._ended[stream.id] = stream.counts
         events.append(StreamEnd(stream.id, reset=reset, timestamp=timestamp))
 
     def _forget(self, flow: _Flow) -> None:

@@ -119,9 +119,7 @@ class H3Pair:
         if self.server is None:
             header = pull_quic_header(Buffer(data=first), host_cid_length=8)
             certificate, key = _certificate()
-            configuration = QuicConfiguration(
-                is_client=False, alpn_protocols=H3_ALPN, max_datagram_frame_size=65536
-            )
+            configuration = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN, max_datagram_frame_size=65536)
             configuration.certificate = certificate
             configuration.private_key = key
             self.server = QuicConnection(
@@ -361,4 +359,3 @@ SCENARIOS: dict[str, Callable[[], Conversation]] = {
 @cache
 def conversation(name: str) -> Conversation:
     return SCENARIOS[name]()
-
