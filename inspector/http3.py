@@ -421,9 +421,11 @@ class Http3Parser:
         """The connection ended: what waits is given up, tails are unparsed, open streams end."""
         self._ended.clear()
         events: list[Http3Event] = []
-        for flow in list(self._flows.values()):
-            if flow.waiting is not None and not flow.ended:
-                self._give_up(flow, timestamp, events)
+        # What a stream held may wait again (a later section, a later response): each round reads more of it.
+        while waiting := [flow for flow in self._flows.values() if flow.waiting is not None]:
+            for flow in waiting:
+                if flow.waiting is not None:
+                    self._give_up(flow, timestamp, events)
         for session in list(self._awaiting):
             self._no_session(session, timestamp, events)
         for flow in list(self._flows.values()):
@@ -445,9 +447,6 @@ class Http3Parser:
         flow = self._flows.get((stream_id, direction))
         if flow is not None:
             return flow
-        if stream_id in self._seen:
-            return None  # ended, reset, or never followed
-        self._seen.add(stream_id)
         initiator = _initiator(stream_id)
         if direction is not initiator and not _bidirectional(stream_id):
             self._flag(
@@ -458,6 +457,9 @@ class Http3Parser:
                 events,
             )
             return None
+        if stream_id in self._seen:
+            return None  # ended, reset, or never followed
+        self._seen.add(stream_id)
         if len(self._flows) >= FLOW_LIMIT:
             self._flag(
                 "flows",
@@ -688,6 +690,10 @@ class Http3Parser:
         elif waiting is _Wait.SESSION:
             assert flow.session is not None
             self._no_session(flow.session, timestamp, events)
+            if flow.waiting is _Wait.SESSION:  # not found under its session: never expected, never looped on
+                flow.waiting = None
+                self._no_session_flow(flow, timestamp, events)
+                self._release(flow, events)
         elif waiting is _Wait.KIND:
             flow.waiting = None
             if flow.held:
@@ -1149,11 +1155,24 @@ class Http3Parser:
     # -- ends -----------------------------------------------------------------
 
     def _tail(self, flow: _Flow, timestamp: float, events: list[Http3Event], *, cut: bool) -> None:
-        """The bytes of a frame or stream header not complete when the stream direction ended are unparsed."""
+        """What a stream direction had not yet accounted when it ended is unparsed: a frame or stream
+        header not complete, a field section never decoded, the bytes it held."""
         tail = len(flow.buffer)
         flow.buffer.clear()
-        if flow.mode is _Mode.SECTION and (flow.section is not None or flow.stream_id in self._streams):
+        if flow.waiting in (_Wait.SECTION, _Wait.REQUEST):
+            self._decoders[flow.direction].abandon(flow.stream_id)
+            flow.pending = None
             tail += flow.section_size
+        elif flow.mode is _Mode.SECTION and (flow.section is not None or flow.stream_id in self._streams):
+            tail += flow.section_size
+        elif flow.waiting is _Wait.SESSION:
+            tail += flow.wt_framing
+            flow.wt_framing = 0
+        for data, _ in flow.held:
+            self._held -= len(data)
+            tail += len(data)
+        flow.held = []
+        flow.waiting = None
         incomplete = tail or flow.mode is not None or (flow.kind is _Kind.WEBTRANSPORT and flow.wt_framing)
         if tail:
             counts, exchange = self._target(flow)
@@ -1209,16 +1228,6 @@ class Http3Parser:
             flow = self._flows.get((stream.id, direction))
             if flow is not None and not flow.ended:
                 flow.ended = True
-                if flow.waiting in (_Wait.SECTION, _Wait.REQUEST):
-                    self._decoders[direction].abandon(stream.id)
-                    flow.waiting = None
-                    flow.pending = None
-                    flow.mode = _Mode.SECTION
-                    flow.section = bytearray()
-                for data, _ in flow.held:
-                    self._held -= len(data)
-                    flow.buffer += data
-                flow.held = []
                 self._tail(flow, timestamp, events, cut=False)
             self._flows.pop((stream.id, direction), None)
         del self._streams[stream.id]

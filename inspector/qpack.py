@@ -322,15 +322,16 @@ class FieldSectionDecoder:
 
     def section(self, stream_id: int, section: bytes) -> DecodedSection | None:
         """A field section's fields, or None while it waits for inserts or SETTINGS."""
-        if self.problem is not None:
-            return DecodedSection(stream_id, (), 0)
         encoded = encoded_insert_count(section)
         if encoded is None:
             return DecodedSection(stream_id, (), 0, "a QPACK field section cut short")
         if encoded == 0 and self._decoder is None:
+            # It names no dynamic entry: the static table is enough, whatever the table's state.
             if self._static is None:
                 self._static = pylsqpack.Decoder(0, 0)
             return self._decode(self._static, stream_id, section)
+        if self.problem is not None:
+            return DecodedSection(stream_id, (), 0)
         required: int | None = None
         if self._decoder is not None:
             required = required_insert_count(encoded, self._capacity, self._scanner.inserts)

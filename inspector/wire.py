@@ -224,7 +224,7 @@ class Http3Counts(FrameCounts):
     ``data_bytes`` (DATA frames' payload), ``control_bytes`` (the payload of
     every other frame, unknown and reserved ones included, and the bytes of
     unknown stream types), ``webtransport_bytes`` (WebTransport streams' data
-    after their header) and ``datagram_bytes`` (DATAGRAM frames' payloads,
+    after their header), ``datagram_bytes`` (DATAGRAM frames' payloads,
     the quarter stream id included) and ``unparsed_bytes`` (what was not
     read: a frame cut short by the end of its stream, the bytes after a
     stream broke a rule). ``decoded_header_bytes`` is the size of the decoded

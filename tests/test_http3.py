@@ -577,12 +577,24 @@ def test_a_webtransport_stream_naming_no_session_is_the_connections() -> None:
 @given(
     pieces=st.lists(
         st.tuples(
-            st.sampled_from([0, 1, 2, 3, 4, 6, 7, 10, 11]),
+            st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 14, 15]),
             st.sampled_from(list(Direction)),
             st.one_of(
                 st.binary(max_size=40),
-                st.sampled_from([frame(0x1, GET), frame(0x1, OK), frame(0x0, b"abc"), SETTINGS_NO_TABLE]),
-                st.sampled_from([varint(0x41) + varint(0), varint(0x54) + varint(0), varint(2), varint(3)]),
+                st.sampled_from(
+                    [
+                        frame(0x1, GET),
+                        frame(0x1, OK),
+                        frame(0x0, b"abc"),
+                        frame(0x1, bytes([0x02, 0x00, 0x80])),
+                        frame(0x21, b"r"),
+                        SETTINGS_NO_TABLE,
+                        varint(0) + frame(0x4, varint(0x1) + varint(4096) + varint(0x7) + varint(10)),
+                        _encoder_insert(b"name", b"value"),
+                        b"\x3f\xe1\x1f",
+                    ]
+                ),
+                st.sampled_from([varint(0x41) + varint(0), varint(0x54) + varint(0), varint(1), varint(2), varint(3)]),
             ),
             st.integers(0, 9),
         ),
@@ -608,3 +620,35 @@ def test_varints() -> None:
     assert read_varint(bytes.fromhex("7bbd")) == (15293, 2)
     assert read_varint(bytes.fromhex("25")) == (37, 1)
     assert read_varint(bytes.fromhex("7b")) is None
+
+
+def test_a_push_stream_is_the_connections_by_category() -> None:
+    run = Run()
+    run.feed(S2C, 15, varint(0x01) + varint(0) + frame(0x1, OK) + frame(0x0, b"pushed"))
+    run.end(S2C, 15)
+    run.close()
+    counts = run.parser.connection_counts
+    assert counts.stream_type_bytes[S2C] == 2
+    assert counts.header_block_bytes[S2C] == len(OK)
+    assert counts.data_bytes[S2C] == 6
+    sizes = Counter()
+    for event in run.events:
+        assert isinstance(event, FrameBytes) and event.exchange is None
+        sizes[event.category] += event.size
+    assert sizes == {Category.CONTROL: 2, Category.CHUNK_FRAMING: 4, Category.HEAD: len(OK), Category.PAYLOAD: 6}
+    run.check_every_byte_once()
+
+
+def test_data_on_the_control_stream_and_a_broken_encoder_stream_are_flagged() -> None:
+    run = Run()
+    run.feed(C2S, 2, SETTINGS_NO_TABLE + frame(0x0, b"no"))
+    run.feed(S2C, 3, varint(0) + frame(0x4, varint(0x1) + varint(100)))
+    run.feed(C2S, 6, varint(2) + b"\x3f\xff\x7f")  # a capacity over the 100 the server allows
+    run.feed(C2S, 0, frame(0x1, GET))
+    run.close()
+    anomalies = run.anomalies()
+    assert "a DATA frame on the control stream" in anomalies
+    assert any(a.startswith("QPACK encoder stream error") for a in anomalies)
+    # Sections from the static table still decode.
+    assert next(e for e in run.events if isinstance(e, RequestHead)).method == "GET"
+    run.check_every_byte_once()
