@@ -245,6 +245,7 @@ class _Flow:
         "mode",
         "offset",
         "pending",
+        "releasing",
         "remaining",
         "section",
         "section_size",
@@ -281,6 +282,7 @@ class _Flow:
         self.waiting: _Wait | None = None
         self.held: list[tuple[bytes, float]] = []
         self.end_pending: tuple[bool, int | None, float] | None = None
+        self.releasing = False
         self.ended = False
         #: WebTransport: the session (None when it has none), the header still to report, the figures so far.
         self.session: int | None = None
@@ -389,11 +391,10 @@ class Http3Parser:
             flow = self._flow(direction, stream_id, timestamp, events)
         if flow is None or flow.ended:
             return events
-        if flow.waiting is not None:
-            if not reset:
-                flow.end_pending = (reset, error_code, timestamp)
-                return events
-            self._give_up(flow, timestamp, events)
+        if flow.waiting is not None and (not reset or flow.waiting in (_Wait.SESSION, _Wait.KIND)):
+            # It ends once it has read what it holds (a reset request stream ends at once, unread).
+            flow.end_pending = (reset, error_code, timestamp)
+            return events
         self._end_flow(flow, reset, timestamp, events)
         return events
 
@@ -668,11 +669,16 @@ class Http3Parser:
 
     def _release(self, flow: _Flow, events: list[Http3Event]) -> None:
         """What a stream direction held, read now that it no longer waits."""
-        held = flow.held
-        flow.held = []
-        for data, timestamp in held:
-            self._held -= len(data)
-            self._feed_flow(flow, data, timestamp, events)
+        if flow.releasing:
+            return  # the release under way reads it, in order
+        flow.releasing = True
+        while flow.held and flow.waiting is None:
+            held = flow.held
+            flow.held = []
+            for data, timestamp in held:
+                self._held -= len(data)
+                self._feed_flow(flow, data, timestamp, events)
+        flow.releasing = False
         if flow.end_pending is not None and flow.waiting is None:
             reset, _, timestamp = flow.end_pending
             flow.end_pending = None
@@ -709,6 +715,8 @@ class Http3Parser:
         elif waiting is _Wait.REQUEST:
             flow.waiting = None
             self._decode_section(flow, events)
+            if flow.waiting is None:
+                self._release(flow, events)
 
     # -- frames ---------------------------------------------------------------
 
@@ -963,8 +971,6 @@ class Http3Parser:
             flow.waiting = _Wait.SECTION
             return
         self._section_done(flow, decoded, events)
-        if flow.waiting is None:
-            self._release(flow, events)
 
     def _sections_done(self, direction: Direction, done: list[DecodedSection], events: list[Http3Event]) -> None:
         for decoded in done:
@@ -1005,6 +1011,8 @@ class Http3Parser:
                 if answer is not None and answer.waiting is _Wait.REQUEST:
                     answer.waiting = None
                     self._decode_section(answer, events)
+                    if answer.waiting is None:
+                        self._release(answer, events)
             elif direction is S2C and not stream.answered:
                 response = response_head(stream.id, headers, size, timestamp, HTTP_VERSION)
                 stream.answered = not response.interim
