@@ -27,6 +27,7 @@ except for polls, which need every connection's routes in view.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from wsproto.frame_protocol import Opcode
@@ -63,11 +64,11 @@ from .events import (
     WebTransportMessage,
 )
 from .http2 import HTTP_VERSION as HTTP2_VERSION
-from .http2 import is_websocket_connect, is_webtransport_connect
 from .http3 import HTTP_VERSION as HTTP3_VERSION
 from .http3 import Http3Parser
 from .http_connection import HttpConnection
 from .ndjson import LineStream
+from .pseudo_headers import is_websocket_connect, is_webtransport_connect
 from .records import ExchangeRecord, MessageTime, WebSocketCounts, WebTransportCounts
 from .report import HTTP1, HTTP2, HTTP3
 from .sse import SseStream
@@ -270,12 +271,12 @@ class _Exchange:
             self.last_server_message_at = timestamp
 
     def app_messages(self) -> dict[Direction, int]:
-        """The application's messages: each SSE event, NDJSON line or WebSocket
-        message; a JSON body's items; one for any other body with data. Where an
+        """The application's messages: each SSE event, NDJSON line, WebSocket
+        message or WebTransport stream and DATAGRAM; a JSON body's items; one for any other body with data. Where an
         application protocol was recognised, its application messages only."""
         if self.app is not None:
             return dict(self.app.app)
-        if self.websocket:
+        if self.websocket or self.body_kind is BodyKind.WEBTRANSPORT:
             return dict(self.stream_messages)
         request = 1 if self.accounts[C2S][Category.PAYLOAD] else 0
         if self.body_kind in (BodyKind.SSE, BodyKind.LINES):
@@ -571,7 +572,7 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
 
     # -- HTTP ---------------------------------------------------------------
 
-    def _http_events(self, events: list[ConnectionEvent]) -> None:
+    def _http_events(self, events: Sequence[ConnectionEvent]) -> None:
         for event in events:
             if isinstance(event, FrameBytes):
                 exchange = self._exchange(event.exchange)

@@ -225,9 +225,11 @@ class Http3Counts(FrameCounts):
     ``data_bytes`` (DATA frames' payload), ``control_bytes`` (the payload of
     every other frame, unknown and reserved ones included, and the bytes of
     unknown stream types), ``webtransport_bytes`` (WebTransport streams' data
-    after their header) and ``datagram_bytes`` (DATAGRAM frames' payloads,
-    the quarter stream id included). ``decoded_header_bytes`` is the size of
-    the decoded field sections, names plus values with pseudo-headers.
+    after their header), ``datagram_bytes`` (DATAGRAM frames' payloads,
+    the quarter stream id included) and ``unparsed_bytes`` (what was not
+    read: a frame cut short by the end of its stream, the bytes after a
+    stream broke a rule). ``decoded_header_bytes`` is the size of the decoded
+    field sections, names plus values with pseudo-headers.
     """
 
     BYTE_FIGURES = (
@@ -240,6 +242,7 @@ class Http3Counts(FrameCounts):
         "control_bytes",
         "webtransport_bytes",
         "datagram_bytes",
+        "unparsed_bytes",
     )
     stream_type_bytes: dict[Direction, int]
     frame_header_bytes: dict[Direction, int]
@@ -250,3 +253,4 @@ class Http3Counts(FrameCounts):
     control_bytes: dict[Direction, int]
     webtransport_bytes: dict[Direction, int]
     datagram_bytes: dict[Direction, int]
+    unparsed_bytes: dict[Direction, int]
