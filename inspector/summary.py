@@ -66,6 +66,10 @@ FRAMING = (Category.CHUNK_FRAMING, Category.MESSAGE_SYNTAX, Category.FRAME_HEADE
 WIRE_BYTES_NOTE = (
     "Wire bytes are the bytes of each TCP stream after TLS; TCP/IP headers and TLS record overhead are not counted."
 )
+QUIC_WIRE_BYTES_NOTE = (
+    "Over HTTP/3, wire bytes are the bytes of each QUIC stream and DATAGRAM after QUIC's decryption; QUIC packet "
+    "headers, acknowledgements, padding and AEAD tags are not in them."
+)
 POLL_MESSAGE_NOTE = (
     "A poll's message is a response that carried data; one response can carry several application messages "
     "(the items of a JSON array), which are counted apart as app_messages."
@@ -696,6 +700,8 @@ class ReportBuilder:
             by_protocol = {protocol: totals.summary(name) for protocol, totals in parts.items()}
             transports[name] = replace(whole.summary(name), by_protocol=by_protocol)
         report_notes = [WIRE_BYTES_NOTE, *notes]
+        if self._http3 is not None:
+            report_notes.insert(1, QUIC_WIRE_BYTES_NOTE)
         if any(transports[name].messages.total for name in POLLING if name in transports):
             report_notes.append(POLL_MESSAGE_NOTE)
         if any(_estimated(summary) for summary in transports.values()):
