@@ -31,7 +31,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,16 @@ from aioquic.quic.events import (
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from inspector.capture import (
+    ConnectionClosed,
+    ConnectionOpened,
+    DatagramChunk,
+    StreamChunk,
+    StreamEnded,
+    read_capture,
+)
+from inspector.wire import Direction
+
 LOOPBACK = "127.0.0.1"
 #: Seconds any wait here may take.
 DEADLINE = 10.0
@@ -66,6 +76,8 @@ WT_BIDI_SIGNAL = 0x41
 WT_UNI_TYPE = 0x54
 #: H3_REQUEST_CANCELLED: what a browser sends when a page abandons a request.
 H3_REQUEST_CANCELLED = 0x10C
+#: Header fields as a request's extra ones are given.
+Headers = Sequence[tuple[bytes, bytes]]
 
 
 @dataclass
@@ -173,7 +185,10 @@ class _ServerEndpoint(_Endpoint):
         query = parse_qs(target.query)
         exchange = self._exchanges[stream_id] = _Exchange(target.path, query)
         method, protocol = headers.get(b":method"), headers.get(b":protocol")
-        number = lambda name, default: int(query.get(name, [str(default)])[0])  # noqa: E731
+
+        def number(name: str, default: int) -> int:
+            return int(query.get(name, [str(default)])[0])
+
         if method == b"CONNECT" and protocol == b"websocket" and target.path == "/ws":
             exchange.websocket = wsproto.Connection(wsproto.ConnectionType.SERVER)
             self.h3.send_headers(stream_id, [(b":status", b"200")])
@@ -199,7 +214,7 @@ class _ServerEndpoint(_Endpoint):
         websocket.receive_data(data)
         for event in websocket.events():
             if isinstance(event, wsproto.events.Message):
-                reply = type(event)(data=event.data, message_finished=event.message_finished)  # type: ignore[call-arg]
+                reply = type(event)(data=event.data, message_finished=event.message_finished)
                 self.h3.send_data(stream_id, websocket.send(reply), end_stream=False)
             elif isinstance(event, wsproto.events.CloseConnection):
                 self.h3.send_data(stream_id, websocket.send(event.response()), end_stream=True)
@@ -235,7 +250,9 @@ class H3Server:
     def __enter__(self) -> H3Server:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(DEADLINE)
-        self.port = self._server._transport.get_extra_info("sockname")[1]
+        transport = self._server._transport
+        assert transport is not None
+        self.port = transport.get_extra_info("sockname")[1]
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -272,7 +289,7 @@ def _load_certificate_chain(config: QuicConfiguration, path: Path) -> None:
     if key is None:
         raise ValueError(f"{path}: no private key")
     config.certificate, config.certificate_chain = certificates[0], certificates[1:]
-    config.private_key = serialization.load_pem_private_key(key.group(0), password=None)  # type: ignore[assignment]
+    config.private_key = serialization.load_pem_private_key(key.group(0), password=None)
 
 
 @contextlib.contextmanager
@@ -342,7 +359,7 @@ class H3Client(_Endpoint):
                 raise ConnectionError(f"the connection closed while waiting for {what}")
             await asyncio.sleep(0.01)
 
-    def request(self, method: str, path: str, extra: list[tuple[bytes, bytes]] = (), end_stream: bool = True) -> int:  # type: ignore[assignment]
+    def request(self, method: str, path: str, extra: Headers = (), end_stream: bool = True) -> int:
         """Send a request's head on a new stream; returns the stream id."""
         stream_id = self._quic.get_next_available_stream_id()
         headers = [
@@ -362,7 +379,7 @@ class H3Client(_Endpoint):
         headers = self._headers.get(stream_id, {})
         return Response(int(headers.get(b":status", b"0")), headers, bytes(self._bodies.get(stream_id, b"")))
 
-    async def extended_connect(self, path: str, protocol: bytes, extra: list[tuple[bytes, bytes]] = ()) -> int:  # type: ignore[assignment]
+    async def extended_connect(self, path: str, protocol: bytes, extra: Headers = ()) -> int:
         """An extended CONNECT (RFC 9220): the stream id, once the server said 200."""
         stream_id = self.request("CONNECT", path, [(b":protocol", protocol), *extra], end_stream=False)
         await self.until(lambda: stream_id in self._headers, f"the answer to CONNECT {path}")
@@ -416,10 +433,10 @@ class H3Client(_Endpoint):
         self,
         path: str,
         *,
-        datagrams: list[bytes] = (),
-        bidi: list[bytes] = (),
-        uni: list[bytes] = (),
-        pushes: int = 0,  # type: ignore[assignment]
+        datagrams: tuple[bytes, ...] | list[bytes] = (),
+        bidi: tuple[bytes, ...] | list[bytes] = (),
+        uni: tuple[bytes, ...] | list[bytes] = (),
+        pushes: int = 0,
     ) -> WebTransportResult:
         """A WebTransport session: send the datagrams, one bidirectional stream and one
         unidirectional stream per message, and wait for every echo, answer and push."""
@@ -434,7 +451,10 @@ class H3Client(_Endpoint):
         for message in uni:
             self.open_wt_stream(session_id, self.next_stream_id(unidirectional=True), message)
         self.transmit()
-        got = lambda: self._datagrams.get(session_id, [])  # noqa: E731
+
+        def got() -> list[bytes]:
+            return self._datagrams.get(session_id, [])
+
         await self.until(
             lambda: (
                 len(got()) >= len(datagrams) + pushes
@@ -459,10 +479,68 @@ class H3Client(_Endpoint):
         return bytes(self._bodies.get(stream_id, b""))
 
 
+# -- what a proxy recorded
+
+
+@dataclass
+class QuicCaptured:
+    """One QUIC connection of a capture, its records gathered."""
+
+    opened: ConnectionOpened
+    #: Each stream's bytes per direction, by (direction, stream id), in order.
+    streams: dict[tuple[Direction, int], bytes]
+    #: DATAGRAM payloads per direction, in order.
+    datagrams: dict[Direction, list[bytes]]
+    #: How each stream direction ended: (direction, stream id) to None (FIN) or the reset's error code.
+    ended: dict[tuple[Direction, int], int | None]
+    closed: ConnectionClosed | None
+
+    def sent(self, direction: Direction) -> dict[int, bytes]:
+        """Each stream's bytes in one direction, by stream id."""
+        return {stream_id: data for (way, stream_id), data in self.streams.items() if way is direction}
+
+    def ends(self, direction: Direction) -> dict[int, int | None]:
+        """How each stream ended in one direction, by stream id: None (FIN) or the reset's error code."""
+        return {stream_id: end for (way, stream_id), end in self.ended.items() if way is direction}
+
+
+def captured_quic(path: Path) -> list[QuicCaptured]:
+    """The QUIC connections of a capture, in the order they were opened."""
+    found: dict[int, QuicCaptured] = {}
+    streams: dict[int, dict[tuple[Direction, int], bytearray]] = {}
+    with read_capture(path) as capture:
+        for record in capture:
+            match record:
+                case ConnectionOpened(transport="quic"):
+                    found[record.connection_id] = QuicCaptured(record, {}, {d: [] for d in Direction}, {}, None)
+                    streams[record.connection_id] = {}
+                case StreamChunk() if record.connection_id in found:
+                    key = (record.direction, record.stream_id)
+                    streams[record.connection_id].setdefault(key, bytearray()).extend(record.data)
+                case DatagramChunk() if record.connection_id in found:
+                    found[record.connection_id].datagrams[record.direction].append(record.data)
+                case StreamEnded() if record.connection_id in found:
+                    key = (record.direction, record.stream_id)
+                    found[record.connection_id].ended[key] = record.error_code if record.reset else None
+                case ConnectionClosed() if record.connection_id in found:
+                    found[record.connection_id].closed = record
+    for connection_id, connection in found.items():
+        connection.streams = {key: bytes(data) for key, data in streams[connection_id].items()}
+    return [found[connection_id] for connection_id in sorted(found)]
+
+
+# -- running a client
+
+
 async def _run[T](
-    port: int, cafile: Path, scenario: Callable[[H3Client], Awaitable[T]], keylog: Path | None, close: bool
+    port: int,
+    cafile: Path,
+    scenario: Callable[[H3Client], Awaitable[T]],
+    keylog: Path | None,
+    close: bool,
+    settings: dict[str, Any],
 ) -> tuple[T, Received]:
-    settings: dict[str, Any] = {"server_name": "localhost"}
+    settings = {"server_name": "localhost", **settings}
     if keylog is not None:
         settings["secrets_log_file"] = keylog.open("a")
     config = configuration(is_client=True, **settings)
@@ -484,11 +562,13 @@ def run_client[T](
     keylog: Path | None = None,
     close: bool = True,
     deadline: float = 3 * DEADLINE,
+    **settings: Any,
 ) -> tuple[T, Received]:
     """Connect to ``LOOPBACK:port`` trusting ``cafile``, run ``scenario`` and close:
-    what it returned and what the client received, below HTTP/3."""
+    what it returned and what the client received, below HTTP/3. ``settings``
+    go to aioquic's ``QuicConfiguration`` (``idle_timeout=1.0``, say)."""
 
     async def bounded() -> tuple[T, Received]:
-        return await asyncio.wait_for(_run(port, cafile, scenario, keylog, close), deadline)
+        return await asyncio.wait_for(_run(port, cafile, scenario, keylog, close, settings), deadline)
 
     return asyncio.run(bounded())
