@@ -48,7 +48,7 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     return issue_certificates(tmp_path_factory.mktemp("h3-certificates"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def upstream(certificates: Certificates) -> Iterator[H3Server]:
     with h3_server(certificates.server) as server:
         yield server
@@ -71,23 +71,52 @@ def quic_proxy(
     return running_proxy(upstream.url, "--upstream-insecure", *args, confdir=confdir, capture=capture)
 
 
-def proxy_ca(confdir: Path) -> Path:
-    return confdir / "mitmproxy-ca-cert.pem"
+@dataclass
+class SharedProxy:
+    """One proxy for the module's traffic (starting one takes seconds), with mitmproxy's key log."""
+
+    process: CheckoutProxyProcess
+    capture: Path
+    keylog: Path
+    ca: Path
+    upstream: H3Server
+
+    def run[T](self, scenario: Callable[[H3Client], Awaitable[T]], **options: Any) -> Run[T]:
+        """Run ``scenario`` on a new client connection; what each end and the capture saw of it."""
+        before, servers_before = len(captured_quic(self.capture)), len(self.upstream.connections)
+        result, client = run_client(self.process.port, self.ca, scenario, **options)
+
+        def closed() -> list[QuicCaptured]:
+            new = captured_quic(self.capture)[before:]
+            return new if len(new) == 1 and new[0].closed is not None else []
+
+        # The proxy flushes the capture once a second.
+        wait_until(lambda: bool(closed()), "the QUIC connection's close in the capture")
+        (server,) = self.upstream.connections[servers_before:]
+        return Run(result, client, server, closed()[0])
 
 
-def through[T](
-    proxy: CheckoutProxyProcess, confdir: Path, scenario: Callable[[H3Client], Awaitable[T]], **options: Any
-) -> tuple[T, Received]:
-    """Run ``scenario`` with a client of the proxy, once the proxy listens on UDP."""
-    wait_until(lambda: udp_bound(proxy.port), "the proxy to listen on UDP")
-    return run_client(proxy.port, proxy_ca(confdir), scenario, **options)
+@dataclass
+class Run[T]:
+    """What one client connection through the proxy returned, and what each end and the capture saw."""
+
+    result: T
+    client: Received
+    server: Received
+    connection: QuicCaptured
 
 
-def the_connection(capture: Path) -> QuicCaptured:
-    """The capture's one QUIC connection, once its close is recorded (the proxy flushes once a second)."""
-    wait_until(lambda: [c.closed is not None for c in captured_quic(capture)] == [True], "the QUIC connection's close")
-    (connection,) = captured_quic(capture)
-    return connection
+@pytest.fixture(scope="module")
+def proxy(upstream: H3Server, confdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedProxy]:
+    directory = tmp_path_factory.mktemp("h3-proxy")
+    capture, keylog = directory / "h3.rtcap", directory / "keys.log"
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("MITMPROXY_SSLKEYLOGFILE", str(keylog))
+        with quic_proxy(upstream, confdir, capture) as process:
+            wait_until(lambda: udp_bound(process.port), "the proxy to listen on UDP")
+            yield SharedProxy(process, capture, keylog, confdir / "mitmproxy-ca-cert.pem", upstream)
+            assert process.stop() == 0, process.stderr
+    assert "crashed" not in process.stderr
 
 
 def assert_relayed(connection: QuicCaptured, client: Received, server: Received) -> None:
@@ -113,42 +142,31 @@ async def a_mix(client: H3Client) -> dict[str, object]:
 
 @dataclass
 class MixedRun:
-    """One run of :func:`a_mix` through a proxy: what each end and the capture saw,
-    and the client's leg as dumpcap captured it (None without dumpcap)."""
+    """:func:`a_mix` through the shared proxy, with the client's leg as dumpcap captured it (None without dumpcap)."""
 
-    results: dict[str, Any]
-    client: Received
-    server: Received
-    connection: QuicCaptured
-    proxy_port: int
+    run: Run[dict[str, Any]]
     pcap: Path | None
     keylog: Path
+    proxy_port: int
 
 
 @pytest.fixture(scope="module")
-def mixed_run(certificates: Certificates, confdir: Path, tmp_path_factory: pytest.TempPathFactory) -> MixedRun:
-    directory = tmp_path_factory.mktemp("h3-mix")
-    capture, keylog = directory / "h3.rtcap", directory / "keys.log"
-    pcap = directory / "client-leg.pcapng" if DUMPCAP else None
-    with h3_server(certificates.server) as upstream, pytest.MonkeyPatch.context() as environment:
-        environment.setenv("MITMPROXY_SSLKEYLOGFILE", str(keylog))
-        with quic_proxy(upstream, confdir, capture) as proxy:
-            packets = PacketCapture(pcap, f"udp port {proxy.port}") if pcap else None
-            if packets:
-                packets.start()
-            try:
-                results, received = through(proxy, confdir, a_mix)
-                connection = the_connection(capture)
-            finally:
-                if packets:
-                    packets.stop()
-            assert proxy.stop() == 0, proxy.stderr
-        (server,) = upstream.connections
-    return MixedRun(results, received, server, connection, proxy.port, pcap, keylog)
+def mixed_run(proxy: SharedProxy, tmp_path_factory: pytest.TempPathFactory) -> MixedRun:
+    pcap = tmp_path_factory.mktemp("h3-mix") / "client-leg.pcapng" if DUMPCAP else None
+    packets = PacketCapture(pcap, f"udp port {proxy.process.port}") if pcap else None
+    if packets:
+        packets.start()
+    try:
+        run = proxy.run(a_mix)
+    finally:
+        if packets:
+            packets.stop()
+    return MixedRun(run, pcap, proxy.keylog, proxy.process.port)
 
 
 def test_http3_is_relayed_stream_by_stream_unchanged_and_recorded(mixed_run: MixedRun) -> None:
-    results, connection = mixed_run.results, mixed_run.connection
+    run = mixed_run.run
+    results, connection = run.result, run.connection
     get, sse = results["get"], results["sse"]
     assert (get.status, get.body) == (200, b"b" * 20000)
     assert sse.body == (b"data: " + b"e" * 100 + b"\n\n") * 20
@@ -158,9 +176,9 @@ def test_http3_is_relayed_stream_by_stream_unchanged_and_recorded(mixed_run: Mix
     assert list(session.echoes.values()) == [b"there and back"]
     assert session.answers == [b"one way"]
 
-    assert_relayed(connection, mixed_run.client, mixed_run.server)
+    assert_relayed(connection, run.client, run.server)
     # The same stream ids on both legs: what the server got on each stream is what the client sent on it.
-    assert set(connection.sent(C2S)) == set(mixed_run.server.streams)
+    assert set(connection.sent(C2S)) == set(run.server.streams)
     opened = connection.opened
     assert opened.transport == "quic"
     assert opened.tls is not None and opened.upstream_tls is not None
@@ -173,12 +191,11 @@ def test_http3_is_relayed_stream_by_stream_unchanged_and_recorded(mixed_run: Mix
 def test_tshark_reads_the_same_bytes_on_the_clients_leg(mixed_run: MixedRun) -> None:
     """tshark's reassembly of every stream (``follow,quic,raw``) and its DATAGRAM frame
     lengths, decrypted with mitmproxy's key log, agree with the capture."""
-    pcap, keylog, connection, port = mixed_run.pcap, mixed_run.keylog, mixed_run.connection, mixed_run.proxy_port
+    pcap, keylog, connection, port = mixed_run.pcap, mixed_run.keylog, mixed_run.run.connection, mixed_run.proxy_port
     assert pcap is not None and keylog.stat().st_size > 0
     assert tshark_streams(pcap, keylog) == set(connection.streams)
-    for stream_id in {stream_id for _, stream_id in connection.streams}:
-        expected = {direction: connection.streams.get((direction, stream_id), b"") for direction in (C2S, S2C)}
-        assert followed(pcap, keylog, stream_id, port) == expected, stream_id
+    stream_ids = {stream_id for _, stream_id in connection.streams}
+    assert followed(pcap, keylog, stream_ids, port) == connection.streams
     assert tshark_datagram_sizes(pcap, keylog, port) == {
         direction: [len(payload) for payload in payloads] for direction, payloads in connection.datagrams.items()
     }
@@ -210,18 +227,24 @@ def tshark_streams(pcap: Path, keylog: Path) -> set[tuple[Direction, int]]:
     return found
 
 
-def followed(pcap: Path, keylog: Path, stream_id: int, proxy_port: int) -> dict[Direction, bytes]:
-    """One stream's bytes per direction as ``tshark -z follow,quic,raw`` reassembles them."""
-    output = _tshark(pcap, keylog, "-q", "-z", f"follow,quic,raw,0,{stream_id}")
-    nodes = dict(re.findall(r"^Node (\d): .*:(\d+)$", output, re.MULTILINE))
-    server_node = "1" if nodes.get("1") == str(proxy_port) else "0"
-    data = {C2S: bytearray(), S2C: bytearray()}
+def followed(pcap: Path, keylog: Path, stream_ids: set[int], proxy_port: int) -> dict[tuple[Direction, int], bytes]:
+    """Each stream's bytes per direction as ``tshark -z follow,quic,raw`` reassembles them (one run for all)."""
+    follows = [arg for stream_id in sorted(stream_ids) for arg in ("-z", f"follow,quic,raw,0,{stream_id}")]
+    output = _tshark(pcap, keylog, "-q", *follows)
+    found: dict[tuple[Direction, int], bytearray] = {}
+    stream_id, server_node = -1, "1"
     for line in output.splitlines():
-        if not line.strip() or line.startswith(("=", "Follow:", "Filter:", "Node ")):
-            continue
-        node = "1" if line.startswith("\t") else "0"
-        data[S2C if node == server_node else C2S] += bytes.fromhex(line.strip())
-    return {direction: bytes(found) for direction, found in data.items()}
+        if filtered := re.match(r"Filter: .*stream_id eq (\d+)\s*$", line):
+            stream_id = int(filtered.group(1))
+        elif line.startswith("Node "):
+            if line.endswith(f":{proxy_port}"):
+                server_node = line[5]
+        elif line.strip() and not line.startswith(("=", "Follow:", "Filter:")):
+            sender = "1" if line.startswith("\t") else "0"
+            direction = S2C if sender == server_node else C2S
+            assert re.fullmatch(r"[0-9a-f]+", line.strip()), line
+            found.setdefault((direction, stream_id), bytearray()).extend(bytes.fromhex(line.strip()))
+    return {key: bytes(data) for key, data in found.items()}
 
 
 def tshark_datagram_sizes(pcap: Path, keylog: Path, proxy_port: int) -> dict[Direction, list[int]]:
@@ -235,10 +258,9 @@ def tshark_datagram_sizes(pcap: Path, keylog: Path, proxy_port: int) -> dict[Dir
     return sizes
 
 
-def test_stop_sending_is_relayed_and_the_connection_goes_on(upstream: H3Server, confdir: Path, tmp_path: Path) -> None:
+def test_stop_sending_is_relayed_and_the_connection_goes_on(proxy: SharedProxy) -> None:
     """A client abandons a response (STOP_SENDING, H3_REQUEST_CANCELLED): the server is told,
     its reset is recorded, and the connection serves the next request."""
-    capture = tmp_path / "cancelled.rtcap"
 
     async def cancel_then_get(client: H3Client) -> tuple[int, bytes]:
         stream_id = client.request("GET", "/sse?n=4000&size=500")
@@ -248,25 +270,19 @@ def test_stop_sending_is_relayed_and_the_connection_goes_on(upstream: H3Server, 
         after = await client.get("/bytes?size=100")
         return stream_id, after.body
 
-    with quic_proxy(upstream, confdir, capture) as proxy:
-        (stream_id, after), received = through(proxy, confdir, cancel_then_get)
-        connection = the_connection(capture)
-        assert proxy.stop() == 0, proxy.stderr
-    assert "crashed" not in proxy.stderr
+    run = proxy.run(cancel_then_get)
+    stream_id, after = run.result
+    assert "crashed" not in proxy.process.stderr
     assert after == b"b" * 100
-    (server,) = upstream.connections
-    assert server.stop_sending == {stream_id: H3_REQUEST_CANCELLED}
-    assert received.ended[stream_id] is not None  # reset, not finished
-    assert connection.ended[(S2C, stream_id)] is not None
-    assert connection.closed is not None and connection.closed.reason == "client closed"
+    assert run.server.stop_sending == {stream_id: H3_REQUEST_CANCELLED}
+    assert run.client.ended[stream_id] is not None  # reset, not finished
+    assert run.connection.ended[(S2C, stream_id)] is not None
+    assert run.connection.closed is not None and run.connection.closed.reason == "client closed"
 
 
-def test_streams_opened_out_of_order_keep_their_ids_on_both_legs(
-    upstream: H3Server, confdir: Path, tmp_path: Path
-) -> None:
+def test_streams_opened_out_of_order_keep_their_ids_on_both_legs(proxy: SharedProxy) -> None:
     """WebTransport streams opened out of order (bidirectional 8 before 4, unidirectional 18
     before 14): the server gets each on the id the client gave it, with its bytes."""
-    capture = tmp_path / "out-of-order.rtcap"
     sent: dict[int, bytes] = {}
 
     async def out_of_order(client: H3Client) -> None:
@@ -278,41 +294,40 @@ def test_streams_opened_out_of_order_keep_their_ids_on_both_legs(
         await client.until(lambda: all(client.received.ended.get(s, 1) is None for s in (4, 8)), "the echoes")
         await client.until(lambda: len(client.received.ended) >= 4, "the answers")
 
-    with quic_proxy(upstream, confdir, capture) as proxy:
-        _, received = through(proxy, confdir, out_of_order)
-        connection = the_connection(capture)
-        assert proxy.stop() == 0, proxy.stderr
-    (server,) = upstream.connections
+    run = proxy.run(out_of_order)
     for stream_id, data in sent.items():
-        assert bytes(server.streams[stream_id]) == data
-        assert connection.sent(C2S)[stream_id] == data
-    assert bytes(received.streams[8]) == b"eight" and bytes(received.streams[4]) == b"four"
-    assert_relayed(connection, received, server)
+        assert bytes(run.server.streams[stream_id]) == data
+        assert run.connection.sent(C2S)[stream_id] == data
+    assert bytes(run.client.streams[8]) == b"eight" and bytes(run.client.streams[4]) == b"four"
+    assert_relayed(run.connection, run.client, run.server)
 
 
-def test_an_idle_connection_is_recorded_as_timed_out(upstream: H3Server, confdir: Path, tmp_path: Path) -> None:
+def test_an_idle_connection_is_recorded_as_timed_out(proxy: SharedProxy) -> None:
     """QUIC's idle timeout (the smaller of the two ends' offers) closes the client's leg: "timed out"."""
-    capture = tmp_path / "idle.rtcap"
 
     async def idle(client: H3Client) -> None:
         await client.get("/bytes?size=10")
         await asyncio.sleep(1.5)
 
-    with quic_proxy(upstream, confdir, capture) as proxy:
-        through(proxy, confdir, idle, idle_timeout=0.5, close=False)
-        connection = the_connection(capture)
-        assert proxy.stop() == 0, proxy.stderr
-    assert connection.closed is not None and connection.closed.reason == "timed out"
+    run = proxy.run(idle, idle_timeout=0.5, close=False)
+    assert run.connection.closed is not None and run.connection.closed.reason == "timed out"
 
 
-@pytest.mark.parametrize("flag", ["--no-http3", "--http1-only"])
-def test_no_http3_leaves_udp_closed(upstream: H3Server, confdir: Path, tmp_path: Path, flag: str) -> None:
-    with quic_proxy(upstream, confdir, tmp_path / "tcp-only.rtcap", flag) as proxy:
-        assert listening(proxy.port)
+def test_no_http3_and_http1_only_leave_udp_closed(confdir: Path) -> None:
+    proxies = [
+        CheckoutProxyProcess.rtinspect("https://127.0.0.1:9", flag, confdir=confdir)
+        for flag in ("--no-http3", "--http1-only")
+    ]
+    try:
+        for proxy in proxies:
+            proxy.wait_listening()
+            assert listening(proxy.port)
         time.sleep(0.3)
-        assert not udp_bound(proxy.port)
-        assert "QUIC" not in proxy.stdout
-        assert proxy.stop() == 0, proxy.stderr
+        for proxy in proxies:
+            assert not udp_bound(proxy.port)
+            assert "QUIC" not in proxy.stdout
+    finally:
+        assert [proxy.stop() for proxy in proxies] == [0, 0], [proxy.stderr for proxy in proxies]
 
 
 def test_a_udp_port_in_use_is_one_error_line(confdir: Path) -> None:
