@@ -46,7 +46,17 @@ from mitmproxy.tls import ClientHelloData, TlsData
 
 from inspector.analyser import AnalyserSettings, InProcessAnalysis
 from inspector.analyser_process import AnalyserProcess
-from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, Event, Record, encode_record
+from inspector.capture import (
+    QUIC,
+    TCP,
+    CaptureWriter,
+    ConnectionClosed,
+    ConnectionOpened,
+    DataChunk,
+    Event,
+    Record,
+    encode_record,
+)
 from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
 from inspector.network import NETWORK_EVENT, Link, NetworkConditions, NetworkError, links, network_conditions
 from inspector.quic_relay import QuicRecorder, is_quic_client, quic_relay_stack, relay_for
@@ -374,6 +384,7 @@ class _LiveConnection:
     connection_id: int
     client_id: str
     opened: ConnectionOpened | None = None
+    transport: str = TCP
 
 
 class RtInspect:
@@ -597,7 +608,7 @@ class RtInspect:
         with its first record (both legs' QUIC handshakes are done by then)."""
         client, server = context.client, context.server
         key = _quic_key(client)
-        live = self._live[key] = _LiveConnection(self._next_id, client.id)
+        live = self._live[key] = _LiveConnection(self._next_id, client.id, transport=QUIC)
         self._next_id += 1
         self._handed_over.add(client.id)
 
@@ -747,7 +758,8 @@ class RtInspect:
     def _start(self, live: _LiveConnection, client: Client, server: Server) -> None:
         """Record the connection's facts once they are known (upstream TLS included)."""
         if live.opened is None:
-            live.opened = connection_opened(live.connection_id, client, server, self._client_hello_at.get(client.id))
+            hello_at = self._client_hello_at.get(client.id)
+            live.opened = connection_opened(live.connection_id, client, server, hello_at, live.transport)
             self._record(live.opened)
 
     def _failed(self, live: _LiveConnection, server: Server, message: str) -> None:
