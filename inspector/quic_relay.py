@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aioquic.quic.connection import stream_is_client_initiated
-from mitmproxy.connection import Client, ConnectionState
+from mitmproxy.connection import Client, Connection, ConnectionState
 from mitmproxy.proxy import events, layer, layers
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.quic import (
@@ -39,6 +39,8 @@ from mitmproxy.proxy.layers.quic import (
     QuicStreamReset,
     QuicStreamStopSending,
     RawQuicLayer,
+    ResetQuicStream,
+    SendQuicStreamData,
     StopSendingQuicStream,
     error_code_to_str,
 )
@@ -109,6 +111,8 @@ class QuicRelay(RawQuicLayer):
         self._server_opened: int | None = None
         #: The stream end being handed to a stream's layers: (stream id, from the client, error code).
         self._ending: tuple[int, bool, int | None] | None = None
+        #: Resets to pass on, by the leg and stream they go to: the error code each came with.
+        self._resets: dict[tuple[Connection, int], int] = {}
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         context = self.context
@@ -123,6 +127,7 @@ class QuicRelay(RawQuicLayer):
                 self._server_opened = event.stream_id
             if isinstance(event, QuicStreamReset):
                 self._ending = (event.stream_id, from_client, event.error_code)
+                self._resets[(context.server if from_client else context.client, event.stream_id)] = event.error_code
             elif isinstance(event, QuicStreamDataReceived) and event.end_stream:
                 self._ending = (event.stream_id, from_client, None)
             try:
@@ -153,9 +158,17 @@ class QuicRelay(RawQuicLayer):
             yield StopSendingQuicStream(other, event.stream_id, event.error_code)
 
     def event_to_child(self, child_layer: layer.Layer, event: events.Event) -> layer.CommandGenerator[None]:
+        """As mitmproxy's, and a reset stream's end goes on as a reset with its code (mitmproxy
+        does so only when the end comes at once, not when the stream's layers were still being chosen)."""
         if isinstance(child_layer, QuicStreamLayer) and isinstance(event, events.Start):
             self._open_with_the_same_id(child_layer)
-        yield from super().event_to_child(child_layer, event)
+        for command in super().event_to_child(child_layer, event):
+            if isinstance(command, SendQuicStreamData) and command.end_stream and not command.data:
+                code = self._resets.pop((command.connection, command.stream_id), None)
+                if code is not None:
+                    yield ResetQuicStream(command.connection, command.stream_id, code)
+                    continue
+            yield command
 
     def _open_with_the_same_id(self, stream_layer: QuicStreamLayer) -> None:
         """Before a new stream's layers start: a client's stream has its server leg

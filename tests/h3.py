@@ -470,6 +470,16 @@ class H3Client(_Endpoint):
             [bytes(self._wt_uni[s]) for s in self._wt_uni_ended],
         )
 
+    def end_stream(self, stream_id: int) -> None:
+        """Finish ``stream_id`` (a FIN), opening it if it is new."""
+        self._quic.send_stream_data(stream_id, b"", end_stream=True)
+        self.transmit()
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        """Reset the sending side of ``stream_id`` (RESET_STREAM), opening it if it is new."""
+        self._quic.reset_stream(stream_id, error_code)
+        self.transmit()
+
     def stop_sending(self, stream_id: int, error_code: int = H3_REQUEST_CANCELLED) -> None:
         """Ask the server to stop sending on ``stream_id`` (STOP_SENDING), as a cancelled fetch does."""
         self._quic.stop_stream(stream_id, error_code)

@@ -41,6 +41,8 @@ from inspector.proxy_process import free_port, listening
 from inspector.wire import Direction
 
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
+#: An application error code for a test's reset.
+RESET_CODE = 0x42
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +123,8 @@ def proxy(upstream: H3Server, confdir: Path, tmp_path_factory: pytest.TempPathFa
 
 def assert_relayed(connection: QuicCaptured, client: Received, server: Received) -> None:
     """Every stream's bytes and every datagram, both ways, as the other end received them, and each stream's end."""
-    assert connection.sent(C2S) == {stream_id: bytes(data) for stream_id, data in server.streams.items()}
-    assert connection.sent(S2C) == {stream_id: bytes(data) for stream_id, data in client.streams.items()}
+    assert connection.sent(C2S) == {stream_id: bytes(data) for stream_id, data in server.streams.items() if data}
+    assert connection.sent(S2C) == {stream_id: bytes(data) for stream_id, data in client.streams.items() if data}
     assert connection.datagrams[C2S] == server.datagrams
     assert connection.datagrams[S2C] == client.datagrams
     assert connection.ends(C2S) == server.ended
@@ -291,14 +293,19 @@ def test_streams_opened_out_of_order_keep_their_ids_on_both_legs(proxy: SharedPr
         for stream_id, message in ((8, b"eight"), (4, b"four"), (18, b"eighteen"), (14, b"fourteen")):
             client.open_wt_stream(session_id, stream_id, message)
             sent[stream_id] = wt_stream_header(session_id, unidirectional=bool(stream_id & 2)) + message
+        # Streams that end before they carry a byte: a FIN alone, and a reset alone.
+        client.end_stream(22)
+        client.reset_stream(26, RESET_CODE)
         await client.until(lambda: all(client.received.ended.get(s, 1) is None for s in (4, 8)), "the echoes")
         await client.until(lambda: len(client.received.ended) >= 4, "the answers")
+        await asyncio.sleep(0.2)  # for the server to have the two ends as well
 
     run = proxy.run(out_of_order)
     for stream_id, data in sent.items():
         assert bytes(run.server.streams[stream_id]) == data
         assert run.connection.sent(C2S)[stream_id] == data
     assert bytes(run.client.streams[8]) == b"eight" and bytes(run.client.streams[4]) == b"four"
+    assert (run.server.ended[22], run.server.ended[26]) == (None, RESET_CODE)
     assert_relayed(run.connection, run.client, run.server)
 
 
