@@ -379,7 +379,8 @@ class _ProxyRun:
         if settings.write:
             self.out.print(f"capture: {settings.write}", highlight=False)
         if settings.network is not None:
-            self.out.print(f"network: {settings.network.describe()}, per connection", highlight=False)
+            quic = " (TCP only: QUIC is relayed as it comes)" if _udp_listening(proxy) else ""
+            self.out.print(f"network: {settings.network.describe()}, per connection{quic}", highlight=False)
         if self.metrics is not None:
             self.out.print(f"metrics: {self.metrics.url}", highlight=False)
 

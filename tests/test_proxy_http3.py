@@ -34,9 +34,14 @@ from h3 import (
     run_client,
     wt_stream_header,
 )
+from mitmproxy.connection import Client
+from mitmproxy.options import Options
+from mitmproxy.proxy.context import Context
+from mitmproxy.proxy.mode_specs import ProxyMode
 from servers import Certificates, CheckoutProxyProcess, issue_certificates, run_rtinspect, running_proxy, wait_until
 from tshark import DUMPCAP, TSHARK, PacketCapture, needs_dumpcap, needs_tshark
 
+from inspector.addon import RtInspect
 from inspector.proxy_process import free_port, listening
 from inspector.wire import Direction
 
@@ -346,3 +351,28 @@ def test_a_udp_port_in_use_is_one_error_line(confdir: Path) -> None:
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"Error: cannot listen on UDP {LOOPBACK}:{port}"), line
     assert "Address already in use" in line and "--no-http3" in line
+
+
+def test_a_quic_connection_counts_as_open_until_it_closes(tmp_path: Path) -> None:
+    """The live view's "open" and "seen" figures count QUIC connections: the addon's
+    bookkeeping, with mitmproxy's own connection objects and no traffic."""
+    client = Client(
+        peername=(LOOPBACK, 50000),
+        sockname=(LOOPBACK, 8080),
+        timestamp_start=time.time(),
+        proxy_mode=ProxyMode.parse("reverse:https://127.0.0.1:8443"),
+        transport_protocol="udp",
+    )
+    inspect = RtInspect()
+    inspect._open_capture(str(tmp_path / "bookkeeping.rtcap"))
+    recorder = inspect._quic_recorder(Context(client, Options()))
+    assert inspect.open_connections == 1
+    recorder.stream_data(C2S, 0, b"\x01\x00")
+    recorder.datagram(S2C, b"\x00ping")
+    recorder.close("client closed")
+    assert inspect.open_connections == 0
+    assert inspect.analysis.view.seen == 1
+    inspect.done()
+    (connection,) = captured_quic(tmp_path / "bookkeeping.rtcap")
+    assert connection.sent(C2S) == {0: b"\x01\x00"} and connection.datagrams[S2C] == [b"\x00ping"]
+    assert connection.closed is not None and connection.closed.reason == "client closed"
