@@ -6,7 +6,9 @@ then puts a plain TCP relay where the HTTP layer would be. Every socket read
 is recorded and, before it is forwarded unchanged, handed as a capture
 record to the analysis: in this process (inline) or in an analyser process
 (see :mod:`inspector.analyser_process`), which keeps analysis off the
-relay's path.
+relay's path. A reverse proxy to an HTTPS upstream also takes QUIC on its
+UDP port: QUIC on both legs, each stream and each DATAGRAM frame relayed raw
+and recorded (see :mod:`inspector.quic_relay`).
 Under network conditions (options ``rtinspect_network``, ``rtinspect_rtt``,
 ``rtinspect_jitter``, ``rtinspect_down``, ``rtinspect_up``; see
 :mod:`inspector.network`) the relay holds each read after recording it and
@@ -44,9 +46,20 @@ from mitmproxy.tls import ClientHelloData, TlsData
 
 from inspector.analyser import AnalyserSettings, InProcessAnalysis
 from inspector.analyser_process import AnalyserProcess
-from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, Event, encode_record
+from inspector.capture import (
+    QUIC,
+    TCP,
+    CaptureWriter,
+    ConnectionClosed,
+    ConnectionOpened,
+    DataChunk,
+    Event,
+    Record,
+    encode_record,
+)
 from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
 from inspector.network import NETWORK_EVENT, Link, NetworkConditions, NetworkError, links, network_conditions
+from inspector.quic_relay import QuicRecorder, is_quic_client, quic_relay_stack, relay_for
 from inspector.wire import Direction
 
 #: Where the records go to be analysed: this process, or an analyser process.
@@ -371,6 +384,7 @@ class _LiveConnection:
     connection_id: int
     client_id: str
     opened: ConnectionOpened | None = None
+    transport: str = TCP
 
 
 class RtInspect:
@@ -530,10 +544,14 @@ class RtInspect:
     # -- layers
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        context = nextlayer.context
+        if quic := self._quic_layer(nextlayer):
+            _discard(nextlayer.layer)  # mitmproxy's own choice, if its addon has made one
+            nextlayer.layer = quic
+            return
         builtin = ctx.master.addons.get("nextlayer")
         if builtin is not None:
             builtin.next_layer(nextlayer)
-        context = nextlayer.context
         if _upstream_spoke_first(nextlayer):
             _discard(nextlayer.layer)
             nextlayer.layer = ClientSpeaksFirst(context)
@@ -566,6 +584,44 @@ class RtInspect:
             logger.warning(f"refused {address_text(context.client.peername)}: it did not start with TLS")
             nextlayer.layer = PlaintextRefused(context)
             self._refused[context.client.id] = bytes(nextlayer.data_client())
+
+    def _quic_layer(self, nextlayer: layer.NextLayer) -> layer.Layer | None:
+        """The layers for a QUIC client (None: mitmproxy's choice stands).
+
+        A reverse proxy's HTTPS upstream gets the QUIC connection relayed raw
+        (mitmproxy would put its HTTP/3 layer there, which rewrites requests and
+        refuses WebSocket and WebTransport); each of its streams and its
+        DATAGRAM frames then get the relay's own layers.
+        """
+        context = nextlayer.context
+        top = context.layers[0] if context.layers else None
+        if isinstance(top, ReverseProxy) and top.child_layer is nextlayer:
+            mode = context.client.proxy_mode
+            if is_quic_client(context.client) and isinstance(mode, ReverseMode) and mode.scheme == "https":
+                return None if self._stopped else quic_relay_stack(context, self._quic_recorder(context))
+            return None
+        chosen = _layers_of(nextlayer.layer)
+        return relay_for(context, [stacked for stacked in context.layers if stacked not in chosen])
+
+    def _quic_recorder(self, context: Context) -> QuicRecorder:
+        """Where a new QUIC connection's records go: one connection of the capture, opened
+        with its first record (both legs' QUIC handshakes are done by then)."""
+        client, server = context.client, context.server
+        key = _quic_key(client)
+        live = self._live[key] = _LiveConnection(self._next_id, client.id, transport=QUIC)
+        self._next_id += 1
+        self._handed_over.add(client.id)
+
+        def record(record: Record) -> None:
+            self._start(live, client, server)
+            self._record(record)
+
+        def closed(reason: str) -> None:
+            if self._live.get(key) is live:
+                self._start(live, client, server)
+                self._finish(key, time.time(), reason)
+
+        return QuicRecorder(live.connection_id, record, closed)
 
     def _relay(self, context: Context) -> InspectedTCPLayer:
         """The relay layer for a new connection: shaped only under network conditions."""
@@ -609,6 +665,12 @@ class RtInspect:
 
     def client_disconnected(self, client: Client) -> None:
         self._client_hello_at.pop(client.id, None)
+        quic = self._live.pop(_quic_key(client), None)
+        if quic is not None and isinstance(
+            client.proxy_mode, ReverseMode
+        ):  # ended without a close (a failed handshake)
+            self._start(quic, client, Server(address=client.proxy_mode.address))
+            self._end(quic, client.timestamp_end or time.time(), "client closed")
         if self._taps.pop(client.id, None) is not None:
             key = _forwarded_key(client)
             if key in self._live:
@@ -696,7 +758,8 @@ class RtInspect:
     def _start(self, live: _LiveConnection, client: Client, server: Server) -> None:
         """Record the connection's facts once they are known (upstream TLS included)."""
         if live.opened is None:
-            live.opened = connection_opened(live.connection_id, client, server, self._client_hello_at.get(client.id))
+            hello_at = self._client_hello_at.get(client.id)
+            live.opened = connection_opened(live.connection_id, client, server, hello_at, live.transport)
             self._record(live.opened)
 
     def _failed(self, live: _LiveConnection, server: Server, message: str) -> None:
@@ -713,7 +776,7 @@ class RtInspect:
 
     # -- capture
 
-    def _record(self, record: ConnectionOpened | DataChunk | ConnectionClosed) -> None:
+    def _record(self, record: Record) -> None:
         """To the analysis and to the capture: encoded once for both."""
         encoded = encode_record(record)
         self.analysis.add_record(record, encoded)
@@ -748,6 +811,15 @@ def _upstream_spoke_first(nextlayer: layer.NextLayer) -> bool:
     return isinstance(top, ReverseProxy) and top.child_layer is nextlayer and not nextlayer.data_client()
 
 
+def _layers_of(chosen: layer.Layer | None) -> list[layer.Layer]:
+    """A chosen layer and the layers it stacked under itself."""
+    found = []
+    while chosen is not None:
+        found.append(chosen)
+        chosen = getattr(chosen, "child_layer", None)
+    return found
+
+
 def _discard(chosen: layer.Layer | None) -> None:
     """Take back layers another addon chose: a layer joins its context's stack when it is made."""
     while chosen is not None:
@@ -761,6 +833,11 @@ def _is_relay_point(candidate: layer.Layer) -> bool:
     if isinstance(candidate, layers.HttpLayer):
         return candidate.mode is HTTPMode.transparent
     return type(candidate) is layers.TCPLayer and candidate.flow is not None
+
+
+def _quic_key(client: Client) -> str:
+    """The key of a QUIC connection among the live ones."""
+    return f"quic:{client.id}"
 
 
 def _forwarded_key(client: Client) -> str:

@@ -476,7 +476,14 @@ _NETWORK_EPILOG = "\b\nNetwork presets (--network):\n" + "\n".join(f"  {line}" f
     is_flag=True,
     help="Offer only HTTP/1.1 in TLS (ALPN), so clients and server do not agree on HTTP/2 "
     "(mitmproxy's --set http2=false). By default a TLS upstream gets the client's ALPN offer and the "
-    "client its choice; TLS clients of a cleartext upstream are offered HTTP/1.1 only.",
+    "client its choice; TLS clients of a cleartext upstream are offered HTTP/1.1 only. Also --no-http3.",
+)
+@click.option(
+    "--no-http3",
+    is_flag=True,
+    help="Do not listen on UDP. With an https:// upstream the proxy also listens on UDP, on the same host and "
+    "port, and relays QUIC (HTTP/3, WebSocket over HTTP/3, WebTransport) stream by stream, unchanged; this "
+    "turns that off, e.g. when the port's UDP side is taken or clients should stay on TCP.",
 )
 @click.option("-w", "--write", metavar="CAPTURE", help="Record the raw traffic to this file (.rtcap).")
 @click.option("-q", "--quiet", is_flag=True, help="No live view; the summary on exit still prints.")
@@ -522,6 +529,7 @@ def proxy(
     listen_tls: bool,
     upstream_insecure: bool,
     http1_only: bool,
+    no_http3: bool,
     write: str | None,
     quiet: bool,
     report: str | None,
@@ -544,7 +552,9 @@ def proxy(
     """Relay clients to a server and measure what each transport costs.
 
     Every byte is relayed unchanged: after TLS, the proxy sees the raw TCP
-    stream and hands it to the analysers. Clients may also connect with TLS;
+    stream and hands it to the analysers. With an https:// upstream it also
+    takes QUIC on UDP (same host and port): each QUIC stream and DATAGRAM
+    frame is relayed unchanged and recorded. Clients may also connect with TLS;
     their certificates come from mitmproxy's CA (in ~/.mitmproxy unless
     --set confdir=... says otherwise). Ctrl-C or SIGTERM stops the proxy,
     prints the summary, writes --report and closes the capture.
@@ -590,6 +600,7 @@ def proxy(
         listen_tls=listen_tls,
         upstream_insecure=upstream_insecure,
         http1_only=http1_only,
+        http3=not (no_http3 or http1_only),
         write=write,
         quiet=quiet,
         report=report,
