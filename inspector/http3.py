@@ -41,18 +41,29 @@ What the streams are, from their ids and first bytes:
   ``payload``), and as one :class:`WebTransportMessage` per datagram and per
   stream direction when it ends. A DATAGRAM naming another request stream
   is counted on that stream the same way; one naming no stream is the
-  connection's, with an anomaly.
+  connection's (:class:`Unparsed`), and a WebTransport stream naming no
+  session is the connection's CONTROL, each with an anomaly.
 - Reserved and unknown unidirectional stream types, a second control or
   QPACK stream, a server-initiated bidirectional stream that is not
   WebTransport: their bytes are counted as the connection's CONTROL, not
-  read.
+  read. Bytes of a stream no longer followed (after it ended or was reset,
+  past the limits below, the receiving side of a unidirectional stream)
+  are the connection's :class:`Unparsed`.
+
+Each unidirectional stream's type (and a push or WebTransport stream's id
+after it) is counted in ``stream_type_bytes``, whatever its category; the rest
+of the QPACK streams in ``qpack_stream_bytes``.
 
 Streams are seen in the order the proxy read them, not as either endpoint
 did: a response's field section may name QPACK inserts read later, a request
-may come before the SETTINGS that size its decoder, a WebTransport stream
-before its session. What cannot be read yet waits, its stream's later bytes
-held, up to :data:`HOLD_LIMIT` bytes in all (see :mod:`inspector.qpack`), and
-the results are the same whatever the order and the split of the reads.
+may come before the SETTINGS that size its decoder, a response before its
+request, a WebTransport stream or datagram before its session, a stream's
+server side before its client side said what the stream is. What cannot be
+read yet waits, its stream's later bytes (and its end) held, up to
+:data:`HOLD_LIMIT` bytes in all (see :mod:`inspector.qpack`); so a head
+always comes before its body, a request before its response, and the results
+are the same whatever the order and the split of the reads. A head that
+waited keeps the time its field section arrived; held bytes keep theirs.
 
 Every byte fed comes back in exactly one event: a head's ``size``, a body
 piece's ``data`` plus ``framing``, a :class:`FrameBytes`' ``size``, a
@@ -856,7 +867,6 @@ class Http3Parser:
         elif frame_type == HEADERS:
             flow.mode = _Mode.SECTION
             flow.section_size = 0
-            flow.section_timestamp = timestamp
             flow.section = bytearray() if exchange is not None and length <= FIELD_SECTION_LIMIT else None
             if exchange is not None and length > FIELD_SECTION_LIMIT:
                 self._flag(
@@ -951,6 +961,7 @@ class Http3Parser:
     def _section_end(self, flow: _Flow, timestamp: float, events: list[Http3Event]) -> None:
         section = flow.section
         flow.section = None
+        flow.section_timestamp = timestamp
         if flow.kind is not _Kind.REQUEST or flow.stream_id not in self._streams:
             return  # its bytes went by as they came
         flow.pending = bytes(section) if section is not None else None
@@ -1069,14 +1080,16 @@ class Http3Parser:
         flow.wt_payload += len(data)
         flow.offset += len(data)
         stream = self._streams.get(flow.session) if flow.session is not None else None
+        counts = stream.counts if stream is not None else self.connection_counts
+        if framing and _bidirectional(flow.stream_id):
+            counts.frames[direction]["WEBTRANSPORT_STREAM"] += 1
         if stream is None:
-            counts = self.connection_counts
             counts.stream_type_bytes[direction] += framing
             counts.webtransport_bytes[direction] += len(data)
             events.append(FrameBytes(direction, None, Category.CONTROL, framing + len(data), timestamp))
             return
-        stream.counts.stream_type_bytes[direction] += framing
-        stream.counts.webtransport_bytes[direction] += len(data)
+        counts.stream_type_bytes[direction] += framing
+        counts.webtransport_bytes[direction] += len(data)
         events.append(WebTransportBytes(direction, stream.id, flow.stream_id, framing, len(data), timestamp))
 
     def _wt_message(self, flow: _Flow, reset: bool, timestamp: float, events: list[Http3Event]) -> None:

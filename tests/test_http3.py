@@ -265,6 +265,10 @@ def test_a_webtransport_session_counts_its_streams_and_datagrams() -> None:
     assert session.datagram_bytes == {C2S: 33, S2C: 183}
     assert session.webtransport_bytes == {C2S: 32 + 3000 + 6 + 7, S2C: 38 + 50 + 15}
     assert session.stream_type_bytes == {C2S: 3 + 3 + 3, S2C: 3 + 3}
+    assert session.frames == {
+        C2S: Counter({"HEADERS": 1, "WEBTRANSPORT_STREAM": 1}),
+        S2C: Counter({"HEADERS": 1, "WEBTRANSPORT_STREAM": 1}),
+    }
     assert all(e.exchange == 0 for e in run.events if isinstance(e, WebTransportBytes))
 
 
