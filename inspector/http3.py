@@ -286,8 +286,8 @@ class _Flow:
         self.frames = 0
         self.heads = 0
         self.section: bytearray | None = None
-        #: A complete field section not yet decoded (None when it was too large to keep).
-        self.pending: bytes | None = None
+        #: A response's field section, decoded, while it waits for its request's head.
+        self.pending: DecodedSection | None = None
         self.section_size = 0
         self.section_timestamp = 0.0
         self.waiting: _Wait | None = None
@@ -702,8 +702,9 @@ class Http3Parser:
             decoded = self._decoders[flow.direction].abandon(flow.stream_id)
             if decoded is None:
                 decoded = DecodedSection(flow.stream_id, (), 0)
-            self._section_done(flow, decoded, events)
-            self._release(flow, events)
+            self._section_ready(flow, decoded, events)
+            if flow.waiting is None:
+                self._release(flow, events)
         elif waiting is _Wait.SESSION:
             assert flow.session is not None
             self._no_session(flow.session, timestamp, events)
@@ -724,10 +725,7 @@ class Http3Parser:
             flow.kind = _Kind.OTHER
             self._release(flow, events)
         elif waiting is _Wait.REQUEST:
-            flow.waiting = None
-            self._decode_section(flow, events)
-            if flow.waiting is None:
-                self._release(flow, events)
+            self._answer(flow, events)
 
     # -- frames ---------------------------------------------------------------
 
@@ -964,31 +962,42 @@ class Http3Parser:
         flow.section_timestamp = timestamp
         if flow.kind is not _Kind.REQUEST or flow.stream_id not in self._streams:
             return  # its bytes went by as they came
-        flow.pending = bytes(section) if section is not None else None
-        if flow.direction is S2C and not self._streams[flow.stream_id].requested:
-            # A response read before its request: it waits for the request's head.
-            flow.waiting = _Wait.REQUEST
-            return
-        self._decode_section(flow, events)
-
-    def _decode_section(self, flow: _Flow, events: list[Http3Event]) -> None:
-        section = flow.pending
-        flow.pending = None
+        # Decoded at once, as the receiver did: the inserts read later may evict what it names.
         if section is None:
             decoded: DecodedSection | None = DecodedSection(flow.stream_id, (), 0)
         else:
-            decoded = self._decoders[flow.direction].section(flow.stream_id, section)
+            decoded = self._decoders[flow.direction].section(flow.stream_id, bytes(section))
         if decoded is None:
             flow.waiting = _Wait.SECTION
             return
-        self._section_done(flow, decoded, events)
+        self._section_ready(flow, decoded, events)
 
     def _sections_done(self, direction: Direction, done: list[DecodedSection], events: list[Http3Event]) -> None:
         for decoded in done:
             flow = self._flows.get((decoded.stream_id, direction))
             if flow is not None and flow.waiting is _Wait.SECTION:
-                self._section_done(flow, decoded, events)
-                self._release(flow, events)
+                self._section_ready(flow, decoded, events)
+                if flow.waiting is None:
+                    self._release(flow, events)
+
+    def _section_ready(self, flow: _Flow, decoded: DecodedSection, events: list[Http3Event]) -> None:
+        """A field section was decoded: a response read before its request waits for the request's head."""
+        flow.waiting = None
+        stream = self._streams.get(flow.stream_id)
+        if flow.direction is S2C and stream is not None and not stream.requested:
+            flow.pending = decoded
+            flow.waiting = _Wait.REQUEST
+            return
+        self._section_done(flow, decoded, events)
+
+    def _answer(self, flow: _Flow, events: list[Http3Event]) -> None:
+        """A response that waited for its request's head goes on."""
+        decoded = flow.pending
+        assert decoded is not None
+        flow.pending = None
+        flow.waiting = None
+        self._section_done(flow, decoded, events)
+        self._release(flow, events)
 
     def _section_done(self, flow: _Flow, decoded: DecodedSection, events: list[Http3Event]) -> None:
         """A field section was decoded (or given up on): it is the head, or trailers."""
@@ -1020,10 +1029,7 @@ class Http3Parser:
                 events.append(request)
                 answer = self._flows.get((stream.id, S2C))
                 if answer is not None and answer.waiting is _Wait.REQUEST:
-                    answer.waiting = None
-                    self._decode_section(answer, events)
-                    if answer.waiting is None:
-                        self._release(answer, events)
+                    self._answer(answer, events)
             elif direction is S2C and not stream.answered:
                 response = response_head(stream.id, headers, size, timestamp, HTTP_VERSION)
                 stream.answered = not response.interim

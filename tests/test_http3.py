@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 
 import pylsqpack
 import pytest
@@ -312,14 +313,41 @@ def shuffled(records: list[Record], rng: random.Random, *, one_byte: bool = Fals
     return out
 
 
+#: Conversations whose QPACK encoder evicts entries: a field section read after the inserts that evicted
+#: what it names cannot be decoded. A proxy reads causally (those inserts follow the receiver's
+#: acknowledgement of the section, which follows the section), so here their streams are only split anew.
+EVICTING = {"many"}
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(sorted(SCENARIOS)), seed=st.integers(0, 2**32))
+@given(name=st.sampled_from(sorted(set(SCENARIOS) - EVICTING)), seed=st.integers(0, 2**32))
 def test_any_split_and_interleaving_gives_the_same_results(name: str, seed: int) -> None:
     records = conversation(name).records
     expected = replay(records)
     run = replay(shuffled(records, random.Random(seed)))
     run.check_every_byte_once()
     assert digest(run) == digest(expected)
+
+
+def test_a_table_that_evicts_still_decodes_every_head() -> None:
+    records = conversation("many").records
+    run = replay(records)
+    heads = [e for e in run.events if isinstance(e, RequestHead | ResponseHead)]
+    assert len(heads) == 80 and all(len(head.headers) > 1 for head in heads)
+    # Twenty 240-byte fields each way, each sent twice, do not fit aioquic's 4,096-byte table at once.
+    assert run.parser.connection_counts.qpack_stream_bytes[C2S] > 3_000
+    assert run.anomalies() == []
+    rng = random.Random(3)
+    split: list[Record] = []
+    for record in records:
+        if isinstance(record, StreamBytes) and len(record.data) > 1:
+            cut = rng.randint(1, len(record.data) - 1)
+            split += [replace(record, data=record.data[:cut]), replace(record, data=record.data[cut:])]
+        else:
+            split.append(record)
+    again = replay(split)
+    again.check_every_byte_once()
+    assert digest(again) == digest(run)
 
 
 @pytest.mark.parametrize("name", ["get", "webtransport"])
@@ -603,6 +631,7 @@ def test_arbitrary_bytes_never_raise_and_every_byte_is_counted(pieces: list[tupl
             run.feed(direction, stream_id, data)
     run.close()
     run.check_every_byte_once()
+    assert run.parser._held == 0 and not run.parser._flows and not run.parser._awaiting
 
 
 def test_varints() -> None:
