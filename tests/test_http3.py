@@ -41,7 +41,7 @@ from inspector.http3 import (
     read_varint,
 )
 from inspector.pseudo_headers import is_websocket_connect
-from inspector.qpack import WAITING_SECTION_LIMIT
+from inspector.qpack import WAITING_SECTION_LIMIT, decoded_size_bound, required_insert_count
 from inspector.wire import Category, Direction, Http3Counts
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -672,3 +672,16 @@ def test_data_on_the_control_stream_and_a_broken_encoder_stream_are_flagged() ->
     # Sections from the static table still decode.
     assert next(e for e in run.events if isinstance(e, RequestHead)).method == "GET"
     run.check_every_byte_once()
+
+
+def test_the_required_insert_count_and_the_decoded_size_bound() -> None:
+    # RFC 9204, section 4.5.1.1: the count is sent modulo twice the table's entries.
+    assert required_insert_count(0, 4096, 10) == 0
+    assert required_insert_count(10, 4096, 10) == 9
+    assert required_insert_count(290 % 256 + 1, 4096, 300) == 290
+    assert required_insert_count(300, 4096, 10) is None  # over the full range
+    assert required_insert_count(1, 0, 0) is None  # no table, yet an entry named
+    # A literal name and value (7 and 5 bytes, no Huffman), then an entry named three times.
+    section = bytes([0x02, 0x00, 0x27, 0x00]) + b"x-field" + bytes([0x05]) + b"value" + b"\x80" * 3
+    assert decoded_size_bound(section, largest_entry=100) == 12 + 3 * 100
+    assert decoded_size_bound(section[:-4], largest_entry=100) is None
