@@ -756,6 +756,12 @@ class Http3Parser:
             flow.offset += size
             if flow.mode is not None and not flow.remaining:
                 self._frame_end(flow, timestamp, events)
+            elif flow.mode is _Mode.BODY and pos == len(buffer):
+                # The DATA frame's header is complete, its payload still to come: the header counts now.
+                _, exchange = self._target(flow)
+                assert exchange is not None
+                events.append(BodyData(flow.direction, exchange, b"", size, True, False, timestamp))
+                flow.frame_header = 0
         rest = bytes(buffer[pos:])
         del buffer[:]
         if flow.broken:

@@ -685,3 +685,18 @@ def test_the_required_insert_count_and_the_decoded_size_bound() -> None:
     section = bytes([0x02, 0x00, 0x27, 0x00]) + b"x-field" + bytes([0x05]) + b"value" + b"\x80" * 3
     assert decoded_size_bound(section, largest_entry=100) == 12 + 3 * 100
     assert decoded_size_bound(section[:-4], largest_entry=100) is None
+
+
+def test_a_data_frames_header_counts_in_the_read_that_completes_it() -> None:
+    run = Run()
+    run.feed(S2C, 3, SETTINGS_NO_TABLE)
+    run.feed(C2S, 0, frame(0x1, GET))
+    run.feed(S2C, 0, frame(0x1, OK) + varint(0x0) + varint(300))
+    assert run.events[-1] == BodyData(S2C, 0, b"", 3, True, False, 1.0)
+    run.feed(S2C, 0, b"a" * 100)
+    run.feed(S2C, 0, b"b" * 200)
+    assert run.events[-2:] == [
+        BodyData(S2C, 0, b"a" * 100, 0, False, False, 1.0),
+        BodyData(S2C, 0, b"b" * 200, 0, False, True, 1.0),
+    ]
+    run.close().check_every_byte_once()
