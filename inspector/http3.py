@@ -41,18 +41,29 @@ What the streams are, from their ids and first bytes:
   ``payload``), and as one :class:`WebTransportMessage` per datagram and per
   stream direction when it ends. A DATAGRAM naming another request stream
   is counted on that stream the same way; one naming no stream is the
-  connection's, with an anomaly.
+  connection's (:class:`Unparsed`), and a WebTransport stream naming no
+  session is the connection's CONTROL, each with an anomaly.
 - Reserved and unknown unidirectional stream types, a second control or
   QPACK stream, a server-initiated bidirectional stream that is not
   WebTransport: their bytes are counted as the connection's CONTROL, not
-  read.
+  read. Bytes of a stream no longer followed (after it ended or was reset,
+  past the limits below, the receiving side of a unidirectional stream)
+  are the connection's :class:`Unparsed`.
+
+Each unidirectional stream's type (and a push or WebTransport stream's id
+after it) is counted in ``stream_type_bytes``, whatever its category; the rest
+of the QPACK streams in ``qpack_stream_bytes``.
 
 Streams are seen in the order the proxy read them, not as either endpoint
 did: a response's field section may name QPACK inserts read later, a request
-may come before the SETTINGS that size its decoder, a WebTransport stream
-before its session. What cannot be read yet waits, its stream's later bytes
-held, up to :data:`HOLD_LIMIT` bytes in all (see :mod:`inspector.qpack`), and
-the results are the same whatever the order and the split of the reads.
+may come before the SETTINGS that size its decoder, a response before its
+request, a WebTransport stream or datagram before its session, a stream's
+server side before its client side said what the stream is. What cannot be
+read yet waits, its stream's later bytes (and its end) held, up to
+:data:`HOLD_LIMIT` bytes in all (see :mod:`inspector.qpack`); so a head
+always comes before its body, a request before its response, and the results
+are the same whatever the order and the split of the reads. A head that
+waited keeps the time its field section arrived; held bytes keep theirs.
 
 Every byte fed comes back in exactly one event: a head's ``size``, a body
 piece's ``data`` plus ``framing``, a :class:`FrameBytes`' ``size``, a
@@ -275,8 +286,8 @@ class _Flow:
         self.frames = 0
         self.heads = 0
         self.section: bytearray | None = None
-        #: A complete field section not yet decoded (None when it was too large to keep).
-        self.pending: bytes | None = None
+        #: A response's field section, decoded, while it waits for its request's head.
+        self.pending: DecodedSection | None = None
         self.section_size = 0
         self.section_timestamp = 0.0
         self.waiting: _Wait | None = None
@@ -691,8 +702,9 @@ class Http3Parser:
             decoded = self._decoders[flow.direction].abandon(flow.stream_id)
             if decoded is None:
                 decoded = DecodedSection(flow.stream_id, (), 0)
-            self._section_done(flow, decoded, events)
-            self._release(flow, events)
+            self._section_ready(flow, decoded, events)
+            if flow.waiting is None:
+                self._release(flow, events)
         elif waiting is _Wait.SESSION:
             assert flow.session is not None
             self._no_session(flow.session, timestamp, events)
@@ -713,10 +725,7 @@ class Http3Parser:
             flow.kind = _Kind.OTHER
             self._release(flow, events)
         elif waiting is _Wait.REQUEST:
-            flow.waiting = None
-            self._decode_section(flow, events)
-            if flow.waiting is None:
-                self._release(flow, events)
+            self._answer(flow, events)
 
     # -- frames ---------------------------------------------------------------
 
@@ -747,6 +756,12 @@ class Http3Parser:
             flow.offset += size
             if flow.mode is not None and not flow.remaining:
                 self._frame_end(flow, timestamp, events)
+            elif flow.mode is _Mode.BODY and pos == len(buffer):
+                # The DATA frame's header is complete, its payload still to come: the header counts now.
+                _, exchange = self._target(flow)
+                assert exchange is not None
+                events.append(BodyData(flow.direction, exchange, b"", size, True, False, timestamp))
+                flow.frame_header = 0
         rest = bytes(buffer[pos:])
         del buffer[:]
         if flow.broken:
@@ -856,7 +871,6 @@ class Http3Parser:
         elif frame_type == HEADERS:
             flow.mode = _Mode.SECTION
             flow.section_size = 0
-            flow.section_timestamp = timestamp
             flow.section = bytearray() if exchange is not None and length <= FIELD_SECTION_LIMIT else None
             if exchange is not None and length > FIELD_SECTION_LIMIT:
                 self._flag(
@@ -951,33 +965,45 @@ class Http3Parser:
     def _section_end(self, flow: _Flow, timestamp: float, events: list[Http3Event]) -> None:
         section = flow.section
         flow.section = None
+        flow.section_timestamp = timestamp
         if flow.kind is not _Kind.REQUEST or flow.stream_id not in self._streams:
             return  # its bytes went by as they came
-        flow.pending = bytes(section) if section is not None else None
-        if flow.direction is S2C and not self._streams[flow.stream_id].requested:
-            # A response read before its request: it waits for the request's head.
-            flow.waiting = _Wait.REQUEST
-            return
-        self._decode_section(flow, events)
-
-    def _decode_section(self, flow: _Flow, events: list[Http3Event]) -> None:
-        section = flow.pending
-        flow.pending = None
+        # Decoded at once, as the receiver did: the inserts read later may evict what it names.
         if section is None:
             decoded: DecodedSection | None = DecodedSection(flow.stream_id, (), 0)
         else:
-            decoded = self._decoders[flow.direction].section(flow.stream_id, section)
+            decoded = self._decoders[flow.direction].section(flow.stream_id, bytes(section))
         if decoded is None:
             flow.waiting = _Wait.SECTION
             return
-        self._section_done(flow, decoded, events)
+        self._section_ready(flow, decoded, events)
 
     def _sections_done(self, direction: Direction, done: list[DecodedSection], events: list[Http3Event]) -> None:
         for decoded in done:
             flow = self._flows.get((decoded.stream_id, direction))
             if flow is not None and flow.waiting is _Wait.SECTION:
-                self._section_done(flow, decoded, events)
-                self._release(flow, events)
+                self._section_ready(flow, decoded, events)
+                if flow.waiting is None:
+                    self._release(flow, events)
+
+    def _section_ready(self, flow: _Flow, decoded: DecodedSection, events: list[Http3Event]) -> None:
+        """A field section was decoded: a response read before its request waits for the request's head."""
+        flow.waiting = None
+        stream = self._streams.get(flow.stream_id)
+        if flow.direction is S2C and stream is not None and not stream.requested:
+            flow.pending = decoded
+            flow.waiting = _Wait.REQUEST
+            return
+        self._section_done(flow, decoded, events)
+
+    def _answer(self, flow: _Flow, events: list[Http3Event]) -> None:
+        """A response that waited for its request's head goes on."""
+        decoded = flow.pending
+        assert decoded is not None
+        flow.pending = None
+        flow.waiting = None
+        self._section_done(flow, decoded, events)
+        self._release(flow, events)
 
     def _section_done(self, flow: _Flow, decoded: DecodedSection, events: list[Http3Event]) -> None:
         """A field section was decoded (or given up on): it is the head, or trailers."""
@@ -1009,10 +1035,7 @@ class Http3Parser:
                 events.append(request)
                 answer = self._flows.get((stream.id, S2C))
                 if answer is not None and answer.waiting is _Wait.REQUEST:
-                    answer.waiting = None
-                    self._decode_section(answer, events)
-                    if answer.waiting is None:
-                        self._release(answer, events)
+                    self._answer(answer, events)
             elif direction is S2C and not stream.answered:
                 response = response_head(stream.id, headers, size, timestamp, HTTP_VERSION)
                 stream.answered = not response.interim
@@ -1069,14 +1092,16 @@ class Http3Parser:
         flow.wt_payload += len(data)
         flow.offset += len(data)
         stream = self._streams.get(flow.session) if flow.session is not None else None
+        counts = stream.counts if stream is not None else self.connection_counts
+        if framing and _bidirectional(flow.stream_id):
+            counts.frames[direction]["WEBTRANSPORT_STREAM"] += 1
         if stream is None:
-            counts = self.connection_counts
             counts.stream_type_bytes[direction] += framing
             counts.webtransport_bytes[direction] += len(data)
             events.append(FrameBytes(direction, None, Category.CONTROL, framing + len(data), timestamp))
             return
-        stream.counts.stream_type_bytes[direction] += framing
-        stream.counts.webtransport_bytes[direction] += len(data)
+        counts.stream_type_bytes[direction] += framing
+        counts.webtransport_bytes[direction] += len(data)
         events.append(WebTransportBytes(direction, stream.id, flow.stream_id, framing, len(data), timestamp))
 
     def _wt_message(self, flow: _Flow, reset: bool, timestamp: float, events: list[Http3Event]) -> None:

@@ -10,6 +10,14 @@ Such a section waits (at most :data:`WAITING_SECTION_LIMIT` of them) until the
 inserts or the SETTINGS arrive; pylsqpack is only handed sections it can
 decode at once, so its own notion of blocked streams never comes into play.
 
+A section is decoded as soon as the inserts it names have been read, as the
+receiver decoded it. The inserts that evict an entry follow the receiver's
+acknowledgement of the sections naming it, which follows those sections; a
+proxy reads each stream as it relays it, so in its order a section always
+comes before the inserts that could evict what it names. (An order that
+breaks this, as a hand-shuffled capture can, makes such a section fail to
+decode: an anomaly, its bytes still counted.)
+
 Before anything is decoded, each field section's decoded size is bounded from
 its representations and the largest entry the encoder stream inserted (see
 :class:`EncoderStreamScanner`): a section that could decode to more than

@@ -347,12 +347,31 @@ def _webtransport() -> Conversation:
     return pair.conversation
 
 
+def _many_requests() -> Conversation:
+    """Requests whose fields change every time: the dynamic table fills, and entries are evicted."""
+    pair = H3Pair("many requests")
+    for n in range(40):
+        stream = pair.request(
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", b"localhost"),
+                (b":path", f"/item/{n}".encode()),
+                (b"x-request-id", f"{n // 2:04d}".encode() * 60),
+            ]
+        )
+        pair.respond(stream, [(b":status", b"200"), (b"etag", f'"{n // 2:04d}"'.encode() * 50)])
+        pair.send(S2C, stream, f"item {n}".encode(), end=True)
+    return pair.conversation
+
+
 SCENARIOS: dict[str, Callable[[], Conversation]] = {
     "get": _get_with_body,
     "sse": _sse,
     "post": _post_interim_trailers,
     "websocket": _websocket,
     "webtransport": _webtransport,
+    "many": _many_requests,
 }
 
 
