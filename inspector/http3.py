@@ -259,6 +259,7 @@ class _Flow:
         "releasing",
         "remaining",
         "section",
+        "section_framing",
         "section_size",
         "section_timestamp",
         "session",
@@ -286,6 +287,9 @@ class _Flow:
         self.frames = 0
         self.heads = 0
         self.section: bytearray | None = None
+        #: The type and length of the HEADERS frame whose field section is being read: they
+        #: are counted after its head, so that they land in the exchange the head opens.
+        self.section_framing = 0
         #: A response's field section, decoded, while it waits for its request's head.
         self.pending: DecodedSection | None = None
         self.section_size = 0
@@ -855,7 +859,10 @@ class Http3Parser:
             if not length:
                 events.append(BodyData(direction, exchange, b"", size, True, True, timestamp))
             return
-        events.append(FrameBytes(direction, exchange, Category.CHUNK_FRAMING, size, timestamp))
+        if frame_type == HEADERS and exchange is not None:
+            flow.section_framing = size
+        else:
+            events.append(FrameBytes(direction, exchange, Category.CHUNK_FRAMING, size, timestamp))
         if frame_type == DATA:
             if exchange is None:
                 flow.mode = _Mode.LOST_DATA
@@ -1046,6 +1053,10 @@ class Http3Parser:
                     events.append(Trailers(direction, stream.id, headers, timestamp))
                 events.append(FrameBytes(direction, stream.id, Category.CHUNK_FRAMING, size, timestamp))
             flow.heads += 1
+        framing, flow.section_framing = flow.section_framing, 0
+        if framing:
+            exchange = flow.stream_id if stream is not None else None
+            events.append(FrameBytes(direction, exchange, Category.CHUNK_FRAMING, framing, timestamp))
 
     # -- WebTransport ---------------------------------------------------------
 
@@ -1206,6 +1217,10 @@ class Http3Parser:
             tail += len(data)
         flow.held = []
         flow.waiting = None
+        if flow.section_framing:
+            counts, exchange = self._target(flow)
+            events.append(FrameBytes(flow.direction, exchange, Category.CHUNK_FRAMING, flow.section_framing, timestamp))
+            flow.section_framing = 0
         incomplete = tail or flow.mode is not None or (flow.kind is _Kind.WEBTRANSPORT and flow.wt_framing)
         if tail:
             counts, exchange = self._target(flow)

@@ -127,6 +127,7 @@ class Http3Figures:
     control_bytes: PerDirection
     webtransport_bytes: PerDirection
     datagram_bytes: PerDirection
+    unparsed_bytes: PerDirection
     connection_bytes: PerDirection
 
 

@@ -160,6 +160,7 @@ def http3_figures(counts: Http3Counts, connection_bytes: dict[Direction, int]) -
         control_bytes=_pair(counts.control_bytes),
         webtransport_bytes=_pair(counts.webtransport_bytes),
         datagram_bytes=_pair(counts.datagram_bytes),
+        unparsed_bytes=_pair(counts.unparsed_bytes),
         connection_bytes=_pair(connection_bytes),
     )
 

@@ -25,6 +25,7 @@ from inspector.capture import (
     StreamEnded,
     TlsInfo,
 )
+from inspector.connection import ConnectionAnalyzer
 from inspector.render.json import report_to_dict
 from inspector.replay import report_from_captures
 from inspector.report import HTTP3
@@ -96,6 +97,7 @@ def test_every_stream_and_datagram_byte_is_counted_once(capture: Path) -> None:
             http3.control_bytes,
             http3.webtransport_bytes,
             http3.datagram_bytes,
+            http3.unparsed_bytes,
         )
         assert sum(figure[direction] for figure in figures) == fed[direction]
     assert all(c.protocol == HTTP3 for c in report.connections)
@@ -137,3 +139,27 @@ def test_processes_sharing_the_capture_give_the_same_report(capture: Path) -> No
     one = json.dumps(report_to_dict(report_from_captures([capture], jobs=1)), sort_keys=True)
     two = json.dumps(report_to_dict(report_from_captures([capture], jobs=2)), sort_keys=True)
     assert one == two
+
+
+@pytest.mark.parametrize("name", ["get", "sse", "post", "websocket"])
+@pytest.mark.parametrize("piece", [1, 7, 1 << 20])
+def test_each_request_stream_is_its_exchange_however_it_is_read(name: str, piece: int) -> None:
+    """A request stream's bytes, its HEADERS frame's type and length included, are all its
+    exchange's, whether the stream is read byte by byte or whole."""
+    talk = conversation(name)
+    analyzer = ConnectionAnalyzer(quic_records(1, talk, 1.0)[0])  # type: ignore[arg-type]
+    sent: dict[tuple[Direction, int], int] = {}
+    for item in talk.records:
+        if isinstance(item, StreamBytes):
+            sent[(item.direction, item.stream_id)] = sent.get((item.direction, item.stream_id), 0) + len(item.data)
+            for start in range(0, len(item.data), piece):
+                analyzer.feed_stream(item.direction, item.stream_id, item.data[start : start + piece], 2.0)
+        elif isinstance(item, Datagram):
+            analyzer.datagram(item.direction, item.data, 2.0)
+        else:
+            analyzer.end_stream(item.direction, item.stream_id, item.reset, item.error_code, 2.0)
+    record = analyzer.close(3.0, "client closed")
+    assert record.exchanges and not record.anomalies
+    for exchange in record.exchanges:
+        for direction in Direction:
+            assert exchange.accounts[direction].total == sent.get((direction, exchange.index), 0)

@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import pytest
-from test_proxy_http3 import (  # noqa: F401  (module fixtures, used by name)
+from test_proxy_http3 import (
     MixedRun,
     SharedProxy,
     certificates,
@@ -61,10 +60,10 @@ def http3_frames(streams: dict[tuple[Direction, int], bytes]) -> dict[Direction,
     stream counts its one WEBTRANSPORT_STREAM header; QPACK streams hold no frames."""
     found = {C2S: Counter[str](), S2C: Counter[str]()}
     for (direction, stream_id), data in streams.items():
-        if stream_id % 4 in (0, 1):  # bidirectional
-            first, _ = varint(data, 0)
-            if first == 0x41:
-                found[direction]["WEBTRANSPORT_STREAM"] += 1
+        if stream_id % 4 in (0, 1):  # bidirectional: a WebTransport stream if its opener's bytes start so
+            opener = C2S if stream_id % 4 == 0 else S2C
+            if varint(streams.get((opener, stream_id), b"\0"), 0)[0] == 0x41:
+                found[direction]["WEBTRANSPORT_STREAM"] += direction is opener
             else:
                 found[direction].update(frames(data))
         else:

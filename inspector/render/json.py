@@ -108,6 +108,7 @@ def http3_to_dict(h: Http3Figures) -> dict[str, Any]:
         "control_bytes": h.control_bytes.as_dict(),
         "webtransport_bytes": h.webtransport_bytes.as_dict(),
         "datagram_bytes": h.datagram_bytes.as_dict(),
+        "unparsed_bytes": h.unparsed_bytes.as_dict(),
         "connection_bytes": h.connection_bytes.as_dict(),
     }
 
