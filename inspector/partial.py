@@ -73,9 +73,8 @@ class Partial:
         """Add ``other``'s captures after these (``other`` is spent). ``name``
         is what a mismatch calls ``other`` (its file)."""
         if other.options != self.options:
-            differing = ", ".join(
-                _option_name(key) for key in self.options if self.options[key] != other.options.get(key)
-            )
+            keys = dict.fromkeys([*self.options, *other.options])
+            differing = ", ".join(_option_name(k) for k in keys if self.options.get(k) != other.options.get(k))
             raise PartialError(
                 f"{name or 'partial summary'}: classified with other options than the first ({differing}); "
                 "every partial summary of a merge must use the same ones"

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,8 +28,11 @@ from bench.synthetic import write_synthetic
 from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk
 from inspector.cli import main as rtinspect
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
+from inspector.records import MessageTime
 from inspector.render.json import report_to_dict
+from inspector.stats import Distribution, KeyedSample
 from inspector.summary import ReportBuilder
+from inspector.totals import timeline_key
 from inspector.wire import Direction
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -247,3 +252,31 @@ def test_builders_merge_into_the_builder_of_every_connection(
         for part in parts[1:]:
             whole.merge(part)
     assert report_to_dict(_through_json(whole).report()) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0, 1e6, allow_nan=False), st.integers(0, 3)), max_size=300),
+    st.randoms(use_true_random=False),
+)
+def test_the_time_line_sample_and_the_totals_do_not_depend_on_order_or_grouping(
+    points: list[tuple[float, int]], rng: random.Random
+) -> None:
+    """What a KeyedSample keeps, and a Distribution's total, follow from the items alone."""
+
+    def sampled(items: list[tuple[float, int]], groups: int) -> tuple[list[MessageTime], int, float]:
+        samples = [KeyedSample(16, timeline_key) for _ in range(groups)]
+        sizes = [Distribution(8) for _ in range(groups)]
+        for number, (time, wire) in enumerate(items):
+            samples[number % groups].offer(MessageTime(time, S2C, wire))
+            sizes[number % groups].add(time / 7)
+        for sample, size in zip(samples[1:], sizes[1:], strict=True):
+            samples[0].merge(sample)
+            sizes[0].merge(size)
+        return samples[0].items, samples[0].level, sizes[0].total
+
+    shuffled = list(points)
+    rng.shuffle(shuffled)
+    kept, level, total = sampled(points, 1)
+    assert sampled(shuffled, 3) == (kept, level, total)
+    assert len(kept) <= 16 and total == math.fsum(time / 7 for time, _ in points)
