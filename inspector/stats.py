@@ -54,6 +54,16 @@ def _bucket(value: float, level: int) -> int:
     return math.floor(math.log2(value) * _STEPS_PER_DOUBLING) >> (level - 1)
 
 
+def _summed(counts: dict[float, int], whole: int, not_finite: float) -> tuple[int, float]:
+    """``whole`` and ``not_finite`` (as :class:`Distribution` keeps them) with ``counts`` of values added."""
+    for value, n in counts.items():
+        if math.isfinite(value):
+            whole += _fixed(value) * n
+        else:
+            not_finite += value * n
+    return whole, not_finite
+
+
 def _tally(values: list[float]) -> dict[float, int]:
     counts: dict[float, int] = {}
     for value in values:
@@ -72,7 +82,8 @@ class Distribution:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, not {capacity}")
         self.count = 0
-        #: The sum of the finite values, exactly (see :func:`_fixed`), and of the others.
+        #: The sum of the values no longer kept (past ``capacity`` distinct ones): of the
+        #: finite ones exactly (see :func:`_fixed`), and of the others.
         self._exact = 0
         self._not_finite = 0.0
         self._max = -math.inf
@@ -98,11 +109,16 @@ class Distribution:
     @property
     def total(self) -> float:
         """The sum of the values, rounded once: the same whatever their order."""
+        whole, not_finite = self._exact, self._not_finite
+        if self._values is not None:
+            whole, not_finite = _summed(_tally(self._values), whole, not_finite)
+        elif not self._level:
+            whole, not_finite = _summed(self._counts, whole, not_finite)
         try:
-            exact = self._exact / (1 << _FIXED_POINT)
+            exact = whole / (1 << _FIXED_POINT)
         except OverflowError:
-            exact = math.inf if self._exact > 0 else -math.inf
-        return exact + self._not_finite if self._not_finite else exact
+            exact = math.inf if whole > 0 else -math.inf
+        return exact + not_finite if not_finite else exact
 
     @property
     def mean(self) -> float | None:
@@ -115,10 +131,6 @@ class Distribution:
 
     def add(self, value: float) -> None:
         self.count += 1
-        if math.isfinite(value):
-            self._exact += _fixed(value)
-        else:
-            self._not_finite += value
         if value > self._max:
             self._max = value
         self._sorted = None
@@ -134,6 +146,10 @@ class Distribution:
             if len(counts) > self._capacity:
                 self._coarsen()
             return
+        if math.isfinite(value):
+            self._exact += _fixed(value)
+        else:
+            self._not_finite += value
         key = _bucket(value, self._level)
         bucket = counts.get(key)
         if bucket is None:
@@ -176,6 +192,8 @@ class Distribution:
             for value, n in counts.items():
                 into[value] = into.get(value, 0) + n
         else:
+            if not level:
+                self._exact, self._not_finite = _summed(counts, self._exact, self._not_finite)
             _add_buckets(into, counts, level, self._level)
         if len(into) > self._capacity:
             self._coarsen()
@@ -192,6 +210,8 @@ class Distribution:
         """Count in the buckets of ``level``, or of the next level up, and of later
         levels until ``capacity`` buckets hold everything."""
         level = max(level, self._level + 1)
+        if not self._level:
+            self._exact, self._not_finite = _summed(self._counts, self._exact, self._not_finite)
         while True:
             coarse: dict[int, list[float]] = {}
             _add_buckets(coarse, self._counts, self._level, level)

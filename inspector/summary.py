@@ -51,8 +51,18 @@ from .report import (
     WebSocketFigures,
 )
 from .stats import Distribution
-from .totals import AppProtocolTotals, ExchangeTotals, exchange_messages, handshake_duration, pair_from_json
-from .wire import Anomaly, ByteAccount, Category, Direction, Http2Counts
+from .totals import AppProtocolTotals, ExchangeTotals, exchange_messages, handshake_duration
+from .wire import (
+    Anomaly,
+    ByteAccount,
+    Category,
+    Direction,
+    Http2Counts,
+    accounts_from_json,
+    accounts_to_json,
+    counts_from_json,
+    counts_to_json,
+)
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -101,17 +111,8 @@ def _accounts() -> dict[Direction, ByteAccount]:
     return {C2S: ByteAccount(), S2C: ByteAccount()}
 
 
-def _accounts_json(accounts: dict[Direction, ByteAccount]) -> list[dict[str, int]]:
-    return [accounts[C2S].to_json(), accounts[S2C].to_json()]
-
-
-def _accounts_from_json(state: object) -> dict[Direction, ByteAccount]:
-    found = pair(state, "byte accounts")
-    return {C2S: ByteAccount.from_json(found[0]), S2C: ByteAccount.from_json(found[1])}
-
-
 def _per_direction(state: object, what: str) -> PerDirection:
-    counts = pair_from_json(state, what)
+    counts = counts_from_json(state, what)
     return PerDirection(counts[C2S], counts[S2C])
 
 
@@ -335,8 +336,8 @@ class _Totals:
         state: dict[str, Any] = {name: getattr(self, name) for name in self._COUNTS}
         state |= {name: getattr(self, name).to_json() for name in self._DISTRIBUTIONS}
         state["exchanges"] = self.exchanges.to_json()
-        state["unattributed"] = _accounts_json(self.unattributed)
-        state["connection_bytes"] = [self.connection_bytes[C2S], self.connection_bytes[S2C]]
+        state["unattributed"] = accounts_to_json(self.unattributed)
+        state["connection_bytes"] = counts_to_json(self.connection_bytes)
         return state
 
     @classmethod
@@ -348,8 +349,8 @@ class _Totals:
         for name in cls._DISTRIBUTIONS:
             setattr(totals, name, Distribution.from_json(state.get(name)))
         totals.exchanges = ExchangeTotals.from_json(state.get("exchanges"))
-        totals.unattributed = _accounts_from_json(state.get("unattributed"))
-        totals.connection_bytes = pair_from_json(state.get("connection_bytes"), "connection_bytes")
+        totals.unattributed = accounts_from_json(state.get("unattributed"), "byte accounts")
+        totals.connection_bytes = counts_from_json(state.get("connection_bytes"), "connection_bytes")
         return totals
 
     def summary(self, transport: str) -> TransportSummary:
@@ -514,8 +515,8 @@ class _Session:
     def to_json(self) -> dict[str, Any]:
         return {
             "transports": [[t, at, order, self.wire_bytes[t]] for t, (at, order) in self.first_at.items()],
-            "app_messages": [self.app_messages[C2S], self.app_messages[S2C]],
-            "control_messages": [self.control_messages[C2S], self.control_messages[S2C]],
+            "app_messages": counts_to_json(self.app_messages),
+            "control_messages": counts_to_json(self.control_messages),
         }
 
     @classmethod
@@ -527,8 +528,8 @@ class _Session:
             transport = _transport_name(transport)
             session.first_at[transport] = (number(at, "first used"), whole(order, "order"))
             session.wire_bytes[transport] = whole(wire, "wire bytes")
-        session.app_messages = pair_from_json(state.get("app_messages"), "app_messages")
-        session.control_messages = pair_from_json(state.get("control_messages"), "control_messages")
+        session.app_messages = counts_from_json(state.get("app_messages"), "app_messages")
+        session.control_messages = counts_from_json(state.get("control_messages"), "control_messages")
         return session
 
 
@@ -894,13 +895,13 @@ class ReportBuilder:
                     path,
                     protocol,
                     figures.to_json(),
-                    _accounts_json(self._route_shares[key]) if key in self._route_shares else None,
+                    accounts_to_json(self._route_shares[key]) if key in self._route_shares else None,
                 ]
                 for key in sorted(self._by_route)
                 for ((method, path), protocol), figures in [(key, self._by_route[key])]
             ],
             "http2": self._http2.to_json() if self._http2 is not None else None,
-            "http2_connection_bytes": [self._http2_connection_bytes[C2S], self._http2_connection_bytes[S2C]],
+            "http2_connection_bytes": counts_to_json(self._http2_connection_bytes),
             "groups": [
                 [best, sorted(map(list, routes)), protocol, group.to_json()]
                 for (best, routes, protocol), group in self._groups.items()
@@ -932,10 +933,10 @@ class ReportBuilder:
             key = ((text(method, "method"), text(path, "path")), _protocol(protocol))
             builder._by_route[key] = ExchangeTotals.from_json(figures)
             if share is not None:
-                builder._route_shares[key] = _accounts_from_json(share)
+                builder._route_shares[key] = accounts_from_json(share, "byte accounts")
         http2 = state.get("http2")
         builder._http2 = Http2Counts.from_json(http2) if http2 is not None else None
-        builder._http2_connection_bytes = pair_from_json(state.get("http2_connection_bytes"), "http2 bytes")
+        builder._http2_connection_bytes = counts_from_json(state.get("http2_connection_bytes"), "http2 bytes")
         for entry in items(state.get("groups"), "groups"):
             best, routes, protocol, group = items(entry, "group")
             group_key = (

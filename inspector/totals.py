@@ -27,7 +27,16 @@ from .checked import StateError, choice, fields, items, number, optional, whole
 from .records import ExchangeRecord, MessageTime
 from .report import STREAMING
 from .stats import Distribution, KeyedSample
-from .wire import ByteAccount, Category, Direction, Http2Counts
+from .wire import (
+    ByteAccount,
+    Category,
+    Direction,
+    Http2Counts,
+    accounts_from_json,
+    accounts_to_json,
+    counts_from_json,
+    counts_to_json,
+)
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -37,18 +46,6 @@ def timeline_key(point: MessageTime) -> int:
     """What a point on the time line is, as one integer the same in every process."""
     (time,) = struct.unpack("<Q", struct.pack("<d", point.time))
     return time ^ (point.wire_bytes << 1 | (point.direction is S2C)) * 0x9E3779B97F4A7C15
-
-
-def _pair_json(counts: dict[Direction, int]) -> list[int]:
-    return [counts[C2S], counts[S2C]]
-
-
-def pair_from_json(state: object, what: str) -> dict[Direction, int]:
-    """A figure for each direction, as ``[client to server, server to client]``."""
-    found = items(state, what)
-    if len(found) != 2:
-        raise StateError(f"{what}: expected two directions")
-    return {C2S: whole(found[0], what), S2C: whole(found[1], what)}
 
 
 def exchange_messages(exchange: ExchangeRecord, transport: str) -> tuple[dict[Direction, int], dict[Direction, int]]:
@@ -122,8 +119,8 @@ class AppProtocolTotals:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "app_messages": _pair_json(self.app_messages),
-            "control_messages": _pair_json(self.control_messages),
+            "app_messages": counts_to_json(self.app_messages),
+            "control_messages": counts_to_json(self.control_messages),
             "control_bytes": self.control_bytes,
             "wire_bytes": self.wire_bytes,
         }
@@ -132,8 +129,8 @@ class AppProtocolTotals:
     def from_json(cls, state: object) -> AppProtocolTotals:
         state = fields(state, "application protocol figures")
         figures = cls()
-        figures.app_messages = pair_from_json(state.get("app_messages"), "app_messages")
-        figures.control_messages = pair_from_json(state.get("control_messages"), "control_messages")
+        figures.app_messages = counts_from_json(state.get("app_messages"), "app_messages")
+        figures.control_messages = counts_from_json(state.get("control_messages"), "control_messages")
         figures.control_bytes = whole(state.get("control_bytes"), "control_bytes")
         figures.wire_bytes = whole(state.get("wire_bytes"), "wire_bytes")
         return figures
@@ -332,9 +329,9 @@ class ExchangeTotals:
     def to_json(self) -> dict[str, Any]:
         """Every figure, as JSON."""
         state: dict[str, Any] = {name: getattr(self, name) for name in self._COUNTS}
-        state |= {name: _pair_json(getattr(self, name)) for name in self._PAIRS}
+        state |= {name: counts_to_json(getattr(self, name)) for name in self._PAIRS}
         state |= {name: getattr(self, name).to_json() for name in self._DISTRIBUTIONS}
-        state["accounts"] = [self.accounts[C2S].to_json(), self.accounts[S2C].to_json()]
+        state["accounts"] = accounts_to_json(self.accounts)
         state["by_app_protocol"] = {name: f.to_json() for name, f in sorted(self.by_app_protocol.items())}
         state["http2"] = self.http2.to_json() if self.http2 is not None else None
         state["first_message_at"] = self.first_message_at
@@ -359,13 +356,10 @@ class ExchangeTotals:
         for name in cls._COUNTS:
             setattr(totals, name, whole(state.get(name), name))
         for name in cls._PAIRS:
-            setattr(totals, name, pair_from_json(state.get(name), name))
+            setattr(totals, name, counts_from_json(state.get(name), name))
         for name in cls._DISTRIBUTIONS:
             setattr(totals, name, Distribution.from_json(state.get(name)))
-        accounts = items(state.get("accounts"), "byte accounts")
-        if len(accounts) != 2:
-            raise StateError("byte accounts: expected two directions")
-        totals.accounts = {C2S: ByteAccount.from_json(accounts[0]), S2C: ByteAccount.from_json(accounts[1])}
+        totals.accounts = accounts_from_json(state.get("accounts"), "byte accounts")
         totals.by_app_protocol = {
             name: AppProtocolTotals.from_json(f)
             for name, f in fields(state.get("by_app_protocol"), "application protocols").items()

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Self
 
-from .checked import choice, fields, text, whole
+from .checked import choice, fields, pair, text, whole
 
 
 class Direction(enum.StrEnum):
@@ -144,6 +144,27 @@ class Anomaly:
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
+
+
+def counts_to_json(counts: dict[Direction, int]) -> list[int]:
+    """A figure for each direction, as ``[client to server, server to client]``."""
+    return [counts[C2S], counts[S2C]]
+
+
+def counts_from_json(state: object, what: str) -> dict[Direction, int]:
+    """What :func:`counts_to_json` wrote; :class:`~inspector.checked.StateError` if it is not that."""
+    found = pair(state, what)
+    return {C2S: whole(found[0], what), S2C: whole(found[1], what)}
+
+
+def accounts_to_json(accounts: dict[Direction, ByteAccount]) -> list[dict[str, int]]:
+    """A byte account for each direction, as ``[client to server, server to client]``."""
+    return [accounts[C2S].to_json(), accounts[S2C].to_json()]
+
+
+def accounts_from_json(state: object, what: str) -> dict[Direction, ByteAccount]:
+    found = pair(state, what)
+    return {C2S: ByteAccount.from_json(found[0]), S2C: ByteAccount.from_json(found[1])}
 
 
 class FrameCounts:
