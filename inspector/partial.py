@@ -40,7 +40,7 @@ from .summary import ReportBuilder
 FORMAT = "rtinspect-partial"
 VERSION = 1
 #: The most a partial summary may hold once decompressed.
-MAX_BYTES = 512 * 1024 * 1024
+MAX_BYTES = 256 * 1024 * 1024
 
 
 class PartialError(CaptureError):
