@@ -110,6 +110,18 @@ def test_a_capture_past_every_capacity_merges_with_another_in_either_order(tmp_p
     assert json.loads(merged([large]))["transports"]["websocket"]["bytes_per_message"]["count"] == 20_000
 
 
+def test_a_packet_capture_merges_with_its_notes(tmp_path: Path) -> None:
+    """What the report says about an imported file comes along with its figures."""
+    pcapng, mixed = str(RECORDINGS / "sse.pcapng"), str(RECORDINGS / "mixed.rtcap")
+    port = str(json.loads((RECORDINGS / "sse.expected.json").read_text())["server_port"])
+    packets = str(tmp_path / "packets.partial")
+    run("report", pcapng, "--server-port", port, "--partial", packets)
+    (recorded,) = partials(tmp_path, [[mixed]])
+    whole = report([mixed, pcapng], "--server-port", port)
+    assert merged([recorded, packets]) == whole
+    assert any(pcapng in note for note in json.loads(whole)["notes"])
+
+
 def _poll_capture(path: Path, start: float, *, port: int) -> str:
     """One connection, one request to /updates that the server held 1.5 s."""
     with CaptureWriter(path) as writer:
