@@ -79,6 +79,9 @@ class Partial:
                 f"{name or 'partial summary'}: classified with other options than the first ({differing}); "
                 "every partial summary of a merge must use the same ones"
             )
+        problem = self.builder.mergeable_with(other.builder)
+        if problem is not None:
+            raise PartialError(f"{name or 'partial summary'}: {problem}")
         ours, theirs = len(self.sources), len(other.sources)
         if ours == 1:
             self.builder.rename_connections(lambda ident: f"1:{ident}")

@@ -796,6 +796,16 @@ class ReportBuilder:
         self._sessions = {renamed[key]: session for key, session in self._sessions.items()}
         self._session_ids = {renamed[key]: ident for key, ident in self._session_ids.items()}
 
+    def mergeable_with(self, other: ReportBuilder) -> str | None:
+        """Why :meth:`merge` cannot combine these builders, or None when it can."""
+        if self._fixed_routes or other._fixed_routes:
+            return "builders given a route table cannot be merged"
+        if self._redact != other._redact:
+            return "a report that redacts request targets cannot merge with one that does not"
+        if self._limit != other._limit:
+            return f"lists {other._limit:,} connections, not {self._limit:,}"
+        return None
+
     def merge(self, other: ReportBuilder) -> None:
         """Add what ``other`` was given, as if its connections had been added here
         after this builder's own (``other`` is spent).
@@ -811,10 +821,9 @@ class ReportBuilder:
         session rather than once per connection. Connection ids must already be
         distinct (:meth:`rename_connections`).
         """
-        if self._fixed_routes or other._fixed_routes:
-            raise ValueError("builders given a route table cannot be merged")
-        if (self._redact, self._limit) != (other._redact, other._limit):
-            raise ValueError("builders that redact or list differently cannot be merged")
+        problem = self.mergeable_with(other)
+        if problem is not None:
+            raise ValueError(problem)
         offset = self.connection_count
         sessions: dict[str, str] = {}
         for key, ident in other._session_ids.items():

@@ -196,6 +196,11 @@ def test_partial_summaries_classified_differently_are_refused_with_one_line(writ
     other = tmp_path / "ruled.partial"
     run("report", str(RECORDINGS / "sse.rtcap"), "--partial", str(other), "--transport", "/poll=long_poll")
     _refused(["merge", str(written), str(other)], "--transport")
+
+    def listing_more(state: dict[str, dict[str, object]]) -> None:
+        state["builder"]["connection_limit"] = 20_000
+
+    _refused(["merge", str(written), str(_rewritten(written, listing_more))], "lists 20,000 connections, not 10,000")
     _refused(
         ["report", str(RECORDINGS / "sse.rtcap"), "--partial", str(other), "-f", "json"], "give -f to rtinspect merge"
     )
