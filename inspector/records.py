@@ -9,12 +9,13 @@ needs anything else from the connection that produced it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from .checked import fields, whole
 from .events import RequestHead, ResponseHead
 from .stats import Distribution
 from .websocket import DeflateParams
-from .wire import BodyKind, ByteAccount, Category, Direction, Http2Counts, Http3Counts
+from .wire import BodyKind, ByteAccount, Category, Direction, Http2Counts, Http3Counts, counts_from_json, counts_to_json
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -64,6 +65,24 @@ class WebTransportCounts:
         twin = WebTransportCounts()
         twin.merge(self)
         return twin
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sessions": self.sessions,
+            "streams": counts_to_json(self.streams),
+            "datagrams": counts_to_json(self.datagrams),
+            "datagram_bytes": counts_to_json(self.datagram_bytes),
+        }
+
+    @classmethod
+    def from_json(cls, state: object) -> WebTransportCounts:
+        state = fields(state, "WebTransport figures")
+        return cls(
+            sessions=whole(state.get("sessions"), "sessions"),
+            streams=counts_from_json(state.get("streams"), "streams"),
+            datagrams=counts_from_json(state.get("datagrams"), "datagrams"),
+            datagram_bytes=counts_from_json(state.get("datagram_bytes"), "datagram_bytes"),
+        )
 
 
 @dataclass(slots=True)

@@ -29,8 +29,9 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import IO, cast
+from typing import IO, Any, cast
 
+from .checked import StateError, choice, expect, fields, items, number, optional, pair, text, whole
 from .classify import CONNECTION_ROUTE_LIMIT, ROUTE_LIMIT, Route, RouteTable, most_streaming
 from .connection import ConnectionRecord
 from .records import MessageTime
@@ -55,7 +56,19 @@ from .report import (
 )
 from .stats import Distribution
 from .totals import AppProtocolTotals, ExchangeTotals, exchange_messages, handshake_duration
-from .wire import ByteAccount, Category, Direction, FrameCounts, Http2Counts, Http3Counts
+from .wire import (
+    Anomaly,
+    ByteAccount,
+    Category,
+    Direction,
+    FrameCounts,
+    Http2Counts,
+    Http3Counts,
+    accounts_from_json,
+    accounts_to_json,
+    counts_from_json,
+    counts_to_json,
+)
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -95,6 +108,9 @@ SESSION_LIMIT = 100_000
 _GroupKey = tuple[str | None, frozenset[Route], str]
 #: A route and the protocol its exchanges used.
 _RouteKey = tuple[Route, str]
+#: An application session: its protocol, and "session" and the id the protocol gave it, or
+#: "connection" and the id of the one connection that was the session.
+_SessionKey = tuple[str, str, str]
 
 
 def _pair(counts: dict[Direction, int]) -> PerDirection:
@@ -103,6 +119,102 @@ def _pair(counts: dict[Direction, int]) -> PerDirection:
 
 def _accounts() -> dict[Direction, ByteAccount]:
     return {C2S: ByteAccount(), S2C: ByteAccount()}
+
+
+def _per_direction(state: object, what: str) -> PerDirection:
+    counts = counts_from_json(state, what)
+    return PerDirection(counts[C2S], counts[S2C])
+
+
+def connection_to_json(summary: ConnectionSummary) -> dict[str, Any]:
+    """A listed connection, as JSON."""
+    return {
+        "id": summary.id,
+        "transport": summary.transport,
+        "client": summary.client,
+        "server": summary.server,
+        "opened_at": summary.opened_at,
+        "closed_at": summary.closed_at,
+        "close_reason": summary.close_reason,
+        "exchanges": summary.exchanges,
+        "wire_bytes": [summary.wire_bytes.client_to_server, summary.wire_bytes.server_to_client],
+        "payload_bytes": [summary.payload_bytes.client_to_server, summary.payload_bytes.server_to_client],
+        "messages": [summary.messages.client_to_server, summary.messages.server_to_client],
+        "anomalies": [[a.direction.value, a.offset, a.reason, a.security] for a in summary.anomalies],
+        "targets": list(summary.targets),
+        "reconstructed": summary.reconstructed,
+        "protocol": summary.protocol,
+        "app_protocol": summary.app_protocol,
+        "session": summary.session,
+    }
+
+
+def connection_from_json(state: object) -> ConnectionSummary:
+    """A listed connection as :func:`connection_to_json` wrote it."""
+    state = fields(state, "connection")
+    anomalies = []
+    for entry in items(state.get("anomalies"), "anomalies"):
+        direction, offset, reason, security = items(entry, "anomaly")
+        anomalies.append(
+            Anomaly(
+                choice(direction, Direction, "direction"),
+                whole(offset, "offset"),
+                text(reason, "reason"),
+                expect(security, bool, "security"),
+            )
+        )
+    transport = text(state.get("transport"), "transport")
+    if transport and transport not in TRANSPORTS:
+        raise StateError(f"connection: unknown transport {transport!r:.40}")
+    return ConnectionSummary(
+        id=text(state.get("id"), "connection id"),
+        transport=transport,
+        client=text(state.get("client"), "client"),
+        server=text(state.get("server"), "server"),
+        opened_at=optional(state.get("opened_at"), number, "opened_at"),
+        closed_at=optional(state.get("closed_at"), number, "closed_at"),
+        close_reason=optional(state.get("close_reason"), text, "close_reason"),
+        exchanges=whole(state.get("exchanges"), "exchanges"),
+        wire_bytes=_per_direction(state.get("wire_bytes"), "wire_bytes"),
+        payload_bytes=_per_direction(state.get("payload_bytes"), "payload_bytes"),
+        messages=_per_direction(state.get("messages"), "messages"),
+        anomalies=tuple(anomalies),
+        targets=tuple(text(t, "target") for t in items(state.get("targets"), "targets")),
+        reconstructed=expect(state.get("reconstructed"), bool, "reconstructed"),
+        protocol=_protocol(state.get("protocol")),
+        app_protocol=optional(state.get("app_protocol"), text, "app_protocol"),
+        session=optional(state.get("session"), text, "session"),
+    )
+
+
+def _protocol(state: object) -> str:
+    protocol = text(state, "protocol")
+    if protocol not in PROTOCOLS:
+        raise StateError(f"unknown protocol {protocol!r:.40}")
+    return protocol
+
+
+def _transport_name(state: object) -> str:
+    transport = text(state, "transport")
+    if transport not in TRANSPORTS:
+        raise StateError(f"unknown transport {transport!r:.40}")
+    return transport
+
+
+def _listed_json(listed: list[tuple[int, ConnectionSummary]]) -> list[list[Any]]:
+    return [[place, connection_to_json(summary)] for place, summary in listed]
+
+
+def _listed_from_json(state: object) -> list[tuple[int, ConnectionSummary]]:
+    return [(whole(place, "place"), connection_from_json(c)) for place, c in map(_pair_of, items(state, "listed"))]
+
+
+def _pair_of(state: object) -> list[Any]:
+    return pair(state, "listed connection")
+
+
+def _route_of(state: object) -> list[Any]:
+    return pair(state, "route")
 
 
 def apportion(accounts: dict[Direction, ByteAccount], weights: Sequence[int]) -> list[dict[Direction, ByteAccount]]:
@@ -251,6 +363,32 @@ class _Totals:
         twin.http3_connection_bytes = dict(self.http3_connection_bytes)
         return twin
 
+    _COUNTS = ("connections", "anomalies", "tls_handshakes")
+    _DISTRIBUTIONS = ("tls_duration", "time_to_first_byte", "time_to_first_message")
+
+    def to_json(self) -> dict[str, Any]:
+        state: dict[str, Any] = {name: getattr(self, name) for name in self._COUNTS}
+        state |= {name: getattr(self, name).to_json() for name in self._DISTRIBUTIONS}
+        state["exchanges"] = self.exchanges.to_json()
+        state["unattributed"] = accounts_to_json(self.unattributed)
+        state["connection_bytes"] = counts_to_json(self.connection_bytes)
+        state["http3_connection_bytes"] = counts_to_json(self.http3_connection_bytes)
+        return state
+
+    @classmethod
+    def from_json(cls, state: object) -> _Totals:
+        state = fields(state, "transport figures")
+        totals = cls()
+        for name in cls._COUNTS:
+            setattr(totals, name, whole(state.get(name), name))
+        for name in cls._DISTRIBUTIONS:
+            setattr(totals, name, Distribution.from_json(state.get(name)))
+        totals.exchanges = ExchangeTotals.from_json(state.get("exchanges"))
+        totals.unattributed = accounts_from_json(state.get("unattributed"), "byte accounts")
+        totals.connection_bytes = counts_from_json(state.get("connection_bytes"), "connection_bytes")
+        totals.http3_connection_bytes = counts_from_json(state.get("http3_connection_bytes"), "http3_connection_bytes")
+        return totals
+
     def summary(self, transport: str) -> TransportSummary:
         figures = self.exchanges
         accounts = {d: figures.accounts[d].copy() for d in Direction}
@@ -369,6 +507,17 @@ class _Group:
         twin.listed = list(self.listed)
         return twin
 
+    def to_json(self) -> dict[str, Any]:
+        return {"totals": self.totals.to_json(), "listed": _listed_json(self.listed)}
+
+    @classmethod
+    def from_json(cls, state: object) -> _Group:
+        state = fields(state, "group")
+        group = cls()
+        group.totals = _Totals.from_json(state.get("totals"))
+        group.listed = _listed_from_json(state.get("listed"))
+        return group
+
 
 class _Session:
     """One application session's figures while they are being summed."""
@@ -398,6 +547,37 @@ class _Session:
         twin.first_at, twin.wire_bytes = dict(self.first_at), dict(self.wire_bytes)
         twin.app_messages, twin.control_messages = dict(self.app_messages), dict(self.control_messages)
         return twin
+
+    def merge(self, other: _Session) -> None:
+        """Add the figures of the same session's connections elsewhere."""
+        for transport, at in other.first_at.items():
+            if transport not in self.first_at or at < self.first_at[transport]:
+                self.first_at[transport] = at
+        for transport, wire in other.wire_bytes.items():
+            self.wire_bytes[transport] = self.wire_bytes.get(transport, 0) + wire
+        for direction in Direction:
+            self.app_messages[direction] += other.app_messages[direction]
+            self.control_messages[direction] += other.control_messages[direction]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "transports": [[t, at, order, self.wire_bytes[t]] for t, (at, order) in self.first_at.items()],
+            "app_messages": counts_to_json(self.app_messages),
+            "control_messages": counts_to_json(self.control_messages),
+        }
+
+    @classmethod
+    def from_json(cls, state: object) -> _Session:
+        state = fields(state, "session")
+        session = cls()
+        for entry in items(state.get("transports"), "session transports"):
+            transport, at, order, wire = items(entry, "session transport")
+            transport = _transport_name(transport)
+            session.first_at[transport] = (number(at, "first used"), whole(order, "order"))
+            session.wire_bytes[transport] = whole(wire, "wire bytes")
+        session.app_messages = counts_from_json(state.get("app_messages"), "app_messages")
+        session.control_messages = counts_from_json(state.get("control_messages"), "control_messages")
+        return session
 
 
 def sessions_summary(sessions: Iterable[_Session]) -> SessionsSummary:
@@ -480,8 +660,8 @@ class ReportBuilder:
         self.started_at: float | None = None
         self.ended_at: float | None = None
         #: Application sessions by protocol and the protocol's own id, and the id the report gives each.
-        self._sessions: dict[tuple[str, str], _Session] = {}
-        self._session_ids: dict[tuple[str, str], str] = {}
+        self._sessions: dict[_SessionKey, _Session] = {}
+        self._session_ids: dict[_SessionKey, str] = {}
         self._sessions_untracked = 0
 
     def _transport(self, name: str, protocol: str) -> _Totals:
@@ -523,7 +703,7 @@ class ReportBuilder:
         name = record.app_protocol
         if name is None:
             return None
-        key = (name, record.session if record.session is not None else f"connection {record.id}")
+        key = (name, "session", record.session) if record.session is not None else (name, "connection", record.id)
         session = self._sessions.get(key)
         if session is None:
             if len(self._sessions) >= SESSION_LIMIT:
@@ -660,6 +840,206 @@ class ReportBuilder:
         twin.forwarded = self.forwarded
         return twin
 
+    def connection_ids(self) -> Iterator[str]:
+        """The ids of the connections this builder keeps: listed, or their own application sessions."""
+        for _, summary in [*self._listed, *(c for group in self._groups.values() for c in group.listed)]:
+            yield summary.id
+        yield from (ident for _, kind, ident in self._sessions if kind == "connection")
+
+    def rename_connections(self, rename: Callable[[str], str]) -> None:
+        """Give every connection the id ``rename`` makes of its id: in the list, and
+        where a connection is its own application session."""
+        self._listed = [(place, replace(c, id=rename(c.id))) for place, c in self._listed]
+        for group in self._groups.values():
+            group.listed = [(place, replace(c, id=rename(c.id))) for place, c in group.listed]
+        renamed = {
+            key: (key[0], key[1], rename(key[2])) if key[1] == "connection" else key for key in self._session_ids
+        }
+        self._sessions = {renamed[key]: session for key, session in self._sessions.items()}
+        self._session_ids = {renamed[key]: ident for key, ident in self._session_ids.items()}
+
+    def mergeable_with(self, other: ReportBuilder) -> str | None:
+        """Why :meth:`merge` cannot combine these builders, or None when it can."""
+        if self._fixed_routes or other._fixed_routes:
+            return "builders given a route table cannot be merged"
+        if self._redact != other._redact:
+            return "a report that redacts request targets cannot merge with one that does not"
+        if self._limit != other._limit:
+            return f"lists {other._limit:,} connections, not {self._limit:,}"
+        return None
+
+    def merge(self, other: ReportBuilder) -> None:
+        """Add what ``other`` was given, as if its connections had been added here
+        after this builder's own (``other`` is spent).
+
+        The report is the one a builder given all the connections in that order
+        would make: routes are combined before polls are decided, connections are
+        listed by their place in that order, and application sessions numbered
+        in it (a session met on both sides keeps this side's number). Two limits
+        make the order matter, far past what reports meet: a route table that
+        fills up (:data:`~inspector.classify.ROUTE_LIMIT` routes) leaves
+        ``other``'s routes beyond it to be decided by ``other``'s own requests,
+        and sessions past :data:`SESSION_LIMIT` are counted as untracked once per
+        session rather than once per connection. Connection ids must already be
+        distinct (:meth:`rename_connections`).
+        """
+        problem = self.mergeable_with(other)
+        if problem is not None:
+            raise ValueError(problem)
+        offset = self.connection_count
+        sessions: dict[str, str] = {}
+        for key, ident in other._session_ids.items():
+            session = self._sessions.get(key)
+            if session is not None:
+                session.merge(other._sessions[key])
+                sessions[ident] = self._session_ids[key]
+            elif len(self._sessions) >= SESSION_LIMIT:
+                self._sessions_untracked += 1
+            else:
+                self._sessions[key] = other._sessions[key]
+                sessions[ident] = self._session_ids[key] = f"s{len(self._session_ids) + 1}"
+        self._sessions_untracked += other._sessions_untracked
+
+        def moved(listed: list[tuple[int, ConnectionSummary]]) -> list[tuple[int, ConnectionSummary]]:
+            return [
+                (offset + place, replace(c, session=sessions.get(c.session) if c.session is not None else None))
+                for place, c in listed
+                if offset + place < self._limit
+            ]
+
+        for (name, protocol), totals in other._totals.items():
+            self._transport(name, protocol).merge(totals)
+        refused = self._routes.add(other._routes)
+        for (route, protocol), figures in other._by_route.items():
+            share = other._route_shares.get((route, protocol))
+            if route in refused:
+                totals = self._transport(other._routes.transport(route), protocol)
+                totals.exchanges.merge(figures)
+                if share is not None:
+                    totals.share(share, protocol)
+                continue
+            self._by_route.setdefault((route, protocol), ExchangeTotals()).merge(figures)
+            if share is not None:
+                mine = self._route_shares.setdefault((route, protocol), _accounts())
+                for direction in Direction:
+                    mine[direction].merge(share[direction])
+        if other._http2 is not None:
+            if self._http2 is None:
+                self._http2 = Http2Counts()
+            self._http2.merge(other._http2)
+        if other._http3 is not None:
+            if self._http3 is None:
+                self._http3 = Http3Counts()
+            self._http3.merge(other._http3)
+        for direction in Direction:
+            self._http2_connection_bytes[direction] += other._http2_connection_bytes[direction]
+            self._http3_connection_bytes[direction] += other._http3_connection_bytes[direction]
+        for (best, routes, protocol), group in other._groups.items():
+            if routes & refused:
+                best = most_streaming(
+                    [*([best] if best else []), *(other._routes.transport(r) for r in routes & refused)]
+                )
+                routes -= refused
+            into = self._groups.get((best, routes, protocol))
+            if into is None:
+                into = self._groups[(best, routes, protocol)] = _Group()
+            into.totals.merge(group.totals)
+            into.listed += moved(group.listed)
+        self._listed += moved(other._listed)
+        self.connection_count += other.connection_count
+        self.forwarded += other.forwarded
+        if other.started_at is not None:
+            self._span(other.started_at, other.ended_at)
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything this builder holds, as JSON (:mod:`inspector.partial` writes it to a file).
+        Like the builder, it does not grow with the number of connections added."""
+        if self._fixed_routes:
+            raise ValueError("a builder given a route table has no JSON form")
+        return {
+            "redact": self._redact,
+            "connection_limit": self._limit,
+            "connection_count": self.connection_count,
+            "forwarded": self.forwarded,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "totals": [[name, protocol, totals.to_json()] for (name, protocol), totals in sorted(self._totals.items())],
+            "routes": self._routes.to_json(),
+            "by_route": [
+                [
+                    method,
+                    path,
+                    protocol,
+                    figures.to_json(),
+                    accounts_to_json(self._route_shares[key]) if key in self._route_shares else None,
+                ]
+                for key in sorted(self._by_route)
+                for ((method, path), protocol), figures in [(key, self._by_route[key])]
+            ],
+            "http2": self._http2.to_json() if self._http2 is not None else None,
+            "http2_connection_bytes": counts_to_json(self._http2_connection_bytes),
+            "http3": self._http3.to_json() if self._http3 is not None else None,
+            "http3_connection_bytes": counts_to_json(self._http3_connection_bytes),
+            "groups": [
+                [best, sorted(map(list, routes)), protocol, group.to_json()]
+                for (best, routes, protocol), group in self._groups.items()
+            ],
+            "listed": _listed_json(self._listed),
+            "sessions": [
+                [name, kind, ident, self._session_ids[(name, kind, ident)], session.to_json()]
+                for (name, kind, ident), session in self._sessions.items()
+            ],
+            "sessions_untracked": self._sessions_untracked,
+        }
+
+    @classmethod
+    def from_json(cls, state: object) -> ReportBuilder:
+        """A builder as :meth:`to_json` wrote it; :class:`~inspector.checked.StateError` if it is not one."""
+        state = fields(state, "report builder")
+        limit = whole(state.get("connection_limit"), "connection_limit")
+        builder = cls(redact=expect(state.get("redact"), bool, "redact"), connection_limit=limit)
+        builder.connection_count = whole(state.get("connection_count"), "connection_count")
+        builder.forwarded = whole(state.get("forwarded"), "forwarded")
+        builder.started_at = optional(state.get("started_at"), number, "started_at")
+        builder.ended_at = optional(state.get("ended_at"), number, "ended_at")
+        for entry in items(state.get("totals"), "transports"):
+            name, protocol, totals = items(entry, "transport")
+            builder._totals[(_transport_name(name), _protocol(protocol))] = _Totals.from_json(totals)
+        builder._routes = RouteTable.from_json(state.get("routes"))
+        for entry in items(state.get("by_route"), "routes waiting"):
+            method, path, protocol, figures, share = items(entry, "route waiting")
+            key = ((text(method, "method"), text(path, "path")), _protocol(protocol))
+            builder._by_route[key] = ExchangeTotals.from_json(figures)
+            if share is not None:
+                builder._route_shares[key] = accounts_from_json(share, "byte accounts")
+        http2 = state.get("http2")
+        builder._http2 = Http2Counts.from_json(http2) if http2 is not None else None
+        builder._http2_connection_bytes = counts_from_json(state.get("http2_connection_bytes"), "http2 bytes")
+        http3 = state.get("http3")
+        builder._http3 = Http3Counts.from_json(http3) if http3 is not None else None
+        builder._http3_connection_bytes = counts_from_json(state.get("http3_connection_bytes"), "http3 bytes")
+        for entry in items(state.get("groups"), "groups"):
+            best, routes, protocol, group = items(entry, "group")
+            group_key = (
+                optional(best, _transport_name, "transport"),  # type: ignore[arg-type]
+                frozenset((text(m, "method"), text(p, "path")) for m, p in map(_route_of, items(routes, "routes"))),
+                _protocol(protocol),
+            )
+            builder._groups[group_key] = _Group.from_json(group)
+        builder._listed = _listed_from_json(state.get("listed"))
+        for entry in items(state.get("sessions"), "sessions"):
+            name, kind, ident, number_, session = items(entry, "session")
+            session_key = (text(name, "application protocol"), text(kind, "session kind"), text(ident, "session id"))
+            if number_ != f"s{len(builder._session_ids) + 1}" or session_key in builder._sessions:
+                raise StateError("sessions: not numbered in order")
+            builder._sessions[session_key] = _Session.from_json(session)
+            builder._session_ids[session_key] = number_
+        builder._sessions_untracked = whole(state.get("sessions_untracked"), "sessions_untracked")
+        listed = [*builder._listed, *(c for g in builder._groups.values() for c in g.listed)]
+        if len(listed) > min(limit, builder.connection_count) or any(p >= builder.connection_count for p, _ in listed):
+            raise StateError("listed connections: more than the builder was given")
+        return builder
+
     def snapshot(self, open_records: Iterable[ConnectionRecord] = (), **report: object) -> Report:
         """The report so far, with connections still open included, leaving this builder as it was."""
         twin = self.copy()
@@ -722,7 +1102,7 @@ class ReportBuilder:
                 "keeps apart; they are in the transports' figures but not in the sessions'."
             )
         sessions: dict[str, list[_Session]] = {}
-        for (name, _), session in self._sessions.items():
+        for (name, _, _), session in self._sessions.items():
             sessions.setdefault(name, []).append(session)
         listed = [summary for _, summary in sorted(self._listed, key=lambda item: item[0])]
         if self.connection_count > len(listed):
