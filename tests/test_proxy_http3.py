@@ -31,6 +31,7 @@ from h3 import (
     Received,
     captured_quic,
     h3_server,
+    reversed_stream_ids,
     run_client,
     wt_stream_header,
 )
@@ -48,6 +49,8 @@ from inspector.wire import Direction
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 #: An application error code for a test's reset.
 RESET_CODE = 0x42
+#: The streams the server opens out of order, by id (see h3.reversed_stream_ids).
+FROM_SERVER = reversed_stream_ids(2)
 
 
 @pytest.fixture(scope="module")
@@ -288,12 +291,13 @@ def test_stop_sending_is_relayed_and_the_connection_goes_on(proxy: SharedProxy) 
 
 
 def test_streams_opened_out_of_order_keep_their_ids_on_both_legs(proxy: SharedProxy) -> None:
-    """WebTransport streams opened out of order (bidirectional 8 before 4, unidirectional 18
-    before 14): the server gets each on the id the client gave it, with its bytes."""
+    """WebTransport streams opened out of order, by the client (bidirectional 8 before 4,
+    unidirectional 18 before 14) and by the server (unidirectional 19 before 15): each end
+    gets each stream on the id the other gave it, with its bytes."""
     sent: dict[int, bytes] = {}
 
     async def out_of_order(client: H3Client) -> None:
-        session_id = await client.extended_connect("/wt", b"webtransport")
+        session_id = await client.extended_connect(f"/wt?reversed={len(FROM_SERVER)}", b"webtransport")
         assert session_id == 0
         for stream_id, message in ((8, b"eight"), (4, b"four"), (18, b"eighteen"), (14, b"fourteen")):
             client.open_wt_stream(session_id, stream_id, message)
@@ -302,7 +306,8 @@ def test_streams_opened_out_of_order_keep_their_ids_on_both_legs(proxy: SharedPr
         client.end_stream(22)
         client.reset_stream(26, RESET_CODE)
         await client.until(lambda: all(client.received.ended.get(s, 1) is None for s in (4, 8)), "the echoes")
-        await client.until(lambda: len(client.received.ended) >= 4, "the answers")
+        await client.until(lambda: set(FROM_SERVER) <= set(client.received.ended), "the server's streams")
+        await client.until(lambda: len(client.received.ended) >= 6, "the answers")
         await asyncio.sleep(0.2)  # for the server to have the two ends as well
 
     run = proxy.run(out_of_order)
@@ -310,6 +315,9 @@ def test_streams_opened_out_of_order_keep_their_ids_on_both_legs(proxy: SharedPr
         assert bytes(run.server.streams[stream_id]) == data
         assert run.connection.sent(C2S)[stream_id] == data
     assert bytes(run.client.streams[8]) == b"eight" and bytes(run.client.streams[4]) == b"four"
+    header = wt_stream_header(0, unidirectional=True)
+    for stream_id, data in FROM_SERVER.items():
+        assert bytes(run.client.streams[stream_id]) == header + data
     assert (run.server.ended[22], run.server.ended[26]) == (None, RESET_CODE)
     assert_relayed(run.connection, run.client, run.server)
 
