@@ -48,6 +48,7 @@ from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DatagramReceived, DataReceived, H3Event, HeadersReceived, WebTransportStreamDataReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import (
+    ConnectionTerminated,
     DatagramFrameReceived,
     QuicEvent,
     StopSendingReceived,
@@ -96,6 +97,8 @@ class Received:
     stop_sending: dict[int, int] = field(default_factory=dict)
     #: Whether the connection has ended.
     closed: bool = False
+    #: The error code and reason of the CONNECTION_CLOSE that ended it, if one did.
+    close: tuple[int, str] | None = None
 
     def note(self, event: QuicEvent) -> None:
         match event:
@@ -110,6 +113,9 @@ class Received:
                 self.stop_sending[stream_id] = code
             case DatagramFrameReceived(data=data):
                 self.datagrams.append(data)
+            case ConnectionTerminated(error_code=code, reason_phrase=reason):
+                self.closed = True
+                self.close = (code, reason)
 
 
 def reversed_stream_ids(count: int) -> dict[int, bytes]:

@@ -384,3 +384,24 @@ def test_a_quic_connection_counts_as_open_until_it_closes(tmp_path: Path) -> Non
     (connection,) = captured_quic(tmp_path / "bookkeeping.rtcap")
     assert connection.sent(C2S) == {0: b"\x01\x00"} and connection.datagrams[S2C] == [b"\x00ping"]
     assert connection.closed is not None and connection.closed.reason == "client closed"
+
+
+def test_an_upstream_without_quic_closes_the_clients_connection_with_the_reason(confdir: Path, tmp_path: Path) -> None:
+    """mitmproxy completes the client's handshake even when the upstream's fails; the relay
+    then closes the client's connection, saying why, and records the error."""
+    capture = tmp_path / "no-upstream.rtcap"
+
+    async def request(client: H3Client) -> tuple[int, str] | None:
+        with contextlib.suppress(ConnectionError):
+            await client.get("/bytes?size=10")
+        return client.received.close
+
+    with running_proxy(f"https://{LOOPBACK}:{free_port()}", confdir=confdir, capture=capture) as proxy:
+        wait_until(lambda: udp_bound(proxy.port), "the proxy to listen on UDP")
+        close, _ = run_client(proxy.port, confdir / "mitmproxy-ca-cert.pem", request, close=False)
+        wait_until(lambda: [c.closed is not None for c in captured_quic(capture)] == [True], "the close")
+        assert proxy.stop() == 0, proxy.stderr
+    assert close is not None and close[1].startswith("QUIC handshake with the upstream failed")
+    (connection,) = captured_quic(capture)
+    assert connection.closed is not None
+    assert connection.closed.reason.startswith("error: QUIC handshake with the upstream failed")
