@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aioquic.quic.connection import QuicErrorCode, stream_is_client_initiated
+from aioquic.quic.packet import QuicFrameType
 from mitmproxy.connection import Client, Connection, ConnectionState
 from mitmproxy.proxy import events, layer, layers
 from mitmproxy.proxy.context import Context
@@ -151,7 +152,9 @@ class QuicRelay(RawQuicLayer):
         reason = f"QUIC handshake with the upstream failed ({error})"
         self.recorder.close(f"error: {reason}")
         self._handle_event = self.done  # type: ignore[assignment]
-        yield CloseQuicConnection(self.context.client, QuicErrorCode.CONNECTION_REFUSED, None, reason)
+        # A transport error (it names a frame type; PADDING names none in particular), not HTTP/3's.
+        refused = QuicErrorCode.CONNECTION_REFUSED
+        yield CloseQuicConnection(self.context.client, refused, QuicFrameType.PADDING, reason)
 
     def _stop_sending(self, event: QuicStreamStopSending, from_client: bool) -> layer.CommandGenerator[None]:
         """Relay a STOP_SENDING frame to the other side, whose stream has the same id.

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aioquic.quic.packet import QuicErrorCode
 from h3 import (
     DEADLINE,
     H3_REQUEST_CANCELLED,
@@ -401,7 +402,8 @@ def test_an_upstream_without_quic_closes_the_clients_connection_with_the_reason(
         close, _ = run_client(proxy.port, confdir / "mitmproxy-ca-cert.pem", request, close=False)
         wait_until(lambda: [c.closed is not None for c in captured_quic(capture)] == [True], "the close")
         assert proxy.stop() == 0, proxy.stderr
-    assert close is not None and close[1].startswith("QUIC handshake with the upstream failed")
+    assert close is not None and close[0] == QuicErrorCode.CONNECTION_REFUSED
+    assert close[1].startswith("QUIC handshake with the upstream failed")
     (connection,) = captured_quic(capture)
     assert connection.closed is not None
     assert connection.closed.reason.startswith("error: QUIC handshake with the upstream failed")
