@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +21,6 @@ from typing import Any
 import pytest
 from aioquic.quic.packet import QuicErrorCode
 from h3 import (
-    DEADLINE,
     H3_REQUEST_CANCELLED,
     LOOPBACK,
     H3Client,
@@ -41,7 +38,7 @@ from mitmproxy.options import Options
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.mode_specs import ProxyMode
 from servers import Certificates, CheckoutProxyProcess, issue_certificates, run_rtinspect, running_proxy, wait_until
-from tshark import DUMPCAP, TSHARK, PacketCapture, needs_dumpcap, needs_tshark
+from tshark import DUMPCAP, PacketCapture, needs_dumpcap, needs_tshark, quic_datagram_sizes, quic_follow, quic_streams
 
 from inspector.addon import RtInspect
 from inspector.proxy_process import free_port, listening
@@ -204,69 +201,12 @@ def test_tshark_reads_the_same_bytes_on_the_clients_leg(mixed_run: MixedRun) -> 
     lengths, decrypted with mitmproxy's key log, agree with the capture."""
     pcap, keylog, connection, port = mixed_run.pcap, mixed_run.keylog, mixed_run.run.connection, mixed_run.proxy_port
     assert pcap is not None and keylog.stat().st_size > 0
-    assert tshark_streams(pcap, keylog) == set(connection.streams)
+    assert quic_streams(pcap, keylog, port) == set(connection.streams)
     stream_ids = {stream_id for _, stream_id in connection.streams}
-    assert followed(pcap, keylog, stream_ids, port) == connection.streams
-    assert tshark_datagram_sizes(pcap, keylog, port) == {
+    assert quic_follow(pcap, keylog, stream_ids, port) == connection.streams
+    assert quic_datagram_sizes(pcap, keylog, port) == {
         direction: [len(payload) for payload in payloads] for direction, payloads in connection.datagrams.items()
     }
-
-
-def _tshark(pcap: Path, keylog: Path, *args: str) -> str:
-    assert TSHARK is not None and DUMPCAP is not None
-    result = subprocess.run(
-        [TSHARK, "-r", str(pcap), "-o", f"tls.keylog_file:{keylog}", *args],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE * 3,
-        check=True,
-    )
-    return result.stdout
-
-
-def tshark_streams(pcap: Path, keylog: Path) -> set[tuple[Direction, int]]:
-    """Each (direction, stream id) that carried a STREAM frame, as tshark decrypted them (one QUIC connection)."""
-    found: set[tuple[Direction, int]] = set()
-    client_port: str | None = None
-    for line in _tshark(
-        pcap, keylog, "-Y", "quic", "-T", "fields", "-e", "udp.srcport", "-e", "quic.stream.stream_id"
-    ).splitlines():
-        port, _, ids = line.partition("\t")
-        client_port = client_port or port  # the client sends the first packet
-        for stream_id in filter(None, ids.split(",")):
-            found.add((C2S if port == client_port else S2C, int(stream_id)))
-    return found
-
-
-def followed(pcap: Path, keylog: Path, stream_ids: set[int], proxy_port: int) -> dict[tuple[Direction, int], bytes]:
-    """Each stream's bytes per direction as ``tshark -z follow,quic,raw`` reassembles them (one run for all)."""
-    follows = [arg for stream_id in sorted(stream_ids) for arg in ("-z", f"follow,quic,raw,0,{stream_id}")]
-    output = _tshark(pcap, keylog, "-q", *follows)
-    found: dict[tuple[Direction, int], bytearray] = {}
-    stream_id, server_node = -1, "1"
-    for line in output.splitlines():
-        if filtered := re.match(r"Filter: .*stream_id eq (\d+)\s*$", line):
-            stream_id = int(filtered.group(1))
-        elif line.startswith("Node "):
-            if line.endswith(f":{proxy_port}"):
-                server_node = line[5]
-        elif line.strip() and not line.startswith(("=", "Follow:", "Filter:")):
-            sender = "1" if line.startswith("\t") else "0"
-            direction = S2C if sender == server_node else C2S
-            assert re.fullmatch(r"[0-9a-f]+", line.strip()), line
-            found.setdefault((direction, stream_id), bytearray()).extend(bytes.fromhex(line.strip()))
-    return {key: bytes(data) for key, data in found.items()}
-
-
-def tshark_datagram_sizes(pcap: Path, keylog: Path, proxy_port: int) -> dict[Direction, list[int]]:
-    sizes: dict[Direction, list[int]] = {C2S: [], S2C: []}
-    for line in _tshark(
-        pcap, keylog, "-Y", "quic.dg", "-T", "fields", "-e", "udp.srcport", "-e", "quic.dg.length"
-    ).splitlines():
-        port, _, lengths = line.partition("\t")
-        for length in lengths.split(","):
-            sizes[S2C if int(port) == proxy_port else C2S].append(int(length))
-    return sizes
 
 
 def test_stop_sending_is_relayed_and_the_connection_goes_on(proxy: SharedProxy) -> None:
