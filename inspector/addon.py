@@ -666,9 +666,8 @@ class RtInspect:
     def client_disconnected(self, client: Client) -> None:
         self._client_hello_at.pop(client.id, None)
         quic = self._live.pop(_quic_key(client), None)
-        if quic is not None and isinstance(
-            client.proxy_mode, ReverseMode
-        ):  # ended without a close (a failed handshake)
+        if quic is not None and isinstance(client.proxy_mode, ReverseMode):
+            # A QUIC connection that ended without a close (its handshake failed).
             self._start(quic, client, Server(address=client.proxy_mode.address))
             self._end(quic, client.timestamp_end or time.time(), "client closed")
         if self._taps.pop(client.id, None) is not None:

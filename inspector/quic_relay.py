@@ -27,11 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aioquic.quic.connection import stream_is_client_initiated
+from aioquic.quic.connection import QuicErrorCode, stream_is_client_initiated
+from aioquic.quic.packet import QuicFrameType
 from mitmproxy.connection import Client, Connection, ConnectionState
 from mitmproxy.proxy import events, layer, layers
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.quic import (
+    CloseQuicConnection,
     QuicConnectionClosed,
     QuicStreamDataReceived,
     QuicStreamEvent,
@@ -92,8 +94,8 @@ class QuicStreamEnd(events.ConnectionClosed):
     """One side of a relayed stream stopped sending: a FIN, or a reset with its error code.
 
     A :class:`~mitmproxy.proxy.events.ConnectionClosed` to the layers under a
-    stream, which close the other leg's half as for any end; a plain one means
-    that the whole QUIC connection went.
+    stream, which close the other leg's half as for any end; a plain one is an
+    end the sender did not send (the QUIC connection went).
     """
 
     error_code: int | None = None
@@ -116,6 +118,9 @@ class QuicRelay(RawQuicLayer):
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         context = self.context
+        if isinstance(event, events.Start) and context.server.error:
+            yield from self._upstream_failed(context.server.error)
+            return
         if isinstance(event, QuicStreamEvent) and (
             event.connection is context.client or event.connection is context.server
         ):
@@ -140,6 +145,16 @@ class QuicRelay(RawQuicLayer):
         ):
             self.recorder.close(_close_reason(event, "client" if event.connection is context.client else "server"))
         yield from super()._handle_event(event)
+
+    def _upstream_failed(self, error: str) -> layer.CommandGenerator[None]:
+        """The upstream's QUIC handshake failed (mitmproxy goes on with the client's all the
+        same): the client's connection is closed with the reason, which is recorded."""
+        reason = f"QUIC handshake with the upstream failed ({error})"
+        self.recorder.close(f"error: {reason}")
+        self._handle_event = self.done  # type: ignore[assignment]
+        # A transport error (it names a frame type; PADDING names none in particular), not HTTP/3's.
+        refused = QuicErrorCode.CONNECTION_REFUSED
+        yield CloseQuicConnection(self.context.client, refused, QuicFrameType.PADDING, reason)
 
     def _stop_sending(self, event: QuicStreamStopSending, from_client: bool) -> layer.CommandGenerator[None]:
         """Relay a STOP_SENDING frame to the other side, whose stream has the same id.

@@ -6,10 +6,12 @@
 * ``GET /sse?n=N&size=S``: N events ``data: <S bytes>`` as ``text/event-stream``,
   one DATA frame each;
 * ``CONNECT :protocol=websocket /ws``: a WebSocket (RFC 9220) that echoes every message;
-* ``CONNECT :protocol=webtransport /wt?n=N``: a WebTransport session (the draft
-  aioquic speaks) that echoes datagrams and bidirectional streams, answers each
-  unidirectional stream on a unidirectional stream of its own, and pushes N
-  datagrams once the session is up.
+* ``CONNECT :protocol=webtransport /wt?n=N&reversed=R``: a WebTransport session
+  (the draft aioquic speaks) that echoes datagrams and bidirectional streams,
+  answers each unidirectional stream on a unidirectional stream of its own,
+  and pushes N datagrams once the session is up; with R, it also opens R
+  unidirectional streams of its own, the highest id first, each carrying
+  ``stream <i>`` (see :func:`reversed_stream_ids`).
 
 :class:`H3Client` speaks to it (or to a proxy in front of it): :meth:`H3Client.get`,
 :meth:`H3Client.websocket`, :meth:`H3Client.webtransport`; :func:`run_client`
@@ -46,6 +48,7 @@ from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DatagramReceived, DataReceived, H3Event, HeadersReceived, WebTransportStreamDataReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import (
+    ConnectionTerminated,
     DatagramFrameReceived,
     QuicEvent,
     StopSendingReceived,
@@ -94,6 +97,8 @@ class Received:
     stop_sending: dict[int, int] = field(default_factory=dict)
     #: Whether the connection has ended.
     closed: bool = False
+    #: The error code and reason of the CONNECTION_CLOSE that ended it, if one did.
+    close: tuple[int, str] | None = None
 
     def note(self, event: QuicEvent) -> None:
         match event:
@@ -108,6 +113,15 @@ class Received:
                 self.stop_sending[stream_id] = code
             case DatagramFrameReceived(data=data):
                 self.datagrams.append(data)
+            case ConnectionTerminated(error_code=code, reason_phrase=reason):
+                self.closed = True
+                self.close = (code, reason)
+
+
+def reversed_stream_ids(count: int) -> dict[int, bytes]:
+    """The streams ``/wt?reversed=COUNT`` opens on a new connection, by id (after HTTP/3's
+    own unidirectional streams 3, 7 and 11), with what each carries after its header."""
+    return {15 + 4 * index: b"stream %d" % index for index in range(count)}
 
 
 def configuration(*, is_client: bool, **settings: Any) -> QuicConfiguration:
@@ -196,6 +210,7 @@ class _ServerEndpoint(_Endpoint):
             self.h3.send_headers(stream_id, [(b":status", b"200"), (b"sec-webtransport-http3-draft", b"draft02")])
             for index in range(number("n", 0)):
                 self.h3.send_datagram(stream_id, b"push %d" % index)
+            self._open_reversed(stream_id, number("reversed", 0))
         elif method == b"GET" and target.path == "/bytes":
             body = b"b" * number("size", 0)
             self._respond(stream_id, b"application/octet-stream", [body])
@@ -204,6 +219,15 @@ class _ServerEndpoint(_Endpoint):
             self._respond(stream_id, b"text/event-stream", [event] * number("n", 1))
         else:
             self._respond(stream_id, b"text/plain", [b"not found\n"], status=b"404")
+
+    def _open_reversed(self, session_id: int, count: int) -> None:
+        """Open ``count`` unidirectional WebTransport streams, the highest id first."""
+        first = self._quic._local_next_stream_id_uni
+        ids = [first + 4 * index for index in range(count)]
+        for index, stream_id in reversed(list(enumerate(ids))):
+            header = wt_stream_header(session_id, unidirectional=True)
+            self._quic.send_stream_data(stream_id, header + b"stream %d" % index, end_stream=True)
+        self._quic._local_next_stream_id_uni = first + 4 * count  # aioquic counts from the last one opened
 
     def _respond(self, stream_id: int, media_type: bytes, pieces: list[bytes], status: bytes = b"200") -> None:
         self.h3.send_headers(stream_id, [(b":status", status), (b"content-type", media_type)], end_stream=not pieces)

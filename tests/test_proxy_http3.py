@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -21,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aioquic.quic.packet import QuicErrorCode
 from h3 import (
-    DEADLINE,
     H3_REQUEST_CANCELLED,
     LOOPBACK,
     H3Client,
@@ -31,6 +29,7 @@ from h3 import (
     Received,
     captured_quic,
     h3_server,
+    reversed_stream_ids,
     run_client,
     wt_stream_header,
 )
@@ -39,7 +38,7 @@ from mitmproxy.options import Options
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.mode_specs import ProxyMode
 from servers import Certificates, CheckoutProxyProcess, issue_certificates, run_rtinspect, running_proxy, wait_until
-from tshark import DUMPCAP, TSHARK, PacketCapture, needs_dumpcap, needs_tshark
+from tshark import DUMPCAP, PacketCapture, needs_dumpcap, needs_tshark, quic_datagram_sizes, quic_follow, quic_streams
 
 from inspector.addon import RtInspect
 from inspector.proxy_process import free_port, listening
@@ -48,6 +47,8 @@ from inspector.wire import Direction
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 #: An application error code for a test's reset.
 RESET_CODE = 0x42
+#: The streams the server opens out of order, by id (see h3.reversed_stream_ids).
+FROM_SERVER = reversed_stream_ids(2)
 
 
 @pytest.fixture(scope="module")
@@ -200,69 +201,12 @@ def test_tshark_reads_the_same_bytes_on_the_clients_leg(mixed_run: MixedRun) -> 
     lengths, decrypted with mitmproxy's key log, agree with the capture."""
     pcap, keylog, connection, port = mixed_run.pcap, mixed_run.keylog, mixed_run.run.connection, mixed_run.proxy_port
     assert pcap is not None and keylog.stat().st_size > 0
-    assert tshark_streams(pcap, keylog) == set(connection.streams)
+    assert quic_streams(pcap, keylog, port) == set(connection.streams)
     stream_ids = {stream_id for _, stream_id in connection.streams}
-    assert followed(pcap, keylog, stream_ids, port) == connection.streams
-    assert tshark_datagram_sizes(pcap, keylog, port) == {
+    assert quic_follow(pcap, keylog, stream_ids, port) == connection.streams
+    assert quic_datagram_sizes(pcap, keylog, port) == {
         direction: [len(payload) for payload in payloads] for direction, payloads in connection.datagrams.items()
     }
-
-
-def _tshark(pcap: Path, keylog: Path, *args: str) -> str:
-    assert TSHARK is not None and DUMPCAP is not None
-    result = subprocess.run(
-        [TSHARK, "-r", str(pcap), "-o", f"tls.keylog_file:{keylog}", *args],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE * 3,
-        check=True,
-    )
-    return result.stdout
-
-
-def tshark_streams(pcap: Path, keylog: Path) -> set[tuple[Direction, int]]:
-    """Each (direction, stream id) that carried a STREAM frame, as tshark decrypted them (one QUIC connection)."""
-    found: set[tuple[Direction, int]] = set()
-    client_port: str | None = None
-    for line in _tshark(
-        pcap, keylog, "-Y", "quic", "-T", "fields", "-e", "udp.srcport", "-e", "quic.stream.stream_id"
-    ).splitlines():
-        port, _, ids = line.partition("\t")
-        client_port = client_port or port  # the client sends the first packet
-        for stream_id in filter(None, ids.split(",")):
-            found.add((C2S if port == client_port else S2C, int(stream_id)))
-    return found
-
-
-def followed(pcap: Path, keylog: Path, stream_ids: set[int], proxy_port: int) -> dict[tuple[Direction, int], bytes]:
-    """Each stream's bytes per direction as ``tshark -z follow,quic,raw`` reassembles them (one run for all)."""
-    follows = [arg for stream_id in sorted(stream_ids) for arg in ("-z", f"follow,quic,raw,0,{stream_id}")]
-    output = _tshark(pcap, keylog, "-q", *follows)
-    found: dict[tuple[Direction, int], bytearray] = {}
-    stream_id, server_node = -1, "1"
-    for line in output.splitlines():
-        if filtered := re.match(r"Filter: .*stream_id eq (\d+)\s*$", line):
-            stream_id = int(filtered.group(1))
-        elif line.startswith("Node "):
-            if line.endswith(f":{proxy_port}"):
-                server_node = line[5]
-        elif line.strip() and not line.startswith(("=", "Follow:", "Filter:")):
-            sender = "1" if line.startswith("\t") else "0"
-            direction = S2C if sender == server_node else C2S
-            assert re.fullmatch(r"[0-9a-f]+", line.strip()), line
-            found.setdefault((direction, stream_id), bytearray()).extend(bytes.fromhex(line.strip()))
-    return {key: bytes(data) for key, data in found.items()}
-
-
-def tshark_datagram_sizes(pcap: Path, keylog: Path, proxy_port: int) -> dict[Direction, list[int]]:
-    sizes: dict[Direction, list[int]] = {C2S: [], S2C: []}
-    for line in _tshark(
-        pcap, keylog, "-Y", "quic.dg", "-T", "fields", "-e", "udp.srcport", "-e", "quic.dg.length"
-    ).splitlines():
-        port, _, lengths = line.partition("\t")
-        for length in lengths.split(","):
-            sizes[S2C if int(port) == proxy_port else C2S].append(int(length))
-    return sizes
 
 
 def test_stop_sending_is_relayed_and_the_connection_goes_on(proxy: SharedProxy) -> None:
@@ -288,12 +232,13 @@ def test_stop_sending_is_relayed_and_the_connection_goes_on(proxy: SharedProxy) 
 
 
 def test_streams_opened_out_of_order_keep_their_ids_on_both_legs(proxy: SharedProxy) -> None:
-    """WebTransport streams opened out of order (bidirectional 8 before 4, unidirectional 18
-    before 14): the server gets each on the id the client gave it, with its bytes."""
+    """WebTransport streams opened out of order, by the client (bidirectional 8 before 4,
+    unidirectional 18 before 14) and by the server (unidirectional 19 before 15): each end
+    gets each stream on the id the other gave it, with its bytes."""
     sent: dict[int, bytes] = {}
 
     async def out_of_order(client: H3Client) -> None:
-        session_id = await client.extended_connect("/wt", b"webtransport")
+        session_id = await client.extended_connect(f"/wt?reversed={len(FROM_SERVER)}", b"webtransport")
         assert session_id == 0
         for stream_id, message in ((8, b"eight"), (4, b"four"), (18, b"eighteen"), (14, b"fourteen")):
             client.open_wt_stream(session_id, stream_id, message)
@@ -302,7 +247,8 @@ def test_streams_opened_out_of_order_keep_their_ids_on_both_legs(proxy: SharedPr
         client.end_stream(22)
         client.reset_stream(26, RESET_CODE)
         await client.until(lambda: all(client.received.ended.get(s, 1) is None for s in (4, 8)), "the echoes")
-        await client.until(lambda: len(client.received.ended) >= 4, "the answers")
+        await client.until(lambda: set(FROM_SERVER) <= set(client.received.ended), "the server's streams")
+        await client.until(lambda: len(client.received.ended) >= 6, "the answers")
         await asyncio.sleep(0.2)  # for the server to have the two ends as well
 
     run = proxy.run(out_of_order)
@@ -310,6 +256,9 @@ def test_streams_opened_out_of_order_keep_their_ids_on_both_legs(proxy: SharedPr
         assert bytes(run.server.streams[stream_id]) == data
         assert run.connection.sent(C2S)[stream_id] == data
     assert bytes(run.client.streams[8]) == b"eight" and bytes(run.client.streams[4]) == b"four"
+    header = wt_stream_header(0, unidirectional=True)
+    for stream_id, data in FROM_SERVER.items():
+        assert bytes(run.client.streams[stream_id]) == header + data
     assert (run.server.ended[22], run.server.ended[26]) == (None, RESET_CODE)
     assert_relayed(run.connection, run.client, run.server)
 
@@ -376,3 +325,25 @@ def test_a_quic_connection_counts_as_open_until_it_closes(tmp_path: Path) -> Non
     (connection,) = captured_quic(tmp_path / "bookkeeping.rtcap")
     assert connection.sent(C2S) == {0: b"\x01\x00"} and connection.datagrams[S2C] == [b"\x00ping"]
     assert connection.closed is not None and connection.closed.reason == "client closed"
+
+
+def test_an_upstream_without_quic_closes_the_clients_connection_with_the_reason(confdir: Path, tmp_path: Path) -> None:
+    """mitmproxy completes the client's handshake even when the upstream's fails; the relay
+    then closes the client's connection, saying why, and records the error."""
+    capture = tmp_path / "no-upstream.rtcap"
+
+    async def request(client: H3Client) -> tuple[int, str] | None:
+        with contextlib.suppress(ConnectionError):
+            await client.get("/bytes?size=10")
+        return client.received.close
+
+    with running_proxy(f"https://{LOOPBACK}:{free_port()}", confdir=confdir, capture=capture) as proxy:
+        wait_until(lambda: udp_bound(proxy.port), "the proxy to listen on UDP")
+        close, _ = run_client(proxy.port, confdir / "mitmproxy-ca-cert.pem", request, close=False)
+        wait_until(lambda: [c.closed is not None for c in captured_quic(capture)] == [True], "the close")
+        assert proxy.stop() == 0, proxy.stderr
+    assert close is not None and close[0] == QuicErrorCode.CONNECTION_REFUSED
+    assert close[1].startswith("QUIC handshake with the upstream failed")
+    (connection,) = captured_quic(capture)
+    assert connection.closed is not None
+    assert connection.closed.reason.startswith("error: QUIC handshake with the upstream failed")
