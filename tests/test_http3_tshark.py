@@ -19,13 +19,11 @@ from test_proxy_http3 import (
     MixedRun,
     SharedProxy,
     certificates,
-    followed,
     mixed_run,
     proxy,
-    tshark_datagram_sizes,
     upstream,
 )
-from tshark import needs_dumpcap, needs_tshark
+from tshark import needs_dumpcap, needs_tshark, quic_datagram_sizes, quic_follow
 
 from inspector.capture import read_capture
 from inspector.connection import ConnectionAnalyzer, ConnectionRecord
@@ -90,8 +88,8 @@ def test_each_stream_is_counted_as_tshark_reassembles_it(proxy: SharedProxy, mix
     connection = mixed_run.run.connection
     assert mixed_run.pcap is not None
     stream_ids = {stream_id for _, stream_id in connection.streams}
-    tshark = followed(mixed_run.pcap, mixed_run.keylog, stream_ids, mixed_run.proxy_port)
-    datagrams = tshark_datagram_sizes(mixed_run.pcap, mixed_run.keylog, mixed_run.proxy_port)
+    tshark = quic_follow(mixed_run.pcap, mixed_run.keylog, stream_ids, mixed_run.proxy_port)
+    datagrams = quic_datagram_sizes(mixed_run.pcap, mixed_run.keylog, mixed_run.proxy_port)
     record = analysed(proxy.capture, connection.opened.connection_id)
 
     assert record.protocol == "h3" and not record.anomalies
@@ -124,7 +122,7 @@ def test_http3_frames_are_those_an_independent_reading_finds(proxy: SharedProxy,
     connection = mixed_run.run.connection
     assert mixed_run.pcap is not None
     stream_ids = {stream_id for _, stream_id in connection.streams}
-    tshark = followed(mixed_run.pcap, mixed_run.keylog, stream_ids, mixed_run.proxy_port)
+    tshark = quic_follow(mixed_run.pcap, mixed_run.keylog, stream_ids, mixed_run.proxy_port)
     record = analysed(proxy.capture, connection.opened.connection_id)
     counted = {C2S: Counter[str](), S2C: Counter[str]()}
     assert record.http3 is not None
