@@ -18,7 +18,12 @@ they (the preface, SETTINGS, PING, stream 0's WINDOW_UPDATE, GOAWAY) are split
 among the transports of its streams in proportion to the streams' wire bytes,
 in whole bytes (:func:`apportion`), because one HTTP/2 connection often
 carries several transports at once. The report's ``http2`` figures show them
-unattributed as well.
+unattributed as well. A connection's figures below its byte streams (TLS
+records, QUIC packets, IP headers: :mod:`inspector.transport_layer`) go the
+same way as its bytes outside every exchange: to the transport it is counted
+under, or split in whole units with the same weights
+(:func:`apportion_layer`). The report's ``transport_layer`` totals every
+connection's.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from .report import (
 )
 from .stats import Distribution
 from .totals import AppProtocolTotals, ExchangeTotals, exchange_messages, handshake_duration
+from .transport_layer import COUNTS, LayerFigures, TransportLayer, add_layers
 from .wire import ByteAccount, Category, Direction, Http2Counts
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -105,23 +111,51 @@ def apportion(accounts: dict[Direction, ByteAccount], weights: Sequence[int]) ->
     earlier part on a tie). Every byte goes to exactly one part. Without any
     weight, the parts share equally.
     """
-    if not any(weights):
-        weights = [1] * len(weights)
-    whole = sum(weights)
     parts = [_accounts() for _ in weights]
     for direction in Direction:
         for category in Category:
             amount = accounts[direction][category]
             if not amount:
                 continue
-            shares = [amount * weight // whole for weight in weights]
-            left = amount - sum(shares)
-            by_remainder = sorted(range(len(weights)), key=lambda i: (-(amount * weights[i] % whole), i))
-            for i in by_remainder[:left]:
-                shares[i] += 1
-            for part, share in zip(parts, shares, strict=True):
+            for part, share in zip(parts, whole_shares(amount, weights), strict=True):
                 part[direction].add(category, share)
     return parts
+
+
+def whole_shares(amount: int, weights: Sequence[int]) -> list[int]:
+    """``amount`` split in proportion to ``weights`` in whole units, as :func:`apportion` splits bytes."""
+    if not any(weights):
+        weights = [1] * len(weights)
+    whole = sum(weights)
+    shares = [amount * weight // whole for weight in weights]
+    left = amount - sum(shares)
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(amount * weights[i] % whole), i))
+    for i in by_remainder[:left]:
+        shares[i] += 1
+    return shares
+
+
+def apportion_layer(layer: TransportLayer, weights: Sequence[int]) -> list[TransportLayer]:
+    """Split a connection's figures below its byte streams among parts in proportion
+    to ``weights``, each count of each direction on its own, in whole units (records,
+    packets, bytes), as :func:`apportion` splits bytes. Whether the IP header bytes
+    are estimated stays with every part."""
+    split: dict[Direction, list[dict[str, int]]] = {}
+    for direction in Direction:
+        figures = layer[direction]
+        by_count = {name: whole_shares(getattr(figures, name), weights) for name in COUNTS}
+        split[direction] = [{name: shares[i] for name, shares in by_count.items()} for i in range(len(weights))]
+    return [
+        TransportLayer(
+            *(
+                LayerFigures(
+                    **split[direction][i], ip_header_bytes_estimated=layer[direction].ip_header_bytes_estimated
+                )
+                for direction in Direction
+            )
+        )
+        for i in range(len(weights))
+    ]
 
 
 def http2_figures(counts: Http2Counts, connection_bytes: dict[Direction, int]) -> Http2Figures:
@@ -152,6 +186,7 @@ class _Totals:
         "time_to_first_message",
         "tls_duration",
         "tls_handshakes",
+        "transport_layer",
         "unattributed",
     )
 
@@ -166,12 +201,16 @@ class _Totals:
         self.time_to_first_message = Distribution()
         #: HTTP/2 connections' bytes outside every stream attributed here (also in ``unattributed``).
         self.connection_bytes = {C2S: 0, S2C: 0}
+        #: The connections' figures below their byte streams (or shares of them).
+        self.transport_layer: TransportLayer | None = None
 
-    def share(self, accounts: dict[Direction, ByteAccount]) -> None:
-        """Take a share of an HTTP/2 connection's bytes outside every stream."""
+    def share(self, accounts: dict[Direction, ByteAccount], layer: TransportLayer | None = None) -> None:
+        """Take a share of an HTTP/2 connection's bytes outside every stream, and of
+        its figures below its byte streams."""
         for direction in Direction:
             self.unattributed[direction].merge(accounts[direction])
             self.connection_bytes[direction] += accounts[direction].total
+        self.transport_layer = add_layers(self.transport_layer, layer)
 
     def add_connection(
         self, record: ConnectionRecord, first_message_at: float | None, *, unattributed: bool = True
@@ -188,6 +227,7 @@ class _Totals:
         if unattributed:
             for direction in Direction:
                 self.unattributed[direction].merge(record.unattributed[direction])
+            self.transport_layer = add_layers(self.transport_layer, record.transport_layer)
         started = record.first_byte_at.get(C2S)
         if started is not None:
             answered = record.first_byte_at.get(S2C)
@@ -207,6 +247,7 @@ class _Totals:
             self.connection_bytes[direction] += other.connection_bytes[direction]
         self.time_to_first_byte.merge(other.time_to_first_byte)
         self.time_to_first_message.merge(other.time_to_first_message)
+        self.transport_layer = add_layers(self.transport_layer, other.transport_layer)
 
     def copy(self) -> _Totals:
         twin = _Totals()
@@ -217,6 +258,7 @@ class _Totals:
         twin.time_to_first_byte = self.time_to_first_byte.copy()
         twin.time_to_first_message = self.time_to_first_message.copy()
         twin.connection_bytes = dict(self.connection_bytes)
+        twin.transport_layer = self.transport_layer
         return twin
 
     def summary(self, transport: str) -> TransportSummary:
@@ -283,6 +325,7 @@ class _Totals:
                 for name, app in sorted(figures.by_app_protocol.items())
             },
             http2=http2_figures(figures.http2, self.connection_bytes) if figures.http2 is not None else None,
+            transport_layer=self.transport_layer,
         )
 
 
@@ -422,6 +465,9 @@ class ReportBuilder:
         #: their share of their HTTP/2 connections' bytes outside every stream.
         self._by_route: dict[_RouteKey, ExchangeTotals] = {}
         self._route_shares: dict[_RouteKey, dict[Direction, ByteAccount]] = {}
+        self._route_layers: dict[_RouteKey, TransportLayer] = {}
+        #: Every connection's figures below its byte streams, summed.
+        self._transport_layer: TransportLayer | None = None
         #: Every HTTP/2 connection's frame figures, and its bytes outside every stream.
         self._http2: Http2Counts | None = None
         self._http2_connection_bytes = {C2S: 0, S2C: 0}
@@ -492,6 +538,12 @@ class ReportBuilder:
         refused = set() if self._fixed_routes else self._routes.add(record.routes)
         protocol = record.protocol
         shares = self._add_http2(record)
+        self._transport_layer = add_layers(self._transport_layer, record.transport_layer)
+        layer_shares = (
+            apportion_layer(record.transport_layer, [figures.wire_bytes for figures in record.totals.values()])
+            if shares is not None and record.transport_layer is not None
+            else None
+        )
         decided: list[str] = []
         waiting: list[Route] = []
         messages = {C2S: 0, S2C: 0}
@@ -504,7 +556,7 @@ class ReportBuilder:
                 totals = self._transport(transport, protocol)
                 totals.exchanges.merge(figures)
                 if shares is not None:
-                    totals.share(shares[place_in_totals])
+                    totals.share(shares[place_in_totals], layer_shares[place_in_totals] if layer_shares else None)
                 decided.append(transport)
             else:
                 self._by_route.setdefault((key, protocol), ExchangeTotals()).merge(figures)
@@ -512,6 +564,10 @@ class ReportBuilder:
                     share = self._route_shares.setdefault((key, protocol), _accounts())
                     for direction in Direction:
                         share[direction].merge(shares[place_in_totals][direction])
+                    if layer_shares is not None:
+                        layer = add_layers(self._route_layers.get((key, protocol)), layer_shares[place_in_totals])
+                        assert layer is not None
+                        self._route_layers[(key, protocol)] = layer
                 waiting.append(key)
             for direction in Direction:
                 messages[direction] += figures.messages[direction]
@@ -593,6 +649,8 @@ class ReportBuilder:
         }
         twin._http2 = self._http2.copy() if self._http2 is not None else None
         twin._http2_connection_bytes = dict(self._http2_connection_bytes)
+        twin._route_layers = dict(self._route_layers)
+        twin._transport_layer = self._transport_layer
         twin._groups = {key: group.copy() for key, group in self._groups.items()}
         twin._listed = list(self._listed)
         twin.connection_count, twin.started_at, twin.ended_at = self.connection_count, self.started_at, self.ended_at
@@ -617,9 +675,10 @@ class ReportBuilder:
             totals.exchanges.merge(figures)
             share = self._route_shares.get((route, protocol))
             if share is not None:
-                totals.share(share)
+                totals.share(share, self._route_layers.get((route, protocol)))
         self._by_route = {}
         self._route_shares = {}
+        self._route_layers = {}
         for (best, routes, protocol), group in self._groups.items():
             transport = most_streaming([*([best] if best else []), *(self._routes.transport(r) for r in routes)])
             self._transport(transport, protocol).merge(group.totals)
@@ -687,6 +746,7 @@ class ReportBuilder:
             connection_count=self.connection_count,
             http2=http2_figures(self._http2, self._http2_connection_bytes) if self._http2 is not None else None,
             sessions={name: sessions_summary(sessions[name]) for name in sorted(sessions)},
+            transport_layer=self._transport_layer,
         )
 
 
