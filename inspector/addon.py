@@ -6,7 +6,9 @@ then puts a plain TCP relay where the HTTP layer would be. Every socket read
 is recorded and, before it is forwarded unchanged, handed as a capture
 record to the analysis: in this process (inline) or in an analyser process
 (see :mod:`inspector.analyser_process`), which keeps analysis off the
-relay's path.
+relay's path. Where the proxy terminates the client's TLS, the records the
+client sent and received are counted too (:class:`ClientTlsTap`) and recorded
+as "transport layer" events, at most once a second and as the connection closes.
 Under network conditions (options ``rtinspect_network``, ``rtinspect_rtt``,
 ``rtinspect_jitter``, ``rtinspect_down``, ``rtinspect_up``; see
 :mod:`inspector.network`) the relay holds each read after recording it and
@@ -44,9 +46,19 @@ from mitmproxy.tls import ClientHelloData, TlsData
 
 from inspector.analyser import AnalyserSettings, InProcessAnalysis
 from inspector.analyser_process import AnalyserProcess
-from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, Event, encode_record
+from inspector.capture import (
+    CaptureWriter,
+    ConnectionClosed,
+    ConnectionOpened,
+    DataChunk,
+    Event,
+    encode_record,
+    transport_layer_event,
+)
 from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
 from inspector.network import NETWORK_EVENT, Link, NetworkConditions, NetworkError, links, network_conditions
+from inspector.tls_records import TlsLeg
+from inspector.transport_layer import TransportLayer
 from inspector.wire import Direction
 
 #: Where the records go to be analysed: this process, or an analyser process.
@@ -141,6 +153,29 @@ class ForwardedHttpTap(layer.Layer):
         for command in self.child_layer.handle_event(event):
             if isinstance(command, commands.SendData) and command.connection is client and not self.stopped:
                 self._tapped(self.context, False, command.data)
+            yield command
+
+
+class ClientTlsTap(layer.Layer):
+    """The client's TLS layer, wrapped to count what travelled on the client's
+    leg below the byte stream: the raw bytes the client sent before the TLS layer
+    decrypts them, and the raw bytes the TLS layer sends the client (its
+    handshake records included), both fed to a :class:`~inspector.tls_records.TlsLeg`.
+    """
+
+    def __init__(self, context: Context, child: layer.Layer, leg: TlsLeg) -> None:
+        super().__init__(context)
+        context.layers.remove(self)  # not a protocol layer: mitmproxy's choices must not see it
+        self.child_layer = child
+        self.leg = leg
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        client = self.context.client
+        if isinstance(event, events.DataReceived) and event.connection is client:
+            self.leg.feed(Direction.CLIENT_TO_SERVER, event.data)
+        for command in self.child_layer.handle_event(event):
+            if isinstance(command, commands.SendData) and command.connection is client:
+                self.leg.feed(Direction.SERVER_TO_CLIENT, command.data)
             yield command
 
 
@@ -371,6 +406,9 @@ class _LiveConnection:
     connection_id: int
     client_id: str
     opened: ConnectionOpened | None = None
+    #: The client's TLS leg, when the proxy terminated the client's TLS, and its figures last recorded.
+    tls_leg: TlsLeg | None = None
+    layer_recorded: TransportLayer | None = None
 
 
 class RtInspect:
@@ -394,6 +432,8 @@ class RtInspect:
         self._client_hello_at: dict[str, float] = {}
         #: A forward proxy's plain-HTTP connections, by client id (see ForwardedHttpTap).
         self._taps: dict[str, ForwardedHttpTap] = {}
+        #: Clients' TLS legs (see ClientTlsTap), by client id, until a relayed connection takes them.
+        self._tls_legs: dict[str, TlsLeg] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._stopped = False
         #: The network conditions each new connection is relayed under (None: relayed at once).
@@ -500,6 +540,9 @@ class RtInspect:
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
+            now = time.time()
+            for live in list(self._live.values()):
+                self._record_layer(live, now)
             if self._writer is not None:
                 try:
                     self._writer.flush()
@@ -562,10 +605,30 @@ class RtInspect:
                     parent.child_layer = replacement  # type: ignore[attr-defined]
                 break
             parent, child = child, getattr(child, "child_layer", None)
+        self._tap_client_tls(nextlayer)
         if refuse_plaintext and nextlayer.layer is not None:
             logger.warning(f"refused {address_text(context.client.peername)}: it did not start with TLS")
             nextlayer.layer = PlaintextRefused(context)
             self._refused[context.client.id] = bytes(nextlayer.data_client())
+
+    def _tap_client_tls(self, nextlayer: layer.NextLayer) -> None:
+        """Wrap the client's TLS layer, if one was chosen, in a :class:`ClientTlsTap`."""
+        context = nextlayer.context
+        if context.client.transport_protocol != "tcp" or context.client.id in self._tls_legs:
+            return
+        parent: layer.Layer | None = None
+        child = nextlayer.layer
+        while child is not None and not isinstance(child, ClientTlsTap):
+            if type(child) is layers.ClientTLSLayer:
+                peer = context.client.peername
+                leg = self._tls_legs[context.client.id] = TlsLeg(ipv6=bool(peer) and ":" in peer[0])
+                tap = ClientTlsTap(context, child, leg)
+                if parent is None:
+                    nextlayer.layer = tap
+                else:
+                    parent.child_layer = tap  # type: ignore[attr-defined]
+                return
+            parent, child = child, getattr(child, "child_layer", None)
 
     def _relay(self, context: Context) -> InspectedTCPLayer:
         """The relay layer for a new connection: shaped only under network conditions."""
@@ -609,6 +672,7 @@ class RtInspect:
 
     def client_disconnected(self, client: Client) -> None:
         self._client_hello_at.pop(client.id, None)
+        self._tls_legs.pop(client.id, None)
         if self._taps.pop(client.id, None) is not None:
             key = _forwarded_key(client)
             if key in self._live:
@@ -654,7 +718,9 @@ class RtInspect:
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         if self._stopped:
             return
-        self._live[flow.id] = _LiveConnection(self._next_id, flow.client_conn.id)
+        self._live[flow.id] = _LiveConnection(
+            self._next_id, flow.client_conn.id, tls_leg=self._tls_legs.get(flow.client_conn.id)
+        )
         self._handed_over.add(flow.client_conn.id)
         self._next_id += 1
 
@@ -709,11 +775,21 @@ class RtInspect:
     def _end(self, live: _LiveConnection, timestamp: float, reason: str) -> None:
         if live.opened is None:
             return
+        self._record_layer(live, timestamp, closed=True)
         self._record(ConnectionClosed(live.connection_id, timestamp, reason))
+
+    def _record_layer(self, live: _LiveConnection, timestamp: float, *, closed: bool = False) -> None:
+        """Record the client leg's figures below the byte stream, if they changed since last time."""
+        if live.tls_leg is None or live.opened is None:
+            return
+        figures = live.tls_leg.figures(closed=closed)
+        if figures != live.layer_recorded:
+            live.layer_recorded = figures
+            self._record(transport_layer_event(live.connection_id, timestamp, figures))
 
     # -- capture
 
-    def _record(self, record: ConnectionOpened | DataChunk | ConnectionClosed) -> None:
+    def _record(self, record: ConnectionOpened | DataChunk | ConnectionClosed | Event) -> None:
         """To the analysis and to the capture: encoded once for both."""
         encoded = encode_record(record)
         self.analysis.add_record(record, encoded)

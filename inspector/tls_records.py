@@ -11,9 +11,15 @@ and its counts do not depend on how the stream was split.
 A header that is not TLS's (a content type or version TLS does not use, or a
 body longer than TLS allows) is an anomaly: counting stops there, and what
 follows is counted as ``unparsed_bytes``.
+
+:class:`TlsLeg` puts both directions of a client's leg together, with the IP
+and TCP headers the proxy's reads and writes suggest.
 """
 
 from __future__ import annotations
+
+from .transport_layer import LayerFigures, TransportLayer, estimated_tcp_header_bytes, tcp_segments
+from .wire import Direction
 
 #: Content types of TLS 1.0-1.3 (and heartbeat, RFC 6520).
 CONTENT_TYPES = frozenset({20, 21, 22, 23, 24})
@@ -72,3 +78,38 @@ class TlsRecordCounter:
             self.records += 1
             self.record_bytes += taken
             self._remaining = length
+
+
+class TlsLeg:
+    """One client's TLS-over-TCP leg as the proxy read it and wrote it: its records
+    each way (exact) and its IP and TCP headers (estimated from the reads and writes,
+    by :func:`~inspector.transport_layer.estimated_tcp_header_bytes`'s rule)."""
+
+    __slots__ = ("_ipv6", "_records", "_segments")
+
+    def __init__(self, *, ipv6: bool) -> None:
+        self._ipv6 = ipv6
+        self._records = {direction: TlsRecordCounter() for direction in Direction}
+        self._segments = {direction: 0 for direction in Direction}
+
+    def feed(self, direction: Direction, data: bytes) -> None:
+        """One read from the client (client to server) or one write to it (server to client)."""
+        if data:
+            self._records[direction].feed(data)
+            self._segments[direction] += tcp_segments(len(data))
+
+    def figures(self, *, closed: bool = False) -> TransportLayer:
+        """The figures so far; ``closed`` adds the segments of closing the connection."""
+        return TransportLayer(
+            *(
+                LayerFigures(
+                    tls_records=self._records[direction].records,
+                    tls_record_bytes=self._records[direction].record_bytes,
+                    ip_header_bytes=estimated_tcp_header_bytes(
+                        self._segments, direction, ipv6=self._ipv6, closed=closed
+                    ),
+                    ip_header_bytes_estimated=True,
+                )
+                for direction in Direction
+            )
+        )

@@ -1,0 +1,134 @@
+"""Figures below the byte streams: TLS records and IP headers on the client's leg.
+
+The TLS record counter is checked on its own (any split of a stream gives the
+same counts; what is not TLS is an anomaly) and through a real ``rtinspect
+proxy --listen-tls`` against tshark's dissection of the client's leg, captured
+with dumpcap: records and record bytes per direction must be equal.
+"""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+from pathlib import Path
+
+import httpx
+from servers import DEADLINE, LOOPBACK, AppServer, running_proxy
+from tshark import TSHARK, PacketCapture, needs_dumpcap, needs_tshark
+
+from inspector.capture import Event, read_capture, transport_layer_event, transport_layer_from
+from inspector.replay import report_from_captures
+from inspector.tls_records import TlsLeg, TlsRecordCounter
+from inspector.transport_layer import LayerFigures, TransportLayer, estimated_tcp_header_bytes
+from inspector.wire import Direction
+
+C2S = Direction.CLIENT_TO_SERVER
+S2C = Direction.SERVER_TO_CLIENT
+
+#: A handshake record of 7 bytes of body, a change cipher spec record, an application data record of 300.
+RECORDS = (
+    b"\x16\x03\x01\x00\x07" + bytes(7)
+    + b"\x14\x03\x03\x00\x01\x01"
+    + b"\x17\x03\x03\x01\x2c" + bytes(300)
+)  # fmt: skip
+
+
+def counted(chunks: list[bytes]) -> tuple[int, int, int, str | None]:
+    counter = TlsRecordCounter()
+    for chunk in chunks:
+        counter.feed(chunk)
+    return counter.records, counter.record_bytes, counter.unparsed_bytes, counter.anomaly
+
+
+def test_records_are_counted_whatever_the_split() -> None:
+    whole = counted([RECORDS])
+    assert whole == (3, len(RECORDS), 0, None)
+    for cut in range(len(RECORDS) + 1):
+        assert counted([RECORDS[:cut], RECORDS[cut:]]) == whole
+    assert counted([RECORDS[i : i + 1] for i in range(len(RECORDS))]) == whole
+
+
+def test_a_record_cut_off_counts_the_bytes_it_had() -> None:
+    assert counted([RECORDS[:8]]) == (1, 8, 0, None)
+    assert counted([RECORDS[:3]]) == (0, 3, 0, None)
+
+
+def test_what_is_not_tls_is_an_anomaly_and_unparsed() -> None:
+    for chunks in ([RECORDS + b"GET / HTTP/1.1\r\n"], [RECORDS + b"GE", b"T / HTTP/1.1\r\n"]):
+        records, record_bytes, unparsed, anomaly = counted(chunks)
+        assert (records, record_bytes, unparsed) == (3, len(RECORDS), 16)
+        assert anomaly is not None and anomaly.startswith("not a TLS record header")
+
+
+def test_a_tls_leg_estimates_its_headers_and_says_so() -> None:
+    leg = TlsLeg(ipv6=False)
+    leg.feed(C2S, RECORDS)
+    leg.feed(S2C, bytes(3000))  # not TLS: counted as segments, not as records
+    figures = leg.figures(closed=True)
+    assert figures[C2S].tls_records == 3 and figures[S2C].tls_records == 0
+    # c→s: 1 data segment, 3 ACKs of the server's 3 segments, SYN and ACK, FIN and ACK.
+    assert figures[C2S].ip_header_bytes == (1 + 3 + 2 + 2) * 52
+    assert figures[S2C].ip_header_bytes == (3 + 1 + 1 + 2) * 52
+    assert figures[C2S].ip_header_bytes_estimated and figures[S2C].ip_header_bytes_estimated
+    assert estimated_tcp_header_bytes({C2S: 1, S2C: 0}, C2S, ipv6=True, closed=False) == 3 * 72
+
+
+def test_the_event_round_trips_and_damaged_figures_are_ignored() -> None:
+    figures = TransportLayer(LayerFigures(tls_records=2, tls_record_bytes=90), LayerFigures(quic_packets=1))
+    assert transport_layer_from(transport_layer_event(3, 1.0, figures)) == figures
+    assert transport_layer_from(Event(3, 1.0, "transport layer", {"client_to_server": {"tls_records": -1}})) is None
+    assert transport_layer_from(Event(3, 1.0, "transport layer", {"client_to_server": []})) is None
+    assert transport_layer_from(Event(3, 1.0, "missing bytes", figures.as_dict())) is None
+
+
+# -- through the proxy, against tshark
+
+
+def tshark_records(pcapng: Path, port: int) -> dict[Direction, tuple[int, int]]:
+    """(records, bytes with their 5-byte headers) per direction, as tshark dissects the client's leg."""
+    output = subprocess.run(
+        [TSHARK or "tshark", "-r", str(pcapng), "-d", f"tcp.port=={port},tls", "-Y", "tls.record.length",
+         "-T", "fields", "-e", "tcp.dstport", "-e", "tls.record.length"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    figures = {C2S: [0, 0], S2C: [0, 0]}
+    for line in output.splitlines():
+        destination, lengths = line.split("\t")
+        direction = C2S if int(destination) == port else S2C
+        for length in lengths.split(","):
+            figures[direction][0] += 1
+            figures[direction][1] += 5 + int(length)
+    return {direction: (records, size) for direction, (records, size) in figures.items()}
+
+
+@needs_tshark
+@needs_dumpcap
+def test_tls_records_through_the_proxy_agree_with_tshark(app_server: AppServer, confdir: Path, tmp_path: Path) -> None:
+    capture, pcapng = tmp_path / "tls.rtcap", tmp_path / "tls.pcapng"
+    with running_proxy(app_server.url, "--listen-tls", confdir=confdir, capture=capture) as proxy:
+        packets = PacketCapture(pcapng, f"tcp port {proxy.port}")
+        packets.start()
+        try:
+            trusted = ssl.create_default_context(cafile=confdir / "mitmproxy-ca-cert.pem")
+            base = f"https://{LOOPBACK}:{proxy.port}"
+            with httpx.Client(verify=trusted, timeout=DEADLINE) as client:
+                assert client.get(f"{base}/plain").status_code == 200
+                with client.stream("GET", f"{base}/sse?count=20&interval=0") as response:
+                    assert sum(1 for line in response.iter_lines() if line.startswith("data:")) == 20
+            with httpx.Client(verify=trusted, timeout=DEADLINE) as client:
+                assert client.get(f"{base}/plain").status_code == 200
+            assert proxy.stop() == 0, proxy.stderr
+        finally:
+            packets.stop()
+    report = report_from_captures([capture])
+    layer = report.transport_layer
+    assert layer is not None
+    expected = tshark_records(pcapng, proxy.port)
+    assert expected[C2S][0] > 3 and expected[S2C][0] > 10
+    for direction in Direction:
+        assert (layer[direction].tls_records, layer[direction].tls_record_bytes) == expected[direction]
+        assert layer[direction].ip_header_bytes > 0 and layer[direction].ip_header_bytes_estimated
+    assert report.transport("sse").transport_layer is not None
+    with read_capture(capture) as recorded:
+        events = [record for record in recorded if isinstance(record, Event) and record.name == "transport layer"]
+    assert len({event.connection_id for event in events}) == 2
