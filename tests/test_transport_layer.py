@@ -8,11 +8,13 @@ with dumpcap: records and record bytes per direction must be equal.
 
 from __future__ import annotations
 
+import json
 import ssl
 import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from servers import DEADLINE, LOOPBACK, AppServer, running_proxy
 from tshark import TSHARK, PacketCapture, needs_dumpcap, needs_tshark
 
@@ -132,3 +134,39 @@ def test_tls_records_through_the_proxy_agree_with_tshark(app_server: AppServer, 
     with read_capture(capture) as recorded:
         events = [record for record in recorded if isinstance(record, Event) and record.name == "transport layer"]
     assert len({event.connection_id for event in events}) == 2
+
+
+# -- packet captures: every packet's headers, exactly
+
+RECORDINGS = Path(__file__).parent / "recordings"
+
+
+def tshark_headers(pcapng: Path, port: int) -> dict[Direction, int]:
+    """IP and TCP header bytes per direction, as tshark dissects every packet to or from ``port``."""
+    output = subprocess.run(
+        [TSHARK or "tshark", "-r", str(pcapng), "-Y", f"tcp.port=={port}",
+         "-T", "fields", "-e", "tcp.dstport", "-e", "ip.hdr_len", "-e", "tcp.hdr_len"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    headers = {C2S: 0, S2C: 0}
+    for line in output.splitlines():
+        destination, ip, tcp = line.split("\t")
+        headers[C2S if int(destination) == port else S2C] += int(ip) + int(tcp)
+    return headers
+
+
+@needs_tshark
+@pytest.mark.parametrize("name", ["sse", "mixed"])
+def test_a_packet_capture_gives_exact_ip_headers(name: str) -> None:
+    port = json.loads((RECORDINGS / f"{name}.expected.json").read_text())["server_port"]
+    report = report_from_captures([RECORDINGS / f"{name}.pcapng"], server_ports=[port])
+    layer = report.transport_layer
+    assert layer is not None
+    expected = tshark_headers(RECORDINGS / f"{name}.pcapng", port)
+    for direction in Direction:
+        assert layer[direction].ip_header_bytes == expected[direction] > 0
+        assert not layer[direction].ip_header_bytes_estimated
+    # Every connection's headers are in its transport's figures.
+    assert sum(
+        t.transport_layer[d].ip_header_bytes for t in report.transports.values() if t.transport_layer for d in Direction
+    ) == sum(expected.values())
