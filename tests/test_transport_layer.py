@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,11 @@ from servers import DEADLINE, LOOPBACK, AppServer, running_proxy
 from tshark import TSHARK, PacketCapture, needs_dumpcap, needs_tshark
 
 from inspector.capture import Event, read_capture, transport_layer_event, transport_layer_from
-from inspector.replay import report_from_captures
+from inspector.render.csv import render_csv
+from inspector.render.json import render_json
+from inspector.render.rows import report_notes
+from inspector.replay import analyze_captures, report_from_captures
+from inspector.summary import apportion_layer, build_report
 from inspector.tls_records import TlsLeg, TlsRecordCounter
 from inspector.transport_layer import LayerFigures, TransportLayer, estimated_tcp_header_bytes
 from inspector.wire import Direction
@@ -170,3 +175,59 @@ def test_a_packet_capture_gives_exact_ip_headers(name: str) -> None:
     assert sum(
         t.transport_layer[d].ip_header_bytes for t in report.transports.values() if t.transport_layer for d in Direction
     ) == sum(expected.values())
+
+
+@needs_tshark
+def test_parts_read_in_parallel_give_the_same_figures() -> None:
+    port = json.loads((RECORDINGS / "mixed.expected.json").read_text())["server_port"]
+    one, two = (report_from_captures([RECORDINGS / "mixed.pcapng"], server_ports=[port], jobs=jobs) for jobs in (1, 2))
+    assert one.transport_layer == two.transport_layer is not None
+    assert {name: t.transport_layer for name, t in one.transports.items()} == {
+        name: t.transport_layer for name, t in two.transports.items()
+    }
+
+
+# -- summaries: shares of a connection's figures, and the report's views of them
+
+
+def test_a_connection_s_figures_are_split_among_its_transports_in_whole_units() -> None:
+    sse = analyze_captures([RECORDINGS / "http2" / "h2_sse.rtcap"]).records[0]
+    ndjson = analyze_captures([RECORDINGS / "http2" / "h2_ndjson.rtcap"]).records[0]
+    layer = TransportLayer(
+        LayerFigures(tls_records=7, tls_record_bytes=1001, ip_header_bytes=520, ip_header_bytes_estimated=True),
+        LayerFigures(tls_records=31, tls_record_bytes=9999, ip_header_bytes=729, ip_header_bytes_estimated=True),
+    )
+    # One HTTP/2 connection that carried an SSE stream and an NDJSON stream.
+    both = replace(sse, totals={**sse.totals, **ndjson.totals}, transport_layer=layer)
+    weights = [figures.wire_bytes for figures in both.totals.values()]
+    report = build_report([both])
+    shares = [report.transport(name).transport_layer for name in ("sse", "http_stream")]
+    assert shares == apportion_layer(layer, weights)
+    assert shares[0] is not None and shares[1] is not None
+    assert shares[0] + shares[1] == layer == report.transport_layer
+    for share, weight in zip(shares, weights, strict=True):
+        exact = layer.server_to_client.tls_record_bytes * weight / sum(weights)
+        assert abs(share.server_to_client.tls_record_bytes - exact) < 1
+        assert share.client_to_server.ip_header_bytes_estimated
+    # The JSON report holds the same figures, per transport and in total; the CSV ends with them.
+    document = json.loads(render_json(report))
+    assert TransportLayer.from_dict(document["transport_layer"]) == layer
+    assert TransportLayer.from_dict(document["transports"]["sse"]["transport_layer"]) == shares[0]
+    header, first = render_csv(report).splitlines()[:2]
+    assert header.split(",")[-2:] == [
+        "ip_header_bytes_estimated_client_to_server",
+        "ip_header_bytes_estimated_server_to_client",
+    ]
+    assert first.split(",")[-2:] == ["true", "true"]
+    assert any(note.startswith("Below the byte streams") for note in report_notes(report))
+
+
+def test_figures_add_up_and_an_estimate_stays_one() -> None:
+    exact = LayerFigures(ip_header_bytes=100)
+    estimated = LayerFigures(ip_header_bytes=52, ip_header_bytes_estimated=True)
+    assert (exact + estimated).ip_header_bytes_estimated and (exact + estimated).ip_header_bytes == 152
+    assert not (exact + LayerFigures(tls_records=1, ip_header_bytes_estimated=True)).ip_header_bytes_estimated
+    assert apportion_layer(TransportLayer(LayerFigures(tls_records=3)), [0, 0]) == [
+        TransportLayer(LayerFigures(tls_records=2)),
+        TransportLayer(LayerFigures(tls_records=1)),
+    ]

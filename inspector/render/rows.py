@@ -179,8 +179,8 @@ def transport_layer_summary(report: Report) -> str | None:
         if layer is not None
         for direction in Direction
     )
-    legend = " (~: estimated from the proxy's reads and writes)" if estimated else ""
-    return f"Below the byte streams, on the client's leg{legend} — {figures}."
+    legend = "; ~: estimated from the proxy's reads and writes" if estimated else ""
+    return f"Below the byte streams (not in the wire bytes{legend}) — {figures}."
 
 
 def _rate(x: float) -> str:
