@@ -20,13 +20,14 @@ from servers import DEADLINE, LOOPBACK, AppServer, running_proxy
 from tshark import TSHARK, PacketCapture, needs_dumpcap, needs_tshark
 
 from inspector.capture import Event, read_capture, transport_layer_event, transport_layer_from
+from inspector.metrics import LAYER_DOCUMENTATION, MetricsLedger
 from inspector.render.csv import render_csv
 from inspector.render.json import render_json
 from inspector.render.rows import report_notes
 from inspector.replay import analyze_captures, report_from_captures
 from inspector.summary import apportion_layer, build_report
 from inspector.tls_records import TlsLeg, TlsRecordCounter
-from inspector.transport_layer import LayerFigures, TransportLayer, estimated_tcp_header_bytes
+from inspector.transport_layer import COUNTS, LayerFigures, TransportLayer, estimated_tcp_header_bytes
 from inspector.wire import Direction
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -231,3 +232,23 @@ def test_figures_add_up_and_an_estimate_stays_one() -> None:
         TransportLayer(LayerFigures(tls_records=2)),
         TransportLayer(LayerFigures(tls_records=1)),
     ]
+
+
+def test_the_metrics_count_the_figures_of_closed_connections() -> None:
+    port = json.loads((RECORDINGS / "mixed.expected.json").read_text())["server_port"]
+    analysis = analyze_captures([RECORDINGS / "mixed.pcapng"], server_ports=[port])
+    ledger = MetricsLedger()
+    ledger.update(analysis.records, ())
+    samples = [
+        (sample.labels["direction"], sample.value)
+        for family in ledger.families()
+        if family.name == "rtinspect_ip_header_bytes"
+        for sample in family.samples
+        if sample.name == "rtinspect_ip_header_bytes_total"
+    ]
+    report = report_from_captures([RECORDINGS / "mixed.pcapng"], server_ports=[port])
+    assert report.transport_layer is not None
+    assert set(LAYER_DOCUMENTATION) == set(COUNTS)
+    for direction in Direction:
+        counted = sum(value for d, value in samples if d == direction.value)
+        assert counted == report.transport_layer[direction].ip_header_bytes > 0
