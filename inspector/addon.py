@@ -58,7 +58,7 @@ from inspector.capture import (
 from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
 from inspector.network import NETWORK_EVENT, Link, NetworkConditions, NetworkError, links, network_conditions
 from inspector.tls_records import TlsLeg
-from inspector.transport_layer import TransportLayer
+from inspector.transport_layer import LegCounter, TransportLayer
 from inspector.wire import Direction
 
 #: Where the records go to be analysed: this process, or an analyser process.
@@ -406,8 +406,9 @@ class _LiveConnection:
     connection_id: int
     client_id: str
     opened: ConnectionOpened | None = None
-    #: The client's TLS leg, when the proxy terminated the client's TLS, and its figures last recorded.
-    tls_leg: TlsLeg | None = None
+    #: What counts the client's leg below the byte streams (its TLS records, when the
+    #: proxy terminated the client's TLS), and its figures last recorded.
+    leg: LegCounter | None = None
     layer_recorded: TransportLayer | None = None
 
 
@@ -719,7 +720,7 @@ class RtInspect:
         if self._stopped:
             return
         self._live[flow.id] = _LiveConnection(
-            self._next_id, flow.client_conn.id, tls_leg=self._tls_legs.get(flow.client_conn.id)
+            self._next_id, flow.client_conn.id, leg=self._tls_legs.get(flow.client_conn.id)
         )
         self._handed_over.add(flow.client_conn.id)
         self._next_id += 1
@@ -780,10 +781,10 @@ class RtInspect:
 
     def _record_layer(self, live: _LiveConnection, timestamp: float, *, closed: bool = False) -> None:
         """Record the client leg's figures below the byte stream, if they changed since last time."""
-        if live.tls_leg is None or live.opened is None:
+        if live.leg is None or live.opened is None:
             return
-        figures = live.tls_leg.figures(closed=closed)
-        if figures != live.layer_recorded:
+        figures = live.leg.figures(closed=closed)
+        if figures is not None and figures != live.layer_recorded:
             live.layer_recorded = figures
             self._record(transport_layer_event(live.connection_id, timestamp, figures))
 

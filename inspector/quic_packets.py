@@ -285,8 +285,9 @@ class QuicPacketTracer:
     def end_trace(self, trace: QuicLoggerTrace) -> None:
         return None
 
-    def figures(self) -> TransportLayer | None:
-        """The connection's figures so far (None before the connection was made)."""
+    def figures(self, *, closed: bool = False) -> TransportLayer | None:
+        """The connection's figures so far (None before the connection was made); every
+        datagram is counted as it goes, so closing adds nothing."""
         return self.tally.figures() if self.tally is not None else None
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 from .wire import Direction
 
@@ -122,6 +122,16 @@ class TransportLayer:
         if figures[0] is None or figures[1] is None:
             return None
         return cls(figures[0], figures[1])
+
+
+class LegCounter(Protocol):
+    """What counts a client's leg below its byte streams as the proxy relays it:
+    :class:`~inspector.tls_records.TlsLeg` over TCP,
+    :class:`~inspector.quic_packets.QuicPacketTracer` over QUIC."""
+
+    def figures(self, *, closed: bool = False) -> TransportLayer | None:
+        """The figures so far (None: nothing counted yet); ``closed``: the connection has closed."""
+        ...
 
 
 def add_layers(a: TransportLayer | None, b: TransportLayer | None) -> TransportLayer | None:

@@ -19,7 +19,7 @@ import pytest
 from servers import DEADLINE, LOOPBACK, AppServer, running_proxy
 from tshark import TSHARK, PacketCapture, needs_dumpcap, needs_tshark
 
-from inspector.capture import Event, read_capture, transport_layer_event, transport_layer_from
+from inspector.capture import ConnectionClosed, Event, read_capture, transport_layer_event, transport_layer_from
 from inspector.metrics import LAYER_DOCUMENTATION, MetricsLedger
 from inspector.render.csv import render_csv
 from inspector.render.json import render_json
@@ -252,3 +252,24 @@ def test_the_metrics_count_the_figures_of_closed_connections() -> None:
     for direction in Direction:
         counted = sum(value for d, value in samples if d == direction.value)
         assert counted == report.transport_layer[direction].ip_header_bytes > 0
+
+
+def test_a_long_connection_s_figures_are_recorded_while_it_lives(
+    app_server: AppServer, confdir: Path, tmp_path: Path
+) -> None:
+    """At most once a second and at the close, so a killed proxy leaves figures of what it relayed."""
+    capture = tmp_path / "long.rtcap"
+    with running_proxy(app_server.url, "--listen-tls", confdir=confdir, capture=capture) as proxy:
+        trusted = ssl.create_default_context(cafile=confdir / "mitmproxy-ca-cert.pem")
+        with httpx.Client(verify=trusted, timeout=DEADLINE) as client:
+            with client.stream("GET", f"https://{LOOPBACK}:{proxy.port}/sse?count=25&interval=0.1") as response:
+                assert sum(1 for line in response.iter_lines() if line.startswith("data:")) == 25
+        assert proxy.stop() == 0, proxy.stderr
+    with read_capture(capture) as recorded:
+        records = list(recorded)
+    events = [r for r in records if isinstance(r, Event) and r.name == "transport layer"]
+    closed_at = next(i for i, r in enumerate(records) if isinstance(r, ConnectionClosed))
+    assert len(events) >= 3 and records.index(events[0]) < closed_at - 1
+    figures = [transport_layer_from(event) for event in events]
+    records_so_far = [f.server_to_client.tls_records for f in figures if f is not None]
+    assert records_so_far == sorted(records_so_far) and records_so_far[0] < records_so_far[-1]
