@@ -7,7 +7,7 @@ is recorded and, before it is forwarded unchanged, handed as a capture
 record to the analysis: in this process (inline) or in an analyser process
 (see :mod:`inspector.analyser_process`), which keeps analysis off the
 relay's path. Where the proxy terminates the client's TLS, the records the
-client sent and received are counted too (:class:`ClientTlsTap`) and recorded
+client sent and received are counted too (:class:`TappedClientTLSLayer`) and recorded
 as "transport layer" events, at most once a second and as the connection closes.
 Under network conditions (options ``rtinspect_network``, ``rtinspect_rtt``,
 ``rtinspect_jitter``, ``rtinspect_down``, ``rtinspect_up``; see
@@ -156,24 +156,31 @@ class ForwardedHttpTap(layer.Layer):
             yield command
 
 
-class ClientTlsTap(layer.Layer):
-    """The client's TLS layer, wrapped to count what travelled on the client's
-    leg below the byte stream: the raw bytes the client sent before the TLS layer
-    decrypts them, and the raw bytes the TLS layer sends the client (its
-    handshake records included), both fed to a :class:`~inspector.tls_records.TlsLeg`.
+class TappedClientTLSLayer(layers.ClientTLSLayer):
+    """mitmproxy's client TLS layer, counting what travelled on the client's leg
+    below the byte stream: the raw bytes the client sent before this layer
+    decrypts them, and the raw bytes it sends the client (its handshake records
+    included), both fed to a :class:`~inspector.tls_records.TlsLeg`.
+
+    The layer mitmproxy chose is made one with :meth:`tap` rather than wrapped:
+    mitmproxy's server TLS layer waits for the client's ALPN offer only when
+    its child is a client TLS layer.
     """
 
-    def __init__(self, context: Context, child: layer.Layer, leg: TlsLeg) -> None:
-        super().__init__(context)
-        context.layers.remove(self)  # not a protocol layer: mitmproxy's choices must not see it
-        self.child_layer = child
-        self.leg = leg
+    leg: TlsLeg
 
-    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+    @classmethod
+    def tap(cls, chosen: layers.ClientTLSLayer, leg: TlsLeg) -> None:
+        chosen.__class__ = cls
+        assert isinstance(chosen, cls)
+        chosen.leg = leg
+
+    def handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        # Every event passes here once (events held while the layer waits are replayed past it).
         client = self.context.client
         if isinstance(event, events.DataReceived) and event.connection is client:
             self.leg.feed(Direction.CLIENT_TO_SERVER, event.data)
-        for command in self.child_layer.handle_event(event):
+        for command in super().handle_event(event):
             if isinstance(command, commands.SendData) and command.connection is client:
                 self.leg.feed(Direction.SERVER_TO_CLIENT, command.data)
             yield command
@@ -433,7 +440,7 @@ class RtInspect:
         self._client_hello_at: dict[str, float] = {}
         #: A forward proxy's plain-HTTP connections, by client id (see ForwardedHttpTap).
         self._taps: dict[str, ForwardedHttpTap] = {}
-        #: Clients' TLS legs (see ClientTlsTap), by client id, until a relayed connection takes them.
+        #: Clients' TLS legs (see TappedClientTLSLayer), by client id, until a relayed connection takes them.
         self._tls_legs: dict[str, TlsLeg] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._stopped = False
@@ -613,23 +620,18 @@ class RtInspect:
             self._refused[context.client.id] = bytes(nextlayer.data_client())
 
     def _tap_client_tls(self, nextlayer: layer.NextLayer) -> None:
-        """Wrap the client's TLS layer, if one was chosen, in a :class:`ClientTlsTap`."""
+        """Count the client's TLS records, if a client TLS layer was chosen (see :class:`TappedClientTLSLayer`)."""
         context = nextlayer.context
         if context.client.transport_protocol != "tcp" or context.client.id in self._tls_legs:
             return
-        parent: layer.Layer | None = None
         child = nextlayer.layer
-        while child is not None and not isinstance(child, ClientTlsTap):
+        while child is not None:
             if type(child) is layers.ClientTLSLayer:
                 peer = context.client.peername
                 leg = self._tls_legs[context.client.id] = TlsLeg(ipv6=bool(peer) and ":" in peer[0])
-                tap = ClientTlsTap(context, child, leg)
-                if parent is None:
-                    nextlayer.layer = tap
-                else:
-                    parent.child_layer = tap  # type: ignore[attr-defined]
+                TappedClientTLSLayer.tap(child, leg)
                 return
-            parent, child = child, getattr(child, "child_layer", None)
+            child = getattr(child, "child_layer", None)
 
     def _relay(self, context: Context) -> InspectedTCPLayer:
         """The relay layer for a new connection: shaped only under network conditions."""
