@@ -58,7 +58,7 @@ from inspector.capture import (
 from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
 from inspector.network import NETWORK_EVENT, Link, NetworkConditions, NetworkError, links, network_conditions
 from inspector.tls_records import TlsLeg
-from inspector.transport_layer import LegCounter, TransportLayer
+from inspector.transport_layer import LegCounter, TransportLayer, travels_over_ipv6
 from inspector.wire import Direction
 
 #: Where the records go to be analysed: this process, or an analyser process.
@@ -628,7 +628,7 @@ class RtInspect:
         while child is not None:
             if type(child) is layers.ClientTLSLayer:
                 peer = context.client.peername
-                leg = self._tls_legs[context.client.id] = TlsLeg(ipv6=bool(peer) and ":" in peer[0])
+                leg = self._tls_legs[context.client.id] = TlsLeg(ipv6=bool(peer) and travels_over_ipv6(peer[0]))
                 TappedClientTLSLayer.tap(child, leg)
                 return
             child = getattr(child, "child_layer", None)

@@ -24,6 +24,7 @@ merged reports and ``-j`` parts give what one pass gives.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
@@ -173,6 +174,11 @@ def udp_header_bytes(datagrams: int, *, ipv6: bool) -> int:
     return datagrams * (UDP_IPV6_HEADER if ipv6 else UDP_IPV4_HEADER)
 
 
-def is_ipv6(address: str) -> bool:
-    """Whether a capture's ``host:port`` (``[::1]:443`` for IPv6) names an IPv6 host."""
-    return address.count(":") > 1
+def travels_over_ipv6(host: str) -> bool:
+    """Whether packets to or from ``host`` (an IP address) carry IPv6 headers: an IPv6
+    address that is not an IPv4 one mapped into IPv6 (a dual-stack socket's view of an IPv4 peer)."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None

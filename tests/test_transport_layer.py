@@ -27,7 +27,13 @@ from inspector.render.rows import report_notes
 from inspector.replay import analyze_captures, report_from_captures
 from inspector.summary import apportion_layer, build_report
 from inspector.tls_records import TlsLeg, TlsRecordCounter
-from inspector.transport_layer import COUNTS, LayerFigures, TransportLayer, estimated_tcp_header_bytes
+from inspector.transport_layer import (
+    COUNTS,
+    LayerFigures,
+    TransportLayer,
+    estimated_tcp_header_bytes,
+    travels_over_ipv6,
+)
 from inspector.wire import Direction
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -273,3 +279,9 @@ def test_a_long_connection_s_figures_are_recorded_while_it_lives(
     figures = [transport_layer_from(event) for event in events]
     records_so_far = [f.server_to_client.tls_records for f in figures if f is not None]
     assert records_so_far == sorted(records_so_far) and records_so_far[0] < records_so_far[-1]
+
+
+def test_ipv6_headers_only_for_ipv6_peers() -> None:
+    assert travels_over_ipv6("::1") and travels_over_ipv6("fe80::1%lo")
+    assert not travels_over_ipv6("127.0.0.1") and not travels_over_ipv6("::ffff:127.0.0.1")
+    assert not travels_over_ipv6("localhost")
