@@ -179,10 +179,10 @@ class TappedClientTLSLayer(layers.ClientTLSLayer):
         # Every event passes here once (events held while the layer waits are replayed past it).
         client = self.context.client
         if isinstance(event, events.DataReceived) and event.connection is client:
-            self.leg.feed(Direction.CLIENT_TO_SERVER, event.data)
+            self.leg.feed(Direction.CLIENT_TO_SERVER, event.data, time.monotonic())
         for command in super().handle_event(event):
             if isinstance(command, commands.SendData) and command.connection is client:
-                self.leg.feed(Direction.SERVER_TO_CLIENT, command.data)
+                self.leg.feed(Direction.SERVER_TO_CLIENT, command.data, time.monotonic())
             yield command
 
 

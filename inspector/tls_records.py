@@ -18,7 +18,7 @@ and TCP headers the proxy's reads and writes suggest.
 
 from __future__ import annotations
 
-from .transport_layer import LayerFigures, TransportLayer, estimated_tcp_header_bytes, tcp_segments
+from .transport_layer import LayerFigures, TcpSegmentEstimate, TransportLayer
 from .wire import Direction
 
 #: Content types of TLS 1.0-1.3 (and heartbeat, RFC 6520).
@@ -83,20 +83,20 @@ class TlsRecordCounter:
 class TlsLeg:
     """One client's TLS-over-TCP leg as the proxy read it and wrote it: its records
     each way (exact) and its IP and TCP headers (estimated from the reads and writes,
-    by :func:`~inspector.transport_layer.estimated_tcp_header_bytes`'s rule)."""
+    by :class:`~inspector.transport_layer.TcpSegmentEstimate`'s rule)."""
 
-    __slots__ = ("_ipv6", "_records", "_segments")
+    __slots__ = ("_records", "_segments")
 
     def __init__(self, *, ipv6: bool) -> None:
-        self._ipv6 = ipv6
         self._records = {direction: TlsRecordCounter() for direction in Direction}
-        self._segments = {direction: 0 for direction in Direction}
+        self._segments = TcpSegmentEstimate(ipv6=ipv6)
 
-    def feed(self, direction: Direction, data: bytes) -> None:
-        """One read from the client (client to server) or one write to it (server to client)."""
+    def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        """One read from the client (client to server) or one write to it (server to
+        client), at ``timestamp`` (seconds, any origin)."""
         if data:
             self._records[direction].feed(data)
-            self._segments[direction] += tcp_segments(len(data))
+            self._segments.sent(direction, len(data), timestamp)
 
     def figures(self, *, closed: bool = False) -> TransportLayer:
         """The figures so far; ``closed`` adds the segments of closing the connection."""
@@ -105,9 +105,7 @@ class TlsLeg:
                 LayerFigures(
                     tls_records=self._records[direction].records,
                     tls_record_bytes=self._records[direction].record_bytes,
-                    ip_header_bytes=estimated_tcp_header_bytes(
-                        self._segments, direction, ipv6=self._ipv6, closed=closed
-                    ),
+                    ip_header_bytes=self._segments.header_bytes(direction, closed=closed),
                     ip_header_bytes_estimated=True,
                 )
                 for direction in Direction

@@ -16,7 +16,7 @@ the client's leg (client ↔ proxy), per direction:
 * ``ip_header_bytes``: IP and TCP (or UDP) headers. A packet capture knows
   every packet, so its figure is exact; the proxy cannot see TCP segments and
   estimates them (``ip_header_bytes_estimated``; the rules are
-  :func:`estimated_tcp_header_bytes` and :func:`udp_header_bytes`).
+  :class:`TcpSegmentEstimate` and :func:`udp_header_bytes`).
 
 Figures of the same leg add up: :meth:`TransportLayer.__add__` sums them, so
 merged reports and ``-j`` parts give what one pass gives.
@@ -149,23 +149,71 @@ def tcp_segments(size: int) -> int:
     return -(-size // ESTIMATED_MSS)
 
 
-def estimated_tcp_header_bytes(
-    data_segments: Mapping[Direction, int], direction: Direction, *, ipv6: bool, closed: bool
-) -> int:
-    """IP and TCP header bytes that ``direction`` sent, estimated.
+#: Seconds a receiver holds back a pure ACK, waiting for data of its own to carry it
+#: (Linux's shortest delayed ACK).
+DELAYED_ACK = 0.04
+#: A receiver acknowledges at once every this many data segments.
+ACK_EVERY = 2
 
-    The rule: every segment carries one 52-byte header over IPv4 (72 over IPv6;
-    TCP with timestamps). A direction sends its data segments (each read or
-    write of the proxy is ``ceil(bytes / 1448)`` of them, see :func:`tcp_segments`),
-    one ACK for each data segment the other direction sent, the segments of
-    opening the connection (:data:`OPENING_SEGMENTS`) and, once it is
-    ``closed``, of closing it (:data:`CLOSING_SEGMENTS`). Delayed and
-    piggybacked ACKs, retransmissions and the SYNs' larger options are not
+
+class TcpSegmentEstimate:
+    """The segments a TCP connection's two directions sent, estimated from the
+    proxy's reads and writes, and their IP and TCP header bytes.
+
+    The rule: each read or write of ``bytes`` is ``ceil(bytes / 1448)`` data
+    segments (:func:`tcp_segments`). A receiver acknowledges every second data
+    segment at once; a segment left unacknowledged gets a pure ACK once 40 ms
+    pass without data of the receiver's own to carry it (:data:`DELAYED_ACK`),
+    and data the receiver sends meanwhile carries the ACK. Opening the
+    connection adds the client's SYN and ACK and the server's SYN-ACK
+    (:data:`OPENING_SEGMENTS`); closing adds a FIN and an ACK each way
+    (:data:`CLOSING_SEGMENTS`) and the ACKs still held back. Every segment is a
+    52-byte header over IPv4 (20, and TCP with timestamps, 32), 72 over IPv6.
+    Retransmissions, window updates and the SYNs' larger options are not
     modelled.
     """
-    segments = data_segments.get(direction, 0) + data_segments.get(direction.opposite, 0)
-    segments += OPENING_SEGMENTS[direction] + (CLOSING_SEGMENTS if closed else 0)
-    return segments * (TCP_IPV6_HEADER if ipv6 else TCP_IPV4_HEADER)
+
+    __slots__ = ("_since", "_unacked", "acks", "data", "ipv6")
+
+    def __init__(self, *, ipv6: bool) -> None:
+        self.ipv6 = ipv6
+        #: Data segments of each direction, and the pure ACKs that acknowledged them
+        #: (which travelled the other way).
+        self.data = {direction: 0 for direction in Direction}
+        self.acks = {direction: 0 for direction in Direction}
+        #: Data segments of each direction not acknowledged yet, and since when.
+        self._unacked = {direction: 0 for direction in Direction}
+        self._since = {direction: 0.0 for direction in Direction}
+
+    def sent(self, direction: Direction, size: int, timestamp: float) -> None:
+        """``direction``'s sender wrote ``size`` bytes at ``timestamp`` (seconds, any origin)."""
+        if size <= 0:
+            return
+        segments = tcp_segments(size)
+        answered = direction.opposite
+        self._expire(answered, timestamp)
+        self._unacked[answered] = 0  # the data carries the ACK of what its sender received
+        self._expire(direction, timestamp)
+        if not self._unacked[direction]:
+            self._since[direction] = timestamp
+        self.data[direction] += segments
+        acks, self._unacked[direction] = divmod(self._unacked[direction] + segments, ACK_EVERY)
+        self.acks[direction] += acks
+
+    def _expire(self, direction: Direction, now: float) -> None:
+        """The ACK held back for ``direction``'s data goes, if it was held long enough by ``now``."""
+        if self._unacked[direction] and now - self._since[direction] >= DELAYED_ACK:
+            self.acks[direction] += 1
+            self._unacked[direction] = 0
+
+    def header_bytes(self, direction: Direction, *, closed: bool = False) -> int:
+        """IP and TCP header bytes ``direction`` sent: its data segments and the pure
+        ACKs of the other direction's data."""
+        answered = direction.opposite
+        segments = self.data[direction] + self.acks[answered] + OPENING_SEGMENTS[direction]
+        if closed:
+            segments += CLOSING_SEGMENTS + (1 if self._unacked[answered] else 0)
+        return segments * (TCP_IPV6_HEADER if self.ipv6 else TCP_IPV4_HEADER)
 
 
 def udp_header_bytes(datagrams: int, *, ipv6: bool) -> int:

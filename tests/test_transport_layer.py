@@ -30,8 +30,8 @@ from inspector.tls_records import TlsLeg, TlsRecordCounter
 from inspector.transport_layer import (
     COUNTS,
     LayerFigures,
+    TcpSegmentEstimate,
     TransportLayer,
-    estimated_tcp_header_bytes,
     travels_over_ipv6,
 )
 from inspector.wire import Direction
@@ -76,15 +76,32 @@ def test_what_is_not_tls_is_an_anomaly_and_unparsed() -> None:
 
 def test_a_tls_leg_estimates_its_headers_and_says_so() -> None:
     leg = TlsLeg(ipv6=False)
-    leg.feed(C2S, RECORDS)
-    leg.feed(S2C, bytes(3000))  # not TLS: counted as segments, not as records
+    leg.feed(C2S, RECORDS, 0.0)
+    leg.feed(S2C, bytes(3000), 0.01)  # not TLS: counted as segments, not as records
     figures = leg.figures(closed=True)
     assert figures[C2S].tls_records == 3 and figures[S2C].tls_records == 0
-    # c→s: 1 data segment, 3 ACKs of the server's 3 segments, SYN and ACK, FIN and ACK.
-    assert figures[C2S].ip_header_bytes == (1 + 3 + 2 + 2) * 52
-    assert figures[S2C].ip_header_bytes == (3 + 1 + 1 + 2) * 52
+    # c→s: 1 data segment, 1 ACK of the server's first 2 segments, SYN and ACK, FIN and ACK, the held-back ACK.
+    assert figures[C2S].ip_header_bytes == (1 + 1 + 2 + 2 + 1) * 52
+    # s→c: 3 data segments (they carry the ACK of the client's), SYN-ACK, FIN and ACK.
+    assert figures[S2C].ip_header_bytes == (3 + 1 + 2) * 52
     assert figures[C2S].ip_header_bytes_estimated and figures[S2C].ip_header_bytes_estimated
-    assert estimated_tcp_header_bytes({C2S: 1, S2C: 0}, C2S, ipv6=True, closed=False) == 3 * 72
+
+
+def test_acks_are_held_back_unless_data_carries_them_or_two_segments_are_due() -> None:
+    every_50_ms = TcpSegmentEstimate(ipv6=True)
+    for i in range(10):
+        every_50_ms.sent(S2C, 100, i * 0.05)
+    assert every_50_ms.acks[S2C] == 9  # each held back past 40 ms; the last still held
+    assert every_50_ms.header_bytes(C2S) == (9 + 2) * 72
+    every_10_ms = TcpSegmentEstimate(ipv6=False)
+    for i in range(10):
+        every_10_ms.sent(S2C, 100, i * 0.01)
+    assert every_10_ms.acks[S2C] == 5  # every second segment
+    answered = TcpSegmentEstimate(ipv6=False)
+    for i in range(10):
+        answered.sent(C2S, 50, i * 0.05)
+        answered.sent(S2C, 100, i * 0.05 + 0.001)
+    assert answered.acks[C2S] == 0 and answered.acks[S2C] == 9  # the answers carry the ACKs of the requests
 
 
 def test_the_event_round_trips_and_damaged_figures_are_ignored() -> None:
