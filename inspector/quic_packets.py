@@ -36,7 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aioquic.quic.logger import QuicLoggerTrace
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.logger import QuicLogger, QuicLoggerTrace
 
 from .transport_layer import LayerFigures, TransportLayer, udp_header_bytes
 from .wire import Direction
@@ -255,14 +256,16 @@ class QuicPacketTally:
         )
 
 
-class QuicPacketTracer:
+class QuicPacketTracer(QuicLogger):
     """The quic logger that makes a QUIC connection report to a :class:`QuicPacketTally`.
 
     Put it in the configuration of the connection to count, before the
     connection is made: ``QuicConfiguration(..., quic_logger=tracer)``, or
-    ``configuration.quic_logger = tracer``. In the proxy that is the client
-    leg's configuration (the connection mitmproxy's client QUIC layer makes with
-    the client, as a server), so that ``sent`` is server to client. aioquic
+    ``configuration.quic_logger = tracer``; or :meth:`attach` it to a connection
+    just made. In the proxy that is the client leg's connection (the one
+    mitmproxy's client QUIC layer makes with the client, as a server), so that
+    ``sent`` is server to client; the relay hands the tracer to the addon as the
+    live connection's leg counter (:class:`~inspector.transport_layer.LegCounter`). aioquic
     calls :meth:`start_trace` as it makes the connection; from then on
     :attr:`tally` counts it, and :meth:`figures` gives what a "transport layer"
     event records (:func:`~inspector.capture.transport_layer_event`): at most
@@ -273,6 +276,7 @@ class QuicPacketTracer:
     """
 
     def __init__(self, *, ipv6: bool = False) -> None:
+        super().__init__()
         self.ipv6 = ipv6
         self.tally: QuicPacketTally | None = None
 
@@ -284,6 +288,21 @@ class QuicPacketTracer:
 
     def end_trace(self, trace: QuicLoggerTrace) -> None:
         return None
+
+    def attach(self, connection: QuicConnection) -> None:
+        """Count a connection made without this tracer in its configuration, as
+        mitmproxy's QUIC layers make theirs (``QuicLayer.start_tls`` builds the
+        configuration and the connection together): call it right after the
+        connection is made, before it reads or sends a datagram (in a subclass of
+        mitmproxy's ``ClientQuicLayer``, after ``start_tls``). It becomes the
+        configuration's logger too, which aioquic ends the trace through, so the
+        configuration must be the connection's own (mitmproxy's are). aioquic 1.2
+        keeps a connection's trace in ``_quic_logger``; the dependency's bounds
+        keep that version."""
+        connection.configuration.quic_logger = self
+        connection._quic_logger = self.start_trace(
+            is_client=connection.configuration.is_client, odcid=connection.original_destination_connection_id
+        )
 
     def figures(self, *, closed: bool = False) -> TransportLayer | None:
         """The connection's figures so far (None before the connection was made); every

@@ -38,11 +38,18 @@ MESSAGES, MESSAGE_SIZE = 40, 64
 ACK_ONLY_TYPES = frozenset({0, 2, 3})
 
 
+#: The tracer attached to the server's connection as it is made (as the proxy attaches one to its client leg's).
+SERVER_TRACER: list[QuicPacketTracer] = []
+
+
 class Feed(QuicConnectionProtocol):
     """The server: answers any request with :data:`MESSAGES` DATA frames, a few milliseconds apart."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        tracer = QuicPacketTracer()
+        tracer.attach(self._quic)  # aioquic's server makes the connection before it reads the first datagram
+        SERVER_TRACER.append(tracer)
         self.http = H3Connection(self._quic)
 
     def quic_event_received(self, event: QuicEvent) -> None:
@@ -142,10 +149,12 @@ def tshark_packets(pcapng: Path, keys: Path, port: int) -> dict[Direction, dict[
 
 @needs_tshark
 @needs_dumpcap
-def test_the_tally_of_a_client_s_connection_agrees_with_tshark(tmp_path: Path) -> None:
+def test_the_tallies_of_both_ends_agree_with_tshark(tmp_path: Path) -> None:
+    """The client's tracer in its configuration; the server's attached to its connection."""
     certificates = issue_certificates(tmp_path)
     port, keys, pcapng = free_udp_port(), tmp_path / "keys", tmp_path / "quic.pcapng"
     tracer = QuicPacketTracer()
+    SERVER_TRACER.clear()
     packets = PacketCapture(pcapng, f"udp port {port}")
     packets.start()
     try:
@@ -166,6 +175,9 @@ def test_the_tally_of_a_client_s_connection_agrees_with_tshark(tmp_path: Path) -
         assert layer.quic_padding_bytes == wanted["padding"]
         assert layer.ip_header_bytes == UDP_IPV4_HEADER * wanted["datagrams"] and layer.ip_header_bytes_estimated
     assert tracer.tally.unsized_frames == 0
+    (server,) = SERVER_TRACER
+    assert server.tally is not None and server.tally.sent is S2C and server.tally.unsized_frames == 0
+    assert server.figures() == figures
     # The client's first datagram carries its Initial, padded to 1,200 bytes.
     assert figures[C2S].quic_padding_bytes > 0 and tracer.tally.counts[C2S].crypto_bytes > 0
 
