@@ -9,6 +9,9 @@ record to the analysis: in this process (inline) or in an analyser process
 relay's path. A reverse proxy to an HTTPS upstream also takes QUIC on its
 UDP port: QUIC on both legs, each stream and each DATAGRAM frame relayed raw
 and recorded (see :mod:`inspector.quic_relay`).
+Where the proxy terminates the client's TLS, the records the
+client sent and received are counted too (:class:`TappedClientTLSLayer`) and recorded
+as "transport layer" events, at most once a second and as the connection closes.
 Under network conditions (options ``rtinspect_network``, ``rtinspect_rtt``,
 ``rtinspect_jitter``, ``rtinspect_down``, ``rtinspect_up``; see
 :mod:`inspector.network`) the relay holds each read after recording it and
@@ -56,10 +59,13 @@ from inspector.capture import (
     Event,
     Record,
     encode_record,
+    transport_layer_event,
 )
 from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
 from inspector.network import NETWORK_EVENT, Link, NetworkConditions, NetworkError, links, network_conditions
 from inspector.quic_relay import QuicRecorder, is_quic_client, quic_relay_stack, relay_for
+from inspector.tls_records import TlsLeg
+from inspector.transport_layer import LegCounter, TransportLayer, travels_over_ipv6
 from inspector.wire import Direction
 
 #: Where the records go to be analysed: this process, or an analyser process.
@@ -154,6 +160,36 @@ class ForwardedHttpTap(layer.Layer):
         for command in self.child_layer.handle_event(event):
             if isinstance(command, commands.SendData) and command.connection is client and not self.stopped:
                 self._tapped(self.context, False, command.data)
+            yield command
+
+
+class TappedClientTLSLayer(layers.ClientTLSLayer):
+    """mitmproxy's client TLS layer, counting what travelled on the client's leg
+    below the byte stream: the raw bytes the client sent before this layer
+    decrypts them, and the raw bytes it sends the client (its handshake records
+    included), both fed to a :class:`~inspector.tls_records.TlsLeg`.
+
+    The layer mitmproxy chose is made one with :meth:`tap` rather than wrapped:
+    mitmproxy's server TLS layer waits for the client's ALPN offer only when
+    its child is a client TLS layer.
+    """
+
+    leg: TlsLeg
+
+    @classmethod
+    def tap(cls, chosen: layers.ClientTLSLayer, leg: TlsLeg) -> None:
+        chosen.__class__ = cls
+        assert isinstance(chosen, cls)
+        chosen.leg = leg
+
+    def handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        # Every event passes here once (events held while the layer waits are replayed past it).
+        client = self.context.client
+        if isinstance(event, events.DataReceived) and event.connection is client:
+            self.leg.feed(Direction.CLIENT_TO_SERVER, event.data, time.monotonic())
+        for command in super().handle_event(event):
+            if isinstance(command, commands.SendData) and command.connection is client:
+                self.leg.feed(Direction.SERVER_TO_CLIENT, command.data, time.monotonic())
             yield command
 
 
@@ -385,6 +421,10 @@ class _LiveConnection:
     client_id: str
     opened: ConnectionOpened | None = None
     transport: str = TCP
+    #: What counts the client's leg below the byte streams (its TLS records, when the
+    #: proxy terminated the client's TLS), and its figures last recorded.
+    leg: LegCounter | None = None
+    layer_recorded: TransportLayer | None = None
 
 
 class RtInspect:
@@ -408,6 +448,8 @@ class RtInspect:
         self._client_hello_at: dict[str, float] = {}
         #: A forward proxy's plain-HTTP connections, by client id (see ForwardedHttpTap).
         self._taps: dict[str, ForwardedHttpTap] = {}
+        #: Clients' TLS legs (see TappedClientTLSLayer), by client id, until a relayed connection takes them.
+        self._tls_legs: dict[str, TlsLeg] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._stopped = False
         #: The network conditions each new connection is relayed under (None: relayed at once).
@@ -514,6 +556,9 @@ class RtInspect:
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
+            now = time.time()
+            for live in list(self._live.values()):
+                self._record_layer(live, now)
             if self._writer is not None:
                 try:
                     self._writer.flush()
@@ -580,6 +625,7 @@ class RtInspect:
                     parent.child_layer = replacement  # type: ignore[attr-defined]
                 break
             parent, child = child, getattr(child, "child_layer", None)
+        self._tap_client_tls(nextlayer)
         if refuse_plaintext and nextlayer.layer is not None:
             logger.warning(f"refused {address_text(context.client.peername)}: it did not start with TLS")
             nextlayer.layer = PlaintextRefused(context)
@@ -622,6 +668,20 @@ class RtInspect:
                 self._finish(key, time.time(), reason)
 
         return QuicRecorder(live.connection_id, record, closed)
+
+    def _tap_client_tls(self, nextlayer: layer.NextLayer) -> None:
+        """Count the client's TLS records, if a client TLS layer was chosen (see :class:`TappedClientTLSLayer`)."""
+        context = nextlayer.context
+        if context.client.transport_protocol != "tcp" or context.client.id in self._tls_legs:
+            return
+        child = nextlayer.layer
+        while child is not None:
+            if type(child) is layers.ClientTLSLayer:
+                peer = context.client.peername
+                leg = self._tls_legs[context.client.id] = TlsLeg(ipv6=bool(peer) and travels_over_ipv6(peer[0]))
+                TappedClientTLSLayer.tap(child, leg)
+                return
+            child = getattr(child, "child_layer", None)
 
     def _relay(self, context: Context) -> InspectedTCPLayer:
         """The relay layer for a new connection: shaped only under network conditions."""
@@ -670,6 +730,7 @@ class RtInspect:
             # A QUIC connection that ended without a close (its handshake failed).
             self._start(quic, client, Server(address=client.proxy_mode.address))
             self._end(quic, client.timestamp_end or time.time(), "client closed")
+        self._tls_legs.pop(client.id, None)
         if self._taps.pop(client.id, None) is not None:
             key = _forwarded_key(client)
             if key in self._live:
@@ -715,7 +776,9 @@ class RtInspect:
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         if self._stopped:
             return
-        self._live[flow.id] = _LiveConnection(self._next_id, flow.client_conn.id)
+        self._live[flow.id] = _LiveConnection(
+            self._next_id, flow.client_conn.id, leg=self._tls_legs.get(flow.client_conn.id)
+        )
         self._handed_over.add(flow.client_conn.id)
         self._next_id += 1
 
@@ -771,7 +834,17 @@ class RtInspect:
     def _end(self, live: _LiveConnection, timestamp: float, reason: str) -> None:
         if live.opened is None:
             return
+        self._record_layer(live, timestamp, closed=True)
         self._record(ConnectionClosed(live.connection_id, timestamp, reason))
+
+    def _record_layer(self, live: _LiveConnection, timestamp: float, *, closed: bool = False) -> None:
+        """Record the client leg's figures below the byte stream, if they changed since last time."""
+        if live.leg is None or live.opened is None:
+            return
+        figures = live.leg.figures(closed=closed)
+        if figures is not None and figures != live.layer_recorded:
+            live.layer_recorded = figures
+            self._record(transport_layer_event(live.connection_id, timestamp, figures))
 
     # -- capture
 

@@ -74,6 +74,7 @@ from .report import HTTP1, HTTP2, HTTP3
 from .sse import SseStream
 from .stats import Distribution, EvenSample
 from .totals import ExchangeTotals
+from .transport_layer import TransportLayer
 from .websocket import DeflateParams, WebSocketStream
 from .wire import Anomaly, BodyKind, ByteAccount, Category, Direction, Http2Counts, Http3Counts
 
@@ -139,6 +140,9 @@ class ConnectionRecord:
     app_protocol: str | None = None
     #: The session it belonged to, as that protocol names it (None: the connection is its own).
     session: str | None = None
+    #: What its client leg cost below the byte streams: TLS records, QUIC packets, IP
+    #: headers (None: not recorded; see :mod:`inspector.transport_layer`).
+    transport_layer: TransportLayer | None = None
 
     @property
     def client(self) -> str:
@@ -397,6 +401,7 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
         self._app_protocol: str | None = None
         self._session: str | None = None
         self._record: ConnectionRecord | None = None
+        self._transport_layer: TransportLayer | None = None
 
     @property
     def opened(self) -> ConnectionOpened:
@@ -484,6 +489,11 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
                 if websocket is not None and websocket.anomaly == anomaly:
                     websocket.anomaly = self._anomalies[i]
 
+    def transport_layer(self, figures: TransportLayer, timestamp: float) -> None:
+        """The figures below the byte streams so far: they replace the earlier ones."""
+        if self._record is None:
+            self._transport_layer = figures
+
     def close(self, timestamp: float, reason: str | None = None) -> ConnectionRecord:
         """The connection ended; finish every parser and return the record."""
         if self._record is not None:
@@ -568,6 +578,7 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
             http3=self._http3.connection_counts.copy() if self._http3 is not None else None,
             app_protocol=self._app_protocol,
             session=self._session,
+            transport_layer=self._transport_layer,
         )
 
     # -- HTTP ---------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .network import NetworkConditions
+from .transport_layer import TransportLayer
 from .wire import Anomaly, Direction
 
 #: Transport names, in the order reports list them.
@@ -224,6 +225,9 @@ class TransportSummary:
     control_messages: PerDirection = PerDirection()
     #: The figures of each application protocol that used this transport.
     by_app_protocol: dict[str, AppProtocolFigures] = field(default_factory=dict)
+    #: What its connections' client legs cost below the byte streams: TLS records, QUIC
+    #: packets, IP headers (None: not recorded; see :mod:`inspector.transport_layer`).
+    transport_layer: TransportLayer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +342,8 @@ class Report:
     network: NetworkConditions | None = None
     #: The sessions of each application protocol seen (see :class:`SessionsSummary`).
     sessions: dict[str, SessionsSummary] = field(default_factory=dict)
+    #: Every connection's figures below its byte streams, summed (None: none recorded).
+    transport_layer: TransportLayer | None = None
 
     def transport(self, name: str) -> TransportSummary:
         """The summary of one transport; KeyError names the transports present."""

@@ -19,7 +19,12 @@ among the transports of its streams in proportion to the streams' wire bytes,
 in whole bytes (:func:`apportion`), because one HTTP/2 connection often
 carries several transports at once. The report's ``http2`` figures show them
 unattributed as well. An HTTP/3 connection's control and QPACK streams are
-split the same way, and shown in the report's ``http3`` figures.
+split the same way, and shown in the report's ``http3`` figures. A
+connection's figures below its byte streams (TLS records, QUIC packets, IP
+headers: :mod:`inspector.transport_layer`) go the same way as its bytes
+outside every exchange: to the transport it is counted under, or split in
+whole units with the same weights (:func:`apportion_layer`). The report's
+``transport_layer`` totals every connection's.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from .report import (
 )
 from .stats import Distribution
 from .totals import AppProtocolTotals, ExchangeTotals, exchange_messages, handshake_duration
+from .transport_layer import COUNTS, LayerFigures, TransportLayer, add_layers
 from .wire import (
     Anomaly,
     ByteAccount,
@@ -225,23 +231,51 @@ def apportion(accounts: dict[Direction, ByteAccount], weights: Sequence[int]) ->
     earlier part on a tie). Every byte goes to exactly one part. Without any
     weight, the parts share equally.
     """
-    if not any(weights):
-        weights = [1] * len(weights)
-    whole = sum(weights)
     parts = [_accounts() for _ in weights]
     for direction in Direction:
         for category in Category:
             amount = accounts[direction][category]
             if not amount:
                 continue
-            shares = [amount * weight // whole for weight in weights]
-            left = amount - sum(shares)
-            by_remainder = sorted(range(len(weights)), key=lambda i: (-(amount * weights[i] % whole), i))
-            for i in by_remainder[:left]:
-                shares[i] += 1
-            for part, share in zip(parts, shares, strict=True):
+            for part, share in zip(parts, whole_shares(amount, weights), strict=True):
                 part[direction].add(category, share)
     return parts
+
+
+def whole_shares(amount: int, weights: Sequence[int]) -> list[int]:
+    """``amount`` split in proportion to ``weights`` in whole units, as :func:`apportion` splits bytes."""
+    if not any(weights):
+        weights = [1] * len(weights)
+    whole = sum(weights)
+    shares = [amount * weight // whole for weight in weights]
+    left = amount - sum(shares)
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(amount * weights[i] % whole), i))
+    for i in by_remainder[:left]:
+        shares[i] += 1
+    return shares
+
+
+def apportion_layer(layer: TransportLayer, weights: Sequence[int]) -> list[TransportLayer]:
+    """Split a connection's figures below its byte streams among parts in proportion
+    to ``weights``, each count of each direction on its own, in whole units (records,
+    packets, bytes), as :func:`apportion` splits bytes. Whether the IP header bytes
+    are estimated stays with every part."""
+    split: dict[Direction, list[dict[str, int]]] = {}
+    for direction in Direction:
+        figures = layer[direction]
+        by_count = {name: whole_shares(getattr(figures, name), weights) for name in COUNTS}
+        split[direction] = [{name: shares[i] for name, shares in by_count.items()} for i in range(len(weights))]
+    return [
+        TransportLayer(
+            *(
+                LayerFigures(
+                    **split[direction][i], ip_header_bytes_estimated=layer[direction].ip_header_bytes_estimated
+                )
+                for direction in Direction
+            )
+        )
+        for i in range(len(weights))
+    ]
 
 
 def http2_figures(counts: Http2Counts, connection_bytes: dict[Direction, int]) -> Http2Figures:
@@ -291,6 +325,7 @@ class _Totals:
         "time_to_first_message",
         "tls_duration",
         "tls_handshakes",
+        "transport_layer",
         "unattributed",
     )
 
@@ -307,13 +342,17 @@ class _Totals:
         self.connection_bytes = {C2S: 0, S2C: 0}
         #: The same of HTTP/3 connections (their control and QPACK streams).
         self.http3_connection_bytes = {C2S: 0, S2C: 0}
+        #: The connections' figures below their byte streams (or shares of them).
+        self.transport_layer: TransportLayer | None = None
 
-    def share(self, accounts: dict[Direction, ByteAccount], protocol: str) -> None:
-        """Take a share of an HTTP/2 or HTTP/3 connection's bytes outside every stream."""
+    def share(self, accounts: dict[Direction, ByteAccount], protocol: str, layer: TransportLayer | None = None) -> None:
+        """Take a share of an HTTP/2 or HTTP/3 connection's bytes outside every stream,
+        and of its figures below its byte streams."""
         shared = self.http3_connection_bytes if protocol == HTTP3 else self.connection_bytes
         for direction in Direction:
             self.unattributed[direction].merge(accounts[direction])
             shared[direction] += accounts[direction].total
+        self.transport_layer = add_layers(self.transport_layer, layer)
 
     def add_connection(
         self, record: ConnectionRecord, first_message_at: float | None, *, unattributed: bool = True
@@ -330,6 +369,7 @@ class _Totals:
         if unattributed:
             for direction in Direction:
                 self.unattributed[direction].merge(record.unattributed[direction])
+            self.transport_layer = add_layers(self.transport_layer, record.transport_layer)
         started = record.first_byte_at.get(C2S)
         if started is not None:
             answered = record.first_byte_at.get(S2C)
@@ -350,6 +390,7 @@ class _Totals:
             self.http3_connection_bytes[direction] += other.http3_connection_bytes[direction]
         self.time_to_first_byte.merge(other.time_to_first_byte)
         self.time_to_first_message.merge(other.time_to_first_message)
+        self.transport_layer = add_layers(self.transport_layer, other.transport_layer)
 
     def copy(self) -> _Totals:
         twin = _Totals()
@@ -361,6 +402,7 @@ class _Totals:
         twin.time_to_first_message = self.time_to_first_message.copy()
         twin.connection_bytes = dict(self.connection_bytes)
         twin.http3_connection_bytes = dict(self.http3_connection_bytes)
+        twin.transport_layer = self.transport_layer
         return twin
 
     _COUNTS = ("connections", "anomalies", "tls_handshakes")
@@ -373,6 +415,7 @@ class _Totals:
         state["unattributed"] = accounts_to_json(self.unattributed)
         state["connection_bytes"] = counts_to_json(self.connection_bytes)
         state["http3_connection_bytes"] = counts_to_json(self.http3_connection_bytes)
+        state["transport_layer"] = self.transport_layer.as_dict() if self.transport_layer is not None else None
         return state
 
     @classmethod
@@ -387,6 +430,8 @@ class _Totals:
         totals.unattributed = accounts_from_json(state.get("unattributed"), "byte accounts")
         totals.connection_bytes = counts_from_json(state.get("connection_bytes"), "connection_bytes")
         totals.http3_connection_bytes = counts_from_json(state.get("http3_connection_bytes"), "http3_connection_bytes")
+        layer = state.get("transport_layer")
+        totals.transport_layer = TransportLayer.from_dict(layer) if layer is not None else None
         return totals
 
     def summary(self, transport: str) -> TransportSummary:
@@ -464,6 +509,7 @@ class _Totals:
             http2=http2_figures(figures.http2, self.connection_bytes) if figures.http2 is not None else None,
             http3=http3_figures(figures.http3, self.http3_connection_bytes) if figures.http3 is not None else None,
             webtransport=webtransport,
+            transport_layer=self.transport_layer,
         )
 
 
@@ -645,6 +691,9 @@ class ReportBuilder:
         #: their share of their HTTP/2 connections' bytes outside every stream.
         self._by_route: dict[_RouteKey, ExchangeTotals] = {}
         self._route_shares: dict[_RouteKey, dict[Direction, ByteAccount]] = {}
+        self._route_layers: dict[_RouteKey, TransportLayer] = {}
+        #: Every connection's figures below its byte streams, summed.
+        self._transport_layer: TransportLayer | None = None
         #: Every HTTP/2 connection's frame figures, and its bytes outside every stream.
         self._http2: Http2Counts | None = None
         self._http2_connection_bytes = {C2S: 0, S2C: 0}
@@ -728,6 +777,12 @@ class ReportBuilder:
         refused = set() if self._fixed_routes else self._routes.add(record.routes)
         protocol = record.protocol
         shares = self._add_frames(record)
+        self._transport_layer = add_layers(self._transport_layer, record.transport_layer)
+        layer_shares = (
+            apportion_layer(record.transport_layer, [figures.wire_bytes for figures in record.totals.values()])
+            if shares is not None and record.transport_layer is not None
+            else None
+        )
         decided: list[str] = []
         waiting: list[Route] = []
         messages = {C2S: 0, S2C: 0}
@@ -740,7 +795,9 @@ class ReportBuilder:
                 totals = self._transport(transport, protocol)
                 totals.exchanges.merge(figures)
                 if shares is not None:
-                    totals.share(shares[place_in_totals], protocol)
+                    totals.share(
+                        shares[place_in_totals], protocol, layer_shares[place_in_totals] if layer_shares else None
+                    )
                 decided.append(transport)
             else:
                 self._by_route.setdefault((key, protocol), ExchangeTotals()).merge(figures)
@@ -748,6 +805,10 @@ class ReportBuilder:
                     share = self._route_shares.setdefault((key, protocol), _accounts())
                     for direction in Direction:
                         share[direction].merge(shares[place_in_totals][direction])
+                    if layer_shares is not None:
+                        layer = add_layers(self._route_layers.get((key, protocol)), layer_shares[place_in_totals])
+                        assert layer is not None
+                        self._route_layers[(key, protocol)] = layer
                 waiting.append(key)
             for direction in Direction:
                 messages[direction] += figures.messages[direction]
@@ -831,6 +892,8 @@ class ReportBuilder:
         twin._http2_connection_bytes = dict(self._http2_connection_bytes)
         twin._http3 = self._http3.copy() if self._http3 is not None else None
         twin._http3_connection_bytes = dict(self._http3_connection_bytes)
+        twin._route_layers = dict(self._route_layers)
+        twin._transport_layer = self._transport_layer
         twin._groups = {key: group.copy() for key, group in self._groups.items()}
         twin._listed = list(self._listed)
         twin.connection_count, twin.started_at, twin.ended_at = self.connection_count, self.started_at, self.ended_at
@@ -912,13 +975,17 @@ class ReportBuilder:
         refused = self._routes.add(other._routes)
         for (route, protocol), figures in other._by_route.items():
             share = other._route_shares.get((route, protocol))
+            layer = other._route_layers.get((route, protocol))
             if route in refused:
                 totals = self._transport(other._routes.transport(route), protocol)
                 totals.exchanges.merge(figures)
                 if share is not None:
-                    totals.share(share, protocol)
+                    totals.share(share, protocol, layer)
                 continue
             self._by_route.setdefault((route, protocol), ExchangeTotals()).merge(figures)
+            if layer is not None:
+                mine_layer = self._route_layers.get((route, protocol))
+                self._route_layers[(route, protocol)] = layer if mine_layer is None else mine_layer + layer
             if share is not None:
                 mine = self._route_shares.setdefault((route, protocol), _accounts())
                 for direction in Direction:
@@ -934,6 +1001,7 @@ class ReportBuilder:
         for direction in Direction:
             self._http2_connection_bytes[direction] += other._http2_connection_bytes[direction]
             self._http3_connection_bytes[direction] += other._http3_connection_bytes[direction]
+        self._transport_layer = add_layers(self._transport_layer, other._transport_layer)
         for (best, routes, protocol), group in other._groups.items():
             if routes & refused:
                 best = most_streaming(
@@ -972,6 +1040,7 @@ class ReportBuilder:
                     protocol,
                     figures.to_json(),
                     accounts_to_json(self._route_shares[key]) if key in self._route_shares else None,
+                    self._route_layers[key].as_dict() if key in self._route_layers else None,
                 ]
                 for key in sorted(self._by_route)
                 for ((method, path), protocol), figures in [(key, self._by_route[key])]
@@ -980,6 +1049,7 @@ class ReportBuilder:
             "http2_connection_bytes": counts_to_json(self._http2_connection_bytes),
             "http3": self._http3.to_json() if self._http3 is not None else None,
             "http3_connection_bytes": counts_to_json(self._http3_connection_bytes),
+            "transport_layer": self._transport_layer.as_dict() if self._transport_layer is not None else None,
             "groups": [
                 [best, sorted(map(list, routes)), protocol, group.to_json()]
                 for (best, routes, protocol), group in self._groups.items()
@@ -1007,17 +1077,22 @@ class ReportBuilder:
             builder._totals[(_transport_name(name), _protocol(protocol))] = _Totals.from_json(totals)
         builder._routes = RouteTable.from_json(state.get("routes"))
         for entry in items(state.get("by_route"), "routes waiting"):
-            method, path, protocol, figures, share = items(entry, "route waiting")
+            method, path, protocol, figures, share, layer = items(entry, "route waiting")
             key = ((text(method, "method"), text(path, "path")), _protocol(protocol))
             builder._by_route[key] = ExchangeTotals.from_json(figures)
             if share is not None:
                 builder._route_shares[key] = accounts_from_json(share, "byte accounts")
+            route_layer = TransportLayer.from_dict(layer) if layer is not None else None
+            if route_layer is not None:
+                builder._route_layers[key] = route_layer
         http2 = state.get("http2")
         builder._http2 = Http2Counts.from_json(http2) if http2 is not None else None
         builder._http2_connection_bytes = counts_from_json(state.get("http2_connection_bytes"), "http2 bytes")
         http3 = state.get("http3")
         builder._http3 = Http3Counts.from_json(http3) if http3 is not None else None
         builder._http3_connection_bytes = counts_from_json(state.get("http3_connection_bytes"), "http3 bytes")
+        transport_layer = state.get("transport_layer")
+        builder._transport_layer = TransportLayer.from_dict(transport_layer) if transport_layer is not None else None
         for entry in items(state.get("groups"), "groups"):
             best, routes, protocol, group = items(entry, "group")
             group_key = (
@@ -1055,9 +1130,10 @@ class ReportBuilder:
             totals.exchanges.merge(figures)
             share = self._route_shares.get((route, protocol))
             if share is not None:
-                totals.share(share, protocol)
+                totals.share(share, protocol, self._route_layers.get((route, protocol)))
         self._by_route = {}
         self._route_shares = {}
+        self._route_layers = {}
         for (best, routes, protocol), group in self._groups.items():
             transport = most_streaming([*([best] if best else []), *(self._routes.transport(r) for r in routes)])
             self._transport(transport, protocol).merge(group.totals)
@@ -1128,6 +1204,7 @@ class ReportBuilder:
             http2=http2_figures(self._http2, self._http2_connection_bytes) if self._http2 is not None else None,
             http3=http3_figures(self._http3, self._http3_connection_bytes) if self._http3 is not None else None,
             sessions={name: sessions_summary(sessions[name]) for name in sorted(sessions)},
+            transport_layer=self._transport_layer,
         )
 
 

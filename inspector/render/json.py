@@ -15,7 +15,13 @@ proxy added (null for none). Where an application protocol was recognised
 (``app_protocol``) and its ``session``; each transport's ``app_messages``
 count the application's messages only, ``control_messages`` the protocol's
 own, and ``by_app_protocol`` splits both by protocol; the top-level
-``sessions`` summarises each protocol's sessions (an object, empty when none). Figures "by direction" are objects with exactly
+``sessions`` summarises each protocol's sessions (an object, empty when none).
+Each transport's ``transport_layer`` (and the top-level one, their total)
+holds what the client legs cost below the byte streams, by direction:
+``tls_records``, ``tls_record_bytes``, ``quic_packets``, ``quic_packet_bytes``,
+``quic_ack_only_packets``, ``quic_padding_bytes``, ``ip_header_bytes`` and
+``ip_header_bytes_estimated`` (null when nothing recorded them; see
+:mod:`inspector.transport_layer`). Figures "by direction" are objects with exactly
 the keys ``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
 messages, nothing to divide by) are ``null``, never NaN or Infinity.
 
@@ -190,6 +196,7 @@ def transport_to_dict(t: TransportSummary) -> dict[str, Any]:
         d.update(_webtransport_to_dict(t.webtransport))
     d["http2"] = http2_to_dict(t.http2) if t.http2 is not None else None
     d["http3"] = http3_to_dict(t.http3) if t.http3 is not None else None
+    d["transport_layer"] = t.transport_layer.as_dict() if t.transport_layer is not None else None
     if t.by_protocol:
         d["by_protocol"] = {protocol: transport_to_dict(part) for protocol, part in t.by_protocol.items()}
     return d
@@ -292,6 +299,7 @@ def report_to_dict(report: Report, clients: ClientMeasurements | None = None) ->
         "connection_count": report.connection_count,
         "http2": http2_to_dict(report.http2) if report.http2 is not None else None,
         "http3": http3_to_dict(report.http3) if report.http3 is not None else None,
+        "transport_layer": report.transport_layer.as_dict() if report.transport_layer is not None else None,
         "projection": projection_to_dict(report.projection) if report.projection is not None else None,
         "network": network_to_dict(report.network) if report.network is not None else None,
         "sessions": {name: sessions_to_dict(s) for name, s in report.sessions.items()},
