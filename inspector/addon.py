@@ -63,6 +63,7 @@ from inspector.capture import (
 )
 from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
 from inspector.network import NETWORK_EVENT, Link, NetworkConditions, NetworkError, links, network_conditions
+from inspector.quic_packets import QuicPacketTracer
 from inspector.quic_relay import QuicRecorder, is_quic_client, quic_relay_stack, relay_for
 from inspector.tls_records import TlsLeg
 from inspector.transport_layer import LegCounter, TransportLayer, travels_over_ipv6
@@ -644,17 +645,21 @@ class RtInspect:
         if isinstance(top, ReverseProxy) and top.child_layer is nextlayer:
             mode = context.client.proxy_mode
             if is_quic_client(context.client) and isinstance(mode, ReverseMode) and mode.scheme == "https":
-                return None if self._stopped else quic_relay_stack(context, self._quic_recorder(context))
+                if self._stopped:
+                    return None
+                tracer = QuicPacketTracer(ipv6=_over_ipv6(context.client))
+                return quic_relay_stack(context, self._quic_recorder(context, tracer), tracer)
             return None
         chosen = _layers_of(nextlayer.layer)
         return relay_for(context, [stacked for stacked in context.layers if stacked not in chosen])
 
-    def _quic_recorder(self, context: Context) -> QuicRecorder:
+    def _quic_recorder(self, context: Context, tracer: QuicPacketTracer) -> QuicRecorder:
         """Where a new QUIC connection's records go: one connection of the capture, opened
-        with its first record (both legs' QUIC handshakes are done by then)."""
+        with its first record (both legs' QUIC handshakes are done by then), with the
+        figures ``tracer`` counts of the client's packets."""
         client, server = context.client, context.server
         key = _quic_key(client)
-        live = self._live[key] = _LiveConnection(self._next_id, client.id, transport=QUIC)
+        live = self._live[key] = _LiveConnection(self._next_id, client.id, transport=QUIC, leg=tracer)
         self._next_id += 1
         self._handed_over.add(client.id)
 
@@ -677,8 +682,7 @@ class RtInspect:
         child = nextlayer.layer
         while child is not None:
             if type(child) is layers.ClientTLSLayer:
-                peer = context.client.peername
-                leg = self._tls_legs[context.client.id] = TlsLeg(ipv6=bool(peer) and travels_over_ipv6(peer[0]))
+                leg = self._tls_legs[context.client.id] = TlsLeg(ipv6=_over_ipv6(context.client))
                 TappedClientTLSLayer.tap(child, leg)
                 return
             child = getattr(child, "child_layer", None)
@@ -905,6 +909,12 @@ def _is_relay_point(candidate: layer.Layer) -> bool:
     if isinstance(candidate, layers.HttpLayer):
         return candidate.mode is HTTPMode.transparent
     return type(candidate) is layers.TCPLayer and candidate.flow is not None
+
+
+def _over_ipv6(client: Client) -> bool:
+    """Whether the client's packets travel over IPv6 (for the size of their IP headers)."""
+    peer = client.peername
+    return bool(peer) and travels_over_ipv6(peer[0])
 
 
 def _quic_key(client: Client) -> str:

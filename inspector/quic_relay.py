@@ -49,6 +49,7 @@ from mitmproxy.proxy.layers.quic import (
 from mitmproxy.proxy.layers.quic._stream_layers import is_success_error_code
 
 from .capture import DatagramChunk, Record, StreamChunk, StreamEnded
+from .quic_packets import QuicPacketTracer
 from .wire import Direction
 
 #: aioquic's reason for a connection it closed after its idle timeout.
@@ -247,10 +248,26 @@ class QuicDatagramRelay(layers.UDPLayer):
         yield from super().handle_event(event)
 
 
-def quic_relay_stack(context: Context, recorder: QuicRecorder) -> layer.Layer:
-    """The layers of a QUIC connection relayed raw: QUIC on both legs and :class:`QuicRelay`."""
+class CountedClientQuicLayer(layers.ClientQuicLayer):
+    """mitmproxy's QUIC layer with the client, whose packets ``tracer`` counts:
+    the client's leg below its streams (see :mod:`inspector.quic_packets`)."""
+
+    def __init__(self, context: Context, tracer: QuicPacketTracer) -> None:
+        super().__init__(context)
+        self.tracer = tracer
+
+    def start_tls(self, original_destination_connection_id: bytes | None) -> layer.CommandGenerator[None]:
+        yield from super().start_tls(original_destination_connection_id)
+        if self.quic is not None:
+            # Made, and not yet given a datagram: counted from its first packet.
+            self.tracer.attach(self.quic)
+
+
+def quic_relay_stack(context: Context, recorder: QuicRecorder, tracer: QuicPacketTracer) -> layer.Layer:
+    """The layers of a QUIC connection relayed raw: QUIC on both legs (the client's
+    counted by ``tracer``) and :class:`QuicRelay`."""
     server = layers.ServerQuicLayer(context)
-    client = server.child_layer = layers.ClientQuicLayer(context)
+    client = server.child_layer = CountedClientQuicLayer(context, tracer)
     client.child_layer = QuicRelay(context, recorder)
     return server
 

@@ -23,6 +23,7 @@ from test_proxy_http3 import (
     proxy,
     upstream,
 )
+from test_quic_packets import tshark_packets
 from tshark import needs_dumpcap, needs_tshark, quic_datagram_sizes, quic_follow
 
 from inspector.capture import read_capture
@@ -134,3 +135,23 @@ def test_http3_frames_are_those_an_independent_reading_finds(proxy: SharedProxy,
     expected = http3_frames(tshark)
     assert {d: +counted[d] for d in Direction} == {d: +expected[d] for d in Direction}
     assert expected[S2C]["DATA"] > 20 and expected[C2S]["SETTINGS"] == expected[S2C]["SETTINGS"] == 1
+
+
+@needs_tshark
+@needs_dumpcap
+def test_quic_packets_of_the_clients_leg_are_those_tshark_reads(proxy: SharedProxy, mixed_run: MixedRun) -> None:
+    """The proxy's count of the client's leg below its streams: datagrams' UDP payload,
+    packets, ACK-only packets and PADDING, as tshark dissects the leg."""
+    assert mixed_run.pcap is not None
+    record = analysed(proxy.capture, mixed_run.run.connection.opened.connection_id)
+    layer = record.transport_layer
+    assert layer is not None
+    expected = tshark_packets(mixed_run.pcap, mixed_run.keylog, mixed_run.proxy_port)
+    for direction in Direction:
+        figures, wanted = layer[direction], expected[direction]
+        assert figures.quic_packet_bytes == wanted["udp_payload"] > 0, direction
+        assert figures.quic_packets == wanted["packets"], direction
+        assert figures.quic_ack_only_packets == wanted["ack_only"], direction
+        assert figures.quic_padding_bytes == wanted["padding"], direction
+        assert figures.ip_header_bytes == 28 * wanted["datagrams"] and figures.ip_header_bytes_estimated
+        assert figures.tls_records == 0
