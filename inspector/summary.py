@@ -89,6 +89,10 @@ QUIC_WIRE_BYTES_NOTE = (
     "Over HTTP/3, wire bytes are the bytes of each QUIC stream and DATAGRAM after QUIC's decryption; QUIC packet "
     "headers, acknowledgements, padding and AEAD tags are not in them."
 )
+LAYER_NOTE = (
+    "TLS records, QUIC packets and IP headers of the client's leg are given beside the wire bytes "
+    "(below the byte streams); the verdicts rank wire bytes."
+)
 POLL_MESSAGE_NOTE = (
     "A poll's message is a response that carried data; one response can carry several application messages "
     "(the items of a JSON array), which are counted apart as app_messages."
@@ -1145,6 +1149,8 @@ class ReportBuilder:
         report_notes = [WIRE_BYTES_NOTE, *notes]
         if self._http3 is not None:
             report_notes.insert(1, QUIC_WIRE_BYTES_NOTE)
+        if self._transport_layer is not None:
+            report_notes.append(LAYER_NOTE)
         if any(transports[name].messages.total for name in POLLING if name in transports):
             report_notes.append(POLL_MESSAGE_NOTE)
         if any(_estimated(summary) for summary in transports.values()):
