@@ -1,0 +1,237 @@
+"""The compiled parsers give exactly what the pure-Python ones give.
+
+The pure-Python modules are the reference. Here both implementations read the
+same streams side by side (valid ones, rule-breaking ones, random bytes; split
+anywhere), and after every chunk they must agree on every event, count and
+anomaly. Then the whole suite's view of it: ``test_pure_path.py`` runs the
+reports and the parsers' own tests again with ``RTINSPECT_NO_EXTENSIONS=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_websocket import DEFLATE, conversations, frame_soup
+
+from inspector import speedups
+from inspector import websocket as websocket_module
+from inspector.websocket import DeflateParams, PureWebSocketStream, WebSocketStream
+from inspector.wire import Direction
+
+C2S = Direction.CLIENT_TO_SERVER
+S2C = Direction.SERVER_TO_CLIENT
+ROOT = Path(__file__).parent.parent
+
+compiled_websocket = speedups.compiled("websocket")
+needs_compiled = pytest.mark.skipif(
+    compiled_websocket is None, reason=f"the compiled modules are not in use ({speedups.describe()})"
+)
+
+
+def _compiler() -> str | None:
+    """The C compiler an install would build the compiled modules with, if there is one."""
+    configured = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(configured) or shutil.which("cc") or shutil.which("gcc")
+
+
+# --- Which implementation is in use ---------------------------------------------
+
+
+def test_the_compiled_modules_are_built_where_a_compiler_exists() -> None:
+    """So that a run cannot test the pure-Python path alone without saying so."""
+    if speedups.DISABLED:
+        pytest.skip(f"{speedups.ENVIRONMENT_VARIABLE} is set: the pure-Python modules are asked for")
+    if _compiler() is None:
+        pytest.skip("no C compiler: the install builds no compiled modules")
+    assert speedups.ACTIVE == set(speedups.EXTENSIONS), speedups.describe()
+
+
+def test_the_reader_in_use_is_the_one_the_environment_asks_for() -> None:
+    if speedups.DISABLED or compiled_websocket is None:
+        assert WebSocketStream is PureWebSocketStream
+        assert "pure Python" in speedups.describe()
+    else:
+        assert WebSocketStream is compiled_websocket.WebSocketStream
+        assert speedups.describe() == "compiled: websocket"
+
+
+def test_the_version_says_which_parsers_are_in_use() -> None:
+    from click.testing import CliRunner
+
+    from inspector.cli import main
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert f"(parsers: {speedups.describe()})" in result.output
+
+
+@needs_compiled
+def test_the_environment_variable_forces_the_pure_python_modules() -> None:
+    script = (
+        "from inspector import speedups; from inspector.websocket import WebSocketStream, PureWebSocketStream; "
+        "print(speedups.ACTIVE == frozenset(), WebSocketStream is PureWebSocketStream, speedups.describe())"
+    )
+    env = {**os.environ, speedups.ENVIRONMENT_VARIABLE: "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.split(maxsplit=2) == [
+        "True",
+        "True",
+        f"pure Python ({speedups.ENVIRONMENT_VARIABLE} is set)\n",
+    ]
+
+
+@needs_compiled
+def test_the_limits_agree() -> None:
+    assert compiled_websocket.MAX_CONTROL_PAYLOAD == websocket_module.MAX_CONTROL_PAYLOAD
+    assert compiled_websocket.CONTENT_LIMIT == websocket_module.CONTENT_LIMIT
+
+
+# --- Both WebSocket readers on the same streams ---------------------------------
+
+
+def state(stream: PureWebSocketStream) -> tuple:
+    """Everything a reader shows of itself."""
+    return (
+        stream.account,
+        stream.buffered,
+        stream.anomaly,
+        stream.data_frames,
+        stream.control_frames,
+        stream.frames,
+        stream.keep_content,
+    )
+
+
+def side_by_side(
+    direction: Direction,
+    raw: bytes,
+    cuts: list[int],
+    *,
+    deflate: DeflateParams | None = None,
+    offset: int = 0,
+    keep_content: bool = False,
+    drop_content_at: int | None = None,
+    wrap: type = bytes,
+) -> None:
+    """Feed ``raw`` split at ``cuts`` to both readers, each chunk at its own time, and compare all along."""
+    pure = PureWebSocketStream(direction, offset=offset, deflate=deflate, keep_content=keep_content)
+    fast = compiled_websocket.WebSocketStream(direction, offset=offset, deflate=deflate, keep_content=keep_content)
+    for n, (start, stop) in enumerate(pairwise([0, *sorted(cuts), len(raw)])):
+        if n == drop_content_at:
+            pure.keep_content = fast.keep_content = False
+        timestamp = 1_700_000_000.0 + n / 8
+        expected = pure.feed(wrap(raw[start:stop]), timestamp)
+        assert fast.feed(wrap(raw[start:stop]), timestamp) == expected
+        assert state(fast) == state(pure)
+    assert fast.close(1_800_000_000.0) == pure.close(1_800_000_000.0)
+    assert state(fast) == state(pure)
+    fast.stop("a hole in the capture")
+    pure.stop("a hole in the capture")
+    assert fast.feed(b"more", 0.0) == pure.feed(b"more", 0.0)
+    assert state(fast) == state(pure)
+
+
+def splits(size: int) -> st.SearchStrategy[list[int]]:
+    return st.lists(st.integers(0, size), max_size=12) if size else st.just([])
+
+
+@needs_compiled
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conversation=conversations(), data=st.data())
+def test_valid_streams(conversation: tuple, data: st.DataObject) -> None:
+    direction, deflate, raw, _ = conversation
+    side_by_side(
+        direction,
+        raw,
+        data.draw(splits(len(raw))),
+        deflate=deflate,
+        offset=data.draw(st.integers(0, 500)),
+        keep_content=data.draw(st.booleans()),
+        drop_content_at=data.draw(st.none() | st.integers(0, 4)),
+        wrap=data.draw(st.sampled_from([bytes, bytearray, memoryview])),
+    )
+
+
+@needs_compiled
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conversation=conversations(), data=st.data())
+def test_mutated_streams(conversation: tuple, data: st.DataObject) -> None:
+    """Valid streams with a few bytes changed, cut out or repeated: every rule's edge, deep in a stream."""
+    direction, deflate, raw, _ = conversation
+    mutated = bytearray(raw)
+    for _ in range(data.draw(st.integers(1, 4))):
+        if not mutated:
+            break
+        at = data.draw(st.integers(0, len(mutated) - 1))
+        how = data.draw(st.sampled_from(["xor", "delete", "repeat"]))
+        if how == "xor":
+            mutated[at] ^= data.draw(st.integers(1, 255))
+        elif how == "delete":
+            del mutated[at : at + data.draw(st.integers(1, 8))]
+        else:
+            mutated[at:at] = mutated[at : at + data.draw(st.integers(1, 8))]
+    raw = bytes(mutated)
+    side_by_side(direction, raw, data.draw(splits(len(raw))), deflate=deflate, keep_content=data.draw(st.booleans()))
+
+
+@needs_compiled
+@settings(max_examples=200, deadline=None)
+@given(raw=frame_soup(), deflate=st.sampled_from([None, DEFLATE]), keep=st.booleans(), data=st.data())
+def test_frame_soup(raw: bytes, deflate: DeflateParams | None, keep: bool, data: st.DataObject) -> None:
+    side_by_side(C2S, raw, data.draw(splits(len(raw))), deflate=deflate, keep_content=keep)
+
+
+@needs_compiled
+@settings(max_examples=200, deadline=None)
+@given(
+    direction=st.sampled_from([C2S, S2C]),
+    deflate=st.sampled_from([None, DEFLATE]),
+    raw=st.binary(max_size=300),
+    data=st.data(),
+)
+def test_arbitrary_bytes(direction: Direction, deflate: DeflateParams | None, raw: bytes, data: st.DataObject) -> None:
+    side_by_side(direction, raw, data.draw(splits(len(raw))), deflate=deflate)
+
+
+@needs_compiled
+@pytest.mark.parametrize("direction", [C2S, S2C])
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"\x82\x7f\x80\x00\x00\x00\x00\x00\x00\x00",  # 64-bit length with the top bit set
+        b"\x82\x7f\x00\x00\x00\x00\x00\x00\xff\xff",  # 64 bits for a 16-bit length
+        b"\x82\x7f\x00\x00\x00\x01\x00\x00\x00\x00",  # a huge frame: the rest is its payload
+        b"\x82\x7e\x00\x7d",  # 16 bits for a 7-bit length
+        b"\x89\x7e\x00\x7e",  # a control frame too long
+        b"\x88\x01",  # a close frame of one byte
+        b"\x88\x02\x03\xe8",  # a close frame, well formed (server side)
+        b"\x88\x04\x03\xe8\xff\xfe",  # a close reason that is not UTF-8
+        b"\x88\x02\x03\xec",  # close code 1004
+        b"\x81\x02\xc3\x28",  # not UTF-8
+        b"\x01\x01\xe2\x80\x81\x80",  # a character split across fragments
+        b"\x81\x01\xe2",  # ends inside a character
+    ],
+)
+def test_edge_frames(direction: Direction, head: bytes) -> None:
+    """Each as sent (unmasked) and masked, whole and byte by byte."""
+    second = head[1]
+    masked = bytes([head[0], second | 0x80]) + head[2 : 2 + _extra(second)]
+    body = head[2 + _extra(second) :]
+    key = b"\x01\x02\x03\x04"
+    masked += key + bytes(b ^ key[i % 4] for i, b in enumerate(body))
+    for raw in (head, masked, head + b"\x00" * 70_000):
+        side_by_side(direction, raw, [])
+        side_by_side(direction, raw[:64], list(range(1, min(len(raw), 64))))
+
+
+def _extra(second: int) -> int:
+    return {126: 2, 127: 8}.get(second & 0x7F, 0)
