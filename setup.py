@@ -12,7 +12,10 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-EXTENSIONS = [Extension("inspector._websocket", ["inspector/_websocket.pyx"])]
+EXTENSIONS = [
+    Extension("inspector._capture", ["inspector/_capture.pyx"]),
+    Extension("inspector._websocket", ["inspector/_websocket.pyx"]),
+]
 
 
 def _warn(message: str) -> None:

@@ -17,7 +17,7 @@ __all__ = ["ACTIVE", "DISABLED", "ENVIRONMENT_VARIABLE", "EXTENSIONS", "compiled
 
 ENVIRONMENT_VARIABLE = "RTINSPECT_NO_EXTENSIONS"
 #: Every compiled module, by the name of the pure-Python module it stands in for.
-EXTENSIONS: dict[str, str] = {"websocket": "inspector._websocket"}
+EXTENSIONS: dict[str, str] = {"capture": "inspector._capture", "websocket": "inspector._websocket"}
 #: Whether the environment asks for the pure-Python modules.
 DISABLED = bool(os.environ.get(ENVIRONMENT_VARIABLE))
 

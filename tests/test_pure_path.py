@@ -59,7 +59,7 @@ def test_every_report_is_the_same_on_both_paths(tmp_path: Path) -> None:
 def test_the_compiled_parsers_tests_pass_on_the_pure_path() -> None:
     """The parsers' examples and hypothesis invariants (results whatever the split, every byte
     counted once, anomalies not exceptions), run against the pure-Python reader."""
-    tests = [str(TESTS / "test_websocket.py"), str(TESTS / "test_speedups.py")]
+    tests = [str(TESTS / name) for name in ("test_websocket.py", "test_capture.py", "test_speedups.py")]
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]
     result = subprocess.run(command, env=_environment(pure=True), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -20,10 +20,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_capture import RECORDS
 from test_websocket import DEFLATE, conversations, frame_soup
 
+from inspector import capture as capture_module
 from inspector import speedups
 from inspector import websocket as websocket_module
+from inspector.capture import CaptureWriter, DataChunk, read_capture
 from inspector.websocket import DeflateParams, PureWebSocketStream, WebSocketStream
 from inspector.wire import Direction
 
@@ -32,8 +35,10 @@ S2C = Direction.SERVER_TO_CLIENT
 ROOT = Path(__file__).parent.parent
 
 compiled_websocket = speedups.compiled("websocket")
+compiled_capture = speedups.compiled("capture")
 needs_compiled = pytest.mark.skipif(
-    compiled_websocket is None, reason=f"the compiled modules are not in use ({speedups.describe()})"
+    compiled_websocket is None or compiled_capture is None,
+    reason=f"the compiled modules are not in use ({speedups.describe()})",
 )
 
 
@@ -61,7 +66,7 @@ def test_the_reader_in_use_is_the_one_the_environment_asks_for() -> None:
         assert "pure Python" in speedups.describe()
     else:
         assert WebSocketStream is compiled_websocket.WebSocketStream
-        assert speedups.describe() == "compiled: websocket"
+        assert speedups.describe() == "compiled: " + ", ".join(sorted(speedups.EXTENSIONS))
 
 
 def test_the_version_says_which_parsers_are_in_use() -> None:
@@ -235,3 +240,80 @@ def test_edge_frames(direction: Direction, head: bytes) -> None:
 
 def _extra(second: int) -> int:
     return {126: 2, 127: 8}.get(second & 0x7F, 0)
+
+
+# --- Both capture readers on the same files ------------------------------------
+
+
+def read_both(path: Path, part: int = 0, parts: int = 1, owners: dict[int, int] | None = None) -> None:
+    """Read ``path`` with the compiled and the pure-Python loop of ``Capture.select``, and compare
+    the records (values and types), where each stopped, the latest time and any error."""
+    outcomes = []
+    for compiled in (compiled_capture, None):
+        capture_module._compiled = compiled
+        records: list[tuple[int, str]] = []
+        error = None
+        try:
+            with read_capture(path) as capture:
+                try:
+                    for offset, record in capture.select(part, parts, owners):
+                        records.append((offset, repr(record)))
+                except capture_module.CaptureError as raised:
+                    error = str(raised)
+                last = capture.last_timestamp
+        except capture_module.CaptureError as raised:
+            error, last = f"opening: {raised}", None
+        outcomes.append((records, error, last))
+    capture_module._compiled = compiled_capture
+    assert outcomes[0] == outcomes[1]
+
+
+capture_records = st.lists(
+    st.one_of(
+        st.sampled_from(RECORDS),
+        st.builds(
+            DataChunk,
+            st.integers(0, 2**32 - 1),
+            st.floats(allow_nan=False),
+            st.sampled_from(Direction),
+            st.binary(max_size=300),
+        ),
+    ),
+    max_size=30,
+)
+
+
+@needs_compiled
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=capture_records, data=st.data())
+def test_captures_read_alike(
+    records: list, data: st.DataObject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any records, any share of the connections, pages given back every few records, and
+    the same files damaged: a byte changed anywhere, or the end cut off."""
+    monkeypatch.setattr(capture_module, "_RELEASE_STEP", data.draw(st.sampled_from([4096, 16 << 20])))
+    path = tmp_path / "records.rtcap"
+    with CaptureWriter(path, buffer_limit=data.draw(st.integers(1, 8192))) as writer:
+        for record in records:
+            writer.write(record)
+    parts = data.draw(st.integers(1, 3))
+    part = data.draw(st.integers(0, parts - 1))
+    owners = data.draw(st.none() | st.dictionaries(st.sampled_from([0, 1, 2, 3, 2**32 - 1]), st.integers(0, 2)))
+    read_both(path, part, parts, owners)
+    raw = bytearray(path.read_bytes())
+    if len(raw) > 12:
+        at = data.draw(st.integers(12, len(raw) - 1))
+        raw[at] ^= data.draw(st.integers(1, 255))
+        path.write_bytes(bytes(raw))
+        read_both(path, part, parts, owners)
+        path.write_bytes(bytes(raw[: data.draw(st.integers(12, len(raw)))]))
+        read_both(path, part, parts, owners)
+
+
+@needs_compiled
+@pytest.mark.parametrize(
+    "path", sorted(ROOT.glob("tests/recordings/**/*.rtcap")) + sorted(ROOT.glob("tests/corpus/*.rtcap")), ids=str
+)
+def test_recordings_read_alike(path: Path) -> None:
+    read_both(path)
+    read_both(path, 1, 2)
