@@ -9,10 +9,10 @@ counting and unmasking. Inflating, UTF-8 checks and the events themselves use
 the same library calls and classes as the pure-Python reader.
 """
 
-import codecs
 import zlib
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.object cimport PyObject_GenericSetAttr
 from libc.string cimport memcpy
 from wsproto.frame_protocol import Opcode
 
@@ -28,8 +28,8 @@ cdef object _MASK_KEY = Category.MASK_KEY
 cdef object _PAYLOAD = Category.PAYLOAD
 cdef object _CONTROL = Category.CONTROL
 cdef object _UNPARSED = Category.UNPARSED
-cdef object _utf_8_decode = codecs.utf_8_decode
 cdef object _zlib_error = zlib.error
+cdef object _new = object.__new__
 
 # The same limits as inspector.websocket's (tests check that they agree).
 MAX_CONTROL_PAYLOAD = 125
@@ -46,6 +46,77 @@ cdef inline bint _is_control(int opcode):
 
 cdef inline bint _close_code_allowed(long code):
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+cdef inline bint _continuation(unsigned char byte) noexcept:
+    return byte & 0xC0 == 0x80
+
+
+cdef Py_ssize_t _utf8_complete(const unsigned char *s, Py_ssize_t n) noexcept:
+    """How many bytes at the start of ``s[:n]`` are whole UTF-8 characters, when
+    the rest may be the start of one still arriving; -1 when ``s[:n]`` is not UTF-8.
+
+    The rules of CPython's strict decoder with ``final=False``, as
+    ``codecs.utf_8_decode(data, "strict", False)`` applies them (the pure-Python
+    reader's check): among them, a truncated sequence is an error as soon as its
+    second byte rules it out, except ED A0..BF, which waits for its third byte.
+    """
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t left
+    cdef unsigned char c, c2
+    while i < n:
+        c = s[i]
+        if c < 0x80:
+            i += 1
+            continue
+        left = n - i
+        if c < 0xC2:
+            return -1
+        if c < 0xE0:
+            if left < 2:
+                return i
+            if not _continuation(s[i + 1]):
+                return -1
+            i += 2
+        elif c < 0xF0:
+            if left < 3:
+                if left == 2:
+                    c2 = s[i + 1]
+                    if not _continuation(c2) or (c == 0xE0 if c2 < 0xA0 else c == 0xED):
+                        if c == 0xED and _continuation(c2):
+                            return i  # a truncated surrogate waits, as CPython's decoder lets it
+                        return -1
+                return i
+            c2 = s[i + 1]
+            if not _continuation(c2) or (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 >= 0xA0):
+                return -1
+            if not _continuation(s[i + 2]):
+                return -1
+            i += 3
+        elif c < 0xF5:
+            if left < 4:
+                if left >= 2:
+                    c2 = s[i + 1]
+                    if not _continuation(c2) or (c == 0xF0 if c2 < 0x90 else c == 0xF4):
+                        return -1
+                    if left == 3 and not _continuation(s[i + 2]):
+                        return -1
+                return i
+            c2 = s[i + 1]
+            if not _continuation(c2) or (c == 0xF0 and c2 < 0x90) or (c == 0xF4 and c2 >= 0x90):
+                return -1
+            if not _continuation(s[i + 2]) or not _continuation(s[i + 3]):
+                return -1
+            i += 4
+        else:
+            return -1
+    return n
+
+
+def utf8_complete(data):
+    """:func:`_utf8_complete` on ``data``, for the tests that hold it to CPython's decoder."""
+    cdef bytes raw = bytes(data)
+    return _utf8_complete(<const unsigned char *>PyBytes_AS_STRING(raw), len(raw))
 
 
 cdef class _Message:
@@ -92,10 +163,11 @@ cdef class _Message:
             return
         if tail:
             content = tail + content
-        try:
-            _, decoded = _utf_8_decode(content, "strict", False)
-        except UnicodeDecodeError:
+        decoded = _utf8_complete(<const unsigned char *>PyBytes_AS_STRING(content), len(content))
+        if decoded < 0:
             self.utf8_error = "invalid UTF-8 in a text message"
+        elif decoded == len(content):
+            self.utf8_tail = b""
         else:
             self.utf8_tail = content[decoded:]
 
@@ -456,18 +528,19 @@ cdef class WebSocketStream:
         if not fin:
             return None
         self._message = None
-        return WebSocketMessage(
-            self.direction,
-            message.opcode,
-            message.frames,
-            message.wire_bytes,
-            message.wire_payload_bytes,
-            message.payload_bytes,
-            message.compressed,
-            message.first_timestamp,
-            timestamp,
-            bytes(message.content) if message.content is not None else None,
-        )
+        # WebSocketMessage is a slotted dataclass whose __init__ only sets its fields: set them directly.
+        event = _new(WebSocketMessage)
+        PyObject_GenericSetAttr(event, "direction", self.direction)
+        PyObject_GenericSetAttr(event, "opcode", message.opcode)
+        PyObject_GenericSetAttr(event, "frames", message.frames)
+        PyObject_GenericSetAttr(event, "wire_bytes", message.wire_bytes)
+        PyObject_GenericSetAttr(event, "wire_payload_bytes", message.wire_payload_bytes)
+        PyObject_GenericSetAttr(event, "payload_bytes", message.payload_bytes)
+        PyObject_GenericSetAttr(event, "compressed", message.compressed)
+        PyObject_GenericSetAttr(event, "first_timestamp", message.first_timestamp)
+        PyObject_GenericSetAttr(event, "timestamp", timestamp)
+        PyObject_GenericSetAttr(event, "content", bytes(message.content) if message.content is not None else None)
+        return event
 
     cdef int _finish(self, _Message message) except -1:
         if message.compressed:

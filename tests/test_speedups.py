@@ -9,6 +9,7 @@ reports and the parsers' own tests again with ``RTINSPECT_NO_EXTENSIONS=1``.
 
 from __future__ import annotations
 
+import codecs
 import importlib
 import os
 import shutil
@@ -251,6 +252,48 @@ def test_edge_frames(direction: Direction, head: bytes) -> None:
 
 def _extra(second: int) -> int:
     return {126: 2, 127: 8}.get(second & 0x7F, 0)
+
+
+# --- The compiled reader's UTF-8 check is CPython's decoder's ----------------
+
+
+def decoder_says(data: bytes) -> int:
+    """What the pure-Python reader asks of CPython: bytes decoded, or -1 for an error."""
+    try:
+        return codecs.utf_8_decode(data, "strict", False)[1]
+    except UnicodeDecodeError:
+        return -1
+
+
+@needs_compiled
+def test_utf8_check_on_every_short_sequence() -> None:
+    """Every sequence of one or two bytes, and every three- and four-byte one whose bytes
+    are at the edges of what a lead or continuation byte may be."""
+    check = compiled_websocket.utf8_complete
+    edges = [0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xED, 0xEF]
+    edges += [0xF0, 0xF4, 0xF5, 0xFF]
+    samples = [bytes([a]) for a in range(256)] + [bytes([a, b]) for a in range(256) for b in range(256)]
+    samples += [bytes([a, b, c]) for a in range(0xC0, 0x100) for b in edges for c in edges]
+    tails = [0x41, 0x80, 0xBF, 0xC0]  # past the second byte, only "continuation or not" matters
+    samples += [bytes([a, b, c, d]) for a in range(0xE0, 0xF8) for b in edges for c in tails for d in tails]
+    differing = [data for data in samples if check(data) != decoder_says(data)]
+    assert differing == []
+
+
+@needs_compiled
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.text(),
+    cut=st.integers(0, 1000),
+    noise=st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 255)), max_size=3),
+)
+def test_utf8_check_on_text_cut_and_garbled(text: str, cut: int, noise: list) -> None:
+    data = bytearray(text.encode("utf-8", "surrogatepass"))
+    for at, byte in noise:
+        if data:
+            data[at % len(data)] = byte
+    for piece in (bytes(data), bytes(data[:cut])):
+        assert compiled_websocket.utf8_complete(piece) == decoder_says(piece)
 
 
 # --- Both capture readers on the same files ------------------------------------
