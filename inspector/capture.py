@@ -405,11 +405,15 @@ class Capture:
         header_size = _RECORD_HEADER.size
         sizes: dict[int, int] = {}
         offset = _FILE_HEADER.size
+        released = 0
         while offset < end:
+            if offset - released >= _RELEASE_STEP:
+                released = _release(buffer, released, offset)
             kind, connection_id, _, length = unpack(buffer, offset)
             offset += header_size + length
             if kind in _BYTE_TYPES:
                 sizes[connection_id] = sizes.get(connection_id, 0) + length
+        _release(buffer, released, offset)
         return sizes
 
     def select(
