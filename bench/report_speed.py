@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 "# synthetic capture, "
                 + ("one WebSocket connection" if args.websocket_connection else f"scale {args.scale:g}")
-                + f": {truth.connections:,} connections "
+                + f": {truth.connections:,} connection{'s' if truth.connections != 1 else ''} "
                 f"({truth.websocket_connections:,} WebSocket), {truth.frames:,} WebSocket frames, "
                 f"{truth.http_exchanges:,} HTTP exchanges, {truth.chunks:,} socket reads"
             )
