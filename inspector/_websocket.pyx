@@ -5,8 +5,9 @@ The same frames, events, byte categories and anomalies as the pure-Python
 class in :mod:`inspector.websocket`, which is the reference: each rule here
 follows its counterpart there, in the same order, with the same messages.
 What is compiled is the per-frame work: header decoding and checks, payload
-counting and unmasking. Inflating, UTF-8 checks and the events themselves use
-the same library calls and classes as the pure-Python reader.
+counting, unmasking, and the UTF-8 check of text messages (by the rules of
+CPython's decoder, which the pure-Python reader calls). Inflating uses zlib,
+and the events are the classes of :mod:`inspector.events`, as there.
 """
 
 import zlib
