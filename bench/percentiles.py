@@ -27,9 +27,7 @@ def _load(directory: str) -> Any:
     """The ``Distribution`` class of ``DIR/inspector/stats.py``."""
     source = (Path(directory) / "inspector" / "stats.py").read_text(encoding="utf-8")
     namespace: dict[str, Any] = {"__name__": "other_stats"}
-    exec(
-        compile(source.replace("from .report import", "from inspector.report import"), "other_stats", "exec"), namespace
-    )
+    exec(compile(source.replace("from .", "from inspector."), "other_stats", "exec"), namespace)
     return namespace["Distribution"]
 
 

@@ -42,6 +42,7 @@ from tshark import DUMPCAP, PacketCapture, needs_dumpcap, needs_tshark, quic_dat
 
 from inspector.addon import RtInspect
 from inspector.proxy_process import free_port, listening
+from inspector.quic_packets import QuicPacketTracer
 from inspector.wire import Direction
 
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
@@ -314,7 +315,7 @@ def test_a_quic_connection_counts_as_open_until_it_closes(tmp_path: Path) -> Non
     )
     inspect = RtInspect()
     inspect._open_capture(str(tmp_path / "bookkeeping.rtcap"))
-    recorder = inspect._quic_recorder(Context(client, Options()))
+    recorder = inspect._quic_recorder(Context(client, Options()), QuicPacketTracer())
     assert inspect.open_connections == 1
     recorder.stream_data(C2S, 0, b"\x01\x00")
     recorder.datagram(S2C, b"\x00ping")
