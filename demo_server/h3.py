@@ -19,8 +19,11 @@ front of it relays one QUIC origin:
   The session also echoes what its client sends: datagrams as datagrams,
   bidirectional streams on themselves, unidirectional streams on a new one.
 
-Hypercorn speaks HTTP/3 with aioquic too, but it opens no WebTransport
-sessions and would take the UDP port for itself, so the demo serves HTTP/3 here.
+Hypercorn 0.18 speaks HTTP/3 with aioquic 1.2.0 too, SSE and RFC 9220
+WebSocket included, but it opens no WebTransport sessions, and data for a
+stream it has already finished (a WebSocket client's end of stream after its
+Close) raises a KeyError that stops its whole UDP server; so the demo serves
+HTTP/3 here.
 """
 
 from __future__ import annotations

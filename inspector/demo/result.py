@@ -12,7 +12,7 @@ from typing import Any
 from ..report import Report, SessionsSummary, TransportSummary
 from .costs import TransportCosts
 from .protocols import WireConnection
-from .settings import PAGE_TRANSPORTS, PROTOCOLS, TRANSPORT_KEYS, DemoSettings
+from .settings import HTTP3_PROTOCOLS, PAGE_TRANSPORTS, TRANSPORT_KEYS, DemoSettings
 from .tally import ClientTally
 
 
@@ -26,14 +26,15 @@ class DemoFiles:
     report_html: Path
     clients_json: Path
     #: The page's screenshots in browser mode: one per transport (``page-websocket.png``, keyed
-    #: by the transport's key), or with ``--http2`` one per protocol (``page-h2.png``).
+    #: by the transport's key), or with ``--http2`` and ``--http3`` one per protocol (``page-h2.png``).
     screenshots: Mapping[str | None, Path]
 
     @classmethod
-    def in_folder(cls, folder: Path, browser: bool, http2: bool = False) -> DemoFiles:
+    def in_folder(cls, folder: Path, browser: bool, protocols: tuple[str | None, ...] = (None,)) -> DemoFiles:
+        """The files of a run in ``folder``; ``protocols`` are those the run compares (None: the plain demo)."""
         screenshots: dict[str | None, Path] = {}
-        if browser and http2:
-            screenshots = {protocol: folder / f"page-{protocol.replace('/', '')}.png" for protocol in PROTOCOLS}
+        if browser and None not in protocols:
+            screenshots = {p: folder / f"page-{p.replace('/', '')}.png" for p in protocols if p is not None}
         elif browser:
             screenshots = {t.key: folder / f"page-{t.transport}.png" for t in PAGE_TRANSPORTS}
         return cls(
@@ -132,8 +133,8 @@ def transport_summary(report: Report, transport: str, protocol: str | None = Non
 
 
 def in_report_order(tallies: Iterable[ClientTally]) -> list[ClientTally]:
-    """Transports in report order, each one's clients together, HTTP/1.1 before h2."""
-    order = {protocol: i for i, protocol in enumerate(PROTOCOLS)}
+    """Transports in report order, each one's clients together, HTTP/1.1 before h2 before h3."""
+    order = {protocol: i for i, protocol in enumerate(HTTP3_PROTOCOLS)}
     return sorted(tallies, key=lambda t: (TRANSPORT_KEYS.index(t.demo.key), order.get(t.protocol or "", -1)))
 
 

@@ -1,0 +1,150 @@
+"""``rtinspect demo --http3``: the demo server over HTTP/3 (aioquic, on the TLS server's port
+number over UDP) and the Python clients over HTTP/3, every transport and WebTransport.
+
+The server and the clients are tested straight against each other first, without the proxy:
+a small feed (0.1 s) read by a client per transport, each over its own QUIC connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from demo_server.app import create_app
+from demo_server.h3 import WEBTRANSPORT_DRAFT
+from demo_server.run import RunningServer, serve_tls_in_thread
+from demo_server.tls import TlsFiles, make_tls_files
+from inspector.demo import ClientTally, DemoError, DemoSettings
+from inspector.demo.clients import Target, client_for, start_feed
+from inspector.demo.h3clients import HTTP3_VERSION, h3_connection
+from inspector.demo.settings import H3, HTTP1, HTTP3_KEYS, PAGE_KEYS, TRANSPORTS
+
+COUNT = 10
+RATE = 100.0
+#: Seconds the clients of one test may take: connecting, a 0.1 s feed, closing.
+DEADLINE = 20.0
+BY_KEY = {t.key: t for t in TRANSPORTS}
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def h3_server(tls: TlsFiles) -> Iterator[RunningServer]:
+    """The demo over TLS and HTTP/3 with a feed waiting to be started."""
+    app = create_app(rate=RATE, count=COUNT, size=200, autostart=False)
+    with serve_tls_in_thread(app, tls, http3=True) as server:
+        yield server
+
+
+def settings(tmp_path: Path, compression: bool = True) -> DemoSettings:
+    return DemoSettings(
+        output=tmp_path, count=COUNT, rate=RATE, poll_interval=0.05, http3=True, compression=compression
+    )
+
+
+async def read_over_h3(
+    server: RunningServer, tls: TlsFiles, keys: tuple[str, ...], run: DemoSettings
+) -> list[ClientTally]:
+    """A client per transport over HTTP/3, all connected before the feed starts."""
+    target = Target(server.url, tls.ca_cert, H3)
+    tallies = [ClientTally(BY_KEY[key], COUNT, protocol=H3) for key in keys]
+    connected = [asyncio.Event() for _ in tallies]
+    tasks = [
+        asyncio.create_task(client_for(tally)(target, tally, event, run))
+        for tally, event in zip(tallies, connected, strict=True)
+    ]
+    async with asyncio.timeout(DEADLINE):
+        await asyncio.gather(*(event.wait() for event in connected))
+        await start_feed(Target(server.url, tls.ca_cert))
+        await asyncio.gather(*tasks)
+    return tallies
+
+
+def test_every_transport_is_read_over_http3(h3_server: RunningServer, tls: TlsFiles, tmp_path: Path) -> None:
+    tallies = asyncio.run(read_over_h3(h3_server, tls, HTTP3_KEYS, settings(tmp_path)))
+    for tally in tallies:
+        assert (tally.demo.key, tally.received, tally.lost, tally.duplicates, tally.error) == (
+            tally.demo.key,
+            COUNT,
+            0,
+            0,
+            None,
+        )
+        assert tally.http_version == HTTP3_VERSION
+        assert tally.latency_ms.summary() is not None
+    by_key = {tally.demo.key: tally for tally in tallies}
+    # A message per WebSocket message, stream, datagram and NDJSON line; SSE's end event as one more.
+    for key in ("ws", "stream", "wt", "wtdgram"):
+        assert by_key[key].deliveries == COUNT
+    assert by_key["sse"].deliveries == COUNT + 1
+    assert by_key["longpoll"].requests == by_key["longpoll"].deliveries + 1  # the last answer: 204, ended
+
+
+@pytest.mark.parametrize("compression", [True, False])
+def test_websocket_over_h3_deflates_only_when_allowed(tls: TlsFiles, tmp_path: Path, compression: bool) -> None:
+    app = create_app(rate=RATE, count=COUNT, size=200, autostart=False)
+    with serve_tls_in_thread(app, tls, http3=True, ws_compression=compression) as server:
+
+        async def answer() -> dict[bytes, bytes]:
+            async with h3_connection(server.url, str(tls.ca_cert)) as client:
+                offer = [(b"sec-websocket-version", b"13"), (b"sec-websocket-extensions", b"permessage-deflate")]
+                stream_id = client.request("CONNECT", server.url + "/ws/echo", offer, protocol="websocket")
+                status, headers, _ = await client.response(stream_id)
+                assert status == 200
+                return headers
+
+        headers = asyncio.run(answer())
+        tallies = asyncio.run(read_over_h3(server, tls, ("ws",), settings(tmp_path, compression)))
+    assert (b"sec-websocket-extensions" in headers) is compression
+    assert tallies[0].received == COUNT and tallies[0].error is None
+
+
+def test_webtransport_sessions_answer_with_the_draft_and_unknown_paths_404(
+    h3_server: RunningServer, tls: TlsFiles
+) -> None:
+    async def answers() -> list[tuple[int, bytes | None]]:
+        async with h3_connection(h3_server.url, str(tls.ca_cert)) as client:
+            results = []
+            for path in ("/wt", "/nowhere"):
+                stream_id = client.request(
+                    "CONNECT", h3_server.url + path, [WEBTRANSPORT_DRAFT], protocol="webtransport"
+                )
+                status, headers, _ = await client.response(stream_id)
+                results.append((status, headers.get(WEBTRANSPORT_DRAFT[0])))
+            return results
+
+    assert asyncio.run(answers()) == [(200, WEBTRANSPORT_DRAFT[1]), (404, None)]
+
+
+def test_http3_listens_on_the_tls_port_number_over_udp_on_ipv4_and_ipv6(h3_server: RunningServer) -> None:
+    """Chromium reaches ``localhost`` at ::1, and the proxy relays to 127.0.0.1: one socket takes both."""
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family, socket.SOCK_DGRAM) as probe, pytest.raises(OSError):
+            probe.bind((host, h3_server.port))
+
+
+def test_http3_runs_every_transport_over_three_protocols_and_webtransport_over_h3(tmp_path: Path) -> None:
+    run = DemoSettings(output=tmp_path, http3=True)
+    assert [t.key for t in run.selected] == list(HTTP3_KEYS)
+    assert run.protocols_of(BY_KEY["ws"]) == (HTTP1, "h2", H3)
+    assert run.protocols_of(BY_KEY["wt"]) == (H3,)
+    assert run.side_by_side and not run.one_by_one
+    # Without --http3 WebTransport is not offered: the TCP server has none.
+    assert [t.key for t in DemoSettings(output=tmp_path, http2=True).selected] == list(PAGE_KEYS)
+    assert "wt" not in [t.key for t in DemoSettings(output=tmp_path).selected]
+
+
+def test_a_mistake_with_http3_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DemoError, match="--http3 runs ws,sse,stream,longpoll,poll,wt,wtdgram only"):
+        DemoSettings(output=tmp_path, http3=True, transports=("socketio",))
+    with pytest.raises(DemoError, match="without --http3"):
+        DemoSettings(output=tmp_path, transports=("wt",))
+    with pytest.raises(DemoError, match="--clients cannot be combined with --http3"):
+        DemoSettings(output=tmp_path, http3=True, clients=2)
