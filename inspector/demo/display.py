@@ -15,7 +15,6 @@ from rich.text import Text
 from ..processes import describe_machine
 from ..render.table import TEXT_WIDTH, SplitTable, table_renderables
 from ..render.units import MISSING, count, factor, human_bytes, percent
-from ..report import TransportSummary
 from .browser_cost import BROWSER_HEADINGS
 from .costs import PROCESS_HEADINGS, duration_ms, process_cells
 from .result import DemoResult, in_report_order, session_path, transport_summary
@@ -147,10 +146,6 @@ def describe_settings(settings: DemoSettings) -> str:
     )
 
 
-def _wire_per_feed_message(summary: TransportSummary | None, tally: ClientTally) -> float | None:
-    return summary.wire_bytes.total / tally.received if summary is not None and tally.received else None
-
-
 def _demo_table(
     title: str, headings: Sequence[str], rows: Sequence[Sequence[str | Text]], text_columns: int = 1
 ) -> Table:
@@ -262,8 +257,10 @@ def protocols_table(result: DemoResult) -> Table:
         baseline: float | None = None
         for i, protocol in enumerate(p for p in result.settings.protocols_of(demo) if p is not None):
             client = tallies.get(protocol)
-            summary = transport_summary(result.report, demo.transport, protocol)
-            wire = _wire_per_feed_message(summary, client) if client is not None else None
+            # WebTransport's two runs share the report's transport: their rows are their connections'.
+            summary = None if demo.h3_only else transport_summary(result.report, demo.transport, protocol)
+            figures = result.figures(client) if client is not None else None
+            wire = figures.per_feed_message(client) if figures is not None and client is not None else None
             if i == 0:
                 baseline = wire
             compared = factor(wire / baseline) if i and wire is not None and baseline else ""
@@ -296,7 +293,8 @@ PROTOCOLS_LEGEND = (
 HTTP3_LEGEND = (
     "HTTP/1.1, h2 and h3: the report's figures for each transport's share over each protocol (its by_protocol), "
     "and the latency its client measured; vs HTTP/1.1 compares wire bytes per feed message. All ran at once "
-    "through the same proxy, h3 over QUIC on the same port numbers, WebTransport over h3 alone. On one machine, "
+    "through the same proxy, h3 over QUIC on the same port numbers, WebTransport over h3 alone (its rows from its "
+    "sessions' own connections, as the report has one webtransport transport for both). On one machine, "
     "latencies a few milliseconds apart say as much about the Python implementations (server and clients) as "
     "about the protocols."
 )

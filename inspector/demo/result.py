@@ -105,6 +105,8 @@ def run_figures(report: Report, tally: ClientTally) -> RunFigures | None:
     framework's run, whose transports the others share): a transport's summary (its share
     over the client's protocol with ``--http2``), or a framework's sessions with every
     transport of the run; None where the report holds none of it."""
+    if tally.demo.h3_only:
+        return webtransport_figures(report, tally)
     protocol = tally.demo.app_protocol
     if protocol is not None:
         session = report.sessions.get(protocol)
@@ -120,6 +122,23 @@ def run_figures(report: Report, tally: ClientTally) -> RunFigures | None:
         wire_bytes=summary.wire_bytes.total,
         deliveries=summary.messages.server_to_client,
         app_messages=summary.app_messages.server_to_client,
+    )
+
+
+def webtransport_figures(report: Report, tally: ClientTally) -> RunFigures | None:
+    """A WebTransport run's figures from its own QUIC connections (those that opened its path):
+    the report has one ``webtransport`` transport for the stream and the datagram runs alike,
+    and each WebTransport session has a connection of its own (Python's clients and Chromium's)."""
+    connections = [
+        c
+        for c in report.connections
+        if c.protocol == "h3" and any(target.split("?")[0] == tally.demo.path for target in c.targets)
+    ]
+    if not connections:
+        return None
+    messages = sum(c.messages.server_to_client for c in connections)
+    return RunFigures(
+        wire_bytes=sum(c.wire_bytes.total for c in connections), deliveries=messages, app_messages=messages
     )
 
 
