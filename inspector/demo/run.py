@@ -49,7 +49,7 @@ from .protocols import WireConnection, wire_connections
 from .recording_proxy import DemoProxy
 from .result import DemoFiles, DemoResult, RunFigures, run_figures, session_path
 from .sequence import TransportRun, run_transport, start_processes, stop_processes
-from .settings import CLICK_INTERVAL, DEMO_RULES, H2, HTTP1, LOOPBACK, PROTOCOLS, DemoError, DemoSettings
+from .settings import CLICK_INTERVAL, DEMO_RULES, H2, H3, HTTP1, LOOPBACK, PROTOCOLS, DemoError, DemoSettings
 from .tally import ClientTally, PhaseCallback, ProgressCallback
 
 #: mitmproxy's CA certificate in its confdir, for clients of a proxy that listens with TLS.
@@ -399,7 +399,8 @@ def wire_notes(settings: DemoSettings, wire: tuple[WireConnection, ...]) -> list
     notes = [
         f"On the wire: {_plural(len(http1), 'HTTP/1.1 connection')} ({_plural(upgrades, 'WebSocket Upgrade')}); "
         f"{_plural(len(h2), 'h2 connection')} with {_plural(streams, 'request stream')} "
-        f"({_plural(connects, 'extended CONNECT')} for WebSocket, RFC 8441)."
+        f"({_plural(connects, 'extended CONNECT')} for WebSocket, RFC 8441)"
+        + (f"; {_plural(sum(c.protocol == H3 for c in wire), 'QUIC connection')} (h3)." if settings.http3 else ".")
     ]
     return notes
 
