@@ -2,17 +2,21 @@
 number over UDP) and the Python clients over HTTP/3, every transport and WebTransport.
 
 The server and the clients are tested straight against each other first, without the proxy:
-a small feed (0.1 s) read by a client per transport, each over its own QUIC connection.
+a small feed (0.1 s) read by a client per transport, each over its own QUIC connection. Then
+one small ``rtinspect demo --http3`` run (a 0.4 s feed) through the proxy's QUIC relay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from servers import run_rtinspect
 
 from demo_server.app import create_app
 from demo_server.h3 import WEBTRANSPORT_DRAFT
@@ -148,3 +152,68 @@ def test_a_mistake_with_http3_is_one_line(tmp_path: Path) -> None:
         DemoSettings(output=tmp_path, transports=("wt",))
     with pytest.raises(DemoError, match="--clients cannot be combined with --http3"):
         DemoSettings(output=tmp_path, http3=True, clients=2)
+
+
+#: Seconds the whole run may take here: start-up (a CA, the servers, the proxy), a 0.4 s feed, shutdown.
+RUN_TIMEOUT = 120.0
+RUN_COUNT = 20
+RUN_RATE = 50.0
+
+
+@pytest.fixture(scope="module")
+def http3_run(tmp_path_factory: pytest.TempPathFactory, confdir: Path) -> SimpleNamespace:
+    """One ``rtinspect demo --http3`` run: its output, report.json, clients.json and folder."""
+    output = tmp_path_factory.mktemp("demo-http3") / "demo"
+    done = run_rtinspect(
+        "demo",
+        "--http3",
+        "--count",
+        str(RUN_COUNT),
+        "--rate",
+        str(RUN_RATE),
+        "--poll-interval",
+        "0.2",
+        "-o",
+        str(output),
+        "--set",
+        f"confdir={confdir}",
+        timeout=RUN_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return SimpleNamespace(
+        done=done,
+        output=output,
+        report=json.loads((output / "report.json").read_text()),
+        clients=json.loads((output / "clients.json").read_text()),
+    )
+
+
+def test_every_transport_is_read_over_three_protocols_through_the_proxy(http3_run: SimpleNamespace) -> None:
+    clients = http3_run.clients
+    assert clients["protocols"] == [HTTP1, "h2", H3]
+    for demo in DemoSettings(output=Path("unused"), http3=True).selected:
+        by_protocol = clients["transports"][demo.title]["by_protocol"]
+        expected = [H3] if demo.h3_only else [HTTP1, "h2", H3]
+        assert list(by_protocol) == expected, demo.title
+        over_h3 = by_protocol[H3]
+        assert (demo.title, over_h3["received"], over_h3["lost"], over_h3["error"]) == (demo.title, RUN_COUNT, 0, None)
+        assert over_h3["http_version"] == HTTP3_VERSION
+
+
+def test_the_report_counts_each_transport_over_h3(http3_run: SimpleNamespace) -> None:
+    transports = http3_run.report["transports"]
+    for name in ("websocket", "sse", "http_stream", "long_poll", "short_poll"):
+        assert "h3" in transports[name]["by_protocol"], name
+    assert transports["websocket"]["by_protocol"]["h3"]["messages"]["server_to_client"] == RUN_COUNT
+    assert transports["sse"]["by_protocol"]["h3"]["messages"]["server_to_client"] == RUN_COUNT + 1
+    # Both WebTransport runs: a stream per message and a datagram per message.
+    assert transports["webtransport"]["messages"]["server_to_client"] == 2 * RUN_COUNT
+
+
+def test_the_output_puts_three_protocols_side_by_side_and_says_what_level_it_compares(
+    http3_run: SimpleNamespace,
+) -> None:
+    out = http3_run.done.stdout
+    assert "HTTP/1.1, h2 and h3, side by side" in out
+    assert "webtransport-datagram" in out
+    assert "after decryption" in " ".join(out.split())
