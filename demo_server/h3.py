@@ -40,6 +40,7 @@ from aioquic.asyncio.server import QuicServer
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DatagramReceived, DataReceived, H3Event, HeadersReceived, WebTransportStreamDataReceived
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent, StreamReset
 from wsproto.connection import Connection as WebSocketFrames
 from wsproto.connection import ConnectionType
@@ -407,7 +408,7 @@ class _WebTransportSession(_Exchange):
         self.send_headers([(b":status", b"200"), WEBTRANSPORT_DRAFT])
         after = _query_int(self.request.query, "after")
         quic = self.connection._quic
-        sent: set[int] = set()  # the streams not known to be delivered (aioquic forgets them once acknowledged)
+        sent: list[int] = []
         async for message in self.connection.feed.subscribe(after):
             data = message.json.encode()
             if self.via_datagrams:
@@ -416,12 +417,12 @@ class _WebTransportSession(_Exchange):
             else:
                 stream_id = self.http.create_webtransport_stream(self.stream_id, is_unidirectional=True)
                 quic.send_stream_data(stream_id, data, end_stream=True)
-                sent.add(stream_id)
+                sent.append(stream_id)
             self.connection.transmit()
         # Ending a session resets its streams: first let every message reach the client.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SESSION_DRAIN_SECONDS):
-                while sent.intersection(quic._streams) or quic._datagrams_pending:
+                while quic._datagrams_pending or not all(_acknowledged(quic, stream_id) for stream_id in sent):
                     await asyncio.sleep(DRAIN_CHECK_SECONDS)
         self.send_data(b"", end=True)
 
@@ -440,6 +441,12 @@ class _WebTransportSession(_Exchange):
     def datagram(self, data: bytes) -> None:
         self.http.send_datagram(self.stream_id, data)
         self.connection.transmit()
+
+
+def _acknowledged(quic: QuicConnection, stream_id: int) -> bool:
+    """Whether the peer has acknowledged all a stream's data and its end (or the stream is gone)."""
+    stream = quic._streams.get(stream_id)
+    return stream is None or stream.sender.is_finished
 
 
 def _query_int(query: str, name: str) -> int:
