@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from servers import run_rtinspect
+from servers import rtinspect_command, rtinspect_environment, run_rtinspect
 
 from demo_server.app import create_app
 from demo_server.h3 import WEBTRANSPORT_DRAFT
@@ -152,6 +153,32 @@ def test_a_mistake_with_http3_is_one_line(tmp_path: Path) -> None:
         DemoSettings(output=tmp_path, transports=("wt",))
     with pytest.raises(DemoError, match="--clients cannot be combined with --http3"):
         DemoSettings(output=tmp_path, http3=True, clients=2)
+
+
+def test_the_demo_server_command_serves_http3_and_says_how_to_reach_it(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        rtinspect_command("demo-server", "--http3", "--port", "0", "--autostart", "--count", "3", "--rate", "100"),
+        env=rtinspect_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(3)]
+        url = lines[0].split()[3].rstrip("/")
+        ca = lines[1].split()[-1]
+        assert "--origin-to-force-quic-on=" + url.removeprefix("https://") in lines[2]
+
+        async def status() -> int:
+            async with h3_connection(url, ca) as client:
+                status, _, _ = await client.response(client.request("GET", url + "/feed/status"))
+                return status
+
+        assert asyncio.run(status()) == 200, lines
+    finally:
+        process.terminate()
+        process.wait(DEADLINE)
 
 
 #: Seconds the whole run may take here: start-up (a CA, the servers, the proxy), a 0.4 s feed, shutdown.
