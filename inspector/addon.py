@@ -6,7 +6,12 @@ then puts a plain TCP relay where the HTTP layer would be. Every socket read
 is recorded and, before it is forwarded unchanged, handed as a capture
 record to the analysis: in this process (inline) or in an analyser process
 (see :mod:`inspector.analyser_process`), which keeps analysis off the
-relay's path.
+relay's path. A reverse proxy to an HTTPS upstream also takes QUIC on its
+UDP port: QUIC on both legs, each stream and each DATAGRAM frame relayed raw
+and recorded (see :mod:`inspector.quic_relay`).
+Where the proxy terminates the client's TLS, the records the
+client sent and received are counted too (:class:`TappedClientTLSLayer`) and recorded
+as "transport layer" events, at most once a second and as the connection closes.
 Under network conditions (options ``rtinspect_network``, ``rtinspect_rtt``,
 ``rtinspect_jitter``, ``rtinspect_down``, ``rtinspect_up``; see
 :mod:`inspector.network`) the relay holds each read after recording it and
@@ -44,9 +49,24 @@ from mitmproxy.tls import ClientHelloData, TlsData
 
 from inspector.analyser import AnalyserSettings, InProcessAnalysis
 from inspector.analyser_process import AnalyserProcess
-from inspector.capture import CaptureWriter, ConnectionClosed, ConnectionOpened, DataChunk, Event, encode_record
+from inspector.capture import (
+    QUIC,
+    TCP,
+    CaptureWriter,
+    ConnectionClosed,
+    ConnectionOpened,
+    DataChunk,
+    Event,
+    Record,
+    encode_record,
+    transport_layer_event,
+)
 from inspector.mitmproxy_connections import CLOSE_REASON_KEY, address_text, connection_opened
 from inspector.network import NETWORK_EVENT, Link, NetworkConditions, NetworkError, links, network_conditions
+from inspector.quic_packets import QuicPacketTracer
+from inspector.quic_relay import QuicRecorder, is_quic_client, quic_relay_stack, relay_for
+from inspector.tls_records import TlsLeg
+from inspector.transport_layer import LegCounter, TransportLayer, travels_over_ipv6
 from inspector.wire import Direction
 
 #: Where the records go to be analysed: this process, or an analyser process.
@@ -141,6 +161,36 @@ class ForwardedHttpTap(layer.Layer):
         for command in self.child_layer.handle_event(event):
             if isinstance(command, commands.SendData) and command.connection is client and not self.stopped:
                 self._tapped(self.context, False, command.data)
+            yield command
+
+
+class TappedClientTLSLayer(layers.ClientTLSLayer):
+    """mitmproxy's client TLS layer, counting what travelled on the client's leg
+    below the byte stream: the raw bytes the client sent before this layer
+    decrypts them, and the raw bytes it sends the client (its handshake records
+    included), both fed to a :class:`~inspector.tls_records.TlsLeg`.
+
+    The layer mitmproxy chose is made one with :meth:`tap` rather than wrapped:
+    mitmproxy's server TLS layer waits for the client's ALPN offer only when
+    its child is a client TLS layer.
+    """
+
+    leg: TlsLeg
+
+    @classmethod
+    def tap(cls, chosen: layers.ClientTLSLayer, leg: TlsLeg) -> None:
+        chosen.__class__ = cls
+        assert isinstance(chosen, cls)
+        chosen.leg = leg
+
+    def handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        # Every event passes here once (events held while the layer waits are replayed past it).
+        client = self.context.client
+        if isinstance(event, events.DataReceived) and event.connection is client:
+            self.leg.feed(Direction.CLIENT_TO_SERVER, event.data, time.monotonic())
+        for command in super().handle_event(event):
+            if isinstance(command, commands.SendData) and command.connection is client:
+                self.leg.feed(Direction.SERVER_TO_CLIENT, command.data, time.monotonic())
             yield command
 
 
@@ -371,6 +421,11 @@ class _LiveConnection:
     connection_id: int
     client_id: str
     opened: ConnectionOpened | None = None
+    transport: str = TCP
+    #: What counts the client's leg below the byte streams (its TLS records, when the
+    #: proxy terminated the client's TLS), and its figures last recorded.
+    leg: LegCounter | None = None
+    layer_recorded: TransportLayer | None = None
 
 
 class RtInspect:
@@ -394,6 +449,8 @@ class RtInspect:
         self._client_hello_at: dict[str, float] = {}
         #: A forward proxy's plain-HTTP connections, by client id (see ForwardedHttpTap).
         self._taps: dict[str, ForwardedHttpTap] = {}
+        #: Clients' TLS legs (see TappedClientTLSLayer), by client id, until a relayed connection takes them.
+        self._tls_legs: dict[str, TlsLeg] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._stopped = False
         #: The network conditions each new connection is relayed under (None: relayed at once).
@@ -500,6 +557,9 @@ class RtInspect:
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
+            now = time.time()
+            for live in list(self._live.values()):
+                self._record_layer(live, now)
             if self._writer is not None:
                 try:
                     self._writer.flush()
@@ -530,10 +590,14 @@ class RtInspect:
     # -- layers
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        context = nextlayer.context
+        if quic := self._quic_layer(nextlayer):
+            _discard(nextlayer.layer)  # mitmproxy's own choice, if its addon has made one
+            nextlayer.layer = quic
+            return
         builtin = ctx.master.addons.get("nextlayer")
         if builtin is not None:
             builtin.next_layer(nextlayer)
-        context = nextlayer.context
         if _upstream_spoke_first(nextlayer):
             _discard(nextlayer.layer)
             nextlayer.layer = ClientSpeaksFirst(context)
@@ -562,10 +626,66 @@ class RtInspect:
                     parent.child_layer = replacement  # type: ignore[attr-defined]
                 break
             parent, child = child, getattr(child, "child_layer", None)
+        self._tap_client_tls(nextlayer)
         if refuse_plaintext and nextlayer.layer is not None:
             logger.warning(f"refused {address_text(context.client.peername)}: it did not start with TLS")
             nextlayer.layer = PlaintextRefused(context)
             self._refused[context.client.id] = bytes(nextlayer.data_client())
+
+    def _quic_layer(self, nextlayer: layer.NextLayer) -> layer.Layer | None:
+        """The layers for a QUIC client (None: mitmproxy's choice stands).
+
+        A reverse proxy's HTTPS upstream gets the QUIC connection relayed raw
+        (mitmproxy would put its HTTP/3 layer there, which rewrites requests and
+        refuses WebSocket and WebTransport); each of its streams and its
+        DATAGRAM frames then get the relay's own layers.
+        """
+        context = nextlayer.context
+        top = context.layers[0] if context.layers else None
+        if isinstance(top, ReverseProxy) and top.child_layer is nextlayer:
+            mode = context.client.proxy_mode
+            if is_quic_client(context.client) and isinstance(mode, ReverseMode) and mode.scheme == "https":
+                if self._stopped:
+                    return None
+                tracer = QuicPacketTracer(ipv6=_over_ipv6(context.client))
+                return quic_relay_stack(context, self._quic_recorder(context, tracer), tracer)
+            return None
+        chosen = _layers_of(nextlayer.layer)
+        return relay_for(context, [stacked for stacked in context.layers if stacked not in chosen])
+
+    def _quic_recorder(self, context: Context, tracer: QuicPacketTracer) -> QuicRecorder:
+        """Where a new QUIC connection's records go: one connection of the capture, opened
+        with its first record (both legs' QUIC handshakes are done by then), with the
+        figures ``tracer`` counts of the client's packets."""
+        client, server = context.client, context.server
+        key = _quic_key(client)
+        live = self._live[key] = _LiveConnection(self._next_id, client.id, transport=QUIC, leg=tracer)
+        self._next_id += 1
+        self._handed_over.add(client.id)
+
+        def record(record: Record) -> None:
+            self._start(live, client, server)
+            self._record(record)
+
+        def closed(reason: str) -> None:
+            if self._live.get(key) is live:
+                self._start(live, client, server)
+                self._finish(key, time.time(), reason)
+
+        return QuicRecorder(live.connection_id, record, closed)
+
+    def _tap_client_tls(self, nextlayer: layer.NextLayer) -> None:
+        """Count the client's TLS records, if a client TLS layer was chosen (see :class:`TappedClientTLSLayer`)."""
+        context = nextlayer.context
+        if context.client.transport_protocol != "tcp" or context.client.id in self._tls_legs:
+            return
+        child = nextlayer.layer
+        while child is not None:
+            if type(child) is layers.ClientTLSLayer:
+                leg = self._tls_legs[context.client.id] = TlsLeg(ipv6=_over_ipv6(context.client))
+                TappedClientTLSLayer.tap(child, leg)
+                return
+            child = getattr(child, "child_layer", None)
 
     def _relay(self, context: Context) -> InspectedTCPLayer:
         """The relay layer for a new connection: shaped only under network conditions."""
@@ -609,6 +729,12 @@ class RtInspect:
 
     def client_disconnected(self, client: Client) -> None:
         self._client_hello_at.pop(client.id, None)
+        quic = self._live.pop(_quic_key(client), None)
+        if quic is not None and isinstance(client.proxy_mode, ReverseMode):
+            # A QUIC connection that ended without a close (its handshake failed).
+            self._start(quic, client, Server(address=client.proxy_mode.address))
+            self._end(quic, client.timestamp_end or time.time(), "client closed")
+        self._tls_legs.pop(client.id, None)
         if self._taps.pop(client.id, None) is not None:
             key = _forwarded_key(client)
             if key in self._live:
@@ -654,7 +780,9 @@ class RtInspect:
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         if self._stopped:
             return
-        self._live[flow.id] = _LiveConnection(self._next_id, flow.client_conn.id)
+        self._live[flow.id] = _LiveConnection(
+            self._next_id, flow.client_conn.id, leg=self._tls_legs.get(flow.client_conn.id)
+        )
         self._handed_over.add(flow.client_conn.id)
         self._next_id += 1
 
@@ -696,7 +824,8 @@ class RtInspect:
     def _start(self, live: _LiveConnection, client: Client, server: Server) -> None:
         """Record the connection's facts once they are known (upstream TLS included)."""
         if live.opened is None:
-            live.opened = connection_opened(live.connection_id, client, server, self._client_hello_at.get(client.id))
+            hello_at = self._client_hello_at.get(client.id)
+            live.opened = connection_opened(live.connection_id, client, server, hello_at, live.transport)
             self._record(live.opened)
 
     def _failed(self, live: _LiveConnection, server: Server, message: str) -> None:
@@ -709,11 +838,21 @@ class RtInspect:
     def _end(self, live: _LiveConnection, timestamp: float, reason: str) -> None:
         if live.opened is None:
             return
+        self._record_layer(live, timestamp, closed=True)
         self._record(ConnectionClosed(live.connection_id, timestamp, reason))
+
+    def _record_layer(self, live: _LiveConnection, timestamp: float, *, closed: bool = False) -> None:
+        """Record the client leg's figures below the byte stream, if they changed since last time."""
+        if live.leg is None or live.opened is None:
+            return
+        figures = live.leg.figures(closed=closed)
+        if figures is not None and figures != live.layer_recorded:
+            live.layer_recorded = figures
+            self._record(transport_layer_event(live.connection_id, timestamp, figures))
 
     # -- capture
 
-    def _record(self, record: ConnectionOpened | DataChunk | ConnectionClosed) -> None:
+    def _record(self, record: Record) -> None:
         """To the analysis and to the capture: encoded once for both."""
         encoded = encode_record(record)
         self.analysis.add_record(record, encoded)
@@ -748,6 +887,15 @@ def _upstream_spoke_first(nextlayer: layer.NextLayer) -> bool:
     return isinstance(top, ReverseProxy) and top.child_layer is nextlayer and not nextlayer.data_client()
 
 
+def _layers_of(chosen: layer.Layer | None) -> list[layer.Layer]:
+    """A chosen layer and the layers it stacked under itself."""
+    found = []
+    while chosen is not None:
+        found.append(chosen)
+        chosen = getattr(chosen, "child_layer", None)
+    return found
+
+
 def _discard(chosen: layer.Layer | None) -> None:
     """Take back layers another addon chose: a layer joins its context's stack when it is made."""
     while chosen is not None:
@@ -761,6 +909,17 @@ def _is_relay_point(candidate: layer.Layer) -> bool:
     if isinstance(candidate, layers.HttpLayer):
         return candidate.mode is HTTPMode.transparent
     return type(candidate) is layers.TCPLayer and candidate.flow is not None
+
+
+def _over_ipv6(client: Client) -> bool:
+    """Whether the client's packets travel over IPv6 (for the size of their IP headers)."""
+    peer = client.peername
+    return bool(peer) and travels_over_ipv6(peer[0])
+
+
+def _quic_key(client: Client) -> str:
+    """The key of a QUIC connection among the live ones."""
+    return f"quic:{client.id}"
 
 
 def _forwarded_key(client: Client) -> str:

@@ -53,6 +53,15 @@ the delay and bandwidth the proxy added to the connections that follow it
 not in the file, only how many there were (data: {"direction":
 "client_to_server" | "server_to_client", "bytes": int}): a packet capture
 lost their segments. The proxy never writes it; imports of packet captures do.
+"transport layer" holds what the connection's client leg cost below its byte
+streams so far: TLS records, QUIC packets, IP headers (data: {"client_to_server":
+figures, "server_to_client": figures}, with figures = {"tls_records",
+"tls_record_bytes", "quic_packets", "quic_packet_bytes", "quic_ack_only_packets",
+"quic_padding_bytes", "ip_header_bytes": int, "ip_header_bytes_estimated": bool};
+see :mod:`inspector.transport_layer`). The figures are cumulative: the latest
+event of a connection stands for all of it. The proxy writes one at most once a
+second while a connection lives and one as it closes; imports of packet captures
+write one per connection.
 
 Records appear in the order they were written, which is not always the order
 of their timestamps: a connection's "opened" record carries the time the
@@ -73,6 +82,7 @@ from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
+from .transport_layer import TransportLayer
 from .wire import Direction
 
 CAPTURE_VERSION = 1
@@ -243,6 +253,22 @@ def missing_from(event: Event) -> tuple[Direction, int] | None:
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         return None
     return direction, size
+
+
+#: The event that holds a connection's figures below its byte streams (see the module's docstring).
+TRANSPORT_LAYER = "transport layer"
+
+
+def transport_layer_event(connection_id: int, timestamp: float, figures: TransportLayer) -> Event:
+    """The "transport layer" event of a connection's figures so far."""
+    return Event(connection_id, timestamp, TRANSPORT_LAYER, figures.as_dict())
+
+
+def transport_layer_from(event: Event) -> TransportLayer | None:
+    """The figures of a "transport layer" event (None for any other event, or a damaged one)."""
+    if event.name != TRANSPORT_LAYER or event.connection_id == 0:
+        return None
+    return TransportLayer.from_dict(event.data)
 
 
 def _tls_to_json(tls: TlsInfo | None) -> dict[str, Any] | None:

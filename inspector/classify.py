@@ -25,10 +25,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from .app_messages import AppMessageRule
 from .app_protocols import APP_PROTOCOLS
+from .checked import StateError, expect, fields, items, text, whole
 from .records import ExchangeRecord
 from .report import TRANSPORTS
 from .rules import PathRule, split_rule
@@ -133,6 +135,8 @@ class Classifier:
         if exchange.body_kind is BodyKind.WEBSOCKET:
             # A rule names what a matching request is when it is not an upgrade.
             return "websocket"
+        if exchange.body_kind is BodyKind.WEBTRANSPORT:
+            return "webtransport"
         route = exchange_route(exchange)
         transport = self._by_rule(route) or exchange.app_transport or self._by_shape(exchange)
         if transport is not None:
@@ -224,6 +228,33 @@ class RouteTable:
 
     def copy(self) -> RouteTable:
         return RouteTable(self.requests.copy(), set(self.held), self.limit, self.untracked)
+
+    def to_json(self) -> dict[str, Any]:
+        """The counts by route, the held routes and what was not tracked, as JSON."""
+        return {
+            "limit": self.limit,
+            "untracked": self.untracked,
+            "requests": [
+                [method, path, n, (method, path) in self.held] for (method, path), n in sorted(self.requests.items())
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, state: object) -> RouteTable:
+        """A table as :meth:`to_json` wrote it; :class:`~inspector.checked.StateError` if it is not one."""
+        state = fields(state, "routes")
+        table = cls(
+            limit=whole(state.get("limit"), "route limit"), untracked=whole(state.get("untracked"), "untracked")
+        )
+        for entry in items(state.get("requests"), "routes"):
+            method, path, n, held = items(entry, "route")
+            route = (text(method, "method"), text(path, "path"))
+            table.requests[route] = whole(n, "requests")
+            if expect(held, bool, "held"):
+                table.held.add(route)
+        if len(table.requests) > table.limit:
+            raise StateError("routes: more than the table keeps")
+        return table
 
 
 def most_streaming(transports: Iterable[str]) -> str:

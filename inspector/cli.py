@@ -13,16 +13,18 @@ import click
 
 from .app_messages import AppMessageRule
 from .capture import CaptureError
-from .classify import DEFAULT_LONG_POLL_THRESHOLD, AppProtocolRule, TransportRule
+from .classify import DEFAULT_LONG_POLL_THRESHOLD, AppProtocolRule, Classifier, TransportRule
 from .extras import DemoCommand
 from .formats.export import EXPORT_FORMATS
 from .formats.pcapng import MAX_SEGMENT
 from .measurements import ClientMeasurements, ClientMeasurementsError, load_client_measurements
 from .network import PRESETS, NetworkConditions, NetworkError, network_conditions, preset_help
+from .partial import merge_partials, partial_from_captures, write_partial
 from .projection import Fleet, project
 from .render import FORMATS, render
 from .render.stream import STREAMED_FORMATS, ConnectionStream
 from .replay import default_jobs, report_from_captures
+from .report import Report
 
 
 class _Commands(click.Group):
@@ -171,9 +173,19 @@ def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
     help="pcap and pcapng files: a TCP port the servers listened on; segments from it are server to client "
     "(as in Wireshark's -d tcp.port==PORT,http). Repeatable. Packet files need at least one.",
 )
+@click.option(
+    "--partial",
+    "partial_file",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE",
+    help="Write a partial summary to FILE (- for standard output) instead of the report: "
+    "rtinspect merge combines partial summaries from any machines into one report.",
+)
 @classification_options
 @redaction_option
+@click.pass_context
 def report(
+    ctx: click.Context,
     captures: tuple[str, ...],
     fmt: str,
     output: str | None,
@@ -182,6 +194,7 @@ def report(
     fleet: Fleet | None,
     clients_file: str | None,
     server_ports: tuple[int, ...],
+    partial_file: str | None,
     rules: tuple[TransportRule, ...],
     long_poll_threshold: float,
     app_messages: tuple[AppMessageRule, ...],
@@ -212,7 +225,10 @@ def report(
       rtinspect report session.har
       rtinspect report traffic.pcapng --server-port 8000
       rtinspect report demo/capture.rtcap --clients demo/clients.json -f html -o report.html
+      rtinspect report monday.rtcap --partial monday.partial   # then: rtinspect merge *.partial
     """
+    if partial_file is not None:
+        _refuse_with_partial(ctx)
     clients = _client_measurements(clients_file, fmt)
     _check_server_ports(captures, server_ports)
     options = {
@@ -224,6 +240,9 @@ def report(
     }
     options["server_ports"] = server_ports
     options["jobs"] = jobs if jobs is not None else default_jobs(captures)
+    if partial_file is not None:
+        _write_partial(captures, partial_file, options)
+        return
     if connections and fmt in STREAMED_FORMATS:
         _report_streaming_connections(captures, fmt, output, options, fleet, clients)
         return
@@ -233,6 +252,18 @@ def report(
         raise click.ClickException(str(error)) from None
     if not built.connection_count:
         raise click.ClickException(f"{', '.join(captures)}: no connections recorded; nothing to report")
+    _write_report(built, fmt, output, connections, fleet, clients)
+
+
+def _write_report(
+    built: Report,
+    fmt: str,
+    output: str | None,
+    connections: bool,
+    fleet: Fleet | None,
+    clients: ClientMeasurements | None,
+) -> None:
+    """A report rendered in ``fmt``, projected to ``fleet`` if one is given, to ``output`` or standard output."""
     if fleet is not None:
         built = replace(built, projection=project(built, fleet))
     text = render(built, fmt, connections=connections, clients=clients)
@@ -245,6 +276,113 @@ def report(
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}", err=True)
+
+
+#: What a partial summary leaves to ``rtinspect merge``: the options that render a report.
+_RENDERING_OPTIONS = {
+    "fmt": "-f",
+    "output": "-o",
+    "connections": "--connections",
+    "fleet": "--project",
+    "clients_file": "--clients",
+}
+
+
+def _refuse_with_partial(ctx: click.Context) -> None:
+    """--partial writes no report: the options that shape one belong to ``rtinspect merge``."""
+    given = [
+        flag
+        for name, flag in _RENDERING_OPTIONS.items()
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.UsageError(
+            f"--partial writes a partial summary, not a report: give {', '.join(given)} to rtinspect merge"
+        )
+
+
+def _write_partial(captures: tuple[str, ...], target: str, options: dict[str, Any]) -> None:
+    """``report --partial``: the captures' partial summary, written whole or not at all."""
+    classifier = Classifier(
+        tuple(options["rules"]),
+        options["long_poll_threshold"],
+        tuple(options["app_messages"]),
+        tuple(options["app_protocols"]),
+    )
+    with _output(target, binary=True) as out:
+        partial = partial_from_captures(
+            captures,
+            classifier,
+            redact=options["redact"],
+            jobs=options["jobs"],
+            server_ports=options["server_ports"],
+        )
+        write_partial(partial, out)
+    if target != "-":
+        click.echo(f"wrote {target}", err=True)
+
+
+@main.command(context_settings={"max_content_width": 100})
+@click.argument("partials", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="PARTIAL...")
+@click.option(
+    "-f", "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE, not standard output."
+)
+@click.option(
+    "--connections",
+    is_flag=True,
+    help="List each connection too: the first 10,000 of them, in every format.",
+)
+@click.option(
+    "--project",
+    "fleet",
+    metavar="CLIENTS@RATE",
+    callback=_fleet,
+    help="Project each transport's measured costs per application message to a fleet, as rtinspect report does.",
+)
+@click.option(
+    "--clients",
+    "clients_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="What the clients measured (a demo's clients.json), as rtinspect report shows it.",
+)
+def merge(
+    partials: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    connections: bool,
+    fleet: Fleet | None,
+    clients_file: str | None,
+) -> None:
+    """The report of partial summaries (rtinspect report --partial), from any machines.
+
+    The report is the one rtinspect report would give of all their captures
+    at once, in the order the files are given: the first file's captures, then
+    the second's. Every partial summary must have been written with the same
+    --transport, --long-poll-threshold, --app-messages, --app-protocol and
+    --redact options. Connection ids read N:ID, N the capture's number among
+    all of them.
+
+    \b
+    Examples:
+      rtinspect report monday.rtcap --partial monday.partial
+      rtinspect report tuesday.rtcap --partial tuesday.partial
+      rtinspect merge monday.partial tuesday.partial
+      rtinspect merge host-*.partial -f html -o fleet.html
+      ls captures/*.rtcap | xargs -P 4 -I{} rtinspect report {} --partial {}.partial
+    """
+    clients = _client_measurements(clients_file, fmt)
+    try:
+        merged = merge_partials(partials)
+    except CaptureError as error:
+        raise click.ClickException(str(error)) from None
+    built = merged.report()
+    if not built.connection_count:
+        raise click.ClickException(f"{', '.join(partials)}: no connections recorded; nothing to report")
+    _write_report(built, fmt, output, connections, fleet, clients)
 
 
 def _check_server_ports(captures: tuple[str, ...], server_ports: tuple[int, ...]) -> None:
@@ -476,7 +614,14 @@ _NETWORK_EPILOG = "\b\nNetwork presets (--network):\n" + "\n".join(f"  {line}" f
     is_flag=True,
     help="Offer only HTTP/1.1 in TLS (ALPN), so clients and server do not agree on HTTP/2 "
     "(mitmproxy's --set http2=false). By default a TLS upstream gets the client's ALPN offer and the "
-    "client its choice; TLS clients of a cleartext upstream are offered HTTP/1.1 only.",
+    "client its choice; TLS clients of a cleartext upstream are offered HTTP/1.1 only. Also --no-http3.",
+)
+@click.option(
+    "--no-http3",
+    is_flag=True,
+    help="Do not listen on UDP. With an https:// upstream the proxy also listens on UDP, on the same host and "
+    "port, and relays QUIC (HTTP/3, WebSocket over HTTP/3, WebTransport) stream by stream, unchanged; this "
+    "turns that off, e.g. when the port's UDP side is taken or clients should stay on TCP.",
 )
 @click.option("-w", "--write", metavar="CAPTURE", help="Record the raw traffic to this file (.rtcap).")
 @click.option("-q", "--quiet", is_flag=True, help="No live view; the summary on exit still prints.")
@@ -522,6 +667,7 @@ def proxy(
     listen_tls: bool,
     upstream_insecure: bool,
     http1_only: bool,
+    no_http3: bool,
     write: str | None,
     quiet: bool,
     report: str | None,
@@ -544,7 +690,9 @@ def proxy(
     """Relay clients to a server and measure what each transport costs.
 
     Every byte is relayed unchanged: after TLS, the proxy sees the raw TCP
-    stream and hands it to the analysers. Clients may also connect with TLS;
+    stream and hands it to the analysers. With an https:// upstream it also
+    takes QUIC on UDP (same host and port): each QUIC stream and DATAGRAM
+    frame is relayed unchanged and recorded. Clients may also connect with TLS;
     their certificates come from mitmproxy's CA (in ~/.mitmproxy unless
     --set confdir=... says otherwise). Ctrl-C or SIGTERM stops the proxy,
     prints the summary, writes --report and closes the capture.
@@ -590,6 +738,7 @@ def proxy(
         listen_tls=listen_tls,
         upstream_insecure=upstream_insecure,
         http1_only=http1_only,
+        http3=not (no_http3 or http1_only),
         write=write,
         quiet=quiet,
         report=report,

@@ -1,15 +1,20 @@
-"""Per-connection accounting: the two byte streams of one TCP connection in,
-an exact :class:`ConnectionRecord` out.
+"""Per-connection accounting: the two byte streams of one TCP connection (or
+the streams and DATAGRAMs of one QUIC connection) in, an exact
+:class:`ConnectionRecord` out.
 
 The HTTP/1.1 parser, or the HTTP/2 parser when the client starts with the
-HTTP/2 preface (prior knowledge, ALPN ``h2``, or after an h2c Upgrade), splits
-the streams into exchanges: a request and its response, or an HTTP/2 stream.
+HTTP/2 preface (prior knowledge, ALPN ``h2``, or after an h2c Upgrade), or the
+HTTP/3 parser on a QUIC connection, splits the streams into exchanges: a
+request and its response, or an HTTP/2 or HTTP/3 request stream.
 Each response body goes to the parser its media type calls for (SSE, NDJSON,
 or plain chunks), and an accepted WebSocket Upgrade (or extended CONNECT over
-HTTP/2) hands the exchange's bytes to the WebSocket parser. Every byte lands
+HTTP/2 and HTTP/3) hands the exchange's bytes to the WebSocket parser; an
+accepted WebTransport session over HTTP/3 counts its streams and DATAGRAMs as
+its messages. Every byte lands
 in exactly one category of exactly one exchange (or, when it belongs to no
 request at all, in the connection's ``unattributed`` account: HTTP/2's
-preface and the frames of stream 0 are there).
+preface and the frames of stream 0 are there, and HTTP/3's control and QPACK
+streams).
 
 Each exchange is folded into running per-transport figures
 (:class:`~inspector.totals.ExchangeTotals`) once the parser has moved past it,
@@ -22,6 +27,7 @@ except for polls, which need every connection's routes in view.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from wsproto.frame_protocol import Opcode
@@ -30,7 +36,7 @@ from .app_messages import JsonBody, is_json
 from .app_protocols import detect as detect_app_protocol
 from .app_protocols import detect_from_first_message, reader_for, session_key, transport_of
 from .app_protocols.reader import FrameworkReader
-from .capture import ConnectionOpened
+from .capture import QUIC, ConnectionOpened
 from .classify import CONNECTION_ROUTE_LIMIT, Classifier, Route, RouteTable, exchange_route
 from .driver import ConnectionConsumer
 from .events import (
@@ -54,18 +60,23 @@ from .events import (
     Unparsed,
     WebSocketEvent,
     WebSocketMessage,
+    WebTransportBytes,
+    WebTransportMessage,
 )
 from .http2 import HTTP_VERSION as HTTP2_VERSION
-from .http2 import is_websocket_connect
+from .http3 import HTTP_VERSION as HTTP3_VERSION
+from .http3 import Http3Parser
 from .http_connection import HttpConnection
 from .ndjson import LineStream
-from .records import ExchangeRecord, MessageTime, WebSocketCounts
-from .report import HTTP1, HTTP2
+from .pseudo_headers import is_websocket_connect, is_webtransport_connect
+from .records import ExchangeRecord, MessageTime, WebSocketCounts, WebTransportCounts
+from .report import HTTP1, HTTP2, HTTP3
 from .sse import SseStream
 from .stats import Distribution, EvenSample
 from .totals import ExchangeTotals
+from .transport_layer import TransportLayer
 from .websocket import DeflateParams, WebSocketStream
-from .wire import Anomaly, BodyKind, ByteAccount, Category, Direction, Http2Counts
+from .wire import Anomaly, BodyKind, ByteAccount, Category, Direction, Http2Counts, Http3Counts
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -117,15 +128,21 @@ class ConnectionRecord:
     routes: RouteTable = field(default_factory=RouteTable)
     #: The first few distinct request targets, as requested.
     targets: tuple[str, ...] = ()
-    #: "http/1.1" or "h2".
+    #: "http/1.1", "h2" or "h3".
     protocol: str = HTTP1
     #: HTTP/2 frame figures of the connection's own frames: the preface, stream 0,
     #: and streams no longer followed (None over HTTP/1.1).
     http2: Http2Counts | None = None
+    #: HTTP/3 figures of the connection's own streams: control, QPACK, push and
+    #: unknown streams, and streams no longer followed (None unless HTTP/3).
+    http3: Http3Counts | None = None
     #: The application protocol its exchanges spoke, if one was recognised (the first one).
     app_protocol: str | None = None
     #: The session it belonged to, as that protocol names it (None: the connection is its own).
     session: str | None = None
+    #: What its client leg cost below the byte streams: TLS records, QUIC packets, IP
+    #: headers (None: not recorded; see :mod:`inspector.transport_layer`).
+    transport_layer: TransportLayer | None = None
 
     @property
     def client(self) -> str:
@@ -229,8 +246,11 @@ class _Exchange:
         self.deflate: DeflateParams | None = None
         self.compressed = {C2S: 0, S2C: 0}
         self.close_codes: dict[Direction, int | None] = {C2S: None, S2C: None}
-        #: The HTTP/2 stream's running frame figures.
+        #: The HTTP/2 or HTTP/3 stream's running frame figures.
         self.http2: Http2Counts | None = None
+        self.http3: Http3Counts | None = None
+        #: A WebTransport session's streams and DATAGRAMs, by direction.
+        self.webtransport: WebTransportCounts | None = None
         #: A JSON response body kept to count the application's messages in it.
         self.json_body: JsonBody | None = None
         #: The application protocol its messages speak, once recognised.
@@ -255,12 +275,12 @@ class _Exchange:
             self.last_server_message_at = timestamp
 
     def app_messages(self) -> dict[Direction, int]:
-        """The application's messages: each SSE event, NDJSON line or WebSocket
-        message; a JSON body's items; one for any other body with data. Where an
+        """The application's messages: each SSE event, NDJSON line, WebSocket
+        message or WebTransport stream and DATAGRAM; a JSON body's items; one for any other body with data. Where an
         application protocol was recognised, its application messages only."""
         if self.app is not None:
             return dict(self.app.app)
-        if self.websocket:
+        if self.websocket or self.body_kind is BodyKind.WEBTRANSPORT:
             return dict(self.stream_messages)
         request = 1 if self.accounts[C2S][Category.PAYLOAD] else 0
         if self.body_kind in (BodyKind.SSE, BodyKind.LINES):
@@ -315,6 +335,8 @@ class _Exchange:
             timeline=tuple(self.timeline.items),  # type: ignore[arg-type]
             websocket=websocket,
             http2=self.http2.copy() if self.http2 is not None else None,
+            http3=self.http3.copy() if self.http3 is not None else None,
+            webtransport=self.webtransport.copy() if self.webtransport is not None else None,
             app_protocol=app.name if app is not None else None,
             control_messages=dict(app.control) if app is not None else {C2S: 0, S2C: 0},
             session=self.session,
@@ -336,10 +358,12 @@ def _upgraded_to(exchange: _Exchange) -> str:
 
 
 class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
-    """Accounts one TCP connection from its two byte streams.
+    """Accounts one connection: a TCP connection's two byte streams, or a QUIC
+    connection's streams and DATAGRAMs.
 
     Feed chunks in the order they were seen, each with its direction and the
-    time it was seen; :meth:`close` returns the finished record. Nothing here
+    time it was seen (and, over QUIC, its stream); :meth:`close` returns the
+    finished record. Nothing here
     raises on bad traffic: anomalies are recorded and the bytes counted. What
     is kept between chunks is bounded: exchanges are folded into
     ``classifier``'s transports as the parser moves past them.
@@ -371,10 +395,13 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
         #: Once the connection speaks WebSocket, chunks go straight to its streams.
         self._websocket: _Exchange | None = None
         self._http = HttpConnection(opened.tls.alpn if opened.tls is not None else None)
+        #: A QUIC connection's HTTP/3 (None over TCP).
+        self._http3 = Http3Parser() if opened.transport == QUIC else None
         #: The first application protocol and session its exchanges named.
         self._app_protocol: str | None = None
         self._session: str | None = None
         self._record: ConnectionRecord | None = None
+        self._transport_layer: TransportLayer | None = None
 
     @property
     def opened(self) -> ConnectionOpened:
@@ -387,10 +414,16 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
 
     @property
     def protocol(self) -> str:
+        if self._http3 is not None:
+            return HTTP3
         return HTTP2 if self._http.http2 is not None else HTTP1
 
     def feed(self, direction: Direction, data: bytes, timestamp: float) -> None:
         if not data or self._record is not None:
+            return
+        if self._http3 is not None:
+            # TCP bytes on a QUIC connection: a damaged record; they are not HTTP/3.
+            self._unattributed[direction].add(Category.UNPARSED, len(data))
             return
         self._first_byte_at.setdefault(direction, timestamp)
         self._fed[direction] += len(data)
@@ -400,6 +433,32 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
             )
         else:
             self._http_events(self._http.feed(direction, data, timestamp))
+
+    def feed_stream(self, direction: Direction, stream_id: int, data: bytes, timestamp: float) -> None:
+        if not data or self._record is not None:
+            return
+        self._first_byte_at.setdefault(direction, timestamp)
+        self._fed[direction] += len(data)
+        if self._http3 is None:
+            self._unattributed[direction].add(Category.UNPARSED, len(data))
+            return
+        self._http_events(self._http3.feed(direction, stream_id, data, timestamp))
+
+    def end_stream(
+        self, direction: Direction, stream_id: int, reset: bool, error_code: int | None, timestamp: float
+    ) -> None:
+        if self._record is None and self._http3 is not None:
+            self._http_events(self._http3.end_stream(direction, stream_id, reset, error_code, timestamp))
+
+    def datagram(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        if self._record is not None:
+            return
+        self._first_byte_at.setdefault(direction, timestamp)
+        self._fed[direction] += len(data)
+        if self._http3 is None:
+            self._unattributed[direction].add(Category.UNPARSED, len(data))
+            return
+        self._http_events(self._http3.datagram(direction, data, timestamp))
 
     def gap(self, direction: Direction, missing: int, timestamp: float) -> None:
         """``missing`` bytes of ``direction`` come next that the record does not have
@@ -430,11 +489,16 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
                 if websocket is not None and websocket.anomaly == anomaly:
                     websocket.anomaly = self._anomalies[i]
 
+    def transport_layer(self, figures: TransportLayer, timestamp: float) -> None:
+        """The figures below the byte streams so far: they replace the earlier ones."""
+        if self._record is None:
+            self._transport_layer = figures
+
     def close(self, timestamp: float, reason: str | None = None) -> ConnectionRecord:
         """The connection ended; finish every parser and return the record."""
         if self._record is not None:
             return self._record
-        self._http_events(self._http.close(timestamp))
+        self._http_events(self._http.close(timestamp) if self._http3 is None else self._http3.close(timestamp))
         for exchange in self._exchanges.values():
             self._finish_body(exchange, timestamp)
             for direction, stream in exchange.websocket.items():
@@ -511,13 +575,15 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
             targets=tuple(self._targets),
             protocol=self.protocol,
             http2=self._http.http2.connection.copy() if self._http.http2 is not None else None,
+            http3=self._http3.connection_counts.copy() if self._http3 is not None else None,
             app_protocol=self._app_protocol,
             session=self._session,
+            transport_layer=self._transport_layer,
         )
 
     # -- HTTP ---------------------------------------------------------------
 
-    def _http_events(self, events: list[ConnectionEvent]) -> None:
+    def _http_events(self, events: Sequence[ConnectionEvent]) -> None:
         for event in events:
             if isinstance(event, FrameBytes):
                 exchange = self._exchange(event.exchange)
@@ -529,9 +595,11 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
                 exchange = self._request_head(event)
                 if event.http_version == HTTP2_VERSION:
                     exchange.http2 = self._http.http2.stream_counts(event.exchange)  # type: ignore[union-attr]
+                elif event.http_version == HTTP3_VERSION:
+                    exchange.http3 = self._http3.stream_counts(event.exchange)  # type: ignore[union-attr]
             elif isinstance(event, ResponseHead):
-                if event.http_version == HTTP2_VERSION:
-                    self._h2_response_head(event)
+                if event.http_version in (HTTP2_VERSION, HTTP3_VERSION):
+                    self._stream_response_head(event)
                 else:
                     self._fold_before(event.exchange)
                     self._response_head(self._exchanges[event.exchange], event)
@@ -572,6 +640,15 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
                 account.add(Category.UNPARSED, event.size)
             elif isinstance(event, ParseFailure):
                 self._anomalies.append(event.anomaly)
+            elif isinstance(event, WebTransportBytes):
+                exchange = self._exchange(event.exchange)
+                account = exchange.accounts[event.direction] if exchange else self._unattributed[event.direction]
+                account.add(Category.CHUNK_FRAMING, event.framing)
+                account.add(Category.PAYLOAD if exchange else Category.UNPARSED, event.payload)
+            elif isinstance(event, WebTransportMessage):
+                exchange = self._exchange(event.exchange)
+                if exchange is not None:
+                    self._webtransport_message(exchange, event)
             # Trailers carry no bytes: their block is framing.
 
     def _request_head(self, event: RequestHead) -> _Exchange:
@@ -723,18 +800,36 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
                 wire = sse_event.payload_bytes
                 self._app_events(exchange, S2C, found, size=len(content), wire=wire, delivered=wire)
 
-    # -- HTTP/2 -------------------------------------------------------------
+    # -- HTTP/2 and HTTP/3 -------------------------------------------------
 
-    def _h2_response_head(self, event: ResponseHead) -> None:
+    def _stream_response_head(self, event: ResponseHead) -> None:
         exchange = self._exchanges.get(event.exchange)
         if exchange is None:
             self._unattributed[S2C].add(Category.HEAD, event.size)
             return
-        if exchange.http2 is None:
+        if event.http_version == HTTP2_VERSION and exchange.http2 is None:
             exchange.http2 = self._http.http2.stream_counts(event.exchange)  # type: ignore[union-attr]
         self._response_head(exchange, event)
-        if 200 <= event.status < 300 and exchange.request and is_websocket_connect(exchange.request):
+        if not 200 <= event.status < 300 or exchange.request is None:
+            return
+        if is_websocket_connect(exchange.request):
             self._accept_websocket(exchange, event, {d: self._fed[d] for d in Direction})
+        elif event.http_version == HTTP3_VERSION and is_webtransport_connect(exchange.request):
+            exchange.body_kind = BodyKind.WEBTRANSPORT
+            exchange.webtransport = WebTransportCounts(sessions=1)
+
+    def _webtransport_message(self, exchange: _Exchange, event: WebTransportMessage) -> None:
+        """A WebTransport DATAGRAM, or one direction of a stream that ended: one message."""
+        direction = event.direction
+        exchange.message(direction, event.wire_bytes, event.payload_bytes, event.timestamp)
+        counts = exchange.webtransport
+        if counts is None:
+            return
+        if event.stream_id is None:
+            counts.datagrams[direction] += 1
+            counts.datagram_bytes[direction] += event.payload_bytes
+        else:
+            counts.streams[direction] += 1
 
     def _body_data(self, event: BodyData) -> None:
         exchange = self._exchange(event.exchange)

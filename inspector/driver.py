@@ -4,7 +4,8 @@ Whatever the source (a capture file, the relay's live records, a packet
 capture put back together), traffic reaches the core as a stream of
 :data:`~inspector.capture.Record` values: a connection opened, a chunk of one
 of its directions, bytes the recording lacks (a "missing bytes" event), the
-network conditions it ran under, a connection closed. :class:`RecordDriver`
+network conditions it ran under, what it cost below its byte streams (a
+"transport layer" event), a connection closed. :class:`RecordDriver`
 consumes that stream and drives one consumer per open connection (a
 :class:`~inspector.connection.ConnectionAnalyzer` for reports, a flow
 builder for exports, a head reader for the demo's checks), so each record
@@ -31,8 +32,10 @@ from .capture import (
     StreamChunk,
     StreamEnded,
     missing_from,
+    transport_layer_from,
 )
 from .network import NETWORK_EVENT, NetworkConditions
+from .transport_layer import TransportLayer
 from .wire import Direction
 
 
@@ -59,6 +62,10 @@ class ConnectionConsumer[R](Protocol):
 
     def datagram(self, direction: Direction, data: bytes, timestamp: float) -> None:
         """One QUIC DATAGRAM frame's payload."""
+        return None
+
+    def transport_layer(self, figures: TransportLayer, timestamp: float) -> None:
+        """The connection's figures below its byte streams so far (the latest stand for all)."""
         return None
 
     def close(self, timestamp: float, reason: str | None) -> R: ...
@@ -141,9 +148,15 @@ class RecordDriver[C: ConnectionConsumer[Any], R]:
                     raise DamagedRecord("damaged network conditions") from None
             return
         entry = self._live.get(event.connection_id)
+        if entry is None:
+            return
         missing = missing_from(event)
-        if entry is not None and missing is not None:
+        if missing is not None:
             entry[0].gap(*missing, event.timestamp)
+            return
+        figures = transport_layer_from(event)
+        if figures is not None:
+            entry[0].transport_layer(figures, event.timestamp)
 
     def drop(self, connection_id: int) -> None:
         """Stop driving a connection: its later records count as unknown bytes."""

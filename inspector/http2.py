@@ -65,6 +65,8 @@ from .events import (
     Trailers,
     Unparsed,
 )
+from .pseudo_headers import is_websocket_connect as is_websocket_connect
+from .pseudo_headers import request_head, response_head
 from .wire import Anomaly, Category, Direction, Http2Counts
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -141,11 +143,6 @@ def speaks_http2(alpn: str | None, client_start: bytes, *, held: int = 0, ended:
     if held > SNIFF_LIMIT:
         return False
     return None
-
-
-def is_websocket_connect(head: RequestHead) -> bool:
-    """An HTTP/2 request to run WebSocket on its stream (an extended CONNECT, RFC 8441)."""
-    return head.method == "CONNECT" and (head.header(":protocol") or "").lower() == "websocket"
 
 
 class _Stream:
@@ -685,22 +682,9 @@ class Http2Parser:
             )
 
 
-def _split(headers: Headers) -> tuple[dict[str, str], Headers]:
-    pseudo = {name: value for name, value in headers if name.startswith(":")}
-    return pseudo, headers
-
-
 def _request(stream_id: int, headers: Headers, size: int, timestamp: float) -> RequestHead:
-    pseudo, fields = _split(headers)
-    method = pseudo.get(":method", "")
-    target = pseudo.get(":path") or pseudo.get(":authority", "")
-    return RequestHead(stream_id, method, target, HTTP_VERSION, fields, size, timestamp)
+    return request_head(stream_id, headers, size, timestamp, HTTP_VERSION)
 
 
 def _response(stream_id: int, headers: Headers, size: int, timestamp: float) -> ResponseHead:
-    pseudo, fields = _split(headers)
-    try:
-        status = int(pseudo.get(":status", "0"))
-    except ValueError:
-        status = 0
-    return ResponseHead(stream_id, status, "", HTTP_VERSION, fields, size, timestamp)
+    return response_head(stream_id, headers, size, timestamp, HTTP_VERSION)

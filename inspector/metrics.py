@@ -1,6 +1,6 @@
 """Prometheus metrics of what each transport cost, derived from the core's connection records.
 
-Labels are ``transport``, ``protocol`` (``http/1.1`` or ``h2``, the HTTP
+Labels are ``transport``, ``protocol`` (``http/1.1``, ``h2`` or ``h3``, the HTTP
 version the connection spoke) and ``direction`` only, so a proxy exports a
 fixed, small set of series (every transport with every protocol is exported
 from the start, at zero). ``sum by (transport)`` gives a transport's figures
@@ -56,6 +56,18 @@ SCRAPE_TIMEOUT = 5.0
 _DIRECTIONS = tuple(Direction)
 
 
+#: The counters of figures below the byte streams, by their names in the report.
+LAYER_DOCUMENTATION = {
+    "tls_records": "TLS records on the client legs of closed connections, handshake records included.",
+    "tls_record_bytes": "Bytes of those TLS records: 5-byte headers and bodies.",
+    "quic_packets": "QUIC packets on the client legs of closed connections.",
+    "quic_packet_bytes": "UDP payload bytes of those QUIC packets' datagrams.",
+    "quic_ack_only_packets": "QUIC packets that carried only ACK and PADDING frames.",
+    "quic_padding_bytes": "Bytes of QUIC PADDING frames.",
+    "ip_header_bytes": "IP and TCP or UDP header bytes (the proxy's are estimated; see the report's transport_layer).",
+}
+
+
 def _per_direction() -> dict[Direction, int]:
     return dict.fromkeys(Direction, 0)
 
@@ -76,6 +88,10 @@ class _Settled:
     #: Handshakes per bucket of HANDSHAKE_BUCKETS (not cumulative), the last one for +Inf.
     handshake_buckets: list[int] = field(default_factory=lambda: [0] * (len(HANDSHAKE_BUCKETS) + 1))
     handshake_seconds: float = 0.0
+    #: Figures below the byte streams, by name (see :mod:`inspector.transport_layer`).
+    layer: dict[str, dict[Direction, int]] = field(
+        default_factory=lambda: {name: _per_direction() for name in LAYER_DOCUMENTATION}
+    )
 
     def add(self, summary: TransportSummary) -> None:
         self.connections += summary.connections
@@ -89,10 +105,18 @@ class _Settled:
             self.wire[direction] += wire
             self.payload[direction] += summary.payload_bytes[direction]
             self.overhead[direction] += wire - summary.categories[Category.PAYLOAD.value][direction]
+            if summary.transport_layer is not None:
+                figures = summary.transport_layer[direction]
+                for name in LAYER_DOCUMENTATION:
+                    self.layer[name][direction] += getattr(figures, name)
 
     def observe_handshake(self, seconds: float) -> None:
         self.handshake_buckets[bisect.bisect_left(HANDSHAKE_BUCKETS, seconds)] += 1
         self.handshake_seconds += seconds
+
+
+def _layer_figure(name: str) -> Callable[[_Settled], dict[Direction, int]]:
+    return lambda settled: settled.layer[name]
 
 
 class MetricsLedger:
@@ -184,6 +208,8 @@ class MetricsLedger:
             lambda s: s.anomalies,
         )
         counter("rtinspect_empty_polls", "Polls whose response carried no data.", lambda s: s.empty_polls)
+        for name, documentation in LAYER_DOCUMENTATION.items():
+            counter_by_direction(f"rtinspect_{name}", documentation, _layer_figure(name))
 
         histogram = HistogramMetricFamily(
             "rtinspect_handshake_duration_seconds",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mitmproxy.connection import Client, Server
 
-from .capture import ConnectionOpened, TlsInfo
+from .capture import TCP, ConnectionOpened, TlsInfo
 
 #: The key in a relayed TCP flow's metadata under which the addon notes how the
 #: connection ended (one of :class:`~inspector.capture.ConnectionClosed`'s
@@ -26,10 +26,11 @@ def address_text(address: tuple[str, int] | tuple[str, int, int, int] | None) ->
 
 
 def connection_opened(
-    connection_id: int, client: Client, server: Server, client_hello_at: float | None
+    connection_id: int, client: Client, server: Server, client_hello_at: float | None, transport: str = TCP
 ) -> ConnectionOpened:
     """The record of a connection from ``client`` relayed to ``server``; ``client_hello_at``
-    is when the client's TLS handshake began, where that is known."""
+    is when the client's TLS handshake began, where that is known; ``transport`` is
+    :data:`~inspector.capture.TCP` or :data:`~inspector.capture.QUIC`."""
     return ConnectionOpened(
         connection_id=connection_id,
         timestamp=client.timestamp_start,
@@ -37,7 +38,10 @@ def connection_opened(
         server=address_text(server.address),
         mode=client.proxy_mode.full_spec,
         tls=tls_info(client, client_hello_at) if client.tls_established else None,
-        upstream_tls=tls_info(server, server.timestamp_tcp_setup) if server.tls_established else None,
+        upstream_tls=tls_info(server, server.timestamp_tcp_setup or server.timestamp_start)
+        if server.tls_established
+        else None,
+        transport=transport,
     )
 
 

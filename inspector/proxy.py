@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mitmproxy import exceptions, master, options
 from mitmproxy.addons import default_addons
+from mitmproxy.proxy.mode_specs import ProxyMode
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -90,6 +91,8 @@ class ProxySettings:
     #: Offer only HTTP/1.1 over TLS; otherwise the client's ALPN offer passes to a TLS upstream
     #: (TLS clients of a cleartext upstream get HTTP/1.1: see RtInspect.tls_start_client).
     http1_only: bool = False
+    #: Listen on UDP too, for QUIC, when the upstream is HTTPS (see inspector.quic_relay).
+    http3: bool = True
     write: str | None = None
     #: No live view (what the proxy listens on and the summary on exit still print).
     quiet: bool = False
@@ -318,6 +321,8 @@ class _ProxyRun:
         proxy = master.Master(options.Options())
         proxy.addons.add(*default_addons(), self.inspect)
         try:
+            if not settings.http3:
+                _listen_on_tcp_only(self.mode)
             proxy.options.update(
                 mode=[self.mode],
                 listen_host=settings.listen_host,
@@ -366,13 +371,16 @@ class _ProxyRun:
         scheme = "https" if settings.listen_tls else "http"
         target = upstream_origin(settings.upstream) if settings.upstream else "forward proxy"
         self.out.print(f"rtinspect: {scheme}://{_listen_address(proxy)} → {target}", highlight=False)
-        if settings.listen_tls:
+        if _udp_listening(proxy):
+            self.out.print(f"QUIC (HTTP/3): udp {_listen_address(proxy)} → {target}, relayed raw", highlight=False)
+        if settings.listen_tls or _udp_listening(proxy):
             ca = Path(proxy.options.confdir).expanduser() / "mitmproxy-ca-cert.pem"
             self.out.print(f"clients must trust mitmproxy's CA: {ca}", highlight=False)
         if settings.write:
             self.out.print(f"capture: {settings.write}", highlight=False)
         if settings.network is not None:
-            self.out.print(f"network: {settings.network.describe()}, per connection", highlight=False)
+            quic = " (TCP only: QUIC is relayed as it comes)" if _udp_listening(proxy) else ""
+            self.out.print(f"network: {settings.network.describe()}, per connection{quic}", highlight=False)
         if self.metrics is not None:
             self.out.print(f"metrics: {self.metrics.url}", highlight=False)
 
@@ -441,6 +449,23 @@ def live_table(report: Report) -> Table:
     return table
 
 
+def _listen_on_tcp_only(spec: str) -> None:
+    """Keep a mode that listens on TCP and UDP (``reverse:https://``) off UDP.
+
+    mitmproxy has no option for it; the transport is an attribute of the parsed
+    mode, and mitmproxy parses a spec once and keeps that object
+    (``ProxyMode.parse`` is cached), so setting it here holds for its servers.
+    """
+    mode = ProxyMode.parse(spec)
+    if mode.transport_protocol == "both":
+        mode.transport_protocol = "tcp"  # type: ignore[misc]
+
+
+def _udp_listening(proxy: master.Master) -> bool:
+    """Whether the proxy listens on UDP (for QUIC) as well as on TCP."""
+    return any(mode.transport_protocol != "tcp" for mode in map(ProxyMode.parse, proxy.options.mode))
+
+
 def _listen_address(proxy: master.Master) -> str:
     return _address(proxy.options.listen_host or "*", proxy.options.listen_port)
 
@@ -454,10 +479,21 @@ def _listen_failure(proxy: master.Master) -> str | None:
     servers = proxy.addons.get("proxyserver").servers
     for server in servers:
         if error := server.last_exception:
+            if _udp_failed(error):
+                return (
+                    f"cannot listen on UDP {_listen_address(proxy)} (for HTTP/3; --no-http3 listens on TCP only): "
+                    f"{_listen_error(error)}"
+                )
             return f"cannot listen on {_listen_address(proxy)}: {_listen_error(error)}"
     if not any(server.is_running for server in servers):
         return f"cannot listen on {_listen_address(proxy)}"
     return None
+
+
+def _udp_failed(error: Exception) -> bool:
+    """Whether a listener failed on its UDP socket: mitmproxy binds those with
+    mitmproxy_rs, whose error (the cause of mitmproxy's) names UDP."""
+    return "UDP" in str(error.__cause__ or "")
 
 
 def _listen_error(error: Exception) -> str:

@@ -56,10 +56,18 @@ class ProxyProcessError(Exception):
 
 
 def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port on ``host`` that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
+    """A port on ``host`` that nothing uses right now, on TCP or on UDP (a proxy
+    to an HTTPS upstream listens on both)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as tcp, socket.socket(family, socket.SOCK_DGRAM) as udp:
+            tcp.bind((host, 0))
+            port = tcp.getsockname()[1]
+            try:
+                udp.bind((host, port))
+            except OSError:
+                continue
+            return port
 
 
 def rtinspect_command(*args: str) -> list[str]:

@@ -9,12 +9,13 @@ needs anything else from the connection that produced it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from .checked import fields, whole
 from .events import RequestHead, ResponseHead
 from .stats import Distribution
 from .websocket import DeflateParams
-from .wire import BodyKind, ByteAccount, Category, Direction, Http2Counts
+from .wire import BodyKind, ByteAccount, Category, Direction, Http2Counts, Http3Counts, counts_from_json, counts_to_json
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -37,6 +38,51 @@ class WebSocketCounts:
     compressed_messages: dict[Direction, int]
     deflate: DeflateParams | None
     close_codes: dict[Direction, int | None]
+
+
+def _per_direction() -> dict[Direction, int]:
+    return {C2S: 0, S2C: 0}
+
+
+@dataclass(slots=True)
+class WebTransportCounts:
+    """WebTransport sessions' streams and DATAGRAMs, by the direction they carried data."""
+
+    sessions: int = 0
+    streams: dict[Direction, int] = field(default_factory=_per_direction)
+    datagrams: dict[Direction, int] = field(default_factory=_per_direction)
+    #: DATAGRAM payloads the application got.
+    datagram_bytes: dict[Direction, int] = field(default_factory=_per_direction)
+
+    def merge(self, other: WebTransportCounts) -> None:
+        self.sessions += other.sessions
+        for direction in Direction:
+            self.streams[direction] += other.streams[direction]
+            self.datagrams[direction] += other.datagrams[direction]
+            self.datagram_bytes[direction] += other.datagram_bytes[direction]
+
+    def copy(self) -> WebTransportCounts:
+        twin = WebTransportCounts()
+        twin.merge(self)
+        return twin
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sessions": self.sessions,
+            "streams": counts_to_json(self.streams),
+            "datagrams": counts_to_json(self.datagrams),
+            "datagram_bytes": counts_to_json(self.datagram_bytes),
+        }
+
+    @classmethod
+    def from_json(cls, state: object) -> WebTransportCounts:
+        state = fields(state, "WebTransport figures")
+        return cls(
+            sessions=whole(state.get("sessions"), "sessions"),
+            streams=counts_from_json(state.get("streams"), "streams"),
+            datagrams=counts_from_json(state.get("datagrams"), "datagrams"),
+            datagram_bytes=counts_from_json(state.get("datagram_bytes"), "datagram_bytes"),
+        )
 
 
 @dataclass(slots=True)
@@ -77,6 +123,9 @@ class ExchangeRecord:
     websocket: WebSocketCounts | None = None
     #: HTTP/2 frame figures of the stream (None over HTTP/1.1).
     http2: Http2Counts | None = None
+    #: HTTP/3 figures of the stream, and of a WebTransport session's streams and DATAGRAMs (None unless HTTP/3).
+    http3: Http3Counts | None = None
+    webtransport: WebTransportCounts | None = None
     #: The application protocol its messages spoke (``socket.io``, ``graphql-ws``, ...), if one was recognised.
     app_protocol: str | None = None
     #: That protocol's messages of its own (handshakes, heartbeats, acknowledgements), by direction.

@@ -56,48 +56,58 @@ class Analysis:
 
 
 @dataclass(slots=True)
-class _Reading:
-    """What reading captures found besides connections: the notes a report must carry."""
+class Reading:
+    """What reading captures found besides connections: the notes a report must carry.
+    Captures are named by their number among those read, from 1."""
 
     notes: list[str] = field(default_factory=list)
     #: Connections the captures never saw end, and bytes of connections they never opened.
-    still_open: dict[str, int] = field(default_factory=dict)
-    unknown: dict[str, int] = field(default_factory=dict)
+    still_open: dict[int, int] = field(default_factory=dict)
+    unknown: dict[int, int] = field(default_factory=dict)
     #: The network conditions each capture recorded, in the order they were recorded.
-    network: dict[str, list[NetworkConditions]] = field(default_factory=dict)
+    network: dict[int, list[NetworkConditions]] = field(default_factory=dict)
 
-    def merge(self, other: _Reading) -> None:
+    def merge(self, other: Reading, *, after: int = 0) -> None:
+        """Add what another reading found; ``after`` is how many captures came before its first."""
         self.notes += other.notes
-        for path, conditions in other.network.items():
-            self.network.setdefault(path, []).extend(conditions)
-        for path, count in other.still_open.items():
-            self.still_open[path] = self.still_open.get(path, 0) + count
-        for path, count in other.unknown.items():
-            self.unknown[path] = self.unknown.get(path, 0) + count
+        for number, conditions in other.network.items():
+            self.network.setdefault(after + number, []).extend(conditions)
+        for number, count in other.still_open.items():
+            self.still_open[after + number] = self.still_open.get(after + number, 0) + count
+        for number, count in other.unknown.items():
+            self.unknown[after + number] = self.unknown.get(after + number, 0) + count
 
     def all_notes(self, paths: Sequence[str]) -> list[str]:
         """The notes in the order a one-process read gives them."""
         notes = list(self.notes)
-        for path in paths:
-            if self.still_open.get(path):
-                notes.append(f"{path}: {self.still_open[path]} connection(s) were still open when the capture ended.")
-            if self.unknown.get(path):
-                notes.append(f"{path}: {self.unknown[path]} bytes belonged to no recorded connection and were skipped.")
+        for number, path in enumerate(paths, start=1):
+            if self.still_open.get(number):
+                notes.append(f"{path}: {self.still_open[number]} connection(s) were still open when the capture ended.")
+            if self.unknown.get(number):
+                notes.append(
+                    f"{path}: {self.unknown[number]} bytes belonged to no recorded connection and were skipped."
+                )
         return notes
 
     def network_conditions(self, paths: Sequence[str]) -> tuple[NetworkConditions | None, list[str]]:
         """The network conditions the captures were recorded under, and a note if they were not all the same."""
-        recorded = {path: self.network.get(path, []) for path in paths}
-        distinct = list(dict.fromkeys(c for conditions in recorded.values() for c in conditions))
+        recorded = [(path, self.network.get(number, [])) for number, path in enumerate(paths, start=1)]
+        distinct = list(dict.fromkeys(c for _, conditions in recorded for c in conditions))
         if not distinct:
             return None, []
-        if len(distinct) == 1 and all(recorded.values()):
+        if len(distinct) == 1 and all(conditions for _, conditions in recorded):
             return distinct[0], []
         under = "; ".join(
             f"{path}: {', then '.join(c.describe() for c in conditions) if conditions else 'none'}"
-            for path, conditions in recorded.items()
+            for path, conditions in recorded
         )
         return distinct[0], [f"The traffic was not all recorded under the same network conditions ({under})."]
+
+    def report(self, builder: ReportBuilder, paths: Sequence[str]) -> Report:
+        """The report of what ``builder`` was given from the captures at ``paths``, with what they found."""
+        network, network_notes = self.network_conditions(paths)
+        report = builder.report(sources=paths, notes=[*network_notes, *self.all_notes(paths)])
+        return with_network(report, network)
 
 
 def _analyzers(prefix: str, classifier: Classifier) -> Callable[[ConnectionOpened], ConnectionAnalyzer]:
@@ -112,7 +122,7 @@ def _analyzers(prefix: str, classifier: Classifier) -> Callable[[ConnectionOpene
 def _read(
     paths: Sequence[str],
     classifier: Classifier,
-    reading: _Reading,
+    reading: Reading,
     *,
     part: int = 0,
     parts: int = 1,
@@ -138,7 +148,7 @@ def _read(
                 if closed is not None:
                     yield (number, 0, position), closed if detail else closed.without_detail()
             if driver.network:
-                reading.network.setdefault(path, []).extend(driver.network)
+                reading.network.setdefault(number, []).extend(driver.network)
             still_open = driver.finish(capture.last_timestamp, STILL_OPEN)
             for opened_at, closed in still_open:
                 yield (number, 1, cast(int, opened_at)), closed if detail else closed.without_detail()
@@ -150,9 +160,9 @@ def _read(
                     "(the writer stopped mid-record) and were skipped."
                 )
             if still_open:
-                reading.still_open[capture.path] = len(still_open)
+                reading.still_open[number] = len(still_open)
             if driver.unknown_bytes:
-                reading.unknown[capture.path] = driver.unknown_bytes
+                reading.unknown[number] = driver.unknown_bytes
 
 
 def analyze_captures(
@@ -170,7 +180,7 @@ def analyze_captures(
     readable capture.
     """
     names = [os.fspath(path) for path in paths]
-    reading = _Reading()
+    reading = Reading()
     records = [record for _, record in _read(names, classifier or Classifier(), reading, server_ports=server_ports)]
     records.sort(key=lambda r: r.opened.timestamp)
     return Analysis(tuple(records), tuple(reading.all_notes(names)))
@@ -242,18 +252,33 @@ def report_from_captures(
     """
     names = [os.fspath(path) for path in paths]
     classifier = Classifier(tuple(rules), long_poll_threshold, tuple(app_messages), tuple(app_protocols))
+    builder, reading = summarise_captures(
+        names, classifier, redact=redact, jobs=jobs, on_connection=on_connection, server_ports=server_ports
+    )
+    return reading.report(builder, names)
+
+
+def summarise_captures(
+    paths: Sequence[str],
+    classifier: Classifier,
+    *,
+    redact: bool = True,
+    jobs: int = 1,
+    on_connection: Callable[[ConnectionSummary], None] | None = None,
+    server_ports: Collection[int] = (),
+) -> tuple[ReportBuilder, Reading]:
+    """Every connection of the captures folded into a builder, and what reading them found
+    (:meth:`Reading.report` makes the report of both), as :func:`report_from_captures` says."""
     builder = ReportBuilder(redact=redact, on_connection=on_connection)
-    reading = _Reading()
+    reading = Reading()
     ports = tuple(server_ports)
     if jobs <= 1:
-        for _, record in _read(names, classifier, reading, detail=False, server_ports=ports):
+        for _, record in _read(paths, classifier, reading, detail=False, server_ports=ports):
             builder.add(record)
     else:
-        for record in _read_in_parallel(names, classifier, reading, jobs, ports):
+        for record in _read_in_parallel(paths, classifier, reading, jobs, ports):
             builder.add(record)
-    network, network_notes = reading.network_conditions(names)
-    report = builder.report(sources=names, notes=[*network_notes, *reading.all_notes(names)])
-    return with_network(report, network)
+    return builder, reading
 
 
 def _read_part(
@@ -264,9 +289,9 @@ def _read_part(
     spool: str,
     server_ports: tuple[int, ...] = (),
     owners: Owners | None = None,
-) -> _Reading:
+) -> Reading:
     """One process's share: its connections, pickled in order to ``spool``."""
-    reading = _Reading()
+    reading = Reading()
     with open(spool, "wb") as out:
         shares = _read(
             paths, classifier, reading, part=part, parts=parts, owners=owners, detail=False, server_ports=server_ports
@@ -285,7 +310,7 @@ def _unpickled(file: IO[bytes]) -> Iterator[tuple[Ordinal, ConnectionRecord]]:
 
 
 def _read_in_parallel(
-    paths: Sequence[str], classifier: Classifier, reading: _Reading, jobs: int, server_ports: tuple[int, ...] = ()
+    paths: Sequence[str], classifier: Classifier, reading: Reading, jobs: int, server_ports: tuple[int, ...] = ()
 ) -> Iterator[ConnectionRecord]:
     """Every connection, read by ``jobs`` processes and merged into one-process order.
     Captures share their connections out by size; other files by connection number."""

@@ -10,18 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .network import NetworkConditions
+from .transport_layer import TransportLayer
 from .wire import Anomaly, Direction
 
 #: Transport names, in the order reports list them.
-TRANSPORTS = ("websocket", "sse", "http_stream", "long_poll", "short_poll", "http")
+TRANSPORTS = ("websocket", "webtransport", "sse", "http_stream", "long_poll", "short_poll", "http")
 #: Transports that open a stream once and deliver many messages on it.
-STREAMING = frozenset({"websocket", "sse", "http_stream"})
+STREAMING = frozenset({"websocket", "webtransport", "sse", "http_stream"})
 #: Transports that ask again for each answer.
 POLLING = frozenset({"long_poll", "short_poll"})
 #: The HTTP versions a connection can speak, by their ALPN names, in the order reports list them.
 HTTP1 = "http/1.1"
 HTTP2 = "h2"
-PROTOCOLS = (HTTP1, HTTP2)
+HTTP3 = "h3"
+PROTOCOLS = (HTTP1, HTTP2, HTTP3)
 
 REPORT_FORMAT = "rtinspect-report"
 REPORT_VERSION = 1
@@ -107,6 +109,45 @@ class Http2Figures:
 
 
 @dataclass(frozen=True, slots=True)
+class Http3Figures:
+    """HTTP/3 figures of streams and DATAGRAMs, as :class:`~inspector.wire.Http3Counts`
+    counts them: ``frames`` by type name for each direction, and the byte
+    figures explained there. ``connection_bytes`` are the bytes of HTTP/3
+    connections outside every request stream (the control streams, the QPACK
+    encoder and decoder streams, push and unknown streams): for a transport,
+    the share it was attributed; for the whole report, all of them.
+    """
+
+    frames: dict[Direction, dict[str, int]]
+    stream_type_bytes: PerDirection
+    frame_header_bytes: PerDirection
+    header_block_bytes: PerDirection
+    decoded_header_bytes: PerDirection
+    qpack_stream_bytes: PerDirection
+    data_bytes: PerDirection
+    control_bytes: PerDirection
+    webtransport_bytes: PerDirection
+    datagram_bytes: PerDirection
+    unparsed_bytes: PerDirection
+    connection_bytes: PerDirection
+
+
+@dataclass(frozen=True, slots=True)
+class WebTransportFigures:
+    """What only WebTransport has: its streams and DATAGRAMs, by the direction they carried data.
+
+    A bidirectional stream that carried data both ways counts in both
+    directions; ``datagram_bytes`` are the DATAGRAM payloads the application
+    got (the quarter stream id left out).
+    """
+
+    sessions: int
+    streams: PerDirection
+    datagrams: PerDirection
+    datagram_bytes: PerDirection
+
+
+@dataclass(frozen=True, slots=True)
 class AppProtocolFigures:
     """One application protocol's share of a transport (see :mod:`inspector.app_protocols`)."""
 
@@ -173,13 +214,20 @@ class TransportSummary:
     wire_bytes_per_app_message: float | None = None
     #: HTTP/2 frame figures of this transport's streams (None if none used HTTP/2).
     http2: Http2Figures | None = None
-    #: The same summary for the connections of each protocol ("http/1.1", "h2").
+    #: HTTP/3 figures of this transport's streams (None if none used HTTP/3).
+    http3: Http3Figures | None = None
+    #: WebTransport's streams and DATAGRAMs (the ``webtransport`` transport only).
+    webtransport: WebTransportFigures | None = None
+    #: The same summary for the connections of each protocol ("http/1.1", "h2", "h3").
     by_protocol: dict[str, TransportSummary] = field(default_factory=dict)
     #: An application protocol's messages of its own (handshakes, heartbeats, acknowledgements);
     #: ``app_messages`` leaves them out.
     control_messages: PerDirection = PerDirection()
     #: The figures of each application protocol that used this transport.
     by_app_protocol: dict[str, AppProtocolFigures] = field(default_factory=dict)
+    #: What its connections' client legs cost below the byte streams: TLS records, QUIC
+    #: packets, IP headers (None: not recorded; see :mod:`inspector.transport_layer`).
+    transport_layer: TransportLayer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +253,7 @@ class ConnectionSummary:
     #: Its bytes were rebuilt from a file that does not keep them (HAR, mitmproxy
     #: HTTP flows), so heads, framing and frame headers are estimates.
     reconstructed: bool = False
-    #: "http/1.1" or "h2".
+    #: "http/1.1", "h2" or "h3".
     protocol: str = "http/1.1"
     #: The application protocol it spoke (``socket.io``, ``graphql-transport-ws``, ...), if recognised.
     app_protocol: str | None = None
@@ -286,12 +334,16 @@ class Report:
     connection_count: int = 0
     #: HTTP/2 frame figures of every HTTP/2 connection, connection-level frames included.
     http2: Http2Figures | None = None
+    #: HTTP/3 figures of every HTTP/3 connection, its control and QPACK streams included.
+    http3: Http3Figures | None = None
     #: What a fleet would cost, when asked for (``rtinspect report --project``).
     projection: Projection | None = None
     #: The network conditions the proxy added while the traffic was recorded (None: none).
     network: NetworkConditions | None = None
     #: The sessions of each application protocol seen (see :class:`SessionsSummary`).
     sessions: dict[str, SessionsSummary] = field(default_factory=dict)
+    #: Every connection's figures below its byte streams, summed (None: none recorded).
+    transport_layer: TransportLayer | None = None
 
     def transport(self, name: str) -> TransportSummary:
         """The summary of one transport; KeyError names the transports present."""

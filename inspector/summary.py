@@ -18,7 +18,13 @@ they (the preface, SETTINGS, PING, stream 0's WINDOW_UPDATE, GOAWAY) are split
 among the transports of its streams in proportion to the streams' wire bytes,
 in whole bytes (:func:`apportion`), because one HTTP/2 connection often
 carries several transports at once. The report's ``http2`` figures show them
-unattributed as well.
+unattributed as well. An HTTP/3 connection's control and QPACK streams are
+split the same way, and shown in the report's ``http3`` figures. A
+connection's figures below its byte streams (TLS records, QUIC packets, IP
+headers: :mod:`inspector.transport_layer`) go the same way as its bytes
+outside every exchange: to the transport it is counted under, or split in
+whole units with the same weights (:func:`apportion_layer`). The report's
+``transport_layer`` totals every connection's.
 """
 
 from __future__ import annotations
@@ -28,13 +34,15 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import IO, cast
+from typing import IO, Any, cast
 
+from .checked import StateError, choice, expect, fields, items, number, optional, pair, text, whole
 from .classify import CONNECTION_ROUTE_LIMIT, ROUTE_LIMIT, Route, RouteTable, most_streaming
 from .connection import ConnectionRecord
 from .records import MessageTime
 from .redact import redact_target
 from .report import (
+    HTTP3,
     POLLING,
     PROTOCOLS,
     STREAMING,
@@ -42,16 +50,31 @@ from .report import (
     AppProtocolFigures,
     ConnectionSummary,
     Http2Figures,
+    Http3Figures,
     MessagePoint,
     PerDirection,
     Report,
     SessionsSummary,
     TransportSummary,
     WebSocketFigures,
+    WebTransportFigures,
 )
 from .stats import Distribution
 from .totals import AppProtocolTotals, ExchangeTotals, exchange_messages, handshake_duration
-from .wire import ByteAccount, Category, Direction, Http2Counts
+from .transport_layer import COUNTS, LayerFigures, TransportLayer, add_layers
+from .wire import (
+    Anomaly,
+    ByteAccount,
+    Category,
+    Direction,
+    FrameCounts,
+    Http2Counts,
+    Http3Counts,
+    accounts_from_json,
+    accounts_to_json,
+    counts_from_json,
+    counts_to_json,
+)
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
@@ -61,6 +84,10 @@ FRAMING = (Category.CHUNK_FRAMING, Category.MESSAGE_SYNTAX, Category.FRAME_HEADE
 
 WIRE_BYTES_NOTE = (
     "Wire bytes are the bytes of each TCP stream after TLS; TCP/IP headers and TLS record overhead are not counted."
+)
+QUIC_WIRE_BYTES_NOTE = (
+    "Over HTTP/3, wire bytes are the bytes of each QUIC stream and DATAGRAM after QUIC's decryption; QUIC packet "
+    "headers, acknowledgements, padding and AEAD tags are not in them."
 )
 POLL_MESSAGE_NOTE = (
     "A poll's message is a response that carried data; one response can carry several application messages "
@@ -87,6 +114,9 @@ SESSION_LIMIT = 100_000
 _GroupKey = tuple[str | None, frozenset[Route], str]
 #: A route and the protocol its exchanges used.
 _RouteKey = tuple[Route, str]
+#: An application session: its protocol, and "session" and the id the protocol gave it, or
+#: "connection" and the id of the one connection that was the session.
+_SessionKey = tuple[str, str, str]
 
 
 def _pair(counts: dict[Direction, int]) -> PerDirection:
@@ -97,6 +127,102 @@ def _accounts() -> dict[Direction, ByteAccount]:
     return {C2S: ByteAccount(), S2C: ByteAccount()}
 
 
+def _per_direction(state: object, what: str) -> PerDirection:
+    counts = counts_from_json(state, what)
+    return PerDirection(counts[C2S], counts[S2C])
+
+
+def connection_to_json(summary: ConnectionSummary) -> dict[str, Any]:
+    """A listed connection, as JSON."""
+    return {
+        "id": summary.id,
+        "transport": summary.transport,
+        "client": summary.client,
+        "server": summary.server,
+        "opened_at": summary.opened_at,
+        "closed_at": summary.closed_at,
+        "close_reason": summary.close_reason,
+        "exchanges": summary.exchanges,
+        "wire_bytes": [summary.wire_bytes.client_to_server, summary.wire_bytes.server_to_client],
+        "payload_bytes": [summary.payload_bytes.client_to_server, summary.payload_bytes.server_to_client],
+        "messages": [summary.messages.client_to_server, summary.messages.server_to_client],
+        "anomalies": [[a.direction.value, a.offset, a.reason, a.security] for a in summary.anomalies],
+        "targets": list(summary.targets),
+        "reconstructed": summary.reconstructed,
+        "protocol": summary.protocol,
+        "app_protocol": summary.app_protocol,
+        "session": summary.session,
+    }
+
+
+def connection_from_json(state: object) -> ConnectionSummary:
+    """A listed connection as :func:`connection_to_json` wrote it."""
+    state = fields(state, "connection")
+    anomalies = []
+    for entry in items(state.get("anomalies"), "anomalies"):
+        direction, offset, reason, security = items(entry, "anomaly")
+        anomalies.append(
+            Anomaly(
+                choice(direction, Direction, "direction"),
+                whole(offset, "offset"),
+                text(reason, "reason"),
+                expect(security, bool, "security"),
+            )
+        )
+    transport = text(state.get("transport"), "transport")
+    if transport and transport not in TRANSPORTS:
+        raise StateError(f"connection: unknown transport {transport!r:.40}")
+    return ConnectionSummary(
+        id=text(state.get("id"), "connection id"),
+        transport=transport,
+        client=text(state.get("client"), "client"),
+        server=text(state.get("server"), "server"),
+        opened_at=optional(state.get("opened_at"), number, "opened_at"),
+        closed_at=optional(state.get("closed_at"), number, "closed_at"),
+        close_reason=optional(state.get("close_reason"), text, "close_reason"),
+        exchanges=whole(state.get("exchanges"), "exchanges"),
+        wire_bytes=_per_direction(state.get("wire_bytes"), "wire_bytes"),
+        payload_bytes=_per_direction(state.get("payload_bytes"), "payload_bytes"),
+        messages=_per_direction(state.get("messages"), "messages"),
+        anomalies=tuple(anomalies),
+        targets=tuple(text(t, "target") for t in items(state.get("targets"), "targets")),
+        reconstructed=expect(state.get("reconstructed"), bool, "reconstructed"),
+        protocol=_protocol(state.get("protocol")),
+        app_protocol=optional(state.get("app_protocol"), text, "app_protocol"),
+        session=optional(state.get("session"), text, "session"),
+    )
+
+
+def _protocol(state: object) -> str:
+    protocol = text(state, "protocol")
+    if protocol not in PROTOCOLS:
+        raise StateError(f"unknown protocol {protocol!r:.40}")
+    return protocol
+
+
+def _transport_name(state: object) -> str:
+    transport = text(state, "transport")
+    if transport not in TRANSPORTS:
+        raise StateError(f"unknown transport {transport!r:.40}")
+    return transport
+
+
+def _listed_json(listed: list[tuple[int, ConnectionSummary]]) -> list[list[Any]]:
+    return [[place, connection_to_json(summary)] for place, summary in listed]
+
+
+def _listed_from_json(state: object) -> list[tuple[int, ConnectionSummary]]:
+    return [(whole(place, "place"), connection_from_json(c)) for place, c in map(_pair_of, items(state, "listed"))]
+
+
+def _pair_of(state: object) -> list[Any]:
+    return pair(state, "listed connection")
+
+
+def _route_of(state: object) -> list[Any]:
+    return pair(state, "route")
+
+
 def apportion(accounts: dict[Direction, ByteAccount], weights: Sequence[int]) -> list[dict[Direction, ByteAccount]]:
     """Split byte counts among parts in proportion to ``weights``, in whole bytes.
 
@@ -105,23 +231,51 @@ def apportion(accounts: dict[Direction, ByteAccount], weights: Sequence[int]) ->
     earlier part on a tie). Every byte goes to exactly one part. Without any
     weight, the parts share equally.
     """
-    if not any(weights):
-        weights = [1] * len(weights)
-    whole = sum(weights)
     parts = [_accounts() for _ in weights]
     for direction in Direction:
         for category in Category:
             amount = accounts[direction][category]
             if not amount:
                 continue
-            shares = [amount * weight // whole for weight in weights]
-            left = amount - sum(shares)
-            by_remainder = sorted(range(len(weights)), key=lambda i: (-(amount * weights[i] % whole), i))
-            for i in by_remainder[:left]:
-                shares[i] += 1
-            for part, share in zip(parts, shares, strict=True):
+            for part, share in zip(parts, whole_shares(amount, weights), strict=True):
                 part[direction].add(category, share)
     return parts
+
+
+def whole_shares(amount: int, weights: Sequence[int]) -> list[int]:
+    """``amount`` split in proportion to ``weights`` in whole units, as :func:`apportion` splits bytes."""
+    if not any(weights):
+        weights = [1] * len(weights)
+    whole = sum(weights)
+    shares = [amount * weight // whole for weight in weights]
+    left = amount - sum(shares)
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(amount * weights[i] % whole), i))
+    for i in by_remainder[:left]:
+        shares[i] += 1
+    return shares
+
+
+def apportion_layer(layer: TransportLayer, weights: Sequence[int]) -> list[TransportLayer]:
+    """Split a connection's figures below its byte streams among parts in proportion
+    to ``weights``, each count of each direction on its own, in whole units (records,
+    packets, bytes), as :func:`apportion` splits bytes. Whether the IP header bytes
+    are estimated stays with every part."""
+    split: dict[Direction, list[dict[str, int]]] = {}
+    for direction in Direction:
+        figures = layer[direction]
+        by_count = {name: whole_shares(getattr(figures, name), weights) for name in COUNTS}
+        split[direction] = [{name: shares[i] for name, shares in by_count.items()} for i in range(len(weights))]
+    return [
+        TransportLayer(
+            *(
+                LayerFigures(
+                    **split[direction][i], ip_header_bytes_estimated=layer[direction].ip_header_bytes_estimated
+                )
+                for direction in Direction
+            )
+        )
+        for i in range(len(weights))
+    ]
 
 
 def http2_figures(counts: Http2Counts, connection_bytes: dict[Direction, int]) -> Http2Figures:
@@ -139,6 +293,24 @@ def http2_figures(counts: Http2Counts, connection_bytes: dict[Direction, int]) -
     )
 
 
+def http3_figures(counts: Http3Counts, connection_bytes: dict[Direction, int]) -> Http3Figures:
+    """The report's view of running HTTP/3 figures."""
+    return Http3Figures(
+        frames={d: dict(sorted(counts.frames[d].items())) for d in Direction},
+        stream_type_bytes=_pair(counts.stream_type_bytes),
+        frame_header_bytes=_pair(counts.frame_header_bytes),
+        header_block_bytes=_pair(counts.header_block_bytes),
+        decoded_header_bytes=_pair(counts.decoded_header_bytes),
+        qpack_stream_bytes=_pair(counts.qpack_stream_bytes),
+        data_bytes=_pair(counts.data_bytes),
+        control_bytes=_pair(counts.control_bytes),
+        webtransport_bytes=_pair(counts.webtransport_bytes),
+        datagram_bytes=_pair(counts.datagram_bytes),
+        unparsed_bytes=_pair(counts.unparsed_bytes),
+        connection_bytes=_pair(connection_bytes),
+    )
+
+
 class _Totals:
     """One transport's figures while they are being summed: its exchanges',
     and those of the connections that used it."""
@@ -148,10 +320,12 @@ class _Totals:
         "connection_bytes",
         "connections",
         "exchanges",
+        "http3_connection_bytes",
         "time_to_first_byte",
         "time_to_first_message",
         "tls_duration",
         "tls_handshakes",
+        "transport_layer",
         "unattributed",
     )
 
@@ -166,12 +340,19 @@ class _Totals:
         self.time_to_first_message = Distribution()
         #: HTTP/2 connections' bytes outside every stream attributed here (also in ``unattributed``).
         self.connection_bytes = {C2S: 0, S2C: 0}
+        #: The same of HTTP/3 connections (their control and QPACK streams).
+        self.http3_connection_bytes = {C2S: 0, S2C: 0}
+        #: The connections' figures below their byte streams (or shares of them).
+        self.transport_layer: TransportLayer | None = None
 
-    def share(self, accounts: dict[Direction, ByteAccount]) -> None:
-        """Take a share of an HTTP/2 connection's bytes outside every stream."""
+    def share(self, accounts: dict[Direction, ByteAccount], protocol: str, layer: TransportLayer | None = None) -> None:
+        """Take a share of an HTTP/2 or HTTP/3 connection's bytes outside every stream,
+        and of its figures below its byte streams."""
+        shared = self.http3_connection_bytes if protocol == HTTP3 else self.connection_bytes
         for direction in Direction:
             self.unattributed[direction].merge(accounts[direction])
-            self.connection_bytes[direction] += accounts[direction].total
+            shared[direction] += accounts[direction].total
+        self.transport_layer = add_layers(self.transport_layer, layer)
 
     def add_connection(
         self, record: ConnectionRecord, first_message_at: float | None, *, unattributed: bool = True
@@ -188,6 +369,7 @@ class _Totals:
         if unattributed:
             for direction in Direction:
                 self.unattributed[direction].merge(record.unattributed[direction])
+            self.transport_layer = add_layers(self.transport_layer, record.transport_layer)
         started = record.first_byte_at.get(C2S)
         if started is not None:
             answered = record.first_byte_at.get(S2C)
@@ -205,8 +387,10 @@ class _Totals:
         for direction in Direction:
             self.unattributed[direction].merge(other.unattributed[direction])
             self.connection_bytes[direction] += other.connection_bytes[direction]
+            self.http3_connection_bytes[direction] += other.http3_connection_bytes[direction]
         self.time_to_first_byte.merge(other.time_to_first_byte)
         self.time_to_first_message.merge(other.time_to_first_message)
+        self.transport_layer = add_layers(self.transport_layer, other.transport_layer)
 
     def copy(self) -> _Totals:
         twin = _Totals()
@@ -217,7 +401,38 @@ class _Totals:
         twin.time_to_first_byte = self.time_to_first_byte.copy()
         twin.time_to_first_message = self.time_to_first_message.copy()
         twin.connection_bytes = dict(self.connection_bytes)
+        twin.http3_connection_bytes = dict(self.http3_connection_bytes)
+        twin.transport_layer = self.transport_layer
         return twin
+
+    _COUNTS = ("connections", "anomalies", "tls_handshakes")
+    _DISTRIBUTIONS = ("tls_duration", "time_to_first_byte", "time_to_first_message")
+
+    def to_json(self) -> dict[str, Any]:
+        state: dict[str, Any] = {name: getattr(self, name) for name in self._COUNTS}
+        state |= {name: getattr(self, name).to_json() for name in self._DISTRIBUTIONS}
+        state["exchanges"] = self.exchanges.to_json()
+        state["unattributed"] = accounts_to_json(self.unattributed)
+        state["connection_bytes"] = counts_to_json(self.connection_bytes)
+        state["http3_connection_bytes"] = counts_to_json(self.http3_connection_bytes)
+        state["transport_layer"] = self.transport_layer.as_dict() if self.transport_layer is not None else None
+        return state
+
+    @classmethod
+    def from_json(cls, state: object) -> _Totals:
+        state = fields(state, "transport figures")
+        totals = cls()
+        for name in cls._COUNTS:
+            setattr(totals, name, whole(state.get(name), name))
+        for name in cls._DISTRIBUTIONS:
+            setattr(totals, name, Distribution.from_json(state.get(name)))
+        totals.exchanges = ExchangeTotals.from_json(state.get("exchanges"))
+        totals.unattributed = accounts_from_json(state.get("unattributed"), "byte accounts")
+        totals.connection_bytes = counts_from_json(state.get("connection_bytes"), "connection_bytes")
+        totals.http3_connection_bytes = counts_from_json(state.get("http3_connection_bytes"), "http3_connection_bytes")
+        layer = state.get("transport_layer")
+        totals.transport_layer = TransportLayer.from_dict(layer) if layer is not None else None
+        return totals
 
     def summary(self, transport: str) -> TransportSummary:
         figures = self.exchanges
@@ -240,6 +455,15 @@ class _Totals:
                 wire_payload_bytes=categories[Category.PAYLOAD],
                 control_bytes=categories[Category.CONTROL],
                 compressed_messages=_pair(figures.compressed),
+            )
+        webtransport = None
+        if transport == "webtransport" and figures.webtransport is not None:
+            counts = figures.webtransport
+            webtransport = WebTransportFigures(
+                sessions=counts.sessions,
+                streams=_pair(counts.streams),
+                datagrams=_pair(counts.datagrams),
+                datagram_bytes=_pair(counts.datagram_bytes),
             )
         polling = transport in POLLING
         return TransportSummary(
@@ -283,6 +507,9 @@ class _Totals:
                 for name, app in sorted(figures.by_app_protocol.items())
             },
             http2=http2_figures(figures.http2, self.connection_bytes) if figures.http2 is not None else None,
+            http3=http3_figures(figures.http3, self.http3_connection_bytes) if figures.http3 is not None else None,
+            webtransport=webtransport,
+            transport_layer=self.transport_layer,
         )
 
 
@@ -326,6 +553,17 @@ class _Group:
         twin.listed = list(self.listed)
         return twin
 
+    def to_json(self) -> dict[str, Any]:
+        return {"totals": self.totals.to_json(), "listed": _listed_json(self.listed)}
+
+    @classmethod
+    def from_json(cls, state: object) -> _Group:
+        state = fields(state, "group")
+        group = cls()
+        group.totals = _Totals.from_json(state.get("totals"))
+        group.listed = _listed_from_json(state.get("listed"))
+        return group
+
 
 class _Session:
     """One application session's figures while they are being summed."""
@@ -355,6 +593,37 @@ class _Session:
         twin.first_at, twin.wire_bytes = dict(self.first_at), dict(self.wire_bytes)
         twin.app_messages, twin.control_messages = dict(self.app_messages), dict(self.control_messages)
         return twin
+
+    def merge(self, other: _Session) -> None:
+        """Add the figures of the same session's connections elsewhere."""
+        for transport, at in other.first_at.items():
+            if transport not in self.first_at or at < self.first_at[transport]:
+                self.first_at[transport] = at
+        for transport, wire in other.wire_bytes.items():
+            self.wire_bytes[transport] = self.wire_bytes.get(transport, 0) + wire
+        for direction in Direction:
+            self.app_messages[direction] += other.app_messages[direction]
+            self.control_messages[direction] += other.control_messages[direction]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "transports": [[t, at, order, self.wire_bytes[t]] for t, (at, order) in self.first_at.items()],
+            "app_messages": counts_to_json(self.app_messages),
+            "control_messages": counts_to_json(self.control_messages),
+        }
+
+    @classmethod
+    def from_json(cls, state: object) -> _Session:
+        state = fields(state, "session")
+        session = cls()
+        for entry in items(state.get("transports"), "session transports"):
+            transport, at, order, wire = items(entry, "session transport")
+            transport = _transport_name(transport)
+            session.first_at[transport] = (number(at, "first used"), whole(order, "order"))
+            session.wire_bytes[transport] = whole(wire, "wire bytes")
+        session.app_messages = counts_from_json(state.get("app_messages"), "app_messages")
+        session.control_messages = counts_from_json(state.get("control_messages"), "control_messages")
+        return session
 
 
 def sessions_summary(sessions: Iterable[_Session]) -> SessionsSummary:
@@ -422,9 +691,15 @@ class ReportBuilder:
         #: their share of their HTTP/2 connections' bytes outside every stream.
         self._by_route: dict[_RouteKey, ExchangeTotals] = {}
         self._route_shares: dict[_RouteKey, dict[Direction, ByteAccount]] = {}
+        self._route_layers: dict[_RouteKey, TransportLayer] = {}
+        #: Every connection's figures below its byte streams, summed.
+        self._transport_layer: TransportLayer | None = None
         #: Every HTTP/2 connection's frame figures, and its bytes outside every stream.
         self._http2: Http2Counts | None = None
         self._http2_connection_bytes = {C2S: 0, S2C: 0}
+        #: The same for HTTP/3 connections.
+        self._http3: Http3Counts | None = None
+        self._http3_connection_bytes = {C2S: 0, S2C: 0}
         self._groups: dict[_GroupKey, _Group] = {}
         #: Listed connections with their place in the order they were added.
         self._listed: list[tuple[int, ConnectionSummary]] = []
@@ -434,8 +709,8 @@ class ReportBuilder:
         self.started_at: float | None = None
         self.ended_at: float | None = None
         #: Application sessions by protocol and the protocol's own id, and the id the report gives each.
-        self._sessions: dict[tuple[str, str], _Session] = {}
-        self._session_ids: dict[tuple[str, str], str] = {}
+        self._sessions: dict[_SessionKey, _Session] = {}
+        self._session_ids: dict[_SessionKey, str] = {}
         self._sessions_untracked = 0
 
     def _transport(self, name: str, protocol: str) -> _Totals:
@@ -444,20 +719,30 @@ class ReportBuilder:
             totals = self._totals[(name, protocol)] = _Totals()
         return totals
 
-    def _add_http2(self, record: ConnectionRecord) -> list[dict[Direction, ByteAccount]] | None:
-        """Total an HTTP/2 connection's frame figures; the shares of its bytes
-        outside every stream, one per entry of its totals (None when they are
-        not shared out: HTTP/1.1, or no streams)."""
-        if record.http2 is None:
+    def _add_frames(self, record: ConnectionRecord) -> list[dict[Direction, ByteAccount]] | None:
+        """Total an HTTP/2 or HTTP/3 connection's frame figures; the shares of its
+        bytes outside every stream, one per entry of its totals (None when they
+        are not shared out: HTTP/1.1, or no streams)."""
+        counts: FrameCounts
+        own: FrameCounts
+        if record.http2 is not None:
+            if self._http2 is None:
+                self._http2 = Http2Counts()
+            counts, own, connection_bytes = self._http2, record.http2, self._http2_connection_bytes
+            streams: list[FrameCounts | None] = [figures.http2 for figures in record.totals.values()]
+        elif record.http3 is not None:
+            if self._http3 is None:
+                self._http3 = Http3Counts()
+            counts, own, connection_bytes = self._http3, record.http3, self._http3_connection_bytes
+            streams = [figures.http3 for figures in record.totals.values()]
+        else:
             return None
-        if self._http2 is None:
-            self._http2 = Http2Counts()
-        self._http2.merge(record.http2)
-        for figures in record.totals.values():
-            if figures.http2 is not None:
-                self._http2.merge(figures.http2)
+        counts.merge(own)
+        for stream in streams:
+            if stream is not None:
+                counts.merge(stream)
         for direction in Direction:
-            self._http2_connection_bytes[direction] += record.unattributed[direction].total
+            connection_bytes[direction] += record.unattributed[direction].total
         if not record.totals:
             return None
         return apportion(record.unattributed, [figures.wire_bytes for figures in record.totals.values()])
@@ -467,7 +752,7 @@ class ReportBuilder:
         name = record.app_protocol
         if name is None:
             return None
-        key = (name, record.session if record.session is not None else f"connection {record.id}")
+        key = (name, "session", record.session) if record.session is not None else (name, "connection", record.id)
         session = self._sessions.get(key)
         if session is None:
             if len(self._sessions) >= SESSION_LIMIT:
@@ -491,7 +776,13 @@ class ReportBuilder:
         self._span(record.opened.timestamp, record.closed_at)
         refused = set() if self._fixed_routes else self._routes.add(record.routes)
         protocol = record.protocol
-        shares = self._add_http2(record)
+        shares = self._add_frames(record)
+        self._transport_layer = add_layers(self._transport_layer, record.transport_layer)
+        layer_shares = (
+            apportion_layer(record.transport_layer, [figures.wire_bytes for figures in record.totals.values()])
+            if shares is not None and record.transport_layer is not None
+            else None
+        )
         decided: list[str] = []
         waiting: list[Route] = []
         messages = {C2S: 0, S2C: 0}
@@ -504,7 +795,9 @@ class ReportBuilder:
                 totals = self._transport(transport, protocol)
                 totals.exchanges.merge(figures)
                 if shares is not None:
-                    totals.share(shares[place_in_totals])
+                    totals.share(
+                        shares[place_in_totals], protocol, layer_shares[place_in_totals] if layer_shares else None
+                    )
                 decided.append(transport)
             else:
                 self._by_route.setdefault((key, protocol), ExchangeTotals()).merge(figures)
@@ -512,6 +805,10 @@ class ReportBuilder:
                     share = self._route_shares.setdefault((key, protocol), _accounts())
                     for direction in Direction:
                         share[direction].merge(shares[place_in_totals][direction])
+                    if layer_shares is not None:
+                        layer = add_layers(self._route_layers.get((key, protocol)), layer_shares[place_in_totals])
+                        assert layer is not None
+                        self._route_layers[(key, protocol)] = layer
                 waiting.append(key)
             for direction in Direction:
                 messages[direction] += figures.messages[direction]
@@ -593,6 +890,10 @@ class ReportBuilder:
         }
         twin._http2 = self._http2.copy() if self._http2 is not None else None
         twin._http2_connection_bytes = dict(self._http2_connection_bytes)
+        twin._http3 = self._http3.copy() if self._http3 is not None else None
+        twin._http3_connection_bytes = dict(self._http3_connection_bytes)
+        twin._route_layers = dict(self._route_layers)
+        twin._transport_layer = self._transport_layer
         twin._groups = {key: group.copy() for key, group in self._groups.items()}
         twin._listed = list(self._listed)
         twin.connection_count, twin.started_at, twin.ended_at = self.connection_count, self.started_at, self.ended_at
@@ -601,6 +902,218 @@ class ReportBuilder:
         twin._sessions_untracked = self._sessions_untracked
         twin.forwarded = self.forwarded
         return twin
+
+    def connection_ids(self) -> Iterator[str]:
+        """The ids of the connections this builder keeps: listed, or their own application sessions."""
+        for _, summary in [*self._listed, *(c for group in self._groups.values() for c in group.listed)]:
+            yield summary.id
+        yield from (ident for _, kind, ident in self._sessions if kind == "connection")
+
+    def rename_connections(self, rename: Callable[[str], str]) -> None:
+        """Give every connection the id ``rename`` makes of its id: in the list, and
+        where a connection is its own application session."""
+        self._listed = [(place, replace(c, id=rename(c.id))) for place, c in self._listed]
+        for group in self._groups.values():
+            group.listed = [(place, replace(c, id=rename(c.id))) for place, c in group.listed]
+        renamed = {
+            key: (key[0], key[1], rename(key[2])) if key[1] == "connection" else key for key in self._session_ids
+        }
+        self._sessions = {renamed[key]: session for key, session in self._sessions.items()}
+        self._session_ids = {renamed[key]: ident for key, ident in self._session_ids.items()}
+
+    def mergeable_with(self, other: ReportBuilder) -> str | None:
+        """Why :meth:`merge` cannot combine these builders, or None when it can."""
+        if self._fixed_routes or other._fixed_routes:
+            return "builders given a route table cannot be merged"
+        if self._redact != other._redact:
+            return "a report that redacts request targets cannot merge with one that does not"
+        if self._limit != other._limit:
+            return f"lists {other._limit:,} connections, not {self._limit:,}"
+        return None
+
+    def merge(self, other: ReportBuilder) -> None:
+        """Add what ``other`` was given, as if its connections had been added here
+        after this builder's own (``other`` is spent).
+
+        The report is the one a builder given all the connections in that order
+        would make: routes are combined before polls are decided, connections are
+        listed by their place in that order, and application sessions numbered
+        in it (a session met on both sides keeps this side's number). Two limits
+        make the order matter, far past what reports meet: a route table that
+        fills up (:data:`~inspector.classify.ROUTE_LIMIT` routes) leaves
+        ``other``'s routes beyond it to be decided by ``other``'s own requests,
+        and sessions past :data:`SESSION_LIMIT` are counted as untracked once per
+        session rather than once per connection. Connection ids must already be
+        distinct (:meth:`rename_connections`).
+        """
+        problem = self.mergeable_with(other)
+        if problem is not None:
+            raise ValueError(problem)
+        offset = self.connection_count
+        sessions: dict[str, str] = {}
+        for key, ident in other._session_ids.items():
+            session = self._sessions.get(key)
+            if session is not None:
+                session.merge(other._sessions[key])
+                sessions[ident] = self._session_ids[key]
+            elif len(self._sessions) >= SESSION_LIMIT:
+                self._sessions_untracked += 1
+            else:
+                self._sessions[key] = other._sessions[key]
+                sessions[ident] = self._session_ids[key] = f"s{len(self._session_ids) + 1}"
+        self._sessions_untracked += other._sessions_untracked
+
+        def moved(listed: list[tuple[int, ConnectionSummary]]) -> list[tuple[int, ConnectionSummary]]:
+            return [
+                (offset + place, replace(c, session=sessions.get(c.session) if c.session is not None else None))
+                for place, c in listed
+                if offset + place < self._limit
+            ]
+
+        for (name, protocol), totals in other._totals.items():
+            self._transport(name, protocol).merge(totals)
+        refused = self._routes.add(other._routes)
+        for (route, protocol), figures in other._by_route.items():
+            share = other._route_shares.get((route, protocol))
+            layer = other._route_layers.get((route, protocol))
+            if route in refused:
+                totals = self._transport(other._routes.transport(route), protocol)
+                totals.exchanges.merge(figures)
+                if share is not None:
+                    totals.share(share, protocol, layer)
+                continue
+            self._by_route.setdefault((route, protocol), ExchangeTotals()).merge(figures)
+            if layer is not None:
+                mine_layer = self._route_layers.get((route, protocol))
+                self._route_layers[(route, protocol)] = layer if mine_layer is None else mine_layer + layer
+            if share is not None:
+                mine = self._route_shares.setdefault((route, protocol), _accounts())
+                for direction in Direction:
+                    mine[direction].merge(share[direction])
+        if other._http2 is not None:
+            if self._http2 is None:
+                self._http2 = Http2Counts()
+            self._http2.merge(other._http2)
+        if other._http3 is not None:
+            if self._http3 is None:
+                self._http3 = Http3Counts()
+            self._http3.merge(other._http3)
+        for direction in Direction:
+            self._http2_connection_bytes[direction] += other._http2_connection_bytes[direction]
+            self._http3_connection_bytes[direction] += other._http3_connection_bytes[direction]
+        self._transport_layer = add_layers(self._transport_layer, other._transport_layer)
+        for (best, routes, protocol), group in other._groups.items():
+            if routes & refused:
+                best = most_streaming(
+                    [*([best] if best else []), *(other._routes.transport(r) for r in routes & refused)]
+                )
+                routes -= refused
+            into = self._groups.get((best, routes, protocol))
+            if into is None:
+                into = self._groups[(best, routes, protocol)] = _Group()
+            into.totals.merge(group.totals)
+            into.listed += moved(group.listed)
+        self._listed += moved(other._listed)
+        self.connection_count += other.connection_count
+        self.forwarded += other.forwarded
+        if other.started_at is not None:
+            self._span(other.started_at, other.ended_at)
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything this builder holds, as JSON (:mod:`inspector.partial` writes it to a file).
+        Like the builder, it does not grow with the number of connections added."""
+        if self._fixed_routes:
+            raise ValueError("a builder given a route table has no JSON form")
+        return {
+            "redact": self._redact,
+            "connection_limit": self._limit,
+            "connection_count": self.connection_count,
+            "forwarded": self.forwarded,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "totals": [[name, protocol, totals.to_json()] for (name, protocol), totals in sorted(self._totals.items())],
+            "routes": self._routes.to_json(),
+            "by_route": [
+                [
+                    method,
+                    path,
+                    protocol,
+                    figures.to_json(),
+                    accounts_to_json(self._route_shares[key]) if key in self._route_shares else None,
+                    self._route_layers[key].as_dict() if key in self._route_layers else None,
+                ]
+                for key in sorted(self._by_route)
+                for ((method, path), protocol), figures in [(key, self._by_route[key])]
+            ],
+            "http2": self._http2.to_json() if self._http2 is not None else None,
+            "http2_connection_bytes": counts_to_json(self._http2_connection_bytes),
+            "http3": self._http3.to_json() if self._http3 is not None else None,
+            "http3_connection_bytes": counts_to_json(self._http3_connection_bytes),
+            "transport_layer": self._transport_layer.as_dict() if self._transport_layer is not None else None,
+            "groups": [
+                [best, sorted(map(list, routes)), protocol, group.to_json()]
+                for (best, routes, protocol), group in self._groups.items()
+            ],
+            "listed": _listed_json(self._listed),
+            "sessions": [
+                [name, kind, ident, self._session_ids[(name, kind, ident)], session.to_json()]
+                for (name, kind, ident), session in self._sessions.items()
+            ],
+            "sessions_untracked": self._sessions_untracked,
+        }
+
+    @classmethod
+    def from_json(cls, state: object) -> ReportBuilder:
+        """A builder as :meth:`to_json` wrote it; :class:`~inspector.checked.StateError` if it is not one."""
+        state = fields(state, "report builder")
+        limit = whole(state.get("connection_limit"), "connection_limit")
+        builder = cls(redact=expect(state.get("redact"), bool, "redact"), connection_limit=limit)
+        builder.connection_count = whole(state.get("connection_count"), "connection_count")
+        builder.forwarded = whole(state.get("forwarded"), "forwarded")
+        builder.started_at = optional(state.get("started_at"), number, "started_at")
+        builder.ended_at = optional(state.get("ended_at"), number, "ended_at")
+        for entry in items(state.get("totals"), "transports"):
+            name, protocol, totals = items(entry, "transport")
+            builder._totals[(_transport_name(name), _protocol(protocol))] = _Totals.from_json(totals)
+        builder._routes = RouteTable.from_json(state.get("routes"))
+        for entry in items(state.get("by_route"), "routes waiting"):
+            method, path, protocol, figures, share, layer = items(entry, "route waiting")
+            key = ((text(method, "method"), text(path, "path")), _protocol(protocol))
+            builder._by_route[key] = ExchangeTotals.from_json(figures)
+            if share is not None:
+                builder._route_shares[key] = accounts_from_json(share, "byte accounts")
+            route_layer = TransportLayer.from_dict(layer) if layer is not None else None
+            if route_layer is not None:
+                builder._route_layers[key] = route_layer
+        http2 = state.get("http2")
+        builder._http2 = Http2Counts.from_json(http2) if http2 is not None else None
+        builder._http2_connection_bytes = counts_from_json(state.get("http2_connection_bytes"), "http2 bytes")
+        http3 = state.get("http3")
+        builder._http3 = Http3Counts.from_json(http3) if http3 is not None else None
+        builder._http3_connection_bytes = counts_from_json(state.get("http3_connection_bytes"), "http3 bytes")
+        transport_layer = state.get("transport_layer")
+        builder._transport_layer = TransportLayer.from_dict(transport_layer) if transport_layer is not None else None
+        for entry in items(state.get("groups"), "groups"):
+            best, routes, protocol, group = items(entry, "group")
+            group_key = (
+                optional(best, _transport_name, "transport"),  # type: ignore[arg-type]
+                frozenset((text(m, "method"), text(p, "path")) for m, p in map(_route_of, items(routes, "routes"))),
+                _protocol(protocol),
+            )
+            builder._groups[group_key] = _Group.from_json(group)
+        builder._listed = _listed_from_json(state.get("listed"))
+        for entry in items(state.get("sessions"), "sessions"):
+            name, kind, ident, number_, session = items(entry, "session")
+            session_key = (text(name, "application protocol"), text(kind, "session kind"), text(ident, "session id"))
+            if number_ != f"s{len(builder._session_ids) + 1}" or session_key in builder._sessions:
+                raise StateError("sessions: not numbered in order")
+            builder._sessions[session_key] = _Session.from_json(session)
+            builder._session_ids[session_key] = number_
+        builder._sessions_untracked = whole(state.get("sessions_untracked"), "sessions_untracked")
+        listed = [*builder._listed, *(c for g in builder._groups.values() for c in g.listed)]
+        if len(listed) > min(limit, builder.connection_count) or any(p >= builder.connection_count for p, _ in listed):
+            raise StateError("listed connections: more than the builder was given")
+        return builder
 
     def snapshot(self, open_records: Iterable[ConnectionRecord] = (), **report: object) -> Report:
         """The report so far, with connections still open included, leaving this builder as it was."""
@@ -617,9 +1130,10 @@ class ReportBuilder:
             totals.exchanges.merge(figures)
             share = self._route_shares.get((route, protocol))
             if share is not None:
-                totals.share(share)
+                totals.share(share, protocol, self._route_layers.get((route, protocol)))
         self._by_route = {}
         self._route_shares = {}
+        self._route_layers = {}
         for (best, routes, protocol), group in self._groups.items():
             transport = most_streaming([*([best] if best else []), *(self._routes.transport(r) for r in routes)])
             self._transport(transport, protocol).merge(group.totals)
@@ -643,6 +1157,8 @@ class ReportBuilder:
             by_protocol = {protocol: totals.summary(name) for protocol, totals in parts.items()}
             transports[name] = replace(whole.summary(name), by_protocol=by_protocol)
         report_notes = [WIRE_BYTES_NOTE, *notes]
+        if self._http3 is not None:
+            report_notes.insert(1, QUIC_WIRE_BYTES_NOTE)
         if any(transports[name].messages.total for name in POLLING if name in transports):
             report_notes.append(POLL_MESSAGE_NOTE)
         if any(_estimated(summary) for summary in transports.values()):
@@ -662,7 +1178,7 @@ class ReportBuilder:
                 "keeps apart; they are in the transports' figures but not in the sessions'."
             )
         sessions: dict[str, list[_Session]] = {}
-        for (name, _), session in self._sessions.items():
+        for (name, _, _), session in self._sessions.items():
             sessions.setdefault(name, []).append(session)
         listed = [summary for _, summary in sorted(self._listed, key=lambda item: item[0])]
         if self.connection_count > len(listed):
@@ -686,7 +1202,9 @@ class ReportBuilder:
             timeline=tuple(sorted(timeline, key=lambda point: point.time)),
             connection_count=self.connection_count,
             http2=http2_figures(self._http2, self._http2_connection_bytes) if self._http2 is not None else None,
+            http3=http3_figures(self._http3, self._http3_connection_bytes) if self._http3 is not None else None,
             sessions={name: sessions_summary(sessions[name]) for name in sorted(sessions)},
+            transport_layer=self._transport_layer,
         )
 
 

@@ -9,6 +9,8 @@ here, once (docs/report.md says the same in prose):
 
 - ``websocket``: each text or binary message, both ways; payload after
   decompression; the Upgrade request and 101 response heads are the handshake.
+- ``webtransport``: each DATAGRAM and each direction of a stream that carried
+  data, both ways; the extended CONNECT's heads are the handshake.
 - ``sse`` and ``http_stream``: each event (SSE), line (NDJSON) or
   transfer-coding chunk from the server, plus a request that carried a body;
   the request and response heads are the handshake.
@@ -20,19 +22,39 @@ here, once (docs/report.md says the same in prose):
 
 from __future__ import annotations
 
-from .records import ExchangeRecord, MessageTime
+import struct
+from typing import Any
+
+from .checked import StateError, choice, fields, items, number, optional, whole
+from .records import ExchangeRecord, MessageTime, WebTransportCounts
 from .report import STREAMING
-from .stats import Distribution, EvenSample
-from .wire import ByteAccount, Category, Direction, Http2Counts
+from .stats import Distribution, KeyedSample
+from .wire import (
+    ByteAccount,
+    Category,
+    Direction,
+    Http2Counts,
+    Http3Counts,
+    accounts_from_json,
+    accounts_to_json,
+    counts_from_json,
+    counts_to_json,
+)
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
 
 
+def timeline_key(point: MessageTime) -> int:
+    """What a point on the time line is, as one integer the same in every process."""
+    (time,) = struct.unpack("<Q", struct.pack("<d", point.time))
+    return time ^ (point.wire_bytes << 1 | (point.direction is S2C)) * 0x9E3779B97F4A7C15
+
+
 def exchange_messages(exchange: ExchangeRecord, transport: str) -> tuple[dict[Direction, int], dict[Direction, int]]:
     """Messages and delivered payload bytes of one exchange, by direction."""
     wire_payload = {d: exchange.accounts[d][Category.PAYLOAD] for d in Direction}
-    if transport == "websocket":
+    if transport in ("websocket", "webtransport"):
         return dict(exchange.stream_messages), dict(exchange.stream_payload)
     request_message = 1 if wire_payload[C2S] else 0
     if transport in ("sse", "http_stream"):
@@ -98,6 +120,24 @@ class AppProtocolTotals:
         twin.merge(self)
         return twin
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "app_messages": counts_to_json(self.app_messages),
+            "control_messages": counts_to_json(self.control_messages),
+            "control_bytes": self.control_bytes,
+            "wire_bytes": self.wire_bytes,
+        }
+
+    @classmethod
+    def from_json(cls, state: object) -> AppProtocolTotals:
+        state = fields(state, "application protocol figures")
+        figures = cls()
+        figures.app_messages = counts_from_json(state.get("app_messages"), "app_messages")
+        figures.control_messages = counts_from_json(state.get("control_messages"), "control_messages")
+        figures.control_bytes = whole(state.get("control_bytes"), "control_bytes")
+        figures.wire_bytes = whole(state.get("wire_bytes"), "wire_bytes")
+        return figures
+
 
 class ExchangeTotals:
     """The figures of many exchanges of one transport, summed as they complete.
@@ -125,11 +165,13 @@ class ExchangeTotals:
         "handshakes",
         "head_bytes",
         "http2",
+        "http3",
         "inter_arrival",
         "messages",
         "payload",
         "sizes",
         "timeline",
+        "webtransport",
     )
 
     def __init__(self, *, timeline_points: int = 512) -> None:
@@ -158,9 +200,13 @@ class ExchangeTotals:
         self.data_frames = {C2S: 0, S2C: 0}
         self.control_frames = {C2S: 0, S2C: 0}
         self.compressed = {C2S: 0, S2C: 0}
-        self.timeline = EvenSample(timeline_points)
+        self.timeline: KeyedSample[MessageTime] = KeyedSample(timeline_points, timeline_key)
         #: HTTP/2 frame figures of the exchanges that were HTTP/2 streams.
         self.http2: Http2Counts | None = None
+        #: HTTP/3 figures of the exchanges that were HTTP/3 streams.
+        self.http3: Http3Counts | None = None
+        #: The streams and DATAGRAMs of the exchanges that were WebTransport sessions.
+        self.webtransport: WebTransportCounts | None = None
         #: The earliest first message from the server, over these exchanges.
         self.first_message_at: float | None = None
         self._last_response_at: float | None = None
@@ -191,6 +237,10 @@ class ExchangeTotals:
             self.first_message_at = at
         if exchange.http2 is not None:
             self._http2().merge(exchange.http2)
+        if exchange.http3 is not None:
+            self._http3().merge(exchange.http3)
+        if exchange.webtransport is not None:
+            self._webtransport().merge(exchange.webtransport)
         heads = exchange.head_bytes()
         if transport in STREAMING:
             self._add_stream(exchange, heads)
@@ -201,6 +251,16 @@ class ExchangeTotals:
         if self.http2 is None:
             self.http2 = Http2Counts()
         return self.http2
+
+    def _http3(self) -> Http3Counts:
+        if self.http3 is None:
+            self.http3 = Http3Counts()
+        return self.http3
+
+    def _webtransport(self) -> WebTransportCounts:
+        if self.webtransport is None:
+            self.webtransport = WebTransportCounts()
+        return self.webtransport
 
     def _add_stream(self, exchange: ExchangeRecord, heads: int) -> None:
         self.handshakes += 1
@@ -249,6 +309,10 @@ class ExchangeTotals:
             self.compressed[direction] += other.compressed[direction]
         if other.http2 is not None:
             self._http2().merge(other.http2)
+        if other.http3 is not None:
+            self._http3().merge(other.http3)
+        if other.webtransport is not None:
+            self._webtransport().merge(other.webtransport)
         for name, figures in other.by_app_protocol.items():
             mine = self.by_app_protocol.get(name)
             if mine is None:
@@ -263,8 +327,7 @@ class ExchangeTotals:
         self.sizes.merge(other.sizes)
         self.inter_arrival.merge(other.inter_arrival)
         self.handshake_duration.merge(other.handshake_duration)
-        for point in other.timeline.items:
-            self.timeline.offer(point)
+        self.timeline.merge(other.timeline)
         if other.first_message_at is not None and (
             self.first_message_at is None or other.first_message_at < self.first_message_at
         ):
@@ -280,10 +343,75 @@ class ExchangeTotals:
                     key: item.copy() if isinstance(item, (ByteAccount, AppProtocolTotals)) else item
                     for key, item in value.items()
                 }
-            elif isinstance(value, (Distribution, EvenSample, Http2Counts)):
+            elif isinstance(value, (Distribution, KeyedSample, Http2Counts, Http3Counts, WebTransportCounts)):
                 value = value.copy()
             setattr(twin, name, value)
         return twin
+
+    #: The figures of one direction each.
+    _PAIRS = ("messages", "app_messages", "control_messages", "payload", "data_frames", "control_frames", "compressed")
+    _COUNTS = ("exchanges", "handshakes", "handshake_bytes", "head_bytes", "empty_responses", "empty_response_bytes")
+    _DISTRIBUTIONS = ("sizes", "inter_arrival", "handshake_duration")
+
+    def to_json(self) -> dict[str, Any]:
+        """Every figure, as JSON."""
+        state: dict[str, Any] = {name: getattr(self, name) for name in self._COUNTS}
+        state |= {name: counts_to_json(getattr(self, name)) for name in self._PAIRS}
+        state |= {name: getattr(self, name).to_json() for name in self._DISTRIBUTIONS}
+        state["accounts"] = accounts_to_json(self.accounts)
+        state["by_app_protocol"] = {name: f.to_json() for name, f in sorted(self.by_app_protocol.items())}
+        state["http2"] = self.http2.to_json() if self.http2 is not None else None
+        state["http3"] = self.http3.to_json() if self.http3 is not None else None
+        state["webtransport"] = self.webtransport.to_json() if self.webtransport is not None else None
+        state["first_message_at"] = self.first_message_at
+        state["last_response_at"] = self._last_response_at
+        state["timeline"] = {
+            "capacity": self.timeline.capacity,
+            "level": self.timeline.level,
+            "offered": self.timeline.offered,
+            "points": [[p.time, p.direction.value, p.wire_bytes] for p in self.timeline.items],
+        }
+        return state
+
+    @classmethod
+    def from_json(cls, state: object) -> ExchangeTotals:
+        """Figures as :meth:`to_json` wrote them; :class:`~inspector.checked.StateError` if they are not."""
+        state = fields(state, "exchange figures")
+        timeline = fields(state.get("timeline"), "time line")
+        capacity = whole(timeline.get("capacity"), "time line capacity")
+        if not 1 <= capacity <= 1 << 16:
+            raise StateError(f"time line capacity: {capacity} out of range")
+        totals = cls(timeline_points=capacity)
+        for name in cls._COUNTS:
+            setattr(totals, name, whole(state.get(name), name))
+        for name in cls._PAIRS:
+            setattr(totals, name, counts_from_json(state.get(name), name))
+        for name in cls._DISTRIBUTIONS:
+            setattr(totals, name, Distribution.from_json(state.get(name)))
+        totals.accounts = accounts_from_json(state.get("accounts"), "byte accounts")
+        totals.by_app_protocol = {
+            name: AppProtocolTotals.from_json(f)
+            for name, f in fields(state.get("by_app_protocol"), "application protocols").items()
+        }
+        http2 = state.get("http2")
+        totals.http2 = Http2Counts.from_json(http2) if http2 is not None else None
+        http3 = state.get("http3")
+        totals.http3 = Http3Counts.from_json(http3) if http3 is not None else None
+        webtransport = state.get("webtransport")
+        totals.webtransport = WebTransportCounts.from_json(webtransport) if webtransport is not None else None
+        totals.first_message_at = optional(state.get("first_message_at"), number, "first_message_at")
+        totals._last_response_at = optional(state.get("last_response_at"), number, "last_response_at")
+        points = []
+        for point in items(timeline.get("points"), "time line"):
+            time, direction, wire = items(point, "time line point")
+            points.append(
+                MessageTime(number(time, "time"), choice(direction, Direction, "direction"), whole(wire, "wire bytes"))
+            )
+        level, offered = whole(timeline.get("level"), "time line level"), whole(timeline.get("offered"), "offered")
+        if level > 64:
+            raise StateError(f"time line level: {level} out of range")
+        totals.timeline.restore(points, level=level, offered=offered)
+        return totals
 
     def __repr__(self) -> str:
         return f"ExchangeTotals(exchanges={self.exchanges}, wire_bytes={self.wire_bytes})"

@@ -10,7 +10,9 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
+
+from .checked import choice, fields, pair, text, whole
 
 
 class Direction(enum.StrEnum):
@@ -65,6 +67,7 @@ class BodyKind(enum.StrEnum):
     SSE = "sse"  #: text/event-stream events
     LINES = "lines"  #: NDJSON and other line-delimited streams
     WEBSOCKET = "websocket"  #: the connection switched to WebSocket
+    WEBTRANSPORT = "webtransport"  #: an HTTP/3 extended CONNECT opened a WebTransport session
     OPAQUE = "opaque"  #: switched to some other protocol (CONNECT tunnel, h2c); not parsed
 
 
@@ -100,6 +103,19 @@ class ByteAccount:
     def as_dict(self) -> dict[str, int]:
         return {category.value: n for category, n in self._counts.items()}
 
+    def to_json(self) -> dict[str, int]:
+        """The counts that are not zero, by category."""
+        return {category.value: n for category, n in self._counts.items() if n}
+
+    @classmethod
+    def from_json(cls, state: object) -> ByteAccount:
+        return cls(
+            {
+                choice(name, Category, "byte category"): whole(n, "bytes")
+                for name, n in fields(state, "byte account").items()
+            }
+        )
+
     def copy(self) -> ByteAccount:
         account = ByteAccount()
         account._counts = self._counts.copy()
@@ -129,6 +145,27 @@ class Anomaly:
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT
+
+
+def counts_to_json(counts: dict[Direction, int]) -> list[int]:
+    """A figure for each direction, as ``[client to server, server to client]``."""
+    return [counts[C2S], counts[S2C]]
+
+
+def counts_from_json(state: object, what: str) -> dict[Direction, int]:
+    """What :func:`counts_to_json` wrote; :class:`~inspector.checked.StateError` if it is not that."""
+    found = pair(state, what)
+    return {C2S: whole(found[0], what), S2C: whole(found[1], what)}
+
+
+def accounts_to_json(accounts: dict[Direction, ByteAccount]) -> list[dict[str, int]]:
+    """A byte account for each direction, as ``[client to server, server to client]``."""
+    return [accounts[C2S].to_json(), accounts[S2C].to_json()]
+
+
+def accounts_from_json(state: object, what: str) -> dict[Direction, ByteAccount]:
+    found = pair(state, what)
+    return {C2S: ByteAccount.from_json(found[0]), S2C: ByteAccount.from_json(found[1])}
 
 
 class FrameCounts:
@@ -162,6 +199,28 @@ class FrameCounts:
             self.frames[direction].update(other.frames[direction])
             for name in self.BYTE_FIGURES:
                 self.figure(name)[direction] += other.figure(name)[direction]
+
+    def to_json(self) -> dict[str, Any]:
+        """The frames by type and the byte figures, by direction."""
+        return {
+            d.value: {
+                "frames": dict(sorted(self.frames[d].items())),
+                **{n: self.figure(n)[d] for n in self.BYTE_FIGURES},
+            }
+            for d in Direction
+        }
+
+    @classmethod
+    def from_json(cls, state: object) -> Self:
+        counts = cls()
+        state = fields(state, "frame counts")
+        for d in Direction:
+            figures = fields(state.get(d.value), "frame counts")
+            frames = fields(figures.get("frames"), "frames")
+            counts.frames[d].update({text(name, "frame type"): whole(n, "frames") for name, n in frames.items()})
+            for name in cls.BYTE_FIGURES:
+                counts.figure(name)[d] = whole(figures.get(name), name)
+        return counts
 
     def copy(self) -> Self:
         twin = type(self)()
@@ -224,9 +283,11 @@ class Http3Counts(FrameCounts):
     ``data_bytes`` (DATA frames' payload), ``control_bytes`` (the payload of
     every other frame, unknown and reserved ones included, and the bytes of
     unknown stream types), ``webtransport_bytes`` (WebTransport streams' data
-    after their header) and ``datagram_bytes`` (DATAGRAM frames' payloads,
-    the quarter stream id included). ``decoded_header_bytes`` is the size of
-    the decoded field sections, names plus values with pseudo-headers.
+    after their header), ``datagram_bytes`` (DATAGRAM frames' payloads,
+    the quarter stream id included) and ``unparsed_bytes`` (what was not
+    read: a frame cut short by the end of its stream, the bytes after a
+    stream broke a rule). ``decoded_header_bytes`` is the size of the decoded
+    field sections, names plus values with pseudo-headers.
     """
 
     BYTE_FIGURES = (
@@ -239,6 +300,7 @@ class Http3Counts(FrameCounts):
         "control_bytes",
         "webtransport_bytes",
         "datagram_bytes",
+        "unparsed_bytes",
     )
     stream_type_bytes: dict[Direction, int]
     frame_header_bytes: dict[Direction, int]
@@ -249,3 +311,4 @@ class Http3Counts(FrameCounts):
     control_bytes: dict[Direction, int]
     webtransport_bytes: dict[Direction, int]
     datagram_bytes: dict[Direction, int]
+    unparsed_bytes: dict[Direction, int]

@@ -40,7 +40,7 @@ from websockets.sync.client import connect as websocket_connect
 from inspector.classify import Classifier, TransportRule
 from inspector.metrics import MetricsLedger
 from inspector.replay import analyze_captures, report_from_captures
-from inspector.report import PROTOCOLS, TRANSPORTS, PerDirection, Report
+from inspector.report import HTTP1, HTTP2, PROTOCOLS, TRANSPORTS, PerDirection, Report
 from inspector.wire import Direction
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -180,7 +180,7 @@ def test_each_series_has_the_protocol_its_connections_spoke() -> None:
     text = _exposition(ledger)
     samples = parse_by_protocol(text)
     sse = report_from_captures(captures).transport("sse")
-    assert set(sse.by_protocol) == set(PROTOCOLS)
+    assert set(sse.by_protocol) == {HTTP1, HTTP2}
     for protocol, summary in sse.by_protocol.items():
         labels = {"transport": "sse", "protocol": protocol}
         assert samples[key("rtinspect_connections_total", **labels)] == summary.connections > 0

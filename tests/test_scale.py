@@ -134,17 +134,24 @@ def _same(a: Any, b: Any, path: str = "") -> None:
 
 def _as_kept(report: dict[str, Any]) -> dict[str, Any]:
     """A report of HTTP/1.1 traffic without the figures added after ``NAME.report.json``
-    was kept: the protocol of each connection, the HTTP/2 figures, the
+    was kept: the protocol of each connection, the HTTP/2 and HTTP/3 figures, the
+    figures below the byte streams (these recordings have none), the
     application messages, the network conditions, and the application
     protocols and their sessions, which say nothing new here
     (every transport's one protocol has the transport's figures; every message
     is one application message; no conditions were set)."""
     assert report.pop("http2") is None
+    assert report.pop("http3") is None
+    assert report.pop("transport_layer") is None
     assert report.pop("projection") is None
     assert report.pop("network") is None
     for figures in report["transports"].values():
         assert figures.pop("http2") is None
-        assert figures.pop("by_protocol") == {"http/1.1": {**figures, "http2": None}}
+        assert figures.pop("http3") is None
+        assert figures.pop("transport_layer") is None
+        assert figures.pop("by_protocol") == {
+            "http/1.1": {**figures, "http2": None, "http3": None, "transport_layer": None}
+        }
         # In these recordings each message carried one application message.
         assert figures.pop("app_messages") == figures["messages"]
         assert figures.pop("wire_bytes_per_app_message") == figures["wire_bytes_per_message"]

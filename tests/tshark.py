@@ -3,8 +3,9 @@
 Wireshark's dissectors do not share code with rtinspect, so where both count
 the same traffic their figures must agree: TCP payload bytes per stream and
 direction, HTTP head sizes and body bytes, WebSocket frames, and HTTP/2
-frames (:func:`http2_figures`). :class:`PacketCapture` records a pcapng on
-the loopback interface with dumpcap.
+frames (:func:`http2_figures`), QUIC streams and DATAGRAM frames
+(:func:`quic_follow`, :func:`quic_datagram_sizes`). :class:`PacketCapture`
+records a pcapng on the loopback interface with dumpcap.
 """
 
 from __future__ import annotations
@@ -443,6 +444,62 @@ def http2_bytes(figures: dict[str, dict[str, Any]]) -> dict[str, int]:
         name: sum(figures[f][name] for f in HTTP2_BYTE_FIGURES if f != "decoded_header_bytes")
         for name in DIRECTION_NAMES.values()
     }
+
+
+# -- QUIC
+
+
+def _decrypted(pcap: Path, keylog: Path, *args: str) -> str:
+    """tshark's output for ``args`` on a capture of QUIC, decrypted with ``keylog`` (NSS key log format)."""
+    result = subprocess.run(
+        [TSHARK or "tshark", "-r", str(pcap), "-o", f"tls.keylog_file:{keylog}", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
+    )
+    return result.stdout
+
+
+def quic_streams(pcap: Path, keylog: Path, server_port: int) -> set[tuple[Direction, int]]:
+    """Each (direction, stream id) that carried a STREAM frame (one QUIC connection)."""
+    found: set[tuple[Direction, int]] = set()
+    fields = _decrypted(pcap, keylog, "-Y", "quic", "-T", "fields", "-e", "udp.srcport", "-e", "quic.stream.stream_id")
+    for line in fields.splitlines():
+        port, _, ids = line.partition("\t")
+        for stream_id in filter(None, ids.split(",")):
+            found.add((S2C if int(port) == server_port else C2S, int(stream_id)))
+    return found
+
+
+def quic_follow(pcap: Path, keylog: Path, stream_ids: set[int], server_port: int) -> dict[tuple[Direction, int], bytes]:
+    """Each stream's bytes per direction as ``tshark -z follow,quic,raw`` reassembles them
+    (connection 0; one tshark run for all the streams)."""
+    follows = [arg for stream_id in sorted(stream_ids) for arg in ("-z", f"follow,quic,raw,0,{stream_id}")]
+    found: dict[tuple[Direction, int], bytearray] = {}
+    stream_id, server_node = -1, "1"
+    for line in _decrypted(pcap, keylog, "-q", *follows).splitlines():
+        if filtered := re.match(r"Filter: .*stream_id eq (\d+)\s*$", line):
+            stream_id = int(filtered.group(1))
+        elif line.startswith("Node "):
+            if line.endswith(f":{server_port}"):
+                server_node = line[5]
+        elif line.strip() and not line.startswith(("=", "Follow:")):
+            # The second node's data is indented with a tab.
+            direction = S2C if ("1" if line.startswith("\t") else "0") == server_node else C2S
+            found.setdefault((direction, stream_id), bytearray()).extend(bytes.fromhex(line.strip()))
+    return {key: bytes(data) for key, data in found.items()}
+
+
+def quic_datagram_sizes(pcap: Path, keylog: Path, server_port: int) -> dict[Direction, list[int]]:
+    """The payload size of each DATAGRAM frame (``quic.dg.length``), per direction, in order."""
+    sizes: dict[Direction, list[int]] = {C2S: [], S2C: []}
+    fields = _decrypted(pcap, keylog, "-Y", "quic.dg", "-T", "fields", "-e", "udp.srcport", "-e", "quic.dg.length")
+    for line in fields.splitlines():
+        port, _, lengths = line.partition("\t")
+        for length in lengths.split(","):
+            sizes[S2C if int(port) == server_port else C2S].append(int(length))
+    return sizes
 
 
 # -- capturing packets

@@ -347,12 +347,14 @@ def _segment(timestamp: float, link_type: int, frame: bytes, skipped: Counter[st
             return None
         # The TCP segment's length, as the IP header says (0: a segmentation offload's, as captured).
         claimed = packet.len - (packet.hl << 2) if packet.len else -1
+        ip_header = packet.hl << 2
     elif isinstance(packet, dpkt.ip6.IP6):
         if dpkt.ip.IP_PROTO_FRAGMENT in packet.extension_hdrs:
             skipped[_FRAGMENT] += 1
             return None
         extensions = sum(header.length for header in packet.all_extension_headers)
         claimed = packet.plen - extensions if packet.plen else -1
+        ip_header = 40 + extensions
     else:
         skipped[_NOT_IP if packet is None else _DAMAGED] += 1
         return None
@@ -375,6 +377,7 @@ def _segment(timestamp: float, link_type: int, frame: bytes, skipped: Counter[st
         flags=tcp.flags,
         data=payload,
         length=claimed - (tcp.off << 2) if claimed >= 0 else len(payload),
+        header=ip_header + (tcp.off << 2),
     )
 
 

@@ -31,6 +31,13 @@ a file: :mod:`.packets` does, and hands over :class:`Segment` values.
   ``server reset``, ... A connection still open at the end of the file gets
   no "closed" record. Connections that ended are remembered (the last
   65,536), so their last ACKs and retransmissions open nothing.
+- Every packet of a connection is counted with its IP and TCP headers, each
+  way; the count goes out as a "transport layer" event
+  (:func:`~inspector.capture.transport_layer_event`) before the connection's
+  "closed" record, or at the end of the file, with ``ip_header_bytes`` exact.
+  So that the ACK of the last FIN is counted too, a connection that closed
+  with a FIN each way is held until that ACK, until a packet
+  :data:`LAST_ACK_WAIT` seconds later, or until the end of the file.
 
 Records take the time of the packet that let them out: bytes held behind a
 hole are handed on when the hole is filled, as a receiving socket would.
@@ -44,7 +51,16 @@ from collections import Counter, OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from ..capture import ConnectionClosed, ConnectionOpened, DataChunk, Record, missing_bytes
+from ..capture import (
+    ConnectionClosed,
+    ConnectionOpened,
+    DataChunk,
+    Event,
+    Record,
+    missing_bytes,
+    transport_layer_event,
+)
+from ..transport_layer import LayerFigures, TransportLayer
 from ..wire import Direction
 
 C2S = Direction.CLIENT_TO_SERVER
@@ -56,6 +72,8 @@ HOLD_LIMIT = 1 << 20
 CLOSED_MEMORY = 65_536
 #: The close reason of a connection whose addresses and ports a new connection took before it was seen to end.
 PORTS_USED_AGAIN = "no end in the capture (its ports were used again)"
+#: Seconds of capture time a connection that closed with a FIN each way waits for the ACK of the last FIN.
+LAST_ACK_WAIT = 1.0
 #: Connections that lack bytes listed one by one (the rest are counted).
 GAPS_LISTED = 20
 #: The furthest ahead of the next byte a segment may start (the largest TCP window); further is no part of the stream.
@@ -85,6 +103,8 @@ class Segment:
     flags: int
     data: bytes = b""
     length: int = -1
+    #: Bytes of the packet's IP header (extension headers included) and TCP header.
+    header: int = 0
 
     @property
     def claimed(self) -> int:
@@ -225,7 +245,18 @@ class _Stream:
 
 
 class _Connection:
-    __slots__ = ("began_before", "client", "closer", "fin_at", "id", "last_at", "server", "streams", "syn")
+    __slots__ = (
+        "began_before",
+        "client",
+        "closer",
+        "fin_at",
+        "headers",
+        "id",
+        "last_at",
+        "server",
+        "streams",
+        "syn",
+    )
 
     def __init__(
         self, number: int, client: tuple[bytes, int], server: tuple[bytes, int], *, began_before: bool
@@ -242,6 +273,8 @@ class _Connection:
         #: When the last FIN, and the last segment of any kind, was seen.
         self.fin_at = 0.0
         self.last_at = 0.0
+        #: IP and TCP header bytes of every packet, by direction.
+        self.headers = {C2S: 0, S2C: 0}
 
     def reason(self, default: str) -> str:
         return f"{self.closer[0]} {self.closer[1]}" if self.closer is not None else default
@@ -251,6 +284,12 @@ def address(ip: bytes, port: int) -> str:
     """``host:port`` as captures write it (``[v6]:port`` for IPv6)."""
     host = ipaddress.ip_address(ip)
     return f"[{host}]:{port}" if host.version == 6 else f"{host}:{port}"
+
+
+def _headers_event(connection: _Connection, timestamp: float) -> Event:
+    """The "transport layer" event of a connection's IP and TCP header bytes, counted from its packets."""
+    figures = TransportLayer(*(LayerFigures(ip_header_bytes=connection.headers[direction]) for direction in (C2S, S2C)))
+    return transport_layer_event(connection.id, timestamp, figures)
 
 
 def _side(direction: Direction) -> str:
@@ -275,6 +314,9 @@ class TcpReassembler:
         self._limit = hold_limit
         self._live: dict[_Key, _Connection] = {}
         self._closed: OrderedDict[_Key, None] = OrderedDict()
+        #: Connections that closed with a FIN each way, waiting for the ACK of the last FIN:
+        #: when and why they closed, oldest first.
+        self._closing: OrderedDict[_Key, tuple[_Connection, float, str]] = OrderedDict()
         self.connections = 0
         #: Connections that lack bytes, as each closes (or at the end).
         self.gaps = Gaps()
@@ -283,7 +325,7 @@ class TcpReassembler:
 
     def feed(self, segment: Segment) -> list[Record]:
         """The records this segment lets out."""
-        records: list[Record] = []
+        records = self._waited(segment.timestamp)
         placed = self._place(segment)
         if placed is None:
             if segment.flags & (SYN | ACK) == SYN:
@@ -291,12 +333,20 @@ class TcpReassembler:
             return records
         key, direction = placed
         flags = segment.flags
+        closing = self._closing.pop(key, None)
+        if closing is not None:
+            ended, at, reason = closing
+            if not flags & SYN:
+                ended.headers[direction] += segment.header  # the ACK of the last FIN
+                return records + self._last(ended, at, reason)
+            records += self._last(ended, at, reason)
         connection = self._live.get(key)
         if flags & SYN and not flags & ACK:
             if direction is S2C:
                 return records  # a server's port opening a connection: not a connection to a server
             if connection is not None:
                 if connection.syn == segment.seq:
+                    connection.headers[direction] += segment.header
                     return records  # the SYN again
                 records += self._close(key, connection, segment.timestamp, PORTS_USED_AGAIN)
             connection = self._open(key, segment, began_before=False, records=records)
@@ -307,6 +357,7 @@ class TcpReassembler:
                 return records  # the last ACKs of a connection that ended, or nothing to follow
             connection = self._open(key, segment, began_before=True, records=records)
         connection.last_at = max(connection.last_at, segment.timestamp)
+        connection.headers[direction] += segment.header
         stream = connection.streams[direction]
         if flags & SYN:
             if not stream.seen:
@@ -339,13 +390,13 @@ class TcpReassembler:
             if connection.closer is None:
                 connection.closer = (_side(direction), "closed")
         if connection.streams[C2S].ended and connection.streams[S2C].ended:
-            records += self._end(key, connection, segment.timestamp, connection.reason("closed"))
+            records += self._end(key, connection, segment.timestamp, connection.reason("closed"), hold=True)
         return records
 
     def finish(self) -> list[Record]:
         """The end of the file: what is held is handed on, holes before it declared missing.
         Connections that ended with a FIN each way close; the others stay open."""
-        records: list[Record] = []
+        records = self._waited(float("inf"))
         for key, connection in list(self._live.items()):
             streams = connection.streams
             if streams[C2S].fin is not None and streams[S2C].fin is not None:
@@ -354,6 +405,7 @@ class TcpReassembler:
             for direction in (C2S, S2C):
                 self._pieces(connection, direction, streams[direction].finish(), connection.last_at, records)
             self._note_gaps(connection)
+            records.append(_headers_event(connection, connection.last_at))
         self._live.clear()
         return records
 
@@ -405,13 +457,35 @@ class TcpReassembler:
             self._pieces(connection, direction, connection.streams[direction].finish(end), timestamp, records)
         return records + self._end(key, connection, timestamp, connection.reason(reason))
 
-    def _end(self, key: _Key, connection: _Connection, timestamp: float, reason: str) -> list[Record]:
+    def _end(
+        self, key: _Key, connection: _Connection, timestamp: float, reason: str, *, hold: bool = False
+    ) -> list[Record]:
+        """The connection ended: its last records, or with ``hold``, none until the ACK of its last FIN."""
         del self._live[key]
         self._closed[key] = None
         if len(self._closed) > CLOSED_MEMORY:
             self._closed.popitem(last=False)
         self._note_gaps(connection)
-        return [ConnectionClosed(connection.id, timestamp, reason)]
+        if hold:
+            self._closing[key] = (connection, timestamp, reason)
+            return []
+        return self._last(connection, timestamp, reason)
+
+    @staticmethod
+    def _last(connection: _Connection, timestamp: float, reason: str) -> list[Record]:
+        """A connection's last records: its header bytes, and that it closed."""
+        return [_headers_event(connection, timestamp), ConnectionClosed(connection.id, timestamp, reason)]
+
+    def _waited(self, now: float) -> list[Record]:
+        """The last records of held connections that waited long enough by ``now`` for the ACK of their last FIN."""
+        records: list[Record] = []
+        while self._closing:
+            key, (connection, at, reason) = next(iter(self._closing.items()))
+            if now - at <= LAST_ACK_WAIT:
+                break
+            del self._closing[key]
+            records += self._last(connection, at, reason)
+        return records
 
     def _note_gaps(self, connection: _Connection) -> None:
         missing = {direction: stream.missing for direction, stream in connection.streams.items()}

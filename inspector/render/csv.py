@@ -16,6 +16,8 @@ import io
 from collections.abc import Iterable
 
 from ..report import ConnectionSummary, PerDirection, Report, TransportProjection, TransportSummary
+from ..transport_layer import COUNTS, TransportLayer
+from ..wire import Direction
 from .rows import transports_in_order
 from .units import is_number
 
@@ -25,6 +27,9 @@ Cell = str | int | float | bool | None
 def _directions(name: str) -> tuple[str, str]:
     return f"{name}_client_to_server", f"{name}_server_to_client"
 
+
+#: The figures below the byte streams, each by direction (see :mod:`inspector.transport_layer`).
+LAYER_FIELDS = (*COUNTS, "ip_header_bytes_estimated")
 
 TRANSPORT_FIELDS = (
     "transport",
@@ -59,6 +64,7 @@ TRANSPORT_FIELDS = (
     "projected_open_connections",
     *_directions("control_messages"),
     "app_control_bytes",
+    *(column for name in LAYER_FIELDS for column in _directions(name)),
 )
 
 CONNECTION_FIELDS = (
@@ -134,7 +140,15 @@ def transport_record(
         ),
         *_split(t.control_messages),
         t.categories["app_control"].total if "app_control" in t.categories else 0,
+        *_layer_cells(t.transport_layer),
     )
+
+
+def _layer_cells(layer: TransportLayer | None) -> tuple[Cell, ...]:
+    """The :data:`LAYER_FIELDS` cells, each by direction (empty when nothing recorded them)."""
+    if layer is None:
+        return (None,) * (2 * len(LAYER_FIELDS))
+    return tuple(getattr(layer[d], name) for name in LAYER_FIELDS for d in Direction)
 
 
 def connection_record(c: ConnectionSummary) -> tuple[Cell, ...]:

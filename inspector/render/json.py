@@ -4,15 +4,24 @@ Shape (``"format": "rtinspect-report"``, ``"version": 1``): ``transports`` is
 an object keyed by transport name (only transports seen, in report order) and
 ``connections`` a list (of at most the first 10,000 connections;
 ``connection_count`` counts them all). Each transport has ``by_protocol``, its
-figures again for each protocol ("http/1.1", "h2"), and ``http2``, its streams'
-HTTP/2 frame figures (null without HTTP/2); the top-level ``http2`` totals every
-HTTP/2 connection's frames, and ``network`` gives the network conditions the
+figures again for each protocol ("http/1.1", "h2", "h3"), ``http2``, its streams'
+HTTP/2 frame figures (null without HTTP/2), and ``http3``, its HTTP/3 figures
+(null without HTTP/3); the top-level ``http2`` and ``http3`` total every such
+connection's frames, its own streams' included. The ``webtransport`` transport
+adds ``sessions``, and ``streams``, ``datagrams`` and ``datagram_bytes`` by
+direction. ``network`` gives the network conditions the
 proxy added (null for none). Where an application protocol was recognised
 (Socket.IO, GraphQL over WebSocket, ...), each connection names it
 (``app_protocol``) and its ``session``; each transport's ``app_messages``
 count the application's messages only, ``control_messages`` the protocol's
 own, and ``by_app_protocol`` splits both by protocol; the top-level
-``sessions`` summarises each protocol's sessions (an object, empty when none). Figures "by direction" are objects with exactly
+``sessions`` summarises each protocol's sessions (an object, empty when none).
+Each transport's ``transport_layer`` (and the top-level one, their total)
+holds what the client legs cost below the byte streams, by direction:
+``tls_records``, ``tls_record_bytes``, ``quic_packets``, ``quic_packet_bytes``,
+``quic_ack_only_packets``, ``quic_padding_bytes``, ``ip_header_bytes`` and
+``ip_header_bytes_estimated`` (null when nothing recorded them; see
+:mod:`inspector.transport_layer`). Figures "by direction" are objects with exactly
 the keys ``client_to_server`` and ``server_to_client``. Numbers that do not exist (no
 messages, nothing to divide by) are ``null``, never NaN or Infinity.
 
@@ -35,6 +44,7 @@ from ..report import (
     REPORT_VERSION,
     ConnectionSummary,
     Http2Figures,
+    Http3Figures,
     MessagePoint,
     Projection,
     Quantiles,
@@ -42,6 +52,7 @@ from ..report import (
     SessionsSummary,
     TransportSummary,
     WebSocketFigures,
+    WebTransportFigures,
 )
 from ..wire import Anomaly
 from .rows import transports_in_order
@@ -87,6 +98,33 @@ def http2_to_dict(h: Http2Figures) -> dict[str, Any]:
         "control_bytes": h.control_bytes.as_dict(),
         "preface_bytes": h.preface_bytes.as_dict(),
         "connection_bytes": h.connection_bytes.as_dict(),
+    }
+
+
+def http3_to_dict(h: Http3Figures) -> dict[str, Any]:
+    """HTTP/3 figures: each an object by direction; ``frames`` by direction, then by frame type."""
+    return {
+        "frames": {direction.value: dict(counts) for direction, counts in h.frames.items()},
+        "stream_type_bytes": h.stream_type_bytes.as_dict(),
+        "frame_header_bytes": h.frame_header_bytes.as_dict(),
+        "header_block_bytes": h.header_block_bytes.as_dict(),
+        "decoded_header_bytes": h.decoded_header_bytes.as_dict(),
+        "qpack_stream_bytes": h.qpack_stream_bytes.as_dict(),
+        "data_bytes": h.data_bytes.as_dict(),
+        "control_bytes": h.control_bytes.as_dict(),
+        "webtransport_bytes": h.webtransport_bytes.as_dict(),
+        "datagram_bytes": h.datagram_bytes.as_dict(),
+        "unparsed_bytes": h.unparsed_bytes.as_dict(),
+        "connection_bytes": h.connection_bytes.as_dict(),
+    }
+
+
+def _webtransport_to_dict(wt: WebTransportFigures) -> dict[str, Any]:
+    return {
+        "sessions": wt.sessions,
+        "streams": wt.streams.as_dict(),
+        "datagrams": wt.datagrams.as_dict(),
+        "datagram_bytes": wt.datagram_bytes.as_dict(),
     }
 
 
@@ -154,7 +192,11 @@ def transport_to_dict(t: TransportSummary) -> dict[str, Any]:
     }
     if t.websocket is not None:
         d.update(_websocket_to_dict(t.websocket))
+    if t.webtransport is not None:
+        d.update(_webtransport_to_dict(t.webtransport))
     d["http2"] = http2_to_dict(t.http2) if t.http2 is not None else None
+    d["http3"] = http3_to_dict(t.http3) if t.http3 is not None else None
+    d["transport_layer"] = t.transport_layer.as_dict() if t.transport_layer is not None else None
     if t.by_protocol:
         d["by_protocol"] = {protocol: transport_to_dict(part) for protocol, part in t.by_protocol.items()}
     return d
@@ -256,6 +298,8 @@ def report_to_dict(report: Report, clients: ClientMeasurements | None = None) ->
         "transports": {t.transport: transport_to_dict(t) for t in transports_in_order(report)},
         "connection_count": report.connection_count,
         "http2": http2_to_dict(report.http2) if report.http2 is not None else None,
+        "http3": http3_to_dict(report.http3) if report.http3 is not None else None,
+        "transport_layer": report.transport_layer.as_dict() if report.transport_layer is not None else None,
         "projection": projection_to_dict(report.projection) if report.projection is not None else None,
         "network": network_to_dict(report.network) if report.network is not None else None,
         "sessions": {name: sessions_to_dict(s) for name, s in report.sessions.items()},

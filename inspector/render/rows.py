@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..report import HTTP1, PROTOCOLS, TRANSPORTS, ConnectionSummary, Report, TransportSummary
+from ..transport_layer import TransportLayer
 from ..wire import Anomaly, Direction
 from .units import MISSING, count, human_bytes, percent, quantile_bytes
 
@@ -147,6 +148,41 @@ def http2_summary(report: Report) -> str | None:
     )
 
 
+def layer_text(layer: TransportLayer) -> str:
+    """Figures below the byte streams in a few words, both directions summed
+    (``~`` marks estimated IP header bytes)."""
+    total = layer.client_to_server + layer.server_to_client
+    parts = []
+    if total.tls_records:
+        parts.append(f"{count(total.tls_records)} TLS records, {human_bytes(total.tls_record_bytes)}")
+    if total.quic_packets:
+        parts.append(
+            f"{count(total.quic_packets)} QUIC packets, {human_bytes(total.quic_packet_bytes)} "
+            f"({count(total.quic_ack_only_packets)} ACK-only, {human_bytes(total.quic_padding_bytes)} padding)"
+        )
+    if total.ip_header_bytes:
+        mark = "~" if total.ip_header_bytes_estimated else ""
+        parts.append(f"{mark}{human_bytes(total.ip_header_bytes)} of IP headers")
+    return "; ".join(parts) if parts else "nothing recorded"
+
+
+def transport_layer_summary(report: Report) -> str | None:
+    """One sentence on what each transport's client legs cost below the byte streams
+    (None when nothing recorded it)."""
+    present = [(t.transport, t.transport_layer) for t in transports_in_order(report) if t.transport_layer]
+    if not present:
+        return None
+    figures = "; ".join(f"{name}: {layer_text(layer)}" for name, layer in present if layer is not None)
+    estimated = any(
+        layer[direction].ip_header_bytes_estimated
+        for _, layer in present
+        if layer is not None
+        for direction in Direction
+    )
+    legend = "; ~: estimated from the proxy's reads and writes" if estimated else ""
+    return f"Below the byte streams (not in the wire bytes{legend}) — {figures}."
+
+
 def _rate(x: float) -> str:
     return f"{x:,.0f}" if x >= 10 else f"{x:.2g}"
 
@@ -190,6 +226,9 @@ def report_notes(report: Report) -> list[str]:
     """The notes under the transport table: the HTTP/2 frames first, then the report's own,
     then what ``~`` marks where figures are estimated."""
     notes = list(report.notes)
+    below = transport_layer_summary(report)
+    if below is not None:
+        notes.insert(0, below)
     frames = http2_summary(report)
     if frames is not None:
         notes.insert(0, frames)
