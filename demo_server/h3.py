@@ -14,8 +14,8 @@ front of it relays one QUIC origin:
   is a WebTransport session served here, which ASGI has no scope for:
   the feed, each message as a unidirectional stream of its own (the stream is
   the message: no framing, and one message's loss or delay holds up no other),
-  or each message as one HTTP/3 DATAGRAM; once every stream is acknowledged
-  (ending a session resets its streams) the session's CONNECT stream ends.
+  or each message as one HTTP/3 DATAGRAM; then the feed's end the same way
+  (``{"last_seq": N}``), and the client, once it has every message, ends the session.
   The session also echoes what its client sends: datagrams as datagrams,
   bidirectional streams on themselves, unidirectional streams on a new one.
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,6 @@ from aioquic.asyncio.server import QuicServer
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DatagramReceived, DataReceived, H3Event, HeadersReceived, WebTransportStreamDataReceived
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent, StreamReset
 from wsproto.connection import Connection as WebSocketFrames
 from wsproto.connection import ConnectionType
@@ -60,10 +60,8 @@ MAX_DATAGRAM_FRAME = 65536
 #: A feed message larger than this is not sent as a datagram (a QUIC packet holds about 1,200 bytes):
 #: its client counts it lost.
 MAX_DATAGRAM_MESSAGE = 1100
-#: Seconds a WebTransport session waits, once the feed has ended, for its streams to be
-#: acknowledged and its datagrams to go out before it ends; and how often it looks.
-SESSION_DRAIN_SECONDS = 5.0
-DRAIN_CHECK_SECONDS = 0.01
+#: Seconds a WebTransport session waits, once it has sent the feed's end, for its client to end it.
+SESSION_END_SECONDS = 5.0
 
 
 def quic_configuration(tls: TlsFiles) -> QuicConfiguration:
@@ -390,41 +388,58 @@ class _WebSocketExchange(_Exchange):
             raise ConnectionError("the client has gone")
 
 
+@dataclass(eq=False)
 class _WebTransportSession(_Exchange):
-    """A WebTransport session: the feed on unidirectional streams or as datagrams, and echoes."""
+    """A WebTransport session: the feed on unidirectional streams or as datagrams, then its end
+    (:func:`end_message`) the same way, and echoes."""
 
-    def __post_init__(self) -> None:
-        self.uni_parts: dict[int, list[bytes]] = {}
+    #: What each of the client's unidirectional streams has brought so far.
+    uni_parts: dict[int, list[bytes]] = field(default_factory=dict)
+    client_ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def via_datagrams(self) -> bool:
         return self.request.path == WEBTRANSPORT_DATAGRAM_PATH
 
     def received(self, data: bytes, ended: bool) -> None:
-        if ended:  # the client ended the session
-            self.disconnected()
+        if ended:
+            self.client_ended.set()
 
     async def run(self) -> None:
+        """The feed, then its end; the session ends when the client ends it (it has every message:
+        ending a session resets its streams, and a relay may pass the end on before the last
+        stream), or :data:`SESSION_END_SECONDS` after the feed's end, or as soon as the client
+        ends it early."""
         self.send_headers([(b":status", b"200"), WEBTRANSPORT_DRAFT])
-        after = _query_int(self.request.query, "after")
-        quic = self.connection._quic
-        sent: list[int] = []
-        async for message in self.connection.feed.subscribe(after):
-            data = message.json.encode()
-            if self.via_datagrams:
-                if len(data) <= MAX_DATAGRAM_MESSAGE:
-                    self.http.send_datagram(self.stream_id, data)
-            else:
-                stream_id = self.http.create_webtransport_stream(self.stream_id, is_unidirectional=True)
-                quic.send_stream_data(stream_id, data, end_stream=True)
-                sent.append(stream_id)
-            self.connection.transmit()
-        # Ending a session resets its streams: first let every message reach the client.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(SESSION_DRAIN_SECONDS):
-                while quic._datagrams_pending or not all(_acknowledged(quic, stream_id) for stream_id in sent):
-                    await asyncio.sleep(DRAIN_CHECK_SECONDS)
+        feeding = asyncio.ensure_future(self._send_feed(_query_int(self.request.query, "after")))
+        ended = asyncio.ensure_future(self.client_ended.wait())
+        try:
+            await asyncio.wait({feeding, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if feeding.done():
+                feeding.result()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SESSION_END_SECONDS):
+                        await ended
+        finally:
+            feeding.cancel()
+            ended.cancel()
         self.send_data(b"", end=True)
+
+    async def _send_feed(self, after: int) -> None:
+        feed = self.connection.feed
+        async for message in feed.subscribe(after):
+            self._send(message.json.encode())
+        self._send(end_message(feed.last_seq))
+
+    def _send(self, data: bytes) -> None:
+        """One message: a DATAGRAM (unless too large for one), or a unidirectional stream of its own."""
+        if self.via_datagrams:
+            if len(data) <= MAX_DATAGRAM_MESSAGE:
+                self.http.send_datagram(self.stream_id, data)
+        else:
+            stream_id = self.http.create_webtransport_stream(self.stream_id, is_unidirectional=True)
+            self.connection._quic.send_stream_data(stream_id, data, end_stream=True)
+        self.connection.transmit()
 
     def stream_data(self, stream_id: int, data: bytes, ended: bool) -> None:
         """Echo a bidirectional stream on itself; a unidirectional one, once ended, on a new one."""
@@ -443,10 +458,9 @@ class _WebTransportSession(_Exchange):
         self.connection.transmit()
 
 
-def _acknowledged(quic: QuicConnection, stream_id: int) -> bool:
-    """Whether the peer has acknowledged all a stream's data and its end (or the stream is gone)."""
-    stream = quic._streams.get(stream_id)
-    return stream is None or stream.sender.is_finished
+def end_message(last_seq: int) -> bytes:
+    """What a WebTransport session sends after the feed: ``{"last_seq": N}``, as SSE's end event carries."""
+    return json.dumps({"last_seq": last_seq}, separators=(",", ":")).encode()
 
 
 def _query_int(query: str, name: str) -> int:

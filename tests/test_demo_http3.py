@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from aioquic.h3.events import DatagramReceived, WebTransportStreamDataReceived
 from servers import rtinspect_command, rtinspect_environment, run_rtinspect
 
 from demo_server.app import create_app
@@ -85,10 +86,11 @@ def test_every_transport_is_read_over_http3(h3_server: RunningServer, tls: TlsFi
         assert tally.http_version == HTTP3_VERSION
         assert tally.latency_ms.summary() is not None
     by_key = {tally.demo.key: tally for tally in tallies}
-    # A message per WebSocket message, stream, datagram and NDJSON line; SSE's end event as one more.
-    for key in ("ws", "stream", "wt", "wtdgram"):
+    # A message per WebSocket message and NDJSON line; SSE's end event, and WebTransport's, as one more.
+    for key in ("ws", "stream"):
         assert by_key[key].deliveries == COUNT
-    assert by_key["sse"].deliveries == COUNT + 1
+    for key in ("sse", "wt", "wtdgram"):
+        assert by_key[key].deliveries == COUNT + 1
     assert by_key["longpoll"].requests == by_key["longpoll"].deliveries + 1  # the last answer: 204, ended
 
 
@@ -126,6 +128,30 @@ def test_webtransport_sessions_answer_with_the_draft_and_unknown_paths_404(
             return results
 
     assert asyncio.run(answers()) == [(200, WEBTRANSPORT_DRAFT[1]), (404, None)]
+
+
+def test_a_webtransport_session_echoes_datagrams_and_unidirectional_streams(
+    h3_server: RunningServer, tls: TlsFiles
+) -> None:
+    async def echoes() -> tuple[bytes, bytes]:
+        async with h3_connection(h3_server.url, str(tls.ca_cert)) as client:
+            session = client.request("CONNECT", h3_server.url + "/wt", [WEBTRANSPORT_DRAFT], protocol="webtransport")
+            assert (await client.response(session))[0] == 200
+            client.http.send_datagram(session, b"ping")
+            stream_id = client.http.create_webtransport_stream(session, is_unidirectional=True)
+            client._quic.send_stream_data(stream_id, b"hello", end_stream=True)
+            client.transmit()
+            datagram, streamed = b"", b""
+            async with asyncio.timeout(DEADLINE):
+                while not (datagram and streamed):
+                    event = await client.next_event(session)
+                    if isinstance(event, DatagramReceived):
+                        datagram = event.data
+                    elif isinstance(event, WebTransportStreamDataReceived) and event.stream_ended:
+                        streamed = event.data
+            return datagram, streamed
+
+    assert asyncio.run(echoes()) == (b"ping", b"hello")
 
 
 def test_http3_listens_on_the_tls_port_number_over_udp_on_ipv4_and_ipv6(h3_server: RunningServer) -> None:
@@ -233,8 +259,8 @@ def test_the_report_counts_each_transport_over_h3(http3_run: SimpleNamespace) ->
         assert "h3" in transports[name]["by_protocol"], name
     assert transports["websocket"]["by_protocol"]["h3"]["messages"]["server_to_client"] == RUN_COUNT
     assert transports["sse"]["by_protocol"]["h3"]["messages"]["server_to_client"] == RUN_COUNT + 1
-    # Both WebTransport runs: a stream per message and a datagram per message.
-    assert transports["webtransport"]["messages"]["server_to_client"] == 2 * RUN_COUNT
+    # Both WebTransport runs: a stream per message and a datagram per message, and the feed's end.
+    assert transports["webtransport"]["messages"]["server_to_client"] == 2 * (RUN_COUNT + 1)
 
 
 def test_the_output_puts_three_protocols_side_by_side_and_says_what_level_it_compares(

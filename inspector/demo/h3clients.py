@@ -7,8 +7,8 @@ do (:class:`~.tally.ClientTally`): SSE events, NDJSON lines, poll responses
 messages over HTTP/3 (RFC 9220: an extended CONNECT with ``:protocol
 websocket``, then wsproto frames in the stream's DATA frames, masked as a
 client's are), and WebTransport: each feed message a unidirectional stream
-of its own (``/wt``) or one DATAGRAM (``/wt-datagram``), until the server
-ends the session's CONNECT stream.
+of its own (``/wt``) or one DATAGRAM (``/wt-datagram``), then the feed's
+end; the client ends the session once it has every message.
 """
 
 from __future__ import annotations
@@ -38,9 +38,6 @@ from .h2websocket import DEFLATE_OFFER
 from .settings import CONNECT_TIMEOUT, DemoError, DemoSettings
 from .tally import ClientTally
 
-#: Seconds a WebTransport client waits, once the server has ended the session, for streams
-#: and datagrams still on their way.
-SESSION_END_GRACE = 0.25
 #: What a client that spoke HTTP/3 records as its ``http_version``.
 HTTP3_VERSION = "HTTP/3"
 
@@ -286,7 +283,9 @@ async def webtransport_client(
     target: Any, tally: ClientTally, connected: asyncio.Event, settings: DemoSettings
 ) -> None:
     """``/wt`` (each feed message a unidirectional stream) or ``/wt-datagram`` (each one a
-    DATAGRAM) over WebTransport, until the server ends the session."""
+    DATAGRAM) over WebTransport; after the feed, its end (``{"last_seq": N}``) comes the
+    same way, counted as one more delivery as SSE's end event is. The client ends the
+    session once it has every message up to that one, or when the server ends it."""
     async with h3_connection(target.base, _ca(target)) as client:
         session, _ = await _open(
             client, target.base + tally.demo.path, "webtransport", [(b"origin", target.base.encode())]
@@ -295,27 +294,27 @@ async def webtransport_client(
         tally.http_version = HTTP3_VERSION
         connected.set()
         streams: dict[int, list[bytes]] = {}
-        while True:
+        last_seq: int | None = None
+
+        def take(data: bytes) -> None:
+            nonlocal last_seq
+            message = json.loads(data)
+            if "seq" in message:
+                tally.delivered([message], time.time())
+            else:
+                last_seq = int(message["last_seq"])
+                tally.delivered([], time.time())
+
+        while last_seq is None or tally.received < last_seq:
             event = await client.next_event(session)
             if isinstance(event, DatagramReceived):
-                tally.delivered([json.loads(event.data)], time.time())
+                take(event.data)
             elif isinstance(event, WebTransportStreamDataReceived):
                 streams.setdefault(event.stream_id, []).append(event.data)
                 if event.stream_ended:
-                    tally.delivered([json.loads(b"".join(streams.pop(event.stream_id)))], time.time())
+                    take(b"".join(streams.pop(event.stream_id)))
             elif isinstance(event, DataReceived) and event.stream_ended:
-                break
-        # The session's end and its last streams travel apart: take what is still on its way.
-        with contextlib.suppress(TimeoutError):
-            while True:
-                async with asyncio.timeout(SESSION_END_GRACE):
-                    event = await client.next_event(session)
-                if isinstance(event, DatagramReceived):
-                    tally.delivered([json.loads(event.data)], time.time())
-                elif isinstance(event, WebTransportStreamDataReceived):
-                    streams.setdefault(event.stream_id, []).append(event.data)
-                    if event.stream_ended:
-                        tally.delivered([json.loads(b"".join(streams.pop(event.stream_id)))], time.time())
+                break  # the server ended the session (a datagram was lost on the way)
         client.http.send_data(session, b"", end_stream=True)
         client.transmit()
 
