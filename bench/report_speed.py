@@ -14,7 +14,13 @@ alternating, ``runs`` times each:
 - ``tshark -q -z io,stat,0,...``: the same counts and sums over the pcap, in
   one pass (tshark's fastest way to answer);
 - ``tshark -T fields -e websocket.payload_length ...``: one line per packet,
-  summed here (the way one would get per-frame figures out of tshark).
+  summed here (the way one would get per-frame figures out of tshark);
+- with ``--pure``, ``rtinspect report`` again with ``RTINSPECT_NO_EXTENSIONS=1``:
+  the pure-Python parsers instead of the compiled ones.
+
+``--websocket-connection N`` takes one WebSocket connection of N data frames
+instead (chat: one frame per socket read, both ways), to measure the per-frame
+cost of one big connection, which ``-j`` cannot share among processes.
 
 Every command runs as a fresh process; its wall time, CPU time and peak RSS
 are measured (CPU time includes ``-j`` worker processes; peak RSS is the
@@ -39,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.pcap import capture_to_pcap
-from bench.synthetic import write_synthetic
+from bench.synthetic import write_synthetic, write_websocket_connection
 from bench.table import machine, median, number, ratio, render
 from inspector.capture import ConnectionOpened, DataChunk, read_capture
 
@@ -73,10 +79,12 @@ class Run:
     counts: Counts
 
 
-def _timed(command: list[str], stdout: int | None = subprocess.DEVNULL) -> tuple[float, float, int, bytes]:
+def _timed(
+    command: list[str], stdout: int | None = subprocess.DEVNULL, env: dict[str, str] | None = None
+) -> tuple[float, float, int, bytes]:
     """Run ``command``; wall seconds, CPU seconds, peak RSS in bytes, and its output if captured."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, env=env)
     # Read the pipes here, not with communicate(): wait4 must reap the process to get its usage.
     output = process.stdout.read() if process.stdout else b""
     errors = process.stderr.read() if process.stderr else b""
@@ -90,10 +98,11 @@ def _timed(command: list[str], stdout: int | None = subprocess.DEVNULL) -> tuple
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, output
 
 
-def run_rtinspect(capture: Path, workdir: Path, jobs: int) -> Run:
+def run_rtinspect(capture: Path, workdir: Path, jobs: int, *, pure: bool = False) -> Run:
+    """``pure``: with the pure-Python parsers (``RTINSPECT_NO_EXTENSIONS=1``)."""
     out = workdir / "report.json"
     command = [_RTINSPECT, "report", str(capture), "-f", "json", "--connections", "-o", str(out), "-j", str(jobs)]
-    seconds, cpu, peak, _ = _timed(command)
+    seconds, cpu, peak, _ = _timed(command, env={**os.environ, "RTINSPECT_NO_EXTENSIONS": "1"} if pure else None)
     report = json.loads(out.read_text())
     ws = report["transports"].get("websocket")
     frames = payload = 0
@@ -101,7 +110,8 @@ def run_rtinspect(capture: Path, workdir: Path, jobs: int) -> Run:
         frames = sum(ws["frames"]["data"].values()) + sum(ws["frames"]["control"].values())
         payload = sum(ws["categories"]["payload"].values()) + sum(ws["categories"]["control"].values())
     exchanges = sum(c["exchanges"] for c in report["connections"])
-    return Run(f"rtinspect report -j {jobs}", seconds, cpu, peak, Counts(frames, payload, exchanges))
+    name = f"rtinspect report -j {jobs}" + (" pure" if pure else "")
+    return Run(name, seconds, cpu, peak, Counts(frames, payload, exchanges))
 
 
 def _decode_as(ports: set[int]) -> list[str]:
@@ -187,6 +197,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="traffic as a fraction of 1M frames + 100k exchanges")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each tool (default 3)")
     parser.add_argument("--capture", metavar="FILE", help="use this capture instead of a synthetic one")
+    parser.add_argument(
+        "--websocket-connection",
+        type=int,
+        metavar="FRAMES",
+        help="one WebSocket connection of FRAMES data frames instead of the synthetic mix",
+    )
+    parser.add_argument("--pure", action="store_true", help="also run rtinspect with RTINSPECT_NO_EXTENSIONS=1")
     parser.add_argument("--no-fields", action="store_true", help="skip the tshark -T fields runs")
     parser.add_argument("--keep", metavar="DIR", help="write the capture and pcap to DIR and keep them")
     parser.add_argument("--format", choices=("text", "markdown"), default="text")
@@ -201,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         if args.capture:
             capture = Path(args.capture)
+        elif args.websocket_connection:
+            capture = workdir / "websocket.rtcap"
+            truth = write_websocket_connection(capture, args.websocket_connection)
         else:
             capture = workdir / "synthetic.rtcap"
             truth = write_synthetic(capture, args.scale)
@@ -217,6 +237,10 @@ def main(argv: list[str] | None = None) -> None:
             tools.append(lambda: run_rtinspect(capture, workdir, 1))
         if not args.no_fields:
             tools.append(lambda: run_tshark_fields(pcap, ports))
+        if args.pure:
+            tools.append(lambda: run_rtinspect(capture, workdir, 1, pure=True))
+            if cpus > 1:
+                tools.append(lambda: run_rtinspect(capture, workdir, cpus, pure=True))
         runs: dict[str, list[Run]] = {}
         for number_ in range(args.runs):
             for tool in tools:
@@ -236,7 +260,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"# {machine()}")
         if truth:
             print(
-                f"# synthetic capture, scale {args.scale:g}: {truth.connections:,} connections "
+                "# synthetic capture, "
+                + ("one WebSocket connection" if args.websocket_connection else f"scale {args.scale:g}")
+                + f": {truth.connections:,} connection{'s' if truth.connections != 1 else ''} "
                 f"({truth.websocket_connections:,} WebSocket), {truth.frames:,} WebSocket frames, "
                 f"{truth.http_exchanges:,} HTTP exchanges, {truth.chunks:,} socket reads"
             )

@@ -250,3 +250,13 @@ def write_synthetic(path: str | os.PathLike[str], scale: float = 1.0, seed: int 
         for make, count in work:
             make(count)
     return writer.truth
+
+
+def write_websocket_connection(path: str | os.PathLike[str], frames: int, seed: int = 1) -> Truth:
+    """Write a capture of one WebSocket chat connection of ``frames`` data frames (one
+    frame per socket read, both ways, a ping and pong every 1,000) to ``path``; return
+    what it holds."""
+    with CaptureWriter(path, buffer_limit=4 << 20) as capture:
+        writer = _Writer(capture, seed)
+        writer.chat(frames)
+    return writer.truth

@@ -25,6 +25,7 @@ from .render import FORMATS, render
 from .render.stream import STREAMED_FORMATS, ConnectionStream
 from .replay import default_jobs, report_from_captures
 from .report import Report
+from .speedups import describe as describe_parsers
 
 
 class _Commands(click.Group):
@@ -42,7 +43,7 @@ class _Commands(click.Group):
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="rtinspect")
+@click.version_option(package_name="rtinspect", message=f"%(prog)s %(version)s (parsers: {describe_parsers()})")
 def main() -> None:
     """Measure what each real-time transport costs on the wire.
 

@@ -435,14 +435,8 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
             self._http_events(self._http.feed(direction, data, timestamp))
 
     def feed_stream(self, direction: Direction, stream_id: int, data: bytes, timestamp: float) -> None:
-        if not data or self._record is not None:
-            return
-        self._first_byte_at.setdefault(direction, timestamp)
-        self._fed[direction] += len(data)
-        if self._http3 is None:
-            self._unattributed[direction].add(Category.UNPARSED, len(data))
-            return
-        self._http_events(self._http3.feed(direction, stream_id, data, timestamp))
+        if data and self._quic_bytes(direction, len(data), timestamp):
+            self._http_events(self._http3.feed(direction, stream_id, data, timestamp))  # type: ignore[union-attr]
 
     def end_stream(
         self, direction: Direction, stream_id: int, reset: bool, error_code: int | None, timestamp: float
@@ -451,14 +445,20 @@ class ConnectionAnalyzer(ConnectionConsumer[ConnectionRecord]):
             self._http_events(self._http3.end_stream(direction, stream_id, reset, error_code, timestamp))
 
     def datagram(self, direction: Direction, data: bytes, timestamp: float) -> None:
+        if self._quic_bytes(direction, len(data), timestamp):
+            self._http_events(self._http3.datagram(direction, data, timestamp))  # type: ignore[union-attr]
+
+    def _quic_bytes(self, direction: Direction, size: int, timestamp: float) -> bool:
+        """Count ``size`` bytes of a QUIC stream or DATAGRAM; whether HTTP/3 is to read them
+        (not after the close, nor on a TCP connection's record, where they are unparsed)."""
         if self._record is not None:
-            return
+            return False
         self._first_byte_at.setdefault(direction, timestamp)
-        self._fed[direction] += len(data)
+        self._fed[direction] += size
         if self._http3 is None:
-            self._unattributed[direction].add(Category.UNPARSED, len(data))
-            return
-        self._http_events(self._http3.datagram(direction, data, timestamp))
+            self._unattributed[direction].add(Category.UNPARSED, size)
+            return False
+        return True
 
     def gap(self, direction: Direction, missing: int, timestamp: float) -> None:
         """``missing`` bytes of ``direction`` come next that the record does not have

@@ -89,6 +89,10 @@ QUIC_WIRE_BYTES_NOTE = (
     "Over HTTP/3, wire bytes are the bytes of each QUIC stream and DATAGRAM after QUIC's decryption; QUIC packet "
     "headers, acknowledgements, padding and AEAD tags are not in them."
 )
+LAYER_NOTE = (
+    "TLS records, QUIC packets and IP headers of the client's leg are given beside the wire bytes "
+    "(below the byte streams); the verdicts rank wire bytes."
+)
 POLL_MESSAGE_NOTE = (
     "A poll's message is a response that carried data; one response can carry several application messages "
     "(the items of a JSON array), which are counted apart as app_messages."
@@ -280,35 +284,21 @@ def apportion_layer(layer: TransportLayer, weights: Sequence[int]) -> list[Trans
 
 def http2_figures(counts: Http2Counts, connection_bytes: dict[Direction, int]) -> Http2Figures:
     """The report's view of running HTTP/2 frame figures."""
-    return Http2Figures(
-        frames={d: dict(sorted(counts.frames[d].items())) for d in Direction},
-        frame_header_bytes=_pair(counts.frame_header_bytes),
-        header_block_bytes=_pair(counts.header_block_bytes),
-        decoded_header_bytes=_pair(counts.decoded_header_bytes),
-        data_bytes=_pair(counts.data_bytes),
-        padding_bytes=_pair(counts.padding_bytes),
-        control_bytes=_pair(counts.control_bytes),
-        preface_bytes=_pair(counts.preface_bytes),
-        connection_bytes=_pair(connection_bytes),
-    )
+    return Http2Figures(**_frame_figures(counts, connection_bytes))
 
 
 def http3_figures(counts: Http3Counts, connection_bytes: dict[Direction, int]) -> Http3Figures:
     """The report's view of running HTTP/3 figures."""
-    return Http3Figures(
-        frames={d: dict(sorted(counts.frames[d].items())) for d in Direction},
-        stream_type_bytes=_pair(counts.stream_type_bytes),
-        frame_header_bytes=_pair(counts.frame_header_bytes),
-        header_block_bytes=_pair(counts.header_block_bytes),
-        decoded_header_bytes=_pair(counts.decoded_header_bytes),
-        qpack_stream_bytes=_pair(counts.qpack_stream_bytes),
-        data_bytes=_pair(counts.data_bytes),
-        control_bytes=_pair(counts.control_bytes),
-        webtransport_bytes=_pair(counts.webtransport_bytes),
-        datagram_bytes=_pair(counts.datagram_bytes),
-        unparsed_bytes=_pair(counts.unparsed_bytes),
-        connection_bytes=_pair(connection_bytes),
-    )
+    return Http3Figures(**_frame_figures(counts, connection_bytes))
+
+
+def _frame_figures(counts: FrameCounts, connection_bytes: dict[Direction, int]) -> dict[str, Any]:
+    """The fields of either version's report figures: frames by type, each byte figure, and the connections' own."""
+    return {
+        "frames": {d: dict(sorted(counts.frames[d].items())) for d in Direction},
+        **{name: _pair(counts.figure(name)) for name in counts.BYTE_FIGURES},
+        "connection_bytes": _pair(connection_bytes),
+    }
 
 
 class _Totals:
@@ -1159,6 +1149,8 @@ class ReportBuilder:
         report_notes = [WIRE_BYTES_NOTE, *notes]
         if self._http3 is not None:
             report_notes.insert(1, QUIC_WIRE_BYTES_NOTE)
+        if self._transport_layer is not None:
+            report_notes.append(LAYER_NOTE)
         if any(transports[name].messages.total for name in POLLING if name in transports):
             report_notes.append(POLL_MESSAGE_NOTE)
         if any(_estimated(summary) for summary in transports.values()):

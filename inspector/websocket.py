@@ -27,17 +27,20 @@ import codecs
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import Opcode
 from wsproto.utilities import split_comma_header
 
+from . import speedups
 from .events import ControlFrame, WebSocketEvent, WebSocketMessage
 from .wire import Anomaly, ByteAccount, Category, Direction
 
 __all__ = [
     "DeflateParams",
     "FrameHeader",
+    "PureWebSocketStream",
     "WebSocketStream",
     "parse_frame_header",
 ]
@@ -634,3 +637,12 @@ class WebSocketStream:
             close_code=close_code,
             close_reason=close_reason,
         )
+
+
+#: The pure-Python reader, the reference for the compiled one (and what is used without it).
+PureWebSocketStream = WebSocketStream
+
+_compiled = speedups.compiled("websocket")
+if _compiled is not None and not TYPE_CHECKING:
+    # The same reader compiled (inspector/_websocket.pyx): the same events, counts and anomalies.
+    WebSocketStream = _compiled.WebSocketStream

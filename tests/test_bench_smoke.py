@@ -71,6 +71,13 @@ def test_report_speed_agrees_with_tshark() -> None:
     assert "- counts agree: yes" in out
 
 
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+def test_report_speed_of_one_websocket_connection_both_paths() -> None:
+    out = bench("report_speed", "--websocket-connection", "500", "--runs", "1", "--no-fields", "--pure")
+    assert "one WebSocket connection" in out and "rtinspect report -j 1 pure" in out
+    assert "- counts agree: yes" in out
+
+
 def test_percentiles_compare_with_exact_quantiles() -> None:
     out = bench("percentiles", "--values", "3000", "--against", str(ROOT))
     assert "lognormal sizes" in out and "50,000 adds" in out

@@ -57,6 +57,15 @@ def test_ci_pins_a_version_of_every_dependency_within_its_bounds() -> None:
         )
 
 
+def test_the_build_pins_the_cython_that_builds_the_compiled_modules() -> None:
+    """scripts/setup hands constraints.txt to the build too, so CI builds with the pinned Cython."""
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    cython = next(Requirement(text) for text in build if canonicalize_name(Requirement(text).name) == "cython")
+    assert any(s.operator in ("<", "<=", "~=", "==") for s in cython.specifier)
+    assert cython.specifier.contains(pinned()["cython"])
+    assert 'PIP_CONSTRAINT="$PWD/constraints.txt"' in (ROOT / "scripts" / "setup").read_text()
+
+
 def test_the_demo_extra_is_what_the_demo_needs_and_the_core_none_of_it() -> None:
     demo = {canonicalize_name(Requirement(text).name) for text in PROJECT["optional-dependencies"][DEMO_EXTRA]}
     core = {canonicalize_name(Requirement(text).name) for text in PROJECT["dependencies"]}

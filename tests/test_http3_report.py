@@ -9,6 +9,7 @@ capture is shared among processes.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -24,8 +25,10 @@ from inspector.capture import (
     StreamChunk,
     StreamEnded,
     TlsInfo,
+    read_capture,
 )
 from inspector.connection import ConnectionAnalyzer
+from inspector.formats.export import export_records
 from inspector.render.json import report_to_dict
 from inspector.replay import report_from_captures
 from inspector.report import HTTP3
@@ -163,3 +166,10 @@ def test_each_request_stream_is_its_exchange_however_it_is_read(name: str, piece
     for exchange in record.exchanges:
         for direction in Direction:
             assert exchange.accounts[direction].total == sent.get((direction, exchange.index), 0)
+
+
+@pytest.mark.parametrize("fmt", ["pcapng", "har", "mitmproxy"])
+def test_exports_leave_quic_connections_out_and_say_so(capture: Path, fmt: str) -> None:
+    with read_capture(capture) as records:
+        exported = export_records(records, fmt, io.BytesIO())
+    assert exported.notes[-1].startswith(f"{len(NAMES)} QUIC connection(s) are not in the export")

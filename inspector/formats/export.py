@@ -6,11 +6,11 @@ reads) and a binary stream, and says what it wrote and what it left out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from ..capture import Record
+from ..capture import QUIC, ConnectionOpened, Record
 
 #: Export formats, with the file suffix each is usually given.
 EXPORT_SUFFIXES = {"pcapng": ".pcapng", "har": ".har", "mitmproxy": ".flows"}
@@ -25,14 +25,47 @@ class Exported:
     notes: tuple[str, ...] = ()
 
 
+class _WithoutQuic:
+    """Records without those of QUIC connections, which none of the formats holds
+    (their streams have no TCP form, and a QUIC packet cannot be made without its keys)."""
+
+    def __init__(self, records: Iterable[Record]) -> None:
+        self._records = records
+        self._quic: set[int] = set()
+
+    def __iter__(self) -> Iterator[Record]:
+        for record in self._records:
+            if isinstance(record, ConnectionOpened) and record.transport == QUIC:
+                self._quic.add(record.connection_id)
+            if record.connection_id not in self._quic:
+                yield record
+
+    def notes(self) -> tuple[str, ...]:
+        if not self._quic:
+            return ()
+        return (
+            f"{len(self._quic)} QUIC connection(s) are not in the export: their streams have no TCP form "
+            "(rtinspect report reads them from the capture).",
+        )
+
+
 def export_records(
     records: Iterable[Record], fmt: str, out: BinaryIO, *, mss: int | None = None, server_port: int | None = None
 ) -> Exported:
-    """Write ``records`` to ``out`` in ``fmt`` (one of :data:`EXPORT_FORMATS`).
+    """Write ``records`` to ``out`` in ``fmt`` (one of :data:`EXPORT_FORMATS`); QUIC
+    connections are left out, and the notes say how many.
 
     ``mss`` and ``server_port`` shape pcapng packets (see :class:`~.pcapng.PcapngWriter`).
     Raises ValueError for an unknown format or option values out of range.
     """
+    kept = _WithoutQuic(records)
+    exported = _export(kept, fmt, out, mss=mss, server_port=server_port)
+    return replace(exported, notes=exported.notes + kept.notes())
+
+
+def _export(
+    records: Iterable[Record], fmt: str, out: BinaryIO, *, mss: int | None, server_port: int | None
+) -> Exported:
     if fmt == "pcapng":
         from .pcapng import DEFAULT_MSS, write_pcapng
 

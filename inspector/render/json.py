@@ -88,35 +88,20 @@ def _websocket_to_dict(ws: WebSocketFigures) -> dict[str, Any]:
 
 def http2_to_dict(h: Http2Figures) -> dict[str, Any]:
     """HTTP/2 frame figures: each an object by direction; ``frames`` by direction, then by frame type."""
-    return {
-        "frames": {direction.value: dict(counts) for direction, counts in h.frames.items()},
-        "frame_header_bytes": h.frame_header_bytes.as_dict(),
-        "header_block_bytes": h.header_block_bytes.as_dict(),
-        "decoded_header_bytes": h.decoded_header_bytes.as_dict(),
-        "data_bytes": h.data_bytes.as_dict(),
-        "padding_bytes": h.padding_bytes.as_dict(),
-        "control_bytes": h.control_bytes.as_dict(),
-        "preface_bytes": h.preface_bytes.as_dict(),
-        "connection_bytes": h.connection_bytes.as_dict(),
-    }
+    return _frames_to_dict(h)
 
 
 def http3_to_dict(h: Http3Figures) -> dict[str, Any]:
     """HTTP/3 figures: each an object by direction; ``frames`` by direction, then by frame type."""
-    return {
-        "frames": {direction.value: dict(counts) for direction, counts in h.frames.items()},
-        "stream_type_bytes": h.stream_type_bytes.as_dict(),
-        "frame_header_bytes": h.frame_header_bytes.as_dict(),
-        "header_block_bytes": h.header_block_bytes.as_dict(),
-        "decoded_header_bytes": h.decoded_header_bytes.as_dict(),
-        "qpack_stream_bytes": h.qpack_stream_bytes.as_dict(),
-        "data_bytes": h.data_bytes.as_dict(),
-        "control_bytes": h.control_bytes.as_dict(),
-        "webtransport_bytes": h.webtransport_bytes.as_dict(),
-        "datagram_bytes": h.datagram_bytes.as_dict(),
-        "unparsed_bytes": h.unparsed_bytes.as_dict(),
-        "connection_bytes": h.connection_bytes.as_dict(),
-    }
+    return _frames_to_dict(h)
+
+
+def _frames_to_dict(h: Http2Figures | Http3Figures) -> dict[str, Any]:
+    figures: dict[str, Any] = {"frames": {direction.value: dict(counts) for direction, counts in h.frames.items()}}
+    for name in h.__slots__:
+        if name != "frames":
+            figures[name] = getattr(h, name).as_dict()
+    return figures
 
 
 def _webtransport_to_dict(wt: WebTransportFigures) -> dict[str, Any]:
