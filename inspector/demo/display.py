@@ -17,7 +17,7 @@ from ..render.table import TEXT_WIDTH, SplitTable, table_renderables
 from ..render.units import MISSING, count, factor, human_bytes, percent
 from .browser_cost import BROWSER_HEADINGS
 from .costs import PROCESS_HEADINGS, duration_ms, process_cells
-from .result import DemoResult, in_report_order, session_path, transport_summary
+from .result import DemoResult, in_report_order, run_connections, session_path, transport_summary
 from .settings import CLICK_INTERVAL, DemoSettings, DemoTransport
 from .tally import ClientTally, client_label
 from .verdicts import demo_verdicts
@@ -265,11 +265,12 @@ def protocols_table(result: DemoResult) -> Table:
                 baseline = wire
             compared = factor(wire / baseline) if i and wire is not None and baseline else ""
             latency = client.latency_ms.summary() if client is not None else None
+            connections = len(run_connections(result.report, demo)) if demo.h3_only else None
             rows.append(
                 (
                     demo.title if i == 0 else "",
                     protocol,
-                    count(summary.connections) if summary else MISSING,
+                    count(summary.connections) if summary else count(connections) if connections else MISSING,
                     f"{count(summary.handshakes)} · {human_bytes(summary.handshake_bytes)}" if summary else MISSING,
                     human_bytes(summary.wire_bytes_per_message) if summary else MISSING,
                     percent(summary.overhead_ratio) if summary else MISSING,

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..report import Report, SessionsSummary, TransportSummary
+from ..report import ConnectionSummary, Report, SessionsSummary, TransportSummary
 from .costs import TransportCosts
 from .protocols import WireConnection
-from .settings import HTTP3_PROTOCOLS, PAGE_TRANSPORTS, TRANSPORT_KEYS, DemoSettings
+from .settings import HTTP3_PROTOCOLS, PAGE_TRANSPORTS, TRANSPORT_KEYS, DemoSettings, DemoTransport
 from .tally import ClientTally
 
 
@@ -126,20 +126,25 @@ def run_figures(report: Report, tally: ClientTally) -> RunFigures | None:
 
 
 def webtransport_figures(report: Report, tally: ClientTally) -> RunFigures | None:
-    """A WebTransport run's figures from its own QUIC connections (those that opened its path):
-    the report has one ``webtransport`` transport for the stream and the datagram runs alike,
-    and each WebTransport session has a connection of its own (Python's clients and Chromium's)."""
-    connections = [
-        c
-        for c in report.connections
-        if c.protocol == "h3" and any(target.split("?")[0] == tally.demo.path for target in c.targets)
-    ]
+    """A WebTransport run's figures from its own QUIC connections (:func:`run_connections`)."""
+    connections = run_connections(report, tally.demo)
     if not connections:
         return None
     messages = sum(c.messages.server_to_client for c in connections)
     return RunFigures(
         wire_bytes=sum(c.wire_bytes.total for c in connections), deliveries=messages, app_messages=messages
     )
+
+
+def run_connections(report: Report, demo: DemoTransport) -> list[ConnectionSummary]:
+    """The HTTP/3 connections that opened ``demo``'s path: the report has one ``webtransport``
+    transport for the stream and the datagram runs alike, and each WebTransport session has a
+    connection of its own (Python's clients and Chromium's)."""
+    return [
+        c
+        for c in report.connections
+        if c.protocol == "h3" and any(target.split("?")[0] == demo.path for target in c.targets)
+    ]
 
 
 def transport_summary(report: Report, transport: str, protocol: str | None = None) -> TransportSummary | None:
