@@ -1,5 +1,6 @@
 """Running the demo server with uvicorn, in the foreground or in a thread, or
-with Hypercorn over TLS (HTTP/1.1 and h2, WebSocket over h2) in a thread.
+with Hypercorn over TLS (HTTP/1.1 and h2, WebSocket over h2) in a thread,
+and then also over HTTP/3 on the same port number, over UDP (:mod:`demo_server.h3`).
 
 The listening socket is bound before the server starts, so port 0 picks a free
 port and the real one is known at once.
@@ -187,8 +188,19 @@ class _HypercornThread(threading.Thread):
     """Hypercorn serving a demo app over TLS in its own event loop; :meth:`shutdown`
     ends the feed (so open streams and held polls finish) and then the server."""
 
-    def __init__(self, app: FastAPI, sock: socket.socket, tls: TlsFiles, log_level: str) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        sock: socket.socket,
+        tls: TlsFiles,
+        log_level: str,
+        udp: socket.socket | None = None,
+        ws_compression: bool = True,
+    ) -> None:
         super().__init__(name="demo-server-h2", daemon=True)
+        self.udp = udp
+        self.tls = tls
+        self.ws_compression = ws_compression
         from hypercorn.config import Config
 
         self.feed: Feed = app.state.feed
@@ -218,7 +230,16 @@ class _HypercornThread(threading.Thread):
 
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        await serve(self.app, self.config, shutdown_trigger=self._until_stopped, mode="asgi")
+        quic = None
+        if self.udp is not None:
+            from demo_server.h3 import serve_h3
+
+            quic = await serve_h3(self.app, self.feed, self.tls, self.udp, self.ws_compression)
+        try:
+            await serve(self.app, self.config, shutdown_trigger=self._until_stopped, mode="asgi")
+        finally:
+            if quic is not None:
+                quic.close()
 
     async def _until_stopped(self) -> None:
         # Hypercorn awaits this once its listeners accept connections.
@@ -236,15 +257,25 @@ class _HypercornThread(threading.Thread):
 
 
 def serve_tls_in_thread(
-    app: FastAPI, tls: TlsFiles, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    app: FastAPI,
+    tls: TlsFiles,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    http3: bool = False,
+    ws_compression: bool = True,
 ) -> RunningServer:
     """Start ``app`` under Hypercorn on ``host``:``port`` over TLS with the certificate
     in ``tls``, offering ``h2`` and ``http/1.1`` (ALPN), WebSocket over h2 (RFC 8441)
-    included; returns once it accepts connections. Its URL is ``https://``."""
-    sock = bind(host, port)
+    included; returns once it accepts connections. Its URL is ``https://``.
+
+    With ``http3`` it also serves HTTP/3 on UDP, on the same port number of every
+    address (:mod:`demo_server.h3`), as an ``https://`` origin that offers QUIC does;
+    ``ws_compression`` is for WebSocket over HTTP/3 (Hypercorn always accepts permessage-deflate)."""
+    sock, udp = _bind_both(host, port) if http3 else (bind(host, port), None)
     url = "https" + url_for(sock).removeprefix("http")
     bound_port = sock.getsockname()[1]
-    server = _HypercornThread(app, sock, tls, log_level)
+    server = _HypercornThread(app, sock, tls, log_level, udp, ws_compression)
     server.start()
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while not server.ready.wait(0.05):
@@ -254,3 +285,23 @@ def serve_tls_in_thread(
             reason = f": {server.error}" if server.error else ""
             raise RuntimeError(f"the demo server did not start{reason}")
     return RunningServer(url=url, port=bound_port, _server=None, _thread=server, _stop=server.shutdown)
+
+
+#: Attempts at finding a port number free on both TCP and UDP.
+BIND_ATTEMPTS = 20
+
+
+def _bind_both(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """A listening TCP socket on ``host``:``port`` and a UDP socket on the same port number
+    of every address (:func:`demo_server.h3.bind_udp`); with port 0, a number free for both."""
+    from demo_server.h3 import bind_udp
+
+    for _ in range(BIND_ATTEMPTS if port == 0 else 1):
+        sock = bind(host, port)
+        try:
+            return sock, bind_udp(sock.getsockname()[1])
+        except OSError:
+            sock.close()
+            if port:
+                raise
+    raise OSError(f"no port free on both TCP and UDP after {BIND_ATTEMPTS} attempts")

@@ -782,9 +782,11 @@ def addon_path() -> None:
 # `demo` / `demo-server` commands: below, owned with demo_server/
 
 
-def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+def _transport_keys(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
     from inspector.demo import TRANSPORT_KEYS
 
+    if value is None:
+        return TRANSPORT_KEYS
     keys = tuple(dict.fromkeys(key.strip() for key in value.split(",") if key.strip()))
     unknown = [key for key in keys if key not in TRANSPORT_KEYS]
     if unknown or not keys:
@@ -813,11 +815,11 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--size", default=256, show_default=True, type=click.IntRange(min=0), help="Bytes of JSON per message.")
 @click.option(
     "--transports",
-    default="ws,sse,stream,longpoll,poll,socketio",
-    show_default=True,
     callback=_transport_keys,
-    help="Which transports to run, comma-separated; socketio is the same feed over Socket.IO "
-    "(python-socketio: long polling upgraded to WebSocket), which --browser and --http2 leave out.",
+    help="Which transports to run, comma-separated (default: every one the run offers: "
+    "ws,sse,stream,longpoll,poll,socketio; with --http3 also wt,wtdgram); socketio is the same feed over Socket.IO "
+    "(python-socketio: long polling upgraded to WebSocket), which --browser, --http2 and --http3 leave out; "
+    "wt and wtdgram are WebTransport (a stream, or a datagram, per message), which only --http3 offers.",
 )
 @click.option(
     "--poll-interval",
@@ -855,6 +857,13 @@ def _transport_keys(ctx: click.Context, param: click.Parameter, value: str) -> t
     "(WebSocket over h2 by RFC 8441); prints both side by side. With --browser, one Chromium per protocol.",
 )
 @click.option(
+    "--http3",
+    is_flag=True,
+    help="As --http2, and over HTTP/3 too (the demo server on QUIC, the proxy relaying it): every transport "
+    "over HTTP/1.1, h2 and h3 at once (WebSocket over h3 by RFC 9220), and WebTransport over h3 (a stream per "
+    "message, and a datagram per message). With --browser, one Chromium per protocol.",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(file_okay=False),
@@ -881,6 +890,7 @@ def demo(
     chromium: str | None,
     ui_rows: int | None,
     http2: bool,
+    http3: bool,
     output: str | None,
     mitmproxy_options: tuple[str, ...],
     network_preset: str | None,
@@ -912,6 +922,12 @@ def demo(
     at once, one over HTTP/1.1 and one over h2, every transport at once; the
     output puts the two side by side per transport (no process or page costs).
 
+    With --http3 the demo server also serves HTTP/3 on the same port number over
+    UDP (aioquic: the same routes, WebSocket over HTTP/3 by RFC 9220, and
+    WebTransport), the proxy relays QUIC there, and each transport is read over
+    HTTP/1.1, h2 and h3, WebTransport over h3 alone; bytes are compared after
+    TLS and QUIC decryption.
+
     With --network the proxy adds that profile's delay and bandwidth limits to
     every connection (presets below); the clients' latencies include them,
     the report's times are taken at the proxy.
@@ -932,6 +948,8 @@ def demo(
       rtinspect demo --browser --ui-rows 2000
       rtinspect demo --http2
       rtinspect demo --http2 --browser
+      rtinspect demo --http3
+      rtinspect demo --http3 --browser
     """
     from pathlib import Path
 
@@ -967,6 +985,7 @@ def demo(
             chromium=chromium,
             proxy_options=mitmproxy_options,
             http2=http2,
+            http3=http3,
             network=network_preset,
             clients=clients,
             ui_rows=ui_rows,

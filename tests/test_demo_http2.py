@@ -221,7 +221,7 @@ def test_the_side_by_side_table_reads_by_protocol() -> None:
         settings=settings,
         report=report,
         clients=clients,
-        files=DemoFiles.in_folder(Path("unused"), False, True),
+        files=DemoFiles.in_folder(Path("unused"), False, ("http/1.1", "h2")),
         problems=(),
         notes=(),
         seconds=1.0,

@@ -25,7 +25,8 @@ this machine's clock), the costs, and a verdict per dimension.
   (:mod:`.chromium`) as the client instead, and what it cost the page
   (:mod:`.browser_cost`);
 - ``--http2``: every transport at once over HTTP/1.1 and h2 (:mod:`.h2websocket`,
-  :mod:`.protocols`), without the costs;
+  :mod:`.protocols`), without the costs; ``--http3`` adds h3 and WebTransport
+  (:mod:`.h3clients`, served by :mod:`demo_server.h3`);
 - :mod:`.result`: a finished run (:class:`DemoResult`), which :mod:`.display`,
   :mod:`.verdicts` and :mod:`.html` read: what the command prints and what it
   adds to report.html.

@@ -48,6 +48,17 @@ def spki_fingerprint(ca_cert: Path) -> str:
     return base64.b64encode(hashlib.sha256(key).digest()).decode("ascii")
 
 
+def http3_flags(origin: str, ca_cert: Path) -> tuple[str, ...]:
+    """Chromium's flags for HTTP/3 to ``origin`` (``HOST:PORT``) with no Alt-Svc first: QUIC
+    forced for that origin, certificates from ``ca_cert``'s key accepted, WebSocket over
+    HTTP/3 (RFC 9220) allowed. WebTransport needs no flag."""
+    return (
+        f"--origin-to-force-quic-on={origin}",
+        f"--ignore-certificate-errors-spki-list={spki_fingerprint(ca_cert)}",
+        "--enable-features=EnableWebsocketsOverHttp3",
+    )
+
+
 def find_chromium(explicit: str | None = None) -> str | None:
     """The Chromium (or Chrome) executable: ``explicit`` if given, else the first on PATH."""
     if explicit:
@@ -56,13 +67,22 @@ def find_chromium(explicit: str | None = None) -> str | None:
 
 
 class DevTools:
-    """A connection to Chromium's DevTools protocol: commands and their answers (events are ignored)."""
+    """A connection to Chromium's DevTools protocol: commands and their answers, and the
+    events of the methods someone :meth:`watch` es (the rest are ignored)."""
 
     def __init__(self, connection: ClientConnection) -> None:
         self._connection = connection
         self._next_id = 0
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._watched: list[tuple[frozenset[str], list[dict[str, Any]]]] = []
         self._reader = asyncio.create_task(self._read())
+
+    def watch(self, *methods: str) -> list[dict[str, Any]]:
+        """A list that collects, from now on, every event of these ``methods`` (``method``,
+        ``params`` and ``sessionId`` as Chromium sent them)."""
+        events: list[dict[str, Any]] = []
+        self._watched.append((frozenset(methods), events))
+        return events
 
     @classmethod
     async def connect(cls, url: str) -> DevTools:
@@ -91,6 +111,9 @@ class DevTools:
         try:
             async for text in self._connection:
                 reply = json.loads(text)
+                for methods, events in self._watched:
+                    if reply.get("method") in methods:
+                        events.append(reply)
                 answer = self._waiting.pop(reply["id"], None) if "id" in reply else None
                 if answer is not None and not answer.done():
                     answer.set_result(reply)

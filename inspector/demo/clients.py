@@ -14,7 +14,8 @@ transport at a time, or with ``--http2`` one per transport and protocol, all at 
 - With ``--http2`` every transport has two clients, over TLS: one offering
   only ``http/1.1`` (ALPN) and one offering only ``h2``: ``httpx`` with
   ``http2=True``, and for WebSocket :class:`~.h2websocket.H2WebSocket`
-  (RFC 8441). Each checks it got the protocol it asked for.
+  (RFC 8441). Each checks it got the protocol it asked for. ``--http3`` adds
+  a third over HTTP/3 (:mod:`.h3clients`), and WebTransport's over HTTP/3 alone.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from demo_server.sse import END_EVENT
 
 from ..sse import SseStream
 from .h2websocket import H2WebSocket
-from .settings import CONNECT_TIMEOUT, CONNECTING_AT_ONCE, H2, HTTP1, DemoError, DemoSettings, DemoTransport
+from .settings import CONNECT_TIMEOUT, CONNECTING_AT_ONCE, H2, H3, HTTP1, DemoError, DemoSettings, DemoTransport
 from .socketio_client import socketio_client
 from .tally import ClientTally, ProgressCallback
 
@@ -229,6 +230,15 @@ CLIENTS: dict[str, Client] = {
 }
 
 
+def client_for(tally: ClientTally) -> Client:
+    """The client for ``tally``'s transport over its protocol: over HTTP/3, aioquic's (:mod:`.h3clients`)."""
+    if tally.protocol == H3:
+        from .h3clients import H3_CLIENTS
+
+        return H3_CLIENTS[tally.demo.key]
+    return CLIENTS[tally.demo.key]
+
+
 def _describe(error: BaseException) -> str:
     """One line for a client's failure: our own message, else the exception's type and text."""
     text = str(error)
@@ -338,13 +348,13 @@ async def run_python_clients(
     targets: dict[str, Target] = {}
     tallies: dict[str, ClientTally] = {}
     for demo in settings.selected:
-        for protocol in settings.protocols:
+        for protocol in settings.protocols_of(demo):
             tally = ClientTally(demo, settings.count, protocol=protocol, on_progress=on_progress)
             tallies[tally.label] = tally
             targets[tally.label] = Target(proxy.base, proxy.ca, protocol)
     connected = {key: asyncio.Event() for key in tallies}
     tasks = {
-        key: asyncio.create_task(_run_client(CLIENTS[tally.demo.key], targets[key], tally, connected[key], settings))
+        key: asyncio.create_task(_run_client(client_for(tally), targets[key], tally, connected[key], settings))
         for key, tally in tallies.items()
     }
     try:

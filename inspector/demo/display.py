@@ -1,5 +1,5 @@
 """What ``rtinspect demo`` prints: its settings, progress bars, and the clients' table next to the report;
-with ``--http2``, each transport's HTTP/1.1 and h2 figures side by side; otherwise what each transport
+with ``--http2``, each transport's HTTP/1.1 and h2 figures side by side (and h3's with ``--http3``); otherwise what each transport
 cost the server, the proxy and (``--browser``) the page, and a verdict per dimension."""
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from rich.text import Text
 from ..processes import describe_machine
 from ..render.table import TEXT_WIDTH, SplitTable, table_renderables
 from ..render.units import MISSING, count, factor, human_bytes, percent
-from ..report import TransportSummary
 from .browser_cost import BROWSER_HEADINGS
 from .costs import PROCESS_HEADINGS, duration_ms, process_cells
-from .result import DemoResult, in_report_order, session_path, transport_summary
-from .settings import CLICK_INTERVAL, PROTOCOLS, DemoSettings
+from .result import DemoResult, in_report_order, run_connections, session_path, transport_summary
+from .settings import CLICK_INTERVAL, DemoSettings, DemoTransport
 from .tally import ClientTally, client_label
 from .verdicts import demo_verdicts
 
@@ -54,17 +53,17 @@ class DemoProgress:
             disable=not console.is_terminal,
         )
         self._total = settings.count * settings.clients
-        width = max(len(t.transport) for t in settings.selected) + (9 if settings.http2 else 0)
+        width = max(len(t.title) for t in settings.selected) + (9 if settings.side_by_side else 0)
         self._tasks = {
             client_label(t.key, protocol): self._progress.add_task(
-                (t.transport if protocol is None else f"{t.transport} {protocol}").ljust(width),
+                (t.title if protocol is None else f"{t.title} {protocol}").ljust(width),
                 total=self._total,
                 start=False,
                 phase="waiting",
                 messages=f"0/{self._total:,}",
             )
             for t in settings.selected
-            for protocol in settings.protocols
+            for protocol in settings.protocols_of(t)
         }
         self._done: set[str] = set()
         self._run = self._progress.add_task("all".ljust(width), total=len(self._tasks), phase="", messages="")
@@ -115,8 +114,12 @@ class DemoProgress:
 
 def describe_settings(settings: DemoSettings) -> str:
     """One line saying what the run does."""
-    names = ", ".join(t.transport for t in settings.selected)
-    if settings.http2 and settings.browser:
+    names = ", ".join(t.title for t in settings.selected)
+    if settings.http3 and settings.browser:
+        clients = "the demo page in three headless Chromiums, over HTTP/1.1, h2 and h3 (WebTransport over h3 only),"
+    elif settings.http3:
+        clients = "three Python clients per transport, over HTTP/1.1, h2 and h3 (WebTransport: one, over h3),"
+    elif settings.http2 and settings.browser:
         clients = "the demo page in two headless Chromiums, one over HTTP/1.1 and one over h2,"
     elif settings.http2:
         clients = "two Python clients per transport, one over HTTP/1.1 and one over h2,"
@@ -128,17 +131,19 @@ def describe_settings(settings: DemoSettings) -> str:
         clients = f"{settings.clients:,} Python clients per transport, one transport after another,"
     polls = f"short polls every {settings.poll_interval:g} s" if "poll" in settings.transports else None
     compression = "WebSocket compression " + ("on" if settings.compression else "off")
-    tls = "TLS both sides; Hypercorn serves" if settings.http2 else None
+    tls = (
+        "TLS and QUIC both sides; Hypercorn serves TCP, aioquic QUIC"
+        if settings.http3
+        else "TLS both sides; Hypercorn serves"
+        if settings.http2
+        else None
+    )
     network = f"network {settings.network}" if settings.network else None
     details = "; ".join(part for part in (polls, compression, tls, network) if part)
     return (
         f"rtinspect demo: {settings.count} messages at {settings.rate:g}/s, {settings.size} B each, "
         f"over {names}, read by {clients} through the rtinspect proxy ({details})"
     )
-
-
-def _wire_per_feed_message(summary: TransportSummary | None, tally: ClientTally) -> float | None:
-    return summary.wire_bytes.total / tally.received if summary is not None and tally.received else None
 
 
 def _demo_table(
@@ -164,7 +169,7 @@ def clients_table(result: DemoResult) -> Table:
     source = "the page in Chromium" if result.settings.browser else "the Python clients"
     if result.settings.clients > 1:
         source += f", {result.settings.clients:,} per transport"
-    http2 = result.settings.http2
+    http2 = result.settings.side_by_side
     headings = (
         "Transport",
         *(("Protocol",) if http2 else ()),
@@ -185,7 +190,7 @@ def clients_table(result: DemoResult) -> Table:
         protocol = (tally.protocol or "",) if http2 else ()
         rows.append(
             (
-                tally.demo.transport if not http2 or tally.protocol == PROTOCOLS[0] else "",
+                tally.demo.title if not http2 or tally.protocol == result.settings.protocols_of(tally.demo)[0] else "",
                 *protocol,
                 f"{count(tally.received)} / {count(tally.expected)}",
                 Text(count(tally.lost), style="bold red" if tally.lost else ""),
@@ -229,8 +234,9 @@ def framework_lines(result: DemoResult) -> list[str]:
 
 
 def protocols_table(result: DemoResult) -> Table:
-    """``--http2``: per transport, its HTTP/1.1 and h2 figures one above the other, from the
-    report's ``by_protocol`` and the clients' latency; the h2 row says how it compares."""
+    """``--http2`` and ``--http3``: per transport, its figures over each protocol one above the other,
+    from the report's ``by_protocol`` and the clients' latency; each row after the first says how it
+    compares with the first (HTTP/1.1; WebTransport's h3 row stands alone)."""
     headings = (
         "Transport",
         "Protocol",
@@ -244,24 +250,27 @@ def protocols_table(result: DemoResult) -> Table:
         "p95",
     )
     rows: list[tuple[str, ...]] = []
-    by_transport: dict[str, dict[str | None, ClientTally]] = {}
+    by_transport: dict[DemoTransport, dict[str | None, ClientTally]] = {}
     for tally in in_report_order(result.clients.values()):
-        by_transport.setdefault(tally.demo.transport, {})[tally.protocol] = tally
-    for transport, tallies in by_transport.items():
+        by_transport.setdefault(tally.demo, {})[tally.protocol] = tally
+    for demo, tallies in by_transport.items():
         baseline: float | None = None
-        for i, protocol in enumerate(PROTOCOLS):
+        for i, protocol in enumerate(p for p in result.settings.protocols_of(demo) if p is not None):
             client = tallies.get(protocol)
-            summary = transport_summary(result.report, transport, protocol)
-            wire = _wire_per_feed_message(summary, client) if client is not None else None
+            # WebTransport's two runs share the report's transport: their rows are their connections'.
+            summary = None if demo.h3_only else transport_summary(result.report, demo.transport, protocol)
+            figures = result.figures(client) if client is not None else None
+            wire = figures.per_feed_message(client) if figures is not None and client is not None else None
             if i == 0:
                 baseline = wire
             compared = factor(wire / baseline) if i and wire is not None and baseline else ""
             latency = client.latency_ms.summary() if client is not None else None
+            connections = len(run_connections(result.report, demo)) if demo.h3_only else None
             rows.append(
                 (
-                    transport if i == 0 else "",
+                    demo.title if i == 0 else "",
                     protocol,
-                    count(summary.connections) if summary else MISSING,
+                    count(summary.connections) if summary else count(connections) if connections else MISSING,
                     f"{count(summary.handshakes)} · {human_bytes(summary.handshake_bytes)}" if summary else MISSING,
                     human_bytes(summary.wire_bytes_per_message) if summary else MISSING,
                     percent(summary.overhead_ratio) if summary else MISSING,
@@ -271,7 +280,8 @@ def protocols_table(result: DemoResult) -> Table:
                     duration_ms(latency.p95 if latency else None),
                 )
             )
-    return _demo_table("HTTP/1.1 and h2, side by side", headings, rows, text_columns=2)
+    names = "HTTP/1.1, h2 and h3" if result.settings.http3 else "HTTP/1.1 and h2"
+    return _demo_table(f"{names}, side by side", headings, rows, text_columns=2)
 
 
 PROTOCOLS_LEGEND = (
@@ -280,6 +290,14 @@ PROTOCOLS_LEGEND = (
     "per feed message. Both ran at once, over TLS, through the same proxy; TLS bytes are not counted. On one "
     "machine, latencies a few milliseconds apart say as much about the Python implementations (server and "
     "clients) as about the protocols."
+)
+HTTP3_LEGEND = (
+    "HTTP/1.1, h2 and h3: the report's figures for each transport's share over each protocol (its by_protocol), "
+    "and the latency its client measured; vs HTTP/1.1 compares wire bytes per feed message. All ran at once "
+    "through the same proxy, h3 over QUIC on the same port numbers, WebTransport over h3 alone (its rows from its "
+    "sessions' own connections, as the report has one webtransport transport for both). On one machine, "
+    "latencies a few milliseconds apart say as much about the Python implementations (server and clients) as "
+    "about the protocols."
 )
 
 
@@ -357,9 +375,9 @@ def result_renderables(result: DemoResult) -> Iterator[RenderableType]:
     """The report's tables and verdict, the clients' table, the costs, notes, verdicts and the files written."""
     yield from table_renderables(result.report)
     yield Text("")
-    if result.settings.http2:
+    if result.settings.side_by_side:
         yield protocols_table(result)
-        yield Text(f"• {PROTOCOLS_LEGEND}", style="dim")
+        yield Text(f"• {HTTP3_LEGEND if result.settings.http3 else PROTOCOLS_LEGEND}", style="dim")
         yield Text("")
     yield clients_table(result)
     legend = (CLIENT_LEGEND, *framework_lines(result), *result.notes)

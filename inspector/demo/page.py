@@ -14,8 +14,11 @@ With ``--http2`` two Chromiums read the feed at once through the TLS proxy
 (each accepting mitmproxy's CA by its key, ``--ignore-certificate-errors-spki-list``):
 one with ``--disable-http2`` (HTTP/1.1 for everything) and one as it comes,
 which speaks h2 for the page, EventSource, fetch and, since the server's
-SETTINGS allow it, WebSocket. Both pages connect every transport first; then
-the run starts the feed straight at the server, so neither page is late.
+SETTINGS allow it, WebSocket. ``--http3`` adds a third, with QUIC forced for the
+proxy's origin (:func:`.chromium.http3_flags`): h3 for the page, EventSource,
+fetch and WebSocket (RFC 9220), and the page adds its WebTransport transports.
+Every page connects every transport first; then the run starts the feed
+straight at the server, so no page is late.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from typing import Any
 
 from . import browser_cost
 from .browser_cost import BrowserCost
-from .chromium import CHROMIUM_NAMES, Chromium, find_chromium, spki_fingerprint
+from .chromium import CHROMIUM_NAMES, Chromium, find_chromium, http3_flags, spki_fingerprint
 from .clients import Target, start_feed
-from .settings import CLICK_INTERVAL, CONNECT_TIMEOUT, HTTP1, PROTOCOLS, DemoError, DemoSettings, DemoTransport
+from .settings import CLICK_INTERVAL, CONNECT_TIMEOUT, H3, HTTP1, DemoError, DemoSettings, DemoTransport
 from .tally import ClientTally, ProgressCallback, client_label
 
 #: Seconds between reads of the page's state in browser mode.
@@ -77,20 +80,23 @@ async def run_browser_clients(
     proxy: Target,
     on_progress: ProgressCallback | None = None,
 ) -> tuple[dict[str, ClientTally], dict[str | None, bytes]]:
-    """``--http2``: the demo page in a Chromium per protocol (``executable``), both through
-    the ``proxy`` and connected before the feed starts on the ``server``; wait (at most
+    """``--http2`` and ``--http3``: the demo page in a Chromium per protocol (``executable``), all
+    through the ``proxy`` and connected before the feed starts on the ``server``; wait (at most
     ``settings.deadline`` plus a page load) until every transport is done. Returns what the
     pages measured, keyed by :attr:`ClientTally.label`, and a screenshot of each protocol's page."""
     if proxy.ca is None:
-        raise DemoError("--browser --http2 needs the proxy's CA certificate")
+        raise DemoError(f"--browser {settings.mode} needs the proxy's CA certificate")
     spki = spki_fingerprint(proxy.ca)
     browsers: dict[str, Chromium] = {}
     with tempfile.TemporaryDirectory(prefix="rtinspect-chromium-") as folder:
         try:
-            for protocol in PROTOCOLS:
+            for protocol in settings.protocols:
+                assert protocol is not None
                 flags = [f"--ignore-certificate-errors-spki-list={spki}"]
                 if protocol == HTTP1:
                     flags.append("--disable-http2")
+                elif protocol == H3:
+                    flags = list(http3_flags(proxy.base.removeprefix("https://"), proxy.ca))
                 profile = Path(folder) / f"profile-{protocol.replace('/', '')}"
                 browsers[protocol] = await Chromium.launch(executable, profile, flags)
             for browser in browsers.values():
@@ -230,7 +236,7 @@ def page_tallies(
     so ``deliveries`` is None."""
     tallies: dict[str, ClientTally] = {}
     transports = state.get("transports", {})
-    for demo in settings.selected:
+    for demo in (d for d in settings.selected if protocol in settings.protocols_of(d)):
         tally = ClientTally(demo, settings.count, deliveries=None, protocol=protocol)
         figures = transports.get(demo.key)
         if figures is None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..capture import ConnectionOpened, read_capture
+from ..capture import QUIC, ConnectionOpened, read_capture
 from ..driver import ConnectionConsumer, DamagedRecord, RecordDriver
 from ..events import ConnectionEvent, ParseFailure, RequestHead, ResponseHead
 from ..http2 import HTTP_VERSION as HTTP2_VERSION
 from ..http_connection import HttpConnection
 from ..wire import Direction
-from .settings import H2, HTTP1
+from .settings import H2, H3, HTTP1
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,7 @@ class _Heads(ConnectionConsumer[WireConnection]):
 
     def __init__(self, opened: ConnectionOpened) -> None:
         self._id = opened.connection_id
+        self._quic = opened.transport == QUIC
         self._alpn = opened.tls.alpn if opened.tls is not None else None
         self._http = HttpConnection(self._alpn)
         self._requests: dict[int, RequestHead] = {}
@@ -101,7 +102,8 @@ class _Heads(ConnectionConsumer[WireConnection]):
 
     def close(self, timestamp: float, reason: str | None) -> WireConnection:
         self._events(self._http.close(timestamp))
-        protocol = self._http.protocol or (H2 if self._alpn == H2 else HTTP1)
+        # A QUIC connection's streams are not read here (the report reads HTTP/3): it is counted, no more.
+        protocol = H3 if self._quic else self._http.protocol or (H2 if self._alpn == H2 else HTTP1)
         requests = tuple(self._request(head) for head in self._requests.values())
         return WireConnection(self._id, self._alpn, protocol, requests, self._problem)
 

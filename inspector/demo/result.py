@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..report import Report, SessionsSummary, TransportSummary
+from ..report import ConnectionSummary, Report, SessionsSummary, TransportSummary
 from .costs import TransportCosts
 from .protocols import WireConnection
-from .settings import PAGE_TRANSPORTS, PROTOCOLS, TRANSPORT_KEYS, DemoSettings
+from .settings import HTTP3_PROTOCOLS, PAGE_TRANSPORTS, TRANSPORT_KEYS, DemoSettings, DemoTransport
 from .tally import ClientTally
 
 
@@ -26,14 +26,15 @@ class DemoFiles:
     report_html: Path
     clients_json: Path
     #: The page's screenshots in browser mode: one per transport (``page-websocket.png``, keyed
-    #: by the transport's key), or with ``--http2`` one per protocol (``page-h2.png``).
+    #: by the transport's key), or with ``--http2`` and ``--http3`` one per protocol (``page-h2.png``).
     screenshots: Mapping[str | None, Path]
 
     @classmethod
-    def in_folder(cls, folder: Path, browser: bool, http2: bool = False) -> DemoFiles:
+    def in_folder(cls, folder: Path, browser: bool, protocols: tuple[str | None, ...] = (None,)) -> DemoFiles:
+        """The files of a run in ``folder``; ``protocols`` are those the run compares (None: the plain demo)."""
         screenshots: dict[str | None, Path] = {}
-        if browser and http2:
-            screenshots = {protocol: folder / f"page-{protocol.replace('/', '')}.png" for protocol in PROTOCOLS}
+        if browser and None not in protocols:
+            screenshots = {p: folder / f"page-{p.replace('/', '')}.png" for p in protocols if p is not None}
         elif browser:
             screenshots = {t.key: folder / f"page-{t.transport}.png" for t in PAGE_TRANSPORTS}
         return cls(
@@ -104,6 +105,8 @@ def run_figures(report: Report, tally: ClientTally) -> RunFigures | None:
     framework's run, whose transports the others share): a transport's summary (its share
     over the client's protocol with ``--http2``), or a framework's sessions with every
     transport of the run; None where the report holds none of it."""
+    if tally.demo.h3_only:
+        return webtransport_figures(report, tally)
     protocol = tally.demo.app_protocol
     if protocol is not None:
         session = report.sessions.get(protocol)
@@ -122,6 +125,28 @@ def run_figures(report: Report, tally: ClientTally) -> RunFigures | None:
     )
 
 
+def webtransport_figures(report: Report, tally: ClientTally) -> RunFigures | None:
+    """A WebTransport run's figures from its own QUIC connections (:func:`run_connections`)."""
+    connections = run_connections(report, tally.demo)
+    if not connections:
+        return None
+    messages = sum(c.messages.server_to_client for c in connections)
+    return RunFigures(
+        wire_bytes=sum(c.wire_bytes.total for c in connections), deliveries=messages, app_messages=messages
+    )
+
+
+def run_connections(report: Report, demo: DemoTransport) -> list[ConnectionSummary]:
+    """The HTTP/3 connections that opened ``demo``'s path: the report has one ``webtransport``
+    transport for the stream and the datagram runs alike, and each WebTransport session has a
+    connection of its own (Python's clients and Chromium's)."""
+    return [
+        c
+        for c in report.connections
+        if c.protocol == "h3" and any(target.split("?")[0] == demo.path for target in c.targets)
+    ]
+
+
 def transport_summary(report: Report, transport: str, protocol: str | None = None) -> TransportSummary | None:
     """The report's figures for a transport, or for its share over one protocol
     (``TransportSummary.by_protocol``)."""
@@ -132,8 +157,8 @@ def transport_summary(report: Report, transport: str, protocol: str | None = Non
 
 
 def in_report_order(tallies: Iterable[ClientTally]) -> list[ClientTally]:
-    """Transports in report order, each one's clients together, HTTP/1.1 before h2."""
-    order = {protocol: i for i, protocol in enumerate(PROTOCOLS)}
+    """Transports in report order, each one's clients together, HTTP/1.1 before h2 before h3."""
+    order = {protocol: i for i, protocol in enumerate(HTTP3_PROTOCOLS)}
     return sorted(tallies, key=lambda t: (TRANSPORT_KEYS.index(t.demo.key), order.get(t.protocol or "", -1)))
 
 

@@ -9,6 +9,9 @@ folder), offering ``h2`` and ``http/1.1``; the proxy listens with TLS
 (mitmproxy's CA, in a temporary confdir unless ``--set confdir=`` names one),
 verifies the server against the throwaway CA, and relays whatever protocol
 the two ends agree on. Each transport is then read over both protocols.
+``--http3`` serves HTTP/3 as well, on the same port number over UDP
+(:mod:`demo_server.h3`); the proxy relays QUIC there, and each transport is
+read over HTTP/1.1, h2 and h3, WebTransport over h3 alone.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from .protocols import WireConnection, wire_connections
 from .recording_proxy import DemoProxy
 from .result import DemoFiles, DemoResult, RunFigures, run_figures, session_path
 from .sequence import TransportRun, run_transport, start_processes, stop_processes
-from .settings import CLICK_INTERVAL, DEMO_RULES, H2, HTTP1, LOOPBACK, PROTOCOLS, DemoError, DemoSettings
+from .settings import CLICK_INTERVAL, DEMO_RULES, H2, H3, HTTP1, LOOPBACK, PROTOCOLS, DemoError, DemoSettings
 from .tally import ClientTally, PhaseCallback, ProgressCallback
 
 #: mitmproxy's CA certificate in its confdir, for clients of a proxy that listens with TLS.
@@ -76,7 +79,7 @@ def run_demo(
         settings.output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DemoError(f"cannot create {settings.output}: {error.strerror or error}") from None
-    files = DemoFiles.in_folder(settings.output, settings.browser, settings.http2)
+    files = DemoFiles.in_folder(settings.output, settings.browser, settings.protocols)
     raise_open_file_limit()
     if on_phase is not None:
         on_phase(None, "starting")
@@ -89,7 +92,7 @@ def run_demo(
     clients = ran.clients
     problems = ran.problems
     report = report_capture(files.capture)
-    wire = tuple(wire_connections(files.capture)) if settings.http2 else ()
+    wire = tuple(wire_connections(files.capture)) if settings.side_by_side else ()
     for key, png in ran.screenshots.items():
         if key in files.screenshots:
             files.screenshots[key].write_bytes(png)
@@ -165,7 +168,7 @@ def own_reports(runs: list[TransportRun]) -> dict[str, Report]:
 def _run_at_once(
     settings: DemoSettings, files: DemoFiles, chromium: str | None, on_progress: ProgressCallback | None
 ) -> _Ran:
-    """``--http2``: one server over TLS in a thread, one proxy, every client at once."""
+    """``--http2`` and ``--http3``: one server over TLS in a thread, one proxy, every client at once."""
     problems: list[str] = []
     screenshots: dict[str | None, bytes] = {}
     with contextlib.ExitStack() as stack:
@@ -191,9 +194,12 @@ def _start_tls(
     settings: DemoSettings, files: DemoFiles, folder: Path, stack: contextlib.ExitStack
 ) -> tuple[RunningServer, DemoProxy, Target, Target]:
     """``--http2``: a throwaway CA and certificate in ``folder``, Hypercorn over TLS,
-    and the proxy listening with TLS, verifying the server against that CA."""
+    and the proxy listening with TLS, verifying the server against that CA; with
+    ``--http3`` the server also serves HTTP/3, and the proxy relays QUIC, on the same port numbers."""
     tls = make_tls_files(folder)
-    server = stack.enter_context(serve_tls_in_thread(app_for(settings), tls, LOOPBACK))
+    server = stack.enter_context(
+        serve_tls_in_thread(app_for(settings), tls, LOOPBACK, http3=settings.http3, ws_compression=settings.compression)
+    )
     confdir = settings.confdir
     options = (f"ssl_verify_upstream_trusted_ca={tls.ca_cert}", *settings.proxy_options)
     proxy = DemoProxy.rtinspect(
@@ -247,7 +253,7 @@ def clients_document(
     }
     if facts is not None:
         document["machine"] = dict(facts)
-    if not settings.http2:
+    if not settings.side_by_side:
         costs = costs or {}
         document["clients_per_transport"] = settings.clients
         document["one_transport_at_a_time"] = True
@@ -263,10 +269,10 @@ def clients_document(
             for key, tally in clients.items()
         }
         return document
-    document["protocols"] = list(PROTOCOLS)
+    document["protocols"] = list(settings.protocols)
     transports: dict[str, Any] = {}
     for tally in clients.values():
-        entry = transports.setdefault(tally.demo.transport, {"path": tally.demo.path, "by_protocol": {}})
+        entry = transports.setdefault(tally.demo.title, {"path": tally.demo.path, "by_protocol": {}})
         entry["by_protocol"][tally.protocol] = tally.to_dict()
     document["transports"] = transports
     return document
@@ -355,13 +361,14 @@ def shared_notes(result: DemoResult) -> list[str]:
 
 
 def wire_problems(settings: DemoSettings, wire: tuple[WireConnection, ...]) -> list[str]:
-    """With ``--http2``: each transport must have crossed the wire over each protocol;
-    WebSocket over h2 as an extended CONNECT, over HTTP/1.1 as an Upgrade."""
-    if not settings.http2:
+    """With ``--http2`` (and ``--http3``): each transport must have crossed the wire over HTTP/1.1
+    and h2; WebSocket over h2 as an extended CONNECT, over HTTP/1.1 as an Upgrade. (Over h3,
+    :func:`client_problems` finds each transport in the report's ``by_protocol``.)"""
+    if not settings.side_by_side:
         return []
     problems = [f"connection {c.connection_id}: {c.problem}" for c in wire if c.problem]
     for demo in settings.selected:
-        for protocol in PROTOCOLS:
+        for protocol in (p for p in settings.protocols_of(demo) if p in PROTOCOLS):
             carriers = [c for c in wire if c.protocol == protocol and demo.path in c.paths]
             if demo.key == "ws":
                 opened = sum(c.extended_connects if protocol == H2 else c.websocket_upgrades for c in carriers)
@@ -381,8 +388,8 @@ def _upgraded(wire: tuple[WireConnection, ...], path: str) -> bool:
 
 
 def wire_notes(settings: DemoSettings, wire: tuple[WireConnection, ...]) -> list[str]:
-    """With ``--http2``: what the capture shows of each protocol."""
-    if not settings.http2:
+    """With ``--http2`` (and ``--http3``): what the capture shows of HTTP/1.1 and h2."""
+    if not settings.side_by_side:
         return []
     by_protocol = {protocol: [c for c in wire if c.protocol == protocol] for protocol in PROTOCOLS}
     http1, h2 = by_protocol[HTTP1], by_protocol[H2]
@@ -392,7 +399,8 @@ def wire_notes(settings: DemoSettings, wire: tuple[WireConnection, ...]) -> list
     notes = [
         f"On the wire: {_plural(len(http1), 'HTTP/1.1 connection')} ({_plural(upgrades, 'WebSocket Upgrade')}); "
         f"{_plural(len(h2), 'h2 connection')} with {_plural(streams, 'request stream')} "
-        f"({_plural(connects, 'extended CONNECT')} for WebSocket, RFC 8441)."
+        f"({_plural(connects, 'extended CONNECT')} for WebSocket, RFC 8441)"
+        + (f"; {_plural(sum(c.protocol == H3 for c in wire), 'QUIC connection')} (h3)." if settings.http3 else ".")
     ]
     return notes
 

@@ -37,10 +37,13 @@ CONNECTING_AT_ONCE = 50
 #: Seconds more, per client of a transport, for connecting and for finishing.
 PER_CLIENT_SLACK = 0.05
 
-#: The protocols ``--http2`` compares, by their ALPN names (the report's ``by_protocol`` keys).
+#: The protocols ``--http2`` compares, by their ALPN names (the report's ``by_protocol`` keys),
+#: and ``--http3`` with HTTP/3 as well.
 HTTP1 = "http/1.1"
 H2 = "h2"
+H3 = "h3"
 PROTOCOLS = (HTTP1, H2)
+HTTP3_PROTOCOLS = (HTTP1, H2, H3)
 
 
 class DemoError(Exception):
@@ -53,12 +56,22 @@ class DemoTransport:
 
     With ``app_protocol`` it is a framework's run rather than one transport: the report
     names it by that protocol (its ``sessions`` key), and its run uses whichever
-    transports the framework chooses (Socket.IO: long polling, then WebSocket)."""
+    transports the framework chooses (Socket.IO: long polling, then WebSocket).
+
+    ``h3_only``: offered over HTTP/3 alone (WebTransport); ``name`` is the demo's name for it
+    where the report's transport name is shared (WebTransport's datagram variant)."""
 
     key: str
     path: str
     transport: str
     app_protocol: str | None = None
+    h3_only: bool = False
+    name: str | None = None
+
+    @property
+    def title(self) -> str:
+        """The demo's name for it: its own, else the report's transport name."""
+        return self.name or self.transport
 
 
 TRANSPORTS = (
@@ -68,12 +81,20 @@ TRANSPORTS = (
     DemoTransport("longpoll", "/longpoll", "long_poll"),
     DemoTransport("poll", "/poll", "short_poll"),
     DemoTransport("socketio", "/socket.io/", "socket.io", app_protocol="socket.io"),
+    # WebTransport, served on the HTTP/3 port only (demo_server.h3): each feed message a
+    # unidirectional stream, or a DATAGRAM; the report names both "webtransport".
+    DemoTransport("wt", "/wt", "webtransport", h3_only=True),
+    DemoTransport("wtdgram", "/wt-datagram", "webtransport", h3_only=True, name="webtransport-datagram"),
 )
 TRANSPORT_KEYS = tuple(t.key for t in TRANSPORTS)
 _BY_KEY = {t.key: t for t in TRANSPORTS}
-#: The transports the demo page reads, and ``--http2`` too: every one but the frameworks' runs.
-PAGE_TRANSPORTS = tuple(t for t in TRANSPORTS if t.app_protocol is None)
+#: The transports the demo page reads, and ``--http2`` too: every one but the frameworks' runs
+#: and those HTTP/3 alone offers.
+PAGE_TRANSPORTS = tuple(t for t in TRANSPORTS if t.app_protocol is None and not t.h3_only)
 PAGE_KEYS = tuple(t.key for t in PAGE_TRANSPORTS)
+#: What ``--http3`` runs: the page's transports over every protocol, WebTransport over HTTP/3.
+HTTP3_TRANSPORTS = tuple(t for t in TRANSPORTS if t.app_protocol is None)
+HTTP3_KEYS = tuple(t.key for t in HTTP3_TRANSPORTS)
 
 #: The demo's paths pinned to their transports, as ``--transport`` takes them; the page and
 #: the feed's control requests (made through the proxy in browser mode only) are plain ``http``.
@@ -90,7 +111,9 @@ class DemoSettings:
     ``compression`` lets WebSocket use permessage-deflate; ``proxy_options``
     are mitmproxy ``key=value`` options for the proxy (e.g. ``confdir=...``).
     ``http2`` serves the demo over TLS with Hypercorn and reads every
-    transport twice, over HTTP/1.1 and over h2. ``network`` names network
+    transport twice, over HTTP/1.1 and over h2; ``http3`` also serves it over
+    HTTP/3 (:mod:`demo_server.h3`) and reads every transport over HTTP/3 too,
+    WebTransport over HTTP/3 alone. ``network`` names network
     conditions the proxy adds (``rtinspect proxy --network``).
 
     Without ``http2`` the transports run one after another, each against a
@@ -111,6 +134,7 @@ class DemoSettings:
     chromium: str | None = None
     proxy_options: tuple[str, ...] = ()
     http2: bool = False
+    http3: bool = False
     network: str | None = None
     clients: int = 1
     ui_rows: int | None = None
@@ -131,28 +155,34 @@ class DemoSettings:
         unknown = [key for key in self.transports if key not in _BY_KEY]
         if unknown or not self.transports:
             raise DemoError(f"--transports: choose from {','.join(TRANSPORT_KEYS)} (got {','.join(self.transports)})")
-        if self.browser and self.http2 and {t.key for t in self.selected} != set(PAGE_KEYS):
-            raise DemoError("--transports cannot be combined with --browser --http2: the page runs every transport")
+        if self.browser and self.side_by_side and {t.key for t in self.selected} != set(self.offered_keys):
+            raise DemoError(
+                f"--transports cannot be combined with --browser {self.mode}: the page runs every transport"
+            )
         if not self.selected:
-            mode = "--browser" if self.browser else "--http2"
-            raise DemoError(f"--transports: {mode} runs {','.join(PAGE_KEYS)} only (the Socket.IO run is left out)")
+            mode = self.mode or ("--browser" if self.browser else "the demo without --http3")
+            raise DemoError(
+                f"--transports: {mode} runs {','.join(self.offered_keys)} only (the Socket.IO run is left out)"
+            )
         if self.browser and self.poll_interval < PAGE_MIN_POLL_INTERVAL:
             raise DemoError(f"--poll-interval: the page polls at most every {PAGE_MIN_POLL_INTERVAL * 1000:g} ms")
         if self.clients < 1:
             raise DemoError("--clients must be at least 1")
         if self.clients > 1 and self.browser:
             raise DemoError("--clients is for the Python clients: --browser runs one page per transport")
-        if self.clients > 1 and self.http2:
-            raise DemoError("--clients cannot be combined with --http2, which reads every transport at once")
+        if self.clients > 1 and self.side_by_side:
+            raise DemoError(f"--clients cannot be combined with {self.mode}, which reads every transport at once")
         if self.ui_rows is not None and not self.browser:
             raise DemoError("--ui-rows is for the demo page: add --browser")
         if self.ui_rows is not None and self.ui_rows < 1:
             raise DemoError("--ui-rows must be at least 1")
-        if self.http2 and self.browser and not self.compression:
+        if self.side_by_side and self.browser and not self.compression:
             raise DemoError(
-                "--no-compression cannot be combined with --browser --http2: Chromium always offers "
+                f"--no-compression cannot be combined with --browser {self.mode}: Chromium always offers "
                 "permessage-deflate and Hypercorn always accepts it"
             )
+        if self.network and self.http3:
+            raise DemoError("--network cannot be combined with --http3: the proxy shapes TCP connections only")
 
     @property
     def proxy_arguments(self) -> tuple[str, ...]:
@@ -160,23 +190,49 @@ class DemoSettings:
         return ("--network", self.network) if self.network else ()
 
     @property
+    def side_by_side(self) -> bool:
+        """Whether the run reads every transport over several protocols at once, over TLS
+        (``--http2`` or ``--http3``)."""
+        return self.http2 or self.http3
+
+    @property
+    def mode(self) -> str:
+        """The option that chose a side-by-side run (``--http3`` or ``--http2``), else empty."""
+        return "--http3" if self.http3 else "--http2" if self.http2 else ""
+
+    @property
+    def offered_keys(self) -> tuple[str, ...]:
+        """The transports this kind of run can read."""
+        if self.http3:
+            return HTTP3_KEYS
+        if self.browser or self.http2:
+            return PAGE_KEYS
+        return tuple(t.key for t in TRANSPORTS if not t.h3_only)
+
+    @property
     def selected(self) -> tuple[DemoTransport, ...]:
-        """The transports to run, in report order; ``--browser`` and ``--http2`` leave out
-        the frameworks' runs (the page has no Socket.IO client)."""
-        offered = PAGE_TRANSPORTS if self.browser or self.http2 else TRANSPORTS
-        return tuple(t for t in offered if t.key in self.transports)
+        """The transports to run, in report order; ``--browser``, ``--http2`` and ``--http3``
+        leave out the frameworks' runs (the page has no Socket.IO client); WebTransport runs
+        with ``--http3`` only."""
+        return tuple(_BY_KEY[key] for key in TRANSPORT_KEYS if key in self.offered_keys and key in self.transports)
 
     @property
     def protocols(self) -> tuple[str | None, ...]:
-        """The protocols each transport is read over: HTTP/1.1 and h2 with ``--http2``;
-        else None, the plain demo's HTTP/1.1 without TLS."""
+        """The protocols each transport is read over: HTTP/1.1 and h2 with ``--http2``, and h3
+        with ``--http3``; else None, the plain demo's HTTP/1.1 without TLS."""
+        if self.http3:
+            return HTTP3_PROTOCOLS
         return PROTOCOLS if self.http2 else (None,)
+
+    def protocols_of(self, demo: DemoTransport) -> tuple[str | None, ...]:
+        """The protocols ``demo`` is read over in this run (WebTransport: HTTP/3 alone)."""
+        return (H3,) if demo.h3_only else self.protocols
 
     @property
     def one_by_one(self) -> bool:
         """Whether the transports run one after another, each with its own server and proxy
-        process (every run but ``--http2``, which reads every transport at once)."""
-        return not self.http2
+        process (every run but ``--http2`` and ``--http3``, which read every transport at once)."""
+        return not self.side_by_side
 
     @property
     def page_rows(self) -> int:

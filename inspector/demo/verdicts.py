@@ -109,6 +109,50 @@ def bytes_verdict(result: DemoResult) -> Verdict | None:
     )
 
 
+#: What ``--http3``'s byte verdicts compare, said with them.
+DECRYPTED_BYTES = (
+    "Counted by the proxy after decryption, both directions, heads and handshakes included: TCP streams after TLS, "
+    "QUIC streams and DATAGRAM payloads after QUIC; TLS records, QUIC packet headers, ACKs, padding and AEAD tags "
+    "and TCP/UDP/IP headers are not, so this compares the protocols' framing, not what crossed the network."
+)
+
+
+def _per_feed_message(result: DemoResult, protocol: str) -> list[tuple[str, float]]:
+    """Each transport's wire bytes per feed message received over ``protocol``."""
+    figures = []
+    for tally in result.clients.values():
+        found = result.figures(tally) if tally.protocol == protocol else None
+        per_message = found.per_feed_message(tally) if found is not None else None
+        if per_message is not None:
+            figures.append((tally.demo.title, per_message))
+    return figures
+
+
+def http3_verdicts(result: DemoResult) -> list[Verdict]:
+    """``--http3``: the transports ranked over h3 (WebTransport among them), and each transport's
+    protocols ranked, by wire bytes per feed message, at the decrypted level."""
+    if not result.settings.http3:
+        return []
+    verdicts = []
+    over_h3 = _per_feed_message(result, "h3")
+    if over_h3:
+        verdicts.append(Verdict("Bytes over h3", f"{WIRE_BYTES.verdict(over_h3)}. {DECRYPTED_BYTES}"))
+    sentences = []
+    for demo in result.settings.selected:
+        figures = []
+        for protocol in result.settings.protocols_of(demo):
+            tally = result.clients.get(f"{demo.key} {protocol}")
+            found = result.figures(tally) if tally is not None else None
+            per_message = found.per_feed_message(tally) if found is not None and tally is not None else None
+            if per_message is not None and protocol is not None:
+                figures.append((protocol, per_message))
+        if len(figures) > 1:
+            sentences.append(f"{demo.title}: {WIRE_BYTES.verdict(figures)}.")
+    if sentences:
+        verdicts.append(Verdict("Protocols", " ".join(sentences) + " At the same level as above."))
+    return verdicts
+
+
 def latency_verdict(result: DemoResult) -> Verdict | None:
     figures = []
     for tally in result.clients.values():
@@ -228,6 +272,7 @@ def demo_verdicts(result: DemoResult) -> list[Verdict]:
         for verdict in (bytes_verdict(result), latency_verdict(result), browser_verdict(result), server_verdict(result))
         if verdict is not None
     ]
+    verdicts += http3_verdicts(result)
     if verdicts:
         verdicts.append(Verdict("Conditions", conditions(result) + "."))
     return verdicts
