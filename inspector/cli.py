@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -760,7 +760,17 @@ def proxy(
     except ProxyError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        _leave(130)
+    _leave(0)
+
+
+def _leave(status: int) -> NoReturn:
+    """End the proxy's process once every file is written and closed, without finalizing
+    the interpreter: a thread of mitmproxy's UDP server (in Rust) can take the GIL while
+    Python finalizes, and the process then faults on its way out."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 @main.command("addon-path")

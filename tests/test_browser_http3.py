@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -119,9 +118,9 @@ def test_chromium_over_http3_through_the_proxy_is_reported_as_h3(tmp_path: Path,
         origin = f"127.0.0.1:{proxy.port}"
         ca = confdir / "mitmproxy-ca-cert.pem"
         state, events = asyncio.run(read_in_chromium(origin, ca, ",".join(keys), tmp_path / "profile"))
-        # The proxy writes the whole capture, then at times faults as Python finalizes: a thread of
-        # mitmproxy_rs's UDP server takes the GIL then (docs/demo.md, with Chromium over h3).
-        assert proxy.stop() in (0, -signal.SIGSEGV)
+        # The proxy leaves without finalizing Python, where a thread of mitmproxy's UDP server
+        # could take the GIL and fault the process (it did, with Chromium over h3).
+        assert proxy.stop() == 0, proxy.stderr
 
     assert_every_transport_finished(state, keys)
     protocols = protocols_by_path(events)
