@@ -115,6 +115,16 @@ def classification_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
+def output_options(command: Callable[..., None]) -> Callable[..., None]:
+    """-f and -o, for the commands that render a report."""
+    command = click.option(
+        "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE, not standard output."
+    )(command)
+    return click.option(
+        "-f", "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+    )(command)
+
+
 def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
     """``--redact/--no-redact``, shared by every command that writes a report."""
     return click.option(
@@ -128,12 +138,7 @@ def redaction_option(command: Callable[..., None]) -> Callable[..., None]:
 
 @main.command(context_settings={"max_content_width": 100})
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="CAPTURE...")
-@click.option(
-    "-f", "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
-)
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE, not standard output."
-)
+@output_options
 @click.option(
     "--connections",
     is_flag=True,
@@ -325,12 +330,7 @@ def _write_partial(captures: tuple[str, ...], target: str, options: dict[str, An
 
 @main.command(context_settings={"max_content_width": 100})
 @click.argument("partials", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="PARTIAL...")
-@click.option(
-    "-f", "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
-)
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE, not standard output."
-)
+@output_options
 @click.option(
     "--connections",
     is_flag=True,
