@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from servers import DEADLINE, run_rtinspect, running_proxy
+from tshark import DUMPCAP, TSHARK, PacketCapture, quic_connection_bytes
 
 from demo_server.app import create_app
 from demo_server.run import serve_tls_in_thread
@@ -103,11 +104,15 @@ def test_chromium_reads_every_transport_over_http3_from_the_demo_server(tmp_path
 RULES = ("/ws=websocket", "/sse=sse", "/feed/*=http", "/=http")
 
 
-def test_chromium_over_http3_through_the_proxy_is_reported_as_h3(tmp_path: Path, confdir: Path) -> None:
+def test_chromium_over_http3_through_the_proxy_is_reported_as_h3(
+    tmp_path: Path, confdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The page, an EventSource, a WebSocket over HTTP/3 and a WebTransport session through the proxy's
-    QUIC relay: Chromium says h3, and the proxy's report counts each transport over h3."""
+    QUIC relay: Chromium says h3, and the proxy's report counts each transport over h3, and each
+    QUIC connection's bytes as tshark reassembles the client's leg (where tshark and dumpcap are)."""
     tls = make_tls_files(tmp_path)
-    capture = tmp_path / "h3.rtcap"
+    capture, keylog, pcap = tmp_path / "h3.rtcap", tmp_path / "keys.log", tmp_path / "client-leg.pcapng"
+    monkeypatch.setenv("MITMPROXY_SSLKEYLOGFILE", str(keylog))
     app = create_app(rate=RATE, count=COUNT, size=256, autostart=False)
     keys = ["ws", "sse", "wt"]
     options = ("--listen-tls", "--set", f"ssl_verify_upstream_trusted_ca={tls.ca_cert}")
@@ -115,12 +120,19 @@ def test_chromium_over_http3_through_the_proxy_is_reported_as_h3(tmp_path: Path,
         serve_tls_in_thread(app, tls, http3=True) as server,
         running_proxy(server.url, *options, confdir=confdir, capture=capture) as proxy,
     ):
+        packets = PacketCapture(pcap, f"udp port {proxy.port}") if TSHARK and DUMPCAP else None
+        if packets:
+            packets.start()
         origin = f"127.0.0.1:{proxy.port}"
         ca = confdir / "mitmproxy-ca-cert.pem"
-        state, events = asyncio.run(read_in_chromium(origin, ca, ",".join(keys), tmp_path / "profile"))
-        # The proxy leaves without finalizing Python, where a thread of mitmproxy's UDP server
-        # could take the GIL and fault the process (it did, with Chromium over h3).
-        assert proxy.stop() == 0, proxy.stderr
+        try:
+            state, events = asyncio.run(read_in_chromium(origin, ca, ",".join(keys), tmp_path / "profile"))
+        finally:
+            # The proxy leaves without finalizing Python, where a thread of mitmproxy's UDP server
+            # could take the GIL and fault the process (it did, with Chromium over h3).
+            assert proxy.stop() == 0, proxy.stderr
+            if packets:
+                packets.stop()
 
     assert_every_transport_finished(state, keys)
     protocols = protocols_by_path(events)
@@ -136,3 +148,11 @@ def test_chromium_over_http3_through_the_proxy_is_reported_as_h3(tmp_path: Path,
     for name, messages in (("sse", COUNT + 1), ("websocket", COUNT), ("webtransport", COUNT + 1)):
         over_h3 = transports[name]["by_protocol"]["h3"]
         assert over_h3["messages"]["server_to_client"] == messages, (name, over_h3["messages"])
+
+    if packets:
+        done = run_rtinspect("report", str(capture), *rules, "-f", "json", "--connections")
+        listed = json.loads(done.stdout)["connections"]
+        tshark = quic_connection_bytes(pcap, keylog, proxy.port)
+        quic = {int(c["client"].rpartition(":")[2]): c["wire_bytes"] for c in listed if c["protocol"] == "h3"}
+        assert len(quic) >= 2  # the page's connection, and the WebTransport session's own
+        assert quic == {port: {direction.value: sent[direction] for direction in sent} for port, sent in tshark.items()}

@@ -491,6 +491,47 @@ def quic_follow(pcap: Path, keylog: Path, stream_ids: set[int], server_port: int
     return {key: bytes(data) for key, data in found.items()}
 
 
+def quic_connection_bytes(pcap: Path, keylog: Path, server_port: int) -> dict[int, dict[Direction, int]]:
+    """For each QUIC connection (by the client's UDP port), the bytes of its streams as
+    ``tshark -z follow,quic,raw`` reassembles them plus its DATAGRAM payloads, per direction."""
+    streams: dict[int, set[int]] = {}
+    client_ports: dict[int, int] = {}
+    datagrams: dict[int, dict[Direction, int]] = {}
+    fields = _decrypted(
+        pcap, keylog, "-Y", "quic", "-T", "fields", "-E", "separator=/t",
+        "-e", "quic.connection.number", "-e", "udp.srcport", "-e", "udp.dstport",
+        "-e", "quic.stream.stream_id", "-e", "quic.dg.length",
+    )  # fmt: skip
+    for line in fields.splitlines():
+        numbers, source, destination, ids, lengths = (line.split("\t") + [""] * 5)[:5]
+        if not numbers:
+            continue
+        connection = int(numbers.split(",")[0])
+        client_ports[connection] = int(destination) if int(source) == server_port else int(source)
+        streams.setdefault(connection, set()).update(int(i) for i in filter(None, ids.split(",")))
+        direction = S2C if int(source) == server_port else C2S
+        sent = datagrams.setdefault(connection, {C2S: 0, S2C: 0})
+        sent[direction] += sum(int(length) for length in filter(None, lengths.split(",")))
+    follows = [
+        arg
+        for connection, ids in sorted(streams.items())
+        for stream_id in sorted(ids)
+        for arg in ("-z", f"follow,quic,raw,{connection},{stream_id}")
+    ]
+    found = {connection: dict(sent) for connection, sent in datagrams.items()}
+    connection, server_node = -1, "1"
+    for line in _decrypted(pcap, keylog, "-q", *follows).splitlines() if follows else ():
+        if filtered := re.match(r"Filter: .*connection\.number eq (\d+)", line):
+            connection = int(filtered.group(1))
+        elif line.startswith("Node "):
+            if line.endswith(f":{server_port}"):
+                server_node = line[5]
+        elif line.strip() and not line.startswith(("=", "Follow:", "Filter:")):
+            direction = S2C if ("1" if line.startswith("\t") else "0") == server_node else C2S
+            found[connection][direction] += len(bytes.fromhex(line.strip()))
+    return {client_ports[connection]: sent for connection, sent in found.items()}
+
+
 def quic_datagram_sizes(pcap: Path, keylog: Path, server_port: int) -> dict[Direction, list[int]]:
     """The payload size of each DATAGRAM frame (``quic.dg.length``), per direction, in order."""
     sizes: dict[Direction, list[int]] = {C2S: [], S2C: []}
