@@ -756,18 +756,19 @@ def proxy(
         network=network,
     )
     try:
-        run(settings)
+        served_quic = run(settings)
     except ProxyError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
-        _leave(130)
-    _leave(0)
+        raise SystemExit(130) from None
+    if served_quic:
+        _leave(0)
 
 
 def _leave(status: int) -> NoReturn:
-    """End the proxy's process once every file is written and closed, without finalizing
-    the interpreter: a thread of mitmproxy's UDP server (in Rust) can take the GIL while
-    Python finalizes, and the process then faults on its way out."""
+    """End the process of a proxy that listened on UDP, once every file is written and
+    closed, without finalizing the interpreter: a thread of mitmproxy's UDP server (in
+    Rust) can take the GIL while Python finalizes, and the process then faults on its way out."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

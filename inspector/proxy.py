@@ -153,10 +153,13 @@ def report_format_for(path: str, explicit: str | None) -> str:
     return explicit or _FORMAT_BY_SUFFIX.get(Path(path).suffix.lower(), "json")
 
 
-def run(settings: ProxySettings) -> None:
-    """Run the proxy until SIGINT or SIGTERM. Raises :class:`ProxyError` for user mistakes."""
+def run(settings: ProxySettings) -> bool:
+    """Run the proxy until SIGINT or SIGTERM; whether it listened on UDP (for QUIC).
+    Raises :class:`ProxyError` for user mistakes."""
     raise_open_file_limit()
-    asyncio.run(_ProxyRun(settings).serve())
+    proxy_run = _ProxyRun(settings)
+    asyncio.run(proxy_run.serve())
+    return proxy_run.served_quic
 
 
 class _StderrLog(logging.Handler):
@@ -208,6 +211,8 @@ class _ProxyRun:
         self.out = Console()
         self.err = Console(stderr=True)
         self.inspect = RtInspect()
+        #: Whether it listened on UDP for QUIC.
+        self.served_quic = False
         self.metrics: MetricsServer | None = None
         if settings.analysis not in ANALYSIS_MODES:
             raise ProxyError(f"unknown analysis {settings.analysis!r}: use {' or '.join(ANALYSIS_MODES)}")
@@ -372,6 +377,7 @@ class _ProxyRun:
         target = upstream_origin(settings.upstream) if settings.upstream else "forward proxy"
         self.out.print(f"rtinspect: {scheme}://{_listen_address(proxy)} → {target}", highlight=False)
         if _udp_listening(proxy):
+            self.served_quic = True
             self.out.print(f"QUIC (HTTP/3): udp {_listen_address(proxy)} → {target}, relayed raw", highlight=False)
         if settings.listen_tls or _udp_listening(proxy):
             ca = Path(proxy.options.confdir).expanduser() / "mitmproxy-ca-cert.pem"

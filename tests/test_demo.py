@@ -35,8 +35,8 @@ RATE = 50.0
 RUN_TIMEOUT = 60.0
 #: The report's transports: the five, the Socket.IO run's among them (long polling, then WebSocket).
 REPORT_NAMES = {t.transport for t in PAGE_TRANSPORTS}
-#: The runs, as clients.json names them: the five transports and socket.io.
-CLIENT_NAMES = {t.transport for t in TRANSPORTS}
+#: The runs, as clients.json names them: the five transports and socket.io (not those HTTP/3 alone offers).
+CLIENT_NAMES = {t.transport for t in TRANSPORTS if not t.h3_only}
 #: The runs whose client counts an "end" event as one more delivery.
 WITH_END_EVENT = {"sse", "socket.io"}
 
