@@ -4,7 +4,7 @@ Run as ``python tests/pure_path_reports.py OUT.json [CAPTURE ...]`` by
 ``test_pure_path.py``, once with the compiled parsers and once with
 ``RTINSPECT_NO_EXTENSIONS=1``, with the repository on PYTHONPATH: the two outputs must be the same, byte for byte.
 The inputs are the recordings' captures (HTTP/1.1, HTTP/2, WebSocket with and
-without permessage-deflate, SSE, NDJSON, polls), the pcapng files the tshark
+without permessage-deflate, SSE, NDJSON, polls, HTTP/3), the pcapng files the tshark
 cross-checks read, and the corpus of hostile traffic.
 """
 
@@ -39,10 +39,12 @@ def _server_ports(rtcap: Path) -> tuple[int, ...]:
 def inputs(extra: list[str]) -> list[tuple[Path, tuple[TransportRule, ...], tuple[int, ...]]]:
     """Each file to report, with its transport rules and, for a packet capture, its server ports."""
     found = []
-    for rtcap in sorted([*RECORDINGS.glob("*.rtcap"), *RECORDINGS.glob("http2/*.rtcap")]):
+    for rtcap in sorted(
+        [*RECORDINGS.glob("*.rtcap"), *RECORDINGS.glob("http2/*.rtcap"), *RECORDINGS.glob("http3/*.rtcap")]
+    ):
         found.append((rtcap, _rules(rtcap), ()))
         pcapng = rtcap.with_suffix(".pcapng")
-        if pcapng.exists() and rtcap.parent == RECORDINGS:  # the HTTP/2 ones are TLS
+        if pcapng.exists() and rtcap.parent == RECORDINGS:  # the HTTP/2 and HTTP/3 ones are encrypted
             found.append((pcapng, _rules(rtcap), _server_ports(rtcap)))
     found += [(rtcap, (), ()) for rtcap in sorted((TESTS / "corpus").glob("*.rtcap"))]
     found += [(Path(path), (), ()) for path in extra]
