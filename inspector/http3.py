@@ -1218,7 +1218,7 @@ class Http3Parser:
         flow.held = []
         flow.waiting = None
         if flow.section_framing:
-            counts, exchange = self._target(flow)
+            _, exchange = self._target(flow)
             events.append(FrameBytes(flow.direction, exchange, Category.CHUNK_FRAMING, flow.section_framing, timestamp))
             flow.section_framing = 0
         incomplete = tail or flow.mode is not None or (flow.kind is _Kind.WEBTRANSPORT and flow.wt_framing)

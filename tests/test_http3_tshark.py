@@ -13,8 +13,10 @@ not with rtinspect's parser).
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from test_proxy_http3 import (
     MixedRun,
     SharedProxy,
@@ -72,6 +74,39 @@ def http3_frames(streams: dict[tuple[Direction, int], bytes]) -> dict[Direction,
     return found
 
 
+FIGURES = ("frame_header_bytes", "header_block_bytes", "data_bytes", "qpack_stream_bytes")
+
+
+def http3_bytes(streams: dict[tuple[Direction, int], bytes]) -> dict[Direction, Counter[str]]:
+    """Per direction, read by hand from a connection's streams: the frames' type and length
+    varints and the HEADERS and DATA payloads of request and control streams, and the QPACK
+    streams' bytes after their type (WebTransport streams left out)."""
+    found = {C2S: Counter[str](), S2C: Counter[str]()}
+    for (direction, stream_id), data in streams.items():
+        at = 0
+        if stream_id % 4 in (0, 1):
+            opener = C2S if stream_id % 4 == 0 else S2C
+            if varint(streams.get((opener, stream_id), b"\0"), 0)[0] == 0x41:
+                continue
+        else:
+            kind, at = varint(data, 0)
+            if kind in (0x02, 0x03):
+                found[direction]["qpack_stream_bytes"] += len(data) - at
+            if kind != 0x00:
+                continue
+        while at < len(data):
+            start = at
+            kind, at = varint(data, at)
+            length, at = varint(data, at)
+            found[direction]["frame_header_bytes"] += at - start
+            if kind == 0x0:
+                found[direction]["data_bytes"] += length
+            elif kind == 0x1:
+                found[direction]["header_block_bytes"] += length
+            at += length
+    return found
+
+
 def analysed(capture: Path, connection_id: int) -> ConnectionRecord:
     """The accounting of one connection of a capture."""
     driver: RecordDriver[ConnectionAnalyzer, ConnectionRecord] = RecordDriver(ConnectionAnalyzer)
@@ -83,15 +118,34 @@ def analysed(capture: Path, connection_id: int) -> ConnectionRecord:
     raise AssertionError(f"connection {connection_id} did not close in {capture}")
 
 
+@dataclass
+class Leg:
+    """The mixed run's connection as the accounting gave it, and the client's leg as tshark reads it."""
+
+    record: ConnectionRecord
+    #: Each stream's bytes per direction, reassembled by tshark.
+    streams: dict[tuple[Direction, int], bytes]
+    pcap: Path
+    keylog: Path
+    proxy_port: int
+
+
+@pytest.fixture(scope="module")
+def leg(proxy: SharedProxy, mixed_run: MixedRun) -> Leg:
+    if mixed_run.pcap is None:
+        pytest.skip("dumpcap is not installed")
+    connection = mixed_run.run.connection
+    stream_ids = {stream_id for _, stream_id in connection.streams}
+    streams = quic_follow(mixed_run.pcap, mixed_run.keylog, stream_ids, mixed_run.proxy_port)
+    record = analysed(proxy.capture, connection.opened.connection_id)
+    return Leg(record, streams, mixed_run.pcap, mixed_run.keylog, mixed_run.proxy_port)
+
+
 @needs_tshark
 @needs_dumpcap
-def test_each_stream_is_counted_as_tshark_reassembles_it(proxy: SharedProxy, mixed_run: MixedRun) -> None:
-    connection = mixed_run.run.connection
-    assert mixed_run.pcap is not None
-    stream_ids = {stream_id for _, stream_id in connection.streams}
-    tshark = quic_follow(mixed_run.pcap, mixed_run.keylog, stream_ids, mixed_run.proxy_port)
-    datagrams = quic_datagram_sizes(mixed_run.pcap, mixed_run.keylog, mixed_run.proxy_port)
-    record = analysed(proxy.capture, connection.opened.connection_id)
+def test_each_stream_is_counted_as_tshark_reassembles_it(leg: Leg) -> None:
+    tshark, record = leg.streams, leg.record
+    datagrams = quic_datagram_sizes(leg.pcap, leg.keylog, leg.proxy_port)
 
     assert record.protocol == "h3" and not record.anomalies
     for direction in Direction:
@@ -119,12 +173,8 @@ def test_each_stream_is_counted_as_tshark_reassembles_it(proxy: SharedProxy, mix
 
 @needs_tshark
 @needs_dumpcap
-def test_http3_frames_are_those_an_independent_reading_finds(proxy: SharedProxy, mixed_run: MixedRun) -> None:
-    connection = mixed_run.run.connection
-    assert mixed_run.pcap is not None
-    stream_ids = {stream_id for _, stream_id in connection.streams}
-    tshark = quic_follow(mixed_run.pcap, mixed_run.keylog, stream_ids, mixed_run.proxy_port)
-    record = analysed(proxy.capture, connection.opened.connection_id)
+def test_http3_frames_are_those_an_independent_reading_finds(leg: Leg) -> None:
+    tshark, record = leg.streams, leg.record
     counted = {C2S: Counter[str](), S2C: Counter[str]()}
     assert record.http3 is not None
     for direction in Direction:
@@ -139,14 +189,12 @@ def test_http3_frames_are_those_an_independent_reading_finds(proxy: SharedProxy,
 
 @needs_tshark
 @needs_dumpcap
-def test_quic_packets_of_the_clients_leg_are_those_tshark_reads(proxy: SharedProxy, mixed_run: MixedRun) -> None:
+def test_quic_packets_of_the_clients_leg_are_those_tshark_reads(leg: Leg) -> None:
     """The proxy's count of the client's leg below its streams: datagrams' UDP payload,
     packets, ACK-only packets and PADDING, as tshark dissects the leg."""
-    assert mixed_run.pcap is not None
-    record = analysed(proxy.capture, mixed_run.run.connection.opened.connection_id)
-    layer = record.transport_layer
+    layer = leg.record.transport_layer
     assert layer is not None
-    expected = tshark_packets(mixed_run.pcap, mixed_run.keylog, mixed_run.proxy_port)
+    expected = tshark_packets(leg.pcap, leg.keylog, leg.proxy_port)
     for direction in Direction:
         figures, wanted = layer[direction], expected[direction]
         assert figures.quic_packet_bytes == wanted["udp_payload"] > 0, direction
@@ -155,3 +203,20 @@ def test_quic_packets_of_the_clients_leg_are_those_tshark_reads(proxy: SharedPro
         assert figures.quic_padding_bytes == wanted["padding"], direction
         assert figures.ip_header_bytes == 28 * wanted["datagrams"] and figures.ip_header_bytes_estimated
         assert figures.tls_records == 0
+
+
+@needs_tshark
+@needs_dumpcap
+def test_http3_byte_figures_are_those_an_independent_reading_finds(leg: Leg) -> None:
+    """Frame headers, field sections, DATA payload and QPACK stream bytes, each by direction:
+    a byte counted in the wrong figure fails here."""
+    record = leg.record
+    assert record.http3 is not None
+    expected = http3_bytes(leg.streams)
+    for direction in Direction:
+        counted = {
+            name: record.http3.figure(name)[direction]
+            + sum(t.http3.figure(name)[direction] for t in record.totals.values() if t.http3 is not None)
+            for name in FIGURES
+        }
+        assert counted == {name: expected[direction][name] for name in FIGURES}, direction
